@@ -1,0 +1,321 @@
+//! The envelope: what a target receives for one submission.
+//!
+//! Two layers, as in OSCI. The clear header (`message_id`, `submission_id`,
+//! `sender`, `target`, `leistung`, `destination`, `created_at`) is all a broker,
+//! a directory or an operator sees. Everything else — the sealed [`Manifest`]
+//! with file names, media types and hashes, and every part — is a compact JWE
+//! for the target's certificate. The manifest is a JWS by the gateway's seal.
+//! `schemas/envelope.schema.json` describes the JSON; `schemas/README.md` how to
+//! open it with any JOSE library.
+
+use std::time::SystemTime;
+
+use aws_lc_rs::digest::{digest, SHA512};
+use serde::{Deserialize, Serialize};
+
+use crate::jose::{self, JoseError};
+use crate::keys::{RecipientCert, RecipientPrivateKey, SealKey, TrustAnchors};
+
+/// Envelope format version.
+pub const ENVELOPE_VERSION: u32 = 1;
+/// JWS `typ` of a sealed manifest.
+pub const TYP_MANIFEST: &str = "ozg-manifest";
+/// JWS `typ` of an acceptance receipt (Eingangsquittung).
+pub const TYP_RECEIPT: &str = "ozg-receipt";
+/// JWE `cty` of the manifest (its plaintext is a compact JWS).
+pub const CTY_MANIFEST: &str = "JOSE";
+/// JWE `cty` of every part: the real media type is inside the manifest.
+pub const CTY_PART: &str = "application/octet-stream";
+
+/// Hex SHA-512 of `data`, as the manifest and receipts carry it.
+pub fn sha512_hex(data: &[u8]) -> String {
+    hex::encode(digest(&SHA512, data))
+}
+
+/// One part as the manifest describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPart {
+    /// `data`, or `attachment-1`, `attachment-2`, … in the order the portal sent them.
+    pub id: String,
+    pub media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    pub size: u64,
+    /// SHA-512 of the plaintext, lower-case hex.
+    pub sha512: String,
+}
+
+/// The signed statement of what was received; sealed once per submission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub submission_id: String,
+    pub received_at: String,
+    /// Portal id.
+    pub sender: String,
+    pub leistung: String,
+    pub destination: String,
+    /// The portal's metadata beyond routing (`reference`, `payment`, `reply_channel`).
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub parts: Vec<ManifestPart>,
+}
+
+/// One encrypted part in an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopePart {
+    pub id: String,
+    pub jwe: String,
+}
+
+/// The envelope for one (submission, target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub version: u32,
+    /// Stable per (submission, target): receivers deduplicate by it.
+    pub message_id: String,
+    pub submission_id: String,
+    pub sender: String,
+    pub target: String,
+    pub leistung: String,
+    pub destination: String,
+    pub created_at: String,
+    /// JWE of the sealed manifest (a compact JWS).
+    pub manifest: String,
+    pub parts: Vec<EnvelopePart>,
+}
+
+/// Receipt part entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptPart {
+    pub id: String,
+    pub size: u64,
+    pub sha512: String,
+}
+
+/// Eingangsquittung: the gateway's signed proof of hand-over, given to the portal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub submission_id: String,
+    pub received_at: String,
+    pub sender: String,
+    pub parts: Vec<ReceiptPart>,
+}
+
+impl Receipt {
+    pub fn for_manifest(m: &Manifest) -> Self {
+        Receipt {
+            submission_id: m.submission_id.clone(),
+            received_at: m.received_at.clone(),
+            sender: m.sender.clone(),
+            parts: m
+                .parts
+                .iter()
+                .map(|p| ReceiptPart {
+                    id: p.id.clone(),
+                    size: p.size,
+                    sha512: p.sha512.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The compact JWS the portal keeps.
+    pub fn sign(&self, seal: &SealKey) -> Result<String, JoseError> {
+        let payload = serde_json::to_vec(self).map_err(|e| JoseError::Header(e.to_string()))?;
+        jose::sign(seal, TYP_RECEIPT, &payload)
+    }
+
+    /// Verifies a receipt JWS against the trust anchors.
+    pub fn verify(jws: &str, trust: &TrustAnchors, now: SystemTime) -> Result<Self, JoseError> {
+        let v = jose::verify(jws, TYP_RECEIPT, trust, now)?;
+        serde_json::from_slice(&v.payload).map_err(|e| JoseError::Header(e.to_string()))
+    }
+}
+
+/// Signs the manifest with the seal key: done once per submission.
+pub fn seal_manifest(manifest: &Manifest, seal: &SealKey) -> Result<String, JoseError> {
+    let payload = serde_json::to_vec(manifest).map_err(|e| JoseError::Header(e.to_string()))?;
+    jose::sign(seal, TYP_MANIFEST, &payload)
+}
+
+/// The clear header fields of an envelope, besides the encrypted content.
+#[derive(Debug, Clone)]
+pub struct EnvelopeHeader {
+    pub message_id: String,
+    pub target: String,
+    pub created_at: String,
+}
+
+/// Encrypts the sealed manifest and every part (same order as the manifest) for one target.
+pub fn build_envelope(
+    header: EnvelopeHeader,
+    manifest: &Manifest,
+    sealed_manifest: &str,
+    parts: &[&[u8]],
+    recipient: &RecipientCert,
+) -> Result<Envelope, JoseError> {
+    debug_assert_eq!(parts.len(), manifest.parts.len());
+    let manifest_jwe = jose::encrypt(recipient, CTY_MANIFEST, sealed_manifest.as_bytes())?;
+    let parts = manifest
+        .parts
+        .iter()
+        .zip(parts)
+        .map(|(m, data)| {
+            Ok(EnvelopePart {
+                id: m.id.clone(),
+                jwe: jose::encrypt(recipient, CTY_PART, data)?,
+            })
+        })
+        .collect::<Result<Vec<_>, JoseError>>()?;
+    Ok(Envelope {
+        version: ENVELOPE_VERSION,
+        message_id: header.message_id,
+        submission_id: manifest.submission_id.clone(),
+        sender: manifest.sender.clone(),
+        target: header.target,
+        leistung: manifest.leistung.clone(),
+        destination: manifest.destination.clone(),
+        created_at: header.created_at,
+        manifest: manifest_jwe,
+        parts,
+    })
+}
+
+/// Why an envelope could not be opened. Each variant names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("unsupported envelope version {0}")]
+    Version(u32),
+    #[error("manifest: cannot decrypt: {0}")]
+    ManifestDecrypt(JoseError),
+    #[error("manifest: seal does not verify: {0}")]
+    Seal(JoseError),
+    #[error("manifest: not valid JSON: {0}")]
+    ManifestJson(String),
+    #[error(
+        "envelope header field {field} is {envelope:?} but the sealed manifest says {manifest:?}"
+    )]
+    HeaderMismatch {
+        field: &'static str,
+        envelope: String,
+        manifest: String,
+    },
+    #[error("part {0}: listed in the manifest but missing from the envelope")]
+    PartMissing(String),
+    #[error("part {0}: in the envelope but not in the sealed manifest")]
+    PartUnexpected(String),
+    #[error("part {id}: cannot decrypt: {source}")]
+    PartDecrypt { id: String, source: JoseError },
+    #[error("part {id}: size is {actual} bytes, the manifest says {expected}")]
+    PartSize {
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("part {id}: SHA-512 does not match the sealed manifest")]
+    PartHash { id: String },
+}
+
+/// A decrypted, verified part.
+#[derive(Debug)]
+pub struct OpenedPart {
+    pub meta: ManifestPart,
+    pub data: Vec<u8>,
+}
+
+/// An opened envelope: the verified manifest, the seal's signer and the parts.
+#[derive(Debug)]
+pub struct Opened {
+    pub manifest: Manifest,
+    pub sealed_by: String,
+    pub parts: Vec<OpenedPart>,
+}
+
+/// What a recipient does: decrypt everything, verify the seal against `trust`,
+/// check the clear header against the sealed manifest and every part's size and
+/// SHA-512. Any mismatch is an error naming what failed; nothing is returned half-checked.
+pub fn open(
+    env: &Envelope,
+    key: &RecipientPrivateKey,
+    trust: &TrustAnchors,
+    now: SystemTime,
+) -> Result<Opened, OpenError> {
+    if env.version != ENVELOPE_VERSION {
+        return Err(OpenError::Version(env.version));
+    }
+    let jws = jose::decrypt(&env.manifest, key).map_err(OpenError::ManifestDecrypt)?;
+    let jws = String::from_utf8(jws.plaintext)
+        .map_err(|_| OpenError::ManifestJson("sealed manifest is not UTF-8".into()))?;
+    let verified = jose::verify(&jws, TYP_MANIFEST, trust, now).map_err(OpenError::Seal)?;
+    let manifest: Manifest = serde_json::from_slice(&verified.payload)
+        .map_err(|e| OpenError::ManifestJson(e.to_string()))?;
+    for (field, envelope, sealed) in [
+        ("submission_id", &env.submission_id, &manifest.submission_id),
+        ("sender", &env.sender, &manifest.sender),
+        ("leistung", &env.leistung, &manifest.leistung),
+        ("destination", &env.destination, &manifest.destination),
+    ] {
+        if envelope != sealed {
+            return Err(OpenError::HeaderMismatch {
+                field,
+                envelope: envelope.clone(),
+                manifest: sealed.clone(),
+            });
+        }
+    }
+    if let Some(extra) = env
+        .parts
+        .iter()
+        .find(|p| !manifest.parts.iter().any(|m| m.id == p.id))
+    {
+        return Err(OpenError::PartUnexpected(extra.id.clone()));
+    }
+    let mut parts = Vec::with_capacity(manifest.parts.len());
+    for meta in &manifest.parts {
+        let mut found = env.parts.iter().filter(|p| p.id == meta.id);
+        let (Some(p), None) = (found.next(), found.next()) else {
+            return Err(OpenError::PartMissing(meta.id.clone()));
+        };
+        let data = jose::decrypt(&p.jwe, key)
+            .map_err(|source| OpenError::PartDecrypt {
+                id: meta.id.clone(),
+                source,
+            })?
+            .plaintext;
+        if data.len() as u64 != meta.size {
+            return Err(OpenError::PartSize {
+                id: meta.id.clone(),
+                expected: meta.size,
+                actual: data.len() as u64,
+            });
+        }
+        if sha512_hex(&data) != meta.sha512 {
+            return Err(OpenError::PartHash {
+                id: meta.id.clone(),
+            });
+        }
+        parts.push(OpenedPart {
+            meta: meta.clone(),
+            data,
+        });
+    }
+    Ok(Opened {
+        manifest,
+        sealed_by: verified.signer.subject().to_owned(),
+        parts,
+    })
+}
+
+/// A file name safe to create inside an output directory: the last path
+/// component only, no control characters, never `.`/`..`; `None` if nothing is left.
+pub fn safe_file_name(name: &str) -> Option<String> {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
+    if cleaned.is_empty() || cleaned.len() > 255 {
+        None
+    } else {
+        Some(cleaned)
+    }
+}

@@ -1,0 +1,377 @@
+//! Compact JWS and JWE (RFC 7515/7516/7518) with the algorithms of FIT-Connect.
+//!
+//! Only what the envelope needs and nothing more: JWS `ES256`/`PS256`/`PS512` with
+//! the signer's chain in `x5c`; JWE `RSA-OAEP-256` or `ECDH-ES+A256KW` with `A256GCM`.
+//! Every primitive comes from `aws-lc-rs`; this module only arranges bytes as the
+//! RFCs prescribe (base64url, protected headers, the Concat KDF's `OtherInfo`).
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
+use aws_lc_rs::kdf::{get_sskdf_digest_algorithm, sskdf_digest, SskdfDigestAlgorithmId};
+use aws_lc_rs::key_wrap::{KeyEncryptionKey, KeyWrap, AES_256};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rustls_pki_types::CertificateDer;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::keys::{
+    Certificate, KeyError, PublicKey, RecipientCert, RecipientPrivateKey, SealKey, TrustAnchors,
+};
+
+/// Errors of the JOSE layer. Each names the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoseError {
+    #[error("not a compact {0}: expected {1} dot-separated parts")]
+    Malformed(&'static str, usize),
+    #[error("invalid base64url in the {0}")]
+    Base64(&'static str),
+    #[error("invalid protected header: {0}")]
+    Header(String),
+    #[error("unsupported algorithm {0:?}")]
+    UnsupportedAlg(String),
+    #[error("the JWE is for key {found}, not for this recipient ({expected})")]
+    WrongRecipient { expected: String, found: String },
+    #[error("the content encryption key could not be recovered (wrong key or tampered)")]
+    KeyUnwrap,
+    #[error("authenticated decryption failed: ciphertext, IV, tag or header was altered")]
+    Decrypt,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("signer certificate: {0}")]
+    Signer(#[from] KeyError),
+    #[error("typ is {found:?}, expected {expected:?}")]
+    WrongType { expected: String, found: String },
+    #[error("crypto backend failure")]
+    Crypto,
+}
+
+pub(crate) fn b64(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+pub(crate) fn unb64(s: &str, what: &'static str) -> Result<Vec<u8>, JoseError> {
+    URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| JoseError::Base64(what))
+}
+
+fn crypto<T, E>(r: Result<T, E>) -> Result<T, JoseError> {
+    r.map_err(|_| JoseError::Crypto)
+}
+
+#[derive(Serialize)]
+struct JwsHeaderOut<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    x5c: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct JwsHeaderIn {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    x5c: Vec<String>,
+}
+
+/// Signs `payload` as a compact JWS with the seal key; `typ` says what it is
+/// (e.g. `ozg-manifest`), so a receipt can never pass for a manifest.
+pub fn sign(key: &SealKey, typ: &str, payload: &[u8]) -> Result<String, JoseError> {
+    let header = JwsHeaderOut {
+        alg: key.alg(),
+        typ,
+        x5c: key
+            .chain()
+            .iter()
+            .map(|c| STANDARD.encode(c.as_ref()))
+            .collect(),
+    };
+    let header = serde_json::to_vec(&header).map_err(|e| JoseError::Header(e.to_string()))?;
+    let mut out = b64(&header);
+    out.push('.');
+    out.push_str(&b64(payload));
+    let signature = key.sign(out.as_bytes()).map_err(|_| JoseError::Crypto)?;
+    out.push('.');
+    out.push_str(&b64(&signature));
+    Ok(out)
+}
+
+/// A JWS whose signature and signer chain have been verified.
+#[derive(Debug)]
+pub struct VerifiedJws {
+    pub payload: Vec<u8>,
+    /// The signer's end-entity certificate.
+    pub signer: Certificate,
+}
+
+/// Verifies a compact JWS: `typ` as expected, `x5c` chains to a trust anchor at
+/// `now`, the leaf may sign, and the signature verifies with the leaf's key.
+pub fn verify(
+    jws: &str,
+    expected_typ: &str,
+    trust: &TrustAnchors,
+    now: std::time::SystemTime,
+) -> Result<VerifiedJws, JoseError> {
+    let mut it = jws.split('.');
+    let (Some(h), Some(p), Some(s), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return Err(JoseError::Malformed("JWS", 3));
+    };
+    let header: JwsHeaderIn = serde_json::from_slice(&unb64(h, "JWS header")?)
+        .map_err(|e| JoseError::Header(e.to_string()))?;
+    let typ = header.typ.unwrap_or_default();
+    if typ != expected_typ {
+        return Err(JoseError::WrongType {
+            expected: expected_typ.into(),
+            found: typ,
+        });
+    }
+    let chain = header
+        .x5c
+        .iter()
+        .map(|c| STANDARD.decode(c).map(CertificateDer::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| JoseError::Base64("x5c"))?;
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err(JoseError::Header("x5c is missing".into()));
+    };
+    let signer = Certificate::from_der(leaf.clone())?;
+    trust.verify_signer(leaf, intermediates, now)?;
+    let signature = unb64(s, "JWS signature")?;
+    let signed = &jws[..h.len() + 1 + p.len()];
+    let alg: &'static dyn aws_lc_rs::signature::VerificationAlgorithm =
+        match (&header.alg[..], signer.public_key()) {
+            ("ES256", PublicKey::EcP256 { .. }) => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            ("PS256", PublicKey::Rsa { .. }) => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+            ("PS512", PublicKey::Rsa { .. }) => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA512,
+            (other, _) => return Err(JoseError::UnsupportedAlg(other.into())),
+        };
+    aws_lc_rs::signature::UnparsedPublicKey::new(alg, signer.public_key().raw())
+        .verify(signed.as_bytes(), &signature)
+        .map_err(|_| JoseError::BadSignature)?;
+    Ok(VerifiedJws {
+        payload: unb64(p, "JWS payload")?,
+        signer,
+    })
+}
+
+/// Reads a JWS payload without verifying it (for display only, never for trust).
+pub fn peek_payload(jws: &str) -> Result<Vec<u8>, JoseError> {
+    let p = jws
+        .split('.')
+        .nth(1)
+        .ok_or(JoseError::Malformed("JWS", 3))?;
+    unb64(p, "JWS payload")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Epk {
+    kty: String,
+    crv: String,
+    x: String,
+    y: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JweHeader {
+    alg: String,
+    enc: String,
+    kid: String,
+    cty: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    epk: Option<Epk>,
+}
+
+const ALG_RSA: &str = "RSA-OAEP-256";
+const ALG_ECDH: &str = "ECDH-ES+A256KW";
+const ENC: &str = "A256GCM";
+
+/// Concat KDF of RFC 7518 §4.6.2 for `ECDH-ES+A256KW` with empty `apu`/`apv`:
+/// the single-step KDF of NIST SP 800-56A with SHA-256 as aws-lc-rs implements it.
+fn concat_kdf(z: &[u8]) -> Result<[u8; 32], JoseError> {
+    let alg_id = ALG_ECDH.as_bytes();
+    let mut info = Vec::with_capacity(4 + alg_id.len() + 12);
+    info.extend_from_slice(&(alg_id.len() as u32).to_be_bytes());
+    info.extend_from_slice(alg_id);
+    info.extend_from_slice(&0u32.to_be_bytes()); // PartyUInfo: empty
+    info.extend_from_slice(&0u32.to_be_bytes()); // PartyVInfo: empty
+    info.extend_from_slice(&256u32.to_be_bytes()); // SuppPubInfo: keydatalen in bits
+    let alg =
+        get_sskdf_digest_algorithm(SskdfDigestAlgorithmId::Sha256).ok_or(JoseError::Crypto)?;
+    let mut out = [0u8; 32];
+    crypto(sskdf_digest(alg, z, &info, &mut out))?;
+    Ok(out)
+}
+
+/// Encrypts `plaintext` as a compact JWE for one recipient certificate.
+pub fn encrypt(
+    recipient: &RecipientCert,
+    cty: &str,
+    plaintext: &[u8],
+) -> Result<String, JoseError> {
+    let rng = SystemRandom::new();
+    let mut cek = [0u8; 32];
+    crypto(rng.fill(&mut cek))?;
+    let (alg, epk, encrypted_key) = match recipient.public_key() {
+        PublicKey::Rsa { .. } => {
+            let key = recipient.oaep_key().ok_or(JoseError::Crypto)?;
+            let mut out = vec![0u8; key.ciphertext_size()];
+            let ct = crypto(key.encrypt(&OAEP_SHA256_MGF1SHA256, &cek, &mut out, None))?;
+            let len = ct.len();
+            out.truncate(len);
+            (ALG_RSA, None, out)
+        }
+        PublicKey::EcP256 { point } => {
+            let eph = crypto(EphemeralPrivateKey::generate(&ECDH_P256, &rng))?;
+            let eph_pub = crypto(eph.compute_public_key())?;
+            let eph_point = eph_pub.as_ref();
+            let epk = Epk {
+                kty: "EC".into(),
+                crv: "P-256".into(),
+                x: b64(&eph_point[1..33]),
+                y: b64(&eph_point[33..65]),
+            };
+            let kek = agreement::agree_ephemeral(
+                eph,
+                UnparsedPublicKey::new(&ECDH_P256, point),
+                JoseError::Crypto,
+                concat_kdf,
+            )?;
+            let kek = crypto(KeyEncryptionKey::new(&AES_256, &kek))?;
+            let mut out = [0u8; 40];
+            let wrapped = crypto(kek.wrap(&cek, &mut out))?.to_vec();
+            (ALG_ECDH, Some(epk), wrapped)
+        }
+    };
+    let header = JweHeader {
+        alg: alg.into(),
+        enc: ENC.into(),
+        kid: recipient.kid().to_owned(),
+        cty: cty.into(),
+        epk,
+    };
+    let header_b64 =
+        b64(&serde_json::to_vec(&header).map_err(|e| JoseError::Header(e.to_string()))?);
+    let mut iv = [0u8; NONCE_LEN];
+    crypto(rng.fill(&mut iv))?;
+    let key = LessSafeKey::new(crypto(UnboundKey::new(&AES_256_GCM, &cek))?);
+    let mut buf = plaintext.to_vec();
+    let tag = crypto(key.seal_in_place_separate_tag(
+        Nonce::assume_unique_for_key(iv),
+        Aad::from(header_b64.as_bytes()),
+        &mut buf,
+    ))?;
+    let mut out = String::with_capacity(header_b64.len() + buf.len() * 4 / 3 + 128);
+    for (i, piece) in [
+        header_b64.as_bytes(),
+        &encrypted_key,
+        &iv,
+        &buf,
+        tag.as_ref(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            out.push('.');
+            out.push_str(&b64(piece));
+        } else {
+            out.push_str(&header_b64);
+        }
+    }
+    Ok(out)
+}
+
+/// A decrypted JWE: its content type and plaintext.
+pub struct Decrypted {
+    pub cty: String,
+    pub plaintext: Vec<u8>,
+}
+
+/// Decrypts a compact JWE with the recipient's private key.
+pub fn decrypt(jwe: &str, key: &RecipientPrivateKey) -> Result<Decrypted, JoseError> {
+    let parts: Vec<&str> = jwe.split('.').collect();
+    let [h, ek, iv, ct, tag] = parts[..] else {
+        return Err(JoseError::Malformed("JWE", 5));
+    };
+    let header: JweHeader = serde_json::from_slice(&unb64(h, "JWE header")?)
+        .map_err(|e| JoseError::Header(e.to_string()))?;
+    if header.enc != ENC {
+        return Err(JoseError::UnsupportedAlg(header.enc));
+    }
+    if let Some(kid) = key.kid() {
+        if header.kid != kid {
+            return Err(JoseError::WrongRecipient {
+                expected: kid.to_owned(),
+                found: header.kid,
+            });
+        }
+    }
+    let ek = unb64(ek, "JWE encrypted key")?;
+    let mut cek = vec![0u8; 512];
+    let cek: Vec<u8> = match (&header.alg[..], key) {
+        (ALG_RSA, RecipientPrivateKey::Rsa { key, .. }) => key
+            .decrypt(&OAEP_SHA256_MGF1SHA256, &ek, &mut cek, None)
+            .map_err(|_| JoseError::KeyUnwrap)?
+            .to_vec(),
+        (ALG_ECDH, RecipientPrivateKey::Ec { key, .. }) => {
+            let epk = header
+                .epk
+                .as_ref()
+                .ok_or_else(|| JoseError::Header("epk missing".into()))?;
+            if epk.kty != "EC" || epk.crv != "P-256" {
+                return Err(JoseError::Header("epk is not a P-256 key".into()));
+            }
+            let (x, y) = (unb64(&epk.x, "epk.x")?, unb64(&epk.y, "epk.y")?);
+            if x.len() != 32 || y.len() != 32 {
+                return Err(JoseError::Header("epk coordinates must be 32 bytes".into()));
+            }
+            let mut point = Vec::with_capacity(65);
+            point.push(4);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            let kek = agreement::agree(
+                key,
+                UnparsedPublicKey::new(&ECDH_P256, &point),
+                JoseError::KeyUnwrap,
+                concat_kdf,
+            )?;
+            let kek = crypto(KeyEncryptionKey::new(&AES_256, &kek))?;
+            kek.unwrap(&ek, &mut cek)
+                .map_err(|_| JoseError::KeyUnwrap)?
+                .to_vec()
+        }
+        (alg, _) => return Err(JoseError::UnsupportedAlg(alg.into())),
+    };
+    if cek.len() != 32 {
+        return Err(JoseError::KeyUnwrap);
+    }
+    let iv: [u8; NONCE_LEN] = unb64(iv, "JWE IV")?
+        .try_into()
+        .map_err(|_| JoseError::Header("IV must be 96 bits".into()))?;
+    let mut buf = unb64(ct, "JWE ciphertext")?;
+    buf.extend_from_slice(&unb64(tag, "JWE tag")?);
+    let aead = LessSafeKey::new(crypto(UnboundKey::new(&AES_256_GCM, &cek))?);
+    let plain = aead
+        .open_in_place(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(h.as_bytes()),
+            &mut buf,
+        )
+        .map_err(|_| JoseError::Decrypt)?;
+    let len = plain.len();
+    buf.truncate(len);
+    Ok(Decrypted {
+        cty: header.cty,
+        plaintext: buf,
+    })
+}
+
+/// Reads the protected header of a compact JWE or JWS (no verification).
+pub fn peek_header(compact: &str) -> Result<Value, JoseError> {
+    let h = compact.split('.').next().unwrap_or_default();
+    serde_json::from_slice(&unb64(h, "header")?).map_err(|e| JoseError::Header(e.to_string()))
+}
