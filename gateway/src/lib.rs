@@ -1,1 +1,5 @@
+pub mod config;
 pub mod demo_pki;
+pub mod routing;
+pub mod setup;
+pub mod tls;

@@ -1,0 +1,568 @@
+//! The typed configuration (`config/gateway.toml`).
+//!
+//! One file, parsed with `deny_unknown_fields` so a typo is an error, not a
+//! silent default. `${NAME}` is replaced by the environment variable `NAME`
+//! before parsing (for secrets). Relative paths are relative to the directory
+//! of the config file. Every error names the file, the key and the fix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration problem: where, what, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted key path, e.g. `ingest.limits.max_body`.
+    pub key: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: `{}`: {}\n    fix: {}",
+            self.file.display(),
+            self.key,
+            self.problem,
+            self.fix
+        )
+    }
+}
+
+/// All problems found in one config file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "configuration refused ({} problem(s)):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where submissions, deliveries and idempotency keys are kept.
+    pub store: StoreConfig,
+    /// The portal-facing HTTPS listener.
+    pub ingest: IngestConfig,
+    /// The operator listener: health, metrics.
+    pub admin: AdminConfig,
+    /// Trust anchors and the gateway's seal.
+    pub pki: PkiConfig,
+    /// Log output.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Registered portals (clients of the ingest listener).
+    pub portals: Vec<PortalConfig>,
+    /// Known Leistungen (FIM-Leistungsschlüssel), with their optional data schema.
+    #[serde(default)]
+    pub leistungen: BTreeMap<String, LeistungConfig>,
+    /// Delivery targets by id.
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Routing table: (leistung, destination) → targets; most specific match wins.
+    pub routes: Vec<RouteConfig>,
+    /// The file this was read from (set by [`Config::load`]).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// The store backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// SQLite in WAL mode in one data directory: the single-machine default.
+    Embedded {
+        /// Data directory (created if missing); keep it on a local, fsync-honouring disk.
+        data_dir: PathBuf,
+        /// Most submissions committed together in one fsync (group commit).
+        #[serde(default = "default_group_commit_max")]
+        group_commit_max: usize,
+    },
+}
+
+fn default_group_commit_max() -> usize {
+    256
+}
+
+/// The ingest listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address to bind, e.g. `127.0.0.1:8443` (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Base URL portals reach this listener at; status URLs are built from it.
+    /// Default: `https://localhost:<port>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Server certificate chain (PEM, leaf first).
+    pub certificate: PathBuf,
+    /// Server private key (PKCS#8 PEM).
+    pub key: PathBuf,
+    /// CA certificates (PEM) that issue portal client certificates.
+    pub client_ca: PathBuf,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Limits that keep one request from exhausting the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body: ByteSize,
+    /// Largest single part (data or attachment).
+    pub max_part: ByteSize,
+    /// Largest `metadata` part.
+    pub max_metadata: ByteSize,
+    /// Most parts per request (metadata + data + attachments).
+    pub max_parts: usize,
+    /// Largest request head (request line and headers).
+    pub max_header: ByteSize,
+    /// Time a client has to send the request head.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time a client has to send the whole request (slow clients are cut off).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Time for the TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Deepest XML element nesting in the data part.
+    pub max_xml_depth: usize,
+    /// Deepest JSON nesting in the data and metadata parts.
+    pub max_json_depth: usize,
+    /// Most open connections; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: ByteSize(64 << 20),
+            max_part: ByteSize(32 << 20),
+            max_metadata: ByteSize(64 << 10),
+            max_parts: 32,
+            max_header: ByteSize(16 << 10),
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(10),
+            max_xml_depth: 256,
+            max_json_depth: 64,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// The admin listener (plain HTTP, loopback only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to bind; must be a loopback address.
+    pub listen: SocketAddr,
+}
+
+/// Trust anchors and the seal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiConfig {
+    /// CA certificates (PEM) that target encryption certificates and the seal must chain to.
+    pub trust_anchors: PathBuf,
+    /// The seal certificate chain (PEM, leaf first): EC P-256 or RSA >= 3072.
+    pub seal_certificate: PathBuf,
+    /// The seal private key (PKCS#8 PEM); keep it readable by the daemon's user only.
+    pub seal_key: PathBuf,
+    /// Warn this long before a certificate expires.
+    #[serde(with = "humantime_serde", default = "default_expiry_warning")]
+    pub expiry_warning: Duration,
+}
+
+fn default_expiry_warning() -> Duration {
+    Duration::from_secs(30 * 86400)
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `ozg_gateway=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A portal: identified by its client certificate, allowed some Leistungen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Portal id; appears as `sender` in envelopes and receipts.
+    pub id: String,
+    /// The portal's client certificate (PEM); pins its SHA-256 fingerprint.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// The client certificate's SHA-256 fingerprint (hex, colons allowed).
+    #[serde(default)]
+    pub certificate_sha256: Option<String>,
+    /// The client certificate's subject as printed by the gateway, e.g. `O=Example, CN=portal`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Leistungen this portal may submit for (`*` or a prefix ending in `*` allowed).
+    pub leistungen: Vec<String>,
+    /// Destinations this portal may submit for (patterns as above).
+    #[serde(default = "any")]
+    pub destinations: Vec<String>,
+}
+
+fn any() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// A Leistung known to the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeistungConfig {
+    /// Human-readable name (for operators).
+    pub name: String,
+    /// JSON Schema the data part must match (JSON data only).
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+}
+
+/// A delivery target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The target's encryption certificate (PEM): RSA >= 3072 or EC P-256, chaining to `pki.trust_anchors`.
+    pub certificate: PathBuf,
+    /// How envelopes travel to the target.
+    pub adapter: AdapterConfig,
+    /// Free text for operators.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Adapter settings by type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AdapterConfig {
+    /// Write `<message_id>.json` atomically into a directory a DMS imports from.
+    Filedrop {
+        /// The import directory.
+        dir: PathBuf,
+    },
+    /// POST the envelope to an HTTPS endpoint.
+    Http {
+        /// Endpoint URL (`https://`).
+        url: String,
+        /// Client certificate the gateway presents (PEM).
+        #[serde(default)]
+        client_certificate: Option<PathBuf>,
+        /// Its private key (PKCS#8 PEM).
+        #[serde(default)]
+        client_key: Option<PathBuf>,
+        /// CA certificates (PEM) the endpoint's server certificate must chain to.
+        #[serde(default)]
+        server_ca: Option<PathBuf>,
+    },
+    /// Publish the envelope to a RabbitMQ exchange.
+    Amqp {
+        /// Broker URL, e.g. `amqp://user:${AMQP_PASSWORD}@host:5672/%2f`.
+        url: String,
+        /// Exchange to publish to.
+        exchange: String,
+        /// Routing key.
+        routing_key: String,
+    },
+}
+
+/// One routing rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Leistung pattern: exact, a prefix ending in `*`, or `*`.
+    pub leistung: String,
+    /// Destination pattern (e.g. an AGS or its prefix), default `*`.
+    #[serde(default = "star")]
+    pub destination: String,
+    /// Target ids to deliver to.
+    pub targets: Vec<String>,
+}
+
+fn star() -> String {
+    "*".into()
+}
+
+/// A size in bytes; in the file as a number or as `"64MiB"`, `"16KiB"`, `"1GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size like \"64MiB\""))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" | "kB" => 1000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`.
+fn interpolate(text: &str, file: &Path) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| ConfigError {
+            file: file.into(),
+            key: "${".into(),
+            problem: "unterminated `${` in the file".into(),
+            fix: "write `${NAME}` to insert the environment variable NAME, or remove the `${`"
+                .into(),
+        })?;
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| ConfigError {
+            file: file.into(),
+            key: format!("${{{name}}}"),
+            problem: format!("environment variable {name} is not set"),
+            fix: format!("set {name} in the daemon's environment (e.g. an EnvironmentFile of the systemd unit)"),
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Config {
+    /// Reads and parses a config file; relative paths in it become relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.into(),
+                key: "(file)".into(),
+                problem: format!("cannot read the config file: {e}"),
+                fix: "pass an existing file with --config, e.g. config/gateway.toml".into(),
+            }])
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text that was read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let one = |e: ConfigError| ConfigErrors(vec![e]);
+        let text = interpolate(text, path).map_err(one)?;
+        let de = toml::Deserializer::parse(&text).map_err(|e| {
+            one(ConfigError {
+                file: path.into(),
+                key: location(&text, e.span()),
+                problem: e.message().trim().to_owned(),
+                fix: "correct the TOML syntax at that place".into(),
+            })
+        })?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let problem = inner.message().trim().to_owned();
+            let fix = if problem.contains("unknown field") {
+                "remove or rename the key; the message lists the keys allowed here".to_owned()
+            } else if problem.contains("missing field") {
+                "add the missing key; config/gateway.toml shows an example of every section"
+                    .to_owned()
+            } else {
+                "give a value of the type described; config/gateway.toml shows an example"
+                    .to_owned()
+            };
+            one(ConfigError {
+                file: path.into(),
+                key: format!("{key} ({})", location(&text, inner.span())),
+                problem,
+                fix,
+            })
+        })?;
+        config.source = path.to_owned();
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.resolve_paths(&base);
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        match &mut self.store {
+            StoreConfig::Embedded { data_dir, .. } => fix(data_dir),
+        }
+        fix(&mut self.ingest.certificate);
+        fix(&mut self.ingest.key);
+        fix(&mut self.ingest.client_ca);
+        fix(&mut self.pki.trust_anchors);
+        fix(&mut self.pki.seal_certificate);
+        fix(&mut self.pki.seal_key);
+        for p in &mut self.portals {
+            if let Some(c) = &mut p.certificate {
+                fix(c);
+            }
+        }
+        for l in self.leistungen.values_mut() {
+            if let Some(s) = &mut l.schema {
+                fix(s);
+            }
+        }
+        for t in self.targets.values_mut() {
+            fix(&mut t.certificate);
+            match &mut t.adapter {
+                AdapterConfig::Filedrop { dir } => fix(dir),
+                AdapterConfig::Http {
+                    client_certificate,
+                    client_key,
+                    server_ca,
+                    ..
+                } => {
+                    for p in [client_certificate, client_key, server_ca]
+                        .into_iter()
+                        .flatten()
+                    {
+                        fix(p);
+                    }
+                }
+                AdapterConfig::Amqp { .. } => {}
+            }
+        }
+    }
+
+    /// An error about `key` in this file.
+    pub fn error(
+        &self,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.source.clone(),
+            key: key.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            format!("line {line}, column {col}")
+        }
+        None => "position unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("64MiB").unwrap().0, 64 << 20);
+        assert_eq!(ByteSize::parse("10 KB").unwrap().0, 10_000);
+        assert!(ByteSize::parse("12 parsecs").unwrap_err().contains("unit"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_line() {
+        let text = include_str!("../../config/gateway.toml").replace("max_parts", "max_partz");
+        let err = Config::parse(&text, Path::new("config/gateway.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("config/gateway.toml"), "{msg}");
+        assert!(msg.contains("ingest.limits"), "{msg}");
+        assert!(msg.contains("max_partz"), "{msg}");
+        assert!(msg.contains("line "), "{msg}");
+        assert!(msg.contains("fix:"), "{msg}");
+    }
+
+    #[test]
+    fn missing_env_var_is_named() {
+        let err =
+            interpolate("url = \"${OZG_SURELY_UNSET_VAR}\"", Path::new("x.toml")).unwrap_err();
+        assert!(err.problem.contains("OZG_SURELY_UNSET_VAR"));
+    }
+
+    #[test]
+    fn shipped_config_parses_and_resolves_paths() {
+        let c = Config::parse(
+            include_str!("../../config/gateway.toml"),
+            Path::new("/etc/ozg/gateway.toml"),
+        )
+        .unwrap();
+        assert!(c.pki.seal_key.starts_with("/etc/ozg"));
+        assert!(c.routes.len() >= 2);
+    }
+}

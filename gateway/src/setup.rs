@@ -1,0 +1,427 @@
+//! From a parsed [`Config`] to everything the daemon runs with: keys, certificates,
+//! TLS, schemas, portals and the routing table — checked, with every problem
+//! collected and named (this is what `ozg-gateway config check` prints).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ozg_adapter_sdk::keys::Certificate;
+use ozg_adapter_sdk::{RecipientCert, SealKey, TrustAnchors};
+
+use crate::config::{Config, ConfigError, ConfigErrors, StoreConfig};
+use crate::demo_pki::is_demo_subject;
+use crate::routing::{Pattern, PatternSet, Router};
+use crate::tls::{self, PeerCert, PeerCheck};
+
+/// A registered portal.
+#[derive(Debug)]
+pub struct Portal {
+    pub id: String,
+    pub leistungen: PatternSet,
+    pub destinations: PatternSet,
+}
+
+/// Portals by the certificate they present.
+#[derive(Debug, Default)]
+pub struct Portals {
+    by_fingerprint: HashMap<String, Arc<Portal>>,
+    by_subject: HashMap<String, Arc<Portal>>,
+}
+
+impl Portals {
+    /// The portal a (chain-checked) client certificate belongs to.
+    pub fn identify(&self, peer: &PeerCert) -> Option<Arc<Portal>> {
+        self.by_fingerprint
+            .get(&peer.sha256)
+            .or_else(|| self.by_subject.get(&peer.subject))
+            .cloned()
+    }
+}
+
+/// Everything loaded and checked.
+pub struct Setup {
+    pub config: Config,
+    pub portals: Portals,
+    pub router: Router,
+    pub targets: BTreeMap<String, Arc<RecipientCert>>,
+    pub seal: Arc<SealKey>,
+    pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
+    pub ingest_tls: Arc<rustls::ServerConfig>,
+    pub peer_check: PeerCheck,
+    /// Things an operator must know but that do not stop the start (demo keys, expiry).
+    pub warnings: Vec<String>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn key_file_warning(path: &Path, warnings: &mut Vec<String>) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                warnings.push(format!(
+                    "key file {} is readable by users other than its owner (mode {:o}); run `chmod 600` on it",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+        }
+    }
+}
+
+fn expiry_warning(
+    what: &str,
+    cert: &Certificate,
+    window: std::time::Duration,
+    warnings: &mut Vec<String>,
+) {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if cert.not_after() - now < window.as_secs() as i64 {
+        warnings.push(format!(
+            "{what} certificate {:?} expires on {}; renew it",
+            cert.subject(),
+            cert.not_after_rfc3339()
+        ));
+    }
+}
+
+/// Loads and checks everything; returns all problems at once.
+pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut warnings = Vec::new();
+    let now = SystemTime::now();
+    let window = config.pki.expiry_warning;
+
+    let StoreConfig::Embedded {
+        data_dir,
+        group_commit_max,
+    } = &config.store;
+    if *group_commit_max == 0 {
+        errors.push(config.error(
+            "store.group_commit_max",
+            "must be at least 1",
+            "use e.g. 256",
+        ));
+    }
+    if let Err(e) = std::fs::create_dir_all(data_dir) {
+        errors.push(config.error(
+            "store.data_dir",
+            format!("cannot create {}: {e}", data_dir.display()),
+            "point it to a directory the daemon's user may write",
+        ));
+    }
+    if !config.admin.listen.ip().is_loopback() {
+        errors.push(config.error(
+            "admin.listen",
+            format!(
+                "{} is not a loopback address; the admin listener has no TLS",
+                config.admin.listen
+            ),
+            "bind it to 127.0.0.1 or ::1 and reach it through a TLS-terminating proxy",
+        ));
+    }
+    if let Some(url) = &config.ingest.public_url {
+        if !url.starts_with("https://") {
+            errors.push(config.error(
+                "ingest.public_url",
+                format!("{url:?} is not an https:// URL"),
+                "write e.g. \"https://gateway.example:8443\"",
+            ));
+        }
+    }
+
+    let trust = read(&config.pki.trust_anchors)
+        .and_then(|pem| TrustAnchors::from_pem(&pem).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            errors.push(config.error(
+                "pki.trust_anchors",
+                e,
+                "give a PEM file with the CA certificate(s) of your PKI",
+            ))
+        })
+        .ok();
+    if let Some(trust) = &trust {
+        for der in trust.certs() {
+            if let Ok(c) = Certificate::from_der(der.clone()) {
+                if is_demo_subject(c.subject()) {
+                    warnings.push(format!(
+                        "DEMO ONLY PKI in use ({}): anyone with this repository can forge seals and read envelopes. Never use it in production.",
+                        config.pki.trust_anchors.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    let seal = match (
+        read(&config.pki.seal_certificate),
+        read(&config.pki.seal_key),
+    ) {
+        (Ok(cert), Ok(key)) => match SealKey::from_pem(&cert, &key) {
+            Ok(seal) => {
+                if let Some(trust) = &trust {
+                    if let Err(e) = trust.verify_signer(&seal.chain()[0], &seal.chain()[1..], now) {
+                        errors.push(config.error("pki.seal_certificate", e.to_string(), "use a seal certificate issued under pki.trust_anchors that is valid now"));
+                    }
+                }
+                expiry_warning("seal", seal.certificate(), window, &mut warnings);
+                if is_demo_subject(seal.certificate().subject()) {
+                    warnings.push(
+                        "DEMO ONLY seal key in use: seals made with it prove nothing.".into(),
+                    );
+                }
+                key_file_warning(&config.pki.seal_key, &mut warnings);
+                Some(Arc::new(seal))
+            }
+            Err(e) => {
+                errors.push(config.error(
+                    "pki.seal_key",
+                    e.to_string(),
+                    "give the PKCS#8 key that belongs to pki.seal_certificate",
+                ));
+                None
+            }
+        },
+        (Err(e), _) => {
+            errors.push(config.error(
+                "pki.seal_certificate",
+                e,
+                "give the seal certificate chain (PEM, leaf first)",
+            ));
+            None
+        }
+        (_, Err(e)) => {
+            errors.push(config.error(
+                "pki.seal_key",
+                e,
+                "give the seal's private key (PKCS#8 PEM)",
+            ));
+            None
+        }
+    };
+
+    let tls = match tls::server_config(
+        &config.ingest.certificate,
+        &config.ingest.key,
+        &config.ingest.client_ca,
+    ) {
+        Ok(t) => {
+            key_file_warning(&config.ingest.key, &mut warnings);
+            if let Ok(pem) = read(&config.ingest.certificate) {
+                if let Ok(c) = Certificate::from_pem(&pem) {
+                    expiry_warning("ingest TLS", &c, window, &mut warnings);
+                    if is_demo_subject(c.subject()) {
+                        warnings.push("DEMO ONLY TLS certificate on the ingest listener.".into());
+                    }
+                }
+            }
+            Some(t)
+        }
+        Err(e) => {
+            errors.push(config.error(
+                "ingest.certificate",
+                e,
+                "give the server certificate chain, its PKCS#8 key and the client CA as PEM files",
+            ));
+            None
+        }
+    };
+
+    let mut targets = BTreeMap::new();
+    for (id, t) in &config.targets {
+        let key = format!("targets.{id}.certificate");
+        let cert = read(&t.certificate)
+            .and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()));
+        match (cert, &trust) {
+            (Ok(cert), Some(trust)) => match trust.verify_recipient(cert.der(), &[], now) {
+                Ok(r) => {
+                    expiry_warning(&format!("target {id}"), r.certificate(), window, &mut warnings);
+                    targets.insert(id.clone(), Arc::new(r));
+                }
+                Err(e) => errors.push(config.error(key, e.to_string(), "use the target's encryption certificate (RSA >= 3072 or P-256) issued under pki.trust_anchors")),
+            },
+            (Err(e), _) => errors.push(config.error(key, e, "give the target's encryption certificate as PEM")),
+            (Ok(_), None) => {}
+        }
+    }
+
+    let mut router = Router::default();
+    for (i, r) in config.routes.iter().enumerate() {
+        let at = |k: &str| format!("routes[{i}].{k}");
+        let l = Pattern::parse(&r.leistung).map_err(|e| {
+            errors.push(config.error(
+                at("leistung"),
+                e,
+                "write a Leistungsschlüssel, a prefix ending in `*`, or `*`",
+            ))
+        });
+        let d = Pattern::parse(&r.destination).map_err(|e| {
+            errors.push(config.error(
+                at("destination"),
+                e,
+                "write a destination, a prefix ending in `*`, or `*`",
+            ))
+        });
+        if r.targets.is_empty() {
+            errors.push(config.error(
+                at("targets"),
+                "no targets",
+                "name at least one target from [targets]",
+            ));
+        }
+        for t in &r.targets {
+            if !config.targets.contains_key(t) {
+                errors.push(
+                    config.error(
+                        at("targets"),
+                        format!("unknown target {t:?}"),
+                        format!(
+                            "define [targets.{t}] or use one of: {}",
+                            config
+                                .targets
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                );
+            }
+        }
+        if let (Ok(l), Ok(d)) = (l, d) {
+            router.add(l, d, r.targets.clone());
+        }
+    }
+
+    let mut portals = Portals::default();
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in config.portals.iter().enumerate() {
+        let at = |k: &str| format!("portals[{i}].{k}");
+        if !seen.insert(p.id.clone()) {
+            errors.push(config.error(
+                at("id"),
+                format!("portal id {:?} is used twice", p.id),
+                "give every portal its own id",
+            ));
+        }
+        let patterns = |list: &[String], key: &str, errors: &mut Vec<ConfigError>| {
+            PatternSet(
+                list.iter()
+                    .filter_map(|s| {
+                        Pattern::parse(s)
+                            .map_err(|e| {
+                                errors.push(config.error(
+                                    at(key),
+                                    e,
+                                    "write a value, a prefix ending in `*`, or `*`",
+                                ))
+                            })
+                            .ok()
+                    })
+                    .collect(),
+            )
+        };
+        let portal = Arc::new(Portal {
+            id: p.id.clone(),
+            leistungen: patterns(&p.leistungen, "leistungen", &mut errors),
+            destinations: patterns(&p.destinations, "destinations", &mut errors),
+        });
+        let mut pinned = false;
+        if let Some(path) = &p.certificate {
+            match read(path).and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()))
+            {
+                Ok(c) => {
+                    portals
+                        .by_fingerprint
+                        .insert(c.sha256_hex(), portal.clone());
+                    pinned = true;
+                }
+                Err(e) => errors.push(config.error(
+                    at("certificate"),
+                    e,
+                    "give the portal's client certificate as PEM",
+                )),
+            }
+        }
+        if let Some(fp) = &p.certificate_sha256 {
+            let fp = fp.replace(':', "").to_ascii_lowercase();
+            if fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()) {
+                errors.push(config.error(
+                    at("certificate_sha256"),
+                    "not a SHA-256 fingerprint",
+                    "write 64 hex digits, e.g. from `openssl x509 -noout -fingerprint -sha256`",
+                ));
+            } else {
+                portals.by_fingerprint.insert(fp, portal.clone());
+                pinned = true;
+            }
+        }
+        if let Some(subject) = &p.subject {
+            portals.by_subject.insert(subject.clone(), portal.clone());
+            pinned = true;
+        }
+        if !pinned {
+            errors.push(config.error(
+                at("certificate"),
+                format!(
+                    "portal {:?} has no certificate, certificate_sha256 or subject",
+                    p.id
+                ),
+                "set one of them so the gateway can recognise the portal",
+            ));
+        }
+    }
+
+    let mut schemas = HashMap::new();
+    for (leistung, l) in &config.leistungen {
+        let Some(path) = &l.schema else { continue };
+        let key = format!("leistungen.{leistung}.schema");
+        let schema = read(path).and_then(|b| {
+            serde_json::from_slice::<serde_json::Value>(&b)
+                .map_err(|e| format!("{} is not JSON: {e}", path.display()))
+        });
+        match schema {
+            Ok(schema) => match jsonschema::validator_for(&schema) {
+                Ok(v) => {
+                    schemas.insert(leistung.clone(), Arc::new(v));
+                }
+                Err(e) => errors.push(config.error(
+                    key,
+                    format!("not a valid JSON Schema: {}", e.masked()),
+                    "fix the schema file",
+                )),
+            },
+            Err(e) => errors.push(config.error(
+                key,
+                e,
+                "give a JSON Schema file (XSD is not supported yet)",
+            )),
+        }
+    }
+
+    match (errors.is_empty(), seal, tls) {
+        (true, Some(seal), Some((ingest_tls, peer_check))) => {
+            warnings.dedup();
+            Ok(Setup {
+                config,
+                portals,
+                router,
+                targets,
+                seal,
+                schemas,
+                ingest_tls,
+                peer_check,
+                warnings,
+            })
+        }
+        _ => Err(ConfigErrors(errors)),
+    }
+}
