@@ -279,11 +279,10 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
         }
         for t in &r.targets {
             if !config.targets.contains_key(t) {
-                errors.push(
-                    config.error(
-                        at("targets"),
-                        format!("unknown target {t:?}"),
-                        format!(
+                errors.push(config.error(
+                    at("targets"),
+                    format!("unknown target {t:?}"),
+                    format!(
                             "define [targets.{t}] or use one of: {}",
                             config
                                 .targets
@@ -292,8 +291,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
-                    ),
-                );
+                ));
             }
         }
         if let (Ok(l), Ok(d)) = (l, d) {

@@ -1,0 +1,503 @@
+//! The embedded store: SQLite in WAL mode in one data directory.
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! <data_dir>/LOCK            advisory lock: one daemon per data directory
+//! <data_dir>/gateway.db      SQLite database (plus gateway.db-wal, gateway.db-shm)
+//!   submissions(id, portal, leistung, destination, received_at, response)
+//!   deliveries(message_id, submission_id, target, state, attempts,
+//!              next_attempt_at, last_error, updated_at)
+//!   envelopes(message_id, body)      sealed envelope JSON, encrypted per target
+//!   idempotency(portal, key, request_hash, submission_id)
+//! ```
+//!
+//! Only envelopes are stored: every part and the manifest (with file names,
+//! media types and hashes) are JWE for the target. The `response` column holds
+//! the `202` body (ids, sizes, SHA-512 hashes, the signed receipt) and no data.
+//!
+//! # Crash guarantees
+//!
+//! `journal_mode=WAL` with `synchronous=FULL`: a transaction is durable once
+//! `COMMIT` returned, because the WAL is fsynced before. A submission, its
+//! deliveries, envelopes and idempotency key are written in one transaction, so
+//! after a crash either all of it is there or none of it — and the portal got
+//! its `202` only in the first case. A crash before the fsync loses only
+//! submissions that were never acknowledged.
+//!
+//! # Group commit
+//!
+//! One writer thread owns the write connection. It takes the first waiting
+//! submission, then everything else already queued (up to `group_commit_max`
+//! or 64 MiB), writes them in one transaction — each in a savepoint, so one
+//! bad row fails alone — and commits once. Under load, many submissions share
+//! one fsync; alone, a submission waits for nobody. The queue is bounded, so a
+//! slow disk pushes back on the listeners instead of growing memory.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Accepted, DeliveryState, DeliveryStatus, NewSubmission, Store, StoreError, StoreFuture,
+    StoreStats, SubmissionStatus,
+};
+
+const DB_FILE: &str = "gateway.db";
+const GROUP_BYTES: usize = 64 << 20;
+const QUEUE: usize = 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS submissions (
+    id           TEXT PRIMARY KEY,
+    portal       TEXT NOT NULL,
+    leistung     TEXT NOT NULL,
+    destination  TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    response     TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    message_id      TEXT PRIMARY KEY,
+    submission_id   TEXT NOT NULL REFERENCES submissions(id),
+    target          TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS envelopes (
+    message_id  TEXT PRIMARY KEY REFERENCES deliveries(message_id),
+    body        BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    portal        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    submission_id TEXT NOT NULL,
+    PRIMARY KEY (portal, key)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+";
+
+type Job = (NewSubmission, oneshot::Sender<Result<Accepted, StoreError>>);
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    submissions: AtomicU64,
+    largest_group: AtomicU64,
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct EmbeddedStore {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    reader: Arc<Mutex<Connection>>,
+    counters: Arc<Counters>,
+    _lock: File,
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `data_dir` and starts its writer thread.
+    pub fn open(data_dir: &Path, group_commit_max: usize) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let lock = File::create(data_dir.join("LOCK"))?;
+        lock.try_lock()
+            .map_err(|_| StoreError::Locked(data_dir.display().to_string()))?;
+        let path = data_dir.join(DB_FILE);
+        let writer = open_connection(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        let mode: String =
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "cannot switch {} to WAL mode (got {mode})",
+                path.display()
+            )));
+        }
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        let max = group_commit_max.max(1);
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(writer, rx, max, &thread_counters))?;
+        Ok(EmbeddedStore {
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            reader: Arc::new(Mutex::new(reader)),
+            counters,
+            _lock: lock,
+        })
+    }
+
+    /// The database file inside `data_dir`.
+    pub fn db_path(data_dir: &Path) -> PathBuf {
+        data_dir.join(DB_FILE)
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize, counters: &Counters) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut bytes = first.0.bytes();
+        let mut batch = vec![first];
+        while batch.len() < max && bytes < GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.0.bytes();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match write_group(&mut conn, &batch) {
+            Ok(results) => {
+                let stored = results
+                    .iter()
+                    .filter(|r| matches!(r, Ok(Accepted::Stored)))
+                    .count() as u64;
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters.submissions.fetch_add(stored, Ordering::Relaxed);
+                counters.largest_group.fetch_max(stored, Ordering::Relaxed);
+                for ((_, reply), result) in batch.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, group = batch.len(), "store commit failed; the group is refused");
+                let msg = e.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Corrupt(format!("commit failed: {msg}"))));
+                }
+            }
+        }
+    }
+}
+
+/// Writes a group in one transaction: one fsync for all.
+fn write_group(
+    conn: &mut Connection,
+    batch: &[Job],
+) -> Result<Vec<Result<Accepted, StoreError>>, StoreError> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for (sub, _) in batch {
+        let sp = tx.savepoint()?;
+        match insert_one(&sp, sub) {
+            Ok(accepted) => {
+                sp.commit()?;
+                results.push(Ok(accepted));
+            }
+            Err(e) => {
+                drop(sp); // rolls back this submission only
+                results.push(Err(e));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn insert_one(conn: &Connection, s: &NewSubmission) -> Result<Accepted, StoreError> {
+    if let Some(idem) = &s.idempotency {
+        let prior: Option<(String, String)> = conn
+            .prepare_cached("SELECT request_hash, submission_id FROM idempotency WHERE portal = ?1 AND key = ?2")?
+            .query_row(params![s.portal, idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((hash, submission_id)) = prior {
+            if hash != idem.request_hash {
+                return Ok(Accepted::Conflict { submission_id });
+            }
+            let response: String = conn
+                .prepare_cached("SELECT response FROM submissions WHERE id = ?1")?
+                .query_row(params![submission_id], |r| r.get(0))?;
+            return Ok(Accepted::Replay { response });
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO submissions (id, portal, leistung, destination, received_at, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![s.id, s.portal, s.leistung, s.destination, s.received_at, s.response])?;
+    if let Some(idem) = &s.idempotency {
+        conn.prepare_cached("INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![s.portal, idem.key, idem.request_hash, s.id])?;
+    }
+    let now_ms = now_ms();
+    for d in &s.deliveries {
+        conn.prepare_cached(
+            "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, updated_at)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5)",
+        )?
+        .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at])?;
+        conn.prepare_cached("INSERT INTO envelopes (message_id, body) VALUES (?1, ?2)")?
+            .execute(params![d.message_id, d.envelope])?;
+    }
+    Ok(Accepted::Stored)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn read_submission(conn: &Connection, id: &str) -> Result<Option<SubmissionStatus>, StoreError> {
+    let head = conn
+        .prepare_cached(
+            "SELECT portal, leistung, destination, received_at FROM submissions WHERE id = ?1",
+        )?
+        .query_row(params![id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((portal, leistung, destination, received_at)) = head else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT target, message_id, state, attempts, last_error, updated_at FROM deliveries
+         WHERE submission_id = ?1 ORDER BY target",
+    )?;
+    let rows = stmt.query_map(params![id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, u32>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, String>(5)?,
+        ))
+    })?;
+    let mut deliveries = Vec::new();
+    for row in rows {
+        let (target, message_id, state, attempts, last_error, updated_at) = row?;
+        let state = DeliveryState::parse(&state).ok_or_else(|| {
+            StoreError::Corrupt(format!("delivery {message_id} has unknown state {state:?}"))
+        })?;
+        deliveries.push(DeliveryStatus {
+            target,
+            message_id,
+            state,
+            attempts,
+            last_error,
+            updated_at,
+        });
+    }
+    Ok(Some(SubmissionStatus {
+        submission_id: id.to_owned(),
+        portal,
+        leistung,
+        destination,
+        received_at,
+        deliveries,
+    }))
+}
+
+impl Store for EmbeddedStore {
+    fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted> {
+        Box::pin(async move {
+            let tx = self
+                .tx
+                .lock()
+                .map_err(|_| StoreError::Closed)?
+                .clone()
+                .ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            tx.send((submission, reply))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>> {
+        let id = id.to_owned();
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                read_submission(&conn, &id)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            submissions: self.counters.submissions.load(Ordering::Relaxed),
+            largest_group: self.counters.largest_group.load(Ordering::Relaxed),
+        }
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // Dropping the sender ends the writer loop once the queue is drained.
+            self.tx.lock().map_err(|_| StoreError::Closed)?.take();
+            let handle = self.writer.lock().map_err(|_| StoreError::Closed)?.take();
+            if let Some(handle) = handle {
+                tokio::task::spawn_blocking(move || handle.join())
+                    .await
+                    .map_err(|_| StoreError::Closed)?
+                    .map_err(|_| StoreError::Corrupt("store writer thread panicked".into()))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Row counts, for operators and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub submissions: u64,
+    pub deliveries: u64,
+    pub envelopes: u64,
+    pub idempotency_keys: u64,
+}
+
+/// Counts the rows of a data directory (read-only; works while the daemon runs).
+pub fn counts(data_dir: &Path) -> Result<Counts, StoreError> {
+    let conn = open_connection(
+        &EmbeddedStore::db_path(data_dir),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let count = |table: &str| -> Result<u64, StoreError> {
+        Ok(conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?)
+    };
+    Ok(Counts {
+        submissions: count("submissions")?,
+        deliveries: count("deliveries")?,
+        envelopes: count("envelopes")?,
+        idempotency_keys: count("idempotency")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{IdempotencyKey, NewDelivery};
+
+    fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
+        NewSubmission {
+            id: id.into(),
+            portal: "p".into(),
+            leistung: "l".into(),
+            destination: "d".into(),
+            received_at: "2026-11-24T00:00:00Z".into(),
+            response: format!("{{\"submission_id\":\"{id}\"}}"),
+            idempotency: key.map(|(k, h)| IdempotencyKey {
+                key: k.into(),
+                request_hash: h.into(),
+            }),
+            deliveries: vec![NewDelivery {
+                message_id: format!("{id}-m"),
+                target: "t".into(),
+                envelope: b"{}".to_vec(),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_and_reads_back_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        assert_eq!(
+            store.accept(sub("a", None)).await.unwrap(),
+            Accepted::Stored
+        );
+        store.close().await.unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        let s = store.submission("a").await.unwrap().unwrap();
+        assert_eq!(s.deliveries.len(), 1);
+        assert_eq!(s.deliveries[0].state, DeliveryState::Pending);
+        assert!(store.submission("b").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn idempotency_replay_and_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        assert_eq!(
+            store.accept(sub("a", Some(("k", "h1")))).await.unwrap(),
+            Accepted::Stored
+        );
+        assert_eq!(
+            store.accept(sub("b", Some(("k", "h1")))).await.unwrap(),
+            Accepted::Replay {
+                response: "{\"submission_id\":\"a\"}".into()
+            }
+        );
+        assert_eq!(
+            store.accept(sub("c", Some(("k", "h2")))).await.unwrap(),
+            Accepted::Conflict {
+                submission_id: "a".into()
+            }
+        );
+        let c = counts(dir.path()).unwrap();
+        assert_eq!((c.submissions, c.deliveries, c.idempotency_keys), (1, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_bad_row_fails_alone_in_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path(), 64).unwrap());
+        store.accept(sub("dup", None)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let store = store.clone();
+            let id = if i == 7 {
+                "dup".to_owned()
+            } else {
+                format!("s{i}")
+            };
+            tasks.push(tokio::spawn(
+                async move { store.accept(sub(&id, None)).await },
+            ));
+        }
+        let mut failed = 0;
+        for t in tasks {
+            if t.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 1);
+        assert_eq!(counts(dir.path()).unwrap().submissions, 32);
+    }
+
+    #[test]
+    fn second_daemon_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _a = EmbeddedStore::open(dir.path(), 1).unwrap();
+        assert!(matches!(
+            EmbeddedStore::open(dir.path(), 1),
+            Err(StoreError::Locked(_))
+        ));
+    }
+}

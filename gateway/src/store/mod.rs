@@ -1,0 +1,171 @@
+//! The durable store behind one interface: submissions, their sealed envelopes,
+//! per-target delivery records and idempotency keys.
+//!
+//! [`Store`] is what the core calls; [`embedded`] is the single-machine default
+//! (SQLite). A cluster backend (PostgreSQL) implements the same trait. The store
+//! knows nothing of HTTP, TLS or adapters, and only ever sees envelopes that are
+//! already encrypted.
+
+pub mod embedded;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+/// A submission ready to be made durable, with one envelope per target.
+#[derive(Debug, Clone)]
+pub struct NewSubmission {
+    pub id: String,
+    /// Portal id (the sender).
+    pub portal: String,
+    pub leistung: String,
+    pub destination: String,
+    /// RFC 3339, UTC.
+    pub received_at: String,
+    /// The `202` body; answered again on an idempotent replay.
+    pub response: String,
+    pub idempotency: Option<IdempotencyKey>,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+impl NewSubmission {
+    fn bytes(&self) -> usize {
+        self.response.len()
+            + self
+                .deliveries
+                .iter()
+                .map(|d| d.envelope.len())
+                .sum::<usize>()
+    }
+}
+
+/// The portal's `Idempotency-Key` and the hash of what it was first used for.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// SHA-256 (hex) over metadata and part hashes.
+    pub request_hash: String,
+}
+
+/// One delivery of a new submission: its target and the sealed envelope (JSON).
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub message_id: String,
+    pub target: String,
+    pub envelope: Vec<u8>,
+}
+
+/// What [`Store::accept`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Durable now (fsynced).
+    Stored,
+    /// The idempotency key was used before for the same content: the first answer.
+    Replay { response: String },
+    /// The idempotency key was used before for other content.
+    Conflict { submission_id: String },
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    InFlight,
+    Delivered,
+    RetryWait,
+    Parked,
+    Discarded,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::InFlight => "in_flight",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::RetryWait => "retry_wait",
+            DeliveryState::Parked => "parked",
+            DeliveryState::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => DeliveryState::Pending,
+            "in_flight" => DeliveryState::InFlight,
+            "delivered" => DeliveryState::Delivered,
+            "retry_wait" => DeliveryState::RetryWait,
+            "parked" => DeliveryState::Parked,
+            "discarded" => DeliveryState::Discarded,
+            _ => return None,
+        })
+    }
+}
+
+/// One delivery as a portal or operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryStatus {
+    pub target: String,
+    pub message_id: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub updated_at: String,
+}
+
+/// A stored submission and its deliveries.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubmissionStatus {
+    pub submission_id: String,
+    #[serde(skip)]
+    pub portal: String,
+    pub leistung: String,
+    pub destination: String,
+    pub received_at: String,
+    pub deliveries: Vec<DeliveryStatus>,
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    /// Durable commits (each one WAL fsync).
+    pub commits: u64,
+    /// Submissions made durable.
+    pub submissions: u64,
+    /// Largest number of submissions in one commit so far.
+    pub largest_group: u64,
+}
+
+/// Store failures. None of them means an accepted submission was lost: a
+/// submission is accepted only once `accept` returned `Stored`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("data directory {0} is in use by another ozg-gateway process")]
+    Locked(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The store interface the core uses.
+pub trait Store: Send + Sync {
+    /// Makes a submission durable (or answers for its idempotency key). Returns
+    /// only after the data is on disk; concurrent calls share one fsync.
+    fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted>;
+    /// A submission and its deliveries.
+    fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>>;
+    /// Counters.
+    fn stats(&self) -> StoreStats;
+    /// Finishes pending writes and closes.
+    fn close(&self) -> StoreFuture<'_, ()>;
+}
