@@ -1,6 +1,32 @@
+//! ozg-gateway: accepts submissions from online application portals, seals and
+//! end-to-end encrypts them per target, stores them durably and (later stages)
+//! delivers them to DMS/E-Akte systems and Fachverfahren.
+//!
+//! Modules in data-flow order:
+//!
+//! - [`config`] → [`setup`]: the typed config file, then everything loaded and
+//!   checked from it (keys, certificates, TLS, schemas, portals, [`routing`]).
+//! - [`daemon`]: binds the listeners and runs until SIGTERM/SIGINT.
+//! - [`ingest`] (listener, thin) → [`validate`] → [`pipeline`] (core: authorise,
+//!   route, seal and encrypt per target) → [`store`] (durable, group commit).
+//! - [`tls`], [`problem`], [`metrics`]: shared by the listeners.
+//! - [`client`]: the portal side (`ozg-gateway submit`, tests); [`demo_pki`]: the
+//!   DEMO ONLY PKI of `certs-example/`.
+//!
+//! Invariants: a `202` is sent only after the submission is fsynced; plaintext
+//! never reaches disk (the store gets envelopes, JWE per target); no log line
+//! carries Antragsdaten or personal data — ids, sizes, hashes, error classes only.
+
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod demo_pki;
+pub mod ingest;
+pub mod metrics;
+pub mod pipeline;
+pub mod problem;
 pub mod routing;
 pub mod setup;
 pub mod store;
 pub mod tls;
+pub mod validate;

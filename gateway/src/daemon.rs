@@ -1,0 +1,378 @@
+//! The daemon: binds the listeners, runs until shut down, shuts down gracefully.
+//!
+//! [`Gateway::start`] is what `ozg-gateway serve` and the tests call (tests bind
+//! port 0 and read the bound addresses back). Shutdown order: stop accepting
+//! connections, let open requests finish within a bound, then close the store
+//! (its writer drains what was queued: nothing acknowledged is lost).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming as Body;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::StoreConfig;
+use crate::ingest::{problem_response, Ingest};
+use crate::metrics::{CertLabels, Metrics};
+use crate::pipeline::Pipeline;
+use crate::problem::Problem;
+use crate::setup::{Portals, Setup};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{Store, StoreError};
+use crate::tls::PeerCheck;
+
+/// How long open requests may run on after shutdown began.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(
+        "cannot bind {what} listener to {addr}: {source} (is another process using the port?)"
+    )]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub ingest_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<dyn Store>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Opens the store, binds the listeners and starts serving.
+    pub async fn start(setup: Setup) -> Result<Gateway, DaemonError> {
+        for w in &setup.warnings {
+            tracing::warn!("{w}");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        metrics
+            .cert_expiry
+            .get_or_create(&CertLabels {
+                certificate: "seal".into(),
+            })
+            .set(setup.seal.certificate().not_after() - now);
+        for (id, t) in &setup.targets {
+            metrics
+                .cert_expiry
+                .get_or_create(&CertLabels {
+                    certificate: format!("target:{id}"),
+                })
+                .set(t.certificate().not_after() - now);
+        }
+
+        let StoreConfig::Embedded {
+            data_dir,
+            group_commit_max,
+        } = &setup.config.store;
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(data_dir, *group_commit_max)?);
+
+        let cfg = &setup.config;
+        let ingest_listener = TcpListener::bind(cfg.ingest.listen)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                what: "ingest",
+                addr: cfg.ingest.listen,
+                source,
+            })?;
+        let admin_listener = TcpListener::bind(cfg.admin.listen)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                what: "admin",
+                addr: cfg.admin.listen,
+                source,
+            })?;
+        let ingest_addr = ingest_listener
+            .local_addr()
+            .map_err(|source| DaemonError::Bind {
+                what: "ingest",
+                addr: cfg.ingest.listen,
+                source,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| DaemonError::Bind {
+                what: "admin",
+                addr: cfg.admin.listen,
+                source,
+            })?;
+        let public_url = cfg
+            .ingest
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("https://localhost:{}", ingest_addr.port()))
+            .trim_end_matches('/')
+            .to_owned();
+
+        let pipeline = Arc::new(Pipeline {
+            seal: setup.seal.clone(),
+            targets: setup.targets.clone(),
+            router: setup.router.clone(),
+            store: store.clone(),
+            public_url,
+        });
+        let ingest = Arc::new(Ingest {
+            pipeline,
+            limits: cfg.ingest.limits.clone(),
+            schemas: setup.schemas.clone(),
+            metrics: metrics.clone(),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let ingest_task = tokio::spawn(serve_ingest(
+            ingest_listener,
+            TlsAcceptor::from(setup.ingest_tls.clone()),
+            setup.peer_check.clone(),
+            Arc::new(setup.portals),
+            ingest,
+            shutdown_rx.clone(),
+        ));
+        let admin_task = tokio::spawn(serve_admin(
+            admin_listener,
+            metrics.clone(),
+            store.clone(),
+            shutdown_rx,
+        ));
+        tracing::info!(%ingest_addr, %admin_addr, data_dir = %data_dir.display(), "ozg-gateway serving");
+        Ok(Gateway {
+            ingest_addr,
+            admin_addr,
+            metrics,
+            store,
+            shutdown,
+            tasks: vec![ingest_task, admin_task],
+        })
+    }
+
+    /// Graceful shutdown: stop accepting, finish open requests (bounded), close the store.
+    pub async fn shutdown(self) -> Result<(), DaemonError> {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.store.close().await?;
+        tracing::info!("ozg-gateway stopped");
+        Ok(())
+    }
+}
+
+async fn serve_ingest(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    peer_check: PeerCheck,
+    portals: Arc<Portals>,
+    ingest: Arc<Ingest>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = ingest.limits.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let peer_check = peer_check.clone();
+        let portals = portals.clone();
+        let ingest = ingest.clone();
+        let limits = limits.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        ingest.metrics.refuse("ingest", "tls-handshake");
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        ingest.metrics.refuse("ingest", "tls-handshake-timeout");
+                        return;
+                    }
+                };
+            let client = match peer_check.check(tls.get_ref().1.peer_certificates()) {
+                Ok(cert) => portals.identify(&cert).ok_or_else(|| {
+                    Problem::new(
+                        403,
+                        "unknown-client",
+                        format!(
+                            "no portal is registered for the client certificate with SHA-256 {}",
+                            cert.sha256
+                        ),
+                    )
+                }),
+                Err(problem) => Err(Problem::new(403, problem.slug(), problem.to_string())),
+            };
+            if let Err(p) = &client {
+                tracing::info!(%remote, reason = p.slug, "client refused");
+            }
+            let service = service_fn(move |req: Request<Body>| {
+                let ingest = ingest.clone();
+                let client = client.clone();
+                async move { Ok::<_, std::convert::Infallible>(ingest.handle(client, req).await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size((limits.max_header.0 as usize).max(8192))
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open requests did not finish within {DRAIN:?}; closing them (unacknowledged submissions were not accepted)");
+    }
+}
+
+async fn serve_admin(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+            _ = shutdown.changed() => break,
+        };
+        let metrics = metrics.clone();
+        let store = store.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Body>| {
+                let metrics = metrics.clone();
+                let store = store.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin(&metrics, &store, req)) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            let _ = watcher
+                .watch(builder.serve_connection(TokioIo::new(tcp), service))
+                .await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+fn admin(metrics: &Metrics, store: &Arc<dyn Store>, req: Request<Body>) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, ctype: &'static str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(ctype),
+        );
+        r
+    };
+    if req.method() != http::Method::GET {
+        return problem_response(
+            metrics,
+            "admin",
+            &Problem::new(
+                405,
+                "method-not-allowed",
+                "the admin endpoints are GET only",
+            ),
+        );
+    }
+    match req.uri().path() {
+        "/healthz" | "/readyz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/metrics" => text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.render(store),
+        ),
+        other => problem_response(
+            metrics,
+            "admin",
+            &Problem::new(404, "not-found", format!("no admin resource at {other}")),
+        ),
+    }
+}
+
+/// Runs the gateway until `shutdown` resolves, then shuts it down gracefully.
+pub async fn run(
+    setup: Setup,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let gateway = Gateway::start(setup).await?;
+    shutdown.await;
+    tracing::info!("shutdown requested: no new connections; finishing open requests");
+    gateway.shutdown().await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

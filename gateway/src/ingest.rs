@@ -1,0 +1,452 @@
+//! The portal API on the ingest listener (HTTPS, client certificates).
+//!
+//! Thin by design: identify the portal, parse and check the request within
+//! its limits, call the [`Pipeline`], answer. Routes:
+//!
+//! - `POST /v1/submissions` — `multipart/form-data` with `metadata`, `data` and
+//!   `attachment` parts; `202` once durable, with the signed receipt.
+//! - `GET /v1/submissions/{id}` — status per target, for the submitting portal only.
+//!
+//! Every refusal is a [`Problem`] (RFC 9457), counted in
+//! `ozg_requests_refused{listener="ingest",reason=...}`, and stores nothing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming as Body;
+
+use crate::config::Limits;
+use crate::metrics::Metrics;
+use crate::pipeline::{Incoming, Metadata, Part, Pipeline};
+use crate::problem::Problem;
+use crate::setup::Portal;
+use crate::validate;
+
+/// Shared state of the ingest listener.
+pub struct Ingest {
+    pub pipeline: Arc<Pipeline>,
+    pub limits: Limits,
+    pub schemas: std::collections::HashMap<String, Arc<jsonschema::Validator>>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Renders a problem and counts the refusal.
+pub fn problem_response(metrics: &Metrics, listener: &'static str, p: &Problem) -> HttpResponse {
+    metrics.refuse(listener, p.slug);
+    let mut resp = Response::new(Full::new(Bytes::from(p.body())));
+    *resp.status_mut() = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/problem+json"),
+    );
+    if p.status == 403 || p.status == 408 || p.status == 413 {
+        // The rest of the body is not read; the connection cannot be reused.
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+fn json_response(status: StatusCode, body: String) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+impl Ingest {
+    /// Handles one request of an identified portal (or refuses the connection's client).
+    pub async fn handle(
+        self: Arc<Self>,
+        client: Result<Arc<Portal>, Problem>,
+        req: Request<Body>,
+    ) -> HttpResponse {
+        let portal = match client {
+            Ok(p) => p,
+            Err(p) => return problem_response(&self.metrics, "ingest", &p),
+        };
+        let path = req.uri().path().to_owned();
+        let result = match (req.method(), path.strip_prefix("/v1/submissions")) {
+            (&Method::POST, Some("" | "/")) => {
+                let started = Instant::now();
+                match tokio::time::timeout(self.limits.request_timeout, self.submit(portal, req))
+                    .await
+                {
+                    Ok(r) => {
+                        if r.is_ok() {
+                            self.metrics
+                                .accept_seconds
+                                .observe(started.elapsed().as_secs_f64());
+                        }
+                        r
+                    }
+                    Err(_) => Err(Problem::new(
+                        408,
+                        "request-timeout",
+                        format!(
+                            "the request was not completed within {:?}",
+                            self.limits.request_timeout
+                        ),
+                    )),
+                }
+            }
+            (&Method::GET, Some(rest)) if rest.len() > 1 && !rest[1..].contains('/') => {
+                self.status(&portal, &rest[1..]).await
+            }
+            (_, Some(_)) => Err(Problem::new(
+                405,
+                "method-not-allowed",
+                format!("{} is not allowed on {path}", req.method()),
+            )),
+            _ => Err(Problem::new(
+                404,
+                "not-found",
+                format!("no resource at {path}"),
+            )),
+        };
+        result.unwrap_or_else(|p| problem_response(&self.metrics, "ingest", &p))
+    }
+
+    async fn status(&self, portal: &Portal, id: &str) -> Result<HttpResponse, Problem> {
+        let not_found = || {
+            Problem::new(
+                404,
+                "not-found",
+                format!("no submission {id} of portal {}", portal.id),
+            )
+        };
+        if id.len() > 64 {
+            return Err(not_found());
+        }
+        let status = self.pipeline.store.submission(id).await.map_err(|e| {
+            tracing::error!(error = %e, "reading a submission failed");
+            Problem::new(
+                503,
+                "unavailable",
+                "the status cannot be read right now; retry later",
+            )
+        })?;
+        match status {
+            // Another portal's submission is reported as absent: its existence is not disclosed.
+            Some(s) if s.portal == portal.id => Ok(json_response(
+                StatusCode::OK,
+                serde_json::to_string(&s)
+                    .map_err(|_| Problem::new(500, "internal", "status encoding failed"))?,
+            )),
+            _ => Err(not_found()),
+        }
+    }
+
+    async fn submit(
+        &self,
+        portal: Arc<Portal>,
+        req: Request<Body>,
+    ) -> Result<HttpResponse, Problem> {
+        let limits = &self.limits;
+        let headers = req.headers();
+        let idempotency_key = match headers.get("idempotency-key") {
+            None => None,
+            Some(v) => {
+                let key = v.to_str().ok().filter(|k| {
+                    !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic())
+                });
+                Some(
+                    key.ok_or_else(|| {
+                        Problem::bad_request(
+                            "idempotency-key-invalid",
+                            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                        )
+                    })?
+                    .to_owned(),
+                )
+            }
+        };
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let boundary = multer::parse_boundary(content_type).map_err(|_| {
+            Problem::new(
+                415,
+                "unsupported-media-type",
+                "the body must be multipart/form-data with a boundary",
+            )
+        })?;
+        if let Some(len) = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > limits.max_body.0 {
+                return Err(Problem::new(
+                    413,
+                    "body-too-large",
+                    format!(
+                        "Content-Length {len} exceeds the limit of {} bytes",
+                        limits.max_body.0
+                    ),
+                ));
+            }
+        }
+        let constraints = multer::Constraints::new()
+            .allowed_fields(vec!["metadata", "data", "attachment"])
+            .size_limit(
+                multer::SizeLimit::new()
+                    .whole_stream(limits.max_body.0)
+                    .per_field(limits.max_part.0)
+                    .for_field("metadata", limits.max_metadata.0),
+            );
+        let mut multipart = multer::Multipart::with_constraints(
+            req.into_body().into_data_stream(),
+            boundary,
+            constraints,
+        );
+
+        let mut metadata: Option<Metadata> = None;
+        let mut data: Option<Part> = None;
+        let mut attachments = Vec::new();
+        let mut count = 0usize;
+        while let Some(mut field) = multipart.next_field().await.map_err(multipart_problem)? {
+            count += 1;
+            if count > limits.max_parts {
+                return Err(Problem::new(
+                    413,
+                    "too-many-parts",
+                    format!("more than {} parts", limits.max_parts),
+                ));
+            }
+            let name = field.name().unwrap_or_default().to_owned();
+            let media_type = field.content_type().map(|m| m.essence_str().to_owned());
+            let filename = field.file_name().map(str::to_owned);
+            let mut buf = BytesMut::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_problem)? {
+                buf.extend_from_slice(&chunk);
+            }
+            let body = buf.freeze();
+            match name.as_str() {
+                "metadata" => {
+                    if metadata.is_some() {
+                        return Err(Problem::bad_request(
+                            "part-duplicate",
+                            "the metadata part was sent twice",
+                        ));
+                    }
+                    let md = parse_metadata(&body, limits.max_json_depth)?;
+                    // Authorise before reading further: an unauthorised portal sends no more data into us.
+                    self.pipeline.authorize(&portal, &md)?;
+                    metadata = Some(md);
+                }
+                "data" => {
+                    if data.is_some() {
+                        return Err(Problem::bad_request(
+                            "part-duplicate",
+                            "the data part was sent twice",
+                        ));
+                    }
+                    let media_type = media_type.ok_or_else(|| {
+                        Problem::new(415, "unsupported-media-type", "the data part needs a Content-Type (application/xml or application/json)")
+                    })?;
+                    data = Some(Part {
+                        media_type,
+                        filename: None,
+                        data: body,
+                    });
+                }
+                _ => {
+                    let n = attachments.len() + 1;
+                    let filename = check_filename(filename, n)?;
+                    let media_type = media_type.ok_or_else(|| {
+                        Problem::bad_request(
+                            "attachment-invalid",
+                            format!("attachment {n} has no Content-Type"),
+                        )
+                    })?;
+                    attachments.push(Part {
+                        media_type,
+                        filename: Some(filename),
+                        data: body,
+                    });
+                }
+            }
+        }
+        let metadata = metadata
+            .ok_or_else(|| Problem::bad_request("part-missing", "the metadata part is missing"))?;
+        let data =
+            data.ok_or_else(|| Problem::bad_request("part-missing", "the data part is missing"))?;
+        self.check_data(&metadata, &data)?;
+
+        let bytes: u64 =
+            data.data.len() as u64 + attachments.iter().map(|a| a.data.len() as u64).sum::<u64>();
+        let answer = self
+            .pipeline
+            .accept(Incoming {
+                portal: portal.clone(),
+                metadata: metadata.clone(),
+                data,
+                attachments,
+                idempotency_key,
+            })
+            .await?;
+        if answer.replayed {
+            self.metrics.replayed.inc();
+            tracing::info!(submission_id = %answer.submission_id, portal = %portal.id, "idempotent replay answered");
+        } else {
+            self.metrics.accepted.inc();
+            self.metrics.accepted_bytes.inc_by(bytes);
+            tracing::info!(
+                submission_id = %answer.submission_id,
+                portal = %portal.id,
+                leistung = %metadata.leistung,
+                destination = %metadata.destination,
+                bytes,
+                "submission accepted"
+            );
+        }
+        let mut resp = json_response(StatusCode::ACCEPTED, answer.body);
+        if let Ok(v) =
+            header::HeaderValue::from_str(&format!("/v1/submissions/{}", answer.submission_id))
+        {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        if answer.replayed {
+            resp.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+        }
+        Ok(resp)
+    }
+
+    fn check_data(&self, md: &Metadata, data: &Part) -> Result<(), Problem> {
+        let to_problem = |i: validate::Invalid| Problem::bad_request(i.slug, i.detail);
+        let schema = self.schemas.get(&md.leistung);
+        let mt = data.media_type.as_str();
+        if mt == "application/xml" || mt == "text/xml" || mt.ends_with("+xml") {
+            if schema.is_some() {
+                return Err(Problem::new(
+                    415,
+                    "unsupported-media-type",
+                    format!(
+                        "Leistung {} expects JSON data matching its schema, not XML",
+                        md.leistung
+                    ),
+                ));
+            }
+            validate::check_xml(&data.data, self.limits.max_xml_depth).map_err(to_problem)
+        } else if mt == "application/json" || mt.ends_with("+json") {
+            let value = validate::check_json(&data.data, self.limits.max_json_depth, "data")
+                .map_err(to_problem)?;
+            match schema {
+                Some(v) => validate::check_schema(v, &value, &md.leistung)
+                    .map_err(|i| Problem::new(422, i.slug, i.detail)),
+                None => Ok(()),
+            }
+        } else {
+            Err(Problem::new(
+                415,
+                "unsupported-media-type",
+                format!("data part has media type {mt}; use application/xml or application/json"),
+            ))
+        }
+    }
+}
+
+fn parse_metadata(body: &[u8], max_depth: usize) -> Result<Metadata, Problem> {
+    let value = validate::check_json(body, max_depth, "metadata").map_err(|i| {
+        Problem::bad_request(
+            if i.slug == "json-too-deep" {
+                i.slug
+            } else {
+                "metadata-invalid"
+            },
+            i.detail,
+        )
+    })?;
+    let md: Metadata = serde_json::from_value(value).map_err(|e| {
+        // serde's messages name fields and expected types, not values.
+        Problem::bad_request("metadata-invalid", format!("metadata: {e}"))
+    })?;
+    md.check()?;
+    Ok(md)
+}
+
+/// An attachment's file name is kept (encrypted) for the recipient, never used
+/// as a path here; still, names that are paths or carry control characters are
+/// refused so no receiver is tempted.
+fn check_filename(name: Option<String>, n: usize) -> Result<String, Problem> {
+    let bad =
+        |why: &str| Problem::bad_request("attachment-invalid", format!("attachment {n}: {why}"));
+    let name = name.ok_or_else(|| bad("no filename in its Content-Disposition"))?;
+    if name.is_empty() || name.len() > 255 {
+        return Err(bad("the filename must be 1 to 255 bytes"));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(bad("the filename contains control characters"));
+    }
+    if name.contains('/') || name.contains('\\') || name == "." || name == ".." {
+        return Err(bad("the filename must be a plain name, not a path"));
+    }
+    Ok(name)
+}
+
+fn multipart_problem(e: multer::Error) -> Problem {
+    use multer::Error as E;
+    match e {
+        E::FieldSizeExceeded { limit, field_name } => Problem::new(
+            413,
+            "part-too-large",
+            format!(
+                "part {} exceeds the limit of {limit} bytes",
+                field_name.as_deref().unwrap_or("(unnamed)")
+            ),
+        ),
+        E::StreamSizeExceeded { limit } => Problem::new(
+            413,
+            "body-too-large",
+            format!("the body exceeds the limit of {limit} bytes"),
+        ),
+        E::UnknownField {
+            field_name: Some(name),
+        } => {
+            let shown: String = name.chars().filter(|c| !c.is_control()).take(40).collect();
+            Problem::bad_request(
+                "part-unknown",
+                format!("unknown part {shown:?}; allowed are metadata, data and attachment"),
+            )
+        }
+        E::UnknownField { field_name: None } => Problem::bad_request(
+            "part-unknown",
+            "a part has no name; every part needs Content-Disposition: form-data; name=...",
+        ),
+        E::StreamReadFailed(_) => Problem::bad_request(
+            "multipart-malformed",
+            "the body could not be read completely",
+        ),
+        other => Problem::bad_request(
+            "multipart-malformed",
+            format!("malformed multipart body: {}", multipart_class(&other)),
+        ),
+    }
+}
+
+fn multipart_class(e: &multer::Error) -> &'static str {
+    use multer::Error as E;
+    match e {
+        E::IncompleteFieldData { .. } => "a part ends before its boundary",
+        E::IncompleteHeaders => "part headers are incomplete",
+        E::ReadHeaderFailed(_) => "part headers cannot be parsed",
+        E::DecodeHeaderName { .. } | E::DecodeHeaderValue { .. } => "a part header is not valid",
+        E::IncompleteStream => "the body ends before the closing boundary",
+        _ => "unexpected structure",
+    }
+}

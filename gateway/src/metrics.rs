@@ -1,0 +1,126 @@
+//! Prometheus metrics (served on the admin listener at `/metrics`).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabels {
+    pub certificate: String,
+}
+
+/// All metrics of one daemon.
+pub struct Metrics {
+    registry: Registry,
+    pub accepted: Counter,
+    pub replayed: Counter,
+    pub refused: Family<RefusalLabels, Counter>,
+    pub accept_seconds: Histogram,
+    pub accepted_bytes: Counter,
+    store_commits: Counter,
+    store_submissions: Counter,
+    store_largest_group: Gauge,
+    pub cert_expiry: Family<CertLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ozg");
+        let m = Metrics {
+            accepted: Counter::default(),
+            replayed: Counter::default(),
+            refused: Family::default(),
+            accept_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            accepted_bytes: Counter::default(),
+            store_commits: Counter::default(),
+            store_submissions: Counter::default(),
+            store_largest_group: Gauge::default(),
+            cert_expiry: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "submissions_accepted",
+            "Submissions durably accepted (202)",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "submissions_replayed",
+            "Idempotent replays answered with the first 202",
+            m.replayed.clone(),
+        );
+        registry.register(
+            "requests_refused",
+            "Requests refused, by listener and problem type",
+            m.refused.clone(),
+        );
+        registry.register(
+            "accept_duration_seconds",
+            "Time from request to durable 202",
+            m.accept_seconds.clone(),
+        );
+        registry.register(
+            "accepted_payload_bytes",
+            "Plaintext bytes of accepted parts",
+            m.accepted_bytes.clone(),
+        );
+        registry.register(
+            "store_commits",
+            "Durable store commits (one WAL fsync each)",
+            m.store_commits.clone(),
+        );
+        registry.register(
+            "store_submissions",
+            "Submissions written by the store",
+            m.store_submissions.clone(),
+        );
+        registry.register(
+            "store_largest_group",
+            "Most submissions committed by one fsync",
+            m.store_largest_group.clone(),
+        );
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until a configured certificate expires",
+            m.cert_expiry.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn refuse(&self, listener: &'static str, reason: &'static str) {
+        self.refused
+            .get_or_create(&RefusalLabels { listener, reason })
+            .inc();
+    }
+
+    /// Renders the text exposition format, refreshing store counters first.
+    pub fn render(&self, store: &Arc<dyn Store>) -> String {
+        let s = store.stats();
+        self.store_commits
+            .inc_by(s.commits.saturating_sub(self.store_commits.get()));
+        self.store_submissions
+            .inc_by(s.submissions.saturating_sub(self.store_submissions.get()));
+        self.store_largest_group.set(s.largest_group as i64);
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

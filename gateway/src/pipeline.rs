@@ -1,0 +1,313 @@
+//! The core of accepting a submission: authorise, route, seal, encrypt per
+//! target, store — and answer with the receipt only once it is durable.
+//!
+//! Listeners call [`Pipeline::authorize`] as soon as the metadata is known (so
+//! a portal learns early that it may not submit) and [`Pipeline::accept`] with
+//! the complete, validated submission. Plaintext lives only in memory here:
+//! the store receives envelopes, which are JWE for each target.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{digest, SHA256};
+use bytes::Bytes;
+use ozg_adapter_sdk::envelope::{
+    build_envelope, seal_manifest, sha512_hex, EnvelopeHeader, Receipt, ReceiptPart,
+};
+use ozg_adapter_sdk::{Manifest, ManifestPart, RecipientCert, SealKey};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::problem::Problem;
+use crate::routing::Router;
+use crate::setup::Portal;
+use crate::store::{Accepted, IdempotencyKey, NewDelivery, NewSubmission, Store};
+
+/// The `metadata` part.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// FIM-Leistungsschlüssel.
+    pub leistung: String,
+    /// The responsible authority (routing key).
+    pub destination: String,
+    /// The portal's own reference (Aktenzeichen of the portal).
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Payment information as the portal reports it.
+    #[serde(default)]
+    pub payment: Option<serde_json::Value>,
+    /// Where the recipient may answer.
+    #[serde(default)]
+    pub reply_channel: Option<serde_json::Value>,
+}
+
+impl Metadata {
+    /// Checks the routing fields' form: they appear in clear headers and logs.
+    pub fn check(&self) -> Result<(), Problem> {
+        for (name, value) in [
+            ("leistung", &self.leistung),
+            ("destination", &self.destination),
+        ] {
+            if value.is_empty()
+                || value.len() > 64
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            {
+                return Err(Problem::bad_request(
+                    "metadata-invalid",
+                    format!("metadata.{name} must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'"),
+                ));
+            }
+        }
+        if self.reference.as_ref().is_some_and(|r| r.len() > 256) {
+            return Err(Problem::bad_request(
+                "metadata-invalid",
+                "metadata.reference is longer than 256 bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    fn extra(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if let Some(r) = &self.reference {
+            m.insert("reference".into(), r.clone().into());
+        }
+        if let Some(p) = &self.payment {
+            m.insert("payment".into(), p.clone());
+        }
+        if let Some(r) = &self.reply_channel {
+            m.insert("reply_channel".into(), r.clone());
+        }
+        m
+    }
+}
+
+/// One validated part.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub media_type: String,
+    pub filename: Option<String>,
+    pub data: Bytes,
+}
+
+/// A complete, validated submission.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub portal: Arc<Portal>,
+    pub metadata: Metadata,
+    pub data: Part,
+    pub attachments: Vec<Part>,
+    pub idempotency_key: Option<String>,
+}
+
+/// The `202` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcceptResponse {
+    pub submission_id: String,
+    pub received_at: String,
+    pub status_url: String,
+    pub targets: Vec<String>,
+    pub parts: Vec<ReceiptPart>,
+    /// Compact JWS by the seal key over id, time, sender and part hashes.
+    pub receipt: String,
+}
+
+/// The answer to an accepted submission.
+#[derive(Debug)]
+pub struct Answer {
+    /// The `202` body (JSON).
+    pub body: String,
+    pub submission_id: String,
+    /// True if this is the stored answer to an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// Seals, encrypts and stores submissions.
+pub struct Pipeline {
+    pub seal: Arc<SealKey>,
+    pub targets: BTreeMap<String, Arc<RecipientCert>>,
+    pub router: Router,
+    pub store: Arc<dyn Store>,
+    /// Base URL for status links, without trailing slash.
+    pub public_url: String,
+}
+
+/// The stable message id of (submission, target): a name-based UUID (v5).
+pub fn message_id(submission_id: &uuid::Uuid, target: &str) -> String {
+    uuid::Uuid::new_v5(submission_id, target.as_bytes()).to_string()
+}
+
+impl Pipeline {
+    /// May this portal submit for this Leistung and destination, and where would it go?
+    /// Authorisation comes first, so a portal learns nothing about other portals' routes.
+    pub fn authorize(&self, portal: &Portal, md: &Metadata) -> Result<Vec<String>, Problem> {
+        if !portal.leistungen.matches(&md.leistung) || !portal.destinations.matches(&md.destination)
+        {
+            return Err(Problem::new(
+                403,
+                "leistung-not-allowed",
+                format!(
+                    "portal {} is not registered for Leistung {} at destination {}",
+                    portal.id, md.leistung, md.destination
+                ),
+            ));
+        }
+        match self.router.route(&md.leistung, &md.destination) {
+            Some(targets) => Ok(targets.to_vec()),
+            None => Err(Problem::new(
+                422,
+                "no-route",
+                format!(
+                    "no route for Leistung {} and destination {}",
+                    md.leistung, md.destination
+                ),
+            )),
+        }
+    }
+
+    /// Seals, encrypts for every target and stores; returns once durable.
+    pub async fn accept(self: &Arc<Self>, incoming: Incoming) -> Result<Answer, Problem> {
+        let targets = self.authorize(&incoming.portal, &incoming.metadata)?;
+        let this = self.clone();
+        // Hashing, signing and encrypting are CPU work: keep them off the I/O threads.
+        let prepared = tokio::task::spawn_blocking(move || this.prepare(incoming, targets))
+            .await
+            .map_err(|_| Problem::new(500, "internal", "sealing task failed"))??;
+        let submission_id = prepared.id.clone();
+        let response = prepared.response.clone();
+        match self.store.accept(prepared).await {
+            Ok(Accepted::Stored) => Ok(Answer {
+                body: response,
+                submission_id,
+                replayed: false,
+            }),
+            Ok(Accepted::Replay { response }) => {
+                let id = serde_json::from_str::<AcceptResponse>(&response)
+                    .map(|r| r.submission_id)
+                    .unwrap_or_default();
+                Ok(Answer {
+                    body: response,
+                    submission_id: id,
+                    replayed: true,
+                })
+            }
+            Ok(Accepted::Conflict { submission_id }) => Err(Problem {
+                submission_id: Some(submission_id.clone()),
+                ..Problem::new(
+                    409,
+                    "idempotency-conflict",
+                    format!("this Idempotency-Key was used for submission {submission_id} with other content"),
+                )
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "store refused a submission");
+                Err(Problem::new(503, "unavailable", "the submission could not be stored; it was not accepted, retry later"))
+            }
+        }
+    }
+
+    fn prepare(&self, incoming: Incoming, targets: Vec<String>) -> Result<NewSubmission, Problem> {
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "{what}");
+            Problem::new(
+                500,
+                "internal",
+                format!("{what}; the submission was not accepted"),
+            )
+        };
+        let id = uuid::Uuid::now_v7();
+        let received_at = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .map_err(|e| internal("clock", &e))?;
+        let md = &incoming.metadata;
+        let mut parts = vec![("data".to_owned(), &incoming.data)];
+        for (i, a) in incoming.attachments.iter().enumerate() {
+            parts.push((format!("attachment-{}", i + 1), a));
+        }
+        let manifest = Manifest {
+            submission_id: id.to_string(),
+            received_at: received_at.clone(),
+            sender: incoming.portal.id.clone(),
+            leistung: md.leistung.clone(),
+            destination: md.destination.clone(),
+            metadata: md.extra(),
+            parts: parts
+                .iter()
+                .map(|(pid, p)| ManifestPart {
+                    id: pid.clone(),
+                    media_type: p.media_type.clone(),
+                    filename: p.filename.clone(),
+                    size: p.data.len() as u64,
+                    sha512: sha512_hex(&p.data),
+                })
+                .collect(),
+        };
+        let sealed =
+            seal_manifest(&manifest, &self.seal).map_err(|e| internal("sealing failed", &e))?;
+        let receipt_body = Receipt::for_manifest(&manifest);
+        let receipt = receipt_body
+            .sign(&self.seal)
+            .map_err(|e| internal("signing the receipt failed", &e))?;
+        let bodies: Vec<&[u8]> = parts.iter().map(|(_, p)| p.data.as_ref()).collect();
+        let mut deliveries = Vec::with_capacity(targets.len());
+        for target in &targets {
+            let cert = self
+                .targets
+                .get(target)
+                .ok_or_else(|| internal("route names a target without certificate", target))?;
+            let header = EnvelopeHeader {
+                message_id: message_id(&id, target),
+                target: target.clone(),
+                created_at: received_at.clone(),
+            };
+            let env = build_envelope(header, &manifest, &sealed, &bodies, cert)
+                .map_err(|e| internal("encryption failed", &e))?;
+            deliveries.push(NewDelivery {
+                message_id: env.message_id.clone(),
+                target: target.clone(),
+                envelope: serde_json::to_vec(&env)
+                    .map_err(|e| internal("envelope encoding failed", &e))?,
+            });
+        }
+        let response = AcceptResponse {
+            submission_id: id.to_string(),
+            received_at: received_at.clone(),
+            status_url: format!("{}/v1/submissions/{id}", self.public_url),
+            targets,
+            parts: receipt_body.parts,
+            receipt,
+        };
+        let idempotency = incoming.idempotency_key.as_ref().map(|key| IdempotencyKey {
+            key: key.clone(),
+            request_hash: request_hash(&manifest),
+        });
+        Ok(NewSubmission {
+            id: id.to_string(),
+            portal: incoming.portal.id.clone(),
+            leistung: md.leistung.clone(),
+            destination: md.destination.clone(),
+            received_at,
+            response: serde_json::to_string(&response)
+                .map_err(|e| internal("response encoding failed", &e))?,
+            idempotency,
+            deliveries,
+        })
+    }
+}
+
+/// What makes two requests "the same content" for an idempotency key: routing,
+/// metadata and every part's media type, file name and hash.
+fn request_hash(m: &Manifest) -> String {
+    let parts: Vec<_> = m
+        .parts
+        .iter()
+        .map(|p| (&p.media_type, &p.filename, &p.sha512))
+        .collect();
+    let canonical =
+        serde_json::to_vec(&(&m.leistung, &m.destination, &m.metadata, parts)).unwrap_or_default();
+    hex::encode(digest(&SHA256, &canonical))
+}

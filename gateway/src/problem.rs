@@ -1,0 +1,96 @@
+//! RFC 9457 problem details: every refusal the gateway gives.
+//!
+//! `type` is `/problems/<slug>` (relative to the listener; the slugs are listed in
+//! the README), `title` is fixed per slug, `detail` says precisely what was wrong
+//! in this request — without echoing the request's data.
+
+use serde::Serialize;
+
+/// A refusal: status, problem slug and a precise detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: u16,
+    pub slug: &'static str,
+    pub detail: String,
+    /// The submission an idempotency conflict refers to.
+    pub submission_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    submission_id: Option<&'a str>,
+}
+
+impl Problem {
+    pub fn new(status: u16, slug: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            status,
+            slug,
+            detail: detail.into(),
+            submission_id: None,
+        }
+    }
+
+    pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(400, slug, detail)
+    }
+
+    /// The `title` of a problem type.
+    pub fn title(&self) -> &'static str {
+        match self.slug {
+            "client-certificate-required" => "Client certificate required",
+            "client-certificate-expired" => "Client certificate expired",
+            "client-certificate-not-yet-valid" => "Client certificate not yet valid",
+            "client-certificate-untrusted" => "Client certificate from an untrusted CA",
+            "client-certificate-invalid" => "Client certificate not acceptable",
+            "unknown-client" => "Unknown client",
+            "leistung-not-allowed" => "Leistung or destination not allowed for this portal",
+            "no-route" => "No route for this Leistung and destination",
+            "body-too-large" => "Request body too large",
+            "part-too-large" => "Part too large",
+            "too-many-parts" => "Too many parts",
+            "unsupported-media-type" => "Unsupported media type",
+            "multipart-malformed" => "Malformed multipart body",
+            "part-missing" => "Required part missing",
+            "part-duplicate" => "Part sent twice",
+            "part-unknown" => "Unknown part",
+            "metadata-invalid" => "Invalid metadata",
+            "attachment-invalid" => "Invalid attachment",
+            "data-not-utf8" => "Data is not UTF-8",
+            "xml-malformed" => "XML not well-formed",
+            "xml-doctype" => "DOCTYPE not allowed",
+            "xml-entity" => "Entity reference not allowed",
+            "xml-too-deep" => "XML nested too deeply",
+            "xml-encoding" => "XML encoding not supported",
+            "json-malformed" => "JSON not well-formed",
+            "json-too-deep" => "JSON nested too deeply",
+            "schema-violation" => "Data does not match the Leistung's schema",
+            "idempotency-key-invalid" => "Invalid Idempotency-Key",
+            "idempotency-conflict" => "Idempotency-Key reused with other content",
+            "request-timeout" => "Request not completed in time",
+            "not-found" => "Not found",
+            "method-not-allowed" => "Method not allowed",
+            "unavailable" => "Temporarily unavailable",
+            "internal" => "Internal error",
+            _ => "Request refused",
+        }
+    }
+
+    /// The problem+json body.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&Body {
+            kind: format!("/problems/{}", self.slug),
+            title: self.title(),
+            status: self.status,
+            detail: &self.detail,
+            submission_id: self.submission_id.as_deref(),
+        })
+        .unwrap_or_default()
+    }
+}
