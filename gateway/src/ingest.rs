@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::BoxStream;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming as Body;
+use tokio::sync::Mutex;
 
 use crate::config::Limits;
 use crate::metrics::Metrics;
@@ -34,6 +36,60 @@ pub struct Ingest {
 }
 
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// How long a refused request's remaining body is read before the connection closes.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+type BodyStream = BoxStream<'static, Result<Bytes, hyper::Error>>;
+
+/// A request body that the parser streams from and that can still be drained
+/// after the parser gave up on it.
+#[derive(Clone)]
+struct SharedBody(Arc<Mutex<Body>>);
+
+impl SharedBody {
+    fn new(body: Body) -> Self {
+        SharedBody(Arc::new(Mutex::new(body)))
+    }
+
+    fn stream(&self) -> BodyStream {
+        Box::pin(futures_util::stream::unfold(
+            self.0.clone(),
+            |body| async move {
+                loop {
+                    let frame = body.lock().await.frame().await;
+                    match frame {
+                        None => return None,
+                        Some(Err(e)) => return Some((Err(e), body)),
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                return Some((Ok(data), body));
+                            }
+                            // Trailers carry no data: read on.
+                        }
+                    }
+                }
+            },
+        ))
+    }
+
+    /// Reads and discards up to `max` bytes for at most `time`.
+    async fn drain(&self, max: u64, time: std::time::Duration) {
+        let mut body = self.0.lock().await;
+        let mut seen = 0u64;
+        let _ = tokio::time::timeout(time, async {
+            while seen < max {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        seen += frame.data_ref().map(|d| d.len() as u64).unwrap_or(0)
+                    }
+                    _ => break,
+                }
+            }
+        })
+        .await;
+    }
+}
 
 /// Renders a problem and counts the refusal.
 pub fn problem_response(metrics: &Metrics, listener: &'static str, p: &Problem) -> HttpResponse {
@@ -71,16 +127,38 @@ impl Ingest {
         client: Result<Arc<Portal>, Problem>,
         req: Request<Body>,
     ) -> HttpResponse {
-        let portal = match client {
-            Ok(p) => p,
-            Err(p) => return problem_response(&self.metrics, "ingest", &p),
+        let (head, body) = req.into_parts();
+        let body = SharedBody::new(body);
+        let result = match client {
+            Ok(portal) => self.route(portal, &head, &body).await,
+            Err(p) => Err(p),
         };
-        let path = req.uri().path().to_owned();
-        let result = match (req.method(), path.strip_prefix("/v1/submissions")) {
+        match result {
+            Ok(resp) => resp,
+            Err(p) => {
+                // Read (and discard) what the client is still sending, within bounds, so
+                // the refusal reaches it instead of being lost to a TCP reset.
+                body.drain(self.limits.max_body.0, LINGER).await;
+                problem_response(&self.metrics, "ingest", &p)
+            }
+        }
+    }
+
+    async fn route(
+        &self,
+        portal: Arc<Portal>,
+        head: &http::request::Parts,
+        body: &SharedBody,
+    ) -> Result<HttpResponse, Problem> {
+        let path = head.uri.path();
+        match (&head.method, path.strip_prefix("/v1/submissions")) {
             (&Method::POST, Some("" | "/")) => {
                 let started = Instant::now();
-                match tokio::time::timeout(self.limits.request_timeout, self.submit(portal, req))
-                    .await
+                match tokio::time::timeout(
+                    self.limits.request_timeout,
+                    self.submit(portal, head, body.stream()),
+                )
+                .await
                 {
                     Ok(r) => {
                         if r.is_ok() {
@@ -106,15 +184,14 @@ impl Ingest {
             (_, Some(_)) => Err(Problem::new(
                 405,
                 "method-not-allowed",
-                format!("{} is not allowed on {path}", req.method()),
+                format!("{} is not allowed on {path}", head.method),
             )),
             _ => Err(Problem::new(
                 404,
                 "not-found",
                 format!("no resource at {path}"),
             )),
-        };
-        result.unwrap_or_else(|p| problem_response(&self.metrics, "ingest", &p))
+        }
     }
 
     async fn status(&self, portal: &Portal, id: &str) -> Result<HttpResponse, Problem> {
@@ -150,10 +227,11 @@ impl Ingest {
     async fn submit(
         &self,
         portal: Arc<Portal>,
-        req: Request<Body>,
+        head: &http::request::Parts,
+        body: BodyStream,
     ) -> Result<HttpResponse, Problem> {
         let limits = &self.limits;
-        let headers = req.headers();
+        let headers = &head.headers;
         let idempotency_key = match headers.get("idempotency-key") {
             None => None,
             Some(v) => {
@@ -206,11 +284,7 @@ impl Ingest {
                     .per_field(limits.max_part.0)
                     .for_field("metadata", limits.max_metadata.0),
             );
-        let mut multipart = multer::Multipart::with_constraints(
-            req.into_body().into_data_stream(),
-            boundary,
-            constraints,
-        );
+        let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
 
         let mut metadata: Option<Metadata> = None;
         let mut data: Option<Part> = None;

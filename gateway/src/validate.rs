@@ -101,10 +101,8 @@ pub fn check_xml(data: &[u8], max_depth: usize) -> Result<(), Invalid> {
                     return Err(invalid("xml-malformed", "text outside the root element"));
                 }
             }
-            Event::Text(t) => {
-                if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) {
-                    return Err(invalid("xml-malformed", format!("text outside the root element at byte {}", pos(&reader))));
-                }
+            Event::Text(t) if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) => {
+                return Err(invalid("xml-malformed", format!("text outside the root element at byte {}", pos(&reader))));
             }
             Event::CData(_) if depth == 0 => return Err(invalid("xml-malformed", "CDATA outside the root element")),
             Event::Eof => break,

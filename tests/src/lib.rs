@@ -1,1 +1,326 @@
+//! Test harness for the end-to-end tests: configs in temporary directories, the
+//! daemon in-process or as a child process, portal clients with real certificates.
 
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ozg_gateway::client::PortalIdentity;
+use ozg_gateway::config::Config;
+use ozg_gateway::daemon::Gateway;
+use ozg_gateway::demo_pki::{Algorithm, DemoCa, Usage};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A file of the demo PKI.
+pub fn demo(name: &str) -> PathBuf {
+    repo().join("certs-example").join(name)
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Knobs of the test config.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ingest_port: u16,
+    pub admin_port: u16,
+    pub max_body: &'static str,
+    pub request_timeout: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ingest_port: 0,
+            admin_port: 0,
+            max_body: "4MiB",
+            request_timeout: "30s",
+        }
+    }
+}
+
+/// A gateway config in a temporary directory: the shipped example's portals,
+/// Leistungen and targets, plus a Leistung that portal-demo may use but that has no route.
+pub struct TestConfig {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+pub fn test_config(o: &Options) -> TestConfig {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("var");
+    let c = |name: &str| demo(name).display().to_string();
+    let schema = repo()
+        .join("schemas/examples/hundesteuer.schema.json")
+        .display()
+        .to_string();
+    let text = format!(
+        r#"
+[store]
+type = "embedded"
+data_dir = "{data_dir}"
+
+[ingest]
+listen = "127.0.0.1:{ingest_port}"
+certificate = "{server_pem}"
+key = "{server_key}"
+client_ca = "{ca}"
+
+[ingest.limits]
+max_body = "{max_body}"
+max_part = "{max_body}"
+request_timeout = "{request_timeout}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[pki]
+trust_anchors = "{ca}"
+seal_certificate = "{seal_pem}"
+seal_key = "{seal_key}"
+
+[log]
+level = "warn"
+
+[[portals]]
+id = "portal-demo"
+certificate = "{portal}"
+leistungen = ["99050012104000", "99115005001000", "99999999999999"]
+
+[[portals]]
+id = "portal2-demo"
+certificate = "{portal2}"
+leistungen = ["99115005001000"]
+destinations = ["05*"]
+
+[leistungen.99050012104000]
+name = "Hundesteuer Anmeldung (example)"
+schema = "{schema}"
+
+[targets.dms-demo]
+certificate = "{rsa}"
+adapter = {{ type = "filedrop", dir = "{data_dir}/outbox" }}
+
+[targets.fachverfahren-demo]
+certificate = "{ec}"
+adapter = {{ type = "http", url = "https://localhost:9443/inbox" }}
+
+[[routes]]
+leistung = "99050012104000"
+targets = ["fachverfahren-demo"]
+
+[[routes]]
+leistung = "99115005001000"
+targets = ["dms-demo", "fachverfahren-demo"]
+"#,
+        data_dir = data_dir.display(),
+        ingest_port = o.ingest_port,
+        admin_port = o.admin_port,
+        max_body = o.max_body,
+        request_timeout = o.request_timeout,
+        server_pem = c("server.pem"),
+        server_key = c("server.key"),
+        ca = c("ca.pem"),
+        seal_pem = c("seal.pem"),
+        seal_key = c("seal.key"),
+        portal = c("portal.pem"),
+        portal2 = c("portal2.pem"),
+        rsa = c("recipient-rsa.pem"),
+        ec = c("recipient-ec.pem"),
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).expect("write config");
+    TestConfig {
+        dir,
+        path,
+        data_dir,
+    }
+}
+
+/// Starts the daemon in-process on free ports.
+pub async fn start(o: &Options) -> (TestConfig, Gateway) {
+    let tc = test_config(o);
+    let config = Config::load(&tc.path).expect("config parses");
+    let setup = ozg_gateway::setup::setup(config).expect("config is valid");
+    let gw = Gateway::start(setup).await.expect("gateway starts");
+    (tc, gw)
+}
+
+pub fn base_url(addr: SocketAddr) -> String {
+    format!("https://localhost:{}", addr.port())
+}
+
+/// An HTTPS client presenting `cert`/`key` and trusting the demo CA.
+pub fn client_with(cert: &Path, key: &Path) -> reqwest::Client {
+    ozg_gateway::client::http_client(&PortalIdentity {
+        cert: cert.into(),
+        key: key.into(),
+        ca: demo("ca.pem"),
+    })
+    .expect("client")
+}
+
+/// A client presenting a demo certificate by stem (`portal`, `portal2`, `operator`).
+pub fn portal_client(stem: &str) -> reqwest::Client {
+    client_with(&demo(&format!("{stem}.pem")), &demo(&format!("{stem}.key")))
+}
+
+/// A client without any client certificate.
+pub fn anonymous_client() -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in ozg_gateway::tls::load_chain(&demo("ca.pem")).expect("ca") {
+        roots.add(c).expect("root");
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .expect("client")
+}
+
+/// Writes a certificate/key pair into `dir` and returns a client using it.
+pub fn client_from_issued(
+    dir: &Path,
+    stem: &str,
+    issued: &ozg_gateway::demo_pki::Issued,
+) -> reqwest::Client {
+    let cert = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}.key"));
+    std::fs::write(&cert, &issued.cert_pem).expect("write cert");
+    std::fs::write(&key, &issued.key_pem).expect("write key");
+    client_with(&cert, &key)
+}
+
+/// A client certificate from a CA the gateway does not trust.
+pub fn foreign_ca_client(dir: &Path) -> reqwest::Client {
+    let ca = DemoCa::generate("foreign CA", 1).expect("ca");
+    let issued = ca
+        .issue("portal-demo", Usage::Client, Algorithm::EcP256, 1)
+        .expect("leaf");
+    client_from_issued(dir, "foreign", &issued)
+}
+
+/// A client certificate of the demo CA that expired yesterday.
+pub fn expired_client(dir: &Path) -> reqwest::Client {
+    let ca = DemoCa::load(
+        &std::fs::read_to_string(demo("ca.pem")).expect("ca.pem"),
+        &std::fs::read_to_string(demo("ca.key")).expect("ca.key"),
+    )
+    .expect("demo CA");
+    let now = time::OffsetDateTime::now_utc();
+    let issued = ca
+        .issue_between(
+            "portal-demo",
+            Usage::Client,
+            Algorithm::EcP256,
+            now - time::Duration::days(30),
+            now - time::Duration::days(1),
+        )
+        .expect("leaf");
+    client_from_issued(dir, "expired", &issued)
+}
+
+/// Reads one sample of a Prometheus metric (0 if absent).
+pub async fn metric(admin: SocketAddr, name_and_labels: &str) -> f64 {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The daemon as a child process (for kill -9 tests).
+pub struct DaemonProcess {
+    pub child: Child,
+    pub ingest: SocketAddr,
+}
+
+impl DaemonProcess {
+    /// Starts `<bin> serve --config <path>` and waits until the ingest port accepts.
+    /// `bin` is `env!("CARGO_BIN_EXE_ozg-gateway-e2e")` (the daemon's CLI, built for the tests).
+    pub fn spawn(bin: &str, config: &Path, ingest_port: u16) -> DaemonProcess {
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("daemon starts");
+        let ingest: SocketAddr = ([127, 0, 0, 1], ingest_port).into();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(ingest).is_ok() {
+                return DaemonProcess { child, ingest };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("daemon did not open {ingest} within 5 s");
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// True if any file under `dir` contains `needle`.
+pub fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
+    files_under(dir).iter().any(|f| {
+        std::fs::read(f)
+            .map(|b| b.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
+    })
+}

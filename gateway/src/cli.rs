@@ -1,0 +1,246 @@
+//! The `ozg-gateway` command line: parses arguments and calls the library.
+//! `main.rs` only calls [`main`], so test harnesses can run the very same CLI.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::client::{self, PortalIdentity, SubmitRequest};
+use crate::config::{Config, LogFormat};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ozg-gateway",
+    version,
+    about = "Seals, encrypts and reliably delivers OZG submissions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        /// Config file.
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Generate a DEMO ONLY PKI (CA, TLS, portal, operator, seal and recipient certificates).
+    DemoPki {
+        /// Output directory.
+        #[arg(long, default_value = "certs-example")]
+        out: PathBuf,
+    },
+    /// Send a submission as a portal would and print the gateway's JSON answer.
+    Submit {
+        /// FIM-Leistungsschlüssel.
+        #[arg(long)]
+        leistung: String,
+        /// Destination (zuständige Stelle), e.g. an AGS.
+        #[arg(long)]
+        destination: String,
+        /// The Antragsdaten (XML or JSON file).
+        #[arg(long)]
+        data: PathBuf,
+        /// Media type of the data (default: by file extension).
+        #[arg(long)]
+        data_type: Option<String>,
+        /// An attachment (repeatable); media type by file extension.
+        #[arg(long = "attach")]
+        attachments: Vec<PathBuf>,
+        /// The portal's own reference.
+        #[arg(long)]
+        reference: Option<String>,
+        /// Idempotency-Key header: resending with the same key is safe.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Gateway base URL.
+        #[arg(long, default_value = "https://localhost:8443")]
+        url: String,
+        /// Portal client certificate.
+        #[arg(long, default_value = "certs-example/portal.pem")]
+        cert: PathBuf,
+        /// Portal client key.
+        #[arg(long, default_value = "certs-example/portal.key")]
+        key: PathBuf,
+        /// CA of the gateway's server certificate.
+        #[arg(long, default_value = "certs-example/ca.pem")]
+        ca: PathBuf,
+    },
+    /// Show a submission's status (as the submitting portal).
+    Status {
+        /// Submission id.
+        id: String,
+        #[arg(long, default_value = "https://localhost:8443")]
+        url: String,
+        #[arg(long, default_value = "certs-example/portal.pem")]
+        cert: PathBuf,
+        #[arg(long, default_value = "certs-example/portal.key")]
+        key: PathBuf,
+        #[arg(long, default_value = "certs-example/ca.pem")]
+        ca: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a config file (keys, certificates, routes, schemas) without starting.
+    Check {
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(config: &std::path::Path) -> Result<crate::setup::Setup, ExitCode> {
+    let loaded = Config::load(config).and_then(crate::setup::setup);
+    loaded.map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(2)
+    })
+}
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One crypto provider for every TLS user in the process (aws-lc-rs).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let setup = match load(&config) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            init_logging(setup.config.log.format, &setup.config.log.level);
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(crate::daemon::run(
+                setup,
+                crate::daemon::termination_signal(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => match load(&config) {
+            Ok(setup) => {
+                for w in &setup.warnings {
+                    println!("warning: {w}");
+                }
+                println!(
+                    "{}: OK ({} portal(s), {} target(s), {} route(s))",
+                    config.display(),
+                    setup.config.portals.len(),
+                    setup.targets.len(),
+                    setup.config.routes.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(code) => Ok(code),
+        },
+        Command::DemoPki { out } => {
+            crate::demo_pki::write_demo_pki(&out)?;
+            println!(
+                "DEMO ONLY PKI written to {} — never use these keys in production",
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit {
+            leistung,
+            destination,
+            data,
+            data_type,
+            attachments,
+            reference,
+            idempotency_key,
+            url,
+            cert,
+            key,
+            ca,
+        } => {
+            let read =
+                |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let mut req = SubmitRequest {
+                leistung,
+                destination,
+                reference,
+                data: read(&data)?,
+                data_media_type: data_type
+                    .unwrap_or_else(|| client::guess_media_type(&data).to_owned()),
+                idempotency_key,
+                ..Default::default()
+            };
+            for a in &attachments {
+                let name = a
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .context("attachment path has no file name")?
+                    .to_owned();
+                req.attachments
+                    .push((name, client::guess_media_type(a).to_owned(), read(a)?));
+            }
+            let http = client::http_client(&PortalIdentity { cert, key, ca })
+                .map_err(anyhow::Error::msg)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let answer = runtime
+                .block_on(client::submit(&http, &url, &req))
+                .with_context(|| format!("sending to {url} (is the daemon running?)"))?;
+            println!("{}", serde_json::to_string_pretty(&answer.body)?);
+            Ok(if answer.status == 202 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Status {
+            id,
+            url,
+            cert,
+            key,
+            ca,
+        } => {
+            let http = client::http_client(&PortalIdentity { cert, key, ca })
+                .map_err(anyhow::Error::msg)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let answer = runtime.block_on(client::status(
+                &http,
+                &format!("{}/v1/submissions/{id}", url.trim_end_matches('/')),
+            ))?;
+            println!("{}", serde_json::to_string_pretty(&answer.body)?);
+            Ok(if answer.status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The ingest API against the real daemon over real TLS: durable 202s, group
+//! commit, and refusals that leave no trace.
+
+use ozg_e2e::*;
+use ozg_gateway::client::{self, SubmitRequest};
+use ozg_gateway::store::embedded::counts;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ozg-gateway-e2e");
+const MARKER: &str = "MARKER-Erika-Mustermann-4711";
+const PDF_NAME: &str = "Nachweis-Geheim-Dateiname.pdf";
+
+fn xml_with_marker() -> Vec<u8> {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><antrag><name>{MARKER}</name><zweck>Arbeitgeber</zweck></antrag>").into_bytes()
+}
+
+fn pdf() -> Vec<u8> {
+    format!("%PDF-1.7\n1 0 obj << /Title ({MARKER}) >> endobj\n%%EOF\n").into_bytes()
+}
+
+fn melde(data: Vec<u8>) -> SubmitRequest {
+    SubmitRequest {
+        leistung: "99115005001000".into(),
+        destination: "05315000".into(),
+        data,
+        data_media_type: "application/xml".into(),
+        ..Default::default()
+    }
+}
+
+async fn post_form(client: &reqwest::Client, base: &str, form: Form) -> (u16, Value) {
+    let resp = client
+        .post(format!("{base}/v1/submissions"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request sent");
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status >= 400 {
+        assert_eq!(
+            ctype, "application/problem+json",
+            "refusals are problem+json: {body}"
+        );
+    }
+    (status, body)
+}
+
+fn metadata_part(leistung: &str) -> Part {
+    Part::text(format!(
+        r#"{{"leistung":"{leistung}","destination":"05315000"}}"#
+    ))
+    .mime_str("application/json")
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_submission_survives_kill_9_and_nothing_readable_is_stored() {
+    let ingest_port = free_port();
+    let tc = test_config(&Options {
+        ingest_port,
+        admin_port: free_port(),
+        ..Default::default()
+    });
+    let daemon = DaemonProcess::spawn(BIN, &tc.path, ingest_port);
+    let base = base_url(daemon.ingest);
+    let portal = portal_client("portal");
+    let mut req = melde(xml_with_marker());
+    req.attachments
+        .push((PDF_NAME.into(), "application/pdf".into(), pdf()));
+    let answer = client::submit(&portal, &base, &req)
+        .await
+        .expect("submitted");
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let id = answer.body["submission_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(answer.body["parts"].as_array().map(Vec::len), Some(2));
+    assert!(answer.body["receipt"]
+        .as_str()
+        .is_some_and(|r| r.split('.').count() == 3));
+
+    // Right after the 202: SIGKILL, no shutdown code runs.
+    daemon.kill_9();
+    let daemon = DaemonProcess::spawn(BIN, &tc.path, ingest_port);
+    let status = client::status(&portal, &format!("{base}/v1/submissions/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(status.status, 200, "{}", status.body);
+    let deliveries = status.body["deliveries"].as_array().expect("deliveries");
+    let mut targets: Vec<&str> = deliveries
+        .iter()
+        .map(|d| d["target"].as_str().unwrap())
+        .collect();
+    targets.sort();
+    assert_eq!(targets, ["dms-demo", "fachverfahren-demo"]);
+    assert!(deliveries.iter().all(|d| d["state"] == "pending"));
+
+    // Another portal cannot read it (and does not learn that it exists).
+    let other = client::status(
+        &portal_client("portal2"),
+        &format!("{base}/v1/submissions/{id}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status, 404);
+
+    daemon.kill_9();
+    assert!(
+        !dir_contains(&tc.data_dir, MARKER.as_bytes()),
+        "plaintext data on disk"
+    );
+    assert!(
+        !dir_contains(&tc.data_dir, PDF_NAME.as_bytes()),
+        "attachment file name on disk"
+    );
+    assert!(
+        !dir_contains(&tc.data_dir, b"application/pdf"),
+        "attachment media type on disk"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_connections_share_fsyncs() {
+    let (tc, gw) = start(&Options::default()).await;
+    let base = base_url(gw.ingest_addr);
+    let rounds = 3;
+    let mut accepted = 0;
+    for round in 0..rounds {
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let base = base.clone();
+                // One client per task: 64 separate TLS connections.
+                let portal = portal_client("portal");
+                tokio::spawn(async move {
+                    let data = format!("<antrag><nr>{round}-{i}</nr></antrag>").into_bytes();
+                    client::submit(&portal, &base, &melde(data))
+                        .await
+                        .expect("sent")
+                        .status
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 202);
+            accepted += 1;
+        }
+    }
+    let c = counts(&tc.data_dir).unwrap();
+    assert_eq!(c.submissions, accepted);
+    assert_eq!(c.deliveries, 2 * accepted);
+    let commits = metric(gw.admin_addr, "ozg_store_commits_total").await;
+    let stored = metric(gw.admin_addr, "ozg_store_submissions_total").await;
+    println!("{stored} submissions in {commits} commits (fsyncs)");
+    assert_eq!(stored as u64, accepted);
+    assert!(
+        commits < stored,
+        "group commit: {commits} commits for {stored} submissions"
+    );
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_precise_counted_and_leave_no_trace() {
+    let (tc, gw) = start(&Options::default()).await;
+    let base = base_url(gw.ingest_addr);
+    let portal = portal_client("portal");
+    let scratch = tempfile::tempdir().unwrap();
+
+    let mut cases: Vec<(&str, u16, &str, (u16, Value))> = Vec::new();
+    let xml = |body: &str| melde(body.as_bytes().to_vec());
+    let send = |c: reqwest::Client, r: SubmitRequest| {
+        let base = base.clone();
+        async move {
+            let a = client::submit(&c, &base, &r).await.expect("sent");
+            (a.status, a.body)
+        }
+    };
+
+    let plain = melde(xml_with_marker());
+    cases.push((
+        "no client certificate",
+        403,
+        "client-certificate-required",
+        send(anonymous_client(), plain.clone()).await,
+    ));
+    cases.push((
+        "certificate of another CA",
+        403,
+        "client-certificate-untrusted",
+        send(foreign_ca_client(scratch.path()), plain.clone()).await,
+    ));
+    cases.push((
+        "expired certificate",
+        403,
+        "client-certificate-expired",
+        send(expired_client(scratch.path()), plain.clone()).await,
+    ));
+    cases.push((
+        "unregistered client",
+        403,
+        "unknown-client",
+        send(portal_client("operator"), plain.clone()).await,
+    ));
+    let mut hund = plain.clone();
+    hund.leistung = "99050012104000".into();
+    cases.push((
+        "portal2, Leistung not allowed",
+        403,
+        "leistung-not-allowed",
+        send(portal_client("portal2"), hund).await,
+    ));
+    let mut noroute = plain.clone();
+    noroute.leistung = "99999999999999".into();
+    cases.push((
+        "no route",
+        422,
+        "no-route",
+        send(portal.clone(), noroute).await,
+    ));
+    let laughs = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">]><lolz>&lol2;</lolz>"#;
+    cases.push((
+        "billion laughs",
+        400,
+        "xml-doctype",
+        send(portal.clone(), xml(laughs)).await,
+    ));
+    let xxe = r#"<?xml version="1.0"?><!DOCTYPE a [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><a>&xxe;</a>"#;
+    cases.push((
+        "XXE",
+        400,
+        "xml-doctype",
+        send(portal.clone(), xml(xxe)).await,
+    ));
+    let deep = format!("{}{}", "<a>".repeat(10_000), "</a>".repeat(10_000));
+    cases.push((
+        "10,000-deep nesting",
+        400,
+        "xml-too-deep",
+        send(portal.clone(), xml(&deep)).await,
+    ));
+    cases.push((
+        "body over the limit",
+        413,
+        "body-too-large",
+        send(portal.clone(), melde(vec![b'a'; 5 << 20])).await,
+    ));
+    let mut bad_utf8 = plain.clone();
+    bad_utf8.leistung = "99050012104000".into();
+    bad_utf8.data = b"{\"antragsteller\": \"\xff\xfe\"}".to_vec();
+    bad_utf8.data_media_type = "application/json".into();
+    cases.push((
+        "invalid UTF-8 in JSON",
+        400,
+        "data-not-utf8",
+        send(portal.clone(), bad_utf8).await,
+    ));
+    let mut schema_bad = plain.clone();
+    schema_bad.leistung = "99050012104000".into();
+    schema_bad.data = format!(r#"{{"antragsteller":{{"name":"{MARKER}","anschrift":"x"}},"hund":{{"rasse":"x","geburtsjahr":"zwei"}}}}"#).into_bytes();
+    schema_bad.data_media_type = "application/json".into();
+    cases.push((
+        "schema-invalid data",
+        422,
+        "schema-violation",
+        send(portal.clone(), schema_bad).await,
+    ));
+    let no_data = Form::new().part("metadata", metadata_part("99115005001000"));
+    cases.push((
+        "missing data part",
+        400,
+        "part-missing",
+        post_form(&portal, &base, no_data).await,
+    ));
+    let traversal = Form::new()
+        .part("metadata", metadata_part("99115005001000"))
+        .part(
+            "data",
+            Part::bytes(b"<a/>".to_vec())
+                .mime_str("application/xml")
+                .unwrap(),
+        )
+        .part(
+            "attachment",
+            Part::bytes(pdf())
+                .file_name("../../etc/passwd")
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+    cases.push((
+        "path traversal in a file name",
+        400,
+        "attachment-invalid",
+        post_form(&portal, &base, traversal).await,
+    ));
+
+    let refused_before_idempotency = cases.len();
+    for (what, status, slug, (got, body)) in &cases {
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(body["type"], format!("/problems/{slug}"), "{what}: {body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{what}: {body}"
+        );
+        assert!(
+            !body.to_string().contains(MARKER),
+            "{what}: refusal echoes the data: {body}"
+        );
+    }
+    let c = counts(&tc.data_dir).unwrap();
+    assert_eq!(
+        (c.submissions, c.deliveries, c.envelopes, c.idempotency_keys),
+        (0, 0, 0, 0),
+        "refusals stored something"
+    );
+
+    // Idempotency: same key + same content → the same answer; other content → 409.
+    let mut first = melde(b"<antrag><nr>1</nr></antrag>".to_vec());
+    first.idempotency_key = Some("portal-ref-0001".into());
+    let a = client::submit(&portal, &base, &first).await.unwrap();
+    let b = client::submit(&portal, &base, &first).await.unwrap();
+    assert_eq!((a.status, b.status), (202, 202));
+    assert_eq!(a.body, b.body, "a replay answers exactly as the first time");
+    let mut other = first.clone();
+    other.data = b"<antrag><nr>2</nr></antrag>".to_vec();
+    let conflict = client::submit(&portal, &base, &other).await.unwrap();
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    assert_eq!(conflict.body["type"], "/problems/idempotency-conflict");
+    assert_eq!(conflict.body["submission_id"], a.body["submission_id"]);
+    let c = counts(&tc.data_dir).unwrap();
+    assert_eq!((c.submissions, c.idempotency_keys), (1, 1));
+
+    let refused = metric(
+        gw.admin_addr,
+        "ozg_requests_refused_total{listener=\"ingest\",reason=\"xml-doctype\"}",
+    )
+    .await;
+    assert_eq!(refused, 2.0);
+    let mut total = 0.0;
+    for slug in cases
+        .iter()
+        .map(|c| c.2)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        total += metric(
+            gw.admin_addr,
+            &format!("ozg_requests_refused_total{{listener=\"ingest\",reason=\"{slug}\"}}"),
+        )
+        .await;
+    }
+    assert_eq!(
+        total as usize, refused_before_idempotency,
+        "every refusal is counted once"
+    );
+    assert_eq!(
+        metric(gw.admin_addr, "ozg_submissions_accepted_total").await,
+        1.0
+    );
+    assert_eq!(
+        metric(gw.admin_addr, "ozg_submissions_replayed_total").await,
+        1.0
+    );
+
+    // Still serving.
+    let ok = client::submit(&portal, &base, &melde(b"<ok/>".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 202);
+    gw.shutdown().await.unwrap();
+}
