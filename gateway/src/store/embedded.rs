@@ -348,6 +348,23 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
+        let id = message_id.to_owned();
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                let body = conn
+                    .prepare_cached("SELECT body FROM envelopes WHERE message_id = ?1")?
+                    .query_row(params![id], |r| r.get(0))
+                    .optional()?;
+                Ok(body)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
     fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self.counters.commits.load(Ordering::Relaxed),

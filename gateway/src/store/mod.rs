@@ -164,6 +164,8 @@ pub trait Store: Send + Sync {
     fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted>;
     /// A submission and its deliveries.
     fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>>;
+    /// The sealed envelope (JSON) of one delivery.
+    fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
     /// Counters.
     fn stats(&self) -> StoreStats;
     /// Finishes pending writes and closes.
