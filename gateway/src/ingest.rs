@@ -37,7 +37,8 @@ pub struct Ingest {
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// How long a refused request's remaining body is read before the connection closes.
+/// How long a refused request's remaining body is read (at most 4 × `max_body`)
+/// before the connection closes — as a web server's "lingering close" does.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 type BodyStream = BoxStream<'static, Result<Bytes, hyper::Error>>;
@@ -138,7 +139,8 @@ impl Ingest {
             Err(p) => {
                 // Read (and discard) what the client is still sending, within bounds, so
                 // the refusal reaches it instead of being lost to a TCP reset.
-                body.drain(self.limits.max_body.0, LINGER).await;
+                body.drain(self.limits.max_body.0.saturating_mul(4), LINGER)
+                    .await;
                 problem_response(&self.metrics, "ingest", &p)
             }
         }

@@ -24,13 +24,22 @@ fn python() -> PathBuf {
     let venv = repo().join("target/interop-venv");
     let py = venv.join("bin/python3");
     if !has_jwcrypto(&py) {
-        let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
-        assert!(made.is_ok_and(|s| s.success()), "python3 -m venv failed: install python3 with venv");
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "python3 -m venv failed: install python3 with venv"
+        );
         let installed = Command::new(&py)
             .args(["-m", "pip", "install", "--quiet", "-r"])
             .arg(repo().join("tests/interop/requirements.txt"))
             .status();
-        assert!(installed.is_ok_and(|s| s.success()), "installing jwcrypto failed (needs PyPI)");
+        assert!(
+            installed.is_ok_and(|s| s.success()),
+            "installing jwcrypto failed (needs PyPI)"
+        );
     }
     py
 }
@@ -49,15 +58,29 @@ async fn jwcrypto_opens_envelopes_for_rsa_and_ec_recipients() {
         attachments: vec![("Anlage 1.pdf".into(), "application/pdf".into(), pdf.clone())],
         ..Default::default()
     };
-    let answer = client::submit(&portal, &base_url(gw.ingest_addr), &req).await.unwrap();
+    let answer = client::submit(&portal, &base_url(gw.ingest_addr), &req)
+        .await
+        .unwrap();
     assert_eq!(answer.status, 202, "{}", answer.body);
     let id = answer.body["submission_id"].as_str().unwrap().to_owned();
     let status = gw.store.submission(&id).await.unwrap().unwrap();
 
     let scratch = tempfile::tempdir().unwrap();
-    for (target, key) in [("dms-demo", "recipient-rsa.key"), ("fachverfahren-demo", "recipient-ec.key")] {
-        let delivery = status.deliveries.iter().find(|d| d.target == target).expect("delivery");
-        let envelope = gw.store.envelope(&delivery.message_id).await.unwrap().expect("envelope");
+    for (target, key) in [
+        ("dms-demo", "recipient-rsa.key"),
+        ("fachverfahren-demo", "recipient-ec.key"),
+    ] {
+        let delivery = status
+            .deliveries
+            .iter()
+            .find(|d| d.target == target)
+            .expect("delivery");
+        let envelope = gw
+            .store
+            .envelope(&delivery.message_id)
+            .await
+            .unwrap()
+            .expect("envelope");
         let env_path = scratch.path().join(format!("{target}.json"));
         std::fs::write(&env_path, &envelope).unwrap();
         let out = scratch.path().join(target);
@@ -71,10 +94,19 @@ async fn jwcrypto_opens_envelopes_for_rsa_and_ec_recipients() {
             .output()
             .expect("python3 runs");
         let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(run.status.success(), "{target}: {}{}", stdout, String::from_utf8_lossy(&run.stderr));
+        assert!(
+            run.status.success(),
+            "{target}: {}{}",
+            stdout,
+            String::from_utf8_lossy(&run.stderr)
+        );
         let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
         assert_eq!(summary["submission_id"], id.as_str());
-        let expected_alg = if key.contains("rsa") { "RSA-OAEP-256" } else { "ECDH-ES+A256KW" };
+        let expected_alg = if key.contains("rsa") {
+            "RSA-OAEP-256"
+        } else {
+            "ECDH-ES+A256KW"
+        };
         assert_eq!(summary["key_alg"], expected_alg);
         assert_eq!(summary["seal_alg"], "ES256");
         assert_eq!(std::fs::read(out.join("data")).unwrap(), data);
@@ -83,8 +115,14 @@ async fn jwcrypto_opens_envelopes_for_rsa_and_ec_recipients() {
 
     // A tampered part is caught by the independent implementation too.
     let delivery = &status.deliveries[0];
-    let mut env: serde_json::Value =
-        serde_json::from_slice(&gw.store.envelope(&delivery.message_id).await.unwrap().unwrap()).unwrap();
+    let mut env: serde_json::Value = serde_json::from_slice(
+        &gw.store
+            .envelope(&delivery.message_id)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
     let jwe = env["parts"][0]["jwe"].as_str().unwrap().to_owned();
     let mut pieces: Vec<String> = jwe.split('.').map(str::to_owned).collect();
     pieces[3] = format!("{}A", &pieces[3][..pieces[3].len() - 1]);
@@ -94,7 +132,11 @@ async fn jwcrypto_opens_envelopes_for_rsa_and_ec_recipients() {
     env["parts"][0]["jwe"] = pieces.join(".").into();
     let env_path = scratch.path().join("tampered.json");
     std::fs::write(&env_path, env.to_string()).unwrap();
-    let key = if delivery.target == "dms-demo" { "recipient-rsa.key" } else { "recipient-ec.key" };
+    let key = if delivery.target == "dms-demo" {
+        "recipient-rsa.key"
+    } else {
+        "recipient-ec.key"
+    };
     let run = Command::new(python())
         .arg(repo().join("tests/interop/open_envelope.py"))
         .arg(&env_path)
@@ -103,6 +145,10 @@ async fn jwcrypto_opens_envelopes_for_rsa_and_ec_recipients() {
         .output()
         .unwrap();
     assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("part data"), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("part data"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     gw.shutdown().await.unwrap();
 }
