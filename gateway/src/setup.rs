@@ -382,6 +382,17 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     for (leistung, l) in &config.leistungen {
         let Some(path) = &l.schema else { continue };
         let key = format!("leistungen.{leistung}.schema");
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("xsd"))
+        {
+            errors.push(config.error(
+                key,
+                format!("{} is an XSD; XSD validation is not supported yet", path.display()),
+                "remove the schema (XML data is still checked for safety and well-formedness) or give a JSON Schema for JSON data",
+            ));
+            continue;
+        }
         let schema = read(path).and_then(|b| {
             serde_json::from_slice::<serde_json::Value>(&b)
                 .map_err(|e| format!("{} is not JSON: {e}", path.display()))

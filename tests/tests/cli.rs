@@ -1,0 +1,138 @@
+//! The command line as an operator uses it: config check, graceful stop, slow clients.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ozg_e2e::*;
+use tokio::io::AsyncWriteExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ozg-gateway-e2e");
+
+#[test]
+fn config_check_names_file_key_and_fix() {
+    let tc = test_config(&Options::default());
+    let ok = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&tc.path)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK"));
+
+    // The seal key of another certificate, and a route to a target that does not exist.
+    let text = std::fs::read_to_string(&tc.path)
+        .unwrap()
+        .replace("seal.key", "portal.key")
+        .replace(
+            r#"targets = ["fachverfahren-demo"]"#,
+            r#"targets = ["fachverfahren-dmeo"]"#,
+        );
+    std::fs::write(&tc.path, text).unwrap();
+    let bad = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&tc.path)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(msg.contains(&tc.path.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("`pki.seal_key`") && msg.contains("does not belong"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("`routes[0].targets`") && msg.contains("fachverfahren-dmeo"),
+        "{msg}"
+    );
+    assert!(msg.matches("fix:").count() >= 2, "{msg}");
+
+    // serve refuses the same config with the same words.
+    let serve = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&tc.path)
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&serve.stderr).contains("does not belong"));
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_keeps_the_data() {
+    let ingest_port = free_port();
+    let tc = test_config(&Options {
+        ingest_port,
+        admin_port: free_port(),
+        ..Default::default()
+    });
+    let mut daemon = DaemonProcess::spawn(BIN, &tc.path, ingest_port);
+    let pid = daemon.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    // The lock is released: the next daemon starts on the same data directory.
+    drop(DaemonProcess::spawn(BIN, &tc.path, ingest_port));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_sending_is_cut_off_with_408() {
+    let (tc, gw) = start(&Options {
+        request_timeout: "1s",
+        ..Default::default()
+    })
+    .await;
+    // Raw TLS so the body can stall half-way.
+    let tls =
+        ozg_gateway::tls::client_config(&demo("portal.pem"), &demo("portal.key"), &demo("ca.pem"))
+            .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(gw.ingest_addr)
+        .await
+        .unwrap();
+    let mut stream = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let head = "POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100000\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=\"metadata\"\r\nContent-Type: application/json\r\n\r\n{\"leistung\":";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("/problems/request-timeout"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        ozg_gateway::store::embedded::counts(&tc.data_dir)
+            .unwrap()
+            .submissions,
+        0
+    );
+    gw.shutdown().await.unwrap();
+}
