@@ -138,9 +138,12 @@ impl Ingest {
             Ok(resp) => resp,
             Err(p) => {
                 // Read (and discard) what the client is still sending, within bounds, so
-                // the refusal reaches it instead of being lost to a TCP reset.
-                body.drain(self.limits.max_body.0.saturating_mul(4), LINGER)
-                    .await;
+                // the refusal reaches it instead of being lost to a TCP reset. A client
+                // that ran out of time gets no more.
+                if p.status != 408 {
+                    body.drain(self.limits.max_body.0.saturating_mul(4), LINGER)
+                        .await;
+                }
                 problem_response(&self.metrics, "ingest", &p)
             }
         }
