@@ -75,6 +75,23 @@ enum Command {
         #[arg(long, default_value = "certs-example/ca.pem")]
         ca: PathBuf,
     },
+    /// Open an envelope as a recipient: decrypt, verify the seal and every hash, write the parts.
+    Open {
+        /// The envelope (JSON file).
+        envelope: PathBuf,
+        /// The recipient's private key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// CA certificate(s) the seal must chain to (PEM).
+        #[arg(long)]
+        trust: PathBuf,
+        /// The recipient's certificate (PEM): also checks that the envelope is addressed to it.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Write the parts (with their original file names) and manifest.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Show a submission's status (as the submitting portal).
     Status {
         /// Submission id.
@@ -221,6 +238,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Open {
+            envelope,
+            key,
+            trust,
+            cert,
+            out,
+        } => open_envelope(&envelope, &key, &trust, cert.as_deref(), out.as_deref()),
         Command::Status {
             id,
             url,
@@ -243,4 +267,73 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn open_envelope(
+    envelope: &std::path::Path,
+    key: &std::path::Path,
+    trust: &std::path::Path,
+    cert: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use ozg_adapter_sdk::envelope::safe_file_name;
+    use ozg_adapter_sdk::{Envelope, RecipientPrivateKey, TrustAnchors};
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let env: Envelope = serde_json::from_slice(&read(envelope)?)
+        .with_context(|| format!("{} is not an ozg-gateway envelope", envelope.display()))?;
+    let cert_pem = cert.map(read).transpose()?;
+    let key = RecipientPrivateKey::from_pem(&read(key)?, cert_pem.as_deref())
+        .with_context(|| format!("recipient key {}", key.display()))?;
+    let trust = TrustAnchors::from_pem(&read(trust)?)
+        .with_context(|| format!("trust anchors {}", trust.display()))?;
+    let opened = match ozg_adapter_sdk::open(&env, &key, &trust, std::time::SystemTime::now()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("REFUSED {}: {e}", envelope.display());
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut used = std::collections::HashSet::new();
+        used.insert("manifest.json".to_owned());
+        for part in &opened.parts {
+            let fallback = match part.meta.media_type.as_str() {
+                "application/xml" | "text/xml" => format!("{}.xml", part.meta.id),
+                "application/json" => format!("{}.json", part.meta.id),
+                _ => format!("{}.bin", part.meta.id),
+            };
+            let mut name = part
+                .meta
+                .filename
+                .as_deref()
+                .and_then(safe_file_name)
+                .unwrap_or(fallback);
+            if !used.insert(name.clone()) {
+                name = format!("{}-{name}", part.meta.id);
+                used.insert(name.clone());
+            }
+            let path = dir.join(&name);
+            std::fs::write(&path, &part.data)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let manifest = serde_json::to_vec_pretty(&opened.manifest)?;
+        std::fs::write(dir.join("manifest.json"), manifest)?;
+    }
+    println!(
+        "OK {}: submission {} from {} ({} part(s)), sealed by {:?}",
+        env.message_id,
+        opened.manifest.submission_id,
+        opened.manifest.sender,
+        opened.parts.len(),
+        opened.sealed_by
+    );
+    for p in &opened.parts {
+        println!(
+            "  {:<14} {:>10} bytes  {}",
+            p.meta.id, p.meta.size, p.meta.media_type
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

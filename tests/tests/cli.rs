@@ -136,3 +136,96 @@ async fn a_client_that_stops_sending_is_cut_off_with_408() {
     );
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_writes_the_parts_and_refuses_a_tampered_envelope() {
+    use ozg_gateway::client::{self, SubmitRequest};
+    let (_tc, gw) = start(&Options::default()).await;
+    let req = SubmitRequest {
+        leistung: "99115005001000".into(),
+        destination: "05315000".into(),
+        data: b"<antrag><n>1</n></antrag>".to_vec(),
+        data_media_type: "application/xml".into(),
+        attachments: vec![(
+            "Nachweis.pdf".into(),
+            "application/pdf".into(),
+            b"%PDF-1.7 x".to_vec(),
+        )],
+        ..Default::default()
+    };
+    let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 202, "{}", a.body);
+    let s = gw
+        .store
+        .submission(a.body["submission_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let d = s
+        .deliveries
+        .iter()
+        .find(|d| d.target == "dms-demo")
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let env_path = scratch.path().join("envelope.json");
+    let envelope = gw.store.envelope(&d.message_id).await.unwrap().unwrap();
+    std::fs::write(&env_path, &envelope).unwrap();
+    let out = scratch.path().join("out");
+    let open = |env: &std::path::Path| {
+        Command::new(BIN)
+            .arg("open")
+            .arg(env)
+            .arg("--key")
+            .arg(demo("recipient-rsa.key"))
+            .arg("--cert")
+            .arg(demo("recipient-rsa.pem"))
+            .arg("--trust")
+            .arg(demo("ca.pem"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let ok = open(&env_path);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(std::fs::read(out.join("data.xml")).unwrap(), req.data);
+    assert_eq!(
+        std::fs::read(out.join("Nachweis.pdf")).unwrap(),
+        b"%PDF-1.7 x"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["parts"][1]["filename"], "Nachweis.pdf");
+
+    // Swap the attachment's JWE for the data's: the hash check names the part.
+    let mut env: serde_json::Value = serde_json::from_slice(&envelope).unwrap();
+    env["parts"][1]["jwe"] = env["parts"][0]["jwe"].clone();
+    let bad_path = scratch.path().join("bad.json");
+    std::fs::write(&bad_path, env.to_string()).unwrap();
+    let bad = open(&bad_path);
+    assert_eq!(bad.status.code(), Some(3));
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(msg.contains("part attachment-1"), "{msg}");
+
+    // For another recipient: named as such.
+    let other = Command::new(BIN)
+        .arg("open")
+        .arg(&env_path)
+        .args(["--key"])
+        .arg(demo("recipient-ec.key"))
+        .arg("--cert")
+        .arg(demo("recipient-ec.pem"))
+        .arg("--trust")
+        .arg(demo("ca.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("not for this recipient"));
+    gw.shutdown().await.unwrap();
+}
