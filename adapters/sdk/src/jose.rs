@@ -264,23 +264,14 @@ pub fn encrypt(
         Aad::from(header_b64.as_bytes()),
         &mut buf,
     ))?;
-    let mut out = String::with_capacity(header_b64.len() + buf.len() * 4 / 3 + 128);
-    for (i, piece) in [
-        header_b64.as_bytes(),
-        &encrypted_key,
-        &iv,
-        &buf,
-        tag.as_ref(),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        if i > 0 {
-            out.push('.');
-            out.push_str(&b64(piece));
-        } else {
-            out.push_str(&header_b64);
-        }
+    // Encode straight into the output: one allocation for the whole compact form.
+    let mut out = String::with_capacity(
+        header_b64.len() + (buf.len() + encrypted_key.len() + 64) * 4 / 3 + 8,
+    );
+    out.push_str(&header_b64);
+    for piece in [&encrypted_key[..], &iv[..], &buf[..], tag.as_ref()] {
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(piece, &mut out);
     }
     Ok(out)
 }
