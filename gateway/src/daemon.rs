@@ -66,23 +66,13 @@ impl Gateway {
             tracing::warn!("{w}");
         }
         let metrics = Arc::new(Metrics::new());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        metrics
-            .cert_expiry
-            .get_or_create(&CertLabels {
-                certificate: "seal".into(),
-            })
-            .set(setup.seal.certificate().not_after() - now);
-        for (id, t) in &setup.targets {
+        for w in &setup.watched {
             metrics
-                .cert_expiry
+                .cert_not_after
                 .get_or_create(&CertLabels {
-                    certificate: format!("target:{id}"),
+                    certificate: w.label.clone(),
                 })
-                .set(t.certificate().not_after() - now);
+                .set(w.cert.not_after());
         }
 
         let StoreConfig::Embedded {
@@ -154,6 +144,11 @@ impl Gateway {
             admin_listener,
             metrics.clone(),
             store.clone(),
+            shutdown_rx.clone(),
+        ));
+        let expiry_task = tokio::spawn(watch_expiry(
+            setup.watched.clone(),
+            cfg.pki.expiry_warning,
             shutdown_rx,
         ));
         tracing::info!(%ingest_addr, %admin_addr, data_dir = %data_dir.display(), "ozg-gateway serving");
@@ -163,7 +158,7 @@ impl Gateway {
             metrics,
             store,
             shutdown,
-            tasks: vec![ingest_task, admin_task],
+            tasks: vec![ingest_task, admin_task, expiry_task],
         })
     }
 
@@ -267,6 +262,26 @@ async fn serve_ingest(
         .is_err()
     {
         tracing::warn!("open requests did not finish within {DRAIN:?}; closing them (unacknowledged submissions were not accepted)");
+    }
+}
+
+/// Logs a warning for every watched certificate within its expiry window, once a day.
+async fn watch_expiry(
+    watched: Vec<crate::setup::Watched>,
+    window: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(24 * 3600));
+    tick.tick().await; // the start-up check already warned
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                for w in crate::setup::expiry_warnings(&watched, window, std::time::SystemTime::now()) {
+                    tracing::warn!("{w}");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

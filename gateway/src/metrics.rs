@@ -33,7 +33,7 @@ pub struct Metrics {
     store_commits: Counter,
     store_submissions: Counter,
     store_largest_group: Gauge,
-    pub cert_expiry: Family<CertLabels, Gauge>,
+    pub cert_not_after: Family<CertLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -54,7 +54,7 @@ impl Metrics {
             store_commits: Counter::default(),
             store_submissions: Counter::default(),
             store_largest_group: Gauge::default(),
-            cert_expiry: Family::default(),
+            cert_not_after: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -98,9 +98,9 @@ impl Metrics {
             m.store_largest_group.clone(),
         );
         registry.register(
-            "certificate_expiry_seconds",
-            "Seconds until a configured certificate expires",
-            m.cert_expiry.clone(),
+            "certificate_not_after_seconds",
+            "Expiry of a configured certificate (Unix time); alert on it minus time()",
+            m.cert_not_after.clone(),
         );
         Metrics { registry, ..m }
     }

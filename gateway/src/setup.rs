@@ -50,6 +50,8 @@ pub struct Setup {
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
     pub ingest_tls: Arc<rustls::ServerConfig>,
     pub peer_check: PeerCheck,
+    /// Certificates whose expiry is watched (log warnings, metrics).
+    pub watched: Vec<Watched>,
     /// Things an operator must know but that do not stop the start (demo keys, expiry).
     pub warnings: Vec<String>,
 }
@@ -74,23 +76,36 @@ fn key_file_warning(path: &Path, warnings: &mut Vec<String>) {
     }
 }
 
-fn expiry_warning(
-    what: &str,
-    cert: &Certificate,
+/// A certificate whose expiry the daemon watches (seal, TLS, targets).
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// e.g. `seal`, `ingest-tls`, `target:dms`.
+    pub label: String,
+    pub cert: Certificate,
+}
+
+/// Warnings for watched certificates that expire within `window` of `now`.
+pub fn expiry_warnings(
+    watched: &[Watched],
     window: std::time::Duration,
-    warnings: &mut Vec<String>,
-) {
-    let now = SystemTime::now()
+    now: SystemTime,
+) -> Vec<String> {
+    let now = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    if cert.not_after() - now < window.as_secs() as i64 {
-        warnings.push(format!(
-            "{what} certificate {:?} expires on {}; renew it",
-            cert.subject(),
-            cert.not_after_rfc3339()
-        ));
-    }
+    watched
+        .iter()
+        .filter(|w| w.cert.not_after() - now < window.as_secs() as i64)
+        .map(|w| {
+            format!(
+                "{} certificate {:?} expires on {}; renew it",
+                w.label,
+                w.cert.subject(),
+                w.cert.not_after_rfc3339()
+            )
+        })
+        .collect()
 }
 
 /// Loads and checks everything; returns all problems at once.
@@ -99,6 +114,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let mut warnings = Vec::new();
     let now = SystemTime::now();
     let window = config.pki.expiry_warning;
+    let mut watched = Vec::new();
 
     let StoreConfig::Embedded {
         data_dir,
@@ -172,7 +188,10 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                         errors.push(config.error("pki.seal_certificate", e.to_string(), "use a seal certificate issued under pki.trust_anchors that is valid now"));
                     }
                 }
-                expiry_warning("seal", seal.certificate(), window, &mut warnings);
+                watched.push(Watched {
+                    label: "seal".into(),
+                    cert: seal.certificate().clone(),
+                });
                 if is_demo_subject(seal.certificate().subject()) {
                     warnings.push(
                         "DEMO ONLY seal key in use: seals made with it prove nothing.".into(),
@@ -217,10 +236,13 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
             key_file_warning(&config.ingest.key, &mut warnings);
             if let Ok(pem) = read(&config.ingest.certificate) {
                 if let Ok(c) = Certificate::from_pem(&pem) {
-                    expiry_warning("ingest TLS", &c, window, &mut warnings);
                     if is_demo_subject(c.subject()) {
                         warnings.push("DEMO ONLY TLS certificate on the ingest listener.".into());
                     }
+                    watched.push(Watched {
+                        label: "ingest-tls".into(),
+                        cert: c,
+                    });
                 }
             }
             Some(t)
@@ -243,7 +265,10 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
         match (cert, &trust) {
             (Ok(cert), Some(trust)) => match trust.verify_recipient(cert.der(), &[], now) {
                 Ok(r) => {
-                    expiry_warning(&format!("target {id}"), r.certificate(), window, &mut warnings);
+                    watched.push(Watched {
+                        label: format!("target:{id}"),
+                        cert: r.certificate().clone(),
+                    });
                     targets.insert(id.clone(), Arc::new(r));
                 }
                 Err(e) => errors.push(config.error(key, e.to_string(), "use the target's encryption certificate (RSA >= 3072 or P-256) issued under pki.trust_anchors")),
@@ -418,6 +443,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
 
     match (errors.is_empty(), seal, tls) {
         (true, Some(seal), Some((ingest_tls, peer_check))) => {
+            warnings.extend(expiry_warnings(&watched, window, now));
             warnings.dedup();
             Ok(Setup {
                 config,
@@ -428,6 +454,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 schemas,
                 ingest_tls,
                 peer_check,
+                watched,
                 warnings,
             })
         }

@@ -198,3 +198,43 @@ fn safe_file_names() {
         Some("Antrag.pdf")
     );
 }
+
+#[test]
+fn tampered_manifest_fails() {
+    let mut env = envelope("recipient-rsa", "s-1", &[("data", DATA)]);
+    let mut pieces: Vec<String> = env.manifest.split('.').map(str::to_owned).collect();
+    let last = pieces[3].pop().unwrap();
+    pieces[3].push(if last == 'A' { 'B' } else { 'A' });
+    env.manifest = pieces.join(".");
+    let (_, key) = recipient("recipient-rsa");
+    let err = open(&env, &key, &trust(), SystemTime::now()).unwrap_err();
+    assert!(matches!(err, OpenError::ManifestDecrypt(_)), "{err}");
+    assert!(err.to_string().starts_with("manifest"), "{err}");
+}
+
+#[test]
+fn part_missing_or_added_is_named() {
+    let mut env = envelope(
+        "recipient-ec",
+        "s-1",
+        &[("data", DATA), ("attachment-1", PDF)],
+    );
+    let (_, key) = recipient("recipient-ec");
+    let extra = env.parts[1].clone();
+    env.parts.pop();
+    let err = open(&env, &key, &trust(), SystemTime::now()).unwrap_err();
+    assert!(
+        matches!(err, OpenError::PartMissing(ref id) if id == "attachment-1"),
+        "{err}"
+    );
+    env.parts.push(extra.clone());
+    env.parts.push(ozg_adapter_sdk::envelope::EnvelopePart {
+        id: "attachment-2".into(),
+        jwe: extra.jwe,
+    });
+    let err = open(&env, &key, &trust(), SystemTime::now()).unwrap_err();
+    assert!(
+        matches!(err, OpenError::PartUnexpected(ref id) if id == "attachment-2"),
+        "{err}"
+    );
+}

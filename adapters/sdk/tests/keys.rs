@@ -1,0 +1,63 @@
+//! Key and certificate rules: RSA >= 3072, key usage, validity, chain.
+
+use std::time::{Duration, SystemTime};
+
+use ozg_adapter_sdk::keys::Certificate;
+use ozg_adapter_sdk::{KeyError, RecipientCert, TrustAnchors};
+use rcgen::{
+    CertificateParams, KeyPair, KeyUsagePurpose, RsaKeySize, PKCS_ECDSA_P256_SHA256,
+    PKCS_RSA_SHA256,
+};
+
+fn demo(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../certs-example/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn self_signed(key: &KeyPair, usages: Vec<KeyUsagePurpose>) -> Certificate {
+    let mut p = CertificateParams::new(vec![]).unwrap();
+    p.key_usages = usages;
+    let cert = p.self_signed(key).unwrap();
+    Certificate::from_pem(cert.pem().as_bytes()).unwrap()
+}
+
+#[test]
+fn rsa_below_3072_bit_is_refused() {
+    let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048).unwrap();
+    let err =
+        RecipientCert::new(self_signed(&key, vec![KeyUsagePurpose::KeyEncipherment])).unwrap_err();
+    assert!(matches!(err, KeyError::RsaTooSmall { bits: 2048 }), "{err}");
+}
+
+#[test]
+fn recipient_needs_the_right_key_usage() {
+    // The seal certificate may sign but not agree keys.
+    let seal = Certificate::from_pem(&demo("seal.pem")).unwrap();
+    let err = RecipientCert::new(seal).unwrap_err();
+    assert!(err.to_string().contains("keyAgreement"), "{err}");
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    assert!(RecipientCert::new(self_signed(&key, vec![KeyUsagePurpose::KeyAgreement])).is_ok());
+}
+
+#[test]
+fn chain_and_validity_are_checked() {
+    let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
+    let rsa = Certificate::from_pem(&demo("recipient-rsa.pem")).unwrap();
+    assert!(trust
+        .verify_recipient(rsa.der(), &[], SystemTime::now())
+        .is_ok());
+    let in_50_years = SystemTime::now() + Duration::from_secs(50 * 365 * 86400);
+    let err = trust
+        .verify_recipient(rsa.der(), &[], in_50_years)
+        .unwrap_err();
+    assert!(matches!(err, KeyError::Expired { .. }), "{err}");
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let stranger = self_signed(&key, vec![KeyUsagePurpose::KeyAgreement]);
+    let err = trust
+        .verify_recipient(stranger.der(), &[], SystemTime::now())
+        .unwrap_err();
+    assert!(matches!(err, KeyError::Untrusted { .. }), "{err}");
+}
