@@ -61,3 +61,30 @@ fn chain_and_validity_are_checked() {
         .unwrap_err();
     assert!(matches!(err, KeyError::Untrusted { .. }), "{err}");
 }
+
+#[test]
+fn rsa_seal_signs_ps256_and_verifies() {
+    use ozg_adapter_sdk::SealKey;
+    let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072).unwrap();
+    let mut p = CertificateParams::new(vec![]).unwrap();
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = p.self_signed(&key).unwrap();
+    let intermediate_key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072).unwrap();
+    let mut leaf = CertificateParams::new(vec![]).unwrap();
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let leaf_cert = leaf.signed_by(&intermediate_key, &cert, &key).unwrap();
+    let seal = SealKey::from_pem(
+        leaf_cert.pem().as_bytes(),
+        intermediate_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(seal.alg(), "PS256");
+    let jws = ozg_adapter_sdk::jose::sign(&seal, "ozg-receipt", b"{}").unwrap();
+    let trust = TrustAnchors::from_pem(cert.pem().as_bytes()).unwrap();
+    let v = ozg_adapter_sdk::jose::verify(&jws, "ozg-receipt", &trust, SystemTime::now()).unwrap();
+    assert_eq!(v.payload, b"{}");
+}
