@@ -3,15 +3,19 @@
 //! - [`keys`]: certificates and keys, chain and key-usage checks (RSA ≥ 3072, P-256).
 //! - [`jose`]: compact JWS (`ES256`, `PS256`/`PS512`, `x5c`) and JWE
 //!   (`RSA-OAEP-256` / `ECDH-ES+A256KW` with `A256GCM`) on `aws-lc-rs`.
+//! - [`adapter`]: the [`adapter::Adapter`] trait every delivery target implements,
+//!   and the outcome classes the delivery engine acts on.
 //! - [`envelope`]: the envelope a target receives, the sealed manifest, the
 //!   receipt, and [`envelope::open`] — decrypt, verify the seal, check every hash.
 //!
 //! Invariants: the gateway and every receiver use this same code for the format;
 //! nothing here touches disk or network.
 
+pub mod adapter;
 pub mod envelope;
 pub mod jose;
 pub mod keys;
 
+pub use adapter::{Adapter, DeliverFuture, Delivery, Failure, Outcome};
 pub use envelope::{open, Envelope, Manifest, ManifestPart, OpenError, Opened, Receipt};
 pub use keys::{KeyError, RecipientCert, RecipientPrivateKey, SealKey, TrustAnchors};

@@ -1,0 +1,255 @@
+//! The `http` adapter: POSTs the envelope (`application/json`) to a target's HTTPS
+//! endpoint, presenting the gateway's client certificate and trusting only the
+//! configured CA. Connections are kept alive and reused.
+//!
+//! Request headers: `Ozg-Message-Id` and `Idempotency-Key` (both the message id —
+//! the receiver deduplicates by it), `Ozg-Submission-Id`.
+//!
+//! Outcomes: `2xx` → delivered; a JSON answer with a string field `receipt` (the
+//! receiver's signed receipt) is kept. `408`, `429`, `5xx`, timeouts and network
+//! errors → retry (honouring `Retry-After`). A server certificate the gateway does
+//! not trust, or a client certificate the server rejects, and every other `4xx`
+//! → permanent (parked).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ozg_adapter_sdk::{Adapter, DeliverFuture, Delivery, Outcome};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+/// Settings of an `http` target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Endpoint URL; must be `https://`.
+    pub url: String,
+    /// CA certificates (PEM) the endpoint's server certificate must chain to.
+    pub server_ca: PathBuf,
+    /// Client certificate (PEM chain) the gateway presents.
+    #[serde(default)]
+    pub client_certificate: Option<PathBuf>,
+    /// Its private key (PKCS#8 PEM).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Time for one whole request (connect, send, answer).
+    #[serde(with = "humantime_serde", default = "default_timeout")]
+    pub timeout: Duration,
+    /// Time to establish a connection.
+    #[serde(with = "humantime_serde", default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl HttpConfig {
+    /// Paths in this config, for resolving them relative to the config file.
+    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut v = vec![&mut self.server_ca];
+        v.extend(self.client_certificate.as_mut());
+        v.extend(self.client_key.as_mut());
+        v
+    }
+}
+
+/// The adapter: one connection pool per target.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    url: String,
+}
+
+fn read_chain(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{} contains no certificate", path.display()));
+    }
+    Ok(chain)
+}
+
+impl Http {
+    /// Builds the client; errors name the file and the problem (for `config check`).
+    pub fn new(config: &HttpConfig) -> Result<Self, String> {
+        if !config.url.starts_with("https://") {
+            return Err(format!("url {:?} must start with https://", config.url));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for c in read_chain(&config.server_ca)? {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: not a usable CA certificate: {e}", config.server_ca.display()))?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots);
+        let tls = match (&config.client_certificate, &config.client_key) {
+            (Some(cert), Some(key)) => {
+                let chain = read_chain(cert)?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read key {}: {e}", key.display()))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate and key do not fit together: {e}"))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => return Err("client_certificate and client_key must be given together".into()),
+        };
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Http {
+            client,
+            url: config.url.clone(),
+        })
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// Is a TLS certificate problem anywhere in the error's chain?
+fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return match tls {
+                rustls::Error::InvalidCertificate(c) => Some(format!("server certificate rejected: {c:?}")),
+                rustls::Error::AlertReceived(a) => Some(format!("the server rejected our TLS handshake: {a:?}")),
+                _ => None,
+            };
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(found) = certificate_problem(inner) {
+                    return Some(found);
+                }
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn classify_error(e: &reqwest::Error) -> Outcome {
+    if let Some(why) = certificate_problem(e) {
+        return Outcome::permanent("tls-certificate", why);
+    }
+    if e.is_timeout() {
+        Outcome::retry("timeout", "no answer in time")
+    } else if e.is_connect() {
+        Outcome::retry("connect", "cannot connect")
+    } else {
+        Outcome::retry("network", "connection failed during the request")
+    }
+}
+
+/// What a status code means for the delivery.
+pub fn classify_status(status: u16, after: Option<Duration>) -> Option<Outcome> {
+    match status {
+        200..=299 => None,
+        408 | 429 | 500..=599 => Some(Outcome::Retry {
+            failure: ozg_adapter_sdk::Failure::new(format!("http-{status}"), format!("the receiver answered {status}")),
+            after,
+        }),
+        _ => Some(Outcome::permanent(&format!("http-{status}"), format!("the receiver refused with {status}"))),
+    }
+}
+
+const MAX_ANSWER: usize = 64 << 10;
+
+impl Adapter for Http {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn deliver<'a>(&'a self, d: Delivery<'a>) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let resp = self
+                .client
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header("Ozg-Message-Id", d.message_id)
+                .header("Idempotency-Key", d.message_id)
+                .header("Ozg-Submission-Id", d.submission_id)
+                .body(d.envelope.to_vec())
+                .send()
+                .await;
+            let mut resp = match resp {
+                Ok(r) => r,
+                Err(e) => return classify_error(&e),
+            };
+            let status = resp.status().as_u16();
+            if let Some(outcome) = classify_status(status, retry_after(resp.headers())) {
+                return outcome;
+            }
+            // Read a bounded answer; a receipt is optional.
+            let mut body = Vec::new();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                if body.len() + chunk.len() > MAX_ANSWER {
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let receipt = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("receipt").and_then(|r| r.as_str()).map(str::to_owned));
+            Outcome::Delivered { receipt }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(classify_status(202, None), None);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(matches!(classify_status(s, None), Some(Outcome::Retry { .. })), "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 413, 422] {
+            assert!(matches!(classify_status(s, None), Some(Outcome::Permanent { .. })), "{s}");
+        }
+        match classify_status(503, Some(Duration::from_secs(7))) {
+            Some(Outcome::Retry { after, failure }) => {
+                assert_eq!(after, Some(Duration::from_secs(7)));
+                assert_eq!(failure.class, "http-503");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
+        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}
