@@ -11,7 +11,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ozg_adapter_filedrop::FiledropConfig;
+use ozg_adapter_http::HttpConfig;
 use serde::Deserialize;
+
+use crate::engine::breaker::BreakerConfig;
+use crate::engine::retry::{RetryOverride, RetryPolicy};
 
 /// A configuration problem: where, what, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +77,9 @@ pub struct Config {
     /// Known Leistungen (FIM-Leistungsschlüssel), with their optional data schema.
     #[serde(default)]
     pub leistungen: BTreeMap<String, LeistungConfig>,
+    /// Retries, concurrency and pausing of deliveries.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     /// Delivery targets by id.
     pub targets: BTreeMap<String, TargetConfig>,
     /// Routing table: (leistung, destination) → targets; most specific match wins.
@@ -270,40 +278,52 @@ pub struct TargetConfig {
     /// Free text for operators.
     #[serde(default)]
     pub description: Option<String>,
+    /// Most attempts at once for this target (default: `delivery.concurrency`).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Changes to `delivery.retry` for this target; missing keys keep the global value.
+    #[serde(default)]
+    pub retry: RetryOverride,
 }
 
-/// Adapter settings by type.
+/// Adapter settings by type; each adapter's own crate documents its keys.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum AdapterConfig {
     /// Write `<message_id>.json` atomically into a directory a DMS imports from.
-    Filedrop {
-        /// The import directory.
-        dir: PathBuf,
-    },
-    /// POST the envelope to an HTTPS endpoint.
-    Http {
-        /// Endpoint URL (`https://`).
-        url: String,
-        /// Client certificate the gateway presents (PEM).
-        #[serde(default)]
-        client_certificate: Option<PathBuf>,
-        /// Its private key (PKCS#8 PEM).
-        #[serde(default)]
-        client_key: Option<PathBuf>,
-        /// CA certificates (PEM) the endpoint's server certificate must chain to.
-        #[serde(default)]
-        server_ca: Option<PathBuf>,
-    },
-    /// Publish the envelope to a RabbitMQ exchange.
-    Amqp {
-        /// Broker URL, e.g. `amqp://user:${AMQP_PASSWORD}@host:5672/%2f`.
-        url: String,
-        /// Exchange to publish to.
-        exchange: String,
-        /// Routing key.
-        routing_key: String,
-    },
+    Filedrop(FiledropConfig),
+    /// POST the envelope to an HTTPS endpoint with a client certificate.
+    Http(HttpConfig),
+}
+
+/// How deliveries are made (all targets).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Most attempts at once per target.
+    pub concurrency: usize,
+    /// Longest single attempt.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    /// On shutdown, how long running attempts may finish before they are handed back.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// When to retry and when to park.
+    pub retry: RetryPolicy,
+    /// When to pause a failing target.
+    pub breaker: BreakerConfig,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            concurrency: 8,
+            attempt_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(20),
+            retry: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+        }
+    }
 }
 
 /// One routing rule.
@@ -478,21 +498,8 @@ impl Config {
         for t in self.targets.values_mut() {
             fix(&mut t.certificate);
             match &mut t.adapter {
-                AdapterConfig::Filedrop { dir } => fix(dir),
-                AdapterConfig::Http {
-                    client_certificate,
-                    client_key,
-                    server_ca,
-                    ..
-                } => {
-                    for p in [client_certificate, client_key, server_ca]
-                        .into_iter()
-                        .flatten()
-                    {
-                        fix(p);
-                    }
-                }
-                AdapterConfig::Amqp { .. } => {}
+                AdapterConfig::Filedrop(c) => fix(&mut c.dir),
+                AdapterConfig::Http(c) => c.paths_mut().into_iter().for_each(fix),
             }
         }
     }

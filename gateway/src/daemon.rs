@@ -118,7 +118,17 @@ impl Gateway {
             .trim_end_matches('/')
             .to_owned();
 
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let engine = crate::engine::Engine {
+            store: store.clone(),
+            targets: setup.deliveries.clone(),
+            metrics: metrics.clone(),
+            shutdown_grace: cfg.delivery.shutdown_grace,
+        };
+        let wakers = engine.wakers();
+        let engine_task = engine.start(wakers.clone(), shutdown_rx.clone());
         let pipeline = Arc::new(Pipeline {
+            wakers,
             seal: setup.seal.clone(),
             targets: setup.targets.clone(),
             router: setup.router.clone(),
@@ -131,7 +141,6 @@ impl Gateway {
             schemas: setup.schemas.clone(),
             metrics: metrics.clone(),
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let ingest_task = tokio::spawn(serve_ingest(
             ingest_listener,
             TlsAcceptor::from(setup.ingest_tls.clone()),
@@ -158,11 +167,12 @@ impl Gateway {
             metrics,
             store,
             shutdown,
-            tasks: vec![ingest_task, admin_task, expiry_task],
+            tasks: vec![ingest_task, admin_task, expiry_task, engine_task],
         })
     }
 
-    /// Graceful shutdown: stop accepting, finish open requests (bounded), close the store.
+    /// Graceful shutdown: stop accepting, finish open requests and running delivery
+    /// attempts (bounded; the rest is handed back to `pending`), close the store.
     pub async fn shutdown(self) -> Result<(), DaemonError> {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
@@ -304,7 +314,7 @@ async fn serve_admin(
             let service = service_fn(move |req: Request<Body>| {
                 let metrics = metrics.clone();
                 let store = store.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin(&metrics, &store, req)) }
+                async move { Ok::<_, std::convert::Infallible>(admin(&metrics, &store, req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -319,7 +329,11 @@ async fn serve_admin(
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
 
-fn admin(metrics: &Metrics, store: &Arc<dyn Store>, req: Request<Body>) -> Response<Full<Bytes>> {
+async fn admin(
+    metrics: &Metrics,
+    store: &Arc<dyn Store>,
+    req: Request<Body>,
+) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, ctype: &'static str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -345,7 +359,7 @@ fn admin(metrics: &Metrics, store: &Arc<dyn Store>, req: Request<Body>) -> Respo
         "/metrics" => text(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.render(store),
+            metrics.render(store).await,
         ),
         other => problem_response(
             metrics,

@@ -18,6 +18,30 @@ pub struct RefusalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub target: String,
+    /// delivered, retry, parked
+    pub outcome: &'static str,
+    /// The error class (empty when delivered).
+    pub class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub target: String,
+    pub state: &'static str,
+}
+
+fn delivery_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 20))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabels {
     pub certificate: String,
 }
@@ -31,9 +55,14 @@ pub struct Metrics {
     pub accept_seconds: Histogram,
     pub accepted_bytes: Counter,
     store_commits: Counter,
+    store_submission_commits: Counter,
     store_submissions: Counter,
     store_largest_group: Gauge,
     pub cert_not_after: Family<CertLabels, Gauge>,
+    pub attempts: Family<AttemptLabels, Counter>,
+    pub delivery_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    pub breaker_open: Family<TargetLabel, Gauge>,
+    queue: Family<QueueLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -52,9 +81,14 @@ impl Metrics {
             accept_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             accepted_bytes: Counter::default(),
             store_commits: Counter::default(),
+            store_submission_commits: Counter::default(),
             store_submissions: Counter::default(),
             store_largest_group: Gauge::default(),
             cert_not_after: Family::default(),
+            attempts: Family::default(),
+            delivery_seconds: Family::new_with_constructor(delivery_histogram),
+            breaker_open: Family::default(),
+            queue: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -88,6 +122,11 @@ impl Metrics {
             m.store_commits.clone(),
         );
         registry.register(
+            "store_submission_commits",
+            "Durable commits that stored submissions (group commit: fewer than submissions under load)",
+            m.store_submission_commits.clone(),
+        );
+        registry.register(
             "store_submissions",
             "Submissions written by the store",
             m.store_submissions.clone(),
@@ -102,6 +141,26 @@ impl Metrics {
             "Expiry of a configured certificate (Unix time); alert on it minus time()",
             m.cert_not_after.clone(),
         );
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts by target, outcome and error class",
+            m.attempts.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from acceptance to delivery, by target",
+            m.delivery_seconds.clone(),
+        );
+        registry.register(
+            "target_paused",
+            "1 while a target's circuit breaker is open",
+            m.breaker_open.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Deliveries in the store by target and state",
+            m.queue.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -111,11 +170,39 @@ impl Metrics {
             .inc();
     }
 
-    /// Renders the text exposition format, refreshing store counters first.
-    pub fn render(&self, store: &Arc<dyn Store>) -> String {
+    pub fn attempt(&self, target: &str, outcome: &'static str, class: &str) {
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                target: target.to_owned(),
+                outcome,
+                class: class.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Renders the text exposition format, refreshing store figures first.
+    pub async fn render(&self, store: &Arc<dyn Store>) -> String {
+        match store.queue_depths().await {
+            Ok(depths) => {
+                self.queue.clear();
+                for d in depths {
+                    self.queue
+                        .get_or_create(&QueueLabels {
+                            target: d.target,
+                            state: d.state.as_str(),
+                        })
+                        .set(d.count as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "queue depths unavailable for /metrics"),
+        }
         let s = store.stats();
         self.store_commits
             .inc_by(s.commits.saturating_sub(self.store_commits.get()));
+        self.store_submission_commits.inc_by(
+            s.submission_commits
+                .saturating_sub(self.store_submission_commits.get()),
+        );
         self.store_submissions
             .inc_by(s.submissions.saturating_sub(self.store_submissions.get()));
         self.store_largest_group.set(s.largest_group as i64);

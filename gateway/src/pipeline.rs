@@ -134,6 +134,8 @@ pub struct Pipeline {
     pub store: Arc<dyn Store>,
     /// Base URL for status links, without trailing slash.
     pub public_url: String,
+    /// Tells the delivery engine that a target has new work.
+    pub wakers: Arc<crate::engine::Wakers>,
 }
 
 /// The stable message id of (submission, target): a name-based UUID (v5).
@@ -179,12 +181,20 @@ impl Pipeline {
             .map_err(|_| Problem::new(500, "internal", "sealing task failed"))??;
         let submission_id = prepared.id.clone();
         let response = prepared.response.clone();
+        let targets: Vec<String> = prepared
+            .deliveries
+            .iter()
+            .map(|d| d.target.clone())
+            .collect();
         match self.store.accept(prepared).await {
-            Ok(Accepted::Stored) => Ok(Answer {
-                body: response,
-                submission_id,
-                replayed: false,
-            }),
+            Ok(Accepted::Stored) => {
+                targets.iter().for_each(|t| self.wakers.wake(t));
+                Ok(Answer {
+                    body: response,
+                    submission_id,
+                    replayed: false,
+                })
+            }
             Ok(Accepted::Replay { response }) => {
                 let id = serde_json::from_str::<AcceptResponse>(&response)
                     .map(|r| r.submission_id)

@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use ozg_adapter_sdk::keys::Certificate;
 use ozg_adapter_sdk::{RecipientCert, SealKey, TrustAnchors};
 
-use crate::config::{Config, ConfigError, ConfigErrors, StoreConfig};
+use crate::config::{AdapterConfig, Config, ConfigError, ConfigErrors, StoreConfig};
 use crate::demo_pki::is_demo_subject;
+use crate::engine::TargetRuntime;
 use crate::routing::{Pattern, PatternSet, Router};
 use crate::tls::{self, PeerCert, PeerCheck};
 
@@ -46,6 +47,8 @@ pub struct Setup {
     pub portals: Portals,
     pub router: Router,
     pub targets: BTreeMap<String, Arc<RecipientCert>>,
+    /// Adapters, retry policies and limits of the targets, for the delivery engine.
+    pub deliveries: Vec<Arc<TargetRuntime>>,
     pub seal: Arc<SealKey>,
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
     pub ingest_tls: Arc<rustls::ServerConfig>,
@@ -278,6 +281,71 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
         }
     }
 
+    let d = &config.delivery;
+    if let Some(p) = d.retry.problem() {
+        errors.push(config.error(
+            "delivery.retry",
+            p,
+            "see the defaults in config/gateway.toml",
+        ));
+    }
+    if d.concurrency == 0 {
+        errors.push(config.error("delivery.concurrency", "must be at least 1", "use e.g. 8"));
+    }
+    if d.breaker.failures == 0
+        || d.breaker.open_for.is_zero()
+        || d.breaker.max_open_for < d.breaker.open_for
+    {
+        errors.push(config.error(
+            "delivery.breaker",
+            "failures must be at least 1, open_for longer than 0s and max_open_for at least open_for",
+            "use e.g. failures = 5, open_for = \"30s\", max_open_for = \"10m\"",
+        ));
+    }
+    let mut deliveries = Vec::new();
+    for (id, t) in &config.targets {
+        let policy = d.retry.with(&t.retry);
+        if let Some(p) = policy.problem() {
+            errors.push(config.error(
+                format!("targets.{id}.retry"),
+                p,
+                "correct the override or remove it",
+            ));
+        }
+        if t.concurrency == Some(0) {
+            errors.push(config.error(
+                format!("targets.{id}.concurrency"),
+                "must be at least 1",
+                "remove it to use delivery.concurrency",
+            ));
+        }
+        let adapter: Result<Arc<dyn ozg_adapter_sdk::Adapter>, String> = match &t.adapter {
+            AdapterConfig::Filedrop(c) => std::fs::create_dir_all(&c.dir)
+                .map(|_| {
+                    Arc::new(ozg_adapter_filedrop::Filedrop::new(c))
+                        as Arc<dyn ozg_adapter_sdk::Adapter>
+                })
+                .map_err(|e| format!("cannot create the directory {}: {e}", c.dir.display())),
+            AdapterConfig::Http(c) => ozg_adapter_http::Http::new(c)
+                .map(|a| Arc::new(a) as Arc<dyn ozg_adapter_sdk::Adapter>),
+        };
+        match adapter {
+            Ok(adapter) => deliveries.push(Arc::new(TargetRuntime {
+                id: id.clone(),
+                adapter,
+                policy,
+                breaker: d.breaker,
+                concurrency: t.concurrency.unwrap_or(d.concurrency).max(1),
+                attempt_timeout: d.attempt_timeout,
+            })),
+            Err(e) => errors.push(config.error(
+                format!("targets.{id}.adapter"),
+                e,
+                "fix the adapter settings of this target",
+            )),
+        }
+    }
+
     let mut router = Router::default();
     for (i, r) in config.routes.iter().enumerate() {
         let at = |k: &str| format!("routes[{i}].{k}");
@@ -450,6 +518,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 portals,
                 router,
                 targets,
+                deliveries,
                 seal,
                 schemas,
                 ingest_tls,

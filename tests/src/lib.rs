@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod receiver;
+
 use ozg_gateway::client::PortalIdentity;
 use ozg_gateway::config::Config;
 use ozg_gateway::daemon::Gateway;
@@ -37,6 +39,10 @@ pub struct Options {
     pub admin_port: u16,
     pub max_body: &'static str,
     pub request_timeout: &'static str,
+    /// URL of the `fachverfahren-demo` http target.
+    pub receiver_url: String,
+    /// Extra TOML for `[delivery]`.
+    pub delivery: &'static str,
 }
 
 impl Default for Options {
@@ -46,9 +52,20 @@ impl Default for Options {
             admin_port: 0,
             max_body: "4MiB",
             request_timeout: "30s",
+            receiver_url: "https://localhost:1/inbox".into(),
+            delivery: FAST_DELIVERY,
         }
     }
 }
+
+/// Retries in milliseconds so tests finish quickly (the policy itself is unit-tested).
+pub const FAST_DELIVERY: &str = r#"
+concurrency = 4
+attempt_timeout = "2s"
+shutdown_grace = "1s"
+retry = { initial = "50ms", factor = 2.0, cap = "200ms", jitter = 0.1, max_attempts = 1000, max_age = "1h" }
+breaker = { failures = 1000, open_for = "100ms", max_open_for = "200ms" }
+"#;
 
 /// A gateway config in a temporary directory: the shipped example's portals,
 /// Leistungen and targets, plus a Leistung that portal-demo may use but that has no route.
@@ -56,6 +73,8 @@ pub struct TestConfig {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
     pub data_dir: PathBuf,
+    /// The filedrop directory of `dms-demo`.
+    pub outbox: PathBuf,
 }
 
 pub fn test_config(o: &Options) -> TestConfig {
@@ -109,13 +128,16 @@ destinations = ["05*"]
 name = "Hundesteuer Anmeldung (example)"
 schema = "{schema}"
 
+[delivery]
+{delivery}
+
 [targets.dms-demo]
 certificate = "{rsa}"
-adapter = {{ type = "filedrop", dir = "{data_dir}/outbox" }}
+adapter = {{ type = "filedrop", dir = "{outbox}" }}
 
 [targets.fachverfahren-demo]
 certificate = "{ec}"
-adapter = {{ type = "http", url = "https://localhost:9443/inbox" }}
+adapter = {{ type = "http", url = "{receiver_url}", server_ca = "{ca}", timeout = "1s" }}
 
 [[routes]]
 leistung = "99050012104000"
@@ -126,6 +148,9 @@ leistung = "99115005001000"
 targets = ["dms-demo", "fachverfahren-demo"]
 "#,
         data_dir = data_dir.display(),
+        outbox = dir.path().join("outbox").display(),
+        receiver_url = o.receiver_url,
+        delivery = o.delivery,
         ingest_port = o.ingest_port,
         admin_port = o.admin_port,
         max_body = o.max_body,
@@ -142,10 +167,12 @@ targets = ["dms-demo", "fachverfahren-demo"]
     );
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, text).expect("write config");
+    let outbox = dir.path().join("outbox");
     TestConfig {
         dir,
         path,
         data_dir,
+        outbox,
     }
 }
 
@@ -323,4 +350,41 @@ pub fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
             .map(|b| b.windows(needle.len()).any(|w| w == needle))
             .unwrap_or(false)
     })
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The delivery states of a submission, by target.
+pub async fn states(
+    gw: &Gateway,
+    submission_id: &str,
+) -> std::collections::BTreeMap<String, String> {
+    gw.store
+        .submission(submission_id)
+        .await
+        .expect("store readable")
+        .map(|s| {
+            s.deliveries
+                .into_iter()
+                .map(|d| (d.target, d.state.as_str().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -28,7 +28,9 @@ pub struct Filedrop {
 
 impl Filedrop {
     pub fn new(config: &FiledropConfig) -> Self {
-        Filedrop { dir: config.dir.clone() }
+        Filedrop {
+            dir: config.dir.clone(),
+        }
     }
 }
 
@@ -36,14 +38,19 @@ impl Filedrop {
 fn file_stem(message_id: &str) -> Option<&str> {
     let ok = !message_id.is_empty()
         && message_id.len() <= 128
-        && message_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && message_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     ok.then_some(message_id)
 }
 
 fn io_outcome(what: &str, e: &std::io::Error) -> Outcome {
     // Full disk, permissions, a missing directory: an operator can fix all of them,
     // so retry (and park when the policy gives up).
-    Outcome::retry(&format!("io-{}", format!("{:?}", e.kind()).to_lowercase()), format!("{what}: {e}"))
+    Outcome::retry(
+        &format!("io-{}", format!("{:?}", e.kind()).to_lowercase()),
+        format!("{what}: {e}"),
+    )
 }
 
 fn write_atomically(dir: &Path, stem: &str, body: &[u8]) -> Outcome {
@@ -82,7 +89,10 @@ impl Adapter for Filedrop {
     fn deliver<'a>(&'a self, d: Delivery<'a>) -> DeliverFuture<'a> {
         Box::pin(async move {
             let Some(stem) = file_stem(d.message_id) else {
-                return Outcome::permanent("bad-message-id", "message id is not usable as a file name");
+                return Outcome::permanent(
+                    "bad-message-id",
+                    "message id is not usable as a file name",
+                );
             };
             let dir = self.dir.clone();
             let stem = stem.to_owned();
@@ -112,22 +122,43 @@ mod tests {
     #[tokio::test]
     async fn writes_once_and_recognises_its_own_file() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Filedrop::new(&FiledropConfig { dir: dir.path().into() });
-        assert_eq!(a.deliver(delivery("m-1", b"{}")).await, Outcome::Delivered { receipt: None });
+        let a = Filedrop::new(&FiledropConfig {
+            dir: dir.path().into(),
+        });
+        assert_eq!(
+            a.deliver(delivery("m-1", b"{}")).await,
+            Outcome::Delivered { receipt: None }
+        );
         assert_eq!(std::fs::read(dir.path().join("m-1.json")).unwrap(), b"{}");
         // A redelivery after a crash: the same file counts as delivered, unchanged.
-        assert_eq!(a.deliver(delivery("m-1", b"{\"x\":1}")).await, Outcome::Delivered { receipt: None });
+        assert_eq!(
+            a.deliver(delivery("m-1", b"{\"x\":1}")).await,
+            Outcome::Delivered { receipt: None }
+        );
         assert_eq!(std::fs::read(dir.path().join("m-1.json")).unwrap(), b"{}");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
     }
 
     #[tokio::test]
     async fn missing_directory_is_retried_and_hostile_ids_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Filedrop::new(&FiledropConfig { dir: dir.path().join("absent") });
-        assert!(matches!(a.deliver(delivery("m-1", b"{}")).await, Outcome::Retry { .. }));
-        let a = Filedrop::new(&FiledropConfig { dir: dir.path().into() });
-        assert!(matches!(a.deliver(delivery("../../etc/passwd", b"{}")).await, Outcome::Permanent { .. }));
+        let a = Filedrop::new(&FiledropConfig {
+            dir: dir.path().join("absent"),
+        });
+        assert!(matches!(
+            a.deliver(delivery("m-1", b"{}")).await,
+            Outcome::Retry { .. }
+        ));
+        let a = Filedrop::new(&FiledropConfig {
+            dir: dir.path().into(),
+        });
+        assert!(matches!(
+            a.deliver(delivery("../../etc/passwd", b"{}")).await,
+            Outcome::Permanent { .. }
+        ));
     }
 }

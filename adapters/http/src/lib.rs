@@ -85,18 +85,24 @@ impl Http {
         }
         let mut roots = rustls::RootCertStore::empty();
         for c in read_chain(&config.server_ca)? {
-            roots
-                .add(c)
-                .map_err(|e| format!("{}: not a usable CA certificate: {e}", config.server_ca.display()))?;
+            roots.add(c).map_err(|e| {
+                format!(
+                    "{}: not a usable CA certificate: {e}",
+                    config.server_ca.display()
+                )
+            })?;
         }
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots);
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
         let tls = match (&config.client_certificate, &config.client_key) {
             (Some(cert), Some(key)) => {
                 let chain = read_chain(cert)?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read key {}: {e}", key.display()))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("cannot read key {}: {e}", key.display()))?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| format!("client certificate and key do not fit together: {e}"))?
@@ -121,12 +127,19 @@ impl Http {
 
 /// `Retry-After`: delay-seconds or an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Is a TLS certificate problem anywhere in the error's chain?
@@ -135,8 +148,12 @@ fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> Option<String> 
     while let Some(err) = cur {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return match tls {
-                rustls::Error::InvalidCertificate(c) => Some(format!("server certificate rejected: {c:?}")),
-                rustls::Error::AlertReceived(a) => Some(format!("the server rejected our TLS handshake: {a:?}")),
+                rustls::Error::InvalidCertificate(c) => {
+                    Some(format!("server certificate rejected: {c:?}"))
+                }
+                rustls::Error::AlertReceived(a) => {
+                    Some(format!("the server rejected our TLS handshake: {a:?}"))
+                }
                 _ => None,
             };
         }
@@ -170,10 +187,16 @@ pub fn classify_status(status: u16, after: Option<Duration>) -> Option<Outcome> 
     match status {
         200..=299 => None,
         408 | 429 | 500..=599 => Some(Outcome::Retry {
-            failure: ozg_adapter_sdk::Failure::new(format!("http-{status}"), format!("the receiver answered {status}")),
+            failure: ozg_adapter_sdk::Failure::new(
+                format!("http-{status}"),
+                format!("the receiver answered {status}"),
+            ),
             after,
         }),
-        _ => Some(Outcome::permanent(&format!("http-{status}"), format!("the receiver refused with {status}"))),
+        _ => Some(Outcome::permanent(
+            &format!("http-{status}"),
+            format!("the receiver refused with {status}"),
+        )),
     }
 }
 
@@ -228,10 +251,16 @@ mod tests {
     fn status_classes() {
         assert_eq!(classify_status(202, None), None);
         for s in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(classify_status(s, None), Some(Outcome::Retry { .. })), "{s}");
+            assert!(
+                matches!(classify_status(s, None), Some(Outcome::Retry { .. })),
+                "{s}"
+            );
         }
         for s in [400, 401, 403, 404, 409, 413, 422] {
-            assert!(matches!(classify_status(s, None), Some(Outcome::Permanent { .. })), "{s}");
+            assert!(
+                matches!(classify_status(s, None), Some(Outcome::Permanent { .. })),
+                "{s}"
+            );
         }
         match classify_status(503, Some(Duration::from_secs(7))) {
             Some(Outcome::Retry { after, failure }) => {
@@ -247,7 +276,10 @@ mod tests {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert(reqwest::header::RETRY_AFTER, "120".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
-        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);

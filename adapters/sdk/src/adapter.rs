@@ -55,7 +55,10 @@ pub enum Outcome {
     /// The target has it. `receipt`: its signed receipt, if it gave one.
     Delivered { receipt: Option<String> },
     /// Try again later; `after` is the receiver's wish (`Retry-After`), if any.
-    Retry { failure: Failure, after: Option<Duration> },
+    Retry {
+        failure: Failure,
+        after: Option<Duration>,
+    },
     /// Will not succeed by retrying: park for an operator.
     Permanent { failure: Failure },
 }

@@ -203,8 +203,13 @@ fn safe_file_names() {
 fn tampered_manifest_fails() {
     let mut env = envelope("recipient-rsa", "s-1", &[("data", DATA)]);
     let mut pieces: Vec<String> = env.manifest.split('.').map(str::to_owned).collect();
-    let last = pieces[3].pop().unwrap();
-    pieces[3].push(if last == 'A' { 'B' } else { 'A' });
+    let mid = pieces[3].len() / 2;
+    let flipped = if &pieces[3][mid..mid + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    pieces[3].replace_range(mid..mid + 1, flipped);
     env.manifest = pieces.join(".");
     let (_, key) = recipient("recipient-rsa");
     let err = open(&env, &key, &trust(), SystemTime::now()).unwrap_err();

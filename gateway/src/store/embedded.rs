@@ -6,8 +6,8 @@
 //! <data_dir>/LOCK            advisory lock: one daemon per data directory
 //! <data_dir>/gateway.db      SQLite database (plus gateway.db-wal, gateway.db-shm)
 //!   submissions(id, portal, leistung, destination, received_at, response)
-//!   deliveries(message_id, submission_id, target, state, attempts,
-//!              next_attempt_at, last_error, updated_at)
+//!   deliveries(message_id, submission_id, target, state, attempts, next_attempt_at,
+//!              created_at_ms, last_error, receipt, updated_at)
 //!   envelopes(message_id, body)      sealed envelope JSON, encrypted per target
 //!   idempotency(portal, key, request_hash, submission_id)
 //! ```
@@ -25,12 +25,16 @@
 //! its `202` only in the first case. A crash before the fsync loses only
 //! submissions that were never acknowledged.
 //!
+//! Deliveries left `in_flight` by a crash are set back to `pending` when the store
+//! opens: the engine delivers them again with the same `message_id` (at least once).
+//!
 //! # Group commit
 //!
-//! One writer thread owns the write connection. It takes the first waiting
-//! submission, then everything else already queued (up to `group_commit_max`
-//! or 64 MiB), writes them in one transaction — each in a savepoint, so one
-//! bad row fails alone — and commits once. Under load, many submissions share
+//! One writer thread owns the write connection; every write — accepting a
+//! submission, claiming deliveries, recording an outcome — is an operation queued
+//! to it. It takes the first waiting operation, then everything else already
+//! queued (up to `group_commit_max` or 64 MiB), applies them in one transaction —
+//! each in a savepoint, so one bad row fails alone — and commits once. Under load, many submissions share
 //! one fsync; alone, a submission waits for nobody. The queue is bounded, so a
 //! slow disk pushes back on the listeners instead of growing memory.
 
@@ -44,8 +48,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, DeliveryState, DeliveryStatus, NewSubmission, Store, StoreError, StoreFuture,
-    StoreStats, SubmissionStatus,
+    Accepted, Claimed, DeliveryState, DeliveryStatus, NewSubmission, QueueDepth, Recorded, Store,
+    StoreError, StoreFuture, StoreStats, SubmissionStatus,
 };
 
 const DB_FILE: &str = "gateway.db";
@@ -68,11 +72,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     state           TEXT NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
+    created_at_ms   INTEGER NOT NULL,
     last_error      TEXT,
+    receipt         TEXT,
     updated_at      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS envelopes (
     message_id  TEXT PRIMARY KEY REFERENCES deliveries(message_id),
     body        BLOB NOT NULL
@@ -87,18 +93,79 @@ CREATE TABLE IF NOT EXISTS idempotency (
 PRAGMA user_version = 1;
 ";
 
-type Job = (NewSubmission, oneshot::Sender<Result<Accepted, StoreError>>);
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One write, executed by the writer thread inside a group transaction.
+enum Op {
+    Accept(NewSubmission, Reply<Accepted>),
+    Claim {
+        target: String,
+        now_ms: i64,
+        limit: usize,
+        reply: Reply<Vec<Claimed>>,
+    },
+    Record {
+        message_id: String,
+        outcome: Recorded,
+        now_ms: i64,
+        reply: Reply<()>,
+    },
+    Release {
+        message_ids: Vec<String>,
+        reply: Reply<()>,
+    },
+}
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Accept(s, _) => s.bytes(),
+            _ => 256,
+        }
+    }
+}
+
+/// The result of applying one op, sent after the group committed.
+enum Done {
+    Accept(Reply<Accepted>, Result<Accepted, StoreError>),
+    Claim(Reply<Vec<Claimed>>, Result<Vec<Claimed>, StoreError>),
+    Unit(Reply<()>, Result<(), StoreError>),
+}
+
+impl Done {
+    fn stored(&self) -> bool {
+        matches!(self, Done::Accept(_, Ok(Accepted::Stored)))
+    }
+
+    fn send(self) {
+        match self {
+            Done::Accept(r, v) => drop(r.send(v)),
+            Done::Claim(r, v) => drop(r.send(v)),
+            Done::Unit(r, v) => drop(r.send(v)),
+        }
+    }
+
+    fn fail(self, msg: &str) {
+        let e = || StoreError::Corrupt(format!("commit failed: {msg}"));
+        match self {
+            Done::Accept(r, _) => drop(r.send(Err(e()))),
+            Done::Claim(r, _) => drop(r.send(Err(e()))),
+            Done::Unit(r, _) => drop(r.send(Err(e()))),
+        }
+    }
+}
 
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
+    submission_commits: AtomicU64,
     submissions: AtomicU64,
     largest_group: AtomicU64,
 }
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct EmbeddedStore {
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    tx: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Arc<Mutex<Connection>>,
     counters: Arc<Counters>,
@@ -134,8 +201,15 @@ impl EmbeddedStore {
         }
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.execute_batch(SCHEMA)?;
+        let recovered = writer.execute(
+            "UPDATE deliveries SET state = 'pending' WHERE state = 'in_flight'",
+            [],
+        )?;
+        if recovered > 0 {
+            tracing::warn!(deliveries = recovered, "deliveries were in flight at the last stop; they will be delivered again with the same message_id");
+        }
         let reader = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+        let (tx, rx) = mpsc::channel::<Op>(QUEUE);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
         let max = group_commit_max.max(1);
@@ -157,65 +231,213 @@ impl EmbeddedStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize, counters: &Counters) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max: usize, counters: &Counters) {
     while let Some(first) = rx.blocking_recv() {
-        let mut bytes = first.0.bytes();
+        let mut bytes = first.bytes();
         let mut batch = vec![first];
         while batch.len() < max && bytes < GROUP_BYTES {
             match rx.try_recv() {
-                Ok(job) => {
-                    bytes += job.0.bytes();
-                    batch.push(job);
+                Ok(op) => {
+                    bytes += op.bytes();
+                    batch.push(op);
                 }
                 Err(_) => break,
             }
         }
-        match write_group(&mut conn, &batch) {
-            Ok(results) => {
-                let stored = results
-                    .iter()
-                    .filter(|r| matches!(r, Ok(Accepted::Stored)))
-                    .count() as u64;
+        let size = batch.len();
+        match write_group(&mut conn, batch) {
+            Ok(done) => {
+                let stored = done.iter().filter(|d| d.stored()).count() as u64;
                 counters.commits.fetch_add(1, Ordering::Relaxed);
+                if stored > 0 {
+                    counters.submission_commits.fetch_add(1, Ordering::Relaxed);
+                }
                 counters.submissions.fetch_add(stored, Ordering::Relaxed);
                 counters.largest_group.fetch_max(stored, Ordering::Relaxed);
-                for ((_, reply), result) in batch.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
+                done.into_iter().for_each(Done::send);
             }
-            Err(e) => {
-                tracing::error!(error = %e, group = batch.len(), "store commit failed; the group is refused");
+            Err((e, done)) => {
+                tracing::error!(error = %e, group = size, "store commit failed; the group is refused");
                 let msg = e.to_string();
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!("commit failed: {msg}"))));
-                }
+                done.into_iter().for_each(|d| d.fail(&msg));
             }
         }
     }
 }
 
-/// Writes a group in one transaction: one fsync for all.
+/// Applies a group in one transaction: one fsync for all. On a failed commit the
+/// replies are handed back so every caller learns of it.
 fn write_group(
     conn: &mut Connection,
-    batch: &[Job],
-) -> Result<Vec<Result<Accepted, StoreError>>, StoreError> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut results = Vec::with_capacity(batch.len());
-    for (sub, _) in batch {
-        let sp = tx.savepoint()?;
-        match insert_one(&sp, sub) {
-            Ok(accepted) => {
-                sp.commit()?;
-                results.push(Ok(accepted));
-            }
+    batch: Vec<Op>,
+) -> Result<Vec<Done>, (StoreError, Vec<Done>)> {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let done = batch
+                .into_iter()
+                .map(|op| refused(op, StoreError::Corrupt(e.to_string())))
+                .collect();
+            return Err((e.into(), done));
+        }
+    };
+    let mut done = Vec::with_capacity(batch.len());
+    for op in batch {
+        let sp = match tx.savepoint() {
+            Ok(sp) => sp,
             Err(e) => {
-                drop(sp); // rolls back this submission only
-                results.push(Err(e));
+                done.push(refused(op, StoreError::Corrupt(e.to_string())));
+                continue;
+            }
+        };
+        let (result, ok) = match op {
+            Op::Accept(sub, reply) => {
+                let r = insert_one(&sp, &sub);
+                let ok = r.is_ok();
+                (Done::Accept(reply, r), ok)
+            }
+            Op::Claim {
+                target,
+                now_ms,
+                limit,
+                reply,
+            } => {
+                let r = claim(&sp, &target, now_ms, limit);
+                let ok = r.is_ok();
+                (Done::Claim(reply, r), ok)
+            }
+            Op::Record {
+                message_id,
+                outcome,
+                now_ms,
+                reply,
+            } => {
+                let r = record(&sp, &message_id, &outcome, now_ms);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
+            Op::Release { message_ids, reply } => {
+                let r = release(&sp, &message_ids);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
+        };
+        if ok {
+            if let Err(e) = sp.commit() {
+                done.push(match result {
+                    Done::Accept(r, _) => Done::Accept(r, Err(e.into())),
+                    Done::Claim(r, _) => Done::Claim(r, Err(e.into())),
+                    Done::Unit(r, _) => Done::Unit(r, Err(e.into())),
+                });
+                continue;
             }
         }
+        // A failed op's savepoint is dropped here, which rolls back that op only.
+        done.push(result);
     }
-    tx.commit()?;
-    Ok(results)
+    match tx.commit() {
+        Ok(()) => Ok(done),
+        Err(e) => Err((e.into(), done)),
+    }
+}
+
+fn refused(op: Op, e: StoreError) -> Done {
+    match op {
+        Op::Accept(_, r) => Done::Accept(r, Err(e)),
+        Op::Claim { reply, .. } => Done::Claim(reply, Err(e)),
+        Op::Record { reply, .. } | Op::Release { reply, .. } => Done::Unit(reply, Err(e)),
+    }
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn claim(
+    conn: &Connection,
+    target: &str,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claimed>, StoreError> {
+    let mut claimed = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT message_id, submission_id, attempts, created_at_ms FROM deliveries
+             WHERE target = ?1 AND state IN ('pending', 'retry_wait') AND next_attempt_at <= ?2
+             ORDER BY next_attempt_at LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![target, now_ms, limit as i64], |r| {
+            Ok(Claimed {
+                message_id: r.get(0)?,
+                submission_id: r.get(1)?,
+                target: target.to_owned(),
+                attempts: r.get::<_, u32>(2)? + 1,
+                created_at_ms: r.get(3)?,
+            })
+        })?;
+        for row in rows {
+            claimed.push(row?);
+        }
+    }
+    let now = rfc3339_ms(now_ms);
+    for c in &claimed {
+        conn.prepare_cached(
+            "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, updated_at = ?2 WHERE message_id = ?1",
+        )?
+        .execute(params![c.message_id, now])?;
+    }
+    Ok(claimed)
+}
+
+fn record(
+    conn: &Connection,
+    message_id: &str,
+    outcome: &Recorded,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let now = rfc3339_ms(now_ms);
+    let changed = match outcome {
+        Recorded::Delivered { receipt } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'delivered', receipt = ?2, last_error = NULL, updated_at = ?3
+                 WHERE message_id = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![message_id, receipt, now])?,
+        Recorded::RetryAt { at_ms, error } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'retry_wait', next_attempt_at = ?2, last_error = ?3, updated_at = ?4
+                 WHERE message_id = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![message_id, at_ms, error, now])?,
+        Recorded::Parked { error } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'parked', last_error = ?2, updated_at = ?3
+                 WHERE message_id = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![message_id, error, now])?,
+    };
+    if changed != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "delivery {message_id} is not in flight"
+        )));
+    }
+    Ok(())
+}
+
+fn release(conn: &Connection, message_ids: &[String]) -> Result<(), StoreError> {
+    for id in message_ids {
+        conn.prepare_cached(
+            "UPDATE deliveries SET state = 'pending' WHERE message_id = ?1 AND state = 'in_flight'",
+        )?
+        .execute(params![id])?;
+    }
+    Ok(())
 }
 
 fn insert_one(conn: &Connection, s: &NewSubmission) -> Result<Accepted, StoreError> {
@@ -245,8 +467,8 @@ fn insert_one(conn: &Connection, s: &NewSubmission) -> Result<Accepted, StoreErr
     let now_ms = now_ms();
     for d in &s.deliveries {
         conn.prepare_cached(
-            "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, updated_at)
-             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5)",
+            "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, created_at_ms, updated_at)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5)",
         )?
         .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at])?;
         conn.prepare_cached("INSERT INTO envelopes (message_id, body) VALUES (?1, ?2)")?
@@ -318,20 +540,113 @@ fn read_submission(conn: &Connection, id: &str) -> Result<Option<SubmissionStatu
     }))
 }
 
+impl EmbeddedStore {
+    async fn send(&self, op: Op) -> Result<(), StoreError> {
+        let tx = self
+            .tx
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        tx.send(op).await.map_err(|_| StoreError::Closed)
+    }
+}
+
 impl Store for EmbeddedStore {
     fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted> {
         Box::pin(async move {
-            let tx = self
-                .tx
-                .lock()
-                .map_err(|_| StoreError::Closed)?
-                .clone()
-                .ok_or(StoreError::Closed)?;
             let (reply, answer) = oneshot::channel();
-            tx.send((submission, reply))
-                .await
-                .map_err(|_| StoreError::Closed)?;
+            self.send(Op::Accept(submission, reply)).await?;
             answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn claim(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claimed>> {
+        let target = target.to_owned();
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.send(Op::Claim {
+                target,
+                now_ms,
+                limit,
+                reply,
+            })
+            .await?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn record(&self, message_id: &str, outcome: Recorded, now_ms: i64) -> StoreFuture<'_, ()> {
+        let message_id = message_id.to_owned();
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.send(Op::Record {
+                message_id,
+                outcome,
+                now_ms,
+                reply,
+            })
+            .await?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn release(&self, message_ids: Vec<String>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.send(Op::Release { message_ids, reply }).await?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>> {
+        let target = target.to_owned();
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                let due: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT MIN(next_attempt_at) FROM deliveries WHERE target = ?1 AND state IN ('pending', 'retry_wait')",
+                    )?
+                    .query_row(params![target], |r| r.get(0))?;
+                Ok(due)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn queue_depths(&self) -> StoreFuture<'_, Vec<QueueDepth>> {
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT target, state, COUNT(*) FROM deliveries GROUP BY target, state",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u64>(2)?,
+                    ))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (target, state, count) = row?;
+                    if let Some(state) = DeliveryState::parse(&state) {
+                        out.push(QueueDepth {
+                            target,
+                            state,
+                            count,
+                        });
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
         })
     }
 
@@ -368,6 +683,7 @@ impl Store for EmbeddedStore {
     fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
+            submission_commits: self.counters.submission_commits.load(Ordering::Relaxed),
             submissions: self.counters.submissions.load(Ordering::Relaxed),
             largest_group: self.counters.largest_group.load(Ordering::Relaxed),
         }

@@ -128,11 +128,50 @@ pub struct SubmissionStatus {
     pub deliveries: Vec<DeliveryStatus>,
 }
 
+/// A delivery taken by the engine for one attempt (state `in_flight`).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub message_id: String,
+    pub submission_id: String,
+    pub target: String,
+    /// Attempts including this one.
+    pub attempts: u32,
+    /// When the submission was accepted (ms since the epoch).
+    pub created_at_ms: i64,
+}
+
+/// The result of an attempt, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Delivered {
+        receipt: Option<String>,
+    },
+    /// Wait until `at_ms`, then try again.
+    RetryAt {
+        at_ms: i64,
+        error: String,
+    },
+    /// Dead-lettered: waits for an operator.
+    Parked {
+        error: String,
+    },
+}
+
+/// Number of deliveries per target and state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub target: String,
+    pub state: DeliveryState,
+    pub count: u64,
+}
+
 /// Counters for metrics and tests.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreStats {
     /// Durable commits (each one WAL fsync).
     pub commits: u64,
+    /// Commits that stored at least one submission.
+    pub submission_commits: u64,
     /// Submissions made durable.
     pub submissions: u64,
     /// Largest number of submissions in one commit so far.
@@ -166,6 +205,17 @@ pub trait Store: Send + Sync {
     fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>>;
     /// The sealed envelope (JSON) of one delivery.
     fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// Takes up to `limit` due deliveries of `target` (pending, or retry_wait whose
+    /// time has come), oldest first, and marks them `in_flight`.
+    fn claim(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claimed>>;
+    /// Records the outcome of an attempt of an `in_flight` delivery.
+    fn record(&self, message_id: &str, outcome: Recorded, now_ms: i64) -> StoreFuture<'_, ()>;
+    /// Hands `in_flight` deliveries back to `pending` (graceful shutdown).
+    fn release(&self, message_ids: Vec<String>) -> StoreFuture<'_, ()>;
+    /// When the next delivery of `target` is due (ms), if any waits.
+    fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>>;
+    /// Deliveries per target and state.
+    fn queue_depths(&self) -> StoreFuture<'_, Vec<QueueDepth>>;
     /// Counters.
     fn stats(&self) -> StoreStats;
     /// Finishes pending writes and closes.

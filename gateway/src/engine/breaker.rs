@@ -1,0 +1,195 @@
+//! A circuit breaker per target: after `failures` consecutive retryable failures
+//! the target is paused (open) for `open_for`; then one probe is let through
+//! (half-open). A successful probe closes the breaker; a failed one opens it again
+//! for twice as long, up to `max_open_for`. Pure: the caller passes the time.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+/// Breaker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive retryable failures that open the breaker.
+    pub failures: u32,
+    /// First pause.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+    /// Longest pause.
+    #[serde(with = "humantime_serde")]
+    pub max_open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            open_for: Duration::from_secs(30),
+            max_open_for: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant, pause: Duration },
+    HalfOpen { pause: Duration, probing: bool },
+}
+
+/// What the engine may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Deliver at full concurrency.
+    All,
+    /// Send exactly one probe.
+    Probe,
+    /// Nothing until then.
+    WaitUntil(Instant),
+    /// A probe is out; wait for its result.
+    WaitForProbe,
+}
+
+/// The breaker of one target.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    config: BreakerConfig,
+    state: State,
+}
+
+impl Breaker {
+    pub fn new(config: BreakerConfig) -> Self {
+        Breaker {
+            config,
+            state: State::Closed { failures: 0 },
+        }
+    }
+
+    pub fn admit(&mut self, now: Instant) -> Admit {
+        match self.state {
+            State::Closed { .. } => Admit::All,
+            State::Open { until, pause } if now >= until => {
+                self.state = State::HalfOpen {
+                    pause,
+                    probing: true,
+                };
+                Admit::Probe
+            }
+            State::Open { until, .. } => Admit::WaitUntil(until),
+            State::HalfOpen { probing: true, .. } => Admit::WaitForProbe,
+            State::HalfOpen {
+                pause,
+                probing: false,
+            } => {
+                self.state = State::HalfOpen {
+                    pause,
+                    probing: true,
+                };
+                Admit::Probe
+            }
+        }
+    }
+
+    /// A probe was admitted but there was nothing to send: let the next one through.
+    pub fn probe_unused(&mut self) {
+        if let State::HalfOpen {
+            pause,
+            probing: true,
+        } = self.state
+        {
+            self.state = State::HalfOpen {
+                pause,
+                probing: false,
+            };
+        }
+    }
+
+    /// The target answered (delivered, or refused for good: it is up).
+    pub fn success(&mut self) {
+        self.state = State::Closed { failures: 0 };
+    }
+
+    /// A retryable failure.
+    pub fn failure(&mut self, now: Instant) {
+        self.state = match self.state {
+            State::Closed { failures } if failures + 1 >= self.config.failures => State::Open {
+                until: now + self.config.open_for,
+                pause: self.config.open_for,
+            },
+            State::Closed { failures } => State::Closed {
+                failures: failures + 1,
+            },
+            State::HalfOpen { pause, .. } => {
+                let pause = (pause * 2).min(self.config.max_open_for);
+                State::Open {
+                    until: now + pause,
+                    pause,
+                }
+            }
+            open @ State::Open { .. } => open,
+        };
+    }
+
+    pub fn is_open(&self) -> bool {
+        !matches!(self.state, State::Closed { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> BreakerConfig {
+        BreakerConfig {
+            failures: 3,
+            open_for: Duration::from_secs(10),
+            max_open_for: Duration::from_secs(25),
+        }
+    }
+
+    #[test]
+    fn opens_after_consecutive_failures_and_probes_later() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg());
+        b.failure(t0);
+        b.failure(t0);
+        assert_eq!(b.admit(t0), Admit::All);
+        b.failure(t0);
+        assert_eq!(b.admit(t0), Admit::WaitUntil(t0 + Duration::from_secs(10)));
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(b.admit(t1), Admit::Probe);
+        assert_eq!(b.admit(t1), Admit::WaitForProbe);
+        b.success();
+        assert_eq!(b.admit(t1), Admit::All);
+        assert!(!b.is_open());
+    }
+
+    #[test]
+    fn failed_probes_double_the_pause_up_to_the_maximum() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg());
+        (0..3).for_each(|_| b.failure(t0));
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(b.admit(t1), Admit::Probe);
+        b.failure(t1);
+        assert_eq!(b.admit(t1), Admit::WaitUntil(t1 + Duration::from_secs(20)));
+        let t2 = t1 + Duration::from_secs(20);
+        assert_eq!(b.admit(t2), Admit::Probe);
+        b.failure(t2);
+        assert_eq!(b.admit(t2), Admit::WaitUntil(t2 + Duration::from_secs(25)));
+    }
+
+    #[test]
+    fn a_success_resets_the_count() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg());
+        b.failure(t0);
+        b.failure(t0);
+        b.success();
+        b.failure(t0);
+        b.failure(t0);
+        assert_eq!(b.admit(t0), Admit::All);
+    }
+}

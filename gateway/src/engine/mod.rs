@@ -1,0 +1,385 @@
+//! The delivery engine: takes due deliveries from the store, hands each to its
+//! target's adapter, and records the outcome.
+//!
+//! One task per target, so a slow or dead target never holds up another. Per
+//! target: at most `concurrency` attempts at once; a [`breaker::Breaker`] pauses a
+//! target that keeps failing and probes it with single attempts; a
+//! [`retry::RetryPolicy`] decides when to try again and when to park.
+//!
+//! Invariants: a delivery is `in_flight` in the store while an attempt runs, and
+//! its outcome is recorded durably before it counts. A crash mid-attempt leaves it
+//! `in_flight`; the store hands it back as `pending` at the next start and the
+//! engine delivers it again with the same `message_id` (at least once, never
+//! lost). The backlog stays in the store: the engine holds at most `concurrency`
+//! envelopes per target in memory.
+
+pub mod breaker;
+pub mod retry;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ozg_adapter_sdk::{Adapter, Delivery, Outcome};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::store::{Claimed, Recorded, Store};
+use breaker::{Admit, Breaker, BreakerConfig};
+use retry::RetryPolicy;
+
+/// Longest idle wait before the engine looks at the store again on its own.
+const IDLE_POLL: Duration = Duration::from_secs(2);
+/// Wait after a store error before trying again.
+const STORE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Everything the engine needs about one target.
+pub struct TargetRuntime {
+    pub id: String,
+    pub adapter: Arc<dyn Adapter>,
+    pub policy: RetryPolicy,
+    pub breaker: BreakerConfig,
+    pub concurrency: usize,
+    /// Longest single attempt (the adapter's own timeouts should be shorter).
+    pub attempt_timeout: Duration,
+}
+
+/// Wakes a target's task when new work for it was stored.
+#[derive(Default)]
+pub struct Wakers(HashMap<String, Arc<Notify>>);
+
+impl Wakers {
+    pub fn wake(&self, target: &str) {
+        if let Some(n) = self.0.get(target) {
+            n.notify_one();
+        }
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn unit_random() -> f64 {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// What an attempt means for the target's breaker.
+#[derive(Debug, Clone, Copy)]
+enum Health {
+    Up,
+    Down,
+}
+
+/// The engine: one task per target.
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub targets: Vec<Arc<TargetRuntime>>,
+    pub metrics: Arc<Metrics>,
+    /// How long in-flight attempts may finish after shutdown began.
+    pub shutdown_grace: Duration,
+}
+
+impl Engine {
+    /// The wakers for [`Engine::start`] (give them to whoever stores new work).
+    pub fn wakers(&self) -> Arc<Wakers> {
+        Arc::new(Wakers(
+            self.targets
+                .iter()
+                .map(|t| (t.id.clone(), Arc::new(Notify::new())))
+                .collect(),
+        ))
+    }
+
+    /// Starts one task per target; the handle finishes after a graceful stop.
+    pub fn start(self, wakers: Arc<Wakers>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        let mut tasks = JoinSet::new();
+        for t in &self.targets {
+            let notify = wakers.0.get(&t.id).cloned().unwrap_or_default();
+            tasks.spawn(run_target(
+                t.clone(),
+                self.store.clone(),
+                self.metrics.clone(),
+                notify,
+                shutdown.clone(),
+                self.shutdown_grace,
+            ));
+        }
+        tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
+    }
+}
+
+async fn run_target(
+    t: Arc<TargetRuntime>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    notify: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
+    let mut breaker = Breaker::new(t.breaker);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Health>();
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut attempts = JoinSet::new();
+    let apply = |h: Health, breaker: &mut Breaker| {
+        let was_open = breaker.is_open();
+        match h {
+            Health::Up => breaker.success(),
+            Health::Down => breaker.failure(Instant::now()),
+        }
+        if breaker.is_open() != was_open {
+            metrics
+                .breaker_open
+                .get_or_create(&crate::metrics::TargetLabel {
+                    target: t.id.clone(),
+                })
+                .set(i64::from(breaker.is_open()));
+            if breaker.is_open() {
+                tracing::warn!(target_id = %t.id, "target keeps failing: paused (circuit breaker open), probing later");
+            } else {
+                tracing::info!(target_id = %t.id, "target answers again: circuit breaker closed");
+            }
+        }
+    };
+    loop {
+        while let Ok(h) = done_rx.try_recv() {
+            apply(h, &mut breaker);
+        }
+        while attempts.try_join_next().is_some() {}
+        if *shutdown.borrow() {
+            break;
+        }
+        if slots.available_permits() == 0 {
+            tokio::select! {
+                Some(h) = done_rx.recv() => apply(h, &mut breaker),
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let (limit, probe) = match breaker.admit(Instant::now()) {
+            Admit::All => (slots.available_permits(), false),
+            Admit::Probe => (1, true),
+            Admit::WaitUntil(until) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            Admit::WaitForProbe => {
+                tokio::select! {
+                    Some(h) = done_rx.recv() => apply(h, &mut breaker),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        let claimed = match store.claim(&t.id, now_ms(), limit).await {
+            Ok(c) => c,
+            Err(e) => {
+                if probe {
+                    breaker.probe_unused();
+                }
+                tracing::error!(target_id = %t.id, error = %e, "cannot take deliveries from the store");
+                tokio::select! {
+                    _ = tokio::time::sleep(STORE_BACKOFF) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            if probe {
+                breaker.probe_unused();
+            }
+            let wait = match store.next_due(&t.id).await {
+                Ok(Some(due)) => {
+                    Duration::from_millis((due - now_ms()).max(0) as u64).min(IDLE_POLL)
+                }
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = notify.notified() => {}
+                Some(h) = done_rx.recv() => apply(h, &mut breaker),
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for c in claimed {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            if let Ok(mut set) = in_flight.lock() {
+                set.insert(c.message_id.clone());
+            }
+            let (t, store, metrics, done_tx, in_flight) = (
+                t.clone(),
+                store.clone(),
+                metrics.clone(),
+                done_tx.clone(),
+                in_flight.clone(),
+            );
+            attempts.spawn(async move {
+                let id = c.message_id.clone();
+                let health = attempt(&t, store.as_ref(), &metrics, c).await;
+                if let Ok(mut set) = in_flight.lock() {
+                    set.remove(&id);
+                }
+                drop(permit);
+                let _ = done_tx.send(health);
+            });
+        }
+    }
+    // Graceful stop: let running attempts finish within the grace period, hand back the rest.
+    let finished = tokio::time::timeout(grace, async {
+        while attempts.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        attempts.abort_all();
+        while attempts.join_next().await.is_some() {}
+        let left: Vec<String> = in_flight
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        if !left.is_empty() {
+            tracing::warn!(target_id = %t.id, deliveries = left.len(), "attempts did not finish in time; handed back to pending");
+            if let Err(e) = store.release(left).await {
+                tracing::error!(target_id = %t.id, error = %e, "handing back failed; the next start does it");
+            }
+        }
+    }
+}
+
+/// One attempt: deliver, decide, record. Returns what it says about the target's health.
+async fn attempt(t: &TargetRuntime, store: &dyn Store, metrics: &Metrics, c: Claimed) -> Health {
+    let envelope = match store.envelope(&c.message_id).await {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            let rec = Recorded::Parked {
+                error: "internal: the envelope is missing from the store".into(),
+            };
+            finish(t, store, metrics, &c, rec, "parked", "envelope-missing").await;
+            return Health::Up;
+        }
+        Err(e) => {
+            tracing::error!(message_id = %c.message_id, error = %e, "cannot read the envelope");
+            let rec = Recorded::RetryAt {
+                at_ms: now_ms() + STORE_BACKOFF.as_millis() as i64,
+                error: "internal: the envelope could not be read".into(),
+            };
+            finish(t, store, metrics, &c, rec, "retry", "store").await;
+            return Health::Up;
+        }
+    };
+    let delivery = Delivery {
+        message_id: &c.message_id,
+        submission_id: &c.submission_id,
+        target: &t.id,
+        attempt: c.attempts,
+        envelope: &envelope,
+    };
+    let outcome = match tokio::time::timeout(t.attempt_timeout, t.adapter.deliver(delivery)).await {
+        Ok(o) => o,
+        Err(_) => Outcome::retry(
+            "timeout",
+            format!("the attempt took longer than {:?}", t.attempt_timeout),
+        ),
+    };
+    let now = now_ms();
+    let age = Duration::from_millis((now - c.created_at_ms).max(0) as u64);
+    let (rec, kind, class, health) = match outcome {
+        Outcome::Delivered { receipt } => (
+            Recorded::Delivered { receipt },
+            "delivered",
+            String::new(),
+            Health::Up,
+        ),
+        Outcome::Retry { failure, after } => {
+            match t.policy.next_delay(c.attempts, age, after, unit_random()) {
+                Some(delay) => (
+                    Recorded::RetryAt {
+                        at_ms: now + delay.as_millis() as i64,
+                        error: failure.to_string(),
+                    },
+                    "retry",
+                    failure.class,
+                    Health::Down,
+                ),
+                None => (
+                    Recorded::Parked {
+                        error: format!("gave up after {} attempt(s): {failure}", c.attempts),
+                    },
+                    "parked",
+                    failure.class,
+                    Health::Down,
+                ),
+            }
+        }
+        // The target answered: it is up, it just will not take this one.
+        Outcome::Permanent { failure } => (
+            Recorded::Parked {
+                error: failure.to_string(),
+            },
+            "parked",
+            failure.class,
+            Health::Up,
+        ),
+    };
+    if kind == "delivered" {
+        metrics
+            .delivery_seconds
+            .get_or_create(&crate::metrics::TargetLabel {
+                target: t.id.clone(),
+            })
+            .observe(age.as_secs_f64());
+    }
+    finish(t, store, metrics, &c, rec, kind, &class).await;
+    health
+}
+
+async fn finish(
+    t: &TargetRuntime,
+    store: &dyn Store,
+    metrics: &Metrics,
+    c: &Claimed,
+    rec: Recorded,
+    kind: &'static str,
+    class: &str,
+) {
+    let error = match &rec {
+        Recorded::RetryAt { error, .. } | Recorded::Parked { error } => Some(error.clone()),
+        Recorded::Delivered { .. } => None,
+    };
+    match store.record(&c.message_id, rec, now_ms()).await {
+        Ok(()) => {
+            metrics.attempt(&t.id, kind, class);
+            match kind {
+                "delivered" => {
+                    tracing::info!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, attempt = c.attempts, "delivered")
+                }
+                "parked" => {
+                    tracing::warn!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, attempt = c.attempts, error = error.as_deref().unwrap_or(""), "parked: needs an operator")
+                }
+                _ => {
+                    tracing::info!(message_id = %c.message_id, target_id = %t.id, attempt = c.attempts, error = error.as_deref().unwrap_or(""), "attempt failed; will retry")
+                }
+            }
+        }
+        // The delivery stays in_flight; the next start hands it back and it is delivered again.
+        Err(e) => {
+            tracing::error!(message_id = %c.message_id, error = %e, "cannot record the outcome")
+        }
+    }
+}
