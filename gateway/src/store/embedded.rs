@@ -502,7 +502,7 @@ fn read_submission(conn: &Connection, id: &str) -> Result<Option<SubmissionStatu
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT target, message_id, state, attempts, last_error, updated_at FROM deliveries
+        "SELECT target, message_id, state, attempts, last_error, updated_at, receipt FROM deliveries
          WHERE submission_id = ?1 ORDER BY target",
     )?;
     let rows = stmt.query_map(params![id], |r| {
@@ -513,11 +513,12 @@ fn read_submission(conn: &Connection, id: &str) -> Result<Option<SubmissionStatu
             r.get::<_, u32>(3)?,
             r.get::<_, Option<String>>(4)?,
             r.get::<_, String>(5)?,
+            r.get::<_, Option<String>>(6)?,
         ))
     })?;
     let mut deliveries = Vec::new();
     for row in rows {
-        let (target, message_id, state, attempts, last_error, updated_at) = row?;
+        let (target, message_id, state, attempts, last_error, updated_at, receipt) = row?;
         let state = DeliveryState::parse(&state).ok_or_else(|| {
             StoreError::Corrupt(format!("delivery {message_id} has unknown state {state:?}"))
         })?;
@@ -527,6 +528,7 @@ fn read_submission(conn: &Connection, id: &str) -> Result<Option<SubmissionStatu
             state,
             attempts,
             last_error,
+            receipt,
             updated_at,
         });
     }

@@ -113,6 +113,9 @@ pub struct DeliveryStatus {
     pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The recipient's receipt (Zustellquittung), if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
     pub updated_at: String,
 }
 
