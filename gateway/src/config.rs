@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ozg_adapter_amqp::AmqpConfig;
 use ozg_adapter_filedrop::FiledropConfig;
 use ozg_adapter_http::HttpConfig;
 use serde::Deserialize;
@@ -294,6 +295,8 @@ pub enum AdapterConfig {
     Filedrop(FiledropConfig),
     /// POST the envelope to an HTTPS endpoint with a client certificate.
     Http(HttpConfig),
+    /// Publish the envelope to a RabbitMQ exchange with publisher confirms.
+    Amqp(AmqpConfig),
 }
 
 /// How deliveries are made (all targets).
@@ -500,6 +503,7 @@ impl Config {
             match &mut t.adapter {
                 AdapterConfig::Filedrop(c) => fix(&mut c.dir),
                 AdapterConfig::Http(c) => c.paths_mut().into_iter().for_each(fix),
+                AdapterConfig::Amqp(c) => c.paths_mut().into_iter().for_each(fix),
             }
         }
     }

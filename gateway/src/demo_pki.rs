@@ -76,15 +76,6 @@ impl DemoCa {
         Ok(DemoCa { cert, key })
     }
 
-    /// Loads an existing CA (e.g. `certs-example/ca.pem` and `ca.key`) to issue more leaves.
-    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Self, rcgen::Error> {
-        let key = KeyPair::from_pem(key_pem)?;
-        // Re-signing the parsed parameters yields the same subject and key, which is
-        // all that issuing needs (issuer name and authority key identifier).
-        let cert = CertificateParams::from_ca_cert_pem(cert_pem)?.self_signed(&key)?;
-        Ok(DemoCa { cert, key })
-    }
-
     pub fn cert_pem(&self) -> String {
         self.cert.pem()
     }

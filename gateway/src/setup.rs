@@ -328,6 +328,8 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 .map_err(|e| format!("cannot create the directory {}: {e}", c.dir.display())),
             AdapterConfig::Http(c) => ozg_adapter_http::Http::new(c)
                 .map(|a| Arc::new(a) as Arc<dyn ozg_adapter_sdk::Adapter>),
+            AdapterConfig::Amqp(c) => ozg_adapter_amqp::Amqp::new(c)
+                .map(|a| Arc::new(a) as Arc<dyn ozg_adapter_sdk::Adapter>),
         };
         match adapter {
             Ok(adapter) => deliveries.push(Arc::new(TargetRuntime {

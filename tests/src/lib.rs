@@ -43,6 +43,8 @@ pub struct Options {
     pub receiver_url: String,
     /// Extra TOML for `[delivery]`.
     pub delivery: &'static str,
+    /// An `amqp-demo` target for Leistung 99888888888888: (exchange, routing key).
+    pub amqp: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -54,8 +56,80 @@ impl Default for Options {
             request_timeout: "30s",
             receiver_url: "https://localhost:1/inbox".into(),
             delivery: FAST_DELIVERY,
+            amqp: None,
         }
     }
+}
+
+/// The local RabbitMQ (started by `.ci/run` where absent).
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A channel to the local RabbitMQ, for declaring and reading test queues.
+pub async fn amqp_channel() -> lapin::Channel {
+    let props = lapin::ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio::current());
+    let conn = lapin::Connection::connect(AMQP_URL, props)
+        .await
+        .expect("RabbitMQ on 127.0.0.1:5672 (.ci/run starts it)");
+    conn.create_channel().await.expect("channel")
+}
+
+/// Declares a durable direct exchange and a durable queue bound with `key`.
+pub async fn amqp_declare(ch: &lapin::Channel, exchange: &str, queue: &str, key: &str) {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        exchange,
+        lapin::ExchangeKind::Direct,
+        durable,
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    let q = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue, q, FieldTable::default())
+        .await
+        .expect("queue");
+    ch.queue_bind(
+        queue,
+        exchange,
+        key,
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+}
+
+/// Takes every message waiting in `queue`: (message-id, delivery mode, body).
+pub async fn amqp_drain(ch: &lapin::Channel, queue: &str) -> Vec<(String, u8, Vec<u8>)> {
+    use lapin::options::BasicGetOptions;
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue, BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic_get")
+    {
+        let props = &m.delivery.properties;
+        out.push((
+            props
+                .message_id()
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            props.delivery_mode().unwrap_or(0),
+            m.delivery.data.clone(),
+        ));
+    }
+    out
 }
 
 /// Retries in milliseconds so tests finish quickly (the policy itself is unit-tested).
@@ -95,7 +169,7 @@ data_dir = "{data_dir}"
 listen = "127.0.0.1:{ingest_port}"
 certificate = "{server_pem}"
 key = "{server_key}"
-client_ca = "{ca}"
+client_ca = "{client_ca}"
 
 [ingest.limits]
 max_body = "{max_body}"
@@ -116,7 +190,7 @@ level = "warn"
 [[portals]]
 id = "portal-demo"
 certificate = "{portal}"
-leistungen = ["99050012104000", "99115005001000", "99999999999999"]
+leistungen = ["99050012104000", "99115005001000", "99999999999999", "99888888888888"]
 
 [[portals]]
 id = "portal2-demo"
@@ -146,11 +220,19 @@ targets = ["fachverfahren-demo"]
 [[routes]]
 leistung = "99115005001000"
 targets = ["dms-demo", "fachverfahren-demo"]
+{amqp}
 "#,
         data_dir = data_dir.display(),
         outbox = dir.path().join("outbox").display(),
         receiver_url = o.receiver_url,
         delivery = o.delivery,
+        amqp = match &o.amqp {
+            Some((exchange, key)) => format!(
+                "[targets.amqp-demo]\ncertificate = \"{}\"\nadapter = {{ type = \"amqp\", url = \"{AMQP_URL}\", exchange = \"{exchange}\", routing_key = \"{key}\", confirm_timeout = \"2s\" }}\n\n[[routes]]\nleistung = \"99888888888888\"\ntargets = [\"amqp-demo\"]\n",
+                c("recipient-ec.pem")
+            ),
+            None => String::new(),
+        },
         ingest_port = o.ingest_port,
         admin_port = o.admin_port,
         max_body = o.max_body,
@@ -158,6 +240,7 @@ targets = ["dms-demo", "fachverfahren-demo"]
         server_pem = c("server.pem"),
         server_key = c("server.key"),
         ca = c("ca.pem"),
+        client_ca = test_client_ca().1.display(),
         seal_pem = c("seal.pem"),
         seal_key = c("seal.key"),
         portal = c("portal.pem"),
@@ -245,15 +328,25 @@ pub fn foreign_ca_client(dir: &Path) -> reqwest::Client {
     client_from_issued(dir, "foreign", &issued)
 }
 
-/// A client certificate of the demo CA that expired yesterday.
+/// A second client CA the test gateways trust besides the demo CA (generated once per
+/// test process), for certificates the demo PKI does not ship, such as expired ones.
+fn test_client_ca() -> &'static (DemoCa, PathBuf) {
+    static CA: std::sync::OnceLock<(DemoCa, PathBuf)> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        let ca = DemoCa::generate("test client CA", 1).expect("test CA");
+        let demo_ca = std::fs::read_to_string(demo("ca.pem")).expect("ca.pem");
+        let path =
+            std::env::temp_dir().join(format!("ozg-e2e-client-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, format!("{demo_ca}{}", ca.cert_pem())).expect("write CA bundle");
+        (ca, path)
+    })
+}
+
+/// A client certificate of a trusted client CA that expired yesterday.
 pub fn expired_client(dir: &Path) -> reqwest::Client {
-    let ca = DemoCa::load(
-        &std::fs::read_to_string(demo("ca.pem")).expect("ca.pem"),
-        &std::fs::read_to_string(demo("ca.key")).expect("ca.key"),
-    )
-    .expect("demo CA");
     let now = time::OffsetDateTime::now_utc();
-    let issued = ca
+    let issued = test_client_ca()
+        .0
         .issue_between(
             "portal-demo",
             Usage::Client,

@@ -1,0 +1,202 @@
+//! The `amqp` adapter: publishes the envelope to a RabbitMQ exchange.
+//!
+//! Each message is published `mandatory` (a message no queue takes is a failure,
+//! not a success), persistent (delivery mode 2), with the message id as AMQP
+//! `message-id` and `content-type: application/json`, on a channel in confirm
+//! mode: only the broker's ack counts as delivered. A nack, an unroutable
+//! return, a lost connection or a missing confirm is a retry — the engine sends
+//! the same `message_id` again, so a consumer deduplicates by it. The connection
+//! is opened lazily and replaced after a broker restart. `amqps://` URLs use TLS
+//! (rustls), trusting the CA file given as `ca`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::ShortString;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use ozg_adapter_sdk::{Adapter, DeliverFuture, Delivery, Outcome};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+/// Settings of an `amqp` target.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Broker URL, e.g. `amqp://user:${AMQP_PASSWORD}@host:5672/%2f` or `amqps://…`.
+    pub url: String,
+    /// Exchange to publish to (must exist).
+    pub exchange: String,
+    /// Routing key.
+    pub routing_key: String,
+    /// CA certificate(s) (PEM) for `amqps://`.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Longest wait for the broker's confirm.
+    #[serde(with = "humantime_serde", default = "default_confirm_timeout")]
+    pub confirm_timeout: Duration,
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    // The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("exchange", &self.exchange)
+            .field("routing_key", &self.routing_key)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_confirm_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl AmqpConfig {
+    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        self.ca.iter_mut().collect()
+    }
+}
+
+/// The adapter: one connection and confirm channel per target, shared by its attempts.
+pub struct Amqp {
+    config: AmqpConfig,
+    ca_pem: Option<String>,
+    channel: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Amqp {
+    /// Checks the settings (the broker is contacted on the first delivery).
+    pub fn new(config: &AmqpConfig) -> Result<Self, String> {
+        if !(config.url.starts_with("amqp://") || config.url.starts_with("amqps://")) {
+            return Err("url must start with amqp:// or amqps://".into());
+        }
+        let ca_pem = match &config.ca {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Amqp {
+            config: config.clone(),
+            ca_pem,
+            channel: Mutex::new(None),
+        })
+    }
+
+    async fn channel(&self) -> Result<Channel, lapin::Error> {
+        let mut guard = self.channel.lock().await;
+        if let Some((conn, ch)) = guard.as_ref() {
+            if conn.status().connected() && ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        *guard = None;
+        let props = ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio::current())
+            .with_connection_name("ozg-gateway".into());
+        let tls = lapin::tcp::OwnedTLSConfig {
+            cert_chain: self.ca_pem.clone(),
+            ..Default::default()
+        };
+        let conn = Connection::connect_with_config(&self.config.url, props, tls).await?;
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        tracing::info!(exchange = %self.config.exchange, "connected to the AMQP broker");
+        *guard = Some((conn, ch.clone()));
+        Ok(ch)
+    }
+
+    async fn forget(&self) {
+        self.channel.lock().await.take();
+    }
+}
+
+impl Adapter for Amqp {
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    fn deliver<'a>(&'a self, d: Delivery<'a>) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let ch = match self.channel().await {
+                Ok(ch) => ch,
+                Err(e) => {
+                    return Outcome::retry(
+                        "broker-unavailable",
+                        format!("cannot connect: {}", error_class(&e)),
+                    )
+                }
+            };
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type(ShortString::from("application/json"))
+                .with_message_id(ShortString::from(d.message_id.to_owned()));
+            let options = BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            };
+            let publish = ch
+                .basic_publish(
+                    &self.config.exchange,
+                    &self.config.routing_key,
+                    options,
+                    d.envelope,
+                    props,
+                )
+                .await;
+            let confirm = match publish {
+                Ok(c) => c,
+                Err(e) => {
+                    self.forget().await;
+                    return Outcome::retry(
+                        "broker-unavailable",
+                        format!("publish failed: {}", error_class(&e)),
+                    );
+                }
+            };
+            match tokio::time::timeout(self.config.confirm_timeout, confirm).await {
+                Ok(Ok(Confirmation::Ack(None))) => Outcome::Delivered { receipt: None },
+                Ok(Ok(Confirmation::Ack(Some(returned))))
+                | Ok(Ok(Confirmation::Nack(Some(returned)))) => Outcome::retry(
+                    "unroutable",
+                    format!(
+                        "no queue is bound for exchange {:?} and routing key {:?} ({})",
+                        self.config.exchange, self.config.routing_key, returned.reply_text
+                    ),
+                ),
+                Ok(Ok(Confirmation::Nack(None))) => {
+                    Outcome::retry("nack", "the broker refused the message")
+                }
+                Ok(Ok(Confirmation::NotRequested)) => {
+                    self.forget().await;
+                    Outcome::retry("internal", "the channel is not in confirm mode")
+                }
+                Ok(Err(e)) => {
+                    self.forget().await;
+                    Outcome::retry(
+                        "broker-unavailable",
+                        format!("no confirm: {}", error_class(&e)),
+                    )
+                }
+                Err(_) => {
+                    self.forget().await;
+                    Outcome::retry("timeout", "no confirm from the broker in time")
+                }
+            }
+        })
+    }
+}
+
+/// A short error description without URLs (they may carry credentials).
+fn error_class(e: &lapin::Error) -> String {
+    let s = e.to_string();
+    s.split("amqp")
+        .next()
+        .unwrap_or(&s)
+        .chars()
+        .take(160)
+        .collect()
+}
