@@ -39,6 +39,29 @@ enum Command {
         #[arg(long, default_value = "certs-example")]
         out: PathBuf,
     },
+    /// Run an example HTTPS inbox that opens, verifies and stores envelopes (for trying out).
+    DemoReceiver {
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        listen: std::net::SocketAddr,
+        /// Recipient private key.
+        #[arg(long, default_value = "certs-example/recipient-ec.key")]
+        key: PathBuf,
+        /// Recipient certificate (checks the envelope is addressed to it).
+        #[arg(long, default_value = "certs-example/recipient-ec.pem")]
+        cert: PathBuf,
+        /// CA the seal must chain to.
+        #[arg(long, default_value = "certs-example/ca.pem")]
+        trust: PathBuf,
+        /// TLS certificate of the receiver.
+        #[arg(long, default_value = "certs-example/server.pem")]
+        tls_cert: PathBuf,
+        /// TLS key of the receiver.
+        #[arg(long, default_value = "certs-example/server.key")]
+        tls_key: PathBuf,
+        /// Where opened submissions are written (one directory per message id).
+        #[arg(long, default_value = "var/inbox")]
+        out: PathBuf,
+    },
     /// Send a submission as a portal would and print the gateway's JSON answer.
     Submit {
         /// FIM-Leistungsschlüssel.
@@ -238,6 +261,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::DemoReceiver {
+            listen,
+            key,
+            cert,
+            trust,
+            tls_cert,
+            tls_key,
+            out,
+        } => {
+            init_logging(crate::config::LogFormat::Text, "info");
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(crate::demo_receiver::run(
+                crate::demo_receiver::ReceiverOptions {
+                    listen,
+                    tls_cert,
+                    tls_key,
+                    key,
+                    cert: Some(cert),
+                    trust,
+                    out,
+                },
+                crate::daemon::termination_signal(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Open {
             envelope,
             key,
@@ -276,7 +324,7 @@ fn open_envelope(
     cert: Option<&std::path::Path>,
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    use ozg_adapter_sdk::envelope::safe_file_name;
+    use ozg_adapter_sdk::envelope::output_file_name;
     use ozg_adapter_sdk::{Envelope, RecipientPrivateKey, TrustAnchors};
     let read =
         |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
@@ -299,17 +347,7 @@ fn open_envelope(
         let mut used = std::collections::HashSet::new();
         used.insert("manifest.json".to_owned());
         for part in &opened.parts {
-            let fallback = match part.meta.media_type.as_str() {
-                "application/xml" | "text/xml" => format!("{}.xml", part.meta.id),
-                "application/json" => format!("{}.json", part.meta.id),
-                _ => format!("{}.bin", part.meta.id),
-            };
-            let mut name = part
-                .meta
-                .filename
-                .as_deref()
-                .and_then(safe_file_name)
-                .unwrap_or(fallback);
+            let mut name = output_file_name(&part.meta);
             if !used.insert(name.clone()) {
                 name = format!("{}-{name}", part.meta.id);
                 used.insert(name.clone());

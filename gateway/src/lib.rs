@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo_pki;
+pub mod demo_receiver;
 pub mod engine;
 pub mod ingest;
 pub mod metrics;

@@ -325,3 +325,60 @@ shutdown_grace = "300ms"
     assert_eq!(d.state.as_str(), "pending", "{d:?}");
     store.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_receiver_opens_what_the_gateway_delivers() {
+    let port = free_port();
+    let inbox = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let receiver = tokio::spawn(ozg_gateway::demo_receiver::run(
+        ozg_gateway::demo_receiver::ReceiverOptions {
+            listen: ([127, 0, 0, 1], port).into(),
+            tls_cert: demo("server.pem"),
+            tls_key: demo("server.key"),
+            key: demo("recipient-ec.key"),
+            cert: Some(demo("recipient-ec.pem")),
+            trust: demo("ca.pem"),
+            out: inbox.path().into(),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let (_tc, gw) = start(&Options {
+        receiver_url: format!("https://localhost:{port}/inbox"),
+        ..Default::default()
+    })
+    .await;
+    let mut req = melde(7);
+    req.attachments.push((
+        "Nachweis.pdf".into(),
+        "application/pdf".into(),
+        b"%PDF-1.7 x".to_vec(),
+    ));
+    let id = submit(&gw, &req).await;
+    wait_state(
+        &gw,
+        &id,
+        "fachverfahren-demo",
+        "delivered",
+        Duration::from_secs(15),
+    )
+    .await;
+    let mid = ozg_gateway::pipeline::message_id(
+        &uuid::Uuid::parse_str(&id).unwrap(),
+        "fachverfahren-demo",
+    );
+    let dir = inbox.path().join(mid);
+    assert_eq!(std::fs::read(dir.join("data.xml")).unwrap(), req.data);
+    assert_eq!(
+        std::fs::read(dir.join("Nachweis.pdf")).unwrap(),
+        b"%PDF-1.7 x"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["submission_id"], id.as_str());
+    gw.shutdown().await.unwrap();
+    let _ = stop.send(());
+    receiver.await.unwrap().unwrap();
+}

@@ -319,3 +319,18 @@ pub fn safe_file_name(name: &str) -> Option<String> {
         Some(cleaned)
     }
 }
+
+/// The file name to write a part under: the attachment's own name made safe, or
+/// `data.xml` / `data.json` / `<id>.bin` by media type.
+pub fn output_file_name(part: &ManifestPart) -> String {
+    if let Some(name) = part.filename.as_deref().and_then(safe_file_name) {
+        return name;
+    }
+    let ext = match part.media_type.as_str() {
+        "application/xml" | "text/xml" => "xml",
+        "application/json" => "json",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    };
+    format!("{}.{ext}", part.id)
+}
