@@ -81,6 +81,9 @@ pub struct Config {
     /// Retries, concurrency and pausing of deliveries.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Signed checkpoints of the audit log.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// Delivery targets by id.
     pub targets: BTreeMap<String, TargetConfig>,
     /// Routing table: (leistung, destination) → targets; most specific match wins.

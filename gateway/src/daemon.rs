@@ -118,7 +118,28 @@ impl Gateway {
             .trim_end_matches('/')
             .to_owned();
 
+        let config_sha256 = std::fs::read(&cfg.source)
+            .map(|b| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &b)))
+            .unwrap_or_default();
+        store
+            .audit(crate::store::audit::AuditEvent {
+                event: "started",
+                detail: serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "config_sha256": config_sha256,
+                    "targets": setup.deliveries.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+                }),
+                ..Default::default()
+            })
+            .await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let audit_task = tokio::spawn(crate::audit::checkpoint_task(
+            store.clone(),
+            setup.seal.clone(),
+            cfg.audit,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
         let engine = crate::engine::Engine {
             store: store.clone(),
             targets: setup.deliveries.clone(),
@@ -167,7 +188,7 @@ impl Gateway {
             metrics,
             store,
             shutdown,
-            tasks: vec![ingest_task, admin_task, expiry_task, engine_task],
+            tasks: vec![ingest_task, admin_task, expiry_task, engine_task, audit_task],
         })
     }
 
@@ -356,6 +377,11 @@ async fn admin(
     }
     match req.uri().path() {
         "/healthz" | "/readyz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/audit/checkpoint" => match store.latest_checkpoint().await {
+            Ok(Some(c)) => text(StatusCode::OK, "application/json", serde_json::to_string(&c).unwrap_or_default()),
+            Ok(None) => problem_response(metrics, "admin", &Problem::new(404, "not-found", "no checkpoint signed yet")),
+            Err(e) => problem_response(metrics, "admin", &Problem::new(503, "unavailable", format!("store: {e}"))),
+        },
         "/metrics" => text(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -186,6 +186,9 @@ impl Ingest {
             (&Method::GET, Some(rest)) if rest.len() > 1 && !rest[1..].contains('/') => {
                 self.status(&portal, &rest[1..]).await
             }
+            (&Method::GET, Some(rest)) if rest.ends_with("/trace") && rest[1..rest.len() - 6].len() > 0 && !rest[1..rest.len() - 6].contains('/') => {
+                self.trace(&portal, &rest[1..rest.len() - 6]).await
+            }
             (_, Some(_)) => Err(Problem::new(
                 405,
                 "method-not-allowed",
@@ -197,6 +200,22 @@ impl Ingest {
                 format!("no resource at {path}"),
             )),
         }
+    }
+
+    /// The Laufzettel: every audit record of the portal's own submission.
+    async fn trace(&self, portal: &Portal, id: &str) -> Result<HttpResponse, Problem> {
+        let not_found = || Problem::new(404, "not-found", format!("no submission {id} of portal {}", portal.id));
+        let unavailable = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "reading a trace failed");
+            Problem::new(503, "unavailable", "the trace cannot be read right now; retry later")
+        };
+        match self.pipeline.store.submission(id).await.map_err(unavailable)? {
+            Some(s) if s.portal == portal.id => {}
+            _ => return Err(not_found()),
+        }
+        let records = self.pipeline.store.trace(id).await.map_err(unavailable)?;
+        let body = serde_json::json!({"submission_id": id, "events": records});
+        Ok(json_response(StatusCode::OK, body.to_string()))
     }
 
     async fn status(&self, portal: &Portal, id: &str) -> Result<HttpResponse, Problem> {

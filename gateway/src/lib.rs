@@ -17,6 +17,7 @@
 //! never reaches disk (the store gets envelopes, JWE per target); no log line
 //! carries Antragsdaten or personal data — ids, sizes, hashes, error classes only.
 
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub delivery_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
     pub breaker_open: Family<TargetLabel, Gauge>,
+    pub audit_head: Gauge,
+    pub audit_checkpoint: Gauge,
     queue: Family<QueueLabels, Gauge>,
 }
 
@@ -88,6 +90,8 @@ impl Metrics {
             attempts: Family::default(),
             delivery_seconds: Family::new_with_constructor(delivery_histogram),
             breaker_open: Family::default(),
+            audit_head: Gauge::default(),
+            audit_checkpoint: Gauge::default(),
             queue: Family::default(),
             registry: Registry::default(),
         };

@@ -283,6 +283,8 @@ impl Pipeline {
                     .map_err(|e| internal("envelope encoding failed", &e))?,
             });
         }
+        let receipt_sha256 = hex::encode(digest(&SHA256, receipt.as_bytes()));
+        let parts_for_audit = receipt_body.parts.clone();
         let response = AcceptResponse {
             submission_id: id.to_string(),
             received_at: received_at.clone(),
@@ -305,6 +307,8 @@ impl Pipeline {
                 .map_err(|e| internal("response encoding failed", &e))?,
             idempotency,
             deliveries,
+            parts: parts_for_audit,
+            receipt_sha256,
         })
     }
 }

@@ -10,6 +10,8 @@
 //!              created_at_ms, last_error, receipt, updated_at)
 //!   envelopes(message_id, body)      sealed envelope JSON, encrypted per target
 //!   idempotency(portal, key, request_hash, submission_id)
+//!   audit(seq, submission_id, record, hash)      the hash-chained audit log (see `audit`)
+//!   audit_checkpoints(seq, head, ts, jws)        signed checkpoints over the chain
 //! ```
 //!
 //! Only envelopes are stored: every part and the manifest (with file names,
@@ -47,8 +49,9 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::{AuditEvent, AuditRecord, Head};
 use super::{
-    Accepted, Claimed, DeliveryState, DeliveryStatus, NewSubmission, QueueDepth, Recorded, Store,
+    Accepted, Checkpoint, Claimed, DeliveryState, DeliveryStatus, NewSubmission, QueueDepth, Recorded, Store,
     StoreError, StoreFuture, StoreStats, SubmissionStatus,
 };
 
@@ -83,6 +86,19 @@ CREATE TABLE IF NOT EXISTS envelopes (
     message_id  TEXT PRIMARY KEY REFERENCES deliveries(message_id),
     body        BLOB NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    seq           INTEGER PRIMARY KEY,
+    submission_id TEXT,
+    record        TEXT NOT NULL,
+    hash          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_submission ON audit(submission_id);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq   INTEGER PRIMARY KEY,
+    head  TEXT NOT NULL,
+    ts    TEXT NOT NULL,
+    jws   TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
     portal        TEXT NOT NULL,
     key           TEXT NOT NULL,
@@ -114,6 +130,8 @@ enum Op {
         message_ids: Vec<String>,
         reply: Reply<()>,
     },
+    Audit(AuditEvent, Reply<()>),
+    Checkpoint(Checkpoint, Reply<()>),
 }
 
 impl Op {
@@ -187,7 +205,7 @@ impl EmbeddedStore {
         lock.try_lock()
             .map_err(|_| StoreError::Locked(data_dir.display().to_string()))?;
         let path = data_dir.join(DB_FILE);
-        let writer = open_connection(
+        let mut writer = open_connection(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )?;
@@ -201,10 +219,8 @@ impl EmbeddedStore {
         }
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.execute_batch(SCHEMA)?;
-        let recovered = writer.execute(
-            "UPDATE deliveries SET state = 'pending' WHERE state = 'in_flight'",
-            [],
-        )?;
+        let mut head = Head::load(&writer)?;
+        let recovered = recover_in_flight(&mut writer, &mut head)?;
         if recovered > 0 {
             tracing::warn!(deliveries = recovered, "deliveries were in flight at the last stop; they will be delivered again with the same message_id");
         }
@@ -215,7 +231,7 @@ impl EmbeddedStore {
         let max = group_commit_max.max(1);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(writer, rx, max, &thread_counters))?;
+            .spawn(move || writer_loop(writer, rx, max, &thread_counters, head))?;
         Ok(EmbeddedStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
@@ -231,7 +247,7 @@ impl EmbeddedStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max: usize, counters: &Counters) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max: usize, counters: &Counters, mut head: Head) {
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.bytes();
         let mut batch = vec![first];
@@ -245,7 +261,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max: usize, cou
             }
         }
         let size = batch.len();
-        match write_group(&mut conn, batch) {
+        match write_group(&mut conn, batch, &mut head) {
             Ok(done) => {
                 let stored = done.iter().filter(|d| d.stored()).count() as u64;
                 counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +274,11 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max: usize, cou
             }
             Err((e, done)) => {
                 tracing::error!(error = %e, group = size, "store commit failed; the group is refused");
+                // The chain's head in memory ran ahead of what was committed.
+                match Head::load(&conn) {
+                    Ok(h) => head = h,
+                    Err(e) => tracing::error!(error = %e, "cannot reload the audit head"),
+                }
                 let msg = e.to_string();
                 done.into_iter().for_each(|d| d.fail(&msg));
             }
@@ -270,6 +291,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max: usize, cou
 fn write_group(
     conn: &mut Connection,
     batch: Vec<Op>,
+    head: &mut Head,
 ) -> Result<Vec<Done>, (StoreError, Vec<Done>)> {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -283,6 +305,7 @@ fn write_group(
     };
     let mut done = Vec::with_capacity(batch.len());
     for op in batch {
+        let before = head.clone();
         let sp = match tx.savepoint() {
             Ok(sp) => sp,
             Err(e) => {
@@ -292,7 +315,7 @@ fn write_group(
         };
         let (result, ok) = match op {
             Op::Accept(sub, reply) => {
-                let r = insert_one(&sp, &sub);
+                let r = insert_one(&sp, &sub, head);
                 let ok = r.is_ok();
                 (Done::Accept(reply, r), ok)
             }
@@ -312,18 +335,32 @@ fn write_group(
                 now_ms,
                 reply,
             } => {
-                let r = record(&sp, &message_id, &outcome, now_ms);
+                let r = record(&sp, &message_id, &outcome, now_ms, head);
                 let ok = r.is_ok();
                 (Done::Unit(reply, r), ok)
             }
             Op::Release { message_ids, reply } => {
-                let r = release(&sp, &message_ids);
+                let r = release(&sp, &message_ids, head);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
+            Op::Audit(event, reply) => {
+                let r = head.append(&sp, &rfc3339_ms(now_ms()), event);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
+            Op::Checkpoint(c, reply) => {
+                let r = add_checkpoint(&sp, &c);
                 let ok = r.is_ok();
                 (Done::Unit(reply, r), ok)
             }
         };
+        if !ok {
+            *head = before.clone();
+        }
         if ok {
             if let Err(e) = sp.commit() {
+                *head = before;
                 done.push(match result {
                     Done::Accept(r, _) => Done::Accept(r, Err(e.into())),
                     Done::Claim(r, _) => Done::Claim(r, Err(e.into())),
@@ -345,8 +382,62 @@ fn refused(op: Op, e: StoreError) -> Done {
     match op {
         Op::Accept(_, r) => Done::Accept(r, Err(e)),
         Op::Claim { reply, .. } => Done::Claim(reply, Err(e)),
-        Op::Record { reply, .. } | Op::Release { reply, .. } => Done::Unit(reply, Err(e)),
+        Op::Record { reply, .. } | Op::Release { reply, .. } | Op::Audit(_, reply) | Op::Checkpoint(_, reply) => {
+            Done::Unit(reply, Err(e))
+        }
     }
+}
+
+/// Hands deliveries left `in_flight` by a crash back to `pending`, with an audit record each.
+fn recover_in_flight(conn: &mut Connection, head: &mut Head) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let rows: Vec<(String, String, String)> = {
+        let mut stmt = tx.prepare("SELECT message_id, submission_id, target FROM deliveries WHERE state = 'in_flight'")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let ts = rfc3339_ms(now_ms());
+    let before = head.clone();
+    for (message_id, submission_id, target) in &rows {
+        tx.execute("UPDATE deliveries SET state = 'pending' WHERE message_id = ?1", params![message_id])?;
+        if let Err(e) = head.append(
+            &tx,
+            &ts,
+            AuditEvent {
+                event: "recovered",
+                submission_id: Some(submission_id.clone()),
+                message_id: Some(message_id.clone()),
+                target: Some(target.clone()),
+                detail: serde_json::json!({"reason": "in flight at the last stop; delivered again with the same message_id"}),
+            },
+        ) {
+            *head = before;
+            return Err(e);
+        }
+    }
+    if let Err(e) = tx.commit() {
+        *head = before;
+        return Err(e.into());
+    }
+    Ok(rows.len())
+}
+
+fn add_checkpoint(conn: &Connection, c: &Checkpoint) -> Result<(), StoreError> {
+    let hash: Option<String> = conn
+        .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
+        .query_row(params![c.seq], |r| r.get(0))
+        .optional()?;
+    if hash.as_deref() != Some(c.head.as_str()) {
+        return Err(StoreError::Corrupt(format!("checkpoint for seq {} does not match the log", c.seq)));
+    }
+    conn.prepare_cached("INSERT OR IGNORE INTO audit_checkpoints (seq, head, ts, jws) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![c.seq, c.head, c.ts, c.jws])?;
+    Ok(())
+}
+
+/// Now, RFC 3339 with milliseconds (the audit log's timestamps).
+pub fn rfc3339_now() -> String {
+    rfc3339_ms(now_ms())
 }
 
 fn rfc3339_ms(ms: i64) -> String {
@@ -400,8 +491,14 @@ fn record(
     message_id: &str,
     outcome: &Recorded,
     now_ms: i64,
+    head: &mut Head,
 ) -> Result<(), StoreError> {
     let now = rfc3339_ms(now_ms);
+    let (submission_id, target, attempt): (String, String, u32) = conn
+        .prepare_cached("SELECT submission_id, target, attempts FROM deliveries WHERE message_id = ?1")?
+        .query_row(params![message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("no delivery {message_id}")))?;
     let changed = match outcome {
         Recorded::Delivered { receipt } => conn
             .prepare_cached(
@@ -423,24 +520,58 @@ fn record(
             .execute(params![message_id, error, now])?,
     };
     if changed != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "delivery {message_id} is not in flight"
-        )));
+        return Err(StoreError::Corrupt(format!("delivery {message_id} is not in flight")));
     }
-    Ok(())
+    // The error's class only: messages may name hosts or paths, classes name what failed.
+    let class = |error: &str| error.split(':').next().unwrap_or_default().trim().to_owned();
+    let (event, detail) = match outcome {
+        Recorded::Delivered { receipt } => ("delivered", serde_json::json!({"attempt": attempt, "receipt": receipt})),
+        Recorded::RetryAt { at_ms, error } => (
+            "attempt_failed",
+            serde_json::json!({"attempt": attempt, "class": class(error), "retry_at": rfc3339_ms(*at_ms)}),
+        ),
+        Recorded::Parked { error } => ("parked", serde_json::json!({"attempt": attempt, "class": class(error)})),
+    };
+    head.append(
+        conn,
+        &now,
+        AuditEvent {
+            event,
+            submission_id: Some(submission_id),
+            message_id: Some(message_id.to_owned()),
+            target: Some(target),
+            detail,
+        },
+    )
 }
 
-fn release(conn: &Connection, message_ids: &[String]) -> Result<(), StoreError> {
+fn release(conn: &Connection, message_ids: &[String], head: &mut Head) -> Result<(), StoreError> {
+    let ts = rfc3339_ms(now_ms());
     for id in message_ids {
-        conn.prepare_cached(
-            "UPDATE deliveries SET state = 'pending' WHERE message_id = ?1 AND state = 'in_flight'",
-        )?
-        .execute(params![id])?;
+        let changed = conn
+            .prepare_cached("UPDATE deliveries SET state = 'pending' WHERE message_id = ?1 AND state = 'in_flight'")?
+            .execute(params![id])?;
+        if changed == 1 {
+            let (submission_id, target): (String, String) = conn
+                .prepare_cached("SELECT submission_id, target FROM deliveries WHERE message_id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            head.append(
+                conn,
+                &ts,
+                AuditEvent {
+                    event: "handed_back",
+                    submission_id: Some(submission_id),
+                    message_id: Some(id.clone()),
+                    target: Some(target),
+                    detail: serde_json::json!({"reason": "shutdown before the attempt finished"}),
+                },
+            )?;
+        }
     }
     Ok(())
 }
 
-fn insert_one(conn: &Connection, s: &NewSubmission) -> Result<Accepted, StoreError> {
+fn insert_one(conn: &Connection, s: &NewSubmission, head: &mut Head) -> Result<Accepted, StoreError> {
     if let Some(idem) = &s.idempotency {
         let prior: Option<(String, String)> = conn
             .prepare_cached("SELECT request_hash, submission_id FROM idempotency WHERE portal = ?1 AND key = ?2")?
@@ -474,6 +605,34 @@ fn insert_one(conn: &Connection, s: &NewSubmission) -> Result<Accepted, StoreErr
         conn.prepare_cached("INSERT INTO envelopes (message_id, body) VALUES (?1, ?2)")?
             .execute(params![d.message_id, d.envelope])?;
     }
+    let ts = rfc3339_ms(now_ms);
+    let sub = || Some(s.id.clone());
+    head.append(
+        conn,
+        &ts,
+        AuditEvent {
+            event: "received",
+            submission_id: sub(),
+            detail: serde_json::json!({
+                "sender": s.portal, "leistung": s.leistung, "destination": s.destination,
+                "received_at": s.received_at, "parts": s.parts,
+            }),
+            ..Default::default()
+        },
+    )?;
+    head.append(
+        conn,
+        &ts,
+        AuditEvent {
+            event: "sealed",
+            submission_id: sub(),
+            detail: serde_json::json!({
+                "receipt_sha256": s.receipt_sha256,
+                "deliveries": s.deliveries.iter().map(|d| serde_json::json!({"target": d.target, "message_id": d.message_id})).collect::<Vec<_>>(),
+            }),
+            ..Default::default()
+        },
+    )?;
     Ok(Accepted::Stored)
 }
 
@@ -682,6 +841,59 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.send(Op::Audit(event, reply)).await?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.send(Op::Checkpoint(checkpoint, reply)).await?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn trace(&self, submission_id: &str) -> StoreFuture<'_, Vec<AuditRecord>> {
+        let id = submission_id.to_owned();
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                read_trace(&conn, &id)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn audit_head(&self) -> StoreFuture<'_, Head> {
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                Head::load(&conn)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                Ok(read_checkpoints(&conn)?.pop())
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
     fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
@@ -705,6 +917,37 @@ impl Store for EmbeddedStore {
             Ok(())
         })
     }
+}
+
+/// The audit records of one submission, in order.
+pub fn read_trace(conn: &Connection, submission_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT record FROM audit WHERE submission_id = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map(params![submission_id], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(serde_json::from_str(&row?).map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?);
+    }
+    Ok(out)
+}
+
+/// All checkpoints, oldest first.
+pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT seq, head, ts, jws FROM audit_checkpoints ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Checkpoint {
+            seq: r.get(0)?,
+            head: r.get(1)?,
+            ts: r.get(2)?,
+            jws: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Opens a data directory's database read-only (verification, traces, counts),
+/// also while a daemon runs.
+pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
+    open_connection(&EmbeddedStore::db_path(data_dir), OpenFlags::SQLITE_OPEN_READ_ONLY)
 }
 
 /// Row counts, for operators and tests.
@@ -755,6 +998,8 @@ mod tests {
                 target: "t".into(),
                 envelope: b"{}".to_vec(),
             }],
+            parts: vec![],
+            receipt_sha256: String::new(),
         }
     }
 
@@ -824,6 +1069,36 @@ mod tests {
         }
         assert_eq!(failed, 1);
         assert_eq!(counts(dir.path()).unwrap().submissions, 32);
+    }
+
+    #[tokio::test]
+    async fn claim_record_and_crash_recovery_keep_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        store.accept(sub("a", None)).await.unwrap();
+        store.accept(sub("b", None)).await.unwrap();
+        let claimed = store.claim("t", now_ms() + 1, 10).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(claimed[0].attempts, 1);
+        assert!(store.claim("t", now_ms() + 1, 10).await.unwrap().is_empty(), "in flight is not claimed twice");
+        store
+            .record("a-m", Recorded::RetryAt { at_ms: now_ms() + 60_000, error: "http-503: busy".into() }, now_ms())
+            .await
+            .unwrap();
+        assert!(store.record("a-m", Recorded::Delivered { receipt: None }, now_ms()).await.is_err(), "only in-flight deliveries are recorded");
+        assert_eq!(store.next_due("t").await.unwrap().map(|d| d > now_ms()), Some(true));
+        // b stays in flight: a crash. The next open hands it back.
+        store.close().await.unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        let b = store.submission("b").await.unwrap().unwrap();
+        assert_eq!(b.deliveries[0].state, DeliveryState::Pending);
+        let events: Vec<String> = store.trace("b").await.unwrap().into_iter().map(|r| r.event).collect();
+        assert_eq!(events, ["received", "sealed", "recovered"]);
+        let events: Vec<String> = store.trace("a").await.unwrap().into_iter().map(|r| r.event).collect();
+        assert_eq!(events, ["received", "sealed", "attempt_failed"]);
+        let head = store.audit_head().await.unwrap();
+        assert_eq!(head.seq, 6, "2 x (received, sealed), attempt_failed, recovered");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! knows nothing of HTTP, TLS or adapters, and only ever sees envelopes that are
 //! already encrypted.
 
+pub mod audit;
 pub mod embedded;
 
 use std::future::Future;
@@ -27,6 +28,10 @@ pub struct NewSubmission {
     pub response: String,
     pub idempotency: Option<IdempotencyKey>,
     pub deliveries: Vec<NewDelivery>,
+    /// Every part's id, size and SHA-512, for the audit record.
+    pub parts: Vec<ozg_adapter_sdk::envelope::ReceiptPart>,
+    /// SHA-256 (hex) of the receipt JWS given to the portal, for the audit record.
+    pub receipt_sha256: String,
 }
 
 impl NewSubmission {
@@ -160,6 +165,17 @@ pub enum Recorded {
     },
 }
 
+/// A signed statement of the audit log's head (see `gateway::audit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    /// Hex SHA-256 of record `seq`.
+    pub head: String,
+    pub ts: String,
+    /// Compact JWS (typ `ozg-audit-checkpoint`) over `{"seq","head","ts"}` by the seal key.
+    pub jws: String,
+}
+
 /// Number of deliveries per target and state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueDepth {
@@ -219,6 +235,16 @@ pub trait Store: Send + Sync {
     fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>>;
     /// Deliveries per target and state.
     fn queue_depths(&self) -> StoreFuture<'_, Vec<QueueDepth>>;
+    /// Appends an audit record that goes with no other change (start-up, operator actions).
+    fn audit(&self, event: audit::AuditEvent) -> StoreFuture<'_, ()>;
+    /// The audit records of one submission, in order.
+    fn trace(&self, submission_id: &str) -> StoreFuture<'_, Vec<audit::AuditRecord>>;
+    /// The head of the audit chain.
+    fn audit_head(&self) -> StoreFuture<'_, audit::Head>;
+    /// Stores a signed checkpoint over (seq, head hash); refused if it does not match the log.
+    fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
+    /// The newest checkpoint, if any.
+    fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
     /// Counters.
     fn stats(&self) -> StoreStats;
     /// Finishes pending writes and closes.

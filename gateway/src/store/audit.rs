@@ -1,0 +1,100 @@
+//! The audit log: a hash chain of records in the store's database.
+//!
+//! Every state change is appended as one record, inside the same transaction
+//! as the change itself, so the log and the state cannot disagree after a
+//! crash. A record is one line of JSON (see `schemas/audit-record.schema.json`):
+//!
+//! ```json
+//! {"seq":42,"ts":"2026-11-24T10:42:00.123Z","event":"delivered","submission_id":"…",
+//!  "message_id":"…","target":"dms","detail":{"attempt":1},"prev":"<hex SHA-256 of record 41>"}
+//! ```
+//!
+//! The record's hash is SHA-256 over exactly the stored bytes; `prev` of record 1
+//! is 64 zeros. Records carry ids, Leistung, destination, sizes, hashes, error
+//! classes and operator ids — never content, file names or personal data.
+
+use aws_lc_rs::digest::{digest, SHA256};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One record as stored and hashed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub ts: String,
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+    pub prev: String,
+}
+
+/// What happened, before it gets its place in the chain.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvent {
+    pub event: &'static str,
+    pub submission_id: Option<String>,
+    pub message_id: Option<String>,
+    pub target: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Hex SHA-256 of a stored record.
+pub fn record_hash(record: &str) -> String {
+    hex::encode(digest(&SHA256, record.as_bytes()))
+}
+
+/// The head of the chain, kept by the writer thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl Head {
+    /// Reads the head from the database.
+    pub fn load(conn: &Connection) -> Result<Head, StoreError> {
+        let last: Option<(u64, String)> = conn
+            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(match last {
+            Some((seq, hash)) => Head { seq, hash },
+            None => Head {
+                seq: 0,
+                hash: GENESIS.into(),
+            },
+        })
+    }
+
+    /// Appends a record after the head, in the caller's transaction.
+    pub fn append(&mut self, conn: &Connection, ts: &str, e: AuditEvent) -> Result<(), StoreError> {
+        let record = AuditRecord {
+            seq: self.seq + 1,
+            ts: ts.to_owned(),
+            event: e.event.to_owned(),
+            submission_id: e.submission_id,
+            message_id: e.message_id,
+            target: e.target,
+            detail: e.detail,
+            prev: self.hash.clone(),
+        };
+        let text = serde_json::to_string(&record).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let hash = record_hash(&text);
+        conn.prepare_cached("INSERT INTO audit (seq, submission_id, record, hash) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![record.seq, record.submission_id, text, hash])?;
+        self.seq = record.seq;
+        self.hash = hash;
+        Ok(())
+    }
+}
