@@ -1,0 +1,186 @@
+//! The audit log: the Laufzettel of a submission, and `audit verify` catching
+//! every kind of tampering on copies of a real log.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ozg_e2e::receiver::{Mode, Receiver};
+use ozg_e2e::*;
+use ozg_gateway::client::{self, SubmitRequest};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ozg-gateway-e2e");
+const MARKER: &str = "AUDIT-MARKER-Erika-Mustermann";
+const FILE_NAME: &str = "Geheimer-Dateiname.pdf";
+
+/// Runs the daemon for a few submissions, stops it (a final checkpoint is signed)
+/// and returns its config and the submission ids.
+async fn a_real_log() -> (TestConfig, Vec<String>, Receiver) {
+    let receiver = Receiver::start(Mode::Accept).await;
+    let (tc, gw) = start(&Options {
+        receiver_url: receiver.url(),
+        ..Default::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let req = SubmitRequest {
+            leistung: "99115005001000".into(),
+            destination: "05315000".into(),
+            data: format!("<antrag><name>{MARKER}</name><n>{n}</n></antrag>").into_bytes(),
+            data_media_type: "application/xml".into(),
+            attachments: vec![(FILE_NAME.into(), "application/pdf".into(), b"%PDF-1.7".to_vec())],
+            ..Default::default()
+        };
+        let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req).await.unwrap();
+        assert_eq!(a.status, 202);
+        ids.push(a.body["submission_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        eventually(Duration::from_secs(10), "both delivered", || async {
+            states(&gw, id).await.values().all(|s| s == "delivered").then_some(())
+        })
+        .await;
+    }
+    // The portal reads its Laufzettel; another portal does not.
+    let url = format!("{}/v1/submissions/{}/trace", base_url(gw.ingest_addr), ids[0]);
+    let own = client::status(&portal_client("portal"), &url).await.unwrap();
+    assert_eq!(own.status, 200, "{}", own.body);
+    let events: Vec<&str> = own.body["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(&events[..2], ["received", "sealed"]);
+    assert_eq!(events.iter().filter(|e| **e == "delivered").count(), 2, "{events:?}");
+    assert_eq!(client::status(&portal_client("portal2"), &url).await.unwrap().status, 404);
+    gw.shutdown().await.unwrap();
+    (tc, ids, receiver)
+}
+
+fn verify(config: &Path, data_dir: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A copy of the data directory with `sql` applied to it.
+fn tampered(tc: &TestConfig, name: &str, sql: &str) -> PathBuf {
+    let copy = tc.dir.path().join(format!("copy-{name}"));
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["gateway.db", "gateway.db-wal"] {
+        let src = tc.data_dir.join(f);
+        if src.exists() {
+            std::fs::copy(&src, copy.join(f)).unwrap();
+        }
+    }
+    let conn = rusqlite::Connection::open(copy.join("gateway.db")).unwrap();
+    conn.execute_batch(sql).unwrap();
+    drop(conn);
+    copy
+}
+
+fn last_checkpoint(tc: &TestConfig) -> u64 {
+    let conn = rusqlite::Connection::open(tc.data_dir.join("gateway.db")).unwrap();
+    conn.query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_every_kind_of_tampering_and_names_the_first_bad_record() {
+    let (tc, ids, _rx) = a_real_log().await;
+    let (ok, text) = verify(&tc.path, &tc.data_dir);
+    assert!(ok, "{text}");
+    assert!(text.starts_with("OK: "), "{text}");
+    let cp = last_checkpoint(&tc);
+    assert!(cp >= 10, "the final checkpoint covers the log: {cp}");
+
+    // No personal data, no file names in the audit log.
+    let conn = rusqlite::Connection::open(tc.data_dir.join("gateway.db")).unwrap();
+    let all: Vec<String> = conn
+        .prepare("SELECT record FROM audit")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let joined = all.join("\n");
+    assert!(!joined.contains(MARKER) && !joined.contains(FILE_NAME), "personal data in the audit log");
+    assert!(ids.iter().all(|id| joined.contains(id.as_str())));
+
+    let cases = [
+        (
+            "edited",
+            "UPDATE audit SET record = replace(record, '\"attempt\":1', '\"attempt\":2') WHERE seq = (SELECT MIN(seq) FROM audit WHERE record LIKE '%\"delivered\"%');",
+            "edited",
+        ),
+        (
+            "edited-and-rehashed",
+            "UPDATE audit SET record = replace(record, '\"05315000\"', '\"09162000\"'), hash = 'x' WHERE seq = 2;",
+            "seq 2",
+        ),
+        ("deleted", "DELETE FROM audit WHERE seq = 4;", "record 4 is missing"),
+        (
+            "reordered",
+            "UPDATE audit SET seq = -1 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = -1;",
+            "reordered",
+        ),
+        ("truncated", &format!("DELETE FROM audit WHERE seq > {};", cp - 2), "truncated"),
+        (
+            "forged-checkpoint",
+            &format!("UPDATE audit_checkpoints SET head = '{}' WHERE seq = {cp};", "ab".repeat(32)),
+            "forged",
+        ),
+    ];
+    for (name, sql, expect) in cases {
+        let copy = tampered(&tc, name, sql);
+        let (ok, text) = verify(&tc.path, &copy);
+        assert!(!ok, "{name}: verify passed a tampered log: {text}");
+        assert!(text.contains("first bad record: seq"), "{name}: {text}");
+        assert!(text.contains(expect), "{name}: expected {expect:?} in {text}");
+        println!("{name}: {}", text.trim());
+    }
+
+    // A rewrite that keeps the chain consistent is caught by the signed checkpoint.
+    let copy = tampered(&tc, "rewritten", "SELECT 1;");
+    {
+        let conn = rusqlite::Connection::open(copy.join("gateway.db")).unwrap();
+        let rows: Vec<(u64, String)> = conn
+            .prepare("SELECT seq, record FROM audit ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut prev = "0".repeat(64);
+        for (seq, text) in rows {
+            let mut rec: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if seq == 2 {
+                rec["detail"]["destination"] = "09162000".into();
+            }
+            rec["prev"] = prev.clone().into();
+            let new_text = serde_json::to_string(&rec).unwrap();
+            let hash = ozg_gateway::store::audit::record_hash(&new_text);
+            conn.execute("UPDATE audit SET record = ?1, hash = ?2 WHERE seq = ?3", rusqlite::params![new_text, hash, seq])
+                .unwrap();
+            prev = hash;
+        }
+    }
+    let (ok, text) = verify(&tc.path, &copy);
+    assert!(!ok && text.contains("rewritten"), "{text}");
+    println!("rewritten: {}", text.trim());
+
+    // Trace on the command line.
+    let out = Command::new(BIN)
+        .args(["audit", "trace", &ids[0], "--config"])
+        .arg(&tc.path)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    for event in ["received", "sealed", "delivered"] {
+        assert!(table.contains(event), "{table}");
+    }
+    assert!(table.contains("dms-demo") && table.contains("fachverfahren-demo"), "{table}");
+}
