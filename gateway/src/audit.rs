@@ -29,13 +29,21 @@ struct CheckpointPayload {
 }
 
 /// Signs the current head.
-pub fn sign_checkpoint(seal: &SealKey, head: &Head, ts: &str) -> Result<Checkpoint, jose::JoseError> {
+pub fn sign_checkpoint(
+    seal: &SealKey,
+    head: &Head,
+    ts: &str,
+) -> Result<Checkpoint, jose::JoseError> {
     let payload = CheckpointPayload {
         seq: head.seq,
         head: head.hash.clone(),
         ts: ts.to_owned(),
     };
-    let jws = jose::sign(seal, TYP_CHECKPOINT, &serde_json::to_vec(&payload).unwrap_or_default())?;
+    let jws = jose::sign(
+        seal,
+        TYP_CHECKPOINT,
+        &serde_json::to_vec(&payload).unwrap_or_default(),
+    )?;
     Ok(Checkpoint {
         seq: head.seq,
         head: head.hash.clone(),
@@ -65,7 +73,11 @@ pub struct Broken {
 }
 
 /// Verifies the log and checkpoints of a database.
-pub fn verify(conn: &Connection, trust: &TrustAnchors, now: SystemTime) -> Result<Result<Report, Broken>, StoreError> {
+pub fn verify(
+    conn: &Connection,
+    trust: &TrustAnchors,
+    now: SystemTime,
+) -> Result<Result<Report, Broken>, StoreError> {
     let mut stmt = conn.prepare("SELECT seq, record, hash FROM audit ORDER BY seq")?;
     let mut rows = stmt.query([])?;
     let mut expected_seq = 1u64;
@@ -94,7 +106,10 @@ pub fn verify(conn: &Connection, trust: &TrustAnchors, now: SystemTime) -> Resul
         }
         let hash = record_hash(&text);
         if hash != stored_hash {
-            return broken(stored_seq, "the record's content does not match its hash: edited".into());
+            return broken(
+                stored_seq,
+                "the record's content does not match its hash: edited".into(),
+            );
         }
         if record.prev != prev {
             return broken(
@@ -114,14 +129,33 @@ pub fn verify(conn: &Connection, trust: &TrustAnchors, now: SystemTime) -> Resul
     for c in &checkpoints {
         let v = match jose::verify(&c.jws, TYP_CHECKPOINT, trust, now) {
             Ok(v) => v,
-            Err(e) => return broken(c.seq, format!("checkpoint {}: signature does not verify ({e}): forged", c.seq)),
+            Err(e) => {
+                return broken(
+                    c.seq,
+                    format!(
+                        "checkpoint {}: signature does not verify ({e}): forged",
+                        c.seq
+                    ),
+                )
+            }
         };
         let payload: CheckpointPayload = match serde_json::from_slice(&v.payload) {
             Ok(p) => p,
-            Err(e) => return broken(c.seq, format!("checkpoint {}: unreadable payload ({e})", c.seq)),
+            Err(e) => {
+                return broken(
+                    c.seq,
+                    format!("checkpoint {}: unreadable payload ({e})", c.seq),
+                )
+            }
         };
         if payload.seq != c.seq || payload.head != c.head {
-            return broken(c.seq, format!("checkpoint {}: the stored values differ from the signed ones: forged", c.seq));
+            return broken(
+                c.seq,
+                format!(
+                    "checkpoint {}: the stored values differ from the signed ones: forged",
+                    c.seq
+                ),
+            );
         }
         if c.seq > records {
             return broken(
@@ -178,7 +212,13 @@ pub async fn checkpoint_task(
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut last = store.latest_checkpoint().await.ok().flatten().map(|c| c.seq).unwrap_or(0);
+    let mut last = store
+        .latest_checkpoint()
+        .await
+        .ok()
+        .flatten()
+        .map(|c| c.seq)
+        .unwrap_or(0);
     let mut last_time = tokio::time::Instant::now();
     let poll = Duration::from_millis(500).min(config.checkpoint_interval);
     loop {
@@ -198,7 +238,9 @@ pub async fn checkpoint_task(
         };
         metrics.audit_head.set(head.seq as i64);
         let due = head.seq > last
-            && (stopping || head.seq - last >= config.checkpoint_every || last_time.elapsed() >= config.checkpoint_interval);
+            && (stopping
+                || head.seq - last >= config.checkpoint_every
+                || last_time.elapsed() >= config.checkpoint_interval);
         if due {
             let ts = crate::store::embedded::rfc3339_now();
             match sign_checkpoint(&seal, &head, &ts) {

@@ -406,9 +406,15 @@ fn open_envelope(
 }
 
 /// The data directory and trust anchors of a config, without loading everything else.
-fn audit_sources(config: &std::path::Path, data_dir: Option<PathBuf>) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn audit_sources(
+    config: &std::path::Path,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let crate::config::StoreConfig::Embedded { data_dir: configured, .. } = cfg.store;
+    let crate::config::StoreConfig::Embedded {
+        data_dir: configured,
+        ..
+    } = cfg.store;
     Ok((data_dir.unwrap_or(configured), cfg.pki.trust_anchors))
 }
 
@@ -416,8 +422,11 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify { config, data_dir } => {
             let (dir, trust) = audit_sources(&config, data_dir)?;
-            let trust = ozg_adapter_sdk::TrustAnchors::from_pem(&std::fs::read(&trust).with_context(|| format!("reading {}", trust.display()))?)?;
-            let conn = crate::store::embedded::open_read_only(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
+            let trust = ozg_adapter_sdk::TrustAnchors::from_pem(
+                &std::fs::read(&trust).with_context(|| format!("reading {}", trust.display()))?,
+            )?;
+            let conn = crate::store::embedded::open_read_only(&dir)
+                .with_context(|| format!("opening the store in {}", dir.display()))?;
             match crate::audit::verify(&conn, &trust, std::time::SystemTime::now())? {
                 Ok(r) => {
                     println!(
@@ -434,7 +443,10 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(broken) => {
-                    eprintln!("BROKEN: first bad record: seq {}: {}", broken.seq, broken.reason);
+                    eprintln!(
+                        "BROKEN: first bad record: seq {}: {}",
+                        broken.seq, broken.reason
+                    );
                     Ok(ExitCode::from(4))
                 }
             }
@@ -446,7 +458,8 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let (dir, _) = audit_sources(&config, data_dir)?;
-            let conn = crate::store::embedded::open_read_only(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
+            let conn = crate::store::embedded::open_read_only(&dir)
+                .with_context(|| format!("opening the store in {}", dir.display()))?;
             let records = crate::store::embedded::read_trace(&conn, &submission_id)?;
             if records.is_empty() {
                 eprintln!("no audit records for submission {submission_id}");
@@ -455,9 +468,16 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&records)?);
             } else {
-                println!("{:<8} {:<26} {:<15} {:<20} detail", "seq", "time", "event", "target");
+                println!(
+                    "{:<8} {:<26} {:<15} {:<20} detail",
+                    "seq", "time", "event", "target"
+                );
                 for r in &records {
-                    let detail = if r.detail.is_null() { String::new() } else { r.detail.to_string() };
+                    let detail = if r.detail.is_null() {
+                        String::new()
+                    } else {
+                        r.detail.to_string()
+                    };
                     let detail: String = detail.chars().take(100).collect();
                     println!(
                         "{:<8} {:<26} {:<15} {:<20} {}",

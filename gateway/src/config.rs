@@ -81,6 +81,9 @@ pub struct Config {
     /// Retries, concurrency and pausing of deliveries.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// How long sealed envelopes are kept (Datenschutz); audit records stay.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// Signed checkpoints of the audit log.
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
@@ -300,6 +303,31 @@ pub enum AdapterConfig {
     Http(HttpConfig),
     /// Publish the envelope to a RabbitMQ exchange with publisher confirms.
     Amqp(AmqpConfig),
+}
+
+/// Retention of sealed envelopes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Envelopes of a submission delivered to every target are deleted this long after the last delivery.
+    #[serde(with = "humantime_serde")]
+    pub delivered: Duration,
+    /// A parked delivery nobody acted on is discarded (envelope deleted) this long after it was parked.
+    #[serde(with = "humantime_serde")]
+    pub parked: Duration,
+    /// How often retention runs.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            delivered: Duration::from_secs(30 * 86400),
+            parked: Duration::from_secs(180 * 86400),
+            check_interval: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// How deliveries are made (all targets).

@@ -133,6 +133,8 @@ impl Gateway {
             })
             .await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let retention_task =
+            tokio::spawn(retention(store.clone(), cfg.retention, shutdown_rx.clone()));
         let audit_task = tokio::spawn(crate::audit::checkpoint_task(
             store.clone(),
             setup.seal.clone(),
@@ -188,7 +190,14 @@ impl Gateway {
             metrics,
             store,
             shutdown,
-            tasks: vec![ingest_task, admin_task, expiry_task, engine_task, audit_task],
+            tasks: vec![
+                ingest_task,
+                admin_task,
+                expiry_task,
+                engine_task,
+                audit_task,
+                retention_task,
+            ],
         })
     }
 
@@ -296,6 +305,36 @@ async fn serve_ingest(
     }
 }
 
+/// Deletes envelopes whose retention ended, every `check_interval`.
+async fn retention(
+    store: Arc<dyn Store>,
+    cfg: crate::config::RetentionConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.check_interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        loop {
+            let now = crate::engine::now_ms();
+            let purge = crate::store::Purge {
+                delivered_before_ms: now - cfg.delivered.as_millis() as i64,
+                parked_before_ms: now - cfg.parked.as_millis() as i64,
+                limit: 500,
+            };
+            match store.purge(purge).await {
+                Ok(0) => break,
+                Ok(n) => tracing::info!(envelopes = n, "retention: sealed envelopes deleted"),
+                Err(e) => {
+                    tracing::error!(error = %e, "retention failed; trying again later");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Logs a warning for every watched certificate within its expiry window, once a day.
 async fn watch_expiry(
     watched: Vec<crate::setup::Watched>,
@@ -378,9 +417,21 @@ async fn admin(
     match req.uri().path() {
         "/healthz" | "/readyz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
         "/audit/checkpoint" => match store.latest_checkpoint().await {
-            Ok(Some(c)) => text(StatusCode::OK, "application/json", serde_json::to_string(&c).unwrap_or_default()),
-            Ok(None) => problem_response(metrics, "admin", &Problem::new(404, "not-found", "no checkpoint signed yet")),
-            Err(e) => problem_response(metrics, "admin", &Problem::new(503, "unavailable", format!("store: {e}"))),
+            Ok(Some(c)) => text(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_string(&c).unwrap_or_default(),
+            ),
+            Ok(None) => problem_response(
+                metrics,
+                "admin",
+                &Problem::new(404, "not-found", "no checkpoint signed yet"),
+            ),
+            Err(e) => problem_response(
+                metrics,
+                "admin",
+                &Problem::new(503, "unavailable", format!("store: {e}")),
+            ),
         },
         "/metrics" => text(
             StatusCode::OK,

@@ -183,12 +183,15 @@ impl Ingest {
                     )),
                 }
             }
-            (&Method::GET, Some(rest)) if rest.len() > 1 && !rest[1..].contains('/') => {
-                self.status(&portal, &rest[1..]).await
-            }
-            (&Method::GET, Some(rest)) if rest.ends_with("/trace") && rest[1..rest.len() - 6].len() > 0 && !rest[1..rest.len() - 6].contains('/') => {
-                self.trace(&portal, &rest[1..rest.len() - 6]).await
-            }
+            (&Method::GET, Some(rest)) => match submission_path(rest) {
+                Some((id, false)) => self.status(&portal, id).await,
+                Some((id, true)) => self.trace(&portal, id).await,
+                None => Err(Problem::new(
+                    404,
+                    "not-found",
+                    format!("no resource at {path}"),
+                )),
+            },
             (_, Some(_)) => Err(Problem::new(
                 405,
                 "method-not-allowed",
@@ -204,12 +207,28 @@ impl Ingest {
 
     /// The Laufzettel: every audit record of the portal's own submission.
     async fn trace(&self, portal: &Portal, id: &str) -> Result<HttpResponse, Problem> {
-        let not_found = || Problem::new(404, "not-found", format!("no submission {id} of portal {}", portal.id));
+        let not_found = || {
+            Problem::new(
+                404,
+                "not-found",
+                format!("no submission {id} of portal {}", portal.id),
+            )
+        };
         let unavailable = |e: crate::store::StoreError| {
             tracing::error!(error = %e, "reading a trace failed");
-            Problem::new(503, "unavailable", "the trace cannot be read right now; retry later")
+            Problem::new(
+                503,
+                "unavailable",
+                "the trace cannot be read right now; retry later",
+            )
         };
-        match self.pipeline.store.submission(id).await.map_err(unavailable)? {
+        match self
+            .pipeline
+            .store
+            .submission(id)
+            .await
+            .map_err(unavailable)?
+        {
             Some(s) if s.portal == portal.id => {}
             _ => return Err(not_found()),
         }
@@ -457,6 +476,16 @@ impl Ingest {
             ))
         }
     }
+}
+
+/// `/{id}` → (id, false); `/{id}/trace` → (id, true).
+fn submission_path(rest: &str) -> Option<(&str, bool)> {
+    let rest = rest.strip_prefix('/')?;
+    let (id, trace) = match rest.strip_suffix("/trace") {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    (!id.is_empty() && !id.contains('/')).then_some((id, trace))
 }
 
 fn parse_metadata(body: &[u8], max_depth: usize) -> Result<Metadata, Problem> {

@@ -29,27 +29,58 @@ async fn a_real_log() -> (TestConfig, Vec<String>, Receiver) {
             destination: "05315000".into(),
             data: format!("<antrag><name>{MARKER}</name><n>{n}</n></antrag>").into_bytes(),
             data_media_type: "application/xml".into(),
-            attachments: vec![(FILE_NAME.into(), "application/pdf".into(), b"%PDF-1.7".to_vec())],
+            attachments: vec![(
+                FILE_NAME.into(),
+                "application/pdf".into(),
+                b"%PDF-1.7".to_vec(),
+            )],
             ..Default::default()
         };
-        let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req).await.unwrap();
+        let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req)
+            .await
+            .unwrap();
         assert_eq!(a.status, 202);
         ids.push(a.body["submission_id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
         eventually(Duration::from_secs(10), "both delivered", || async {
-            states(&gw, id).await.values().all(|s| s == "delivered").then_some(())
+            states(&gw, id)
+                .await
+                .values()
+                .all(|s| s == "delivered")
+                .then_some(())
         })
         .await;
     }
     // The portal reads its Laufzettel; another portal does not.
-    let url = format!("{}/v1/submissions/{}/trace", base_url(gw.ingest_addr), ids[0]);
-    let own = client::status(&portal_client("portal"), &url).await.unwrap();
+    let url = format!(
+        "{}/v1/submissions/{}/trace",
+        base_url(gw.ingest_addr),
+        ids[0]
+    );
+    let own = client::status(&portal_client("portal"), &url)
+        .await
+        .unwrap();
     assert_eq!(own.status, 200, "{}", own.body);
-    let events: Vec<&str> = own.body["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let events: Vec<&str> = own.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     assert_eq!(&events[..2], ["received", "sealed"]);
-    assert_eq!(events.iter().filter(|e| **e == "delivered").count(), 2, "{events:?}");
-    assert_eq!(client::status(&portal_client("portal2"), &url).await.unwrap().status, 404);
+    assert_eq!(
+        events.iter().filter(|e| **e == "delivered").count(),
+        2,
+        "{events:?}"
+    );
+    assert_eq!(
+        client::status(&portal_client("portal2"), &url)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
     gw.shutdown().await.unwrap();
     (tc, ids, receiver)
 }
@@ -62,7 +93,11 @@ fn verify(config: &Path, data_dir: &Path) -> (bool, String) {
         .arg(data_dir)
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -84,7 +119,8 @@ fn tampered(tc: &TestConfig, name: &str, sql: &str) -> PathBuf {
 
 fn last_checkpoint(tc: &TestConfig) -> u64 {
     let conn = rusqlite::Connection::open(tc.data_dir.join("gateway.db")).unwrap();
-    conn.query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |r| r.get(0)).unwrap()
+    conn.query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |r| r.get(0))
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +142,10 @@ async fn verify_finds_every_kind_of_tampering_and_names_the_first_bad_record() {
         .map(Result::unwrap)
         .collect();
     let joined = all.join("\n");
-    assert!(!joined.contains(MARKER) && !joined.contains(FILE_NAME), "personal data in the audit log");
+    assert!(
+        !joined.contains(MARKER) && !joined.contains(FILE_NAME),
+        "personal data in the audit log"
+    );
     assert!(ids.iter().all(|id| joined.contains(id.as_str())));
 
     let cases = [
@@ -138,7 +177,10 @@ async fn verify_finds_every_kind_of_tampering_and_names_the_first_bad_record() {
         let (ok, text) = verify(&tc.path, &copy);
         assert!(!ok, "{name}: verify passed a tampered log: {text}");
         assert!(text.contains("first bad record: seq"), "{name}: {text}");
-        assert!(text.contains(expect), "{name}: expected {expect:?} in {text}");
+        assert!(
+            text.contains(expect),
+            "{name}: expected {expect:?} in {text}"
+        );
         println!("{name}: {}", text.trim());
     }
 
@@ -162,8 +204,11 @@ async fn verify_finds_every_kind_of_tampering_and_names_the_first_bad_record() {
             rec["prev"] = prev.clone().into();
             let new_text = serde_json::to_string(&rec).unwrap();
             let hash = ozg_gateway::store::audit::record_hash(&new_text);
-            conn.execute("UPDATE audit SET record = ?1, hash = ?2 WHERE seq = ?3", rusqlite::params![new_text, hash, seq])
-                .unwrap();
+            conn.execute(
+                "UPDATE audit SET record = ?1, hash = ?2 WHERE seq = ?3",
+                rusqlite::params![new_text, hash, seq],
+            )
+            .unwrap();
             prev = hash;
         }
     }
@@ -182,5 +227,98 @@ async fn verify_finds_every_kind_of_tampering_and_names_the_first_bad_record() {
     for event in ["received", "sealed", "delivered"] {
         assert!(table.contains(event), "{table}");
     }
-    assert!(table.contains("dms-demo") && table.contains("fachverfahren-demo"), "{table}");
+    assert!(
+        table.contains("dms-demo") && table.contains("fachverfahren-demo"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_sealed_parts_but_keeps_the_audit_records() {
+    let receiver = Receiver::start(Mode::Status(422, None)).await;
+    let tc = test_config(&Options {
+        receiver_url: receiver.url(),
+        ..Default::default()
+    });
+    let text = std::fs::read_to_string(&tc.path).unwrap()
+        + "\n[retention]\ndelivered = \"0s\"\nparked = \"0s\"\ncheck_interval = \"100ms\"\n";
+    std::fs::write(&tc.path, text).unwrap();
+    let setup =
+        ozg_gateway::setup::setup(ozg_gateway::config::Config::load(&tc.path).unwrap()).unwrap();
+    let gw = ozg_gateway::daemon::Gateway::start(setup).await.unwrap();
+    // 99050012104000 goes to the http target only (parked by the 422); 99115005001000 also to the filedrop.
+    let req = |leistung: &str| SubmitRequest {
+        leistung: leistung.into(),
+        destination: "05315000".into(),
+        data: if leistung == "99050012104000" {
+            br#"{"antragsteller":{"name":"x","anschrift":"y"},"hund":{"rasse":"z","geburtsjahr":2020}}"#.to_vec()
+        } else {
+            b"<antrag/>".to_vec()
+        },
+        data_media_type: if leistung == "99050012104000" {
+            "application/json"
+        } else {
+            "application/xml"
+        }
+        .into(),
+        ..Default::default()
+    };
+    let a = client::submit(
+        &portal_client("portal"),
+        &base_url(gw.ingest_addr),
+        &req("99050012104000"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 202, "{}", a.body);
+    let parked_id = a.body["submission_id"].as_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(10),
+        "parked, then discarded by retention",
+        || async {
+            (states(&gw, &parked_id)
+                .await
+                .get("fachverfahren-demo")
+                .map(String::as_str)
+                == Some("discarded"))
+            .then_some(())
+        },
+    )
+    .await;
+    receiver.set_mode(Mode::Accept);
+    let b = client::submit(
+        &portal_client("portal"),
+        &base_url(gw.ingest_addr),
+        &req("99115005001000"),
+    )
+    .await
+    .unwrap();
+    let done_id = b.body["submission_id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), "delivered and purged", || async {
+        let events: Vec<String> = gw
+            .store
+            .trace(&done_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
+        events.contains(&"purged".to_owned()).then_some(())
+    })
+    .await;
+    let c = ozg_gateway::store::embedded::counts(&tc.data_dir).unwrap();
+    assert_eq!(c.envelopes, 0, "no sealed part is kept after retention");
+    assert_eq!(c.submissions, 2, "submission records stay");
+    let events: Vec<String> = gw
+        .store
+        .trace(&parked_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(events, ["received", "sealed", "parked", "discarded"]);
+    gw.shutdown().await.unwrap();
+    let (ok, text) = verify(&tc.path, &tc.data_dir);
+    assert!(ok, "{text}");
 }

@@ -135,9 +135,13 @@ async fn kill_9_under_load_loses_nothing() {
         .arg(&tc.path)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    println!("audit after the kills: {}", text.lines().next().unwrap_or_default());
+    println!(
+        "audit after the kills: {}",
+        text.lines().next().unwrap_or_default()
+    );
     let conn = ozg_gateway::store::embedded::open_read_only(&tc.data_dir).unwrap();
     for id in &accepted {
         let events: Vec<String> = ozg_gateway::store::embedded::read_trace(&conn, id)
@@ -145,7 +149,15 @@ async fn kill_9_under_load_loses_nothing() {
             .into_iter()
             .map(|r| r.event)
             .collect();
-        assert_eq!(events.first().map(String::as_str), Some("received"), "{id}: {events:?}");
-        assert_eq!(events.iter().filter(|e| *e == "delivered").count(), 2, "{id}: {events:?}");
+        assert_eq!(
+            events.first().map(String::as_str),
+            Some("received"),
+            "{id}: {events:?}"
+        );
+        assert_eq!(
+            events.iter().filter(|e| *e == "delivered").count(),
+            2,
+            "{id}: {events:?}"
+        );
     }
 }

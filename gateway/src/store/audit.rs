@@ -66,7 +66,11 @@ impl Head {
     /// Reads the head from the database.
     pub fn load(conn: &Connection) -> Result<Head, StoreError> {
         let last: Option<(u64, String)> = conn
-            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
         Ok(match last {
             Some((seq, hash)) => Head { seq, hash },
@@ -89,10 +93,13 @@ impl Head {
             detail: e.detail,
             prev: self.hash.clone(),
         };
-        let text = serde_json::to_string(&record).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let text =
+            serde_json::to_string(&record).map_err(|err| StoreError::Corrupt(err.to_string()))?;
         let hash = record_hash(&text);
-        conn.prepare_cached("INSERT INTO audit (seq, submission_id, record, hash) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![record.seq, record.submission_id, text, hash])?;
+        conn.prepare_cached(
+            "INSERT INTO audit (seq, submission_id, record, hash) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![record.seq, record.submission_id, text, hash])?;
         self.seq = record.seq;
         self.hash = hash;
         Ok(())

@@ -51,8 +51,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{AuditEvent, AuditRecord, Head};
 use super::{
-    Accepted, Checkpoint, Claimed, DeliveryState, DeliveryStatus, NewSubmission, QueueDepth, Recorded, Store,
-    StoreError, StoreFuture, StoreStats, SubmissionStatus,
+    Accepted, Checkpoint, Claimed, DeliveryState, DeliveryStatus, NewSubmission, Purge, QueueDepth,
+    Recorded, Store, StoreError, StoreFuture, StoreStats, SubmissionStatus,
 };
 
 const DB_FILE: &str = "gateway.db";
@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at_ms   INTEGER NOT NULL,
     last_error      TEXT,
     receipt         TEXT,
-    updated_at      TEXT NOT NULL
+    updated_at      TEXT NOT NULL,
+    updated_ms      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
@@ -132,6 +133,7 @@ enum Op {
     },
     Audit(AuditEvent, Reply<()>),
     Checkpoint(Checkpoint, Reply<()>),
+    Purge(Purge, Reply<u64>),
 }
 
 impl Op {
@@ -145,6 +147,7 @@ impl Op {
 
 /// The result of applying one op, sent after the group committed.
 enum Done {
+    Count(Reply<u64>, Result<u64, StoreError>),
     Accept(Reply<Accepted>, Result<Accepted, StoreError>),
     Claim(Reply<Vec<Claimed>>, Result<Vec<Claimed>, StoreError>),
     Unit(Reply<()>, Result<(), StoreError>),
@@ -157,6 +160,7 @@ impl Done {
 
     fn send(self) {
         match self {
+            Done::Count(r, v) => drop(r.send(v)),
             Done::Accept(r, v) => drop(r.send(v)),
             Done::Claim(r, v) => drop(r.send(v)),
             Done::Unit(r, v) => drop(r.send(v)),
@@ -166,6 +170,7 @@ impl Done {
     fn fail(self, msg: &str) {
         let e = || StoreError::Corrupt(format!("commit failed: {msg}"));
         match self {
+            Done::Count(r, _) => drop(r.send(Err(e()))),
             Done::Accept(r, _) => drop(r.send(Err(e()))),
             Done::Claim(r, _) => drop(r.send(Err(e()))),
             Done::Unit(r, _) => drop(r.send(Err(e()))),
@@ -247,7 +252,13 @@ impl EmbeddedStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max: usize, counters: &Counters, mut head: Head) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Op>,
+    max: usize,
+    counters: &Counters,
+    mut head: Head,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.bytes();
         let mut batch = vec![first];
@@ -354,6 +365,11 @@ fn write_group(
                 let ok = r.is_ok();
                 (Done::Unit(reply, r), ok)
             }
+            Op::Purge(p, reply) => {
+                let r = purge(&sp, &p, head);
+                let ok = r.is_ok();
+                (Done::Count(reply, r), ok)
+            }
         };
         if !ok {
             *head = before.clone();
@@ -362,6 +378,7 @@ fn write_group(
             if let Err(e) = sp.commit() {
                 *head = before;
                 done.push(match result {
+                    Done::Count(r, _) => Done::Count(r, Err(e.into())),
                     Done::Accept(r, _) => Done::Accept(r, Err(e.into())),
                     Done::Claim(r, _) => Done::Claim(r, Err(e.into())),
                     Done::Unit(r, _) => Done::Unit(r, Err(e.into())),
@@ -380,11 +397,13 @@ fn write_group(
 
 fn refused(op: Op, e: StoreError) -> Done {
     match op {
+        Op::Purge(_, r) => Done::Count(r, Err(e)),
         Op::Accept(_, r) => Done::Accept(r, Err(e)),
         Op::Claim { reply, .. } => Done::Claim(reply, Err(e)),
-        Op::Record { reply, .. } | Op::Release { reply, .. } | Op::Audit(_, reply) | Op::Checkpoint(_, reply) => {
-            Done::Unit(reply, Err(e))
-        }
+        Op::Record { reply, .. }
+        | Op::Release { reply, .. }
+        | Op::Audit(_, reply)
+        | Op::Checkpoint(_, reply) => Done::Unit(reply, Err(e)),
     }
 }
 
@@ -392,14 +411,19 @@ fn refused(op: Op, e: StoreError) -> Done {
 fn recover_in_flight(conn: &mut Connection, head: &mut Head) -> Result<usize, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let rows: Vec<(String, String, String)> = {
-        let mut stmt = tx.prepare("SELECT message_id, submission_id, target FROM deliveries WHERE state = 'in_flight'")?;
+        let mut stmt = tx.prepare(
+            "SELECT message_id, submission_id, target FROM deliveries WHERE state = 'in_flight'",
+        )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?
     };
     let ts = rfc3339_ms(now_ms());
     let before = head.clone();
     for (message_id, submission_id, target) in &rows {
-        tx.execute("UPDATE deliveries SET state = 'pending' WHERE message_id = ?1", params![message_id])?;
+        tx.execute(
+            "UPDATE deliveries SET state = 'pending' WHERE message_id = ?1",
+            params![message_id],
+        )?;
         if let Err(e) = head.append(
             &tx,
             &ts,
@@ -422,16 +446,82 @@ fn recover_in_flight(conn: &mut Connection, head: &mut Head) -> Result<usize, St
     Ok(rows.len())
 }
 
+/// Deletes sealed envelopes whose time is up (Datenschutz); the audit records stay.
+fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreError> {
+    let ts = rfc3339_ms(now_ms());
+    let mut purged = 0u64;
+    // Submissions whose deliveries are all finished, the last before the cut-off, with envelopes left.
+    let done: Vec<String> = conn
+        .prepare_cached(
+            "SELECT d.submission_id FROM deliveries d
+             WHERE d.submission_id IN (SELECT d2.submission_id FROM envelopes e JOIN deliveries d2 USING (message_id)
+                                       WHERE d2.state = 'delivered' AND d2.updated_ms < ?1)
+             GROUP BY d.submission_id
+             HAVING SUM(d.state NOT IN ('delivered', 'discarded')) = 0 AND MAX(d.updated_ms) < ?1
+             LIMIT ?2",
+        )?
+        .query_map(params![p.delivered_before_ms, p.limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in done {
+        let n = conn
+            .prepare_cached("DELETE FROM envelopes WHERE message_id IN (SELECT message_id FROM deliveries WHERE submission_id = ?1)")?
+            .execute(params![id])?;
+        conn.prepare_cached("DELETE FROM idempotency WHERE submission_id = ?1")?
+            .execute(params![id])?;
+        head.append(
+            conn,
+            &ts,
+            AuditEvent {
+                event: "purged",
+                submission_id: Some(id),
+                detail: serde_json::json!({"reason": "retention after delivery", "envelopes": n}),
+                ..Default::default()
+            },
+        )?;
+        purged += n as u64;
+    }
+    let parked: Vec<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT message_id, submission_id, target FROM deliveries WHERE state = 'parked' AND updated_ms < ?1 LIMIT ?2",
+        )?
+        .query_map(params![p.parked_before_ms, p.limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (message_id, submission_id, target) in parked {
+        conn.prepare_cached("DELETE FROM envelopes WHERE message_id = ?1")?
+            .execute(params![message_id])?;
+        conn.prepare_cached("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3 WHERE message_id = ?1")?
+            .execute(params![message_id, ts, now_ms()])?;
+        head.append(
+            conn,
+            &ts,
+            AuditEvent {
+                event: "discarded",
+                submission_id: Some(submission_id),
+                message_id: Some(message_id),
+                target: Some(target),
+                detail: serde_json::json!({"reason": "retention of parked deliveries", "by": "retention"}),
+            },
+        )?;
+        purged += 1;
+    }
+    Ok(purged)
+}
+
 fn add_checkpoint(conn: &Connection, c: &Checkpoint) -> Result<(), StoreError> {
     let hash: Option<String> = conn
         .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
         .query_row(params![c.seq], |r| r.get(0))
         .optional()?;
     if hash.as_deref() != Some(c.head.as_str()) {
-        return Err(StoreError::Corrupt(format!("checkpoint for seq {} does not match the log", c.seq)));
+        return Err(StoreError::Corrupt(format!(
+            "checkpoint for seq {} does not match the log",
+            c.seq
+        )));
     }
-    conn.prepare_cached("INSERT OR IGNORE INTO audit_checkpoints (seq, head, ts, jws) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![c.seq, c.head, c.ts, c.jws])?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO audit_checkpoints (seq, head, ts, jws) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![c.seq, c.head, c.ts, c.jws])?;
     Ok(())
 }
 
@@ -495,17 +585,21 @@ fn record(
 ) -> Result<(), StoreError> {
     let now = rfc3339_ms(now_ms);
     let (submission_id, target, attempt): (String, String, u32) = conn
-        .prepare_cached("SELECT submission_id, target, attempts FROM deliveries WHERE message_id = ?1")?
-        .query_row(params![message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .prepare_cached(
+            "SELECT submission_id, target, attempts FROM deliveries WHERE message_id = ?1",
+        )?
+        .query_row(params![message_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("no delivery {message_id}")))?;
     let changed = match outcome {
         Recorded::Delivered { receipt } => conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'delivered', receipt = ?2, last_error = NULL, updated_at = ?3
+                "UPDATE deliveries SET state = 'delivered', receipt = ?2, last_error = NULL, updated_at = ?3, updated_ms = ?4
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
-            .execute(params![message_id, receipt, now])?,
+            .execute(params![message_id, receipt, now, now_ms])?,
         Recorded::RetryAt { at_ms, error } => conn
             .prepare_cached(
                 "UPDATE deliveries SET state = 'retry_wait', next_attempt_at = ?2, last_error = ?3, updated_at = ?4
@@ -514,23 +608,38 @@ fn record(
             .execute(params![message_id, at_ms, error, now])?,
         Recorded::Parked { error } => conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'parked', last_error = ?2, updated_at = ?3
+                "UPDATE deliveries SET state = 'parked', last_error = ?2, updated_at = ?3, updated_ms = ?4
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
-            .execute(params![message_id, error, now])?,
+            .execute(params![message_id, error, now, now_ms])?,
     };
     if changed != 1 {
-        return Err(StoreError::Corrupt(format!("delivery {message_id} is not in flight")));
+        return Err(StoreError::Corrupt(format!(
+            "delivery {message_id} is not in flight"
+        )));
     }
     // The error's class only: messages may name hosts or paths, classes name what failed.
-    let class = |error: &str| error.split(':').next().unwrap_or_default().trim().to_owned();
+    let class = |error: &str| {
+        error
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
     let (event, detail) = match outcome {
-        Recorded::Delivered { receipt } => ("delivered", serde_json::json!({"attempt": attempt, "receipt": receipt})),
+        Recorded::Delivered { receipt } => (
+            "delivered",
+            serde_json::json!({"attempt": attempt, "receipt": receipt}),
+        ),
         Recorded::RetryAt { at_ms, error } => (
             "attempt_failed",
             serde_json::json!({"attempt": attempt, "class": class(error), "retry_at": rfc3339_ms(*at_ms)}),
         ),
-        Recorded::Parked { error } => ("parked", serde_json::json!({"attempt": attempt, "class": class(error)})),
+        Recorded::Parked { error } => (
+            "parked",
+            serde_json::json!({"attempt": attempt, "class": class(error)}),
+        ),
     };
     head.append(
         conn,
@@ -553,7 +662,9 @@ fn release(conn: &Connection, message_ids: &[String], head: &mut Head) -> Result
             .execute(params![id])?;
         if changed == 1 {
             let (submission_id, target): (String, String) = conn
-                .prepare_cached("SELECT submission_id, target FROM deliveries WHERE message_id = ?1")?
+                .prepare_cached(
+                    "SELECT submission_id, target FROM deliveries WHERE message_id = ?1",
+                )?
                 .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             head.append(
                 conn,
@@ -571,7 +682,11 @@ fn release(conn: &Connection, message_ids: &[String], head: &mut Head) -> Result
     Ok(())
 }
 
-fn insert_one(conn: &Connection, s: &NewSubmission, head: &mut Head) -> Result<Accepted, StoreError> {
+fn insert_one(
+    conn: &Connection,
+    s: &NewSubmission,
+    head: &mut Head,
+) -> Result<Accepted, StoreError> {
     if let Some(idem) = &s.idempotency {
         let prior: Option<(String, String)> = conn
             .prepare_cached("SELECT request_hash, submission_id FROM idempotency WHERE portal = ?1 AND key = ?2")?
@@ -894,6 +1009,14 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.send(Op::Purge(purge, reply)).await?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
     fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
@@ -921,18 +1044,23 @@ impl Store for EmbeddedStore {
 
 /// The audit records of one submission, in order.
 pub fn read_trace(conn: &Connection, submission_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT record FROM audit WHERE submission_id = ?1 ORDER BY seq")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT record FROM audit WHERE submission_id = ?1 ORDER BY seq")?;
     let rows = stmt.query_map(params![submission_id], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for row in rows {
-        out.push(serde_json::from_str(&row?).map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?);
+        out.push(
+            serde_json::from_str(&row?)
+                .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?,
+        );
     }
     Ok(out)
 }
 
 /// All checkpoints, oldest first.
 pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT seq, head, ts, jws FROM audit_checkpoints ORDER BY seq")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, head, ts, jws FROM audit_checkpoints ORDER BY seq")?;
     let rows = stmt.query_map([], |r| {
         Ok(Checkpoint {
             seq: r.get(0)?,
@@ -947,7 +1075,10 @@ pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError
 /// Opens a data directory's database read-only (verification, traces, counts),
 /// also while a daemon runs.
 pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
-    open_connection(&EmbeddedStore::db_path(data_dir), OpenFlags::SQLITE_OPEN_READ_ONLY)
+    open_connection(
+        &EmbeddedStore::db_path(data_dir),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
 }
 
 /// Row counts, for operators and tests.
@@ -1080,25 +1211,59 @@ mod tests {
         let claimed = store.claim("t", now_ms() + 1, 10).await.unwrap();
         assert_eq!(claimed.len(), 2);
         assert_eq!(claimed[0].attempts, 1);
-        assert!(store.claim("t", now_ms() + 1, 10).await.unwrap().is_empty(), "in flight is not claimed twice");
+        assert!(
+            store.claim("t", now_ms() + 1, 10).await.unwrap().is_empty(),
+            "in flight is not claimed twice"
+        );
         store
-            .record("a-m", Recorded::RetryAt { at_ms: now_ms() + 60_000, error: "http-503: busy".into() }, now_ms())
+            .record(
+                "a-m",
+                Recorded::RetryAt {
+                    at_ms: now_ms() + 60_000,
+                    error: "http-503: busy".into(),
+                },
+                now_ms(),
+            )
             .await
             .unwrap();
-        assert!(store.record("a-m", Recorded::Delivered { receipt: None }, now_ms()).await.is_err(), "only in-flight deliveries are recorded");
-        assert_eq!(store.next_due("t").await.unwrap().map(|d| d > now_ms()), Some(true));
+        assert!(
+            store
+                .record("a-m", Recorded::Delivered { receipt: None }, now_ms())
+                .await
+                .is_err(),
+            "only in-flight deliveries are recorded"
+        );
+        assert_eq!(
+            store.next_due("t").await.unwrap().map(|d| d > now_ms()),
+            Some(true)
+        );
         // b stays in flight: a crash. The next open hands it back.
         store.close().await.unwrap();
         drop(store);
         let store = EmbeddedStore::open(dir.path(), 16).unwrap();
         let b = store.submission("b").await.unwrap().unwrap();
         assert_eq!(b.deliveries[0].state, DeliveryState::Pending);
-        let events: Vec<String> = store.trace("b").await.unwrap().into_iter().map(|r| r.event).collect();
+        let events: Vec<String> = store
+            .trace("b")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
         assert_eq!(events, ["received", "sealed", "recovered"]);
-        let events: Vec<String> = store.trace("a").await.unwrap().into_iter().map(|r| r.event).collect();
+        let events: Vec<String> = store
+            .trace("a")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
         assert_eq!(events, ["received", "sealed", "attempt_failed"]);
         let head = store.audit_head().await.unwrap();
-        assert_eq!(head.seq, 6, "2 x (received, sealed), attempt_failed, recovered");
+        assert_eq!(
+            head.seq, 6,
+            "2 x (received, sealed), attempt_failed, recovered"
+        );
     }
 
     #[test]

@@ -176,6 +176,17 @@ pub struct Checkpoint {
     pub jws: String,
 }
 
+/// What retention may delete now.
+#[derive(Debug, Clone, Copy)]
+pub struct Purge {
+    /// Envelopes of submissions delivered to every target before this (ms) go.
+    pub delivered_before_ms: i64,
+    /// Parked deliveries untouched since before this (ms) are discarded, their envelopes go.
+    pub parked_before_ms: i64,
+    /// Most submissions / deliveries per run (keeps one commit short).
+    pub limit: usize,
+}
+
 /// Number of deliveries per target and state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueDepth {
@@ -245,6 +256,8 @@ pub trait Store: Send + Sync {
     fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
     /// The newest checkpoint, if any.
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
+    /// Deletes envelopes whose retention ended; returns how many.
+    fn purge(&self, purge: Purge) -> StoreFuture<'_, u64>;
     /// Counters.
     fn stats(&self) -> StoreStats;
     /// Finishes pending writes and closes.
