@@ -41,6 +41,9 @@ pub type HttpResponse = Response<Full<Bytes>>;
 /// before the connection closes — as a web server's "lingering close" does.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A pause in the client's sending that ends the lingering drain.
+const LINGER_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
+
 type BodyStream = BoxStream<'static, Result<Bytes, hyper::Error>>;
 
 /// A request body that the parser streams from and that can still be drained
@@ -80,8 +83,9 @@ impl SharedBody {
         let mut seen = 0u64;
         let _ = tokio::time::timeout(time, async {
             while seen < max {
-                match body.frame().await {
-                    Some(Ok(frame)) => {
+                // A client that stopped sending is waiting for the answer: give it.
+                match tokio::time::timeout(LINGER_IDLE, body.frame()).await {
+                    Ok(Some(Ok(frame))) => {
                         seen += frame.data_ref().map(|d| d.len() as u64).unwrap_or(0)
                     }
                     _ => break,

@@ -39,6 +39,7 @@ pub struct Options {
     pub admin_port: u16,
     pub max_body: &'static str,
     pub request_timeout: &'static str,
+    pub header_timeout: &'static str,
     /// URL of the `fachverfahren-demo` http target.
     pub receiver_url: String,
     /// Extra TOML for `[delivery]`.
@@ -54,6 +55,7 @@ impl Default for Options {
             admin_port: 0,
             max_body: "4MiB",
             request_timeout: "30s",
+            header_timeout: "10s",
             receiver_url: "https://localhost:1/inbox".into(),
             delivery: FAST_DELIVERY,
             amqp: None,
@@ -175,6 +177,7 @@ client_ca = "{client_ca}"
 max_body = "{max_body}"
 max_part = "{max_body}"
 request_timeout = "{request_timeout}"
+header_timeout = "{header_timeout}"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
@@ -237,6 +240,7 @@ targets = ["dms-demo", "fachverfahren-demo"]
         admin_port = o.admin_port,
         max_body = o.max_body,
         request_timeout = o.request_timeout,
+        header_timeout = o.header_timeout,
         server_pem = c("server.pem"),
         server_key = c("server.key"),
         ca = c("ca.pem"),

@@ -1,0 +1,200 @@
+//! The hostile-input suite against the real daemon: each request gets its exact
+//! status and problem type, is counted, stores nothing, and the daemon keeps serving.
+//! (The ingest test covers the certificate cases, XML bombs, XXE, deep XML, the body
+//! limit, bad UTF-8 in JSON, schema violations and idempotency conflicts.)
+
+use std::time::{Duration, Instant};
+
+use ozg_e2e::*;
+use ozg_gateway::store::embedded::counts;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends raw bytes over TLS as the demo portal and returns the raw answer.
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let tls =
+        ozg_gateway::tls::client_config(&demo("portal.pem"), &demo("portal.key"), &demo("ca.pem"))
+            .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut s = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let _ = s.write_all(request).await;
+    let _ = s.flush().await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut buf = [0u8; 8192];
+        while !String::from_utf8_lossy(&answer).contains('}') {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn multipart(parts: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = String::new();
+    for (headers, content) in parts {
+        body.push_str(&format!("--B0undary\r\n{headers}\r\n\r\n{content}\r\n"));
+    }
+    body.push_str("--B0undary--\r\n");
+    format!(
+        "POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=B0undary\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+const META: (&str, &str) = (
+    "Content-Disposition: form-data; name=\"metadata\"\r\nContent-Type: application/json",
+    r#"{"leistung":"99115005001000","destination":"05315000"}"#,
+);
+const DATA: (&str, &str) = (
+    "Content-Disposition: form-data; name=\"data\"\r\nContent-Type: application/xml",
+    "<a/>",
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
+    let (tc, gw) = start(&Options {
+        header_timeout: "1s",
+        ..Default::default()
+    })
+    .await;
+    let addr = gw.ingest_addr;
+    let deep_xml = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
+    let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let big_number = format!("{{\"antragsteller\":{{\"name\":\"x\",\"anschrift\":\"y\"}},\"hund\":{{\"rasse\":\"z\",\"geburtsjahr\":1{}}}}}", "0".repeat(400));
+    let hund_meta = (
+        META.0,
+        r#"{"leistung":"99050012104000","destination":"05315000"}"#,
+    );
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("100,000-deep XML", multipart(&[META, (DATA.0, &deep_xml)]), 400, "xml-too-deep"),
+        ("100,000-deep JSON", multipart(&[hund_meta, ("Content-Disposition: form-data; name=\"data\"\r\nContent-Type: application/json", &deep_json)]), 400, "json-too-deep"),
+        ("oversized JSON number", multipart(&[hund_meta, ("Content-Disposition: form-data; name=\"data\"\r\nContent-Type: application/json", &big_number)]), 400, "json-malformed"),
+        ("DOCTYPE without entities", multipart(&[META, (DATA.0, "<!DOCTYPE a><a/>")]), 400, "xml-doctype"),
+        ("truncated multipart", {
+            let mut r = multipart(&[META, DATA]);
+            let cut = r.len() - 20;
+            r.truncate(cut);
+            // Keep the declared length honest for the bytes sent: the parser sees the end of the stream.
+            let s = String::from_utf8(r).unwrap();
+            let (head, body) = s.split_once("\r\n\r\n").unwrap();
+            let head = head.replace(&head[head.find("Content-Length: ").unwrap()..], &format!("Content-Length: {}", body.len()));
+            format!("{head}\r\n\r\n{body}").into_bytes()
+        }, 400, "multipart-malformed"),
+        ("a part without a name", multipart(&[META, ("Content-Disposition: form-data\r\nContent-Type: application/xml", "<a/>")]), 400, "part-unknown"),
+        ("duplicate data parts", multipart(&[META, DATA, DATA]), 400, "part-duplicate"),
+        ("duplicate metadata parts", multipart(&[META, META, DATA]), 400, "part-duplicate"),
+        ("NUL in a file name (raw NUL is not a valid header byte)", multipart(&[META, DATA, ("Content-Disposition: form-data; name=\"attachment\"; filename=\"a\0b.pdf\"\r\nContent-Type: application/pdf", "%PDF")]), 400, "multipart-malformed"),
+        ("control character in a file name", multipart(&[META, DATA, ("Content-Disposition: form-data; name=\"attachment\"; filename=\"a\tb.pdf\"\r\nContent-Type: application/pdf", "%PDF")]), 400, "attachment-invalid"),
+        ("path traversal in a file name", multipart(&[META, DATA, ("Content-Disposition: form-data; name=\"attachment\"; filename=\"../../etc/passwd\"\r\nContent-Type: application/pdf", "%PDF")]), 400, "attachment-invalid"),
+        ("bad UTF-8 in metadata", multipart(&[(META.0, "{\"leistung\":\"\u{fffd}\"}"), DATA]).into_iter().map(|b| if b == 0xbd { 0xff } else { b }).collect(), 400, "metadata-invalid"),
+        ("unknown metadata field", multipart(&[(META.0, r#"{"leistung":"99115005001000","destination":"05315000","name":"x"}"#), DATA]), 400, "metadata-invalid"),
+        ("1 GB declared Content-Length", b"POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=B0undary\r\nContent-Length: 1000000000\r\n\r\n--B0undary\r\n".to_vec(), 413, "body-too-large"),
+        ("not multipart", b"POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".to_vec(), 415, "unsupported-media-type"),
+        ("unknown path", b"GET /etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), 404, "not-found"),
+        ("wrong method", b"DELETE /v1/submissions/x HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), 405, "method-not-allowed"),
+    ];
+    for (what, request, status, slug) in &cases {
+        let answer = raw(addr, request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{what}: {}",
+            answer.lines().next().unwrap_or("(no answer)")
+        );
+        assert!(
+            answer.contains(&format!("\"/problems/{slug}\"")),
+            "{what}: {answer}"
+        );
+        assert!(answer.contains("application/problem+json"), "{what}");
+        let counted = metric(
+            gw.admin_addr,
+            &format!("ozg_requests_refused_total{{listener=\"ingest\",reason=\"{slug}\"}}"),
+        )
+        .await;
+        assert!(counted >= 1.0, "{what}: not counted");
+    }
+    let c = counts(&tc.data_dir).unwrap();
+    assert_eq!(
+        (c.submissions, c.envelopes),
+        (0, 0),
+        "a hostile request left something behind"
+    );
+
+    // Slowloris: a head that never ends is cut off by the header timeout (1 s here).
+    let tls =
+        ozg_gateway::tls::client_config(&demo("portal.pem"), &demo("portal.key"), &demo("ca.pem"))
+            .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut slow = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    slow.write_all(b"POST /v1/submissions HTTP/1.1\r\nHost: local")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a slow head was not cut off");
+    println!("slowloris head cut off after {:?}", started.elapsed());
+
+    // Headers over the limit.
+    let huge = format!(
+        "GET /v1/submissions/x HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(64 << 10)
+    );
+    let answer = raw(addr, huge.as_bytes()).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+
+    // The admin listener refuses what it does not serve, precisely.
+    let admin = reqwest::Client::new();
+    let r = admin
+        .post(format!("http://{}/metrics", gw.admin_addr))
+        .body(vec![0u8; 1 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let r = admin
+        .get(format!("http://{}/../../etc/passwd", gw.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // Still serving.
+    let ok = ozg_gateway::client::submit(
+        &portal_client("portal"),
+        &base_url(addr),
+        &ozg_gateway::client::SubmitRequest {
+            leistung: "99115005001000".into(),
+            destination: "05315000".into(),
+            data: b"<ok/>".to_vec(),
+            data_media_type: "application/xml".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status, 202);
+    gw.shutdown().await.unwrap();
+}
