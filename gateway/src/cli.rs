@@ -33,6 +33,48 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Drive a running gateway with many portal connections and report rates and latencies.
+    Loadgen {
+        /// `small` (8 KiB XML) or `typical` (16 KiB XML + 256 KiB attachment).
+        #[arg(long, default_value = "small")]
+        profile: String,
+        /// Leistung to submit for (default: the profile's, as in bench/gateway-bench.toml).
+        #[arg(long)]
+        leistung: Option<String>,
+        /// Data size in bytes (overrides the profile).
+        #[arg(long)]
+        data_size: Option<usize>,
+        /// Attachment size in bytes (overrides the profile; 0 = none).
+        #[arg(long)]
+        attachment_size: Option<usize>,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// How long, e.g. `30s` (default 10s unless --count is given).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// How many submissions in all.
+        #[arg(long)]
+        count: Option<u64>,
+        #[arg(long, default_value = "https://localhost:8443")]
+        url: String,
+        /// Admin listener for delivery figures; `none` to skip.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        #[arg(long, default_value = "certs-example/portal.pem")]
+        cert: PathBuf,
+        #[arg(long, default_value = "certs-example/portal.key")]
+        key: PathBuf,
+        #[arg(long, default_value = "certs-example/ca.pem")]
+        ca: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure the machine's limits for the benchmark (see bench/run.sh).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -66,6 +108,9 @@ enum Command {
         /// Where opened submissions are written (one directory per message id).
         #[arg(long, default_value = "var/inbox")]
         out: PathBuf,
+        /// Answer 200 without opening anything (a fast sink for benchmarks).
+        #[arg(long)]
+        accept_only: bool,
     },
     /// Send a submission as a portal would and print the gateway's JSON answer.
     Submit {
@@ -132,6 +177,28 @@ enum Command {
         key: PathBuf,
         #[arg(long, default_value = "certs-example/ca.pem")]
         ca: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Seal + encrypt submissions of a profile in-process on all cores.
+    Crypto {
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "small")]
+        profile: String,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An HTTPS endpoint on the ingest TLS configuration that only reads and answers 202.
+    BareHttps {
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8444")]
+        listen: std::net::SocketAddr,
     },
 }
 
@@ -235,6 +302,96 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(code) => Ok(code),
         },
         Command::Audit { command } => audit(command),
+        Command::Loadgen {
+            profile,
+            leistung,
+            data_size,
+            attachment_size,
+            connections,
+            duration,
+            count,
+            url,
+            admin,
+            cert,
+            key,
+            ca,
+            json,
+        } => {
+            let mut p = crate::loadgen::Profile::named(&profile)
+                .with_context(|| format!("unknown profile {profile:?}: use small or typical"))?;
+            if let Some(l) = leistung {
+                p.leistung = l;
+            }
+            if let Some(d) = data_size {
+                p.data_size = d;
+                p.name = format!("{}-custom", p.name);
+            }
+            if let Some(a) = attachment_size {
+                p.attachment_size = a;
+                p.name = format!("{}-custom", p.name);
+            }
+            let o = crate::loadgen::LoadOptions {
+                url,
+                admin: (admin != "none").then_some(admin),
+                connections,
+                duration: duration.or(count
+                    .is_none()
+                    .then_some(std::time::Duration::from_secs(10))),
+                count,
+                identity: PortalIdentity { cert, key, ca },
+                progress: !json,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime
+                .block_on(crate::loadgen::run(&p, &o))
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { command } => match command {
+            BenchCommand::Crypto {
+                config,
+                profile,
+                seconds,
+                json,
+            } => {
+                let setup = match load(&config) {
+                    Ok(s) => s,
+                    Err(code) => return Ok(code),
+                };
+                let p = crate::loadgen::Profile::named(&profile)
+                    .with_context(|| format!("unknown profile {profile:?}"))?;
+                let r = crate::bench::crypto(&setup, &p, seconds).map_err(anyhow::Error::msg)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    println!(
+                        "seal+encrypt limit, profile {} ({} target(s)), {} threads: {:.0} submissions/s, {:.1} MiB/s payload",
+                        r.profile, r.targets, r.threads, r.submissions_per_second, r.payload_mib_per_second
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            BenchCommand::BareHttps { config, listen } => {
+                let setup = match load(&config) {
+                    Ok(s) => s,
+                    Err(code) => return Ok(code),
+                };
+                let runtime = tokio::runtime::Runtime::new()?;
+                runtime
+                    .block_on(crate::bench::bare_https(
+                        &setup,
+                        listen,
+                        crate::daemon::termination_signal(),
+                    ))
+                    .map_err(anyhow::Error::msg)?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::DemoPki { out } => {
             crate::demo_pki::write_demo_pki(&out)?;
             println!(
@@ -298,8 +455,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_cert,
             tls_key,
             out,
+            accept_only,
         } => {
-            init_logging(crate::config::LogFormat::Text, "info");
+            init_logging(
+                crate::config::LogFormat::Text,
+                if accept_only { "warn" } else { "info" },
+            );
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(crate::demo_receiver::run(
                 crate::demo_receiver::ReceiverOptions {
@@ -310,6 +471,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cert: Some(cert),
                     trust,
                     out,
+                    accept_only,
                 },
                 crate::daemon::termination_signal(),
             ))?;

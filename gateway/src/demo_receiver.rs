@@ -27,9 +27,12 @@ pub struct ReceiverOptions {
     pub cert: Option<PathBuf>,
     pub trust: PathBuf,
     pub out: PathBuf,
+    /// Answer 200 without opening (a sink for benchmarks).
+    pub accept_only: bool,
 }
 
 struct Receiver {
+    accept_only: bool,
     key: RecipientPrivateKey,
     trust: TrustAnchors,
     out: PathBuf,
@@ -48,6 +51,9 @@ fn answer(status: u16, ctype: &'static str, body: String) -> hyper::Response<Ful
 
 impl Receiver {
     fn take(&self, body: &[u8]) -> hyper::Response<Full<Bytes>> {
+        if self.accept_only {
+            return answer(200, "application/json", "{}".into());
+        }
         let problem = |status: u16, detail: String| {
             let body = serde_json::json!({"type": "/problems/envelope-refused", "title": "Envelope refused", "status": status, "detail": detail});
             answer(status, "application/problem+json", body.to_string())
@@ -119,6 +125,7 @@ pub async fn run(
     let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let cert_pem = o.cert.as_ref().map(read).transpose()?;
     let receiver = Arc::new(Receiver {
+        accept_only: o.accept_only,
         key: RecipientPrivateKey::from_pem(&read(&o.key)?, cert_pem.as_deref())?,
         trust: TrustAnchors::from_pem(&read(&o.trust)?)?,
         out: o.out.clone(),

@@ -18,6 +18,7 @@
 //! carries Antragsdaten or personal data — ids, sizes, hashes, error classes only.
 
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod demo_pki;
 pub mod demo_receiver;
 pub mod engine;
 pub mod ingest;
+pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;
 pub mod problem;

@@ -220,7 +220,12 @@ impl Pipeline {
         }
     }
 
-    fn prepare(&self, incoming: Incoming, targets: Vec<String>) -> Result<NewSubmission, Problem> {
+    /// Hashes, seals and encrypts for every target: the CPU part of accepting (no I/O).
+    pub fn prepare(
+        &self,
+        incoming: Incoming,
+        targets: Vec<String>,
+    ) -> Result<NewSubmission, Problem> {
         let internal = |what: &str, e: &dyn std::fmt::Display| {
             tracing::error!(error = %e, "{what}");
             Problem::new(

@@ -32,6 +32,15 @@ pub struct Portals {
 }
 
 impl Portals {
+    /// Some registered portal (for benchmarks that need a sender).
+    pub fn any(&self) -> Option<Arc<Portal>> {
+        self.by_fingerprint
+            .values()
+            .chain(self.by_subject.values())
+            .next()
+            .cloned()
+    }
+
     /// The portal a (chain-checked) client certificate belongs to.
     pub fn identify(&self, peer: &PeerCert) -> Option<Arc<Portal>> {
         self.by_fingerprint

@@ -340,6 +340,7 @@ async fn the_demo_receiver_opens_what_the_gateway_delivers() {
             cert: Some(demo("recipient-ec.pem")),
             trust: demo("ca.pem"),
             out: inbox.path().into(),
+            accept_only: false,
         },
         async move {
             let _ = stopped.await;

@@ -1,0 +1,177 @@
+//! The machine's limits, measured beside the gateway by `bench/run.sh`:
+//!
+//! - [`crypto`]: hashing, sealing and encrypting submissions of a profile alone,
+//!   in-process on all cores — what the gateway could do if nothing else cost.
+//! - [`bare_https`]: an HTTPS endpoint on the same TLS stack and configuration
+//!   (client certificates, TLS 1.3) that only reads the body and answers `202`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+
+use crate::loadgen::Profile;
+use crate::pipeline::{Incoming, Metadata, Part, Pipeline};
+use crate::setup::Setup;
+
+/// Result of the crypto limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct CryptoReport {
+    pub profile: String,
+    pub threads: usize,
+    pub targets: usize,
+    pub seconds: f64,
+    pub submissions: u64,
+    pub submissions_per_second: f64,
+    pub payload_mib_per_second: f64,
+}
+
+/// Seals and encrypts submissions of `profile` for the targets its Leistung routes
+/// to, on every core, for `seconds`.
+pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoReport, String> {
+    let targets = setup
+        .router
+        .route(&profile.leistung, &profile.destination)
+        .ok_or_else(|| format!("no route for Leistung {} in this config", profile.leistung))?
+        .to_vec();
+    let portal = setup
+        .portals
+        .any()
+        .ok_or_else(|| "the config has no portal".to_string())?;
+    let scratch = std::env::temp_dir().join(format!("ozg-bench-crypto-{}", std::process::id()));
+    let store: Arc<dyn crate::store::Store> = Arc::new(
+        crate::store::embedded::EmbeddedStore::open(&scratch, 1).map_err(|e| e.to_string())?,
+    );
+    let pipeline = Arc::new(Pipeline {
+        seal: setup.seal.clone(),
+        targets: setup.targets.clone(),
+        router: setup.router.clone(),
+        store,
+        public_url: "https://localhost".into(),
+        wakers: Arc::default(),
+    });
+    let (body, _) = profile.body();
+    let data = Bytes::from(vec![b'x'; profile.data_size]);
+    let attachment = (profile.attachment_size > 0).then(|| {
+        Bytes::from(
+            body.slice(0..profile.attachment_size.min(body.len()))
+                .to_vec(),
+        )
+    });
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (pipeline, targets, portal, data, attachment, done, stop) = (
+                pipeline.clone(),
+                targets.clone(),
+                portal.clone(),
+                data.clone(),
+                attachment.clone(),
+                done.clone(),
+                stop.clone(),
+            );
+            let (leistung, destination) = (profile.leistung.clone(), profile.destination.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let incoming = Incoming {
+                        portal: portal.clone(),
+                        metadata: Metadata {
+                            leistung: leistung.clone(),
+                            destination: destination.clone(),
+                            reference: None,
+                            payment: None,
+                            reply_channel: None,
+                        },
+                        data: Part {
+                            media_type: "application/xml".into(),
+                            filename: None,
+                            data: data.clone(),
+                        },
+                        attachments: attachment
+                            .iter()
+                            .map(|a| Part {
+                                media_type: "application/pdf".into(),
+                                filename: Some("Nachweis.pdf".into()),
+                                data: a.clone(),
+                            })
+                            .collect(),
+                        idempotency_key: None,
+                    };
+                    if pipeline.prepare(incoming, targets.clone()).is_ok() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&scratch);
+    let n = done.load(Ordering::Relaxed);
+    Ok(CryptoReport {
+        profile: profile.name.clone(),
+        threads,
+        targets: targets.len(),
+        seconds: elapsed,
+        submissions: n,
+        submissions_per_second: n as f64 / elapsed,
+        payload_mib_per_second: n as f64 * profile.payload() as f64 / elapsed / (1 << 20) as f64,
+    })
+}
+
+/// Serves `POST` with `202 {}` after reading the body, on the ingest listener's TLS
+/// configuration (client certificate checked), until `shutdown`.
+pub async fn bare_https(
+    setup: &Setup,
+    listen: std::net::SocketAddr,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("binding {listen}: {e}"))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(setup.ingest_tls.clone());
+    let peer_check = setup.peer_check.clone();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, peer_check) = (acceptor.clone(), peer_check.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            if peer_check
+                .check(tls.get_ref().1.peer_certificates())
+                .is_err()
+            {
+                return;
+            }
+            let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                let _ = req.into_body().collect().await;
+                let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
+                *r.status_mut() = hyper::StatusCode::ACCEPTED;
+                Ok::<_, std::convert::Infallible>(r)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
