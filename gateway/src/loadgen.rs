@@ -339,12 +339,9 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
             }
         })
     };
-    match o.duration {
-        Some(d) => {
-            tokio::time::sleep(d).await;
-            stop.store(true, Ordering::Relaxed);
-        }
-        None => {}
+    if let Some(d) = o.duration {
+        tokio::time::sleep(d).await;
+        stop.store(true, Ordering::Relaxed);
     }
     for t in tasks {
         let _ = t.await;
