@@ -37,7 +37,10 @@
 //! to it. It takes the first waiting operation, then everything else already
 //! queued (up to `group_commit_max` or 64 MiB), applies them in one transaction —
 //! each in a savepoint, so one bad row fails alone — and commits once. Under load, many submissions share
-//! one fsync; alone, a submission waits for nobody. The queue is bounded, so a
+//! one fsync; alone, a submission waits for nobody. SQLite's automatic WAL
+//! checkpoint (every 1000 pages) keeps the WAL small; it runs on the writer
+//! thread. (A background checkpointer was measured: faster only while the WAL
+//! grows without bound, slower once bounded — see BENCHMARKS.md.) The queue is bounded, so a
 //! slow disk pushes back on the listeners instead of growing memory.
 
 use std::fs::File;
@@ -223,6 +226,8 @@ impl EmbeddedStore {
             )));
         }
         writer.pragma_update(None, "synchronous", "FULL")?;
+        // Savepoints (one per operation in a group) journal into memory, not a temp file.
+        writer.pragma_update(None, "temp_store", "MEMORY")?;
         writer.execute_batch(SCHEMA)?;
         let mut head = Head::load(&writer)?;
         let recovered = recover_in_flight(&mut writer, &mut head)?;
@@ -546,22 +551,30 @@ fn claim(
     now_ms: i64,
     limit: usize,
 ) -> Result<Vec<Claimed>, StoreError> {
+    // One index range per state, each already in next_attempt_at order: no sort over
+    // the backlog, however long it is. Due retries go first, then the oldest new ones.
     let mut claimed = Vec::new();
-    {
+    for state in ["retry_wait", "pending"] {
+        if claimed.len() >= limit {
+            break;
+        }
         let mut stmt = conn.prepare_cached(
             "SELECT message_id, submission_id, attempts, created_at_ms FROM deliveries
-             WHERE target = ?1 AND state IN ('pending', 'retry_wait') AND next_attempt_at <= ?2
-             ORDER BY next_attempt_at LIMIT ?3",
+             WHERE target = ?1 AND state = ?2 AND next_attempt_at <= ?3
+             ORDER BY next_attempt_at LIMIT ?4",
         )?;
-        let rows = stmt.query_map(params![target, now_ms, limit as i64], |r| {
-            Ok(Claimed {
-                message_id: r.get(0)?,
-                submission_id: r.get(1)?,
-                target: target.to_owned(),
-                attempts: r.get::<_, u32>(2)? + 1,
-                created_at_ms: r.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![target, state, now_ms, (limit - claimed.len()) as i64],
+            |r| {
+                Ok(Claimed {
+                    message_id: r.get(0)?,
+                    submission_id: r.get(1)?,
+                    target: target.to_owned(),
+                    attempts: r.get::<_, u32>(2)? + 1,
+                    created_at_ms: r.get(3)?,
+                })
+            },
+        )?;
         for row in rows {
             claimed.push(row?);
         }
@@ -881,11 +894,16 @@ impl Store for EmbeddedStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-                let due: Option<i64> = conn
-                    .prepare_cached(
-                        "SELECT MIN(next_attempt_at) FROM deliveries WHERE target = ?1 AND state IN ('pending', 'retry_wait')",
-                    )?
-                    .query_row(params![target], |r| r.get(0))?;
+                let mut due: Option<i64> = None;
+                for state in ["retry_wait", "pending"] {
+                    let d: Option<i64> = conn
+                        .prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE target = ?1 AND state = ?2")?
+                        .query_row(params![target, state], |r| r.get(0))?;
+                    due = match (due, d) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
                 Ok(due)
             })
             .await
