@@ -165,6 +165,27 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// List deliveries by state, as an operator (default: parked).
+    Deliveries {
+        #[arg(long, default_value = "parked")]
+        state: String,
+        #[arg(long)]
+        target: Option<String>,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Retry parked or waiting deliveries now, as an operator (audited with your id).
+    Retry {
+        message_ids: Vec<String>,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Discard parked or waiting deliveries, as an operator (audited; the sealed envelope is deleted).
+    Discard {
+        message_ids: Vec<String>,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
     /// Show a submission's status (as the submitting portal).
     Status {
         /// Submission id.
@@ -178,6 +199,31 @@ enum Command {
         #[arg(long, default_value = "certs-example/ca.pem")]
         ca: PathBuf,
     },
+}
+
+/// How an operator reaches the gateway.
+#[derive(clap::Args)]
+struct OperatorArgs {
+    #[arg(long, default_value = "https://localhost:8443")]
+    url: String,
+    /// Operator client certificate.
+    #[arg(long, default_value = "certs-example/operator.pem")]
+    cert: PathBuf,
+    #[arg(long, default_value = "certs-example/operator.key")]
+    key: PathBuf,
+    #[arg(long, default_value = "certs-example/ca.pem")]
+    ca: PathBuf,
+}
+
+impl OperatorArgs {
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        client::http_client(&PortalIdentity {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+        })
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Subcommand)]
@@ -302,6 +348,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(code) => Ok(code),
         },
         Command::Audit { command } => audit(command),
+        Command::Deliveries { state, target, op } => {
+            let http = op.client()?;
+            let mut url = format!(
+                "{}/v1/admin/deliveries?state={state}",
+                op.url.trim_end_matches('/')
+            );
+            if let Some(t) = target {
+                url.push_str(&format!("&target={t}"));
+            }
+            let runtime = tokio::runtime::Runtime::new()?;
+            let answer = runtime.block_on(client::status(&http, &url))?;
+            if answer.status != 200 {
+                eprintln!("{}", serde_json::to_string_pretty(&answer.body)?);
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "{:<38} {:<22} {:<10} {:>8}  {:<26} last error",
+                "message_id", "target", "state", "attempts", "since"
+            );
+            for d in answer.body["deliveries"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<38} {:<22} {:<10} {:>8}  {:<26} {}",
+                    d["message_id"].as_str().unwrap_or_default(),
+                    d["target"].as_str().unwrap_or_default(),
+                    d["state"].as_str().unwrap_or_default(),
+                    d["attempts"],
+                    d["updated_at"].as_str().unwrap_or_default(),
+                    d["last_error"].as_str().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry { message_ids, op } => operator_action("retry", &message_ids, &op),
+        Command::Discard { message_ids, op } => operator_action("discard", &message_ids, &op),
         Command::Loadgen {
             profile,
             leistung,
@@ -654,4 +734,35 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn operator_action(action: &str, ids: &[String], op: &OperatorArgs) -> anyhow::Result<ExitCode> {
+    let http = op.client()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut failed = false;
+    for id in ids {
+        let url = format!(
+            "{}/v1/admin/deliveries/{id}/{action}",
+            op.url.trim_end_matches('/')
+        );
+        let resp = runtime.block_on(async {
+            http.post(&url)
+                .send()
+                .await?
+                .error_for_status_ref()
+                .map(|_| ())
+        });
+        match resp {
+            Ok(()) => println!("{id}: {action} done"),
+            Err(e) => {
+                failed = true;
+                eprintln!("{id}: {action} refused ({e})");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

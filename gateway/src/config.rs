@@ -75,6 +75,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Registered portals (clients of the ingest listener).
     pub portals: Vec<PortalConfig>,
+    /// Operators: may list, retry and discard deliveries (`/v1/admin/…` on the ingest listener).
+    #[serde(default)]
+    pub operators: Vec<OperatorConfig>,
     /// Known Leistungen (FIM-Leistungsschlüssel), with their optional data schema.
     #[serde(default)]
     pub leistungen: BTreeMap<String, LeistungConfig>,
@@ -261,6 +264,23 @@ pub struct PortalConfig {
 
 fn any() -> Vec<String> {
     vec!["*".into()]
+}
+
+/// An operator, identified by a client certificate like a portal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Operator id; recorded in the audit log with every action.
+    pub id: String,
+    /// The operator's client certificate (PEM); pins its SHA-256 fingerprint.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// The client certificate's SHA-256 fingerprint (hex, colons allowed).
+    #[serde(default)]
+    pub certificate_sha256: Option<String>,
+    /// The client certificate's subject.
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// A Leistung known to the gateway.
@@ -521,6 +541,11 @@ impl Config {
         fix(&mut self.pki.seal_key);
         for p in &mut self.portals {
             if let Some(c) = &mut p.certificate {
+                fix(c);
+            }
+        }
+        for o in &mut self.operators {
+            if let Some(c) = &mut o.certificate {
                 fix(c);
             }
         }

@@ -24,7 +24,7 @@ use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::pipeline::{Incoming, Metadata, Part, Pipeline};
 use crate::problem::Problem;
-use crate::setup::Portal;
+use crate::setup::{Client, Portal};
 use crate::validate;
 
 /// Shared state of the ingest listener.
@@ -129,13 +129,28 @@ impl Ingest {
     /// Handles one request of an identified portal (or refuses the connection's client).
     pub async fn handle(
         self: Arc<Self>,
-        client: Result<Arc<Portal>, Problem>,
+        client: Result<Client, Problem>,
         req: Request<Body>,
     ) -> HttpResponse {
         let (head, body) = req.into_parts();
         let body = SharedBody::new(body);
+        let admin = head.uri.path().starts_with("/v1/admin/");
         let result = match client {
-            Ok(portal) => self.route(portal, &head, &body).await,
+            Ok(Client::Portal(portal)) if !admin => self.route(portal, &head, &body).await,
+            Ok(Client::Operator(operator)) if admin => self.operate(&operator, &head).await,
+            Ok(Client::Portal(p)) => Err(Problem::new(
+                403,
+                "operators-only",
+                format!(
+                    "{} is a portal; /v1/admin/ is for registered operators",
+                    p.id
+                ),
+            )),
+            Ok(Client::Operator(o)) => Err(Problem::new(
+                403,
+                "portals-only",
+                format!("{o} is an operator; submissions are made by registered portals"),
+            )),
             Err(p) => Err(p),
         };
         match result {
@@ -205,6 +220,103 @@ impl Ingest {
                 404,
                 "not-found",
                 format!("no resource at {path}"),
+            )),
+        }
+    }
+
+    /// The operator API: list deliveries by state; retry or discard one.
+    ///
+    /// - `GET /v1/admin/deliveries?state=parked[&target=T]`
+    /// - `POST /v1/admin/deliveries/{message_id}/retry` and `/discard`
+    async fn operate(
+        &self,
+        operator: &str,
+        head: &http::request::Parts,
+    ) -> Result<HttpResponse, Problem> {
+        use crate::store::{Action, DeliveryState, Operated};
+        let unavailable = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "operator action failed");
+            Problem::new(
+                503,
+                "unavailable",
+                "the store cannot be reached right now; retry later",
+            )
+        };
+        let path = head.uri.path();
+        let rest = path
+            .strip_prefix("/v1/admin/deliveries")
+            .unwrap_or_default();
+        if head.method == Method::GET && rest.is_empty() {
+            let mut state = DeliveryState::Parked;
+            let mut target = None;
+            for pair in head
+                .uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter(|p| !p.is_empty())
+            {
+                match pair.split_once('=') {
+                    Some(("state", v)) => {
+                        state = DeliveryState::parse(v).ok_or_else(|| {
+                            Problem::bad_request("query-invalid", format!("unknown state {v:?}"))
+                        })?
+                    }
+                    Some(("target", v)) => target = Some(v.to_owned()),
+                    _ => {
+                        return Err(Problem::bad_request(
+                            "query-invalid",
+                            "allowed are state= and target=",
+                        ))
+                    }
+                }
+            }
+            let rows = self
+                .pipeline
+                .store
+                .deliveries(state, target.as_deref(), 1000)
+                .await
+                .map_err(unavailable)?;
+            return Ok(json_response(
+                StatusCode::OK,
+                serde_json::json!({ "deliveries": rows }).to_string(),
+            ));
+        }
+        let action = match (&head.method, rest.rsplit_once('/')) {
+            (&Method::POST, Some((id, "retry"))) => (id, Action::Retry),
+            (&Method::POST, Some((id, "discard"))) => (id, Action::Discard),
+            _ => {
+                return Err(Problem::new(
+                    404,
+                    "not-found",
+                    format!("no operator resource {} {path}", head.method),
+                ))
+            }
+        };
+        let (message_id, action) = (action.0.trim_start_matches('/'), action.1);
+        if message_id.is_empty() || message_id.contains('/') {
+            return Err(Problem::new(
+                404,
+                "not-found",
+                format!("no operator resource at {path}"),
+            ));
+        }
+        match self.pipeline.store.operate(message_id, action, operator).await.map_err(unavailable)? {
+            Operated::Done { target, state } => {
+                if action == Action::Retry {
+                    self.pipeline.wakers.wake(&target);
+                }
+                tracing::info!(message_id, operator, action = ?action, "operator action");
+                Ok(json_response(
+                    StatusCode::OK,
+                    serde_json::json!({"message_id": message_id, "target": target, "state": state, "by": operator}).to_string(),
+                ))
+            }
+            Operated::NotFound => Err(Problem::new(404, "not-found", format!("no delivery {message_id}"))),
+            Operated::WrongState(s) => Err(Problem::new(
+                409,
+                "wrong-state",
+                format!("delivery {message_id} is {}; only parked or waiting deliveries can be retried or discarded", s.as_str()),
             )),
         }
     }

@@ -24,11 +24,21 @@ pub struct Portal {
     pub destinations: PatternSet,
 }
 
-/// Portals by the certificate they present.
+/// Who a client certificate belongs to.
+#[derive(Debug, Clone)]
+pub enum Client {
+    Portal(Arc<Portal>),
+    /// An operator, by id.
+    Operator(Arc<str>),
+}
+
+/// Portals and operators by the certificate they present.
 #[derive(Debug, Default)]
 pub struct Portals {
     by_fingerprint: HashMap<String, Arc<Portal>>,
     by_subject: HashMap<String, Arc<Portal>>,
+    operators_by_fingerprint: HashMap<String, Arc<str>>,
+    operators_by_subject: HashMap<String, Arc<str>>,
 }
 
 impl Portals {
@@ -41,12 +51,19 @@ impl Portals {
             .cloned()
     }
 
-    /// The portal a (chain-checked) client certificate belongs to.
-    pub fn identify(&self, peer: &PeerCert) -> Option<Arc<Portal>> {
-        self.by_fingerprint
+    /// The portal or operator a (chain-checked) client certificate belongs to.
+    pub fn identify(&self, peer: &PeerCert) -> Option<Client> {
+        let portal = self
+            .by_fingerprint
             .get(&peer.sha256)
-            .or_else(|| self.by_subject.get(&peer.subject))
-            .cloned()
+            .or_else(|| self.by_subject.get(&peer.subject));
+        if let Some(p) = portal {
+            return Some(Client::Portal(p.clone()));
+        }
+        self.operators_by_fingerprint
+            .get(&peer.sha256)
+            .or_else(|| self.operators_by_subject.get(&peer.subject))
+            .map(|id| Client::Operator(id.clone()))
     }
 }
 
@@ -478,6 +495,57 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                     p.id
                 ),
                 "set one of them so the gateway can recognise the portal",
+            ));
+        }
+    }
+
+    for (i, o) in config.operators.iter().enumerate() {
+        let at = |k: &str| format!("operators[{i}].{k}");
+        let id: Arc<str> = Arc::from(o.id.as_str());
+        let mut pinned = false;
+        if let Some(path) = &o.certificate {
+            match read(path).and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()))
+            {
+                Ok(c) => {
+                    portals
+                        .operators_by_fingerprint
+                        .insert(c.sha256_hex(), id.clone());
+                    pinned = true;
+                }
+                Err(e) => errors.push(config.error(
+                    at("certificate"),
+                    e,
+                    "give the operator's client certificate as PEM",
+                )),
+            }
+        }
+        if let Some(fp) = &o.certificate_sha256 {
+            let fp = fp.replace(':', "").to_ascii_lowercase();
+            if fp.len() == 64 && fp.chars().all(|c| c.is_ascii_hexdigit()) {
+                portals.operators_by_fingerprint.insert(fp, id.clone());
+                pinned = true;
+            } else {
+                errors.push(config.error(
+                    at("certificate_sha256"),
+                    "not a SHA-256 fingerprint",
+                    "write 64 hex digits",
+                ));
+            }
+        }
+        if let Some(subject) = &o.subject {
+            portals
+                .operators_by_subject
+                .insert(subject.clone(), id.clone());
+            pinned = true;
+        }
+        if !pinned {
+            errors.push(config.error(
+                at("certificate"),
+                format!(
+                    "operator {:?} has no certificate, certificate_sha256 or subject",
+                    o.id
+                ),
+                "set one of them",
             ));
         }
     }

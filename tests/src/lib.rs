@@ -195,6 +195,10 @@ id = "portal-demo"
 certificate = "{portal}"
 leistungen = ["99050012104000", "99115005001000", "99999999999999", "99888888888888"]
 
+[[operators]]
+id = "operator-demo"
+certificate = "{operator}"
+
 [[portals]]
 id = "portal2-demo"
 certificate = "{portal2}"
@@ -249,6 +253,7 @@ targets = ["dms-demo", "fachverfahren-demo"]
         seal_key = c("seal.key"),
         portal = c("portal.pem"),
         portal2 = c("portal2.pem"),
+        operator = c("operator.pem"),
         rsa = c("recipient-rsa.pem"),
         ec = c("recipient-ec.pem"),
     );
@@ -360,6 +365,15 @@ pub fn expired_client(dir: &Path) -> reqwest::Client {
         )
         .expect("leaf");
     client_from_issued(dir, "expired", &issued)
+}
+
+/// A valid client certificate of a trusted client CA that no portal or operator is registered for.
+pub fn unregistered_client(dir: &Path) -> reqwest::Client {
+    let issued = test_client_ca()
+        .0
+        .issue("stranger", Usage::Client, Algorithm::EcP256, 1)
+        .expect("leaf");
+    client_from_issued(dir, "stranger", &issued)
 }
 
 /// Reads one sample of a Prometheus metric (0 if absent).

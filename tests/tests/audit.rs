@@ -322,3 +322,123 @@ async fn retention_deletes_sealed_parts_but_keeps_the_audit_records() {
     let (ok, text) = verify(&tc.path, &tc.data_dir);
     assert!(ok, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
+    let receiver = Receiver::start(Mode::Status(422, None)).await;
+    let (tc, gw) = start(&Options {
+        receiver_url: receiver.url(),
+        ..Default::default()
+    })
+    .await;
+    let port = gw.ingest_addr.port();
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let req = SubmitRequest {
+            leistung: "99115005001000".into(),
+            destination: "05315000".into(),
+            data: format!("<antrag><n>{n}</n></antrag>").into_bytes(),
+            data_media_type: "application/xml".into(),
+            ..Default::default()
+        };
+        let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req)
+            .await
+            .unwrap();
+        ids.push(a.body["submission_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        eventually(Duration::from_secs(10), "parked", || async {
+            (states(&gw, id)
+                .await
+                .get("fachverfahren-demo")
+                .map(String::as_str)
+                == Some("parked"))
+            .then_some(())
+        })
+        .await;
+    }
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--url", &format!("https://localhost:{port}"), "--cert"])
+            .arg(demo("operator.pem"))
+            .arg("--key")
+            .arg(demo("operator.key"))
+            .arg("--ca")
+            .arg(demo("ca.pem"))
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, listing) = cli(&["deliveries", "--state", "parked"]);
+    assert!(ok, "{listing}");
+    let mid = |id: &str| {
+        ozg_gateway::pipeline::message_id(&uuid::Uuid::parse_str(id).unwrap(), "fachverfahren-demo")
+    };
+    let (m0, m1) = (mid(&ids[0]), mid(&ids[1]));
+    assert!(
+        listing.contains(&m0) && listing.contains(&m1) && listing.contains("http-422"),
+        "{listing}"
+    );
+
+    // The receiver is fixed; the operator retries one and discards the other.
+    receiver.set_mode(Mode::Accept);
+    let (ok, text) = cli(&["retry", &m0]);
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&["discard", &m1]);
+    assert!(ok, "{text}");
+    eventually(
+        Duration::from_secs(10),
+        "delivered after the retry",
+        || async {
+            (states(&gw, &ids[0])
+                .await
+                .get("fachverfahren-demo")
+                .map(String::as_str)
+                == Some("delivered"))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        states(&gw, &ids[1]).await["fachverfahren-demo"],
+        "discarded"
+    );
+    let (ok, text) = cli(&["retry", &m1]);
+    assert!(
+        !ok && text.contains("409"),
+        "a discarded delivery cannot be retried: {text}"
+    );
+
+    // A portal may not act as an operator.
+    let r = portal_client("portal")
+        .post(format!(
+            "{}/v1/admin/deliveries/{m1}/retry",
+            base_url(gw.ingest_addr)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let trace0 = gw.store.trace(&ids[0]).await.unwrap();
+    let retried = trace0
+        .iter()
+        .find(|r| r.event == "retried")
+        .expect("retried is audited");
+    assert_eq!(retried.detail["by"], "operator-demo");
+    let trace1 = gw.store.trace(&ids[1]).await.unwrap();
+    let discarded = trace1
+        .iter()
+        .find(|r| r.event == "discarded")
+        .expect("discarded is audited");
+    assert_eq!(discarded.detail["by"], "operator-demo");
+    gw.shutdown().await.unwrap();
+    let (ok, text) = verify(&tc.path, &tc.data_dir);
+    assert!(ok, "{text}");
+}

@@ -215,6 +215,12 @@ async fn refusals_are_precise_counted_and_leave_no_trace() {
         "unregistered client",
         403,
         "unknown-client",
+        send(unregistered_client(scratch.path()), plain.clone()).await,
+    ));
+    cases.push((
+        "an operator submitting",
+        403,
+        "portals-only",
         send(portal_client("operator"), plain.clone()).await,
     ));
     let mut hund = plain.clone();

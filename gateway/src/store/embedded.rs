@@ -54,8 +54,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{AuditEvent, AuditRecord, Head};
 use super::{
-    Accepted, Checkpoint, Claimed, DeliveryState, DeliveryStatus, NewSubmission, Purge, QueueDepth,
-    Recorded, Store, StoreError, StoreFuture, StoreStats, SubmissionStatus,
+    Accepted, Action, Checkpoint, Claimed, DeliveryRow, DeliveryState, DeliveryStatus,
+    NewSubmission, Operated, Purge, QueueDepth, Recorded, Store, StoreError, StoreFuture,
+    StoreStats, SubmissionStatus,
 };
 
 const DB_FILE: &str = "gateway.db";
@@ -137,6 +138,12 @@ enum Op {
     Audit(AuditEvent, Reply<()>),
     Checkpoint(Checkpoint, Reply<()>),
     Purge(Purge, Reply<u64>),
+    Operate {
+        message_id: String,
+        action: Action,
+        operator: String,
+        reply: Reply<Operated>,
+    },
 }
 
 impl Op {
@@ -150,6 +157,7 @@ impl Op {
 
 /// The result of applying one op, sent after the group committed.
 enum Done {
+    Operated(Reply<Operated>, Result<Operated, StoreError>),
     Count(Reply<u64>, Result<u64, StoreError>),
     Accept(Reply<Accepted>, Result<Accepted, StoreError>),
     Claim(Reply<Vec<Claimed>>, Result<Vec<Claimed>, StoreError>),
@@ -163,6 +171,7 @@ impl Done {
 
     fn send(self) {
         match self {
+            Done::Operated(r, v) => drop(r.send(v)),
             Done::Count(r, v) => drop(r.send(v)),
             Done::Accept(r, v) => drop(r.send(v)),
             Done::Claim(r, v) => drop(r.send(v)),
@@ -173,6 +182,7 @@ impl Done {
     fn fail(self, msg: &str) {
         let e = || StoreError::Corrupt(format!("commit failed: {msg}"));
         match self {
+            Done::Operated(r, _) => drop(r.send(Err(e()))),
             Done::Count(r, _) => drop(r.send(Err(e()))),
             Done::Accept(r, _) => drop(r.send(Err(e()))),
             Done::Claim(r, _) => drop(r.send(Err(e()))),
@@ -370,6 +380,16 @@ fn write_group(
                 let ok = r.is_ok();
                 (Done::Unit(reply, r), ok)
             }
+            Op::Operate {
+                message_id,
+                action,
+                operator,
+                reply,
+            } => {
+                let r = operate(&sp, &message_id, action, &operator, head);
+                let ok = r.is_ok();
+                (Done::Operated(reply, r), ok)
+            }
             Op::Purge(p, reply) => {
                 let r = purge(&sp, &p, head);
                 let ok = r.is_ok();
@@ -383,6 +403,7 @@ fn write_group(
             if let Err(e) = sp.commit() {
                 *head = before;
                 done.push(match result {
+                    Done::Operated(r, _) => Done::Operated(r, Err(e.into())),
                     Done::Count(r, _) => Done::Count(r, Err(e.into())),
                     Done::Accept(r, _) => Done::Accept(r, Err(e.into())),
                     Done::Claim(r, _) => Done::Claim(r, Err(e.into())),
@@ -403,6 +424,7 @@ fn write_group(
 fn refused(op: Op, e: StoreError) -> Done {
     match op {
         Op::Purge(_, r) => Done::Count(r, Err(e)),
+        Op::Operate { reply, .. } => Done::Operated(reply, Err(e)),
         Op::Accept(_, r) => Done::Accept(r, Err(e)),
         Op::Claim { reply, .. } => Done::Claim(reply, Err(e)),
         Op::Record { reply, .. }
@@ -449,6 +471,66 @@ fn recover_in_flight(conn: &mut Connection, head: &mut Head) -> Result<usize, St
         return Err(e.into());
     }
     Ok(rows.len())
+}
+
+fn operate(
+    conn: &Connection,
+    message_id: &str,
+    action: Action,
+    operator: &str,
+    head: &mut Head,
+) -> Result<Operated, StoreError> {
+    let row: Option<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT submission_id, target, state FROM deliveries WHERE message_id = ?1",
+        )?
+        .query_row(params![message_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((submission_id, target, state)) = row else {
+        return Ok(Operated::NotFound);
+    };
+    let state = DeliveryState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state}")))?;
+    let eligible = matches!(state, DeliveryState::Parked | DeliveryState::RetryWait)
+        || (action == Action::Discard && state == DeliveryState::Pending);
+    if !eligible {
+        return Ok(Operated::WrongState(state));
+    }
+    let now = now_ms();
+    let ts = rfc3339_ms(now);
+    let (event, new_state) = match action {
+        Action::Retry => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, updated_at = ?3, updated_ms = ?2 WHERE message_id = ?1",
+            )?
+            .execute(params![message_id, now, ts])?;
+            ("retried", DeliveryState::Pending)
+        }
+        Action::Discard => {
+            conn.prepare_cached("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3 WHERE message_id = ?1")?
+                .execute(params![message_id, ts, now])?;
+            conn.prepare_cached("DELETE FROM envelopes WHERE message_id = ?1")?
+                .execute(params![message_id])?;
+            ("discarded", DeliveryState::Discarded)
+        }
+    };
+    head.append(
+        conn,
+        &ts,
+        AuditEvent {
+            event,
+            submission_id: Some(submission_id),
+            message_id: Some(message_id.to_owned()),
+            target: Some(target.clone()),
+            detail: serde_json::json!({"by": operator, "from": state.as_str()}),
+        },
+    )?;
+    Ok(Operated::Done {
+        target,
+        state: new_state,
+    })
 }
 
 /// Deletes sealed envelopes whose time is up (Datenschutz); the audit records stay.
@@ -1021,6 +1103,59 @@ impl Store for EmbeddedStore {
             tokio::task::spawn_blocking(move || {
                 let conn = reader.lock().map_err(|_| StoreError::Closed)?;
                 Ok(read_checkpoints(&conn)?.pop())
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn operate(
+        &self,
+        message_id: &str,
+        action: Action,
+        operator: &str,
+    ) -> StoreFuture<'_, Operated> {
+        let (message_id, operator) = (message_id.to_owned(), operator.to_owned());
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.send(Op::Operate {
+                message_id,
+                action,
+                operator,
+                reply,
+            })
+            .await?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn deliveries(
+        &self,
+        state: DeliveryState,
+        target: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<DeliveryRow>> {
+        let target = target.map(str::to_owned);
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT message_id, submission_id, target, attempts, last_error, updated_at FROM deliveries
+                     WHERE state = ?1 AND (?2 IS NULL OR target = ?2) ORDER BY updated_ms LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![state.as_str(), target, limit as i64], |r| {
+                    Ok(DeliveryRow {
+                        message_id: r.get(0)?,
+                        submission_id: r.get(1)?,
+                        target: r.get(2)?,
+                        state,
+                        attempts: r.get(3)?,
+                        last_error: r.get(4)?,
+                        updated_at: r.get(5)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
             .map_err(|_| StoreError::Closed)?

@@ -176,6 +176,40 @@ pub struct Checkpoint {
     pub jws: String,
 }
 
+/// What an operator does with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Parked or waiting → pending, due now.
+    Retry,
+    /// Parked or waiting → discarded; the sealed envelope is deleted.
+    Discard,
+}
+
+/// The result of an operator action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operated {
+    Done {
+        target: String,
+        state: DeliveryState,
+    },
+    NotFound,
+    /// The delivery is in a state the action does not apply to.
+    WrongState(DeliveryState),
+}
+
+/// One delivery as an operator lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub message_id: String,
+    pub submission_id: String,
+    pub target: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub updated_at: String,
+}
+
 /// What retention may delete now.
 #[derive(Debug, Clone, Copy)]
 pub struct Purge {
@@ -256,6 +290,20 @@ pub trait Store: Send + Sync {
     fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
     /// The newest checkpoint, if any.
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
+    /// An operator's action on one delivery, audited with the operator's id.
+    fn operate(
+        &self,
+        message_id: &str,
+        action: Action,
+        operator: &str,
+    ) -> StoreFuture<'_, Operated>;
+    /// Deliveries in a state (optionally of one target), oldest change first.
+    fn deliveries(
+        &self,
+        state: DeliveryState,
+        target: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<DeliveryRow>>;
     /// Deletes envelopes whose retention ended; returns how many.
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64>;
     /// Counters.
