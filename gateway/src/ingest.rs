@@ -435,87 +435,14 @@ impl Ingest {
                 ));
             }
         }
-        let constraints = multer::Constraints::new()
-            .allowed_fields(vec!["metadata", "data", "attachment"])
-            .size_limit(
-                multer::SizeLimit::new()
-                    .whole_stream(limits.max_body.0)
-                    .per_field(limits.max_part.0)
-                    .for_field("metadata", limits.max_metadata.0),
-            );
-        let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
-
-        let mut metadata: Option<Metadata> = None;
-        let mut data: Option<Part> = None;
-        let mut attachments = Vec::new();
-        let mut count = 0usize;
-        while let Some(mut field) = multipart.next_field().await.map_err(multipart_problem)? {
-            count += 1;
-            if count > limits.max_parts {
-                return Err(Problem::new(
-                    413,
-                    "too-many-parts",
-                    format!("more than {} parts", limits.max_parts),
-                ));
-            }
-            let name = field.name().unwrap_or_default().to_owned();
-            let media_type = field.content_type().map(|m| m.essence_str().to_owned());
-            let filename = field.file_name().map(str::to_owned);
-            let mut buf = BytesMut::new();
-            while let Some(chunk) = field.chunk().await.map_err(multipart_problem)? {
-                buf.extend_from_slice(&chunk);
-            }
-            let body = buf.freeze();
-            match name.as_str() {
-                "metadata" => {
-                    if metadata.is_some() {
-                        return Err(Problem::bad_request(
-                            "part-duplicate",
-                            "the metadata part was sent twice",
-                        ));
-                    }
-                    let md = parse_metadata(&body, limits.max_json_depth)?;
-                    // Authorise before reading further: an unauthorised portal sends no more data into us.
-                    self.pipeline.authorize(&portal, &md)?;
-                    metadata = Some(md);
-                }
-                "data" => {
-                    if data.is_some() {
-                        return Err(Problem::bad_request(
-                            "part-duplicate",
-                            "the data part was sent twice",
-                        ));
-                    }
-                    let media_type = media_type.ok_or_else(|| {
-                        Problem::new(415, "unsupported-media-type", "the data part needs a Content-Type (application/xml or application/json)")
-                    })?;
-                    data = Some(Part {
-                        media_type,
-                        filename: None,
-                        data: body,
-                    });
-                }
-                _ => {
-                    let n = attachments.len() + 1;
-                    let filename = check_filename(filename, n)?;
-                    let media_type = media_type.ok_or_else(|| {
-                        Problem::bad_request(
-                            "attachment-invalid",
-                            format!("attachment {n} has no Content-Type"),
-                        )
-                    })?;
-                    attachments.push(Part {
-                        media_type,
-                        filename: Some(filename),
-                        data: body,
-                    });
-                }
-            }
-        }
-        let metadata = metadata
-            .ok_or_else(|| Problem::bad_request("part-missing", "the metadata part is missing"))?;
-        let data =
-            data.ok_or_else(|| Problem::bad_request("part-missing", "the data part is missing"))?;
+        let Form {
+            metadata,
+            data,
+            attachments,
+        } = read_form(body, boundary, limits, |md| {
+            self.pipeline.authorize(&portal, md).map(|_| ())
+        })
+        .await?;
         self.check_data(&metadata, &data)?;
 
         let bytes: u64 =
@@ -592,6 +519,118 @@ impl Ingest {
             ))
         }
     }
+}
+
+/// The parts of a submission as read from the multipart body.
+#[derive(Debug)]
+pub struct Form {
+    pub metadata: Metadata,
+    pub data: Part,
+    pub attachments: Vec<Part>,
+}
+
+/// Reads and checks a `multipart/form-data` body within `limits`: exactly one
+/// `metadata` (parsed, checked and handed to `authorize` as soon as it is read) and
+/// one `data` part, any number of `attachment` parts with a plain file name and a
+/// media type. The data itself is checked afterwards (see `check_data`).
+pub async fn read_form<S, O, E>(
+    body: S,
+    boundary: String,
+    limits: &Limits,
+    mut authorize: impl FnMut(&Metadata) -> Result<(), Problem>,
+) -> Result<Form, Problem>
+where
+    S: futures_util::Stream<Item = Result<O, E>> + Send + 'static,
+    O: Into<Bytes> + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let constraints = multer::Constraints::new()
+        .allowed_fields(vec!["metadata", "data", "attachment"])
+        .size_limit(
+            multer::SizeLimit::new()
+                .whole_stream(limits.max_body.0)
+                .per_field(limits.max_part.0)
+                .for_field("metadata", limits.max_metadata.0),
+        );
+    let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
+    let mut metadata: Option<Metadata> = None;
+    let mut data: Option<Part> = None;
+    let mut attachments = Vec::new();
+    let mut count = 0usize;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_problem)? {
+        count += 1;
+        if count > limits.max_parts {
+            return Err(Problem::new(
+                413,
+                "too-many-parts",
+                format!("more than {} parts", limits.max_parts),
+            ));
+        }
+        let name = field.name().unwrap_or_default().to_owned();
+        let media_type = field.content_type().map(|m| m.essence_str().to_owned());
+        let filename = field.file_name().map(str::to_owned);
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_problem)? {
+            buf.extend_from_slice(&chunk);
+        }
+        let body = buf.freeze();
+        match name.as_str() {
+            "metadata" => {
+                if metadata.is_some() {
+                    return Err(Problem::bad_request(
+                        "part-duplicate",
+                        "the metadata part was sent twice",
+                    ));
+                }
+                let md = parse_metadata(&body, limits.max_json_depth)?;
+                // Authorise before reading further: an unauthorised portal sends no more data into us.
+                authorize(&md)?;
+                metadata = Some(md);
+            }
+            "data" => {
+                if data.is_some() {
+                    return Err(Problem::bad_request(
+                        "part-duplicate",
+                        "the data part was sent twice",
+                    ));
+                }
+                let media_type = media_type.ok_or_else(|| {
+                    Problem::new(
+                        415,
+                        "unsupported-media-type",
+                        "the data part needs a Content-Type (application/xml or application/json)",
+                    )
+                })?;
+                data = Some(Part {
+                    media_type,
+                    filename: None,
+                    data: body,
+                });
+            }
+            _ => {
+                let n = attachments.len() + 1;
+                let filename = check_filename(filename, n)?;
+                let media_type = media_type.ok_or_else(|| {
+                    Problem::bad_request(
+                        "attachment-invalid",
+                        format!("attachment {n} has no Content-Type"),
+                    )
+                })?;
+                attachments.push(Part {
+                    media_type,
+                    filename: Some(filename),
+                    data: body,
+                });
+            }
+        }
+    }
+    Ok(Form {
+        metadata: metadata
+            .ok_or_else(|| Problem::bad_request("part-missing", "the metadata part is missing"))?,
+        data: data
+            .ok_or_else(|| Problem::bad_request("part-missing", "the data part is missing"))?,
+        attachments,
+    })
 }
 
 /// `/{id}` → (id, false); `/{id}/trace` → (id, true).

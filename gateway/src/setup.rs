@@ -137,6 +137,61 @@ pub fn expiry_warnings(
         .collect()
 }
 
+/// How a client certificate is recognised.
+enum Pin {
+    Fingerprint(String),
+    Subject(String),
+}
+
+/// The pins configured for a portal or operator (`certificate` file, `certificate_sha256`,
+/// `subject`); problems go to `errors`, and having none at all is one.
+#[allow(clippy::too_many_arguments)]
+fn pins(
+    config: &Config,
+    kind: &str,
+    id: &str,
+    at: &dyn Fn(&str) -> String,
+    certificate: &Option<std::path::PathBuf>,
+    sha256: &Option<String>,
+    subject: &Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Pin> {
+    let mut out = Vec::new();
+    if let Some(path) = certificate {
+        match read(path).and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string())) {
+            Ok(c) => out.push(Pin::Fingerprint(c.sha256_hex())),
+            Err(e) => errors.push(config.error(
+                at("certificate"),
+                e,
+                format!("give the {kind}'s client certificate as PEM"),
+            )),
+        }
+    }
+    if let Some(fp) = sha256 {
+        let fp = fp.replace(':', "").to_ascii_lowercase();
+        if fp.len() == 64 && fp.chars().all(|c| c.is_ascii_hexdigit()) {
+            out.push(Pin::Fingerprint(fp));
+        } else {
+            errors.push(config.error(
+                at("certificate_sha256"),
+                "not a SHA-256 fingerprint",
+                "write 64 hex digits, e.g. from `openssl x509 -noout -fingerprint -sha256`",
+            ));
+        }
+    }
+    if let Some(subject) = subject {
+        out.push(Pin::Subject(subject.clone()));
+    }
+    if certificate.is_none() && sha256.is_none() && subject.is_none() {
+        errors.push(config.error(
+            at("certificate"),
+            format!("{kind} {id:?} has no certificate, certificate_sha256 or subject"),
+            format!("set one of them so the gateway can recognise the {kind}"),
+        ));
+    }
+    out
+}
+
 /// Loads and checks everything; returns all problems at once.
 pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let mut errors: Vec<ConfigError> = Vec::new();
@@ -453,100 +508,40 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
             leistungen: patterns(&p.leistungen, "leistungen", &mut errors),
             destinations: patterns(&p.destinations, "destinations", &mut errors),
         });
-        let mut pinned = false;
-        if let Some(path) = &p.certificate {
-            match read(path).and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()))
-            {
-                Ok(c) => {
-                    portals
-                        .by_fingerprint
-                        .insert(c.sha256_hex(), portal.clone());
-                    pinned = true;
-                }
-                Err(e) => errors.push(config.error(
-                    at("certificate"),
-                    e,
-                    "give the portal's client certificate as PEM",
-                )),
-            }
-        }
-        if let Some(fp) = &p.certificate_sha256 {
-            let fp = fp.replace(':', "").to_ascii_lowercase();
-            if fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()) {
-                errors.push(config.error(
-                    at("certificate_sha256"),
-                    "not a SHA-256 fingerprint",
-                    "write 64 hex digits, e.g. from `openssl x509 -noout -fingerprint -sha256`",
-                ));
-            } else {
-                portals.by_fingerprint.insert(fp, portal.clone());
-                pinned = true;
-            }
-        }
-        if let Some(subject) = &p.subject {
-            portals.by_subject.insert(subject.clone(), portal.clone());
-            pinned = true;
-        }
-        if !pinned {
-            errors.push(config.error(
-                at("certificate"),
-                format!(
-                    "portal {:?} has no certificate, certificate_sha256 or subject",
-                    p.id
-                ),
-                "set one of them so the gateway can recognise the portal",
-            ));
+        for pin in pins(
+            &config,
+            "portal",
+            &p.id,
+            &at,
+            &p.certificate,
+            &p.certificate_sha256,
+            &p.subject,
+            &mut errors,
+        ) {
+            match pin {
+                Pin::Fingerprint(fp) => portals.by_fingerprint.insert(fp, portal.clone()),
+                Pin::Subject(subject) => portals.by_subject.insert(subject, portal.clone()),
+            };
         }
     }
 
     for (i, o) in config.operators.iter().enumerate() {
         let at = |k: &str| format!("operators[{i}].{k}");
         let id: Arc<str> = Arc::from(o.id.as_str());
-        let mut pinned = false;
-        if let Some(path) = &o.certificate {
-            match read(path).and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()))
-            {
-                Ok(c) => {
-                    portals
-                        .operators_by_fingerprint
-                        .insert(c.sha256_hex(), id.clone());
-                    pinned = true;
-                }
-                Err(e) => errors.push(config.error(
-                    at("certificate"),
-                    e,
-                    "give the operator's client certificate as PEM",
-                )),
-            }
-        }
-        if let Some(fp) = &o.certificate_sha256 {
-            let fp = fp.replace(':', "").to_ascii_lowercase();
-            if fp.len() == 64 && fp.chars().all(|c| c.is_ascii_hexdigit()) {
-                portals.operators_by_fingerprint.insert(fp, id.clone());
-                pinned = true;
-            } else {
-                errors.push(config.error(
-                    at("certificate_sha256"),
-                    "not a SHA-256 fingerprint",
-                    "write 64 hex digits",
-                ));
-            }
-        }
-        if let Some(subject) = &o.subject {
-            portals
-                .operators_by_subject
-                .insert(subject.clone(), id.clone());
-            pinned = true;
-        }
-        if !pinned {
-            errors.push(config.error(
-                at("certificate"),
-                format!(
-                    "operator {:?} has no certificate, certificate_sha256 or subject",
-                    o.id
-                ),
-                "set one of them",
-            ));
+        for pin in pins(
+            &config,
+            "operator",
+            &o.id,
+            &at,
+            &o.certificate,
+            &o.certificate_sha256,
+            &o.subject,
+            &mut errors,
+        ) {
+            match pin {
+                Pin::Fingerprint(fp) => portals.operators_by_fingerprint.insert(fp, id.clone()),
+                Pin::Subject(subject) => portals.operators_by_subject.insert(subject, id.clone()),
+            };
         }
     }
 
