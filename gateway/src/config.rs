@@ -289,7 +289,8 @@ pub struct OperatorConfig {
 pub struct LeistungConfig {
     /// Human-readable name (for operators).
     pub name: String,
-    /// JSON Schema the data part must match (JSON data only).
+    /// Schema the data part must match: a JSON Schema (`.json`, for JSON data) or an
+    /// XML Schema (`.xsd`, for XML data; includes are resolved relative to the file).
     #[serde(default)]
     pub schema: Option<PathBuf>,
 }

@@ -162,6 +162,7 @@ impl Gateway {
             pipeline,
             limits: cfg.ingest.limits.clone(),
             schemas: setup.schemas.clone(),
+            xsds: setup.xsds.clone(),
             metrics: metrics.clone(),
         });
         let ingest_task = tokio::spawn(serve_ingest(

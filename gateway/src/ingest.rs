@@ -32,6 +32,7 @@ pub struct Ingest {
     pub pipeline: Arc<Pipeline>,
     pub limits: Limits,
     pub schemas: std::collections::HashMap<String, Arc<jsonschema::Validator>>,
+    pub xsds: std::collections::HashMap<String, Arc<crate::xsd::XsdSchema>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -502,8 +503,32 @@ impl Ingest {
                     ),
                 ));
             }
-            validate::check_xml(&data.data, self.limits.max_xml_depth).map_err(to_problem)
+            validate::check_xml(&data.data, self.limits.max_xml_depth).map_err(to_problem)?;
+            match self.xsds.get(&md.leistung) {
+                // Only the position and libxml2's error code: its messages may quote the data.
+                Some(xsd) => xsd.validate(&data.data).map_err(|(code, line)| {
+                    Problem::new(
+                        422,
+                        "schema-violation",
+                        format!(
+                            "data does not match the XML Schema of Leistung {} at line {line} (libxml2 error {code})",
+                            md.leistung
+                        ),
+                    )
+                }),
+                None => Ok(()),
+            }
         } else if mt == "application/json" || mt.ends_with("+json") {
+            if self.xsds.contains_key(&md.leistung) {
+                return Err(Problem::new(
+                    415,
+                    "unsupported-media-type",
+                    format!(
+                        "Leistung {} expects XML data matching its XML Schema, not JSON",
+                        md.leistung
+                    ),
+                ));
+            }
             let value = validate::check_json(&data.data, self.limits.max_json_depth, "data")
                 .map_err(to_problem)?;
             match schema {

@@ -36,3 +36,4 @@ pub mod setup;
 pub mod store;
 pub mod tls;
 pub mod validate;
+pub mod xsd;

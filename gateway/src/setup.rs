@@ -77,6 +77,8 @@ pub struct Setup {
     pub deliveries: Vec<Arc<TargetRuntime>>,
     pub seal: Arc<SealKey>,
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
+    /// XML Schemas by Leistung (XML data).
+    pub xsds: HashMap<String, Arc<crate::xsd::XsdSchema>>,
     pub ingest_tls: Arc<rustls::ServerConfig>,
     pub peer_check: PeerCheck,
     /// Certificates whose expiry is watched (log warnings, metrics).
@@ -546,6 +548,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     }
 
     let mut schemas = HashMap::new();
+    let mut xsds = HashMap::new();
     for (leistung, l) in &config.leistungen {
         let Some(path) = &l.schema else { continue };
         let key = format!("leistungen.{leistung}.schema");
@@ -553,11 +556,16 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("xsd"))
         {
-            errors.push(config.error(
-                key,
-                format!("{} is an XSD; XSD validation is not supported yet", path.display()),
-                "remove the schema (XML data is still checked for safety and well-formedness) or give a JSON Schema for JSON data",
-            ));
+            match crate::xsd::XsdSchema::load(path) {
+                Ok(x) => {
+                    xsds.insert(leistung.clone(), Arc::new(x));
+                }
+                Err(e) => errors.push(config.error(
+                    key,
+                    e,
+                    "give an XML Schema (.xsd) that libxml2 can compile",
+                )),
+            }
             continue;
         }
         let schema = read(path).and_then(|b| {
@@ -578,7 +586,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
             Err(e) => errors.push(config.error(
                 key,
                 e,
-                "give a JSON Schema file (XSD is not supported yet)",
+                "give a JSON Schema (.json) or an XML Schema (.xsd) file",
             )),
         }
     }
@@ -595,6 +603,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 deliveries,
                 seal,
                 schemas,
+                xsds,
                 ingest_tls,
                 peer_check,
                 watched,

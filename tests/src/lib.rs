@@ -161,6 +161,10 @@ pub fn test_config(o: &Options) -> TestConfig {
         .join("schemas/examples/hundesteuer.schema.json")
         .display()
         .to_string();
+    let xsd = repo()
+        .join("schemas/examples/meldebescheinigung.xsd")
+        .display()
+        .to_string();
     let text = format!(
         r#"
 [store]
@@ -193,7 +197,7 @@ level = "warn"
 [[portals]]
 id = "portal-demo"
 certificate = "{portal}"
-leistungen = ["99050012104000", "99115005001000", "99999999999999", "99888888888888"]
+leistungen = ["99050012104000", "99115005001000", "99999999999999", "99888888888888", "99777777777777"]
 
 [[operators]]
 id = "operator-demo"
@@ -208,6 +212,10 @@ destinations = ["05*"]
 [leistungen.99050012104000]
 name = "Hundesteuer Anmeldung (example)"
 schema = "{schema}"
+
+[leistungen.99777777777777]
+name = "XSD example"
+schema = "{xsd}"
 
 [delivery]
 {delivery}
@@ -227,6 +235,10 @@ targets = ["fachverfahren-demo"]
 [[routes]]
 leistung = "99115005001000"
 targets = ["dms-demo", "fachverfahren-demo"]
+
+[[routes]]
+leistung = "99777777777777"
+targets = ["dms-demo"]
 {amqp}
 "#,
         data_dir = data_dir.display(),

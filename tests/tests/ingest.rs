@@ -286,6 +286,15 @@ async fn refusals_are_precise_counted_and_leave_no_trace() {
         "schema-violation",
         send(portal.clone(), schema_bad).await,
     ));
+    let mut xsd_bad = plain.clone();
+    xsd_bad.leistung = "99777777777777".into();
+    xsd_bad.data = format!("<antrag xmlns=\"urn:example:meldebescheinigung\">\n<zweck>{MARKER}</zweck>\n<anzahl>{MARKER}</anzahl>\n</antrag>").into_bytes();
+    cases.push((
+        "XSD-invalid XML data",
+        422,
+        "schema-violation",
+        send(portal.clone(), xsd_bad).await,
+    ));
     let no_data = Form::new().part("metadata", metadata_part("99115005001000"));
     cases.push((
         "missing data part",
