@@ -135,18 +135,8 @@ enum Command {
         /// Idempotency-Key header: resending with the same key is safe.
         #[arg(long)]
         idempotency_key: Option<String>,
-        /// Gateway base URL.
-        #[arg(long, default_value = "https://localhost:8443")]
-        url: String,
-        /// Portal client certificate.
-        #[arg(long, default_value = "certs-example/portal.pem")]
-        cert: PathBuf,
-        /// Portal client key.
-        #[arg(long, default_value = "certs-example/portal.key")]
-        key: PathBuf,
-        /// CA of the gateway's server certificate.
-        #[arg(long, default_value = "certs-example/ca.pem")]
-        ca: PathBuf,
+        #[command(flatten)]
+        portal: PortalArgs,
     },
     /// Open an envelope as a recipient: decrypt, verify the seal and every hash, write the parts.
     Open {
@@ -190,15 +180,46 @@ enum Command {
     Status {
         /// Submission id.
         id: String,
-        #[arg(long, default_value = "https://localhost:8443")]
-        url: String,
-        #[arg(long, default_value = "certs-example/portal.pem")]
-        cert: PathBuf,
-        #[arg(long, default_value = "certs-example/portal.key")]
-        key: PathBuf,
-        #[arg(long, default_value = "certs-example/ca.pem")]
-        ca: PathBuf,
+        #[command(flatten)]
+        portal: PortalArgs,
     },
+}
+
+/// How a portal reaches the gateway (defaults: the local daemon and the demo portal).
+#[derive(clap::Args)]
+struct PortalArgs {
+    /// Gateway base URL.
+    #[arg(long, default_value = "https://localhost:8443")]
+    url: String,
+    /// Portal client certificate.
+    #[arg(long, default_value = "certs-example/portal.pem")]
+    cert: PathBuf,
+    /// Portal client key.
+    #[arg(long, default_value = "certs-example/portal.key")]
+    key: PathBuf,
+    /// CA of the gateway's server certificate.
+    #[arg(long, default_value = "certs-example/ca.pem")]
+    ca: PathBuf,
+}
+
+impl PortalArgs {
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        tls_client(&self.cert, &self.key, &self.ca)
+    }
+}
+
+/// An HTTPS client presenting `cert`/`key` and trusting `ca`.
+fn tls_client(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    ca: &std::path::Path,
+) -> anyhow::Result<reqwest::Client> {
+    client::http_client(&PortalIdentity {
+        cert: cert.into(),
+        key: key.into(),
+        ca: ca.into(),
+    })
+    .map_err(anyhow::Error::msg)
 }
 
 /// How an operator reaches the gateway.
@@ -217,12 +238,7 @@ struct OperatorArgs {
 
 impl OperatorArgs {
     fn client(&self) -> anyhow::Result<reqwest::Client> {
-        client::http_client(&PortalIdentity {
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-            ca: self.ca.clone(),
-        })
-        .map_err(anyhow::Error::msg)
+        tls_client(&self.cert, &self.key, &self.ca)
     }
 }
 
@@ -488,10 +504,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             attachments,
             reference,
             idempotency_key,
-            url,
-            cert,
-            key,
-            ca,
+            portal,
         } => {
             let read =
                 |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
@@ -514,11 +527,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 req.attachments
                     .push((name, client::guess_media_type(a).to_owned(), read(a)?));
             }
-            let http = client::http_client(&PortalIdentity { cert, key, ca })
-                .map_err(anyhow::Error::msg)?;
+            let http = portal.client()?;
+            let url = &portal.url;
             let runtime = tokio::runtime::Runtime::new()?;
             let answer = runtime
-                .block_on(client::submit(&http, &url, &req))
+                .block_on(client::submit(&http, url, &req))
                 .with_context(|| format!("sending to {url} (is the daemon running?)"))?;
             println!("{}", serde_json::to_string_pretty(&answer.body)?);
             Ok(if answer.status == 202 {
@@ -564,15 +577,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cert,
             out,
         } => open_envelope(&envelope, &key, &trust, cert.as_deref(), out.as_deref()),
-        Command::Status {
-            id,
-            url,
-            cert,
-            key,
-            ca,
-        } => {
-            let http = client::http_client(&PortalIdentity { cert, key, ca })
-                .map_err(anyhow::Error::msg)?;
+        Command::Status { id, portal } => {
+            let http = portal.client()?;
+            let url = &portal.url;
             let runtime = tokio::runtime::Runtime::new()?;
             let answer = runtime.block_on(client::status(
                 &http,

@@ -82,34 +82,8 @@ impl Gateway {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(data_dir, *group_commit_max)?);
 
         let cfg = &setup.config;
-        let ingest_listener = TcpListener::bind(cfg.ingest.listen)
-            .await
-            .map_err(|source| DaemonError::Bind {
-                what: "ingest",
-                addr: cfg.ingest.listen,
-                source,
-            })?;
-        let admin_listener = TcpListener::bind(cfg.admin.listen)
-            .await
-            .map_err(|source| DaemonError::Bind {
-                what: "admin",
-                addr: cfg.admin.listen,
-                source,
-            })?;
-        let ingest_addr = ingest_listener
-            .local_addr()
-            .map_err(|source| DaemonError::Bind {
-                what: "ingest",
-                addr: cfg.ingest.listen,
-                source,
-            })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|source| DaemonError::Bind {
-                what: "admin",
-                addr: cfg.admin.listen,
-                source,
-            })?;
+        let (ingest_listener, ingest_addr) = bind("ingest", cfg.ingest.listen).await?;
+        let (admin_listener, admin_addr) = bind("admin", cfg.admin.listen).await?;
         let public_url = cfg
             .ingest
             .public_url
@@ -213,6 +187,17 @@ impl Gateway {
         tracing::info!("ozg-gateway stopped");
         Ok(())
     }
+}
+
+/// Binds a listener and reads back its address (port 0 picks a free one).
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let err = |source| DaemonError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let bound = listener.local_addr().map_err(err)?;
+    Ok((listener, bound))
 }
 
 async fn serve_ingest(
