@@ -2,7 +2,6 @@
 //! and the load generator use to talk to the ingest API like a portal does).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Media type by file extension, for the client's convenience.
 pub fn guess_media_type(path: &Path) -> &'static str {
@@ -112,6 +111,3 @@ pub async fn status(client: &reqwest::Client, url: &str) -> Result<SubmitAnswer,
     let body = resp.json().await.unwrap_or(serde_json::Value::Null);
     Ok(SubmitAnswer { status, body })
 }
-
-/// Shared for callers that need one client across tasks.
-pub type SharedClient = Arc<reqwest::Client>;

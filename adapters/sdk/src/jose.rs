@@ -15,7 +15,6 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::keys::{
     Certificate, KeyError, PublicKey, RecipientCert, RecipientPrivateKey, SealKey, TrustAnchors,
@@ -156,15 +155,6 @@ pub fn verify(
         payload: unb64(p, "JWS payload")?,
         signer,
     })
-}
-
-/// Reads a JWS payload without verifying it (for display only, never for trust).
-pub fn peek_payload(jws: &str) -> Result<Vec<u8>, JoseError> {
-    let p = jws
-        .split('.')
-        .nth(1)
-        .ok_or(JoseError::Malformed("JWS", 3))?;
-    unb64(p, "JWS payload")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -359,10 +349,4 @@ pub fn decrypt(jwe: &str, key: &RecipientPrivateKey) -> Result<Decrypted, JoseEr
         cty: header.cty,
         plaintext: buf,
     })
-}
-
-/// Reads the protected header of a compact JWE or JWS (no verification).
-pub fn peek_header(compact: &str) -> Result<Value, JoseError> {
-    let h = compact.split('.').next().unwrap_or_default();
-    serde_json::from_slice(&unb64(h, "header")?).map_err(|e| JoseError::Header(e.to_string()))
 }
