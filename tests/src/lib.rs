@@ -280,6 +280,19 @@ targets = ["dms-demo"]
     }
 }
 
+/// Starts a scripted receiver and the daemon with `fachverfahren-demo` pointing at it.
+pub async fn start_with_receiver(
+    mode: receiver::Mode,
+) -> (receiver::Receiver, TestConfig, Gateway) {
+    let rx = receiver::Receiver::start(mode).await;
+    let (tc, gw) = start(&Options {
+        receiver_url: rx.url(),
+        ..Default::default()
+    })
+    .await;
+    (rx, tc, gw)
+}
+
 /// Starts the daemon in-process on free ports.
 pub async fn start(o: &Options) -> (TestConfig, Gateway) {
     let tc = test_config(o);

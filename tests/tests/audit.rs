@@ -16,12 +16,7 @@ const FILE_NAME: &str = "Geheimer-Dateiname.pdf";
 /// Runs the daemon for a few submissions, stops it (a final checkpoint is signed)
 /// and returns its config and the submission ids.
 async fn a_real_log() -> (TestConfig, Vec<String>, Receiver) {
-    let receiver = Receiver::start(Mode::Accept).await;
-    let (tc, gw) = start(&Options {
-        receiver_url: receiver.url(),
-        ..Default::default()
-    })
-    .await;
+    let (receiver, tc, gw) = start_with_receiver(Mode::Accept).await;
     let mut ids = Vec::new();
     for n in 0..3 {
         let req = SubmitRequest {
@@ -325,12 +320,7 @@ async fn retention_deletes_sealed_parts_but_keeps_the_audit_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
-    let receiver = Receiver::start(Mode::Status(422, None)).await;
-    let (tc, gw) = start(&Options {
-        receiver_url: receiver.url(),
-        ..Default::default()
-    })
-    .await;
+    let (receiver, tc, gw) = start_with_receiver(Mode::Status(422, None)).await;
     let port = gw.ingest_addr.port();
     let mut ids = Vec::new();
     for n in 0..2 {

@@ -180,12 +180,7 @@ async fn a_receiver_that_is_down_gets_it_after_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_receiver_times_out_and_is_retried() {
-    let receiver = Receiver::start(Mode::Hang).await;
-    let (_tc, gw) = start(&Options {
-        receiver_url: receiver.url(),
-        ..Default::default()
-    })
-    .await;
+    let (receiver, _tc, gw) = start_with_receiver(Mode::Hang).await;
     let id = submit(&gw, &melde(1)).await;
     let d = eventually(Duration::from_secs(15), "a timed-out attempt", || async {
         let s = gw.store.submission(&id).await.unwrap().unwrap();
@@ -212,12 +207,7 @@ async fn a_hanging_receiver_times_out_and_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_error_parks_at_once() {
-    let receiver = Receiver::start(Mode::Status(422, None)).await;
-    let (_tc, gw) = start(&Options {
-        receiver_url: receiver.url(),
-        ..Default::default()
-    })
-    .await;
+    let (receiver, _tc, gw) = start_with_receiver(Mode::Status(422, None)).await;
     let id = submit(&gw, &melde(1)).await;
     wait_state(
         &gw,
@@ -249,12 +239,7 @@ async fn a_client_error_parks_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_target_does_not_slow_a_healthy_one() {
     // fachverfahren-demo hangs on every request and occupies all its slots; dms-demo must not care.
-    let receiver = Receiver::start(Mode::Hang).await;
-    let (tc, gw) = start(&Options {
-        receiver_url: receiver.url(),
-        ..Default::default()
-    })
-    .await;
+    let (_receiver, tc, gw) = start_with_receiver(Mode::Hang).await;
     let mut ids = Vec::new();
     for n in 0..40 {
         ids.push(submit(&gw, &melde(n)).await);

@@ -180,7 +180,7 @@ impl Done {
     }
 
     fn fail(self, msg: &str) {
-        let e = || StoreError::Corrupt(format!("commit failed: {msg}"));
+        let e = || StoreError::CommitFailed(msg.to_owned());
         match self {
             Done::Operated(r, _) => drop(r.send(Err(e()))),
             Done::Count(r, _) => drop(r.send(Err(e()))),
@@ -912,6 +912,29 @@ fn read_submission(conn: &Connection, id: &str) -> Result<Option<SubmissionStatu
 }
 
 impl EmbeddedStore {
+    /// Queues an operation for the writer and waits for its durable result.
+    async fn request<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(op(reply)).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a query on the read connection, off the async threads.
+    fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+                query(&conn)
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
     async fn send(&self, op: Op) -> Result<(), StoreError> {
         let tx = self
             .tx
@@ -925,57 +948,36 @@ impl EmbeddedStore {
 
 impl Store for EmbeddedStore {
     fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted> {
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.send(Op::Accept(submission, reply)).await?;
-            answer.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.request(move |reply| Op::Accept(submission, reply)))
     }
 
     fn claim(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claimed>> {
         let target = target.to_owned();
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.send(Op::Claim {
-                target,
-                now_ms,
-                limit,
-                reply,
-            })
-            .await?;
-            answer.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.request(move |reply| Op::Claim {
+            target,
+            now_ms,
+            limit,
+            reply,
+        }))
     }
 
     fn record(&self, message_id: &str, outcome: Recorded, now_ms: i64) -> StoreFuture<'_, ()> {
         let message_id = message_id.to_owned();
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.send(Op::Record {
-                message_id,
-                outcome,
-                now_ms,
-                reply,
-            })
-            .await?;
-            answer.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.request(move |reply| Op::Record {
+            message_id,
+            outcome,
+            now_ms,
+            reply,
+        }))
     }
 
     fn release(&self, message_ids: Vec<String>) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.send(Op::Release { message_ids, reply }).await?;
-            answer.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.request(move |reply| Op::Release { message_ids, reply }))
     }
 
     fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>> {
         let target = target.to_owned();
-        let reader = self.reader.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+        self.read(move |conn| {
                 let mut due: Option<i64> = None;
                 for state in ["retry_wait", "pending"] {
                     let d: Option<i64> = conn
@@ -987,126 +989,71 @@ impl Store for EmbeddedStore {
                     };
                 }
                 Ok(due)
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
         })
     }
 
     fn queue_depths(&self) -> StoreFuture<'_, Vec<QueueDepth>> {
-        let reader = self.reader.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-                let mut stmt = conn.prepare_cached(
-                    "SELECT target, state, COUNT(*) FROM deliveries GROUP BY target, state",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, u64>(2)?,
-                    ))
-                })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (target, state, count) = row?;
-                    if let Some(state) = DeliveryState::parse(&state) {
-                        out.push(QueueDepth {
-                            target,
-                            state,
-                            count,
-                        });
-                    }
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT target, state, COUNT(*) FROM deliveries GROUP BY target, state",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u64>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (target, state, count) = row?;
+                if let Some(state) = DeliveryState::parse(&state) {
+                    out.push(QueueDepth {
+                        target,
+                        state,
+                        count,
+                    });
                 }
-                Ok(out)
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
+            }
+            Ok(out)
         })
     }
 
     fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>> {
         let id = id.to_owned();
-        let reader = self.reader.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-                read_submission(&conn, &id)
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
-        })
+        self.read(move |conn| read_submission(conn, &id))
     }
 
     fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
         let id = message_id.to_owned();
-        let reader = self.reader.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-                let body = conn
-                    .prepare_cached("SELECT body FROM envelopes WHERE message_id = ?1")?
-                    .query_row(params![id], |r| r.get(0))
-                    .optional()?;
-                Ok(body)
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
+        self.read(move |conn| {
+            let body = conn
+                .prepare_cached("SELECT body FROM envelopes WHERE message_id = ?1")?
+                .query_row(params![id], |r| r.get(0))
+                .optional()?;
+            Ok(body)
         })
     }
 
     fn audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.send(Op::Audit(event, reply)).await?;
-            answer.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.request(move |reply| Op::Audit(event, reply)))
     }
 
     fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.send(Op::Checkpoint(checkpoint, reply)).await?;
-            answer.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.request(move |reply| Op::Checkpoint(checkpoint, reply)))
     }
 
     fn trace(&self, submission_id: &str) -> StoreFuture<'_, Vec<AuditRecord>> {
         let id = submission_id.to_owned();
-        let reader = self.reader.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-                read_trace(&conn, &id)
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
-        })
+        self.read(move |conn| read_trace(conn, &id))
     }
 
     fn audit_head(&self) -> StoreFuture<'_, Head> {
-        let reader = self.reader.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-                Head::load(&conn)
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
-        })
+        self.read(Head::load)
     }
 
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
-        let reader = self.reader.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-                Ok(read_checkpoints(&conn)?.pop())
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
-        })
+        self.read(move |conn| Ok(read_checkpoints(conn)?.pop()))
     }
 
     fn operate(
@@ -1116,17 +1063,12 @@ impl Store for EmbeddedStore {
         operator: &str,
     ) -> StoreFuture<'_, Operated> {
         let (message_id, operator) = (message_id.to_owned(), operator.to_owned());
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.send(Op::Operate {
-                message_id,
-                action,
-                operator,
-                reply,
-            })
-            .await?;
-            answer.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.request(move |reply| Op::Operate {
+            message_id,
+            action,
+            operator,
+            reply,
+        }))
     }
 
     fn deliveries(
@@ -1136,10 +1078,7 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> StoreFuture<'_, Vec<DeliveryRow>> {
         let target = target.map(str::to_owned);
-        let reader = self.reader.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+        self.read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT message_id, submission_id, target, attempts, last_error, updated_at FROM deliveries
                      WHERE state = ?1 AND (?2 IS NULL OR target = ?2) ORDER BY updated_ms LIMIT ?3",
@@ -1156,18 +1095,11 @@ impl Store for EmbeddedStore {
                     })
                 })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
         })
     }
 
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.send(Op::Purge(purge, reply)).await?;
-            answer.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.request(move |reply| Op::Purge(purge, reply)))
     }
 
     fn stats(&self) -> StoreStats {

@@ -256,6 +256,8 @@ pub enum StoreError {
     Locked(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("the write could not be committed ({0}); nothing of it was stored — check disk space and the data directory")]
+    CommitFailed(String),
 }
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
