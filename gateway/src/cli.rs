@@ -339,10 +339,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             init_logging(setup.config.log.format, &setup.config.log.level);
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(crate::daemon::run(
-                setup,
-                crate::daemon::termination_signal(),
-            ))?;
+            runtime.block_on(async {
+                let signal = crate::daemon::termination_signal();
+                crate::daemon::run(setup, signal).await
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
@@ -479,11 +479,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 let runtime = tokio::runtime::Runtime::new()?;
                 runtime
-                    .block_on(crate::bench::bare_https(
-                        &setup,
-                        listen,
-                        crate::daemon::termination_signal(),
-                    ))
+                    .block_on(async {
+                        let signal = crate::daemon::termination_signal();
+                        crate::bench::bare_https(&setup, listen, signal).await
+                    })
                     .map_err(anyhow::Error::msg)?;
                 Ok(ExitCode::SUCCESS)
             }
@@ -555,19 +554,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if accept_only { "warn" } else { "info" },
             );
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(crate::demo_receiver::run(
-                crate::demo_receiver::ReceiverOptions {
-                    listen,
-                    tls_cert,
-                    tls_key,
-                    key,
-                    cert: Some(cert),
-                    trust,
-                    out,
-                    accept_only,
-                },
-                crate::daemon::termination_signal(),
-            ))?;
+            let options = crate::demo_receiver::ReceiverOptions {
+                listen,
+                tls_cert,
+                tls_key,
+                key,
+                cert: Some(cert),
+                trust,
+                out,
+                accept_only,
+            };
+            runtime.block_on(async {
+                let signal = crate::daemon::termination_signal();
+                crate::demo_receiver::run(options, signal).await
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Open {
