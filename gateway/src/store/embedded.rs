@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     destination  TEXT NOT NULL,
     received_at  TEXT NOT NULL,
     response     TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     message_id      TEXT PRIMARY KEY,
     submission_id   TEXT NOT NULL REFERENCES submissions(id),
@@ -90,7 +90,7 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_atte
 CREATE TABLE IF NOT EXISTS envelopes (
     message_id  TEXT PRIMARY KEY REFERENCES deliveries(message_id),
     body        BLOB NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq           INTEGER PRIMARY KEY,
     submission_id TEXT,
@@ -111,8 +111,66 @@ CREATE TABLE IF NOT EXISTS idempotency (
     submission_id TEXT NOT NULL,
     PRIMARY KEY (portal, key)
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 ";
+
+/// Schema version 1 kept `submissions` and `envelopes` as WITHOUT ROWID tables.
+/// Their rows (a 202 body of ~1 KiB, an envelope of 12 KiB and more) overflow the
+/// b-tree page, and SQLite then reads a row's whole payload for every key
+/// comparison while searching such a tree: inserting and reading envelopes cost
+/// far more than the bytes. Version 2 keeps them in rowid tables (key lookups go
+/// through the small primary-key index). The copy runs in one transaction: a
+/// crash during it leaves version 1 as it was.
+const MIGRATE_1_TO_2: &str = "
+CREATE TABLE submissions_v2 (
+    id           TEXT PRIMARY KEY,
+    portal       TEXT NOT NULL,
+    leistung     TEXT NOT NULL,
+    destination  TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    response     TEXT NOT NULL
+);
+INSERT INTO submissions_v2 SELECT id, portal, leistung, destination, received_at, response FROM submissions;
+DROP TABLE submissions;
+ALTER TABLE submissions_v2 RENAME TO submissions;
+CREATE TABLE envelopes_v2 (
+    message_id  TEXT PRIMARY KEY REFERENCES deliveries(message_id),
+    body        BLOB NOT NULL
+);
+INSERT INTO envelopes_v2 SELECT message_id, body FROM envelopes;
+DROP TABLE envelopes;
+ALTER TABLE envelopes_v2 RENAME TO envelopes;
+PRAGMA user_version = 2;
+";
+
+/// Brings a store of an earlier schema version to the current one.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 1 {
+        tracing::info!("migrating the store from schema version 1 to 2");
+        // Tables are replaced while other tables refer to them: foreign keys are
+        // checked once at the end instead of on every step.
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(MIGRATE_1_TO_2)?;
+        let violations: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if violations > 0 {
+            return Err(StoreError::Corrupt(format!(
+                "{violations} foreign key violation(s) after migrating to schema version 2; nothing was changed"
+            )));
+        }
+        tx.commit()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+    } else if version > 2 {
+        return Err(StoreError::Corrupt(format!(
+            "the store has schema version {version}, newer than this gateway (2): run the newer version"
+        )));
+    }
+    Ok(())
+}
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -212,6 +270,9 @@ fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreErr
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // 32 MiB of page cache per connection (SQLite's default is 2 MiB): the
+    // b-tree interior pages of a large backlog stay in memory.
+    conn.pragma_update(None, "cache_size", -32768)?;
     Ok(conn)
 }
 
@@ -238,6 +299,7 @@ impl EmbeddedStore {
         writer.pragma_update(None, "synchronous", "FULL")?;
         // Savepoints (one per operation in a group) journal into memory, not a temp file.
         writer.pragma_update(None, "temp_store", "MEMORY")?;
+        migrate(&mut writer)?;
         writer.execute_batch(SCHEMA)?;
         let mut head = Head::load(&writer)?;
         let recovered = recover_in_flight(&mut writer, &mut head)?;
@@ -1349,6 +1411,56 @@ mod tests {
             head.seq, 6,
             "2 x (received, sealed), attempt_failed, recovered"
         );
+    }
+
+    #[tokio::test]
+    async fn a_version_1_store_is_migrated_without_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        store.accept(sub("a", None)).await.unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        // Turn it back into what version 1 wrote: WITHOUT ROWID tables.
+        let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             BEGIN;
+             CREATE TABLE s1 (id TEXT PRIMARY KEY, portal TEXT NOT NULL, leistung TEXT NOT NULL,
+                 destination TEXT NOT NULL, received_at TEXT NOT NULL, response TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO s1 SELECT * FROM submissions; DROP TABLE submissions;
+             ALTER TABLE s1 RENAME TO submissions;
+             CREATE TABLE e1 (message_id TEXT PRIMARY KEY REFERENCES deliveries(message_id),
+                 body BLOB NOT NULL) WITHOUT ROWID;
+             INSERT INTO e1 SELECT * FROM envelopes; DROP TABLE envelopes;
+             ALTER TABLE e1 RENAME TO envelopes;
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        let a = store.submission("a").await.unwrap().unwrap();
+        assert_eq!(a.deliveries.len(), 1);
+        assert_eq!(store.envelope("a-m").await.unwrap().unwrap(), b"{}");
+        store.accept(sub("b", None)).await.unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
+        let (version, without_rowid): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version),
+                        (SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%WITHOUT ROWID%')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (version, without_rowid),
+            (2, 1),
+            "only idempotency stays WITHOUT ROWID"
+        );
+        let c = counts(dir.path()).unwrap();
+        assert_eq!((c.submissions, c.envelopes), (2, 2));
     }
 
     #[test]
