@@ -156,7 +156,9 @@ pub fn build_envelope(
     recipient: &RecipientCert,
 ) -> Result<Envelope, JoseError> {
     debug_assert_eq!(parts.len(), manifest.parts.len());
-    let manifest_jwe = jose::encrypt(recipient, CTY_MANIFEST, sealed_manifest.as_bytes())?;
+    // One key establishment for the whole envelope (see `jose::ContentKey`).
+    let key = jose::ContentKey::new(recipient)?;
+    let manifest_jwe = key.encrypt(CTY_MANIFEST, sealed_manifest.as_bytes())?;
     let parts = manifest
         .parts
         .iter()
@@ -164,7 +166,7 @@ pub fn build_envelope(
         .map(|(m, data)| {
             Ok(EnvelopePart {
                 id: m.id.clone(),
-                jwe: jose::encrypt(recipient, CTY_PART, data)?,
+                jwe: key.encrypt(CTY_PART, data)?,
             })
         })
         .collect::<Result<Vec<_>, JoseError>>()?;
@@ -244,7 +246,10 @@ pub fn open(
     if env.version != ENVELOPE_VERSION {
         return Err(OpenError::Version(env.version));
     }
-    let jws = jose::decrypt(&env.manifest, key).map_err(OpenError::ManifestDecrypt)?;
+    let mut decryptor = jose::Decryptor::new(key);
+    let jws = decryptor
+        .decrypt(&env.manifest)
+        .map_err(OpenError::ManifestDecrypt)?;
     let jws = String::from_utf8(jws.plaintext)
         .map_err(|_| OpenError::ManifestJson("sealed manifest is not UTF-8".into()))?;
     let verified = jose::verify(&jws, TYP_MANIFEST, trust, now).map_err(OpenError::Seal)?;
@@ -277,7 +282,8 @@ pub fn open(
         let (Some(p), None) = (found.next(), found.next()) else {
             return Err(OpenError::PartMissing(meta.id.clone()));
         };
-        let data = jose::decrypt(&p.jwe, key)
+        let data = decryptor
+            .decrypt(&p.jwe)
             .map_err(|source| OpenError::PartDecrypt {
                 id: meta.id.clone(),
                 source,

@@ -157,7 +157,7 @@ pub fn verify(
     })
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Epk {
     kty: String,
     crv: String,
@@ -196,74 +196,109 @@ fn concat_kdf(z: &[u8]) -> Result<[u8; 32], JoseError> {
     Ok(out)
 }
 
-/// Encrypts `plaintext` as a compact JWE for one recipient certificate.
+/// Encrypts `plaintext` as a compact JWE for one recipient certificate, with a
+/// content key of its own.
 pub fn encrypt(
     recipient: &RecipientCert,
     cty: &str,
     plaintext: &[u8],
 ) -> Result<String, JoseError> {
-    let rng = SystemRandom::new();
-    let mut cek = [0u8; 32];
-    crypto(rng.fill(&mut cek))?;
-    let (alg, epk, encrypted_key) = match recipient.public_key() {
-        PublicKey::Rsa { .. } => {
-            let key = recipient.oaep_key().ok_or(JoseError::Crypto)?;
-            let mut out = vec![0u8; key.ciphertext_size()];
-            let ct = crypto(key.encrypt(&OAEP_SHA256_MGF1SHA256, &cek, &mut out, None))?;
-            let len = ct.len();
-            out.truncate(len);
-            (ALG_RSA, None, out)
-        }
-        PublicKey::EcP256 { point } => {
-            let eph = crypto(EphemeralPrivateKey::generate(&ECDH_P256, &rng))?;
-            let eph_pub = crypto(eph.compute_public_key())?;
-            let eph_point = eph_pub.as_ref();
-            let epk = Epk {
-                kty: "EC".into(),
-                crv: "P-256".into(),
-                x: b64(&eph_point[1..33]),
-                y: b64(&eph_point[33..65]),
-            };
-            let kek = agreement::agree_ephemeral(
-                eph,
-                UnparsedPublicKey::new(&ECDH_P256, point),
-                JoseError::Crypto,
-                concat_kdf,
-            )?;
-            let kek = crypto(KeyEncryptionKey::new(&AES_256, &kek))?;
-            let mut out = [0u8; 40];
-            let wrapped = crypto(kek.wrap(&cek, &mut out))?.to_vec();
-            (ALG_ECDH, Some(epk), wrapped)
-        }
-    };
-    let header = JweHeader {
-        alg: alg.into(),
-        enc: ENC.into(),
-        kid: recipient.kid().to_owned(),
-        cty: cty.into(),
-        epk,
-    };
-    let header_b64 =
-        b64(&serde_json::to_vec(&header).map_err(|e| JoseError::Header(e.to_string()))?);
-    let mut iv = [0u8; NONCE_LEN];
-    crypto(rng.fill(&mut iv))?;
-    let key = LessSafeKey::new(crypto(UnboundKey::new(&AES_256_GCM, &cek))?);
-    let mut buf = plaintext.to_vec();
-    let tag = crypto(key.seal_in_place_separate_tag(
-        Nonce::assume_unique_for_key(iv),
-        Aad::from(header_b64.as_bytes()),
-        &mut buf,
-    ))?;
-    // Encode straight into the output: one allocation for the whole compact form.
-    let mut out = String::with_capacity(
-        header_b64.len() + (buf.len() + encrypted_key.len() + 64) * 4 / 3 + 8,
-    );
-    out.push_str(&header_b64);
-    for piece in [&encrypted_key[..], &iv[..], &buf[..], tag.as_ref()] {
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(piece, &mut out);
+    ContentKey::new(recipient)?.encrypt(cty, plaintext)
+}
+
+/// A content-encryption key for one recipient, established (wrapped with RSA-OAEP
+/// or agreed with ECDH-ES) once and then used for several JWEs: all JWEs of one
+/// envelope carry the same `encrypted_key` (and `epk`), each with its own random
+/// 96-bit IV and its own protected header as AAD. The key-establishment step is
+/// the expensive part (an ECDH or RSA operation); the envelope pays it once instead
+/// of once per part. Every JWE stays a complete compact JWE that any library
+/// decrypts on its own.
+pub struct ContentKey {
+    aead: LessSafeKey,
+    alg: &'static str,
+    kid: String,
+    epk: Option<Epk>,
+    encrypted_key: Vec<u8>,
+    rng: SystemRandom,
+}
+
+impl ContentKey {
+    /// A fresh random key, established for `recipient`.
+    pub fn new(recipient: &RecipientCert) -> Result<Self, JoseError> {
+        let rng = SystemRandom::new();
+        let mut cek = [0u8; 32];
+        crypto(rng.fill(&mut cek))?;
+        let (alg, epk, encrypted_key) = match recipient.public_key() {
+            PublicKey::Rsa { .. } => {
+                let key = recipient.oaep_key().ok_or(JoseError::Crypto)?;
+                let mut out = vec![0u8; key.ciphertext_size()];
+                let ct = crypto(key.encrypt(&OAEP_SHA256_MGF1SHA256, &cek, &mut out, None))?;
+                let len = ct.len();
+                out.truncate(len);
+                (ALG_RSA, None, out)
+            }
+            PublicKey::EcP256 { point } => {
+                let eph = crypto(EphemeralPrivateKey::generate(&ECDH_P256, &rng))?;
+                let eph_pub = crypto(eph.compute_public_key())?;
+                let eph_point = eph_pub.as_ref();
+                let epk = Epk {
+                    kty: "EC".into(),
+                    crv: "P-256".into(),
+                    x: b64(&eph_point[1..33]),
+                    y: b64(&eph_point[33..65]),
+                };
+                let kek = agreement::agree_ephemeral(
+                    eph,
+                    UnparsedPublicKey::new(&ECDH_P256, point),
+                    JoseError::Crypto,
+                    concat_kdf,
+                )?;
+                let kek = crypto(KeyEncryptionKey::new(&AES_256, &kek))?;
+                let mut out = [0u8; 40];
+                let wrapped = crypto(kek.wrap(&cek, &mut out))?.to_vec();
+                (ALG_ECDH, Some(epk), wrapped)
+            }
+        };
+        Ok(ContentKey {
+            aead: LessSafeKey::new(crypto(UnboundKey::new(&AES_256_GCM, &cek))?),
+            alg,
+            kid: recipient.kid().to_owned(),
+            epk,
+            encrypted_key,
+            rng,
+        })
     }
-    Ok(out)
+
+    /// Encrypts `plaintext` as one compact JWE under this key (fresh random IV).
+    pub fn encrypt(&self, cty: &str, plaintext: &[u8]) -> Result<String, JoseError> {
+        let header = JweHeader {
+            alg: self.alg.into(),
+            enc: ENC.into(),
+            kid: self.kid.clone(),
+            cty: cty.into(),
+            epk: self.epk.clone(),
+        };
+        let header_b64 =
+            b64(&serde_json::to_vec(&header).map_err(|e| JoseError::Header(e.to_string()))?);
+        let mut iv = [0u8; NONCE_LEN];
+        crypto(self.rng.fill(&mut iv))?;
+        let mut buf = plaintext.to_vec();
+        let tag = crypto(self.aead.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(header_b64.as_bytes()),
+            &mut buf,
+        ))?;
+        // Encode straight into the output: one allocation for the whole compact form.
+        let mut out = String::with_capacity(
+            header_b64.len() + (buf.len() + self.encrypted_key.len() + 64) * 4 / 3 + 8,
+        );
+        out.push_str(&header_b64);
+        for piece in [&self.encrypted_key[..], &iv[..], &buf[..], tag.as_ref()] {
+            out.push('.');
+            URL_SAFE_NO_PAD.encode_string(piece, &mut out);
+        }
+        Ok(out)
+    }
 }
 
 /// A decrypted JWE: its content type and plaintext.
@@ -274,23 +309,70 @@ pub struct Decrypted {
 
 /// Decrypts a compact JWE with the recipient's private key.
 pub fn decrypt(jwe: &str, key: &RecipientPrivateKey) -> Result<Decrypted, JoseError> {
-    let parts: Vec<&str> = jwe.split('.').collect();
-    let [h, ek, iv, ct, tag] = parts[..] else {
-        return Err(JoseError::Malformed("JWE", 5));
-    };
-    let header: JweHeader = serde_json::from_slice(&unb64(h, "JWE header")?)
-        .map_err(|e| JoseError::Header(e.to_string()))?;
-    if header.enc != ENC {
-        return Err(JoseError::UnsupportedAlg(header.enc));
+    Decryptor::new(key).decrypt(jwe)
+}
+
+/// Decrypts several JWEs with one private key and remembers the last content key
+/// it unwrapped: the JWEs of one envelope share their key establishment (see
+/// [`ContentKey`]), so the private-key operation runs once per envelope.
+pub struct Decryptor<'k> {
+    key: &'k RecipientPrivateKey,
+    /// (alg, epk, encrypted key as sent) → content key.
+    last: Option<(String, Option<Epk>, String, Vec<u8>)>,
+}
+
+impl<'k> Decryptor<'k> {
+    pub fn new(key: &'k RecipientPrivateKey) -> Self {
+        Decryptor { key, last: None }
     }
-    if let Some(kid) = key.kid() {
-        if header.kid != kid {
-            return Err(JoseError::WrongRecipient {
-                expected: kid.to_owned(),
-                found: header.kid,
-            });
+
+    /// Decrypts one compact JWE.
+    pub fn decrypt(&mut self, jwe: &str) -> Result<Decrypted, JoseError> {
+        let key = self.key;
+        let parts: Vec<&str> = jwe.split('.').collect();
+        let [h, ek, iv, ct, tag] = parts[..] else {
+            return Err(JoseError::Malformed("JWE", 5));
+        };
+        let header: JweHeader = serde_json::from_slice(&unb64(h, "JWE header")?)
+            .map_err(|e| JoseError::Header(e.to_string()))?;
+        if header.enc != ENC {
+            return Err(JoseError::UnsupportedAlg(header.enc));
         }
+        if let Some(kid) = key.kid() {
+            if header.kid != kid {
+                return Err(JoseError::WrongRecipient {
+                    expected: kid.to_owned(),
+                    found: header.kid,
+                });
+            }
+        }
+        let cek = match &self.last {
+            Some((alg, epk, last_ek, cek))
+                if *alg == header.alg && *epk == header.epk && last_ek == ek =>
+            {
+                cek.clone()
+            }
+            _ => {
+                let cek = unwrap_cek(&header, ek, key)?;
+                self.last = Some((
+                    header.alg.clone(),
+                    header.epk.clone(),
+                    ek.to_owned(),
+                    cek.clone(),
+                ));
+                cek
+            }
+        };
+        open_content(h, iv, ct, tag, &cek, header.cty)
     }
+}
+
+/// Recovers the content-encryption key of a JWE with the private key.
+fn unwrap_cek(
+    header: &JweHeader,
+    ek: &str,
+    key: &RecipientPrivateKey,
+) -> Result<Vec<u8>, JoseError> {
     let ek = unb64(ek, "JWE encrypted key")?;
     let mut cek = vec![0u8; 512];
     let cek: Vec<u8> = match (&header.alg[..], key) {
@@ -330,12 +412,24 @@ pub fn decrypt(jwe: &str, key: &RecipientPrivateKey) -> Result<Decrypted, JoseEr
     if cek.len() != 32 {
         return Err(JoseError::KeyUnwrap);
     }
+    Ok(cek)
+}
+
+/// Authenticated decryption of a JWE's content with its content key.
+fn open_content(
+    h: &str,
+    iv: &str,
+    ct: &str,
+    tag: &str,
+    cek: &[u8],
+    cty: String,
+) -> Result<Decrypted, JoseError> {
     let iv: [u8; NONCE_LEN] = unb64(iv, "JWE IV")?
         .try_into()
         .map_err(|_| JoseError::Header("IV must be 96 bits".into()))?;
     let mut buf = unb64(ct, "JWE ciphertext")?;
     buf.extend_from_slice(&unb64(tag, "JWE tag")?);
-    let aead = LessSafeKey::new(crypto(UnboundKey::new(&AES_256_GCM, &cek))?);
+    let aead = LessSafeKey::new(crypto(UnboundKey::new(&AES_256_GCM, cek))?);
     let plain = aead
         .open_in_place(
             Nonce::assume_unique_for_key(iv),
@@ -346,7 +440,7 @@ pub fn decrypt(jwe: &str, key: &RecipientPrivateKey) -> Result<Decrypted, JoseEr
     let len = plain.len();
     buf.truncate(len);
     Ok(Decrypted {
-        cty: header.cty,
+        cty,
         plaintext: buf,
     })
 }

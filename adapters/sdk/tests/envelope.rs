@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use ozg_adapter_sdk::envelope::{
     build_envelope, seal_manifest, sha512_hex, EnvelopeHeader, Receipt,
 };
+use ozg_adapter_sdk::jose;
 use ozg_adapter_sdk::keys::Certificate;
 use ozg_adapter_sdk::{
     open, Manifest, ManifestPart, OpenError, RecipientCert, RecipientPrivateKey, SealKey,
@@ -242,4 +243,34 @@ fn part_missing_or_added_is_named() {
         matches!(err, OpenError::PartUnexpected(ref id) if id == "attachment-2"),
         "{err}"
     );
+}
+
+#[test]
+fn an_envelope_establishes_one_key_and_every_jwe_still_opens_alone() {
+    for stem in ["recipient-rsa", "recipient-ec"] {
+        let env = envelope(
+            stem,
+            "s-1",
+            &[("data", DATA), ("attachment-1", b"%PDF-1.7 demo")],
+        );
+        let (_, key) = recipient(stem);
+        let jwes: Vec<&str> = std::iter::once(env.manifest.as_str())
+            .chain(env.parts.iter().map(|p| p.jwe.as_str()))
+            .collect();
+        let segment = |jwe: &str, i: usize| jwe.split('.').nth(i).unwrap().to_owned();
+        // Same encrypted key (and, for EC, the same epk in the header) ...
+        assert!(jwes.iter().all(|j| segment(j, 1) == segment(jwes[0], 1)));
+        // ... but every JWE has its own IV.
+        let mut ivs: Vec<String> = jwes.iter().map(|j| segment(j, 2)).collect();
+        ivs.sort();
+        ivs.dedup();
+        assert_eq!(ivs.len(), jwes.len(), "{stem}: IVs must not repeat");
+        // Each JWE is complete on its own: a library without the shared-key
+        // shortcut opens it.
+        let plain = jose::decrypt(&env.parts[1].jwe, &key).unwrap();
+        assert_eq!(plain.plaintext, b"%PDF-1.7 demo");
+        // Two envelopes never share a key.
+        let other = envelope(stem, "s-2", &[("data", DATA)]);
+        assert_ne!(segment(&other.manifest, 1), segment(jwes[0], 1));
+    }
 }
