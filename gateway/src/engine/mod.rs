@@ -162,6 +162,8 @@ async fn run_target(
         if slots.available_permits() == 0 {
             tokio::select! {
                 Some(h) = done_rx.recv() => apply(h, &mut breaker),
+                // A slot comes free when the target has answered, before the outcome is recorded.
+                Ok(free) = slots.clone().acquire_owned() => drop(free),
                 _ = shutdown.changed() => {}
             }
             continue;
@@ -232,11 +234,10 @@ async fn run_target(
             );
             attempts.spawn(async move {
                 let id = c.message_id.clone();
-                let health = attempt(&t, store.as_ref(), &metrics, c).await;
+                let health = attempt(&t, store.as_ref(), &metrics, c, permit).await;
                 if let Ok(mut set) = in_flight.lock() {
                     set.remove(&id);
                 }
-                drop(permit);
                 let _ = done_tx.send(health);
             });
         }
@@ -263,7 +264,17 @@ async fn run_target(
 }
 
 /// One attempt: deliver, decide, record. Returns what it says about the target's health.
-async fn attempt(t: &TargetRuntime, store: &dyn Store, metrics: &Metrics, c: Claimed) -> Health {
+/// `slot` is the target's concurrency permit: it is given back as soon as the
+/// target has answered, so waiting for the durable record does not keep the
+/// next delivery from going out (the concurrency limit counts requests to the
+/// target, not commits).
+async fn attempt(
+    t: &TargetRuntime,
+    store: &dyn Store,
+    metrics: &Metrics,
+    c: Claimed,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Health {
     let envelope = match store.envelope(&c.message_id).await {
         Ok(Some(e)) => e,
         Ok(None) => {
@@ -297,6 +308,8 @@ async fn attempt(t: &TargetRuntime, store: &dyn Store, metrics: &Metrics, c: Cla
             format!("the attempt took longer than {:?}", t.attempt_timeout),
         ),
     };
+    drop(envelope);
+    drop(slot);
     let now = now_ms();
     let age = Duration::from_millis((now - c.created_at_ms).max(0) as u64);
     let (rec, kind, class, health) = match outcome {
