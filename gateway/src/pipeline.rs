@@ -281,11 +281,13 @@ impl Pipeline {
             };
             let env = build_envelope(header, &manifest, &sealed, &bodies, cert)
                 .map_err(|e| internal("encryption failed", &e))?;
+            let envelope =
+                serde_json::to_vec(&env).map_err(|e| internal("envelope encoding failed", &e))?;
             deliveries.push(NewDelivery {
                 message_id: env.message_id.clone(),
                 target: target.clone(),
-                envelope: serde_json::to_vec(&env)
-                    .map_err(|e| internal("envelope encoding failed", &e))?,
+                envelope_sha256: crate::store::segments::checksum(&envelope),
+                envelope,
             });
         }
         let receipt_sha256 = hex::encode(digest(&SHA256, receipt.as_bytes()));

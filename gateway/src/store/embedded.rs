@@ -7,11 +7,13 @@
 //! <data_dir>/gateway.db      SQLite database (plus gateway.db-wal, gateway.db-shm)
 //!   submissions(id, portal, leistung, destination, received_at, response)
 //!   deliveries(message_id, submission_id, target, state, attempts, next_attempt_at,
-//!              created_at_ms, last_error, receipt, updated_at)
-//!   envelopes(message_id, body)      sealed envelope JSON, encrypted per target
+//!              created_at_ms, last_error, receipt, updated_at,
+//!              segment, env_offset, env_len, env_sha256)   where its envelope lies
 //!   idempotency(portal, key, request_hash, submission_id)
 //!   audit(seq, submission_id, record, hash)      the hash-chained audit log (see `audit`)
 //!   audit_checkpoints(seq, head, ts, jws)        signed checkpoints over the chain
+//! <data_dir>/envelopes/*.seg  the sealed envelopes (JSON, encrypted per target),
+//!                             appended, fsynced before the commit that refers to them (see `segments`)
 //! ```
 //!
 //! Only envelopes are stored: every part and the manifest (with file names,
@@ -22,7 +24,8 @@
 //!
 //! `journal_mode=WAL` with `synchronous=FULL`: a transaction is durable once
 //! `COMMIT` returned, because the WAL is fsynced before. A submission, its
-//! deliveries, envelopes and idempotency key are written in one transaction, so
+//! deliveries, envelope locations and idempotency key are written in one
+//! transaction — after the envelopes themselves were fsynced to their segment — so
 //! after a crash either all of it is there or none of it — and the portal got
 //! its `202` only in the first case. A crash before the fsync loses only
 //! submissions that were never acknowledged.
@@ -53,6 +56,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{AuditEvent, AuditRecord, Head};
+use super::segments::{self, Location, Segments};
 use super::{
     Accepted, Action, Checkpoint, Claimed, DeliveryRow, DeliveryState, DeliveryStatus,
     NewSubmission, Operated, Purge, QueueDepth, Recorded, Store, StoreError, StoreFuture,
@@ -83,14 +87,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error      TEXT,
     receipt         TEXT,
     updated_at      TEXT NOT NULL,
-    updated_ms      INTEGER NOT NULL DEFAULT 0
+    updated_ms      INTEGER NOT NULL DEFAULT 0,
+    segment         INTEGER,
+    env_offset      INTEGER,
+    env_len         INTEGER,
+    env_sha256      BLOB
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
-CREATE TABLE IF NOT EXISTS envelopes (
-    message_id  TEXT PRIMARY KEY REFERENCES deliveries(message_id),
-    body        BLOB NOT NULL
-);
+CREATE INDEX IF NOT EXISTS deliveries_by_segment ON deliveries(segment) WHERE segment IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit (
     seq           INTEGER PRIMARY KEY,
     submission_id TEXT,
@@ -111,7 +116,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     submission_id TEXT NOT NULL,
     PRIMARY KEY (portal, key)
 ) WITHOUT ROWID;
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 ";
 
 /// Schema version 1 kept `submissions` and `envelopes` as WITHOUT ROWID tables.
@@ -143,9 +148,24 @@ ALTER TABLE envelopes_v2 RENAME TO envelopes;
 PRAGMA user_version = 2;
 ";
 
+/// Version 3 moves the envelope bodies out of the database into segment files
+/// (see `segments`); each delivery row keeps where its envelope lies (NULL once
+/// retention or an operator removed it).
+const MIGRATE_2_TO_3: &str = "
+ALTER TABLE deliveries ADD COLUMN segment INTEGER;
+ALTER TABLE deliveries ADD COLUMN env_offset INTEGER;
+ALTER TABLE deliveries ADD COLUMN env_len INTEGER;
+ALTER TABLE deliveries ADD COLUMN env_sha256 BLOB;
+";
+const MIGRATE_2_TO_3_END: &str = "
+DROP TABLE envelopes;
+CREATE INDEX deliveries_by_segment ON deliveries(segment) WHERE segment IS NOT NULL;
+PRAGMA user_version = 3;
+";
+
 /// Brings a store of an earlier schema version to the current one.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), StoreError> {
+    let mut version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version == 1 {
         tracing::info!("migrating the store from schema version 1 to 2");
         // Tables are replaced while other tables refer to them: foreign keys are
@@ -164,9 +184,39 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
         tx.commit()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-    } else if version > 2 {
+        version = 2;
+    }
+    if version == 2 {
+        tracing::info!(
+            "migrating the store from schema version 2 to 3: envelopes into segment files"
+        );
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(MIGRATE_2_TO_3)?;
+        let mut moved = 0u64;
+        {
+            let mut read = tx.prepare("SELECT message_id, body FROM envelopes")?;
+            let mut insert = tx.prepare(
+                "UPDATE deliveries SET segment = ?2, env_offset = ?3, env_len = ?4, env_sha256 = ?5 WHERE message_id = ?1",
+            )?;
+            let mut rows = read.query([])?;
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                let body: Vec<u8> = row.get(1)?;
+                let at = segments.append(&body, segments::checksum(&body))?;
+                insert.execute(params![id, at.segment, at.offset, at.len, at.sha256])?;
+                moved += 1;
+            }
+        }
+        // The bytes are on disk before the database refers to them.
+        segments.sync()?;
+        tx.execute_batch(MIGRATE_2_TO_3_END)?;
+        tx.commit()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        tracing::info!(envelopes = moved, "migration to schema version 3 done");
+    } else if version > 3 {
         return Err(StoreError::Corrupt(format!(
-            "the store has schema version {version}, newer than this gateway (2): run the newer version"
+            "the store has schema version {version}, newer than this gateway (3): run the newer version"
         )));
     }
     Ok(())
@@ -260,6 +310,7 @@ struct Counters {
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct EmbeddedStore {
     tx: Mutex<Option<mpsc::Sender<Op>>>,
+    segments: Arc<Segments>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Arc<Mutex<Connection>>,
     counters: Arc<Counters>,
@@ -299,7 +350,8 @@ impl EmbeddedStore {
         writer.pragma_update(None, "synchronous", "FULL")?;
         // Savepoints (one per operation in a group) journal into memory, not a temp file.
         writer.pragma_update(None, "temp_store", "MEMORY")?;
-        migrate(&mut writer)?;
+        let segments = Arc::new(Segments::open(data_dir)?);
+        migrate(&mut writer, &segments)?;
         writer.execute_batch(SCHEMA)?;
         let mut head = Head::load(&writer)?;
         let recovered = recover_in_flight(&mut writer, &mut head)?;
@@ -311,11 +363,16 @@ impl EmbeddedStore {
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
         let max = group_commit_max.max(1);
+        collect_segments(&writer, &segments);
+        let thread_segments = segments.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(writer, rx, max, &thread_counters, head))?;
+            .spawn(move || {
+                writer_loop(writer, rx, max, &thread_counters, head, &thread_segments)
+            })?;
         Ok(EmbeddedStore {
             tx: Mutex::new(Some(tx)),
+            segments,
             writer: Mutex::new(Some(handle)),
             reader: Arc::new(Mutex::new(reader)),
             counters,
@@ -335,6 +392,7 @@ fn writer_loop(
     max: usize,
     counters: &Counters,
     mut head: Head,
+    segments: &Segments,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.bytes();
@@ -349,7 +407,8 @@ fn writer_loop(
             }
         }
         let size = batch.len();
-        match write_group(&mut conn, batch, &mut head) {
+        let purges = batch.iter().any(|op| matches!(op, Op::Purge(..)));
+        match write_group(&mut conn, batch, &mut head, segments) {
             Ok(done) => {
                 let stored = done.iter().filter(|d| d.stored()).count() as u64;
                 counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -358,6 +417,11 @@ fn writer_loop(
                 }
                 counters.submissions.fetch_add(stored, Ordering::Relaxed);
                 counters.largest_group.fetch_max(stored, Ordering::Relaxed);
+                if purges {
+                    // After the commit (nothing refers to them any more), before the
+                    // answer (a purge that returned has freed the space).
+                    collect_segments(&conn, segments);
+                }
                 done.into_iter().for_each(Done::send);
             }
             Err((e, done)) => {
@@ -380,6 +444,7 @@ fn write_group(
     conn: &mut Connection,
     batch: Vec<Op>,
     head: &mut Head,
+    segments: &Segments,
 ) -> Result<Vec<Done>, (StoreError, Vec<Done>)> {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -403,7 +468,7 @@ fn write_group(
         };
         let (result, ok) = match op {
             Op::Accept(sub, reply) => {
-                let r = insert_one(&sp, &sub, head);
+                let r = insert_one(&sp, &sub, head, segments);
                 let ok = r.is_ok();
                 (Done::Accept(reply, r), ok)
             }
@@ -477,9 +542,38 @@ fn write_group(
         // A failed op's savepoint is dropped here, which rolls back that op only.
         done.push(result);
     }
+    // Envelopes appended by this group are on disk before the commit refers to them.
+    if let Err(e) = segments.sync() {
+        drop(tx);
+        return Err((e.into(), done));
+    }
     match tx.commit() {
         Ok(()) => Ok(done),
         Err(e) => Err((e.into(), done)),
+    }
+}
+
+/// Deletes the segment files the committed database no longer refers to. A
+/// failure is logged and retried at the next purge: it costs disk space, never data.
+fn collect_segments(conn: &Connection, segments: &Segments) {
+    let live = conn
+        .prepare_cached("SELECT DISTINCT segment FROM deliveries WHERE segment IS NOT NULL")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, i64>(0))?
+                .collect::<Result<std::collections::BTreeSet<i64>, _>>()
+        });
+    match live
+        .map_err(StoreError::from)
+        .and_then(|live| Ok(segments.collect(&live)?))
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            segments = n,
+            "envelope segment files deleted (nothing refers to them any more)"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %segments.dir().display(), "cannot delete unreferenced envelope segments; retried at the next purge")
+        }
     }
 }
 
@@ -571,10 +665,9 @@ fn operate(
             ("retried", DeliveryState::Pending)
         }
         Action::Discard => {
-            conn.prepare_cached("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3 WHERE message_id = ?1")?
+            // The envelope's bytes go with their segment file once nothing refers to it.
+            conn.prepare_cached(&format!("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3, {FORGET_ENVELOPE} WHERE message_id = ?1"))?
                 .execute(params![message_id, ts, now])?;
-            conn.prepare_cached("DELETE FROM envelopes WHERE message_id = ?1")?
-                .execute(params![message_id])?;
             ("discarded", DeliveryState::Discarded)
         }
     };
@@ -595,6 +688,11 @@ fn operate(
     })
 }
 
+/// Removes a delivery's reference to its envelope; the bytes go with their
+/// segment file once no delivery refers to it (see `collect_segments`).
+const FORGET_ENVELOPE: &str =
+    "segment = NULL, env_offset = NULL, env_len = NULL, env_sha256 = NULL";
+
 /// Deletes sealed envelopes whose time is up (Datenschutz); the audit records stay.
 fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreError> {
     let ts = rfc3339_ms(now_ms());
@@ -603,8 +701,8 @@ fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreErro
     let done: Vec<String> = conn
         .prepare_cached(
             "SELECT d.submission_id FROM deliveries d
-             WHERE d.submission_id IN (SELECT d2.submission_id FROM envelopes e JOIN deliveries d2 USING (message_id)
-                                       WHERE d2.state = 'delivered' AND d2.updated_ms < ?1)
+             WHERE d.submission_id IN (SELECT d2.submission_id FROM deliveries d2
+                                       WHERE d2.segment IS NOT NULL AND d2.state = 'delivered' AND d2.updated_ms < ?1)
              GROUP BY d.submission_id
              HAVING SUM(d.state NOT IN ('delivered', 'discarded')) = 0 AND MAX(d.updated_ms) < ?1
              LIMIT ?2",
@@ -613,7 +711,7 @@ fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreErro
         .collect::<Result<_, _>>()?;
     for id in done {
         let n = conn
-            .prepare_cached("DELETE FROM envelopes WHERE message_id IN (SELECT message_id FROM deliveries WHERE submission_id = ?1)")?
+            .prepare_cached(&format!("UPDATE deliveries SET {FORGET_ENVELOPE} WHERE submission_id = ?1 AND segment IS NOT NULL"))?
             .execute(params![id])?;
         conn.prepare_cached("DELETE FROM idempotency WHERE submission_id = ?1")?
             .execute(params![id])?;
@@ -636,9 +734,7 @@ fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreErro
         .query_map(params![p.parked_before_ms, p.limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     for (message_id, submission_id, target) in parked {
-        conn.prepare_cached("DELETE FROM envelopes WHERE message_id = ?1")?
-            .execute(params![message_id])?;
-        conn.prepare_cached("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3 WHERE message_id = ?1")?
+        conn.prepare_cached(&format!("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3, {FORGET_ENVELOPE} WHERE message_id = ?1"))?
             .execute(params![message_id, ts, now_ms()])?;
         head.append(
             conn,
@@ -843,6 +939,7 @@ fn insert_one(
     conn: &Connection,
     s: &NewSubmission,
     head: &mut Head,
+    segments: &Segments,
 ) -> Result<Accepted, StoreError> {
     if let Some(idem) = &s.idempotency {
         let prior: Option<(String, String)> = conn
@@ -869,13 +966,13 @@ fn insert_one(
     }
     let now_ms = now_ms();
     for d in &s.deliveries {
+        let at = segments.append(&d.envelope, d.envelope_sha256.clone())?;
         conn.prepare_cached(
-            "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, created_at_ms, updated_at)
-             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5)",
+            "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, created_at_ms, updated_at,
+                                     segment, env_offset, env_len, env_sha256)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
-        .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at])?;
-        conn.prepare_cached("INSERT INTO envelopes (message_id, body) VALUES (?1, ?2)")?
-            .execute(params![d.message_id, d.envelope])?;
+        .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at, at.segment, at.offset, at.len, at.sha256])?;
     }
     let ts = rfc3339_ms(now_ms);
     let sub = || Some(s.id.clone());
@@ -1088,12 +1185,25 @@ impl Store for EmbeddedStore {
 
     fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
         let id = message_id.to_owned();
+        let segments = self.segments.clone();
         self.read(move |conn| {
-            let body = conn
-                .prepare_cached("SELECT body FROM envelopes WHERE message_id = ?1")?
-                .query_row(params![id], |r| r.get(0))
+            let at = conn
+                .prepare_cached(
+                    "SELECT segment, env_offset, env_len, env_sha256 FROM deliveries WHERE message_id = ?1 AND segment IS NOT NULL",
+                )?
+                .query_row(params![id], |r| {
+                    Ok(Location {
+                        segment: r.get(0)?,
+                        offset: r.get(1)?,
+                        len: r.get(2)?,
+                        sha256: r.get(3)?,
+                    })
+                })
                 .optional()?;
-            Ok(body)
+            match at {
+                Some(at) => Ok(Some(segments.read(&at)?)),
+                None => Ok(None),
+            }
         })
     }
 
@@ -1249,7 +1359,7 @@ pub fn counts(data_dir: &Path) -> Result<Counts, StoreError> {
     Ok(Counts {
         submissions: count("submissions")?,
         deliveries: count("deliveries")?,
-        envelopes: count("envelopes")?,
+        envelopes: count("deliveries WHERE segment IS NOT NULL")?,
         idempotency_keys: count("idempotency")?,
     })
 }
@@ -1275,6 +1385,7 @@ mod tests {
                 message_id: format!("{id}-m"),
                 target: "t".into(),
                 envelope: b"{}".to_vec(),
+                envelope_sha256: segments::checksum(b"{}"),
             }],
             parts: vec![],
             receipt_sha256: String::new(),
@@ -1415,6 +1526,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_1_store_is_migrated_without_loss() {
+        // Version 1 kept envelope bodies in WITHOUT ROWID tables; version 3 keeps
+        // them in segment files. The migration goes through both steps.
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path(), 16).unwrap();
         store.accept(sub("a", None)).await.unwrap();
@@ -1429,10 +1542,14 @@ mod tests {
                  destination TEXT NOT NULL, received_at TEXT NOT NULL, response TEXT NOT NULL) WITHOUT ROWID;
              INSERT INTO s1 SELECT * FROM submissions; DROP TABLE submissions;
              ALTER TABLE s1 RENAME TO submissions;
-             CREATE TABLE e1 (message_id TEXT PRIMARY KEY REFERENCES deliveries(message_id),
+             CREATE TABLE envelopes (message_id TEXT PRIMARY KEY REFERENCES deliveries(message_id),
                  body BLOB NOT NULL) WITHOUT ROWID;
-             INSERT INTO e1 SELECT * FROM envelopes; DROP TABLE envelopes;
-             ALTER TABLE e1 RENAME TO envelopes;
+             INSERT INTO envelopes SELECT message_id, CAST('{}' AS BLOB) FROM deliveries;
+             DROP INDEX deliveries_by_segment;
+             ALTER TABLE deliveries DROP COLUMN segment;
+             ALTER TABLE deliveries DROP COLUMN env_offset;
+             ALTER TABLE deliveries DROP COLUMN env_len;
+             ALTER TABLE deliveries DROP COLUMN env_sha256;
              PRAGMA user_version = 1;
              COMMIT;",
         )
@@ -1456,11 +1573,67 @@ mod tests {
             .unwrap();
         assert_eq!(
             (version, without_rowid),
-            (2, 1),
+            (3, 1),
             "only idempotency stays WITHOUT ROWID"
+        );
+        let bodies: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'envelopes'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(bodies, 0, "envelope bodies live in segment files now");
+        assert_eq!(
+            files_in(&dir.path().join("envelopes")),
+            ["0000000002.seg"],
+            "segment 1 of the first run went: nothing refers to it after the migration"
         );
         let c = counts(dir.path()).unwrap();
         assert_eq!((c.submissions, c.envelopes), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn purged_envelopes_free_their_segment_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg_files = || files_in(&dir.path().join("envelopes"));
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        store.accept(sub("a", None)).await.unwrap();
+        store.accept(sub("b", None)).await.unwrap();
+        for c in store.claim("t", now_ms() + 1, 10).await.unwrap() {
+            let delivered = Recorded::Delivered { receipt: None };
+            store
+                .record(&c.message_id, delivered, now_ms())
+                .await
+                .unwrap();
+        }
+        store.close().await.unwrap();
+        drop(store);
+        // A restart begins segment 2; segment 1 still holds both envelopes.
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        assert_eq!(seg_files(), ["0000000001.seg", "0000000002.seg"]);
+        assert_eq!(store.envelope("a-m").await.unwrap().unwrap(), b"{}");
+        let purge = Purge {
+            delivered_before_ms: now_ms() + 60_000,
+            parked_before_ms: 0,
+            limit: 100,
+        };
+        assert_eq!(store.purge(purge).await.unwrap(), 2);
+        assert!(store.envelope("a-m").await.unwrap().is_none());
+        assert_eq!(
+            seg_files(),
+            ["0000000002.seg"],
+            "segment 1 went with its last envelope"
+        );
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod embedded;
+pub mod segments;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,6 +60,9 @@ pub struct NewDelivery {
     pub message_id: String,
     pub target: String,
     pub envelope: Vec<u8>,
+    /// SHA-256 of `envelope` (see [`segments::checksum`]), computed where the
+    /// envelope is made so the store's writer does not have to.
+    pub envelope_sha256: Vec<u8>,
 }
 
 /// What [`Store::accept`] did.
