@@ -394,6 +394,8 @@ fn writer_loop(
     mut head: Head,
     segments: &Segments,
 ) {
+    // Whether the connection commits without fsync right now (claims only).
+    let mut lazy = false;
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.bytes();
         let mut batch = vec![first];
@@ -408,10 +410,30 @@ fn writer_loop(
         }
         let size = batch.len();
         let purges = batch.iter().any(|op| matches!(op, Op::Purge(..)));
+        // A group of nothing but claims commits without fsync: a claim only marks
+        // deliveries in flight, and after a crash every in-flight delivery is handed
+        // back to pending anyway, so losing one loses nothing. The next durable
+        // commit's fsync of the WAL makes the earlier frames durable too, so no
+        // later state can survive without the claims before it.
+        let claims_only = batch.iter().all(|op| matches!(op, Op::Claim { .. }));
+        if claims_only != lazy {
+            let mode = if claims_only { "NORMAL" } else { "FULL" };
+            if let Err(e) = conn.pragma_update(None, "synchronous", mode) {
+                tracing::error!(error = %e, mode, "cannot set the commit mode; the group is refused");
+                let msg = format!("cannot set synchronous = {mode}: {e}");
+                batch
+                    .into_iter()
+                    .for_each(|op| refused(op, StoreError::Corrupt(msg.clone())).send());
+                continue;
+            }
+            lazy = claims_only;
+        }
         match write_group(&mut conn, batch, &mut head, segments) {
             Ok(done) => {
                 let stored = done.iter().filter(|d| d.stored()).count() as u64;
-                counters.commits.fetch_add(1, Ordering::Relaxed);
+                if !claims_only {
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                }
                 if stored > 0 {
                     counters.submission_commits.fetch_add(1, Ordering::Relaxed);
                 }
@@ -446,6 +468,45 @@ fn write_group(
     head: &mut Head,
     segments: &Segments,
 ) -> Result<Vec<Done>, (StoreError, Vec<Done>)> {
+    // The group's envelopes go to their segment first; their fsync then runs on a
+    // helper thread while the rows are written, and is waited for before COMMIT.
+    let placed: Vec<Option<Result<Vec<Location>, StoreError>>> = batch
+        .iter()
+        .map(|op| match op {
+            Op::Accept(sub, _) => Some(
+                sub.deliveries
+                    .iter()
+                    .map(|d| segments.append(&d.envelope, d.envelope_sha256.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StoreError::from),
+            ),
+            _ => None,
+        })
+        .collect();
+    let appended = placed
+        .iter()
+        .any(|p| matches!(p, Some(Ok(l)) if !l.is_empty()));
+    std::thread::scope(|scope| {
+        let sync = appended.then(|| scope.spawn(|| segments.sync()));
+        let synced = move || match sync {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("segment fsync thread panicked"))),
+            None => Ok(()),
+        };
+        apply_group(conn, batch, placed, head, synced)
+    })
+}
+
+/// The rows of a group, in one transaction; `synced` waits for the group's
+/// envelopes to be durable and is called before COMMIT.
+fn apply_group(
+    conn: &mut Connection,
+    batch: Vec<Op>,
+    placed: Vec<Option<Result<Vec<Location>, StoreError>>>,
+    head: &mut Head,
+    synced: impl FnOnce() -> std::io::Result<()>,
+) -> Result<Vec<Done>, (StoreError, Vec<Done>)> {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -457,7 +518,7 @@ fn write_group(
         }
     };
     let mut done = Vec::with_capacity(batch.len());
-    for op in batch {
+    for (op, placed) in batch.into_iter().zip(placed) {
         let before = head.clone();
         let sp = match tx.savepoint() {
             Ok(sp) => sp,
@@ -468,7 +529,11 @@ fn write_group(
         };
         let (result, ok) = match op {
             Op::Accept(sub, reply) => {
-                let r = insert_one(&sp, &sub, head, segments);
+                let r = match placed {
+                    Some(Ok(at)) => insert_one(&sp, &sub, head, &at),
+                    Some(Err(e)) => Err(e),
+                    None => Err(StoreError::Corrupt("envelope not placed".into())),
+                };
                 let ok = r.is_ok();
                 (Done::Accept(reply, r), ok)
             }
@@ -543,7 +608,7 @@ fn write_group(
         done.push(result);
     }
     // Envelopes appended by this group are on disk before the commit refers to them.
-    if let Err(e) = segments.sync() {
+    if let Err(e) = synced() {
         drop(tx);
         return Err((e.into(), done));
     }
@@ -939,7 +1004,7 @@ fn insert_one(
     conn: &Connection,
     s: &NewSubmission,
     head: &mut Head,
-    segments: &Segments,
+    placed: &[Location],
 ) -> Result<Accepted, StoreError> {
     if let Some(idem) = &s.idempotency {
         let prior: Option<(String, String)> = conn
@@ -965,8 +1030,7 @@ fn insert_one(
             .execute(params![s.portal, idem.key, idem.request_hash, s.id])?;
     }
     let now_ms = now_ms();
-    for d in &s.deliveries {
-        let at = segments.append(&d.envelope, d.envelope_sha256.clone())?;
+    for (d, at) in s.deliveries.iter().zip(placed) {
         conn.prepare_cached(
             "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, created_at_ms, updated_at,
                                      segment, env_offset, env_len, env_sha256)
