@@ -281,12 +281,11 @@ impl Pipeline {
             };
             let env = build_envelope(header, &manifest, &sealed, &bodies, cert)
                 .map_err(|e| internal("encryption failed", &e))?;
-            let envelope =
-                serde_json::to_vec(&env).map_err(|e| internal("envelope encoding failed", &e))?;
+            let envelope = env.to_json();
             deliveries.push(NewDelivery {
                 message_id: env.message_id.clone(),
                 target: target.clone(),
-                envelope_sha256: crate::store::segments::checksum(&envelope),
+                envelope_crc32: crate::store::segments::checksum(&envelope),
                 envelope,
             });
         }

@@ -66,7 +66,8 @@ fn write_atomically(dir: &Path, stem: &str, body: &[u8]) -> Outcome {
             .truncate(true)
             .open(&tmp)?;
         f.write_all(body)?;
-        f.sync_all()?;
+        // Data and size (all a new file needs); the rename is made durable below.
+        f.sync_data()?;
         drop(f);
         std::fs::rename(&tmp, &final_path)?;
         // The rename is durable only once the directory entry is.

@@ -85,6 +85,53 @@ pub struct Envelope {
     pub parts: Vec<EnvelopePart>,
 }
 
+impl Envelope {
+    /// The envelope as JSON — byte for byte what `serde_json::to_vec` writes — but
+    /// copies the large JWE strings in one piece instead of character by character
+    /// (a compact JWE is base64url and dots: nothing to escape; checked, and a
+    /// string that needs escaping goes through serde).
+    pub fn to_json(&self) -> Vec<u8> {
+        // serde_json escapes only '"', '\\' and control characters; a string
+        // without them is written as it is. (Branch-free, so it vectorises.)
+        fn is_compact(s: &str) -> bool {
+            !s.bytes().fold(false, |hit, b| {
+                hit | (b == b'"') | (b == b'\\') | (b < 0x20)
+            })
+        }
+        if !is_compact(&self.manifest) || self.parts.iter().any(|p| !is_compact(&p.jwe)) {
+            return serde_json::to_vec(self).unwrap_or_default();
+        }
+        let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let size = self.manifest.len() + self.parts.iter().map(|p| p.jwe.len() + 64).sum::<usize>();
+        let mut out = String::with_capacity(size + 512);
+        out.push_str(&format!(
+            "{{\"version\":{},\"message_id\":{},\"submission_id\":{},\"sender\":{},\"target\":{},\"leistung\":{},\"destination\":{},\"created_at\":{},\"manifest\":\"",
+            self.version,
+            text(&self.message_id),
+            text(&self.submission_id),
+            text(&self.sender),
+            text(&self.target),
+            text(&self.leistung),
+            text(&self.destination),
+            text(&self.created_at),
+        ));
+        out.push_str(&self.manifest);
+        out.push_str("\",\"parts\":[");
+        for (i, p) in self.parts.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"id\":");
+            out.push_str(&text(&p.id));
+            out.push_str(",\"jwe\":\"");
+            out.push_str(&p.jwe);
+            out.push_str("\"}");
+        }
+        out.push_str("]}");
+        out.into_bytes()
+    }
+}
+
 /// Receipt part entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptPart {

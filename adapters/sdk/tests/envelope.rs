@@ -274,3 +274,19 @@ fn an_envelope_establishes_one_key_and_every_jwe_still_opens_alone() {
         assert_ne!(segment(&other.manifest, 1), segment(jwes[0], 1));
     }
 }
+
+#[test]
+fn to_json_writes_what_serde_writes() {
+    let mut env = envelope(
+        "recipient-ec",
+        "s-1",
+        &[("data", DATA), ("attachment-1", b"%PDF-1.7 demo")],
+    );
+    assert_eq!(env.to_json(), serde_json::to_vec(&env).unwrap());
+    // Header fields that need escaping are escaped like serde does.
+    env.destination = "a\"b\\c\u{1}".into();
+    assert_eq!(env.to_json(), serde_json::to_vec(&env).unwrap());
+    // Not a compact JWE: the slow path, still the same bytes.
+    env.parts[0].jwe.push('"');
+    assert_eq!(env.to_json(), serde_json::to_vec(&env).unwrap());
+}

@@ -8,7 +8,7 @@
 //!   submissions(id, portal, leistung, destination, received_at, response)
 //!   deliveries(message_id, submission_id, target, state, attempts, next_attempt_at,
 //!              created_at_ms, last_error, receipt, updated_at,
-//!              segment, env_offset, env_len, env_sha256)   where its envelope lies
+//!              segment, env_offset, env_len, env_crc32)   where its envelope lies
 //!   idempotency(portal, key, request_hash, submission_id)
 //!   audit(seq, submission_id, record, hash)      the hash-chained audit log (see `audit`)
 //!   audit_checkpoints(seq, head, ts, jws)        signed checkpoints over the chain
@@ -91,7 +91,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     segment         INTEGER,
     env_offset      INTEGER,
     env_len         INTEGER,
-    env_sha256      BLOB
+    env_crc32       INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
@@ -155,7 +155,7 @@ const MIGRATE_2_TO_3: &str = "
 ALTER TABLE deliveries ADD COLUMN segment INTEGER;
 ALTER TABLE deliveries ADD COLUMN env_offset INTEGER;
 ALTER TABLE deliveries ADD COLUMN env_len INTEGER;
-ALTER TABLE deliveries ADD COLUMN env_sha256 BLOB;
+ALTER TABLE deliveries ADD COLUMN env_crc32 INTEGER;
 ";
 const MIGRATE_2_TO_3_END: &str = "
 DROP TABLE envelopes;
@@ -197,14 +197,14 @@ fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), StoreError>
         {
             let mut read = tx.prepare("SELECT message_id, body FROM envelopes")?;
             let mut insert = tx.prepare(
-                "UPDATE deliveries SET segment = ?2, env_offset = ?3, env_len = ?4, env_sha256 = ?5 WHERE message_id = ?1",
+                "UPDATE deliveries SET segment = ?2, env_offset = ?3, env_len = ?4, env_crc32 = ?5 WHERE message_id = ?1",
             )?;
             let mut rows = read.query([])?;
             while let Some(row) = rows.next()? {
                 let id: String = row.get(0)?;
                 let body: Vec<u8> = row.get(1)?;
                 let at = segments.append(&body, segments::checksum(&body))?;
-                insert.execute(params![id, at.segment, at.offset, at.len, at.sha256])?;
+                insert.execute(params![id, at.segment, at.offset, at.len, at.crc32])?;
                 moved += 1;
             }
         }
@@ -476,7 +476,7 @@ fn write_group(
             Op::Accept(sub, _) => Some(
                 sub.deliveries
                     .iter()
-                    .map(|d| segments.append(&d.envelope, d.envelope_sha256.clone()))
+                    .map(|d| segments.append(&d.envelope, d.envelope_crc32))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(StoreError::from),
             ),
@@ -755,8 +755,7 @@ fn operate(
 
 /// Removes a delivery's reference to its envelope; the bytes go with their
 /// segment file once no delivery refers to it (see `collect_segments`).
-const FORGET_ENVELOPE: &str =
-    "segment = NULL, env_offset = NULL, env_len = NULL, env_sha256 = NULL";
+const FORGET_ENVELOPE: &str = "segment = NULL, env_offset = NULL, env_len = NULL, env_crc32 = NULL";
 
 /// Deletes sealed envelopes whose time is up (Datenschutz); the audit records stay.
 fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreError> {
@@ -1033,10 +1032,10 @@ fn insert_one(
     for (d, at) in s.deliveries.iter().zip(placed) {
         conn.prepare_cached(
             "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, created_at_ms, updated_at,
-                                     segment, env_offset, env_len, env_sha256)
+                                     segment, env_offset, env_len, env_crc32)
              VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
-        .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at, at.segment, at.offset, at.len, at.sha256])?;
+        .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at, at.segment, at.offset, at.len, at.crc32])?;
     }
     let ts = rfc3339_ms(now_ms);
     let sub = || Some(s.id.clone());
@@ -1253,14 +1252,14 @@ impl Store for EmbeddedStore {
         self.read(move |conn| {
             let at = conn
                 .prepare_cached(
-                    "SELECT segment, env_offset, env_len, env_sha256 FROM deliveries WHERE message_id = ?1 AND segment IS NOT NULL",
+                    "SELECT segment, env_offset, env_len, env_crc32 FROM deliveries WHERE message_id = ?1 AND segment IS NOT NULL",
                 )?
                 .query_row(params![id], |r| {
                     Ok(Location {
                         segment: r.get(0)?,
                         offset: r.get(1)?,
                         len: r.get(2)?,
-                        sha256: r.get(3)?,
+                        crc32: r.get(3)?,
                     })
                 })
                 .optional()?;
@@ -1449,7 +1448,7 @@ mod tests {
                 message_id: format!("{id}-m"),
                 target: "t".into(),
                 envelope: b"{}".to_vec(),
-                envelope_sha256: segments::checksum(b"{}"),
+                envelope_crc32: segments::checksum(b"{}"),
             }],
             parts: vec![],
             receipt_sha256: String::new(),
@@ -1613,7 +1612,7 @@ mod tests {
              ALTER TABLE deliveries DROP COLUMN segment;
              ALTER TABLE deliveries DROP COLUMN env_offset;
              ALTER TABLE deliveries DROP COLUMN env_len;
-             ALTER TABLE deliveries DROP COLUMN env_sha256;
+             ALTER TABLE deliveries DROP COLUMN env_crc32;
              PRAGMA user_version = 1;
              COMMIT;",
         )

@@ -60,9 +60,9 @@ pub struct NewDelivery {
     pub message_id: String,
     pub target: String,
     pub envelope: Vec<u8>,
-    /// SHA-256 of `envelope` (see [`segments::checksum`]), computed where the
+    /// CRC-32 of `envelope` (see [`segments::checksum`]), computed where the
     /// envelope is made so the store's writer does not have to.
-    pub envelope_sha256: Vec<u8>,
+    pub envelope_crc32: u32,
 }
 
 /// What [`Store::accept`] did.
