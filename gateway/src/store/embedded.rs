@@ -350,6 +350,11 @@ impl EmbeddedStore {
         writer.pragma_update(None, "synchronous", "FULL")?;
         // Savepoints (one per operation in a group) journal into memory, not a temp file.
         writer.pragma_update(None, "temp_store", "MEMORY")?;
+        // Checkpoint every 16 MiB of WAL instead of SQLite's 4 MiB: hot pages (the
+        // ends of the B-trees, the queue index) are copied to the database file
+        // once per checkpoint, not once per 4 MiB, and the database file is fsynced
+        // a quarter as often.
+        writer.pragma_update(None, "wal_autocheckpoint", 4096)?;
         let segments = Arc::new(Segments::open(data_dir)?);
         migrate(&mut writer, &segments)?;
         writer.execute_batch(SCHEMA)?;
