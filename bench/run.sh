@@ -4,11 +4,11 @@
 # generator, and in the same run measures the limits (seal+encrypt alone on all
 # cores; a bare HTTPS endpoint on the same TLS stack). Prints a Markdown report.
 #
-#   bench/run.sh [seconds per run, default 20] [connections, default 32]
+#   bench/run.sh [seconds per run, default 20] [connections, default 64; typical uses half]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-20}
-CONN=${2:-32}
+CONN=${2:-64}
 cargo build --release -q -p ozg-gateway
 BIN=$PWD/target/release/ozg-gateway
 W=$(mktemp -d)
