@@ -58,6 +58,7 @@ pub struct Metrics {
     store_submission_commits: Counter,
     store_submissions: Counter,
     store_largest_group: Gauge,
+    store_envelope_bytes: Gauge,
     pub cert_not_after: Family<CertLabels, Gauge>,
     pub attempts: Family<AttemptLabels, Counter>,
     pub delivery_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
@@ -86,6 +87,7 @@ impl Metrics {
             store_submission_commits: Counter::default(),
             store_submissions: Counter::default(),
             store_largest_group: Gauge::default(),
+            store_envelope_bytes: Gauge::default(),
             cert_not_after: Family::default(),
             attempts: Family::default(),
             delivery_seconds: Family::new_with_constructor(delivery_histogram),
@@ -139,6 +141,11 @@ impl Metrics {
             "store_largest_group",
             "Most submissions committed by one fsync",
             m.store_largest_group.clone(),
+        );
+        registry.register(
+            "store_envelope_bytes",
+            "Bytes of sealed envelopes on disk (segment files); falls as retention frees segments",
+            m.store_envelope_bytes.clone(),
         );
         registry.register(
             "certificate_not_after_seconds",
@@ -210,6 +217,8 @@ impl Metrics {
         self.store_submissions
             .inc_by(s.submissions.saturating_sub(self.store_submissions.get()));
         self.store_largest_group.set(s.largest_group as i64);
+        self.store_envelope_bytes
+            .set(i64::try_from(s.envelope_bytes).unwrap_or(i64::MAX));
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

@@ -172,6 +172,17 @@ async fn sixty_four_concurrent_connections_share_fsyncs() {
         commits < stored,
         "group commit: {commits} commits for {stored} submissions"
     );
+    // Every envelope is in a segment file, and the metric says how much there is.
+    let on_disk: u64 = files_under(&tc.data_dir.join("envelopes"))
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(
+        on_disk > 2 * accepted * 1000,
+        "{on_disk} bytes of envelopes"
+    );
+    let reported = metric(gw.admin_addr, "ozg_store_envelope_bytes").await;
+    assert_eq!(reported as u64, on_disk);
     gw.shutdown().await.unwrap();
 }
 

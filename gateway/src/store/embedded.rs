@@ -1348,6 +1348,7 @@ impl Store for EmbeddedStore {
             submission_commits: self.counters.submission_commits.load(Ordering::Relaxed),
             submissions: self.counters.submissions.load(Ordering::Relaxed),
             largest_group: self.counters.largest_group.load(Ordering::Relaxed),
+            envelope_bytes: self.segments.disk_bytes(),
         }
     }
 

@@ -244,6 +244,9 @@ pub struct StoreStats {
     pub submissions: u64,
     /// Largest number of submissions in one commit so far.
     pub largest_group: u64,
+    /// Bytes of sealed envelopes on disk (segment files, including space not yet
+    /// freed because a segment still holds a live envelope).
+    pub envelope_bytes: u64,
 }
 
 /// Store failures. None of them means an accepted submission was lost: a
