@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_segment ON deliveries(segment) WHERE segment IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_holding ON deliveries(state, updated_ms) WHERE segment IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit (
     seq           INTEGER PRIMARY KEY,
     submission_id TEXT,
@@ -798,7 +799,8 @@ fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreErro
     }
     let parked: Vec<(String, String, String)> = conn
         .prepare_cached(
-            "SELECT message_id, submission_id, target FROM deliveries WHERE state = 'parked' AND updated_ms < ?1 LIMIT ?2",
+            "SELECT message_id, submission_id, target FROM deliveries
+             WHERE state = 'parked' AND updated_ms < ?1 AND segment IS NOT NULL LIMIT ?2",
         )?
         .query_map(params![p.parked_before_ms, p.limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
@@ -1615,6 +1617,7 @@ mod tests {
                  body BLOB NOT NULL) WITHOUT ROWID;
              INSERT INTO envelopes SELECT message_id, CAST('{}' AS BLOB) FROM deliveries;
              DROP INDEX deliveries_by_segment;
+             DROP INDEX deliveries_holding;
              ALTER TABLE deliveries DROP COLUMN segment;
              ALTER TABLE deliveries DROP COLUMN env_offset;
              ALTER TABLE deliveries DROP COLUMN env_len;
