@@ -802,7 +802,9 @@ fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreErro
             "SELECT message_id, submission_id, target FROM deliveries
              WHERE state = 'parked' AND updated_ms < ?1 AND segment IS NOT NULL LIMIT ?2",
         )?
-        .query_map(params![p.parked_before_ms, p.limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map(params![p.parked_before_ms, p.limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .collect::<Result<_, _>>()?;
     for (message_id, submission_id, target) in parked {
         conn.prepare_cached(&format!("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3, {FORGET_ENVELOPE} WHERE message_id = ?1"))?
