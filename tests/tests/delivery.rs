@@ -368,3 +368,62 @@ async fn the_demo_receiver_opens_what_the_gateway_delivers() {
     let _ = stop.send(());
     receiver.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_envelope_is_parked_not_retried_forever() {
+    // The http target is down at first: its delivery waits in the store.
+    let (tc, gw) = start(&Options::default()).await;
+    let id = submit(&gw, &melde(1)).await;
+    wait_state(&gw, &id, "dms-demo", "delivered", Duration::from_secs(10)).await;
+    wait_state(
+        &gw,
+        &id,
+        "fachverfahren-demo",
+        "retry_wait",
+        Duration::from_secs(10),
+    )
+    .await;
+    gw.shutdown().await.unwrap();
+    // Disk damage while the daemon is down: a byte in every 256 of every segment
+    // (each envelope is longer than that).
+    let segments = files_under(&tc.data_dir.join("envelopes"));
+    assert!(!segments.is_empty());
+    for f in &segments {
+        let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
+        for at in (20..file.metadata().unwrap().len()).step_by(256) {
+            std::os::unix::fs::FileExt::write_all_at(&file, b"#", at).unwrap();
+        }
+    }
+    // Back up, with the receiver up: the envelope cannot be read, so it is parked
+    // with a clear error instead of being retried every second.
+    let receiver = Receiver::start(Mode::Accept).await;
+    let config = std::fs::read_to_string(&tc.path)
+        .unwrap()
+        .replace("https://localhost:1/inbox", &receiver.url());
+    std::fs::write(&tc.path, config).unwrap();
+    let setup =
+        ozg_gateway::setup::setup(ozg_gateway::config::Config::load(&tc.path).unwrap()).unwrap();
+    let gw = ozg_gateway::daemon::Gateway::start(setup).await.unwrap();
+    wait_state(
+        &gw,
+        &id,
+        "fachverfahren-demo",
+        "parked",
+        Duration::from_secs(10),
+    )
+    .await;
+    let s = gw.store.submission(&id).await.unwrap().unwrap();
+    let d = s
+        .deliveries
+        .iter()
+        .find(|d| d.target == "fachverfahren-demo")
+        .unwrap();
+    let error = d.last_error.as_deref().unwrap();
+    assert!(error.contains("damaged on disk"), "{error}");
+    assert!(receiver.received().is_empty(), "nothing damaged went out");
+    assert_eq!(
+        metric(gw.admin_addr, "ozg_delivery_attempts_total{target=\"fachverfahren-demo\",outcome=\"parked\",class=\"envelope-damaged\"}").await,
+        1.0
+    );
+    gw.shutdown().await.unwrap();
+}

@@ -26,7 +26,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::store::{Claimed, Recorded, Store};
+use crate::store::{Claimed, Recorded, Store, StoreError};
 use breaker::{Admit, Breaker, BreakerConfig};
 use retry::RetryPolicy;
 
@@ -282,6 +282,14 @@ async fn attempt(
                 error: "internal: the envelope is missing from the store".into(),
             };
             finish(t, store, metrics, &c, rec, "parked", "envelope-missing").await;
+            return Health::Up;
+        }
+        Err(StoreError::Damaged(what)) => {
+            tracing::error!(message_id = %c.message_id, what = %what, "sealed envelope damaged on disk: parked; restore the data directory's envelopes/ from a backup, then retry it");
+            let rec = Recorded::Parked {
+                error: format!("internal: the sealed envelope is damaged on disk ({what})"),
+            };
+            finish(t, store, metrics, &c, rec, "parked", "envelope-damaged").await;
             return Health::Up;
         }
         Err(e) => {

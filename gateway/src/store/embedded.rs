@@ -1273,7 +1273,24 @@ impl Store for EmbeddedStore {
                 })
                 .optional()?;
             match at {
-                Some(at) => Ok(Some(segments.read(&at)?)),
+                Some(at) => match segments.read(&at) {
+                    Ok(body) => Ok(Some(body)),
+                    // Missing or not matching its CRC: no retry brings it back.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::NotFound
+                                | std::io::ErrorKind::InvalidData
+                                | std::io::ErrorKind::UnexpectedEof
+                        ) =>
+                    {
+                        Err(StoreError::Damaged(format!(
+                            "segment {} at offset {}, {} bytes: {e}",
+                            at.segment, at.offset, at.len
+                        )))
+                    }
+                    Err(e) => Err(e.into()),
+                },
                 None => Ok(None),
             }
         })
@@ -1699,6 +1716,30 @@ mod tests {
             ["0000000002.seg"],
             "segment 1 went with its last envelope"
         );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_or_missing_envelope_is_reported_as_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join("envelopes").join("0000000001.seg");
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        store.accept(sub("a", None)).await.unwrap();
+        // One flipped byte in the envelope ("{}" at offset 0).
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"[", 0).unwrap();
+        let err = store.envelope("a-m").await.unwrap_err();
+        assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+        assert!(err.to_string().contains("CRC-32"), "{err}");
+        store.close().await.unwrap();
+        drop(store);
+        // The segment file gone altogether.
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        std::fs::remove_file(&segment).unwrap();
+        let err = store.envelope("a-m").await.unwrap_err();
+        assert!(matches!(err, StoreError::Damaged(_)), "{err}");
     }
 
     fn files_in(dir: &Path) -> Vec<String> {

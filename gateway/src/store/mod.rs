@@ -265,6 +265,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the write could not be committed ({0}); nothing of it was stored — check disk space and the data directory")]
     CommitFailed(String),
+    /// A stored envelope is gone or does not match its checksum: retrying cannot help.
+    #[error("sealed envelope damaged on disk: {0}")]
+    Damaged(String),
 }
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
