@@ -338,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             init_logging(setup.config.log.format, &setup.config.log.level);
+            crate::daemon::tune_allocator();
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(async {
                 let signal = crate::daemon::termination_signal();
