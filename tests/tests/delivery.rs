@@ -39,6 +39,22 @@ async fn wait_state(
     .await
 }
 
+/// The delivery of submission `id` to the http target, as the store has it now.
+async fn http_delivery(
+    gw: &ozg_gateway::daemon::Gateway,
+    id: &str,
+) -> ozg_gateway::store::DeliveryStatus {
+    gw.store
+        .submission(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .deliveries
+        .into_iter()
+        .find(|d| d.target == "fachverfahren-demo")
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_config_delivers_the_quick_start_to_filedrop_and_http() {
     let receiver = Receiver::start(Mode::Accept).await;
@@ -135,12 +151,7 @@ async fn a_receiver_that_is_down_gets_it_after_recovery() {
         Duration::from_secs(10),
         "several failed attempts",
         || async {
-            let s = gw.store.submission(&id).await.unwrap().unwrap();
-            let d = s
-                .deliveries
-                .into_iter()
-                .find(|d| d.target == "fachverfahren-demo")
-                .unwrap();
+            let d = http_delivery(&gw, &id).await;
             (d.attempts >= 3).then_some(d)
         },
     )
@@ -217,12 +228,7 @@ async fn a_client_error_parks_at_once() {
         Duration::from_secs(10),
     )
     .await;
-    let s = gw.store.submission(&id).await.unwrap().unwrap();
-    let d = s
-        .deliveries
-        .iter()
-        .find(|d| d.target == "fachverfahren-demo")
-        .unwrap();
+    let d = http_delivery(&gw, &id).await;
     assert_eq!(d.attempts, 1, "no retry after a 4xx");
     assert!(
         d.last_error.as_deref().unwrap().starts_with("http-422"),
@@ -412,12 +418,7 @@ async fn a_damaged_envelope_is_parked_not_retried_forever() {
         Duration::from_secs(10),
     )
     .await;
-    let s = gw.store.submission(&id).await.unwrap().unwrap();
-    let d = s
-        .deliveries
-        .iter()
-        .find(|d| d.target == "fachverfahren-demo")
-        .unwrap();
+    let d = http_delivery(&gw, &id).await;
     let error = d.last_error.as_deref().unwrap();
     assert!(error.contains("damaged on disk"), "{error}");
     assert!(receiver.received().is_empty(), "nothing damaged went out");
