@@ -1,17 +1,22 @@
 //! ozg-gateway: accepts submissions from online application portals, seals and
-//! end-to-end encrypts them per target, stores them durably and (later stages)
-//! delivers them to DMS/E-Akte systems and Fachverfahren.
+//! end-to-end encrypts them per target, stores them durably and delivers them to
+//! DMS/E-Akte systems and Fachverfahren, with a tamper-evident audit log.
 //!
 //! Modules in data-flow order:
 //!
 //! - [`config`] → [`setup`]: the typed config file, then everything loaded and
 //!   checked from it (keys, certificates, TLS, schemas, portals, [`routing`]).
-//! - [`daemon`]: binds the listeners and runs until SIGTERM/SIGINT.
+//! - [`daemon`]: binds the listeners, starts the engine, retention and checkpoints,
+//!   and runs until SIGTERM/SIGINT.
 //! - [`ingest`] (listener, thin) → [`validate`] → [`pipeline`] (core: authorise,
-//!   route, seal and encrypt per target) → [`store`] (durable, group commit).
+//!   route, seal and encrypt per target) → [`store`] (durable, group commit;
+//!   envelopes in segment files, rows and the audit chain in SQLite).
+//! - [`engine`]: takes due deliveries from the store and hands them to the
+//!   targets' adapters (retry policy, circuit breaker, at-least-once).
+//! - [`audit`]: signed checkpoints and `audit verify`.
 //! - [`tls`], [`problem`], [`metrics`]: shared by the listeners.
 //! - [`client`]: the portal side (`ozg-gateway submit`, tests); [`demo_pki`]: the
-//!   DEMO ONLY PKI of `certs-example/`.
+//!   DEMO ONLY PKI of `certs-example/`; [`loadgen`] and [`bench`]: the benchmark.
 //!
 //! Invariants: a `202` is sent only after the submission is fsynced; plaintext
 //! never reaches disk (the store gets envelopes, JWE per target); no log line
