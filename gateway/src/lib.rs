@@ -16,7 +16,7 @@
 //! - [`audit`]: signed checkpoints and `audit verify`.
 //! - [`tls`], [`problem`], [`metrics`]: shared by the listeners.
 //! - [`client`]: the portal side (`ozg-gateway submit`, tests); [`demo_pki`]: the
-//!   DEMO ONLY PKI of `certs-example/`; [`loadgen`] and [`bench`]: the benchmark.
+//!   DEMO ONLY PKI of `certs-example/`; [`loadgen`] and [`bench`](mod@bench): the benchmark.
 //!
 //! Invariants: a `202` is sent only after the submission is fsynced; plaintext
 //! never reaches disk (the store gets envelopes, JWE per target); no log line
