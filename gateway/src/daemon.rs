@@ -443,7 +443,8 @@ pub async fn run(
     gateway.shutdown().await
 }
 
-/// Tunes glibc's allocator for the daemon (call before any thread starts).
+/// Tunes glibc's allocator for the daemon. Call it while the process has one
+/// thread (before the runtime starts).
 ///
 /// By default glibc gives the memory of freed large buffers (envelopes and parts
 /// of hundreds of KiB) back to the system and takes fresh pages for the next one;
@@ -460,10 +461,11 @@ pub fn tune_allocator() {
         {
             return;
         }
-        // SAFETY: mallopt only sets parameters of glibc's allocator, under the
-        // allocator's own lock; it has no pointer arguments and the values are in
-        // the documented ranges (M_MMAP_THRESHOLD at most 32 MiB on 64-bit). A
-        // refused value leaves the default in place (return value 0), nothing else.
+        // SAFETY: mallopt has no pointer arguments and only sets glibc's allocator
+        // parameters. It is called from `serve` before the async runtime exists,
+        // while the process has a single thread, so no allocation runs concurrently.
+        // The values are in the documented ranges (M_MMAP_THRESHOLD at most 32 MiB
+        // on 64-bit); a refused value leaves the default in place (return 0).
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
