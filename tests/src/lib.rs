@@ -296,10 +296,16 @@ pub async fn start_with_receiver(
 /// Starts the daemon in-process on free ports.
 pub async fn start(o: &Options) -> (TestConfig, Gateway) {
     let tc = test_config(o);
+    let gw = start_from(&tc).await;
+    (tc, gw)
+}
+
+/// Starts the daemon in-process on the config file of `tc` as it is now (again,
+/// after a test stopped it or edited the file).
+pub async fn start_from(tc: &TestConfig) -> Gateway {
     let config = Config::load(&tc.path).expect("config parses");
     let setup = ozg_gateway::setup::setup(config).expect("config is valid");
-    let gw = Gateway::start(setup).await.expect("gateway starts");
-    (tc, gw)
+    Gateway::start(setup).await.expect("gateway starts")
 }
 
 pub fn base_url(addr: SocketAddr) -> String {

@@ -238,9 +238,7 @@ async fn retention_deletes_sealed_parts_but_keeps_the_audit_records() {
     let text = std::fs::read_to_string(&tc.path).unwrap()
         + "\n[retention]\ndelivered = \"0s\"\nparked = \"0s\"\ncheck_interval = \"100ms\"\n";
     std::fs::write(&tc.path, text).unwrap();
-    let setup =
-        ozg_gateway::setup::setup(ozg_gateway::config::Config::load(&tc.path).unwrap()).unwrap();
-    let gw = ozg_gateway::daemon::Gateway::start(setup).await.unwrap();
+    let gw = start_from(&tc).await;
     // 99050012104000 goes to the http target only (parked by the 422); 99115005001000 also to the filedrop.
     let req = |leistung: &str| SubmitRequest {
         leistung: leistung.into(),

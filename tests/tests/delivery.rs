@@ -407,9 +407,7 @@ async fn a_damaged_envelope_is_parked_not_retried_forever() {
         .unwrap()
         .replace("https://localhost:1/inbox", &receiver.url());
     std::fs::write(&tc.path, config).unwrap();
-    let setup =
-        ozg_gateway::setup::setup(ozg_gateway::config::Config::load(&tc.path).unwrap()).unwrap();
-    let gw = ozg_gateway::daemon::Gateway::start(setup).await.unwrap();
+    let gw = start_from(&tc).await;
     wait_state(
         &gw,
         &id,

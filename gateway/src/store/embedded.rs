@@ -158,9 +158,9 @@ ALTER TABLE deliveries ADD COLUMN env_offset INTEGER;
 ALTER TABLE deliveries ADD COLUMN env_len INTEGER;
 ALTER TABLE deliveries ADD COLUMN env_crc32 INTEGER;
 ";
+/// (The indexes over the new columns come from `SCHEMA`, which runs after.)
 const MIGRATE_2_TO_3_END: &str = "
 DROP TABLE envelopes;
-CREATE INDEX deliveries_by_segment ON deliveries(segment) WHERE segment IS NOT NULL;
 PRAGMA user_version = 3;
 ";
 
