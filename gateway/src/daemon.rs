@@ -390,7 +390,7 @@ async fn admin(
         r
     };
     if req.method() != http::Method::GET {
-        return problem_response(
+        let mut refused = problem_response(
             metrics,
             "admin",
             &Problem::new(
@@ -399,6 +399,13 @@ async fn admin(
                 "the admin endpoints are GET only",
             ),
         );
+        // The request's body is not read, so the connection cannot carry another
+        // request; say so, or a client would reuse it and see it closed under it.
+        refused.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return refused;
     }
     match req.uri().path() {
         "/healthz" | "/readyz" => text(StatusCode::OK, "text/plain", "ok\n".into()),

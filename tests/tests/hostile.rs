@@ -174,6 +174,12 @@ async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
+    // Its body was not read: the answer says the connection ends, so the client
+    // does not send the next request on it.
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     let r = admin
         .get(format!("http://{}/../../etc/passwd", gw.admin_addr))
         .send()
