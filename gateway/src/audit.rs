@@ -11,33 +11,36 @@
 
 use std::time::{Duration, SystemTime};
 
-use ozg_adapter_sdk::{jose, SealKey, TrustAnchors};
+use ozg_adapter_sdk::audit_proof::{CheckpointPayload, ProofDocument, RecordProof, TYPE_PROOF};
+use ozg_adapter_sdk::{jose, merkle, SealKey, TrustAnchors};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::store::audit::{record_hash, AuditRecord, Head, GENESIS};
 use crate::store::{Checkpoint, Store, StoreError};
 
-/// JWS `typ` of a checkpoint.
-pub const TYP_CHECKPOINT: &str = "ozg-audit-checkpoint";
+pub use ozg_adapter_sdk::audit_proof::TYP_CHECKPOINT;
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct CheckpointPayload {
-    seq: u64,
-    head: String,
-    ts: String,
-}
-
-/// Signs the current head.
+/// Signs the current head, and the Merkle tree head over the batch of records
+/// `from..=head.seq` whose stored texts are `batch`.
 pub fn sign_checkpoint(
     seal: &SealKey,
     head: &Head,
+    from: u64,
+    batch: &[String],
     ts: &str,
 ) -> Result<Checkpoint, jose::JoseError> {
+    let leaves: Vec<merkle::Hash> = batch
+        .iter()
+        .map(|r| merkle::leaf_hash(r.as_bytes()))
+        .collect();
+    let root = hex::encode(merkle::root(&leaves));
     let payload = CheckpointPayload {
         seq: head.seq,
         head: head.hash.clone(),
         ts: ts.to_owned(),
+        from: Some(from),
+        root: Some(root.clone()),
     };
     let jws = jose::sign(
         seal,
@@ -49,6 +52,8 @@ pub fn sign_checkpoint(
         head: head.hash.clone(),
         ts: ts.to_owned(),
         jws,
+        from: Some(from),
+        root: Some(root),
     })
 }
 
@@ -73,17 +78,74 @@ pub struct Broken {
 }
 
 /// Verifies the log and checkpoints of a database.
+///
+/// One pass over the records; memory holds the leaf hashes of one checkpoint's
+/// batch, not the log.
 pub fn verify(
     conn: &Connection,
     trust: &TrustAnchors,
     now: SystemTime,
 ) -> Result<Result<Report, Broken>, StoreError> {
+    let broken = |seq: u64, reason: String| Ok(Err(Broken { seq, reason }));
+    // The checkpoints first: each signed by a trusted seal, its stored values the
+    // signed ones, each batch following the one before.
+    let checkpoints = crate::store::embedded::read_checkpoints(conn)?;
+    let mut previous = 0u64;
+    for c in &checkpoints {
+        let v = match jose::verify(&c.jws, TYP_CHECKPOINT, trust, now) {
+            Ok(v) => v,
+            Err(e) => {
+                return broken(
+                    c.seq,
+                    format!(
+                        "checkpoint {}: signature does not verify ({e}): forged",
+                        c.seq
+                    ),
+                )
+            }
+        };
+        let payload: CheckpointPayload = match serde_json::from_slice(&v.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                return broken(
+                    c.seq,
+                    format!("checkpoint {}: unreadable payload ({e})", c.seq),
+                )
+            }
+        };
+        if payload.seq != c.seq
+            || payload.head != c.head
+            || payload.from != c.from
+            || payload.root != c.root
+        {
+            return broken(
+                c.seq,
+                format!(
+                    "checkpoint {}: the stored values differ from the signed ones: forged",
+                    c.seq
+                ),
+            );
+        }
+        if let Some(from) = c.from {
+            if from != previous + 1 || from > c.seq {
+                return broken(
+                    c.seq,
+                    format!(
+                        "checkpoint {}: its batch starts at record {from}, but the checkpoint before ends at record {previous}",
+                        c.seq
+                    ),
+                );
+            }
+        }
+        previous = c.seq;
+    }
+
     let mut stmt = conn.prepare("SELECT seq, record, hash FROM audit ORDER BY seq")?;
     let mut rows = stmt.query([])?;
     let mut expected_seq = 1u64;
     let mut prev = GENESIS.to_owned();
-    let mut hashes: Vec<String> = Vec::new();
-    let broken = |seq: u64, reason: String| Ok(Err(Broken { seq, reason }));
+    let mut pending = checkpoints.iter().peekable();
+    let mut batch: Vec<merkle::Hash> = Vec::new();
     while let Some(row) = rows.next()? {
         let stored_seq: u64 = row.get(0)?;
         let text: String = row.get(1)?;
@@ -120,60 +182,43 @@ pub fn verify(
                 ),
             );
         }
-        prev = hash.clone();
-        hashes.push(hash);
+        batch.push(merkle::leaf_hash(text.as_bytes()));
+        if let Some(c) = pending.next_if(|c| c.seq == stored_seq) {
+            if hash != c.head {
+                return broken(
+                    c.seq,
+                    format!("checkpoint {}: the signed head does not match the log: records up to {} were rewritten", c.seq, c.seq),
+                );
+            }
+            if let Some(root) = &c.root {
+                if *root != hex::encode(merkle::root(&batch)) {
+                    return broken(
+                        c.seq,
+                        format!(
+                            "checkpoint {}: the signed Merkle tree head does not match records {}..={}: rewritten",
+                            c.seq,
+                            c.from.unwrap_or(1),
+                            c.seq
+                        ),
+                    );
+                }
+            }
+            batch.clear();
+        }
+        prev = hash;
         expected_seq += 1;
     }
     let records = expected_seq - 1;
-    let checkpoints = crate::store::embedded::read_checkpoints(conn)?;
-    for c in &checkpoints {
-        let v = match jose::verify(&c.jws, TYP_CHECKPOINT, trust, now) {
-            Ok(v) => v,
-            Err(e) => {
-                return broken(
-                    c.seq,
-                    format!(
-                        "checkpoint {}: signature does not verify ({e}): forged",
-                        c.seq
-                    ),
-                )
-            }
-        };
-        let payload: CheckpointPayload = match serde_json::from_slice(&v.payload) {
-            Ok(p) => p,
-            Err(e) => {
-                return broken(
-                    c.seq,
-                    format!("checkpoint {}: unreadable payload ({e})", c.seq),
-                )
-            }
-        };
-        if payload.seq != c.seq || payload.head != c.head {
-            return broken(
+    if let Some(c) = pending.next() {
+        return broken(
+            records + 1,
+            format!(
+                "the log ends at record {records} but checkpoint {} covers more: records {}..={} were removed (truncated)",
                 c.seq,
-                format!(
-                    "checkpoint {}: the stored values differ from the signed ones: forged",
-                    c.seq
-                ),
-            );
-        }
-        if c.seq > records {
-            return broken(
                 records + 1,
-                format!(
-                    "the log ends at record {records} but checkpoint {} covers more: records {}..={} were removed (truncated)",
-                    c.seq,
-                    records + 1,
-                    c.seq
-                ),
-            );
-        }
-        if c.seq > 0 && hashes[(c.seq - 1) as usize] != c.head {
-            return broken(
-                c.seq,
-                format!("checkpoint {}: the signed head does not match the log: records up to {} were rewritten", c.seq, c.seq),
-            );
-        }
+                c.seq
+            ),
+        );
     }
     Ok(Ok(Report {
         records,
@@ -182,6 +227,79 @@ pub fn verify(
         head_hash: prev,
         checkpoint_seq: checkpoints.last().map(|c| c.seq).unwrap_or(0),
     }))
+}
+
+/// Why no inclusion proof can be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    #[error("no audit records for submission {0}")]
+    Unknown(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The inclusion proofs of every record of a submission that a checkpoint with a
+/// Merkle tree head covers; the others are listed in `not_yet_covered`.
+///
+/// Costs one read of each covering checkpoint's batch (at most
+/// `checkpoint_every` records plus what half a second adds).
+pub fn prove(conn: &Connection, submission_id: &str) -> Result<ProofDocument, ProveError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, record FROM audit WHERE submission_id = ?1 ORDER BY seq")
+        .map_err(StoreError::from)?;
+    let own: Vec<(u64, String)> = stmt
+        .query_map(rusqlite::params![submission_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(StoreError::from)?
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::from)?;
+    if own.is_empty() {
+        return Err(ProveError::Unknown(submission_id.to_owned()));
+    }
+    let mut doc = ProofDocument {
+        version: 1,
+        kind: TYPE_PROOF.into(),
+        submission_id: submission_id.to_owned(),
+        records: Vec::new(),
+        not_yet_covered: Vec::new(),
+    };
+    // (checkpoint seq, leaf hashes of its batch) of the batch read last.
+    let mut cached: Option<(u64, Vec<merkle::Hash>)> = None;
+    for (seq, record) in own {
+        let covering = crate::store::embedded::read_covering_checkpoint(conn, seq)?;
+        let Some((c, from)) = covering.and_then(|c| c.from.map(|f| (c, f))) else {
+            doc.not_yet_covered.push(seq);
+            continue;
+        };
+        if cached.as_ref().map(|(s, _)| *s) != Some(c.seq) {
+            let texts = crate::store::embedded::read_audit_texts(conn, from, c.seq)?;
+            let leaves = texts
+                .iter()
+                .map(|t| merkle::leaf_hash(t.as_bytes()))
+                .collect();
+            cached = Some((c.seq, leaves));
+        }
+        let leaves = &cached.as_ref().map(|(_, l)| l).expect("just read");
+        let index = (seq - from) as usize;
+        let path = merkle::inclusion_path(leaves, index).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "checkpoint {} covers records {from}..={} but the log holds {} of them",
+                c.seq,
+                c.seq,
+                leaves.len()
+            ))
+        })?;
+        doc.records.push(RecordProof {
+            seq,
+            record,
+            checkpoint: c.jws,
+            leaf_index: index as u64,
+            tree_size: leaves.len() as u64,
+            path: path.iter().map(hex::encode).collect(),
+        });
+    }
+    Ok(doc)
 }
 
 /// Checkpoint settings.
@@ -243,7 +361,18 @@ pub async fn checkpoint_task(
                 || last_time.elapsed() >= config.checkpoint_interval);
         if due {
             let ts = crate::store::embedded::rfc3339_now();
-            match sign_checkpoint(&seal, &head, &ts) {
+            let from = last + 1;
+            let batch = match store.audit_texts(from, head.seq).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the records of the audit checkpoint");
+                    if stopping {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match sign_checkpoint(&seal, &head, from, &batch, &ts) {
                 Ok(c) => match store.add_checkpoint(c).await {
                     Ok(()) => {
                         last = head.seq;
@@ -259,5 +388,146 @@ pub async fn checkpoint_task(
         if stopping {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::audit::AuditEvent;
+    use crate::store::embedded::{open_read_only, EmbeddedStore};
+
+    fn demo(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../certs-example")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    /// Appends `n` records, each of its own submission `s<seq - 1>`.
+    async fn append(store: &EmbeddedStore, n: u64) {
+        let first = store.audit_head().await.unwrap().seq;
+        for i in first..first + n {
+            store
+                .audit(AuditEvent {
+                    event: "received",
+                    submission_id: Some(format!("s{i}")),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Signs a checkpoint over the head, covering records `from..=head`.
+    async fn checkpoint(
+        store: &EmbeddedStore,
+        seal: &SealKey,
+        from: u64,
+        root_of: Option<&[String]>,
+    ) {
+        let head = store.audit_head().await.unwrap();
+        let batch = store.audit_texts(from, head.seq).await.unwrap();
+        let c = sign_checkpoint(
+            seal,
+            &head,
+            from,
+            root_of.unwrap_or(&batch),
+            "2026-11-24T00:00:00Z",
+        )
+        .unwrap();
+        store.add_checkpoint(c).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn checkpoints_carry_the_merkle_head_of_their_batch_and_proofs_follow() {
+        let seal = SealKey::from_pem(&demo("seal.pem"), &demo("seal.key")).unwrap();
+        let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        append(&store, 5).await;
+        // A checkpoint as gateways before inclusion proofs signed it: no batch, no root.
+        let head = store.audit_head().await.unwrap();
+        let payload =
+            serde_json::json!({"seq": head.seq, "head": head.hash, "ts": "2026-11-24T00:00:00Z"});
+        let jws = jose::sign(&seal, TYP_CHECKPOINT, payload.to_string().as_bytes()).unwrap();
+        store
+            .add_checkpoint(Checkpoint {
+                seq: head.seq,
+                head: head.hash.clone(),
+                ts: "2026-11-24T00:00:00Z".into(),
+                jws,
+                from: None,
+                root: None,
+            })
+            .await
+            .unwrap();
+        append(&store, 7).await;
+        checkpoint(&store, &seal, 6, None).await;
+        append(&store, 2).await;
+        let conn = open_read_only(dir.path()).unwrap();
+        let report = verify(&conn, &trust, SystemTime::now()).unwrap().unwrap();
+        assert_eq!((report.records, report.checkpoints), (14, 2));
+
+        // s7 is record 8, leaf 2 of the batch 6..=12; s0 only has the old checkpoint,
+        // s13 none yet.
+        let doc = prove(&conn, "s7").unwrap();
+        assert_eq!(doc.records.len(), 1);
+        assert_eq!(
+            (doc.records[0].leaf_index, doc.records[0].tree_size),
+            (2, 7)
+        );
+        let proven = ozg_adapter_sdk::audit_proof::verify(&doc, &trust, SystemTime::now()).unwrap();
+        assert_eq!(proven[0].checkpoint_seq, 12);
+        assert_eq!(prove(&conn, "s0").unwrap().not_yet_covered, [1]);
+        assert_eq!(prove(&conn, "s13").unwrap().not_yet_covered, [14]);
+        assert!(matches!(
+            prove(&conn, "nobody"),
+            Err(ProveError::Unknown(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_signed_merkle_head_that_does_not_match_its_batch_is_found() {
+        let seal = SealKey::from_pem(&demo("seal.pem"), &demo("seal.key")).unwrap();
+        let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        append(&store, 4).await;
+        checkpoint(&store, &seal, 1, None).await;
+        append(&store, 3).await;
+        // Signed over other records than the batch 5..=7 holds.
+        checkpoint(&store, &seal, 5, Some(&["{}".to_owned()])).await;
+        let conn = open_read_only(dir.path()).unwrap();
+        let broken = verify(&conn, &trust, SystemTime::now())
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(broken.seq, 7);
+        assert!(
+            broken
+                .reason
+                .contains("Merkle tree head does not match records 5..=7"),
+            "{broken}"
+        );
+
+        // A batch that does not follow the checkpoint before.
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        append(&store, 4).await;
+        checkpoint(&store, &seal, 1, None).await;
+        append(&store, 3).await;
+        checkpoint(&store, &seal, 6, None).await;
+        let conn = open_read_only(dir.path()).unwrap();
+        let broken = verify(&conn, &trust, SystemTime::now())
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            broken
+                .reason
+                .contains("starts at record 6, but the checkpoint before ends at record 4"),
+            "{broken}"
+        );
     }
 }

@@ -285,6 +285,26 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Inclusion proofs of one submission's records against the signed checkpoints
+    /// (JSON, `schemas/audit-proof.schema.json`): hand it to a receiver or an auditor.
+    Prove {
+        submission_id: String,
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Write the proof here instead of to standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check an inclusion proof with only the trust anchor: the checkpoints'
+    /// signatures and every record's path to its signed Merkle tree head.
+    VerifyProof {
+        proof: PathBuf,
+        /// PEM trust anchor(s) the gateway's seal chains to.
+        #[arg(long)]
+        trust: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -740,6 +760,103 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prove {
+            submission_id,
+            config,
+            data_dir,
+            out,
+        } => audit_prove(&submission_id, &config, data_dir, out),
+        AuditCommand::VerifyProof { proof, trust } => audit_verify_proof(&proof, &trust),
+    }
+}
+
+fn audit_prove(
+    submission_id: &str,
+    config: &std::path::Path,
+    data_dir: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let (dir, _) = audit_sources(config, data_dir)?;
+    let conn = crate::store::embedded::open_read_only(&dir)
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let doc = match crate::audit::prove(&conn, submission_id) {
+        Ok(d) => d,
+        Err(crate::audit::ProveError::Unknown(id)) => {
+            eprintln!("no audit records for submission {id}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let text = serde_json::to_string_pretty(&doc)? + "\n";
+    match &out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    if !doc.not_yet_covered.is_empty() {
+        eprintln!(
+            "note: record(s) {:?} are not covered by a signed checkpoint yet (the daemon signs one within its checkpoint_interval); run this again then",
+            doc.not_yet_covered
+        );
+    }
+    if doc.records.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(path) = out {
+        eprintln!(
+            "{} record(s) of submission {submission_id} proven: {}",
+            doc.records.len(),
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_verify_proof(
+    proof: &std::path::Path,
+    trust: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use ozg_adapter_sdk::audit_proof;
+    let trust = ozg_adapter_sdk::TrustAnchors::from_pem(
+        &std::fs::read(trust).with_context(|| format!("reading {}", trust.display()))?,
+    )?;
+    let text = std::fs::read(proof).with_context(|| format!("reading {}", proof.display()))?;
+    let doc: audit_proof::ProofDocument = match serde_json::from_slice(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "INVALID: {} is not an inclusion proof document: {e}",
+                proof.display()
+            );
+            return Ok(ExitCode::from(4));
+        }
+    };
+    match audit_proof::verify(&doc, &trust, std::time::SystemTime::now()) {
+        Ok(proven) => {
+            println!(
+                "OK: {} record(s) of submission {} are in the gateway's signed audit log",
+                proven.len(),
+                doc.submission_id
+            );
+            for r in &proven {
+                println!(
+                    "  seq {:<8} {:<26} {:<15} {:<20} checkpoint {} signed {} by {}",
+                    r.seq,
+                    r.ts,
+                    r.event,
+                    r.target.as_deref().unwrap_or("-"),
+                    r.checkpoint_seq,
+                    r.checkpoint_ts,
+                    r.signer
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("INVALID: {e}");
+            Ok(ExitCode::from(4))
         }
     }
 }

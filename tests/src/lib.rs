@@ -530,3 +530,39 @@ pub async fn states(
         })
         .unwrap_or_default()
 }
+
+/// A python3 that has jwcrypto: the system one if it has it, else a virtualenv
+/// under `target/` into which `tests/interop/requirements.txt` is installed once.
+pub fn python() -> PathBuf {
+    let has_jwcrypto = |py: &std::path::Path| {
+        Command::new(py)
+            .args(["-c", "import jwcrypto"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let system = PathBuf::from("python3");
+    if has_jwcrypto(&system) {
+        return system;
+    }
+    let venv = repo().join("target/interop-venv");
+    let py = venv.join("bin/python3");
+    if !has_jwcrypto(&py) {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "python3 -m venv failed: install python3 with venv"
+        );
+        let installed = Command::new(&py)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(repo().join("tests/interop/requirements.txt"))
+            .status();
+        assert!(
+            installed.is_ok_and(|s| s.success()),
+            "installing jwcrypto failed (needs PyPI)"
+        );
+    }
+    py
+}

@@ -166,6 +166,11 @@ async fn verify_finds_every_kind_of_tampering_and_names_the_first_bad_record() {
             &format!("UPDATE audit_checkpoints SET head = '{}' WHERE seq = {cp};", "ab".repeat(32)),
             "forged",
         ),
+        (
+            "forged-merkle-root",
+            &format!("UPDATE audit_checkpoints SET root = '{}' WHERE seq = {cp};", "cd".repeat(32)),
+            "forged",
+        ),
     ];
     for (name, sql, expect) in cases {
         let copy = tampered(&tc, name, sql);
@@ -429,4 +434,200 @@ async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
     gw.shutdown().await.unwrap();
     let (ok, text) = verify(&tc.path, &tc.data_dir);
     assert!(ok, "{text}");
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
+    let (tc, ids, _rx) = a_real_log().await;
+    let proof = tc.dir.path().join("proof.json");
+    let (ok, _, err) = run(&[
+        "audit".as_ref(),
+        "prove".as_ref(),
+        ids[0].as_ref(),
+        "--config".as_ref(),
+        tc.path.as_os_str(),
+        "--out".as_ref(),
+        proof.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
+    let trace: Vec<u64> = {
+        let conn = ozg_gateway::store::embedded::open_read_only(&tc.data_dir).unwrap();
+        ozg_gateway::store::embedded::read_trace(&conn, &ids[0])
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect()
+    };
+    let proven: Vec<u64> = doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(proven, trace, "the final checkpoint covers every record");
+    assert!(doc.get("not_yet_covered").is_none(), "{doc}");
+    // The document and its records are what the published schemas describe.
+    let schema = |name: &str| {
+        let text = std::fs::read(repo().join("schemas").join(name)).unwrap();
+        jsonschema::validator_for(&serde_json::from_slice(&text).unwrap()).unwrap()
+    };
+    let (proof_schema, record_schema) = (
+        schema("audit-proof.schema.json"),
+        schema("audit-record.schema.json"),
+    );
+    if let Err(e) = proof_schema.validate(&doc) {
+        panic!("proof does not match its schema: {e}");
+    }
+    for r in doc["records"].as_array().unwrap() {
+        let record: serde_json::Value =
+            serde_json::from_str(r["record"].as_str().unwrap()).unwrap();
+        if let Err(e) = record_schema.validate(&record) {
+            panic!("record does not match its schema: {e}: {record}");
+        }
+    }
+    let mut broken = doc.clone();
+    broken["records"][0]["path"][0] = "not hex".into();
+    assert!(
+        proof_schema.validate(&broken).is_err(),
+        "the schema checks paths"
+    );
+
+    // The gateway's own check, with only the trust anchor.
+    let ca = demo("ca.pem");
+    let check = |path: &Path| {
+        run(&[
+            "audit".as_ref(),
+            "verify-proof".as_ref(),
+            path.as_os_str(),
+            "--trust".as_ref(),
+            ca.as_os_str(),
+        ])
+    };
+    let (ok, out, err) = check(&proof);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.starts_with(&format!(
+            "OK: {} record(s) of submission {}",
+            trace.len(),
+            ids[0]
+        )),
+        "{out}"
+    );
+    for event in ["received", "sealed", "delivered"] {
+        assert!(out.contains(event), "{out}");
+    }
+    println!("{out}");
+
+    // An independent implementation (Python: hashlib and jwcrypto) agrees.
+    let py = |path: &Path| {
+        Command::new(python())
+            .arg(repo().join("tests/interop/verify_proof.py"))
+            .arg(path)
+            .arg(&ca)
+            .output()
+            .expect("python3 runs")
+    };
+    let out = py(&proof);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["records"].as_array().unwrap().len(), trace.len());
+
+    // Every alteration is caught, by both.
+    let delivered = doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|r| r["record"].as_str().unwrap().contains("\"delivered\""))
+        .unwrap();
+    let other_target = |r: &mut serde_json::Value| {
+        let text = r["record"].as_str().unwrap();
+        let changed = if text.contains("dms-demo") {
+            text.replace("dms-demo", "fachverfahren-demo")
+        } else {
+            text.replace("fachverfahren-demo", "dms-demo")
+        };
+        r["record"] = changed.into();
+    };
+    type Alter = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Alter, &str)> = vec![
+        (
+            "record edited",
+            Box::new(move |d| other_target(&mut d["records"][delivered])),
+            "does not lead to the signed root",
+        ),
+        (
+            "path altered",
+            Box::new(|d| {
+                let h = d["records"][0]["path"][0].as_str().unwrap();
+                let flipped = if h.starts_with('0') { "1" } else { "0" }.to_owned() + &h[1..];
+                d["records"][0]["path"][0] = flipped.into();
+            }),
+            "does not lead to the signed root",
+        ),
+        (
+            "path shortened",
+            Box::new(|d| {
+                d["records"][0]["path"].as_array_mut().unwrap().pop();
+            }),
+            "does not lead to the signed root",
+        ),
+        (
+            "claimed for another submission",
+            {
+                let other = ids[1].clone();
+                Box::new(move |d| d["submission_id"] = other.clone().into())
+            },
+            "belongs to submission",
+        ),
+        (
+            "checkpoint payload replaced",
+            Box::new(|d| {
+                let jws = d["records"][0]["checkpoint"].as_str().unwrap().to_owned();
+                let parts: Vec<&str> = jws.split('.').collect();
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                let mut payload: serde_json::Value =
+                    serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+                payload["root"] = "00".repeat(32).into();
+                let forged = format!(
+                    "{}.{}.{}",
+                    parts[0],
+                    b64.encode(payload.to_string()),
+                    parts[2]
+                );
+                d["records"][0]["checkpoint"] = forged.into();
+            }),
+            "signature",
+        ),
+    ];
+    for (name, alter, expect) in cases {
+        let mut altered = doc.clone();
+        alter(&mut altered);
+        let path = tc.dir.path().join("altered.json");
+        std::fs::write(&path, altered.to_string()).unwrap();
+        let (ok, out, err) = check(&path);
+        assert!(!ok, "{name}: verify-proof passed: {out}");
+        assert!(err.contains(expect), "{name}: expected {expect:?} in {err}");
+        println!("{name}: {}", err.trim());
+        let independent = py(&path);
+        assert!(
+            !independent.status.success(),
+            "{name}: the independent check passed it"
+        );
+    }
 }

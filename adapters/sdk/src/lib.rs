@@ -7,14 +7,18 @@
 //!   and the outcome classes the delivery engine acts on.
 //! - [`envelope`]: the envelope a target receives, the sealed manifest, the
 //!   receipt, and [`envelope::open`] — decrypt, verify the seal, check every hash.
+//! - [`merkle`]: RFC 9162 Merkle tree hashing, and [`audit_proof`]: the gateway's
+//!   signed audit checkpoints and the inclusion proof a receiver can check.
 //!
 //! Invariants: the gateway and every receiver use this same code for the format;
 //! nothing here touches disk or network.
 
 pub mod adapter;
+pub mod audit_proof;
 pub mod envelope;
 pub mod jose;
 pub mod keys;
+pub mod merkle;
 
 pub use adapter::{Adapter, DeliverFuture, Delivery, Failure, Outcome};
 pub use envelope::{open, Envelope, Manifest, ManifestPart, OpenError, Opened, Receipt};

@@ -11,7 +11,7 @@
 //!              segment, env_offset, env_len, env_crc32)   where its envelope lies
 //!   idempotency(portal, key, request_hash, submission_id)
 //!   audit(seq, submission_id, record, hash)      the hash-chained audit log (see `audit`)
-//!   audit_checkpoints(seq, head, ts, jws)        signed checkpoints over the chain
+//!   audit_checkpoints(seq, head, ts, jws, first_seq, root)  signed checkpoints: chain head, Merkle tree head of the batch
 //! <data_dir>/envelopes/*.seg  the sealed envelopes (JSON, encrypted per target),
 //!                             appended, fsynced before the commit that refers to them (see `segments`)
 //! ```
@@ -105,10 +105,12 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_by_submission ON audit(submission_id);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
-    seq   INTEGER PRIMARY KEY,
-    head  TEXT NOT NULL,
-    ts    TEXT NOT NULL,
-    jws   TEXT NOT NULL
+    seq        INTEGER PRIMARY KEY,
+    head       TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    jws        TEXT NOT NULL,
+    first_seq  INTEGER,
+    root       TEXT
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     portal        TEXT NOT NULL,
@@ -117,7 +119,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     submission_id TEXT NOT NULL,
     PRIMARY KEY (portal, key)
 ) WITHOUT ROWID;
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
 ";
 
 /// Schema version 1 kept `submissions` and `envelopes` as WITHOUT ROWID tables.
@@ -163,6 +165,17 @@ const MIGRATE_2_TO_3_END: &str = "
 DROP TABLE envelopes;
 PRAGMA user_version = 3;
 ";
+
+/// Version 4 keeps, per checkpoint, the batch of records it covers and the
+/// Merkle tree head over them (NULL for checkpoints signed before).
+const MIGRATE_3_TO_4: &str = "
+ALTER TABLE audit_checkpoints ADD COLUMN first_seq INTEGER;
+ALTER TABLE audit_checkpoints ADD COLUMN root TEXT;
+PRAGMA user_version = 4;
+";
+
+/// The schema version this gateway writes.
+const SCHEMA_VERSION: i64 = 4;
 
 /// Brings a store of an earlier schema version to the current one.
 fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), StoreError> {
@@ -215,9 +228,16 @@ fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), StoreError>
         tx.commit()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         tracing::info!(envelopes = moved, "migration to schema version 3 done");
-    } else if version > 3 {
+        version = 3;
+    }
+    if version == 3 {
+        tracing::info!("migrating the store from schema version 3 to 4: Merkle tree heads");
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(MIGRATE_3_TO_4)?;
+        tx.commit()?;
+    } else if version > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
-            "the store has schema version {version}, newer than this gateway (3): run the newer version"
+            "the store has schema version {version}, newer than this gateway ({SCHEMA_VERSION}): run the newer version"
         )));
     }
     Ok(())
@@ -837,9 +857,9 @@ fn add_checkpoint(conn: &Connection, c: &Checkpoint) -> Result<(), StoreError> {
         )));
     }
     conn.prepare_cached(
-        "INSERT OR IGNORE INTO audit_checkpoints (seq, head, ts, jws) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR IGNORE INTO audit_checkpoints (seq, head, ts, jws, first_seq, root) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![c.seq, c.head, c.ts, c.jws])?;
+    .execute(params![c.seq, c.head, c.ts, c.jws, c.from, c.root])?;
     Ok(())
 }
 
@@ -1314,7 +1334,11 @@ impl Store for EmbeddedStore {
     }
 
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
-        self.read(move |conn| Ok(read_checkpoints(conn)?.pop()))
+        self.read(read_latest_checkpoint)
+    }
+
+    fn audit_texts(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<String>> {
+        self.read(move |conn| read_audit_texts(conn, from, to))
     }
 
     fn operate(
@@ -1404,18 +1428,56 @@ pub fn read_trace(conn: &Connection, submission_id: &str) -> Result<Vec<AuditRec
     Ok(out)
 }
 
+const CHECKPOINT_COLUMNS: &str = "seq, head, ts, jws, first_seq, root";
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        seq: r.get(0)?,
+        head: r.get(1)?,
+        ts: r.get(2)?,
+        jws: r.get(3)?,
+        from: r.get(4)?,
+        root: r.get(5)?,
+    })
+}
+
 /// All checkpoints, oldest first.
 pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([], checkpoint_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The newest checkpoint.
+pub fn read_latest_checkpoint(conn: &Connection) -> Result<Option<Checkpoint>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+        ))?
+        .query_row([], checkpoint_row)
+        .optional()?)
+}
+
+/// The oldest checkpoint at or after record `seq` (the one whose batch holds it).
+pub fn read_covering_checkpoint(
+    conn: &Connection,
+    seq: u64,
+) -> Result<Option<Checkpoint>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq >= ?1 ORDER BY seq LIMIT 1"
+        ))?
+        .query_row(params![seq], checkpoint_row)
+        .optional()?)
+}
+
+/// The stored text of audit records `from..=to`, in order.
+pub fn read_audit_texts(conn: &Connection, from: u64, to: u64) -> Result<Vec<String>, StoreError> {
     let mut stmt =
-        conn.prepare_cached("SELECT seq, head, ts, jws FROM audit_checkpoints ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Checkpoint {
-            seq: r.get(0)?,
-            head: r.get(1)?,
-            ts: r.get(2)?,
-            jws: r.get(3)?,
-        })
-    })?;
+        conn.prepare_cached("SELECT record FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")?;
+    let rows = stmt.query_map(params![from, to], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -1641,6 +1703,8 @@ mod tests {
              ALTER TABLE deliveries DROP COLUMN env_offset;
              ALTER TABLE deliveries DROP COLUMN env_len;
              ALTER TABLE deliveries DROP COLUMN env_crc32;
+             ALTER TABLE audit_checkpoints DROP COLUMN first_seq;
+             ALTER TABLE audit_checkpoints DROP COLUMN root;
              PRAGMA user_version = 1;
              COMMIT;",
         )
@@ -1664,7 +1728,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (version, without_rowid),
-            (3, 1),
+            (SCHEMA_VERSION, 1),
             "only idempotency stays WITHOUT ROWID"
         );
         let bodies: i64 = conn

@@ -176,8 +176,16 @@ pub struct Checkpoint {
     /// Hex SHA-256 of record `seq`.
     pub head: String,
     pub ts: String,
-    /// Compact JWS (typ `ozg-audit-checkpoint`) over `{"seq","head","ts"}` by the seal key.
+    /// Compact JWS (typ `ozg-audit-checkpoint`) over `{"seq","head","ts","from","root"}`
+    /// by the seal key.
     pub jws: String,
+    /// The first record of the batch this checkpoint covers (`from..=seq`); `None`
+    /// for checkpoints signed before schema version 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    /// Hex RFC 9162 Merkle tree head over the batch's records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 /// What an operator does with a delivery.
@@ -302,6 +310,8 @@ pub trait Store: Send + Sync {
     fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
     /// The newest checkpoint, if any.
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
+    /// The stored text of audit records `from..=to` (a checkpoint's batch).
+    fn audit_texts(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<String>>;
     /// An operator's action on one delivery, audited with the operator's id.
     fn operate(
         &self,
