@@ -238,6 +238,17 @@ pub enum ProveError {
     Store(#[from] StoreError),
 }
 
+/// A proof document without records.
+pub fn empty_proof(submission_id: &str) -> ProofDocument {
+    ProofDocument {
+        version: 1,
+        kind: TYPE_PROOF.into(),
+        submission_id: submission_id.to_owned(),
+        records: Vec::new(),
+        not_yet_covered: Vec::new(),
+    }
+}
+
 /// The inclusion proofs of every record of a submission that a checkpoint with a
 /// Merkle tree head covers; the others are listed in `not_yet_covered`.
 ///
@@ -257,13 +268,7 @@ pub fn prove(conn: &Connection, submission_id: &str) -> Result<ProofDocument, Pr
     if own.is_empty() {
         return Err(ProveError::Unknown(submission_id.to_owned()));
     }
-    let mut doc = ProofDocument {
-        version: 1,
-        kind: TYPE_PROOF.into(),
-        submission_id: submission_id.to_owned(),
-        records: Vec::new(),
-        not_yet_covered: Vec::new(),
-    };
+    let mut doc = empty_proof(submission_id);
     // (checkpoint seq, leaf hashes of its batch) of the batch read last.
     let mut cached: Option<(u64, Vec<merkle::Hash>)> = None;
     for (seq, record) in own {

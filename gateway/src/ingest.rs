@@ -204,8 +204,9 @@ impl Ingest {
                 }
             }
             (&Method::GET, Some(rest)) => match submission_path(rest) {
-                Some((id, false)) => self.status(&portal, id).await,
-                Some((id, true)) => self.trace(&portal, id).await,
+                Some((id, View::Status)) => self.status(&portal, id).await,
+                Some((id, View::Trace)) => self.trace(&portal, id, false).await,
+                Some((id, View::Proof)) => self.trace(&portal, id, true).await,
                 None => Err(Problem::new(
                     404,
                     "not-found",
@@ -323,7 +324,9 @@ impl Ingest {
     }
 
     /// The Laufzettel: every audit record of the portal's own submission.
-    async fn trace(&self, portal: &Portal, id: &str) -> Result<HttpResponse, Problem> {
+    /// The Laufzettel of an own submission, or (`proof`) the inclusion proofs of
+    /// its records against the signed audit checkpoints.
+    async fn trace(&self, portal: &Portal, id: &str, proof: bool) -> Result<HttpResponse, Problem> {
         let not_found = || {
             Problem::new(
                 404,
@@ -348,6 +351,11 @@ impl Ingest {
         {
             Some(s) if s.portal == portal.id => {}
             _ => return Err(not_found()),
+        }
+        if proof {
+            let doc = self.pipeline.store.prove(id).await.map_err(unavailable)?;
+            let body = serde_json::to_string(&doc).unwrap_or_default();
+            return Ok(json_response(StatusCode::OK, body));
         }
         let records = self.pipeline.store.trace(id).await.map_err(unavailable)?;
         let body = serde_json::json!({"submission_id": id, "events": records});
@@ -659,13 +667,24 @@ where
 }
 
 /// `/{id}` → (id, false); `/{id}/trace` → (id, true).
-fn submission_path(rest: &str) -> Option<(&str, bool)> {
+/// What `GET /v1/submissions/{id}[/…]` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Status,
+    Trace,
+    Proof,
+}
+
+fn submission_path(rest: &str) -> Option<(&str, View)> {
     let rest = rest.strip_prefix('/')?;
-    let (id, trace) = match rest.strip_suffix("/trace") {
-        Some(id) => (id, true),
-        None => (rest, false),
+    let (id, view) = if let Some(id) = rest.strip_suffix("/trace") {
+        (id, View::Trace)
+    } else if let Some(id) = rest.strip_suffix("/proof") {
+        (id, View::Proof)
+    } else {
+        (rest, View::Status)
     };
-    (!id.is_empty() && !id.contains('/')).then_some((id, trace))
+    (!id.is_empty() && !id.contains('/')).then_some((id, view))
 }
 
 fn parse_metadata(body: &[u8], max_depth: usize) -> Result<Metadata, Problem> {

@@ -76,6 +76,26 @@ async fn a_real_log() -> (TestConfig, Vec<String>, Receiver) {
             .status,
         404
     );
+    // No checkpoint covers the records yet: the proof lists them as not yet covered.
+    let proof_url = url.replace("/trace", "/proof");
+    let proof = client::status(&portal_client("portal"), &proof_url)
+        .await
+        .unwrap();
+    assert_eq!(proof.status, 200, "{}", proof.body);
+    assert_eq!(
+        proof.body["not_yet_covered"].as_array().map(Vec::len),
+        Some(events.len()),
+        "{}",
+        proof.body
+    );
+    assert_eq!(proof.body["records"], serde_json::json!([]));
+    assert_eq!(
+        client::status(&portal_client("portal2"), &proof_url)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
     gw.shutdown().await.unwrap();
     (tc, ids, receiver)
 }
@@ -546,6 +566,29 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["records"].as_array().unwrap().len(), trace.len());
+
+    // The portal gets the same proof over its API once a checkpoint covers the records.
+    let gw = start_from(&tc).await;
+    let answer = client::status(
+        &portal_client("portal"),
+        &format!(
+            "{}/v1/submissions/{}/proof",
+            base_url(gw.ingest_addr),
+            ids[0]
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, doc, "the API and the CLI give the same proof");
+    let parsed: ozg_adapter_sdk::audit_proof::ProofDocument =
+        serde_json::from_value(answer.body).unwrap();
+    let trust = ozg_adapter_sdk::TrustAnchors::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+    let proven =
+        ozg_adapter_sdk::audit_proof::verify(&parsed, &trust, std::time::SystemTime::now())
+            .unwrap();
+    assert_eq!(proven.len(), trace.len());
+    gw.shutdown().await.unwrap();
 
     // Every alteration is caught, by both.
     let delivered = doc["records"]

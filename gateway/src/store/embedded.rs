@@ -1329,6 +1329,18 @@ impl Store for EmbeddedStore {
         self.read(move |conn| read_trace(conn, &id))
     }
 
+    fn prove(
+        &self,
+        submission_id: &str,
+    ) -> StoreFuture<'_, ozg_adapter_sdk::audit_proof::ProofDocument> {
+        let id = submission_id.to_owned();
+        self.read(move |conn| match crate::audit::prove(conn, &id) {
+            Ok(doc) => Ok(doc),
+            Err(crate::audit::ProveError::Unknown(_)) => Ok(crate::audit::empty_proof(&id)),
+            Err(crate::audit::ProveError::Store(e)) => Err(e),
+        })
+    }
+
     fn audit_head(&self) -> StoreFuture<'_, Head> {
         self.read(Head::load)
     }

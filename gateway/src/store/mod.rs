@@ -304,6 +304,12 @@ pub trait Store: Send + Sync {
     fn audit(&self, event: audit::AuditEvent) -> StoreFuture<'_, ()>;
     /// The audit records of one submission, in order.
     fn trace(&self, submission_id: &str) -> StoreFuture<'_, Vec<audit::AuditRecord>>;
+    /// The inclusion proofs of one submission's records (see `crate::audit::prove`);
+    /// no records at all gives an empty document.
+    fn prove(
+        &self,
+        submission_id: &str,
+    ) -> StoreFuture<'_, ozg_adapter_sdk::audit_proof::ProofDocument>;
     /// The head of the audit chain.
     fn audit_head(&self) -> StoreFuture<'_, audit::Head>;
     /// Stores a signed checkpoint over (seq, head hash); refused if it does not match the log.
