@@ -112,6 +112,25 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     first_seq  INTEGER,
     root       TEXT
 );
+CREATE TABLE IF NOT EXISTS delivery_counts (
+    target  TEXT NOT NULL,
+    state   TEXT NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (target, state)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS delivery_counts_insert AFTER INSERT ON deliveries BEGIN
+    INSERT INTO delivery_counts (target, state, n) VALUES (NEW.target, NEW.state, 1)
+        ON CONFLICT (target, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS delivery_counts_update AFTER UPDATE OF state ON deliveries
+    WHEN OLD.state IS NOT NEW.state BEGIN
+    UPDATE delivery_counts SET n = n - 1 WHERE target = OLD.target AND state = OLD.state;
+    INSERT INTO delivery_counts (target, state, n) VALUES (NEW.target, NEW.state, 1)
+        ON CONFLICT (target, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS delivery_counts_delete AFTER DELETE ON deliveries BEGIN
+    UPDATE delivery_counts SET n = n - 1 WHERE target = OLD.target AND state = OLD.state;
+END;
 CREATE TABLE IF NOT EXISTS idempotency (
     portal        TEXT NOT NULL,
     key           TEXT NOT NULL,
@@ -167,10 +186,21 @@ PRAGMA user_version = 3;
 ";
 
 /// Version 4 keeps, per checkpoint, the batch of records it covers and the
-/// Merkle tree head over them (NULL for checkpoints signed before).
+/// Merkle tree head over them (NULL for checkpoints signed before); and the
+/// number of deliveries per target and state, kept by triggers (from `SCHEMA`)
+/// in the same transaction as every change, so that `/metrics` reads a few rows
+/// instead of counting a table that grows with every delivery ever made.
 const MIGRATE_3_TO_4: &str = "
 ALTER TABLE audit_checkpoints ADD COLUMN first_seq INTEGER;
 ALTER TABLE audit_checkpoints ADD COLUMN root TEXT;
+CREATE TABLE delivery_counts (
+    target  TEXT NOT NULL,
+    state   TEXT NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (target, state)
+) WITHOUT ROWID;
+INSERT INTO delivery_counts (target, state, n)
+    SELECT target, state, COUNT(*) FROM deliveries GROUP BY target, state;
 PRAGMA user_version = 4;
 ";
 
@@ -1246,7 +1276,7 @@ impl Store for EmbeddedStore {
     fn queue_depths(&self) -> StoreFuture<'_, Vec<QueueDepth>> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT target, state, COUNT(*) FROM deliveries GROUP BY target, state",
+                "SELECT target, state, n FROM delivery_counts WHERE n > 0 ORDER BY target, state",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
@@ -1717,6 +1747,10 @@ mod tests {
              ALTER TABLE deliveries DROP COLUMN env_crc32;
              ALTER TABLE audit_checkpoints DROP COLUMN first_seq;
              ALTER TABLE audit_checkpoints DROP COLUMN root;
+             DROP TRIGGER delivery_counts_insert;
+             DROP TRIGGER delivery_counts_update;
+             DROP TRIGGER delivery_counts_delete;
+             DROP TABLE delivery_counts;
              PRAGMA user_version = 1;
              COMMIT;",
         )
@@ -1740,9 +1774,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             (version, without_rowid),
-            (SCHEMA_VERSION, 1),
-            "only idempotency stays WITHOUT ROWID"
+            (SCHEMA_VERSION, 2),
+            "only idempotency and delivery_counts are WITHOUT ROWID"
         );
+        assert_counts_are_exact(&conn);
         let bodies: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_schema WHERE name = 'envelopes'",
@@ -1816,6 +1851,80 @@ mod tests {
         std::fs::remove_file(&segment).unwrap();
         let err = store.envelope("a-m").await.unwrap_err();
         assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+    }
+
+    /// The counts the triggers keep equal a count of the table.
+    fn assert_counts_are_exact(conn: &Connection) {
+        let read = |sql: &str| -> Vec<(String, String, i64)> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let kept = read("SELECT target, state, n FROM delivery_counts WHERE n <> 0 ORDER BY 1, 2");
+        let counted = read(
+            "SELECT target, state, COUNT(*) FROM deliveries GROUP BY target, state ORDER BY 1, 2",
+        );
+        assert_eq!(kept, counted);
+    }
+
+    #[tokio::test]
+    async fn delivery_counts_follow_every_change_of_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let counts = || {
+            let conn = open_read_only(dir.path()).unwrap();
+            assert_counts_are_exact(&conn);
+        };
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        for id in ["a", "b", "c", "d", "e"] {
+            store.accept(sub(id, None)).await.unwrap();
+        }
+        counts();
+        let claimed = store.claim("t", now_ms() + 1, 10).await.unwrap();
+        assert_eq!(claimed.len(), 5);
+        counts();
+        let outcomes = [
+            Recorded::Delivered { receipt: None },
+            Recorded::Delivered { receipt: None },
+            Recorded::RetryAt {
+                at_ms: now_ms() + 60_000,
+                error: "http-503".into(),
+            },
+            Recorded::Parked {
+                error: "http-400".into(),
+            },
+        ];
+        for (c, outcome) in claimed.iter().zip(outcomes) {
+            store
+                .record(&c.message_id, outcome, now_ms())
+                .await
+                .unwrap();
+        }
+        counts();
+        // An operator retries the parked one and discards the waiting one.
+        let parked = &claimed[3].message_id;
+        let waiting = &claimed[2].message_id;
+        store.operate(parked, Action::Retry, "op").await.unwrap();
+        store.operate(waiting, Action::Discard, "op").await.unwrap();
+        counts();
+        // A crash with one in flight: recovery hands it back to pending.
+        store.claim("t", now_ms() + 1, 1).await.unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        counts();
+        let purge = Purge {
+            delivered_before_ms: now_ms() + 60_000,
+            parked_before_ms: now_ms() + 60_000,
+            limit: 100,
+        };
+        store.purge(purge).await.unwrap();
+        counts();
+        let depths = store.queue_depths().await.unwrap();
+        let total: u64 = depths.iter().map(|d| d.count).sum();
+        assert_eq!(total, 5, "{depths:?}");
     }
 
     fn files_in(dir: &Path) -> Vec<String> {
