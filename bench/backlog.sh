@@ -20,6 +20,7 @@ echo "RSS after fill: $(awk '/VmRSS|VmHWM/ {print $1, $2, $3}' /proc/$GW/status 
 echo "with the backlog:"; $BIN loadgen --url https://localhost:18443 --admin http://127.0.0.1:19090 --profile small --connections 64 --duration 10s 2>/dev/null
 echo "RSS at the end: $(awk '/VmRSS|VmHWM/ {print $1, $2, $3}' /proc/$GW/status | tr '\n' ' ')"
 curl -s http://127.0.0.1:19090/metrics | grep -E '^ozg_deliveries|^ozg_target_paused'
+for _ in 1 2 3; do echo "/metrics scrape: $(curl -s -o /dev/null -w '%{time_total}' http://127.0.0.1:19090/metrics) s"; done
 du -sh $W/var
 kill $GW; wait $GW
 rm -rf $W

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod receiver;
+pub mod tls_proxy;
 
 use ozg_gateway::client::PortalIdentity;
 use ozg_gateway::config::Config;
@@ -46,6 +47,8 @@ pub struct Options {
     pub delivery: &'static str,
     /// An `amqp-demo` target for Leistung 99888888888888: (exchange, routing key).
     pub amqp: Option<(String, String)>,
+    /// Its broker URL instead of [`AMQP_URL`]; an `amqps://` URL trusts the demo CA.
+    pub amqp_url: Option<String>,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             receiver_url: "https://localhost:1/inbox".into(),
             delivery: FAST_DELIVERY,
             amqp: None,
+            amqp_url: None,
         }
     }
 }
@@ -246,10 +250,18 @@ targets = ["dms-demo"]
         receiver_url = o.receiver_url,
         delivery = o.delivery,
         amqp = match &o.amqp {
-            Some((exchange, key)) => format!(
-                "[targets.amqp-demo]\ncertificate = \"{}\"\nadapter = {{ type = \"amqp\", url = \"{AMQP_URL}\", exchange = \"{exchange}\", routing_key = \"{key}\", confirm_timeout = \"2s\" }}\n\n[[routes]]\nleistung = \"99888888888888\"\ntargets = [\"amqp-demo\"]\n",
-                c("recipient-ec.pem")
-            ),
+            Some((exchange, key)) => {
+                let url = o.amqp_url.as_deref().unwrap_or(AMQP_URL);
+                let ca = if url.starts_with("amqps://") {
+                    format!(", ca = \"{}\"", c("ca.pem"))
+                } else {
+                    String::new()
+                };
+                format!(
+                    "[targets.amqp-demo]\ncertificate = \"{}\"\nadapter = {{ type = \"amqp\", url = \"{url}\", exchange = \"{exchange}\", routing_key = \"{key}\", confirm_timeout = \"2s\"{ca} }}\n\n[[routes]]\nleistung = \"99888888888888\"\ntargets = [\"amqp-demo\"]\n",
+                    c("recipient-ec.pem")
+                )
+            }
             None => String::new(),
         },
         ingest_port = o.ingest_port,

@@ -55,15 +55,7 @@ impl Receiver {
             rustls::pki_types::PrivateKeyDer::from_pem_file(crate::demo("server.key"))
                 .expect("server.key")
         };
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("tls");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let acceptor = crate::tls_proxy::acceptor(chain, key);
         let state = Arc::new(Mutex::new(State {
             mode: Some(mode),
             ..Default::default()

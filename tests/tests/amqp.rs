@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use ozg_e2e::*;
 use ozg_gateway::client::{self, SubmitRequest};
+use ozg_gateway::daemon::Gateway;
+use ozg_gateway::store::DeliveryStatus;
 
 const MARKER: &str = "AMQP-MARKER-Erika";
 
@@ -20,6 +22,29 @@ fn req(n: usize) -> SubmitRequest {
         data_media_type: "application/xml".into(),
         ..Default::default()
     }
+}
+
+/// Submits one request and waits for its delivery's first failure of this class.
+async fn first_failure(gw: &Gateway, n: usize, class: &str) -> DeliveryStatus {
+    let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req(n))
+        .await
+        .unwrap();
+    let id = a.body["submission_id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), class, || async {
+        let s = gw.store.submission(&id).await.unwrap().unwrap();
+        s.deliveries.into_iter().find(|d| {
+            d.last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(class))
+        })
+    })
+    .await
+}
+
+/// Removes a test's exchange and queue.
+async fn clean_up(ch: &lapin::Channel, exchange: &str, queue: &str) {
+    let _ = ch.queue_delete(queue, Default::default()).await;
+    let _ = ch.exchange_delete(exchange, Default::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,10 +81,7 @@ async fn publishes_persistent_confirmed_messages_with_the_message_id() {
         "plaintext in the broker"
     );
     gw.shutdown().await.unwrap();
-    let _ = ch.queue_delete(queue.as_str(), Default::default()).await;
-    let _ = ch
-        .exchange_delete(exchange.as_str(), Default::default())
-        .await;
+    clean_up(&ch, &exchange, &queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,24 +94,85 @@ async fn an_unroutable_message_is_a_failure_not_a_success() {
         ..Default::default()
     })
     .await;
-    let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req(1))
-        .await
-        .unwrap();
-    let id = a.body["submission_id"].as_str().unwrap().to_owned();
-    let d = eventually(Duration::from_secs(10), "an unroutable attempt", || async {
-        let s = gw.store.submission(&id).await.unwrap().unwrap();
-        s.deliveries.into_iter().find(|d| {
-            d.last_error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("unroutable"))
-        })
-    })
-    .await;
+    let d = first_failure(&gw, 1, "unroutable").await;
     assert_ne!(d.state.as_str(), "delivered");
     assert!(amqp_drain(&ch, &queue).await.is_empty());
     gw.shutdown().await.unwrap();
-    let _ = ch.queue_delete(queue.as_str(), Default::default()).await;
-    let _ = ch
-        .exchange_delete(exchange.as_str(), Default::default())
-        .await;
+    clean_up(&ch, &exchange, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_checks_the_broker_certificate_and_publishes_over_tls() {
+    let ch = amqp_channel().await;
+    let (exchange, queue) = names("amqps");
+    amqp_declare(&ch, &exchange, &queue, "fachverfahren").await;
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    let read = |name: &str| std::fs::read_to_string(demo(name)).unwrap();
+
+    // A broker certificate of the demo CA, for localhost: published over TLS.
+    let trusted =
+        ozg_e2e::tls_proxy::TlsProxy::start(broker, &read("server.pem"), &read("server.key")).await;
+    let (_tc, gw) = start(&Options {
+        amqp: Some((exchange.clone(), "fachverfahren".into())),
+        amqp_url: Some(format!(
+            "amqps://guest:guest@localhost:{}/%2f",
+            trusted.addr.port()
+        )),
+        ..Default::default()
+    })
+    .await;
+    let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req(1))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 202, "{}", a.body);
+    let id = a.body["submission_id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), "delivered over amqps", || async {
+        (states(&gw, &id).await.get("amqp-demo").map(String::as_str) == Some("delivered"))
+            .then_some(())
+    })
+    .await;
+    assert!(trusted.handshakes() >= 1, "the adapter spoke TLS");
+    let messages = amqp_drain(&ch, &queue).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].0,
+        ozg_gateway::pipeline::message_id(&uuid::Uuid::parse_str(&id).unwrap(), "amqp-demo")
+    );
+    gw.shutdown().await.unwrap();
+
+    // A broker certificate of another CA: refused, nothing published, retried later.
+    let rogue = ozg_gateway::demo_pki::DemoCa::generate("rogue CA", 1).unwrap();
+    let leaf = rogue
+        .issue(
+            "localhost",
+            ozg_gateway::demo_pki::Usage::Server,
+            ozg_gateway::demo_pki::Algorithm::EcP256,
+            1,
+        )
+        .unwrap();
+    let untrusted =
+        ozg_e2e::tls_proxy::TlsProxy::start(broker, &leaf.cert_pem, &leaf.key_pem).await;
+    let (_tc, gw) = start(&Options {
+        amqp: Some((exchange.clone(), "fachverfahren".into())),
+        amqp_url: Some(format!(
+            "amqps://guest:guest@localhost:{}/%2f",
+            untrusted.addr.port()
+        )),
+        ..Default::default()
+    })
+    .await;
+    let d = first_failure(&gw, 2, "broker-unavailable").await;
+    println!("untrusted broker certificate: {:?}", d.last_error);
+    assert_ne!(d.state.as_str(), "delivered");
+    assert_eq!(
+        untrusted.handshakes(),
+        0,
+        "no TLS session with an untrusted broker"
+    );
+    assert!(
+        amqp_drain(&ch, &queue).await.is_empty(),
+        "nothing published"
+    );
+    gw.shutdown().await.unwrap();
+    clean_up(&ch, &exchange, &queue).await;
 }

@@ -7,7 +7,8 @@
 //! return, a lost connection or a missing confirm is a retry — the engine sends
 //! the same `message_id` again, so a consumer deduplicates by it. The connection
 //! is opened lazily and replaced after a broker restart. `amqps://` URLs use TLS
-//! (rustls), trusting the CA file given as `ca`.
+//! (rustls) and trust only the CA file given as `ca` (required with `amqps://`);
+//! the broker's certificate must name the URL's host.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,8 +69,18 @@ pub struct Amqp {
 impl Amqp {
     /// Checks the settings (the broker is contacted on the first delivery).
     pub fn new(config: &AmqpConfig) -> Result<Self, String> {
-        if !(config.url.starts_with("amqp://") || config.url.starts_with("amqps://")) {
+        let tls = config.url.starts_with("amqps://");
+        if !(tls || config.url.starts_with("amqp://")) {
             return Err("url must start with amqp:// or amqps://".into());
+        }
+        match (tls, &config.ca) {
+            (true, None) => {
+                return Err("an amqps:// url needs `ca`: the PEM file of the CA(s) the broker's certificate chains to (only these are trusted)".into())
+            }
+            (false, Some(_)) => {
+                return Err("`ca` is set but the url is amqp:// (no TLS): use amqps:// and the broker's TLS port, or remove `ca`".into())
+            }
+            _ => {}
         }
         let ca_pem = match &config.ca {
             Some(p) => Some(
@@ -199,4 +210,36 @@ fn error_class(e: &lapin::Error) -> String {
         .chars()
         .take(160)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, ca: Option<&str>) -> AmqpConfig {
+        AmqpConfig {
+            url: url.into(),
+            exchange: "x".into(),
+            routing_key: "k".into(),
+            ca: ca.map(PathBuf::from),
+            confirm_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn tls_settings_must_agree_with_the_url() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../../certs-example/ca.pem");
+        let err = Amqp::new(&config("amqps://broker:5671/%2f", None))
+            .err()
+            .unwrap();
+        assert!(err.contains("needs `ca`"), "{err}");
+        let err = Amqp::new(&config("amqp://broker:5672/%2f", Some(ca)))
+            .err()
+            .unwrap();
+        assert!(err.contains("no TLS"), "{err}");
+        let err = Amqp::new(&config("http://broker", None)).err().unwrap();
+        assert!(err.contains("amqp:// or amqps://"), "{err}");
+        assert!(Amqp::new(&config("amqps://broker:5671/%2f", Some(ca))).is_ok());
+        assert!(Amqp::new(&config("amqp://broker:5672/%2f", None)).is_ok());
+    }
 }
