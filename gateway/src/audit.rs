@@ -4,14 +4,18 @@
 //! module signs checkpoints over the chain's head with the seal key and verifies a
 //! log: every record in sequence, each `prev` the SHA-256 of the record before,
 //! each stored hash the SHA-256 of the record, and every checkpoint signed by a
-//! seal that chains to the trust anchors and matching the recomputed chain. A log
+//! seal that chained to the trust anchors when it was signed, matching the
+//! recomputed chain and the RFC 9162 Merkle tree head of its batch of records
+//! (which lets [`prove`] hand out inclusion proofs for single records). A log
 //! that ends before its newest checkpoint was truncated. (A log truncated *after*
 //! its newest checkpoint can only be caught with a copy of a later checkpoint kept
 //! elsewhere — which is why checkpoints are exported on the admin listener.)
 
 use std::time::{Duration, SystemTime};
 
-use ozg_adapter_sdk::audit_proof::{CheckpointPayload, ProofDocument, RecordProof, TYPE_PROOF};
+use ozg_adapter_sdk::audit_proof::{
+    verify_checkpoint, CheckpointPayload, ProofDocument, RecordProof, TYPE_PROOF,
+};
 use ozg_adapter_sdk::{jose, merkle, SealKey, TrustAnchors};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -92,8 +96,8 @@ pub fn verify(
     let checkpoints = crate::store::embedded::read_checkpoints(conn)?;
     let mut previous = 0u64;
     for c in &checkpoints {
-        let v = match jose::verify(&c.jws, TYP_CHECKPOINT, trust, now) {
-            Ok(v) => v,
+        let payload = match verify_checkpoint(&c.jws, trust, now) {
+            Ok(v) => v.payload,
             Err(e) => {
                 return broken(
                     c.seq,
@@ -101,15 +105,6 @@ pub fn verify(
                         "checkpoint {}: signature does not verify ({e}): forged",
                         c.seq
                     ),
-                )
-            }
-        };
-        let payload: CheckpointPayload = match serde_json::from_slice(&v.payload) {
-            Ok(p) => p,
-            Err(e) => {
-                return broken(
-                    c.seq,
-                    format!("checkpoint {}: unreadable payload ({e})", c.seq),
                 )
             }
         };
@@ -492,6 +487,50 @@ mod tests {
             prove(&conn, "nobody"),
             Err(ProveError::Unknown(_))
         ));
+    }
+
+    #[test]
+    fn a_checkpoint_stays_valid_after_its_seal_expired_but_not_one_signed_after() {
+        use crate::demo_pki::{Algorithm, DemoCa, Usage};
+        let day = time::Duration::days(1);
+        let now = time::OffsetDateTime::now_utc();
+        let ca = DemoCa::generate("audit test CA", 5).unwrap();
+        // A seal that was valid last month and expired a week ago.
+        let old_seal = ca
+            .issue_between(
+                "old seal",
+                Usage::Seal,
+                Algorithm::EcP256,
+                now - day * 40,
+                now - day * 7,
+            )
+            .unwrap();
+        let seal =
+            SealKey::from_pem(old_seal.cert_pem.as_bytes(), old_seal.key_pem.as_bytes()).unwrap();
+        let trust = TrustAnchors::from_pem(ca.cert_pem().as_bytes()).unwrap();
+        let head = Head {
+            seq: 1,
+            hash: "ab".repeat(32),
+        };
+        let rfc3339 = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
+        let signed = |ts: time::OffsetDateTime| {
+            sign_checkpoint(&seal, &head, 1, &["{}".to_owned()], &rfc3339(ts))
+                .unwrap()
+                .jws
+        };
+        // Signed while the seal was valid: still verifies today.
+        let v = verify_checkpoint(&signed(now - day * 20), &trust, SystemTime::now()).unwrap();
+        assert_eq!(v.payload.seq, 1);
+        // Signed (claims to be) after it expired: refused.
+        let err = verify_checkpoint(&signed(now - day), &trust, SystemTime::now()).unwrap_err();
+        println!("signed after expiry: {err}");
+        assert!(err.contains("expired"), "{err}");
+        // Signed in the future: refused.
+        let err = verify_checkpoint(&signed(now + day), &trust, SystemTime::now()).unwrap_err();
+        assert!(err.contains("future"), "{err}");
     }
 
     #[tokio::test]

@@ -72,6 +72,51 @@ pub struct RecordProof {
     pub path: Vec<String>,
 }
 
+/// How far a checkpoint's signing time may lie ahead of the verifier's clock.
+const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A checkpoint whose signature verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedCheckpoint {
+    pub payload: CheckpointPayload,
+    /// Subject of the seal certificate that signed it.
+    pub signer: String,
+}
+
+/// Verifies a checkpoint JWS: `typ`, the seal's `x5c` chain to a trust anchor and
+/// the signature.
+///
+/// The chain is checked at the checkpoint's own signing time (`ts`), not at `now`:
+/// an audit log outlives seal certificates, and a checkpoint signed while its seal
+/// was valid stays valid after the seal expired or was replaced. A `ts` later
+/// than `now` (beyond five minutes of clock skew) is refused.
+pub fn verify_checkpoint(
+    jws: &str,
+    trust: &TrustAnchors,
+    now: std::time::SystemTime,
+) -> Result<VerifiedCheckpoint, String> {
+    let claimed: CheckpointPayload = jws
+        .split('.')
+        .nth(1)
+        .and_then(|p| jose::unb64(p, "JWS payload").ok())
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .ok_or("not a checkpoint JWS (unreadable payload)")?;
+    let signed_at =
+        time::OffsetDateTime::parse(&claimed.ts, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("signing time {:?} is not RFC 3339: {e}", claimed.ts))?;
+    let signed_at = std::time::SystemTime::from(signed_at);
+    if signed_at > now + CLOCK_SKEW {
+        return Err(format!("signed in the future ({})", claimed.ts));
+    }
+    let v = jose::verify(jws, TYP_CHECKPOINT, trust, signed_at).map_err(|e| e.to_string())?;
+    let payload: CheckpointPayload =
+        serde_json::from_slice(&v.payload).map_err(|e| format!("unreadable payload: {e}"))?;
+    Ok(VerifiedCheckpoint {
+        payload,
+        signer: v.signer.subject().to_owned(),
+    })
+}
+
 /// What a verified record says, for display.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProvenRecord {
@@ -142,14 +187,9 @@ fn verify_record(
 ) -> Result<ProvenRecord, ProofError> {
     let seq = p.seq;
     let record_error = |reason: String| ProofError::Record { seq, reason };
-    let signed = jose::verify(&p.checkpoint, TYP_CHECKPOINT, trust, now).map_err(|e| {
-        ProofError::Checkpoint {
-            seq,
-            error: e.to_string(),
-        }
-    })?;
-    let cp: CheckpointPayload = serde_json::from_slice(&signed.payload)
-        .map_err(|e| record_error(format!("unreadable checkpoint payload: {e}")))?;
+    let signed = verify_checkpoint(&p.checkpoint, trust, now)
+        .map_err(|error| ProofError::Checkpoint { seq, error })?;
+    let cp = signed.payload;
     let (Some(from), Some(root)) = (cp.from, cp.root.as_deref()) else {
         return Err(record_error(format!(
             "checkpoint {} carries no Merkle tree head (signed by a gateway before inclusion proofs)",
@@ -204,7 +244,7 @@ fn verify_record(
         target: view.target,
         checkpoint_seq: cp.seq,
         checkpoint_ts: cp.ts,
-        signer: signed.signer.subject().to_owned(),
+        signer: signed.signer,
     })
 }
 
