@@ -13,7 +13,8 @@
 //!   envelopes in segment files, rows and the audit chain in SQLite).
 //! - [`engine`]: takes due deliveries from the store and hands them to the
 //!   targets' adapters (retry policy, circuit breaker, at-least-once).
-//! - [`audit`]: signed checkpoints and `audit verify`.
+//! - [`audit`]: signed checkpoints (chain head and Merkle tree head of their batch),
+//!   `audit verify`, and the inclusion proofs of `audit prove`.
 //! - [`tls`], [`problem`], [`metrics`]: shared by the listeners.
 //! - [`client`]: the portal side (`ozg-gateway submit`, tests); [`demo_pki`]: the
 //!   DEMO ONLY PKI of `certs-example/`; [`loadgen`] and [`bench`](mod@bench): the benchmark.
