@@ -14,7 +14,8 @@
 use std::time::{Duration, SystemTime};
 
 use ozg_adapter_sdk::audit_proof::{
-    verify_checkpoint, CheckpointPayload, ProofDocument, RecordProof, TYPE_PROOF,
+    parse_ts, verify_checkpoint, CheckpointError, CheckpointPayload, ProofDocument, RecordProof,
+    SealPins, TYPE_PROOF,
 };
 use ozg_adapter_sdk::{jose, merkle, SealKey, TrustAnchors};
 use rusqlite::Connection;
@@ -88,26 +89,35 @@ pub struct Broken {
 pub fn verify(
     conn: &Connection,
     trust: &TrustAnchors,
+    seals: &SealPins,
     now: SystemTime,
 ) -> Result<Result<Report, Broken>, StoreError> {
     let broken = |seq: u64, reason: String| Ok(Err(Broken { seq, reason }));
-    // The checkpoints first: each signed by a trusted seal, its stored values the
-    // signed ones, each batch following the one before.
+    // The checkpoints first: each signed by a pinned seal, its stored values the
+    // signed ones, each batch following the one before, signed no earlier than
+    // the one before.
     let checkpoints = crate::store::embedded::read_checkpoints(conn)?;
     let mut previous = 0u64;
+    let mut previous_ts = SystemTime::UNIX_EPOCH;
     for c in &checkpoints {
-        let payload = match verify_checkpoint(&c.jws, trust, now) {
+        let payload = match verify_checkpoint(&c.jws, trust, seals, now) {
             Ok(v) => v.payload,
-            Err(e) => {
-                return broken(
-                    c.seq,
-                    format!(
-                        "checkpoint {}: signature does not verify ({e}): forged",
-                        c.seq
-                    ),
-                )
+            Err(e @ CheckpointError::Future(_)) => {
+                return broken(c.seq, format!("checkpoint {}: {e}", c.seq))
             }
+            Err(e) => return broken(c.seq, format!("checkpoint {}: {e}: forged", c.seq)),
         };
+        let signed_at = parse_ts(&payload.ts).unwrap_or(SystemTime::UNIX_EPOCH);
+        if signed_at < previous_ts {
+            return broken(
+                c.seq,
+                format!(
+                    "checkpoint {} is dated {}, before the checkpoint before it: backdated",
+                    c.seq, payload.ts
+                ),
+            );
+        }
+        previous_ts = signed_at;
         if payload.seq != c.seq
             || payload.head != c.head
             || payload.from != c.from
@@ -179,6 +189,15 @@ pub fn verify(
         }
         batch.push(merkle::leaf_hash(text.as_bytes()));
         if let Some(c) = pending.next_if(|c| c.seq == stored_seq) {
+            if parse_ts(&record.ts) > parse_ts(&c.ts) {
+                return broken(
+                    c.seq,
+                    format!(
+                        "checkpoint {} is dated {}, before the record it covers ({}): backdated",
+                        c.seq, c.ts, record.ts
+                    ),
+                );
+            }
             if hash != c.head {
                 return broken(
                     c.seq,
@@ -241,6 +260,7 @@ pub fn empty_proof(submission_id: &str) -> ProofDocument {
         submission_id: submission_id.to_owned(),
         records: Vec::new(),
         not_yet_covered: Vec::new(),
+        without_merkle_head: Vec::new(),
     }
 }
 
@@ -267,10 +287,18 @@ pub fn prove(conn: &Connection, submission_id: &str) -> Result<ProofDocument, Pr
     // (checkpoint seq, leaf hashes of its batch) of the batch read last.
     let mut cached: Option<(u64, Vec<merkle::Hash>)> = None;
     for (seq, record) in own {
-        let covering = crate::store::embedded::read_covering_checkpoint(conn, seq)?;
-        let Some((c, from)) = covering.and_then(|c| c.from.map(|f| (c, f))) else {
-            doc.not_yet_covered.push(seq);
-            continue;
+        let (c, from) = match crate::store::embedded::read_covering_checkpoint(conn, seq)? {
+            None => {
+                doc.not_yet_covered.push(seq);
+                continue;
+            }
+            Some(c) => match c.from {
+                Some(from) => (c, from),
+                None => {
+                    doc.without_merkle_head.push(seq);
+                    continue;
+                }
+            },
         };
         if cached.as_ref().map(|(s, _)| *s) != Some(c.seq) {
             let texts = crate::store::embedded::read_audit_texts(conn, from, c.seq)?;
@@ -322,6 +350,44 @@ impl Default for AuditConfig {
     }
 }
 
+/// Signs the checkpoint over the records after the newest stored one up to
+/// `head`, and stores it; returns its `seq`.
+///
+/// The batch starts after the newest checkpoint *in the store* (not a remembered
+/// one), so batches stay contiguous whatever failed before.
+async fn sign_next(store: &dyn Store, seal: &SealKey, head: &Head) -> Result<u64, String> {
+    let last = store
+        .latest_checkpoint()
+        .await
+        .map_err(|e| format!("cannot read the newest checkpoint: {e}"))?
+        .map(|c| c.seq)
+        .unwrap_or(0);
+    if head.seq <= last {
+        return Ok(last);
+    }
+    let from = last + 1;
+    let batch = store
+        .audit_texts(from, head.seq)
+        .await
+        .map_err(|e| format!("cannot read records {from}..={}: {e}", head.seq))?;
+    if batch.len() as u64 != head.seq - from + 1 {
+        return Err(format!(
+            "records {from}..={} are {} rows, not {}: the log has a gap",
+            head.seq,
+            batch.len(),
+            head.seq - from + 1
+        ));
+    }
+    let ts = crate::store::embedded::rfc3339_now();
+    let c =
+        sign_checkpoint(seal, head, from, &batch, &ts).map_err(|e| format!("cannot sign: {e}"))?;
+    store
+        .add_checkpoint(c)
+        .await
+        .map_err(|e| format!("cannot store: {e}"))?;
+    Ok(head.seq)
+}
+
 /// Signs a checkpoint when the head moved and one is due; on shutdown a last one.
 pub async fn checkpoint_task(
     store: std::sync::Arc<dyn Store>,
@@ -330,6 +396,7 @@ pub async fn checkpoint_task(
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Only decides when one is due; `sign_next` reads where the batch starts.
     let mut last = store
         .latest_checkpoint()
         .await
@@ -344,46 +411,26 @@ pub async fn checkpoint_task(
             _ = tokio::time::sleep(poll) => false,
             _ = shutdown.changed() => true,
         };
-        let head = match store.audit_head().await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the audit head");
-                if stopping {
-                    return;
-                }
-                continue;
-            }
-        };
-        metrics.audit_head.set(head.seq as i64);
-        let due = head.seq > last
-            && (stopping
-                || head.seq - last >= config.checkpoint_every
-                || last_time.elapsed() >= config.checkpoint_interval);
-        if due {
-            let ts = crate::store::embedded::rfc3339_now();
-            let from = last + 1;
-            let batch = match store.audit_texts(from, head.seq).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the records of the audit checkpoint");
-                    if stopping {
-                        return;
+        match store.audit_head().await {
+            Ok(head) => {
+                metrics.audit_head.set(head.seq as i64);
+                let due = head.seq > last
+                    && (stopping
+                        || head.seq - last >= config.checkpoint_every
+                        || last_time.elapsed() >= config.checkpoint_interval);
+                if due {
+                    match sign_next(store.as_ref(), &seal, &head).await {
+                        Ok(seq) => {
+                            last = seq;
+                            last_time = tokio::time::Instant::now();
+                            metrics.audit_checkpoint.set(seq as i64);
+                            tracing::debug!(seq, "audit checkpoint signed");
+                        }
+                        Err(e) => tracing::error!(error = %e, "audit checkpoint not signed"),
                     }
-                    continue;
                 }
-            };
-            match sign_checkpoint(&seal, &head, from, &batch, &ts) {
-                Ok(c) => match store.add_checkpoint(c).await {
-                    Ok(()) => {
-                        last = head.seq;
-                        last_time = tokio::time::Instant::now();
-                        metrics.audit_checkpoint.set(head.seq as i64);
-                        tracing::debug!(seq = head.seq, "audit checkpoint signed");
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot store the audit checkpoint"),
-                },
-                Err(e) => tracing::error!(error = %e, "cannot sign the audit checkpoint"),
             }
+            Err(e) => tracing::error!(error = %e, "cannot read the audit head"),
         }
         if stopping {
             return;
@@ -404,6 +451,11 @@ mod tests {
                 .join(name),
         )
         .unwrap()
+    }
+
+    /// The demo seal, pinned.
+    fn demo_seal() -> SealPins {
+        SealPins::from_pem(&demo("seal.pem")).unwrap()
     }
 
     /// Appends `n` records, each of its own submission `s<seq - 1>`.
@@ -435,7 +487,7 @@ mod tests {
             &head,
             from,
             root_of.unwrap_or(&batch),
-            "2026-11-24T00:00:00Z",
+            &crate::store::embedded::rfc3339_now(),
         )
         .unwrap();
         store.add_checkpoint(c).await.unwrap();
@@ -450,14 +502,14 @@ mod tests {
         append(&store, 5).await;
         // A checkpoint as gateways before inclusion proofs signed it: no batch, no root.
         let head = store.audit_head().await.unwrap();
-        let payload =
-            serde_json::json!({"seq": head.seq, "head": head.hash, "ts": "2026-11-24T00:00:00Z"});
+        let ts = crate::store::embedded::rfc3339_now();
+        let payload = serde_json::json!({"seq": head.seq, "head": head.hash, "ts": ts});
         let jws = jose::sign(&seal, TYP_CHECKPOINT, payload.to_string().as_bytes()).unwrap();
         store
             .add_checkpoint(Checkpoint {
                 seq: head.seq,
                 head: head.hash.clone(),
-                ts: "2026-11-24T00:00:00Z".into(),
+                ts,
                 jws,
                 from: None,
                 root: None,
@@ -468,7 +520,9 @@ mod tests {
         checkpoint(&store, &seal, 6, None).await;
         append(&store, 2).await;
         let conn = open_read_only(dir.path()).unwrap();
-        let report = verify(&conn, &trust, SystemTime::now()).unwrap().unwrap();
+        let report = verify(&conn, &trust, &demo_seal(), SystemTime::now())
+            .unwrap()
+            .unwrap();
         assert_eq!((report.records, report.checkpoints), (14, 2));
 
         // s7 is record 8, leaf 2 of the batch 6..=12; s0 only has the old checkpoint,
@@ -479,9 +533,11 @@ mod tests {
             (doc.records[0].leaf_index, doc.records[0].tree_size),
             (2, 7)
         );
-        let proven = ozg_adapter_sdk::audit_proof::verify(&doc, &trust, SystemTime::now()).unwrap();
+        let proven =
+            ozg_adapter_sdk::audit_proof::verify(&doc, &trust, &demo_seal(), SystemTime::now())
+                .unwrap();
         assert_eq!(proven[0].checkpoint_seq, 12);
-        assert_eq!(prove(&conn, "s0").unwrap().not_yet_covered, [1]);
+        assert_eq!(prove(&conn, "s0").unwrap().without_merkle_head, [1]);
         assert_eq!(prove(&conn, "s13").unwrap().not_yet_covered, [14]);
         assert!(matches!(
             prove(&conn, "nobody"),
@@ -508,6 +564,7 @@ mod tests {
         let seal =
             SealKey::from_pem(old_seal.cert_pem.as_bytes(), old_seal.key_pem.as_bytes()).unwrap();
         let trust = TrustAnchors::from_pem(ca.cert_pem().as_bytes()).unwrap();
+        let pins = SealPins::from_pem(old_seal.cert_pem.as_bytes()).unwrap();
         let head = Head {
             seq: 1,
             hash: "ab".repeat(32),
@@ -522,15 +579,56 @@ mod tests {
                 .jws
         };
         // Signed while the seal was valid: still verifies today.
-        let v = verify_checkpoint(&signed(now - day * 20), &trust, SystemTime::now()).unwrap();
+        let v =
+            verify_checkpoint(&signed(now - day * 20), &trust, &pins, SystemTime::now()).unwrap();
         assert_eq!(v.payload.seq, 1);
         // Signed (claims to be) after it expired: refused.
-        let err = verify_checkpoint(&signed(now - day), &trust, SystemTime::now()).unwrap_err();
+        let err = verify_checkpoint(&signed(now - day), &trust, &pins, SystemTime::now())
+            .unwrap_err()
+            .to_string();
         println!("signed after expiry: {err}");
         assert!(err.contains("expired"), "{err}");
         // Signed in the future: refused.
-        let err = verify_checkpoint(&signed(now + day), &trust, SystemTime::now()).unwrap_err();
+        let err = verify_checkpoint(&signed(now + day), &trust, &pins, SystemTime::now())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("future"), "{err}");
+        // The seal is not pinned: refused, however valid.
+        let err = verify_checkpoint(
+            &signed(now - day * 20),
+            &trust,
+            &demo_seal(),
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CheckpointError::NotASeal(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_signed_by_another_key_of_the_pki_is_refused() {
+        // The demo portal's client certificate comes from the same CA as the seal
+        // and may sign: without the seal pinned, a portal could vouch for records.
+        let portal = SealKey::from_pem(&demo("portal.pem"), &demo("portal.key")).unwrap();
+        let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        append(&store, 3).await;
+        checkpoint(&store, &portal, 1, None).await;
+        let conn = open_read_only(dir.path()).unwrap();
+        let broken = verify(&conn, &trust, &demo_seal(), SystemTime::now())
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            broken
+                .reason
+                .contains("not one of the pinned seal certificates"),
+            "{broken}"
+        );
+        let doc = prove(&conn, "s1").unwrap();
+        let err =
+            ozg_adapter_sdk::audit_proof::verify(&doc, &trust, &demo_seal(), SystemTime::now())
+                .unwrap_err();
+        assert!(err.to_string().contains("pinned seal"), "{err}");
     }
 
     #[tokio::test]
@@ -545,7 +643,7 @@ mod tests {
         // Signed over other records than the batch 5..=7 holds.
         checkpoint(&store, &seal, 5, Some(&["{}".to_owned()])).await;
         let conn = open_read_only(dir.path()).unwrap();
-        let broken = verify(&conn, &trust, SystemTime::now())
+        let broken = verify(&conn, &trust, &demo_seal(), SystemTime::now())
             .unwrap()
             .unwrap_err();
         assert_eq!(broken.seq, 7);
@@ -564,7 +662,7 @@ mod tests {
         append(&store, 3).await;
         checkpoint(&store, &seal, 6, None).await;
         let conn = open_read_only(dir.path()).unwrap();
-        let broken = verify(&conn, &trust, SystemTime::now())
+        let broken = verify(&conn, &trust, &demo_seal(), SystemTime::now())
             .unwrap()
             .unwrap_err();
         assert!(

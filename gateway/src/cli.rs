@@ -297,13 +297,19 @@ enum AuditCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Check an inclusion proof with only the trust anchor: the checkpoints'
-    /// signatures and every record's path to its signed Merkle tree head.
+    /// Check an inclusion proof with the trust anchor and the gateway's seal
+    /// certificate(s): the checkpoints' signatures and every record's path to its
+    /// signed Merkle tree head.
     VerifyProof {
         proof: PathBuf,
         /// PEM trust anchor(s) the gateway's seal chains to.
         #[arg(long)]
         trust: PathBuf,
+        /// The gateway's seal certificate (PEM), as its operator publishes it; repeat
+        /// for seals used before a rotation. Checkpoints signed by any other
+        /// certificate of the PKI are refused.
+        #[arg(long = "seal", required = true)]
+        seals: Vec<PathBuf>,
     },
 }
 
@@ -675,29 +681,64 @@ fn open_envelope(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The data directory and trust anchors of a config, without loading everything else.
-fn audit_sources(
-    config: &std::path::Path,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let crate::config::StoreConfig::Embedded {
-        data_dir: configured,
-        ..
-    } = cfg.store;
-    Ok((data_dir.unwrap_or(configured), cfg.pki.trust_anchors))
+/// What `audit` commands read of a config, without loading everything else.
+struct AuditSources {
+    data_dir: PathBuf,
+    pki: crate::config::PkiConfig,
+}
+
+impl AuditSources {
+    fn load(config: &std::path::Path, data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let crate::config::StoreConfig::Embedded {
+            data_dir: configured,
+            ..
+        } = cfg.store;
+        Ok(AuditSources {
+            data_dir: data_dir.unwrap_or(configured),
+            pki: cfg.pki,
+        })
+    }
+
+    fn open(&self) -> anyhow::Result<rusqlite::Connection> {
+        crate::store::embedded::open_read_only(&self.data_dir)
+            .with_context(|| format!("opening the store in {}", self.data_dir.display()))
+    }
+
+    fn trust(&self) -> anyhow::Result<ozg_adapter_sdk::TrustAnchors> {
+        let path = &self.pki.trust_anchors;
+        Ok(ozg_adapter_sdk::TrustAnchors::from_pem(
+            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )?)
+    }
+
+    /// The configured seal and the previous ones.
+    fn seals(&self) -> anyhow::Result<ozg_adapter_sdk::audit_proof::SealPins> {
+        seal_pins(
+            std::iter::once(&self.pki.seal_certificate).chain(&self.pki.previous_seal_certificates),
+        )
+    }
+}
+
+fn seal_pins<'a>(
+    files: impl IntoIterator<Item = &'a PathBuf>,
+) -> anyhow::Result<ozg_adapter_sdk::audit_proof::SealPins> {
+    let mut pins = ozg_adapter_sdk::audit_proof::SealPins::default();
+    for path in files {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        pins.add_pem(&pem)
+            .with_context(|| format!("seal certificate {}", path.display()))?;
+    }
+    Ok(pins)
 }
 
 fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify { config, data_dir } => {
-            let (dir, trust) = audit_sources(&config, data_dir)?;
-            let trust = ozg_adapter_sdk::TrustAnchors::from_pem(
-                &std::fs::read(&trust).with_context(|| format!("reading {}", trust.display()))?,
-            )?;
-            let conn = crate::store::embedded::open_read_only(&dir)
-                .with_context(|| format!("opening the store in {}", dir.display()))?;
-            match crate::audit::verify(&conn, &trust, std::time::SystemTime::now())? {
+            let sources = AuditSources::load(&config, data_dir)?;
+            let conn = sources.open()?;
+            let (trust, seals) = (sources.trust()?, sources.seals()?);
+            match crate::audit::verify(&conn, &trust, &seals, std::time::SystemTime::now())? {
                 Ok(r) => {
                     println!(
                         "OK: {} records, chain intact, head seq {} hash {}; {} signed checkpoint(s), newest at seq {}",
@@ -727,9 +768,7 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             data_dir,
             json,
         } => {
-            let (dir, _) = audit_sources(&config, data_dir)?;
-            let conn = crate::store::embedded::open_read_only(&dir)
-                .with_context(|| format!("opening the store in {}", dir.display()))?;
+            let conn = AuditSources::load(&config, data_dir)?.open()?;
             let records = crate::store::embedded::read_trace(&conn, &submission_id)?;
             if records.is_empty() {
                 eprintln!("no audit records for submission {submission_id}");
@@ -767,7 +806,11 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             data_dir,
             out,
         } => audit_prove(&submission_id, &config, data_dir, out),
-        AuditCommand::VerifyProof { proof, trust } => audit_verify_proof(&proof, &trust),
+        AuditCommand::VerifyProof {
+            proof,
+            trust,
+            seals,
+        } => audit_verify_proof(&proof, &trust, &seals),
     }
 }
 
@@ -777,9 +820,7 @@ fn audit_prove(
     data_dir: Option<PathBuf>,
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let (dir, _) = audit_sources(config, data_dir)?;
-    let conn = crate::store::embedded::open_read_only(&dir)
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let conn = AuditSources::load(config, data_dir)?.open()?;
     let doc = match crate::audit::prove(&conn, submission_id) {
         Ok(d) => d,
         Err(crate::audit::ProveError::Unknown(id)) => {
@@ -801,6 +842,12 @@ fn audit_prove(
             doc.not_yet_covered
         );
     }
+    if !doc.without_merkle_head.is_empty() {
+        eprintln!(
+            "note: record(s) {:?} are covered only by checkpoints signed before inclusion proofs; they cannot be proven one by one (`audit verify` checks them with the whole log)",
+            doc.without_merkle_head
+        );
+    }
     if doc.records.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
@@ -817,11 +864,13 @@ fn audit_prove(
 fn audit_verify_proof(
     proof: &std::path::Path,
     trust: &std::path::Path,
+    seals: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
     use ozg_adapter_sdk::audit_proof;
     let trust = ozg_adapter_sdk::TrustAnchors::from_pem(
         &std::fs::read(trust).with_context(|| format!("reading {}", trust.display()))?,
     )?;
+    let seals = seal_pins(seals)?;
     let text = std::fs::read(proof).with_context(|| format!("reading {}", proof.display()))?;
     let doc: audit_proof::ProofDocument = match serde_json::from_slice(&text) {
         Ok(d) => d,
@@ -833,7 +882,7 @@ fn audit_verify_proof(
             return Ok(ExitCode::from(4));
         }
     };
-    match audit_proof::verify(&doc, &trust, std::time::SystemTime::now()) {
+    match audit_proof::verify(&doc, &trust, &seals, std::time::SystemTime::now()) {
         Ok(proven) => {
             println!(
                 "OK: {} record(s) of submission {} are in the gateway's signed audit log",

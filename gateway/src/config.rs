@@ -205,6 +205,11 @@ pub struct PkiConfig {
     pub seal_certificate: PathBuf,
     /// The seal private key (PKCS#8 PEM); keep it readable by the daemon's user only.
     pub seal_key: PathBuf,
+    /// Seal certificates used before a rotation (PEM files). `audit verify` accepts
+    /// checkpoints signed by these and by `seal_certificate` only; keep every seal
+    /// the gateway ever signed with here, expired ones included.
+    #[serde(default)]
+    pub previous_seal_certificates: Vec<PathBuf>,
     /// Warn this long before a certificate expires.
     #[serde(with = "humantime_serde", default = "default_expiry_warning")]
     pub expiry_warning: Duration,
@@ -540,6 +545,9 @@ impl Config {
         fix(&mut self.pki.trust_anchors);
         fix(&mut self.pki.seal_certificate);
         fix(&mut self.pki.seal_key);
+        for p in &mut self.pki.previous_seal_certificates {
+            fix(p);
+        }
         for p in &mut self.portals {
             if let Some(c) = &mut p.certificate {
                 fix(c);

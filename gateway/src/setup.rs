@@ -263,6 +263,19 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
         }
     }
 
+    for (i, path) in config.pki.previous_seal_certificates.iter().enumerate() {
+        let parsed = read(path).and_then(|pem| {
+            ozg_adapter_sdk::audit_proof::SealPins::from_pem(&pem).map_err(|e| e.to_string())
+        });
+        if let Err(e) = parsed {
+            errors.push(config.error(
+                format!("pki.previous_seal_certificates[{i}]"),
+                e,
+                "give the PEM certificate of a seal this gateway signed with before (expired ones are fine)",
+            ));
+        }
+    }
+
     let seal = match (
         read(&config.pki.seal_certificate),
         read(&config.pki.seal_key),

@@ -22,13 +22,24 @@ impl TlsProxy {
     /// Listens on a free loopback port with this certificate chain and key (PEM)
     /// and forwards every TLS connection's plaintext to `upstream`.
     pub async fn start(upstream: SocketAddr, chain_pem: &str, key_pem: &str) -> TlsProxy {
+        Self::start_on([127, 0, 0, 1].into(), upstream, chain_pem, key_pem).await
+    }
+
+    /// The same on another loopback address (e.g. 127.0.0.2, which the demo server
+    /// certificate does not name).
+    pub async fn start_on(
+        ip: std::net::IpAddr,
+        upstream: SocketAddr,
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> TlsProxy {
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(chain_pem.as_bytes())
                 .collect::<Result<_, _>>()
                 .expect("certificate PEM");
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
         let acceptor = acceptor(chain, key);
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
         let handshakes = Arc::new(AtomicUsize::new(0));
         let counted = handshakes.clone();

@@ -163,6 +163,12 @@ async fn amqps_checks_the_broker_certificate_and_publishes_over_tls() {
     .await;
     let d = first_failure(&gw, 2, "broker-unavailable").await;
     println!("untrusted broker certificate: {:?}", d.last_error);
+    assert!(
+        d.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("invalid peer certificate: UnknownIssuer")),
+        "{d:?}"
+    );
     assert_ne!(d.state.as_str(), "delivered");
     assert_eq!(
         untrusted.handshakes(),
@@ -173,6 +179,36 @@ async fn amqps_checks_the_broker_certificate_and_publishes_over_tls() {
         amqp_drain(&ch, &queue).await.is_empty(),
         "nothing published"
     );
+    gw.shutdown().await.unwrap();
+
+    // A certificate of the right CA for another host (it names localhost and
+    // 127.0.0.1, the broker is reached at 127.0.0.2): refused too.
+    let elsewhere = ozg_e2e::tls_proxy::TlsProxy::start_on(
+        [127, 0, 0, 2].into(),
+        broker,
+        &read("server.pem"),
+        &read("server.key"),
+    )
+    .await;
+    let (_tc, gw) = start(&Options {
+        amqp: Some((exchange.clone(), "fachverfahren".into())),
+        amqp_url: Some(format!(
+            "amqps://guest:guest@127.0.0.2:{}/%2f",
+            elsewhere.addr.port()
+        )),
+        ..Default::default()
+    })
+    .await;
+    let d = first_failure(&gw, 3, "broker-unavailable").await;
+    println!("broker certificate for another host: {:?}", d.last_error);
+    assert!(
+        d.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("invalid peer certificate: certificate not valid for name")),
+        "{d:?}"
+    );
+    assert_eq!(elsewhere.handshakes(), 0);
+    assert!(amqp_drain(&ch, &queue).await.is_empty());
     gw.shutdown().await.unwrap();
     clean_up(&ch, &exchange, &queue).await;
 }

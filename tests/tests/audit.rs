@@ -456,6 +456,33 @@ async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
     assert!(ok, "{text}");
 }
 
+/// The payload of a compact JWS.
+fn payload_of(jws: &str) -> serde_json::Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    serde_json::from_slice(&b64.decode(jws.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+fn b64(payload: &serde_json::Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string())
+}
+
+/// A checkpoint JWS over `payload` signed with a demo key pair.
+fn sign_with(cert: &str, key: &str, payload: &serde_json::Value) -> String {
+    let signer = ozg_adapter_sdk::SealKey::from_pem(
+        &std::fs::read(demo(cert)).unwrap(),
+        &std::fs::read(demo(key)).unwrap(),
+    )
+    .unwrap();
+    ozg_adapter_sdk::jose::sign(
+        &signer,
+        "ozg-audit-checkpoint",
+        payload.to_string().as_bytes(),
+    )
+    .unwrap()
+}
+
 fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
     (
@@ -522,8 +549,8 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
         "the schema checks paths"
     );
 
-    // The gateway's own check, with only the trust anchor.
-    let ca = demo("ca.pem");
+    // The gateway's own check, with the trust anchor and the published seal.
+    let (ca, seal) = (demo("ca.pem"), demo("seal.pem"));
     let check = |path: &Path| {
         run(&[
             "audit".as_ref(),
@@ -531,6 +558,8 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
             path.as_os_str(),
             "--trust".as_ref(),
             ca.as_os_str(),
+            "--seal".as_ref(),
+            seal.as_os_str(),
         ])
     };
     let (ok, out, err) = check(&proof);
@@ -554,6 +583,7 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
             .arg(repo().join("tests/interop/verify_proof.py"))
             .arg(path)
             .arg(&ca)
+            .arg(&seal)
             .output()
             .expect("python3 runs")
     };
@@ -584,8 +614,10 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
     let parsed: ozg_adapter_sdk::audit_proof::ProofDocument =
         serde_json::from_value(answer.body).unwrap();
     let trust = ozg_adapter_sdk::TrustAnchors::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+    let pins =
+        ozg_adapter_sdk::audit_proof::SealPins::from_pem(&std::fs::read(&seal).unwrap()).unwrap();
     let proven =
-        ozg_adapter_sdk::audit_proof::verify(&parsed, &trust, std::time::SystemTime::now())
+        ozg_adapter_sdk::audit_proof::verify(&parsed, &trust, &pins, std::time::SystemTime::now())
             .unwrap();
     assert_eq!(proven.len(), trace.len());
     gw.shutdown().await.unwrap();
@@ -607,10 +639,12 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
         r["record"] = changed.into();
     };
     type Alter = Box<dyn Fn(&mut serde_json::Value)>;
-    let cases: Vec<(&str, Alter, &str)> = vec![
+    // (what, alteration, in the gateway's message, in the Python script's)
+    let cases: Vec<(&str, Alter, &str, &str)> = vec![
         (
             "record edited",
             Box::new(move |d| other_target(&mut d["records"][delivered])),
+            "does not lead to the signed root",
             "does not lead to the signed root",
         ),
         (
@@ -621,6 +655,7 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
                 d["records"][0]["path"][0] = flipped.into();
             }),
             "does not lead to the signed root",
+            "does not lead to the signed root",
         ),
         (
             "path shortened",
@@ -628,6 +663,25 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
                 d["records"][0]["path"].as_array_mut().unwrap().pop();
             }),
             "does not lead to the signed root",
+            "does not lead to the signed root",
+        ),
+        (
+            "leaf index moved",
+            Box::new(|d| {
+                let i = d["records"][0]["leaf_index"].as_u64().unwrap();
+                d["records"][0]["leaf_index"] = (i + 1).into();
+            }),
+            "does not fit checkpoint",
+            "does not fit the checkpoint",
+        ),
+        (
+            "tree size changed",
+            Box::new(|d| {
+                let n = d["records"][0]["tree_size"].as_u64().unwrap();
+                d["records"][0]["tree_size"] = (n + 1).into();
+            }),
+            "does not fit checkpoint",
+            "does not fit the checkpoint",
         ),
         (
             "claimed for another submission",
@@ -636,29 +690,46 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
                 Box::new(move |d| d["submission_id"] = other.clone().into())
             },
             "belongs to submission",
+            "not record",
         ),
         (
             "checkpoint payload replaced",
             Box::new(|d| {
                 let jws = d["records"][0]["checkpoint"].as_str().unwrap().to_owned();
                 let parts: Vec<&str> = jws.split('.').collect();
-                use base64::Engine;
-                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-                let mut payload: serde_json::Value =
-                    serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+                let mut payload = payload_of(&jws);
                 payload["root"] = "00".repeat(32).into();
-                let forged = format!(
-                    "{}.{}.{}",
-                    parts[0],
-                    b64.encode(payload.to_string()),
-                    parts[2]
-                );
+                let forged = format!("{}.{}.{}", parts[0], b64(&payload), parts[2]);
                 d["records"][0]["checkpoint"] = forged.into();
             }),
             "signature",
+            "signature does not verify",
+        ),
+        (
+            // Same CA, may sign, but not the gateway's seal.
+            "checkpoint signed by a portal's key",
+            Box::new(|d| {
+                let payload = payload_of(d["records"][0]["checkpoint"].as_str().unwrap());
+                d["records"][0]["checkpoint"] =
+                    sign_with("portal.pem", "portal.key", &payload).into();
+            }),
+            "not one of the pinned seal certificates",
+            "not by a pinned seal",
+        ),
+        (
+            "checkpoint without a Merkle tree head",
+            Box::new(|d| {
+                let mut payload = payload_of(d["records"][0]["checkpoint"].as_str().unwrap());
+                let map = payload.as_object_mut().unwrap();
+                map.remove("root");
+                map.remove("from");
+                d["records"][0]["checkpoint"] = sign_with("seal.pem", "seal.key", &payload).into();
+            }),
+            "carries no Merkle tree head",
+            "malformed proof document",
         ),
     ];
-    for (name, alter, expect) in cases {
+    for (name, alter, expect, expect_py) in cases {
         let mut altered = doc.clone();
         alter(&mut altered);
         let path = tc.dir.path().join("altered.json");
@@ -668,9 +739,12 @@ async fn inclusion_proofs_prove_a_submissions_records_and_fail_when_altered() {
         assert!(err.contains(expect), "{name}: expected {expect:?} in {err}");
         println!("{name}: {}", err.trim());
         let independent = py(&path);
+        let said = String::from_utf8_lossy(&independent.stderr);
         assert!(
-            !independent.status.success(),
-            "{name}: the independent check passed it"
+            !independent.status.success()
+                && said.starts_with("FAILED: ")
+                && said.contains(expect_py),
+            "{name}: expected the independent check to fail with {expect_py:?}: {said}"
         );
     }
 }

@@ -23,10 +23,18 @@ fn config_check_names_file_key_and_fix() {
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("OK"));
 
-    // The seal key of another certificate, and a route to a target that does not exist.
+    // The seal key of another certificate, a previous seal that is no certificate,
+    // and a route to a target that does not exist.
     let text = std::fs::read_to_string(&tc.path)
         .unwrap()
         .replace("seal.key", "portal.key")
+        .replace(
+            "[pki]\n",
+            &format!(
+                "[pki]\nprevious_seal_certificates = [\"{}\"]\n",
+                demo("README.md").display()
+            ),
+        )
         .replace(
             r#"targets = ["fachverfahren-demo"]"#,
             r#"targets = ["fachverfahren-dmeo"]"#,
@@ -48,7 +56,8 @@ fn config_check_names_file_key_and_fix() {
         msg.contains("`routes[0].targets`") && msg.contains("fachverfahren-dmeo"),
         "{msg}"
     );
-    assert!(msg.matches("fix:").count() >= 2, "{msg}");
+    assert!(msg.contains("`pki.previous_seal_certificates[0]`"), "{msg}");
+    assert!(msg.matches("fix:").count() >= 3, "{msg}");
 
     // serve refuses the same config with the same words.
     let serve = Command::new(BIN)

@@ -8,8 +8,9 @@
 //! document (`schemas/audit-proof.schema.json`) hands over, per record, the
 //! record, its checkpoint (a compact JWS with the seal's `x5c` chain) and the
 //! audit path; [`verify`] checks the checkpoint's signature against the trust
-//! anchors, that the path leads from the record to the signed root, and that
-//! every record belongs to the submission the document names.
+//! anchors and the pinned seal certificates ([`SealPins`]), that the path leads
+//! from the record to the signed root, and that every record belongs to the
+//! submission the document names and was recorded before the checkpoint.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,9 +51,15 @@ pub struct ProofDocument {
     pub kind: String,
     pub submission_id: String,
     pub records: Vec<RecordProof>,
-    /// Records of the submission not yet covered by a checkpoint (their `seq`).
+    /// Records of the submission not yet covered by a checkpoint (their `seq`):
+    /// ask again after the next one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_yet_covered: Vec<u64>,
+    /// Records covered by checkpoints signed before inclusion proofs existed (no
+    /// Merkle tree head): they cannot be proven one by one; `audit verify` over
+    /// the whole log vouches for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without_merkle_head: Vec<u64>,
 }
 
 /// One record and the proof that a signed checkpoint covers it.
@@ -72,6 +79,61 @@ pub struct RecordProof {
     pub path: Vec<String>,
 }
 
+/// The seal certificates whose checkpoints a verifier accepts: the gateway's
+/// current seal and the ones it used before a rotation, published by its operator.
+///
+/// A trust anchor alone is not enough: the administration PKI that issues the
+/// seal also issues portals' and operators' client certificates, which can sign
+/// too — a checkpoint must come from a seal, not from any key of the PKI.
+#[derive(Debug, Clone, Default)]
+pub struct SealPins(std::collections::BTreeSet<String>);
+
+impl SealPins {
+    /// Every certificate in a PEM file (one or more seal certificates; chains are
+    /// fine, but pin only seal files: every certificate in it is accepted).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, crate::KeyError> {
+        let mut pins = SealPins::default();
+        pins.add_pem(pem)?;
+        Ok(pins)
+    }
+
+    /// Adds the leaf (first certificate) of a PEM chain.
+    pub fn add_pem(&mut self, pem: &[u8]) -> Result<(), crate::KeyError> {
+        let chain = crate::keys::chain_from_pem(pem)?;
+        let leaf = chain
+            .into_iter()
+            .next()
+            .ok_or_else(|| crate::KeyError::Parse("no certificate in the PEM".into()))?;
+        self.0
+            .insert(crate::keys::Certificate::from_der(leaf)?.sha256_hex());
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn accepts(&self, cert: &crate::keys::Certificate) -> bool {
+        self.0.contains(&cert.sha256_hex())
+    }
+}
+
+/// Why a checkpoint does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("not a checkpoint JWS: {0}")]
+    Unreadable(String),
+    #[error(
+        "dated {0}, in the future: the signer's or this machine's clock is wrong, or it was forged"
+    )]
+    Future(String),
+    /// The signature or the signer's certificate (chain, validity, key usage).
+    #[error("{0}")]
+    Signature(String),
+    #[error("signed by {0}, which is not one of the pinned seal certificates")]
+    NotASeal(String),
+}
+
 /// How far a checkpoint's signing time may lie ahead of the verifier's clock.
 const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -83,38 +145,50 @@ pub struct VerifiedCheckpoint {
     pub signer: String,
 }
 
-/// Verifies a checkpoint JWS: `typ`, the seal's `x5c` chain to a trust anchor and
-/// the signature.
+/// Verifies a checkpoint JWS: `typ`, the seal's `x5c` chain to a trust anchor,
+/// the signature, and that the signer is one of the pinned `seals`.
 ///
 /// The chain is checked at the checkpoint's own signing time (`ts`), not at `now`:
 /// an audit log outlives seal certificates, and a checkpoint signed while its seal
-/// was valid stays valid after the seal expired or was replaced. A `ts` later
+/// was valid stays valid after the seal expired or was replaced (which is why the
+/// signer must be pinned: only known seals may vouch for the past). A `ts` later
 /// than `now` (beyond five minutes of clock skew) is refused.
 pub fn verify_checkpoint(
     jws: &str,
     trust: &TrustAnchors,
+    seals: &SealPins,
     now: std::time::SystemTime,
-) -> Result<VerifiedCheckpoint, String> {
+) -> Result<VerifiedCheckpoint, CheckpointError> {
     let claimed: CheckpointPayload = jws
         .split('.')
         .nth(1)
         .and_then(|p| jose::unb64(p, "JWS payload").ok())
         .and_then(|p| serde_json::from_slice(&p).ok())
-        .ok_or("not a checkpoint JWS (unreadable payload)")?;
-    let signed_at =
-        time::OffsetDateTime::parse(&claimed.ts, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| format!("signing time {:?} is not RFC 3339: {e}", claimed.ts))?;
-    let signed_at = std::time::SystemTime::from(signed_at);
+        .ok_or_else(|| CheckpointError::Unreadable("no checkpoint payload".into()))?;
+    let signed_at = parse_ts(&claimed.ts).ok_or_else(|| {
+        CheckpointError::Unreadable(format!("ts {:?} is not RFC 3339", claimed.ts))
+    })?;
     if signed_at > now + CLOCK_SKEW {
-        return Err(format!("signed in the future ({})", claimed.ts));
+        return Err(CheckpointError::Future(claimed.ts));
     }
-    let v = jose::verify(jws, TYP_CHECKPOINT, trust, signed_at).map_err(|e| e.to_string())?;
-    let payload: CheckpointPayload =
-        serde_json::from_slice(&v.payload).map_err(|e| format!("unreadable payload: {e}"))?;
+    let v = jose::verify(jws, TYP_CHECKPOINT, trust, signed_at)
+        .map_err(|e| CheckpointError::Signature(e.to_string()))?;
+    if !seals.accepts(&v.signer) {
+        return Err(CheckpointError::NotASeal(v.signer.subject().to_owned()));
+    }
+    let payload: CheckpointPayload = serde_json::from_slice(&v.payload)
+        .map_err(|e| CheckpointError::Unreadable(e.to_string()))?;
     Ok(VerifiedCheckpoint {
         payload,
         signer: v.signer.subject().to_owned(),
     })
+}
+
+/// An RFC 3339 time (the audit log's timestamps).
+pub fn parse_ts(ts: &str) -> Option<std::time::SystemTime> {
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(std::time::SystemTime::from)
 }
 
 /// What a verified record says, for display.
@@ -155,10 +229,12 @@ struct RecordView {
     target: Option<String>,
 }
 
-/// Verifies every record proof of a document at `now`.
+/// Verifies every record proof of a document at `now`, accepting checkpoints
+/// signed by one of `seals` only.
 pub fn verify(
     doc: &ProofDocument,
     trust: &TrustAnchors,
+    seals: &SealPins,
     now: std::time::SystemTime,
 ) -> Result<Vec<ProvenRecord>, ProofError> {
     if doc.version != 1 || doc.kind != TYPE_PROOF {
@@ -175,7 +251,7 @@ pub fn verify(
     }
     doc.records
         .iter()
-        .map(|p| verify_record(&doc.submission_id, p, trust, now))
+        .map(|p| verify_record(&doc.submission_id, p, trust, seals, now))
         .collect()
 }
 
@@ -183,12 +259,17 @@ fn verify_record(
     submission_id: &str,
     p: &RecordProof,
     trust: &TrustAnchors,
+    seals: &SealPins,
     now: std::time::SystemTime,
 ) -> Result<ProvenRecord, ProofError> {
     let seq = p.seq;
     let record_error = |reason: String| ProofError::Record { seq, reason };
-    let signed = verify_checkpoint(&p.checkpoint, trust, now)
-        .map_err(|error| ProofError::Checkpoint { seq, error })?;
+    let signed = verify_checkpoint(&p.checkpoint, trust, seals, now).map_err(|e| {
+        ProofError::Checkpoint {
+            seq,
+            error: e.to_string(),
+        }
+    })?;
     let cp = signed.payload;
     let (Some(from), Some(root)) = (cp.from, cp.root.as_deref()) else {
         return Err(record_error(format!(
@@ -210,6 +291,15 @@ fn verify_record(
     }
     let view: RecordView = serde_json::from_str(&p.record)
         .map_err(|e| record_error(format!("not an audit record: {e}")))?;
+    match (parse_ts(&view.ts), parse_ts(&cp.ts)) {
+        (Some(recorded), Some(signed)) if recorded <= signed => {}
+        _ => {
+            return Err(record_error(format!(
+                "recorded at {} but checkpoint {} was signed at {}: a checkpoint cannot cover a later record",
+                view.ts, cp.seq, cp.ts
+            )))
+        }
+    }
     if view.seq != seq {
         return Err(record_error(format!(
             "the record says it is record {}",

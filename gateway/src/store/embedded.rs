@@ -186,11 +186,18 @@ PRAGMA user_version = 3;
 ";
 
 /// Version 4 keeps, per checkpoint, the batch of records it covers and the
-/// Merkle tree head over them (NULL for checkpoints signed before); and the
+/// Merkle tree head over them (NULL for checkpoints signed before; stores of the
+/// first version 1 had no checkpoint table yet, so it is created here); and the
 /// number of deliveries per target and state, kept by triggers (from `SCHEMA`)
 /// in the same transaction as every change, so that `/metrics` reads a few rows
 /// instead of counting a table that grows with every delivery ever made.
 const MIGRATE_3_TO_4: &str = "
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq   INTEGER PRIMARY KEY,
+    head  TEXT NOT NULL,
+    ts    TEXT NOT NULL,
+    jws   TEXT NOT NULL
+);
 ALTER TABLE audit_checkpoints ADD COLUMN first_seq INTEGER;
 ALTER TABLE audit_checkpoints ADD COLUMN root TEXT;
 CREATE TABLE delivery_counts (
@@ -1470,7 +1477,20 @@ pub fn read_trace(conn: &Connection, submission_id: &str) -> Result<Vec<AuditRec
     Ok(out)
 }
 
-const CHECKPOINT_COLUMNS: &str = "seq, head, ts, jws, first_seq, root";
+/// The checkpoint columns; a store of schema version 3 that no daemon of this
+/// version has opened yet (a backup being verified) has no Merkle columns.
+fn checkpoint_columns(conn: &Connection) -> Result<&'static str, StoreError> {
+    let merkle: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM pragma_table_info('audit_checkpoints') WHERE name = 'first_seq'",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(if merkle > 0 {
+        "seq, head, ts, jws, first_seq, root"
+    } else {
+        "seq, head, ts, jws, NULL, NULL"
+    })
+}
 
 fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
@@ -1485,8 +1505,9 @@ fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
 
 /// All checkpoints, oldest first.
 pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError> {
+    let columns = checkpoint_columns(conn)?;
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq"
+        "SELECT {columns} FROM audit_checkpoints ORDER BY seq"
     ))?;
     let rows = stmt.query_map([], checkpoint_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -1495,9 +1516,9 @@ pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError
 /// The newest checkpoint.
 pub fn read_latest_checkpoint(conn: &Connection) -> Result<Option<Checkpoint>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
-        ))?
+        .prepare_cached(
+            "SELECT seq, head, ts, jws, first_seq, root FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        )?
         .query_row([], checkpoint_row)
         .optional()?)
 }
@@ -1507,9 +1528,10 @@ pub fn read_covering_checkpoint(
     conn: &Connection,
     seq: u64,
 ) -> Result<Option<Checkpoint>, StoreError> {
+    let columns = checkpoint_columns(conn)?;
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq >= ?1 ORDER BY seq LIMIT 1"
+            "SELECT {columns} FROM audit_checkpoints WHERE seq >= ?1 ORDER BY seq LIMIT 1"
         ))?
         .query_row(params![seq], checkpoint_row)
         .optional()?)
@@ -1720,8 +1742,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_1_store_is_migrated_without_loss() {
+        migrates_version_1(true).await;
+    }
+
+    #[tokio::test]
+    async fn a_version_1_store_from_before_the_audit_checkpoints_is_migrated() {
+        migrates_version_1(false).await;
+    }
+
+    async fn migrates_version_1(with_checkpoint_table: bool) {
         // Version 1 kept envelope bodies in WITHOUT ROWID tables; version 3 keeps
-        // them in segment files. The migration goes through both steps.
+        // them in segment files. The migration goes through every step.
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path(), 16).unwrap();
         store.accept(sub("a", None)).await.unwrap();
@@ -1729,7 +1760,13 @@ mod tests {
         drop(store);
         // Turn it back into what version 1 wrote: WITHOUT ROWID tables.
         let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
-        conn.execute_batch(
+        let checkpoints = if with_checkpoint_table {
+            "ALTER TABLE audit_checkpoints DROP COLUMN first_seq;
+             ALTER TABLE audit_checkpoints DROP COLUMN root;"
+        } else {
+            "DROP TABLE audit_checkpoints;"
+        };
+        conn.execute_batch(&format!(
             "PRAGMA foreign_keys = OFF;
              BEGIN;
              CREATE TABLE s1 (id TEXT PRIMARY KEY, portal TEXT NOT NULL, leistung TEXT NOT NULL,
@@ -1738,22 +1775,21 @@ mod tests {
              ALTER TABLE s1 RENAME TO submissions;
              CREATE TABLE envelopes (message_id TEXT PRIMARY KEY REFERENCES deliveries(message_id),
                  body BLOB NOT NULL) WITHOUT ROWID;
-             INSERT INTO envelopes SELECT message_id, CAST('{}' AS BLOB) FROM deliveries;
+             INSERT INTO envelopes SELECT message_id, CAST('{{}}' AS BLOB) FROM deliveries;
              DROP INDEX deliveries_by_segment;
              DROP INDEX deliveries_holding;
              ALTER TABLE deliveries DROP COLUMN segment;
              ALTER TABLE deliveries DROP COLUMN env_offset;
              ALTER TABLE deliveries DROP COLUMN env_len;
              ALTER TABLE deliveries DROP COLUMN env_crc32;
-             ALTER TABLE audit_checkpoints DROP COLUMN first_seq;
-             ALTER TABLE audit_checkpoints DROP COLUMN root;
+             {checkpoints}
              DROP TRIGGER delivery_counts_insert;
              DROP TRIGGER delivery_counts_update;
              DROP TRIGGER delivery_counts_delete;
              DROP TABLE delivery_counts;
              PRAGMA user_version = 1;
-             COMMIT;",
-        )
+             COMMIT;"
+        ))
         .unwrap();
         drop(conn);
         let store = EmbeddedStore::open(dir.path(), 16).unwrap();
@@ -1851,6 +1887,36 @@ mod tests {
         std::fs::remove_file(&segment).unwrap();
         let err = store.envelope("a-m").await.unwrap_err();
         assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_version_3_copy_is_read_without_migrating_it() {
+        // `audit verify` on a backup that no daemon of this version has opened.
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        store.accept(sub("a", None)).await.unwrap();
+        let head = store.audit_head().await.unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO audit_checkpoints (seq, head, ts, jws) VALUES ({}, '{}', 'ts', 'jws');
+             ALTER TABLE audit_checkpoints DROP COLUMN first_seq;
+             ALTER TABLE audit_checkpoints DROP COLUMN root;
+             PRAGMA user_version = 3;",
+            head.seq, head.hash
+        ))
+        .unwrap();
+        drop(conn);
+        let conn = open_read_only(dir.path()).unwrap();
+        let checkpoints = read_checkpoints(&conn).unwrap();
+        assert_eq!(checkpoints.len(), 1);
+        assert_eq!(
+            (checkpoints[0].from, checkpoints[0].root.as_deref()),
+            (None, None)
+        );
+        let covering = read_covering_checkpoint(&conn, 1).unwrap().unwrap();
+        assert_eq!(covering.seq, head.seq);
     }
 
     /// The counts the triggers keep equal a count of the table.
