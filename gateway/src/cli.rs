@@ -99,6 +99,9 @@ enum Command {
         /// CA the seal must chain to.
         #[arg(long, default_value = "certs-example/ca.pem")]
         trust: PathBuf,
+        /// The gateway's seal certificate: only envelopes it sealed are accepted.
+        #[arg(long, default_value = "certs-example/seal.pem")]
+        seal: PathBuf,
         /// TLS certificate of the receiver.
         #[arg(long, default_value = "certs-example/server.pem")]
         tls_cert: PathBuf,
@@ -148,6 +151,10 @@ enum Command {
         /// CA certificate(s) the seal must chain to (PEM).
         #[arg(long)]
         trust: PathBuf,
+        /// The gateway's seal certificate (PEM), as its operator publishes it; repeat
+        /// for seals used before a rotation. Other signers are refused.
+        #[arg(long = "seal", required = true)]
+        seals: Vec<PathBuf>,
         /// The recipient's certificate (PEM): also checks that the envelope is addressed to it.
         #[arg(long)]
         cert: Option<PathBuf>,
@@ -571,6 +578,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             cert,
             trust,
+            seal,
             tls_cert,
             tls_key,
             out,
@@ -588,6 +596,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 key,
                 cert: Some(cert),
                 trust,
+                seal,
                 out,
                 accept_only,
             };
@@ -601,9 +610,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             envelope,
             key,
             trust,
+            seals,
             cert,
             out,
-        } => open_envelope(&envelope, &key, &trust, cert.as_deref(), out.as_deref()),
+        } => open_envelope(
+            &envelope,
+            &key,
+            &trust,
+            &seals,
+            cert.as_deref(),
+            out.as_deref(),
+        ),
         Command::Status { id, portal } => {
             let http = portal.client()?;
             let url = &portal.url;
@@ -626,6 +643,7 @@ fn open_envelope(
     envelope: &std::path::Path,
     key: &std::path::Path,
     trust: &std::path::Path,
+    seals: &[PathBuf],
     cert: Option<&std::path::Path>,
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
@@ -640,13 +658,15 @@ fn open_envelope(
         .with_context(|| format!("recipient key {}", key.display()))?;
     let trust = TrustAnchors::from_pem(&read(trust)?)
         .with_context(|| format!("trust anchors {}", trust.display()))?;
-    let opened = match ozg_adapter_sdk::open(&env, &key, &trust, std::time::SystemTime::now()) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("REFUSED {}: {e}", envelope.display());
-            return Ok(ExitCode::from(3));
-        }
-    };
+    let seals = seal_pins(seals)?;
+    let opened =
+        match ozg_adapter_sdk::open(&env, &key, &trust, &seals, std::time::SystemTime::now()) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("REFUSED {}: {e}", envelope.display());
+                return Ok(ExitCode::from(3));
+            }
+        };
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut used = std::collections::HashSet::new();

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ozg_adapter_sdk::envelope::{output_file_name, safe_file_name};
-use ozg_adapter_sdk::{Envelope, RecipientPrivateKey, TrustAnchors};
+use ozg_adapter_sdk::{Envelope, RecipientPrivateKey, SealPins, TrustAnchors};
 
 /// Settings of the demo receiver.
 pub struct ReceiverOptions {
@@ -26,6 +26,8 @@ pub struct ReceiverOptions {
     pub key: PathBuf,
     pub cert: Option<PathBuf>,
     pub trust: PathBuf,
+    /// The gateway's seal certificate: envelopes sealed by any other key are refused.
+    pub seal: PathBuf,
     pub out: PathBuf,
     /// Answer 200 without opening (a sink for benchmarks).
     pub accept_only: bool,
@@ -35,6 +37,7 @@ struct Receiver {
     accept_only: bool,
     key: RecipientPrivateKey,
     trust: TrustAnchors,
+    seals: SealPins,
     out: PathBuf,
 }
 
@@ -77,15 +80,19 @@ impl Receiver {
             tracing::info!(message_id = %env.message_id, "duplicate delivery: already have it");
             return ok();
         }
-        let opened =
-            match ozg_adapter_sdk::open(&env, &self.key, &self.trust, std::time::SystemTime::now())
-            {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(message_id = %env.message_id, error = %e, "envelope refused");
-                    return problem(422, e.to_string());
-                }
-            };
+        let opened = match ozg_adapter_sdk::open(
+            &env,
+            &self.key,
+            &self.trust,
+            &self.seals,
+            std::time::SystemTime::now(),
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(message_id = %env.message_id, error = %e, "envelope refused");
+                return problem(422, e.to_string());
+            }
+        };
         let tmp = self.out.join(format!(".{stem}.tmp"));
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&tmp)?;
@@ -128,6 +135,7 @@ pub async fn run(
         accept_only: o.accept_only,
         key: RecipientPrivateKey::from_pem(&read(&o.key)?, cert_pem.as_deref())?,
         trust: TrustAnchors::from_pem(&read(&o.trust)?)?,
+        seals: SealPins::from_pem(&read(&o.seal)?)?,
         out: o.out.clone(),
     });
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;

@@ -4,11 +4,12 @@
 This is what a recipient does, written as plainly as possible so vendors can
 copy it:
 
-    python3 open_envelope.py ENVELOPE.json RECIPIENT.key CA.pem [OUTDIR]
+    python3 open_envelope.py ENVELOPE.json RECIPIENT.key CA.pem SEAL.pem [OUTDIR]
 
 1. decrypt the manifest JWE with the recipient key -> a compact JWS (the seal);
-2. verify the seal: its x5c chain must be issued by the CA, the signature must
-   verify with the leaf's key;
+2. verify the seal: its x5c leaf must be the gateway's seal certificate (SEAL.pem,
+   as the gateway's operator publishes it) issued by the CA, the signature must
+   verify with its key;
 3. check the envelope's clear header against the sealed manifest;
 4. decrypt every part and check its size and SHA-512 against the manifest.
 
@@ -21,6 +22,7 @@ import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.serialization import Encoding
 from jwcrypto import jwe, jwk, jws
 
 
@@ -43,8 +45,8 @@ def verify_chain(x5c, ca):
 
 
 def main():
-    env_path, key_path, ca_path = sys.argv[1:4]
-    out_dir = sys.argv[4] if len(sys.argv) > 4 else None
+    env_path, key_path, ca_path, seal_path = sys.argv[1:5]
+    out_dir = sys.argv[5] if len(sys.argv) > 5 else None
     env = json.load(open(env_path))
     key = jwk.JWK.from_pem(open(key_path, "rb").read())
     ca = x509.load_pem_x509_certificate(open(ca_path, "rb").read())
@@ -65,6 +67,9 @@ def main():
     if header.get("typ") != "ozg-manifest":
         fail("manifest: wrong typ")
     leaf = verify_chain(header["x5c"], ca)
+    seal_cert = x509.load_pem_x509_certificate(open(seal_path, "rb").read())
+    if leaf.public_bytes(Encoding.DER) != seal_cert.public_bytes(Encoding.DER):
+        fail("manifest: sealed by another certificate than the gateway's seal")
     try:
         seal.verify(jwk.JWK.from_pyca(leaf.public_key()), alg=header["alg"])
     except Exception as e:  # noqa: BLE001

@@ -192,6 +192,8 @@ async fn open_writes_the_parts_and_refuses_a_tampered_envelope() {
             .arg(demo("recipient-rsa.pem"))
             .arg("--trust")
             .arg(demo("ca.pem"))
+            .arg("--seal")
+            .arg(demo("seal.pem"))
             .arg("--out")
             .arg(&out)
             .output()
@@ -232,9 +234,30 @@ async fn open_writes_the_parts_and_refuses_a_tampered_envelope() {
         .arg(demo("recipient-ec.pem"))
         .arg("--trust")
         .arg(demo("ca.pem"))
+        .arg("--seal")
+        .arg(demo("seal.pem"))
         .output()
         .unwrap();
     assert_eq!(other.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&other.stderr).contains("not for this recipient"));
+
+    // A recipient that pins another certificate as the gateway's seal refuses it.
+    let pinned_elsewhere = Command::new(BIN)
+        .arg("open")
+        .arg(&env_path)
+        .arg("--key")
+        .arg(demo("recipient-rsa.key"))
+        .arg("--trust")
+        .arg(demo("ca.pem"))
+        .arg("--seal")
+        .arg(demo("portal.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(pinned_elsewhere.status.code(), Some(3));
+    let msg = String::from_utf8_lossy(&pinned_elsewhere.stderr);
+    assert!(
+        msg.contains("not one of the gateway's seal certificates"),
+        "{msg}"
+    );
     gw.shutdown().await.unwrap();
 }

@@ -330,6 +330,7 @@ async fn the_demo_receiver_opens_what_the_gateway_delivers() {
             key: demo("recipient-ec.key"),
             cert: Some(demo("recipient-ec.pem")),
             trust: demo("ca.pem"),
+            seal: demo("seal.pem"),
             out: inbox.path().into(),
             accept_only: false,
         },

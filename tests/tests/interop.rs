@@ -53,6 +53,7 @@ async fn jwcrypto_opens_envelopes_for_rsa_and_ec_recipients() {
             .arg(&env_path)
             .arg(demo(key))
             .arg(demo("ca.pem"))
+            .arg(demo("seal.pem"))
             .arg(&out)
             .output()
             .expect("python3 runs");
@@ -109,11 +110,39 @@ async fn jwcrypto_opens_envelopes_for_rsa_and_ec_recipients() {
         .arg(&env_path)
         .arg(demo(key))
         .arg(demo("ca.pem"))
+        .arg(demo("seal.pem"))
         .output()
         .unwrap();
     assert!(!run.status.success());
     assert!(
         String::from_utf8_lossy(&run.stderr).contains("part data"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // A recipient that pins another certificate as the gateway's seal refuses it.
+    let untampered = scratch.path().join("untampered.json");
+    std::fs::write(
+        &untampered,
+        gw.store
+            .envelope(&delivery.message_id)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let run = Command::new(python())
+        .arg(repo().join("tests/interop/open_envelope.py"))
+        .arg(&untampered)
+        .arg(demo(key))
+        .arg(demo("ca.pem"))
+        .arg(demo("portal.pem"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr)
+            .contains("another certificate than the gateway's seal"),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );

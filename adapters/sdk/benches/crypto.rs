@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
+    let seals = ozg_adapter_sdk::SealPins::from_pem(&demo("seal.pem")).unwrap();
     let sealed = seal_manifest(&m, &seal).unwrap();
     for (stem, label) in [("recipient-rsa", "RSA"), ("recipient-ec", "EC")] {
         let r = recipient(stem);
@@ -102,7 +103,9 @@ fn bench(c: &mut Criterion) {
         let env = build_envelope(header, &m, &sealed, &[&small], &r).unwrap();
         c.bench_function(&format!("open/8KiB {label}"), |b| {
             b.iter(|| {
-                black_box(ozg_adapter_sdk::open(&env, &key, &trust, SystemTime::now()).unwrap())
+                black_box(
+                    ozg_adapter_sdk::open(&env, &key, &trust, &seals, SystemTime::now()).unwrap(),
+                )
             })
         });
     }

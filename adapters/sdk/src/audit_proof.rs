@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::jose;
+pub use crate::keys::SealPins;
 use crate::keys::TrustAnchors;
 use crate::merkle;
 
@@ -77,45 +78,6 @@ pub struct RecordProof {
     pub tree_size: u64,
     /// Hex hashes, nearest sibling first.
     pub path: Vec<String>,
-}
-
-/// The seal certificates whose checkpoints a verifier accepts: the gateway's
-/// current seal and the ones it used before a rotation, published by its operator.
-///
-/// A trust anchor alone is not enough: the administration PKI that issues the
-/// seal also issues portals' and operators' client certificates, which can sign
-/// too — a checkpoint must come from a seal, not from any key of the PKI.
-#[derive(Debug, Clone, Default)]
-pub struct SealPins(std::collections::BTreeSet<String>);
-
-impl SealPins {
-    /// Every certificate in a PEM file (one or more seal certificates; chains are
-    /// fine, but pin only seal files: every certificate in it is accepted).
-    pub fn from_pem(pem: &[u8]) -> Result<Self, crate::KeyError> {
-        let mut pins = SealPins::default();
-        pins.add_pem(pem)?;
-        Ok(pins)
-    }
-
-    /// Adds the leaf (first certificate) of a PEM chain.
-    pub fn add_pem(&mut self, pem: &[u8]) -> Result<(), crate::KeyError> {
-        let chain = crate::keys::chain_from_pem(pem)?;
-        let leaf = chain
-            .into_iter()
-            .next()
-            .ok_or_else(|| crate::KeyError::Parse("no certificate in the PEM".into()))?;
-        self.0
-            .insert(crate::keys::Certificate::from_der(leaf)?.sha256_hex());
-        Ok(())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn accepts(&self, cert: &crate::keys::Certificate) -> bool {
-        self.0.contains(&cert.sha256_hex())
-    }
 }
 
 /// Why a checkpoint does not verify.

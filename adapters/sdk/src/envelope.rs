@@ -14,7 +14,7 @@ use aws_lc_rs::digest::{digest, SHA512};
 use serde::{Deserialize, Serialize};
 
 use crate::jose::{self, JoseError};
-use crate::keys::{RecipientCert, RecipientPrivateKey, SealKey, TrustAnchors};
+use crate::keys::{RecipientCert, RecipientPrivateKey, SealKey, SealPins, TrustAnchors};
 
 /// Envelope format version.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -173,9 +173,17 @@ impl Receipt {
         jose::sign(seal, TYP_RECEIPT, &payload)
     }
 
-    /// Verifies a receipt JWS against the trust anchors.
-    pub fn verify(jws: &str, trust: &TrustAnchors, now: SystemTime) -> Result<Self, JoseError> {
+    /// Verifies a receipt JWS against the trust anchors and the gateway's seals.
+    pub fn verify(
+        jws: &str,
+        trust: &TrustAnchors,
+        seals: &SealPins,
+        now: SystemTime,
+    ) -> Result<Self, JoseError> {
         let v = jose::verify(jws, TYP_RECEIPT, trust, now)?;
+        if !seals.accepts(&v.signer) {
+            return Err(JoseError::NotPinned(v.signer.subject().to_owned()));
+        }
         serde_json::from_slice(&v.payload).map_err(|e| JoseError::Header(e.to_string()))
     }
 }
@@ -240,6 +248,8 @@ pub enum OpenError {
     ManifestDecrypt(JoseError),
     #[error("manifest: seal does not verify: {0}")]
     Seal(JoseError),
+    #[error("manifest: sealed by {0}, which is not one of the gateway's seal certificates given")]
+    NotTheGatewaysSeal(String),
     #[error("manifest: not valid JSON: {0}")]
     ManifestJson(String),
     #[error(
@@ -281,13 +291,15 @@ pub struct Opened {
     pub parts: Vec<OpenedPart>,
 }
 
-/// What a recipient does: decrypt everything, verify the seal against `trust`,
-/// check the clear header against the sealed manifest and every part's size and
-/// SHA-512. Any mismatch is an error naming what failed; nothing is returned half-checked.
+/// What a recipient does: decrypt everything, verify the seal against `trust`
+/// and require it to be one of the gateway's `seals`, check the clear header
+/// against the sealed manifest and every part's size and SHA-512. Any mismatch is
+/// an error naming what failed; nothing is returned half-checked.
 pub fn open(
     env: &Envelope,
     key: &RecipientPrivateKey,
     trust: &TrustAnchors,
+    seals: &SealPins,
     now: SystemTime,
 ) -> Result<Opened, OpenError> {
     if env.version != ENVELOPE_VERSION {
@@ -300,6 +312,11 @@ pub fn open(
     let jws = String::from_utf8(jws.plaintext)
         .map_err(|_| OpenError::ManifestJson("sealed manifest is not UTF-8".into()))?;
     let verified = jose::verify(&jws, TYP_MANIFEST, trust, now).map_err(OpenError::Seal)?;
+    if !seals.accepts(&verified.signer) {
+        return Err(OpenError::NotTheGatewaysSeal(
+            verified.signer.subject().to_owned(),
+        ));
+    }
     let manifest: Manifest = serde_json::from_slice(&verified.payload)
         .map_err(|e| OpenError::ManifestJson(e.to_string()))?;
     for (field, envelope, sealed) in [

@@ -41,6 +41,8 @@ pub enum JoseError {
     BadSignature,
     #[error("signer certificate: {0}")]
     Signer(#[from] KeyError),
+    #[error("signed by {0}, which is not one of the pinned seal certificates")]
+    NotPinned(String),
     #[error("typ is {found:?}, expected {expected:?}")]
     WrongType { expected: String, found: String },
     #[error("crypto backend failure")]

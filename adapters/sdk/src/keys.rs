@@ -525,3 +525,42 @@ impl RecipientPrivateKey {
         }
     }
 }
+
+/// The seal certificates whose signatures a verifier accepts (sealed manifests,
+/// audit checkpoints): the gateway's current seal and the ones it used before a
+/// rotation, as its operator publishes them.
+///
+/// A trust anchor alone is not enough: the administration PKI that issues the
+/// seal also issues portals' and operators' client certificates, which can sign
+/// too — a seal must come from the gateway, not from any key of the PKI.
+#[derive(Debug, Clone, Default)]
+pub struct SealPins(std::collections::BTreeSet<String>);
+
+impl SealPins {
+    /// Every certificate in a PEM file (one or more seal certificates; chains are
+    /// fine, but pin only seal files: every certificate in it is accepted).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        let mut pins = SealPins::default();
+        pins.add_pem(pem)?;
+        Ok(pins)
+    }
+
+    /// Adds the leaf (first certificate) of a PEM chain.
+    pub fn add_pem(&mut self, pem: &[u8]) -> Result<(), KeyError> {
+        let chain = chain_from_pem(pem)?;
+        let leaf = chain
+            .into_iter()
+            .next()
+            .ok_or_else(|| KeyError::Parse("no certificate in the PEM".into()))?;
+        self.0.insert(Certificate::from_der(leaf)?.sha256_hex());
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn accepts(&self, cert: &Certificate) -> bool {
+        self.0.contains(&cert.sha256_hex())
+    }
+}

@@ -22,4 +22,4 @@ pub mod merkle;
 
 pub use adapter::{Adapter, DeliverFuture, Delivery, Failure, Outcome};
 pub use envelope::{open, Envelope, Manifest, ManifestPart, OpenError, Opened, Receipt};
-pub use keys::{KeyError, RecipientCert, RecipientPrivateKey, SealKey, TrustAnchors};
+pub use keys::{KeyError, RecipientCert, RecipientPrivateKey, SealKey, SealPins, TrustAnchors};

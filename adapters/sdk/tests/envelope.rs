@@ -21,6 +21,10 @@ fn seal() -> SealKey {
     SealKey::from_pem(&demo("seal.pem"), &demo("seal.key")).unwrap()
 }
 
+fn seals() -> ozg_adapter_sdk::SealPins {
+    ozg_adapter_sdk::SealPins::from_pem(&demo("seal.pem")).unwrap()
+}
+
 fn trust() -> TrustAnchors {
     TrustAnchors::from_pem(&demo("ca.pem")).unwrap()
 }
@@ -90,7 +94,7 @@ fn round_trip_for_rsa_and_ec_recipients() {
             "{stem}: plaintext visible in the envelope"
         );
         let (_, key) = recipient(stem);
-        let opened = open(&env, &key, &trust(), SystemTime::now()).unwrap();
+        let opened = open(&env, &key, &trust(), &seals(), SystemTime::now()).unwrap();
         assert_eq!(opened.parts.len(), 2);
         assert_eq!(opened.parts[0].data, DATA);
         assert_eq!(opened.parts[1].data, PDF);
@@ -106,7 +110,7 @@ fn round_trip_for_rsa_and_ec_recipients() {
 fn wrong_recipient_is_named() {
     let env = envelope("recipient-rsa", "s-1", &[("data", DATA)]);
     let (_, other) = recipient("recipient-ec");
-    let err = open(&env, &other, &trust(), SystemTime::now()).unwrap_err();
+    let err = open(&env, &other, &trust(), &seals(), SystemTime::now()).unwrap_err();
     assert!(err.to_string().contains("not for this recipient"), "{err}");
 }
 
@@ -119,7 +123,7 @@ fn tampered_part_fails() {
     pieces[3] = String::from_utf8(ct).unwrap();
     env.parts[0].jwe = pieces.join(".");
     let (_, key) = recipient("recipient-ec");
-    match open(&env, &key, &trust(), SystemTime::now()).unwrap_err() {
+    match open(&env, &key, &trust(), &seals(), SystemTime::now()).unwrap_err() {
         OpenError::PartDecrypt { id, .. } => assert_eq!(id, "data"),
         other => panic!("unexpected {other}"),
     }
@@ -131,7 +135,7 @@ fn swapped_parts_between_envelopes_fail_on_the_hash() {
     let mut b = envelope("recipient-rsa", "s-2", &[("data", b"<other/>")]);
     b.parts[0] = a.parts[0].clone();
     let (_, key) = recipient("recipient-rsa");
-    let err = open(&b, &key, &trust(), SystemTime::now()).unwrap_err();
+    let err = open(&b, &key, &trust(), &seals(), SystemTime::now()).unwrap_err();
     assert!(
         matches!(err, OpenError::PartSize { .. } | OpenError::PartHash { .. }),
         "{err}"
@@ -144,7 +148,7 @@ fn swapped_manifest_is_caught_by_the_header_check() {
     let mut b = envelope("recipient-rsa", "s-2", &[("data", DATA)]);
     b.manifest = a.manifest.clone();
     let (_, key) = recipient("recipient-rsa");
-    let err = open(&b, &key, &trust(), SystemTime::now()).unwrap_err();
+    let err = open(&b, &key, &trust(), &seals(), SystemTime::now()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -163,16 +167,41 @@ fn seal_from_a_foreign_ca_is_rejected() {
     // The recipient's own certificate as the only anchor: the seal chain does not reach it.
     let foreign = TrustAnchors::from_pem(&demo("recipient-ec.pem")).unwrap();
     let (_, key) = recipient("recipient-ec");
-    let err = open(&env, &key, &foreign, SystemTime::now()).unwrap_err();
+    let err = open(&env, &key, &foreign, &seals(), SystemTime::now()).unwrap_err();
     assert!(matches!(err, OpenError::Seal(_)), "{err}");
     assert!(err.to_string().contains("trust anchor"), "{err}");
+}
+
+#[test]
+fn a_manifest_or_receipt_sealed_by_another_key_of_the_pki_is_refused() {
+    // The demo portal's certificate comes from the seal's CA and may sign.
+    let portal = SealKey::from_pem(&demo("portal.pem"), &demo("portal.key")).unwrap();
+    let m = manifest("s-5", &[("data", DATA)]);
+    let sealed = seal_manifest(&m, &portal).unwrap();
+    let (cert, key) = recipient("recipient-ec");
+    let header = EnvelopeHeader {
+        message_id: "s-5-msg".into(),
+        target: "dms".into(),
+        created_at: m.received_at.clone(),
+    };
+    let data: Vec<&[u8]> = vec![DATA];
+    let env = build_envelope(header, &m, &sealed, &data, &cert).unwrap();
+    let err = open(&env, &key, &trust(), &seals(), SystemTime::now()).unwrap_err();
+    assert!(matches!(err, OpenError::NotTheGatewaysSeal(_)), "{err}");
+    assert!(err.to_string().contains("portal-demo"), "{err}");
+    let jws = Receipt::for_manifest(&m).sign(&portal).unwrap();
+    let err = Receipt::verify(&jws, &trust(), &seals(), SystemTime::now()).unwrap_err();
+    assert!(
+        err.to_string().contains("not one of the pinned seal"),
+        "{err}"
+    );
 }
 
 #[test]
 fn receipt_verifies_and_cannot_pass_for_a_manifest() {
     let m = manifest("s-9", &[("data", DATA)]);
     let jws = Receipt::for_manifest(&m).sign(&seal()).unwrap();
-    let r = Receipt::verify(&jws, &trust(), SystemTime::now()).unwrap();
+    let r = Receipt::verify(&jws, &trust(), &seals(), SystemTime::now()).unwrap();
     assert_eq!(r.parts[0].sha512, sha512_hex(DATA));
     let err = ozg_adapter_sdk::jose::verify(&jws, "ozg-manifest", &trust(), SystemTime::now())
         .unwrap_err();
@@ -213,7 +242,7 @@ fn tampered_manifest_fails() {
     pieces[3].replace_range(mid..mid + 1, flipped);
     env.manifest = pieces.join(".");
     let (_, key) = recipient("recipient-rsa");
-    let err = open(&env, &key, &trust(), SystemTime::now()).unwrap_err();
+    let err = open(&env, &key, &trust(), &seals(), SystemTime::now()).unwrap_err();
     assert!(matches!(err, OpenError::ManifestDecrypt(_)), "{err}");
     assert!(err.to_string().starts_with("manifest"), "{err}");
 }
@@ -228,7 +257,7 @@ fn part_missing_or_added_is_named() {
     let (_, key) = recipient("recipient-ec");
     let extra = env.parts[1].clone();
     env.parts.pop();
-    let err = open(&env, &key, &trust(), SystemTime::now()).unwrap_err();
+    let err = open(&env, &key, &trust(), &seals(), SystemTime::now()).unwrap_err();
     assert!(
         matches!(err, OpenError::PartMissing(ref id) if id == "attachment-1"),
         "{err}"
@@ -238,7 +267,7 @@ fn part_missing_or_added_is_named() {
         id: "attachment-2".into(),
         jwe: extra.jwe,
     });
-    let err = open(&env, &key, &trust(), SystemTime::now()).unwrap_err();
+    let err = open(&env, &key, &trust(), &seals(), SystemTime::now()).unwrap_err();
     assert!(
         matches!(err, OpenError::PartUnexpected(ref id) if id == "attachment-2"),
         "{err}"
