@@ -356,12 +356,11 @@ impl Default for AuditConfig {
 /// The batch starts after the newest checkpoint *in the store* (not a remembered
 /// one), so batches stay contiguous whatever failed before.
 async fn sign_next(store: &dyn Store, seal: &SealKey, head: &Head) -> Result<u64, String> {
-    let last = store
+    let newest = store
         .latest_checkpoint()
         .await
-        .map_err(|e| format!("cannot read the newest checkpoint: {e}"))?
-        .map(|c| c.seq)
-        .unwrap_or(0);
+        .map_err(|e| format!("cannot read the newest checkpoint: {e}"))?;
+    let last = newest.as_ref().map(|c| c.seq).unwrap_or(0);
     if head.seq <= last {
         return Ok(last);
     }
@@ -378,7 +377,21 @@ async fn sign_next(store: &dyn Store, seal: &SealKey, head: &Head) -> Result<u64
             head.seq - from + 1
         ));
     }
-    let ts = crate::store::embedded::rfc3339_now();
+    // Never dated before what it covers or before the checkpoint before, even if
+    // the system clock was set back since: `audit verify` would call that backdated.
+    let newest_record_ts = batch
+        .last()
+        .and_then(|r| serde_json::from_str::<AuditRecord>(r).ok())
+        .map(|r| r.ts);
+    let ts = [
+        newest_record_ts,
+        newest.map(|c| c.ts),
+        Some(crate::store::embedded::rfc3339_now()),
+    ]
+    .into_iter()
+    .flatten()
+    .max_by_key(|ts| parse_ts(ts))
+    .unwrap_or_else(crate::store::embedded::rfc3339_now);
     let c =
         sign_checkpoint(seal, head, from, &batch, &ts).map_err(|e| format!("cannot sign: {e}"))?;
     store
@@ -629,6 +642,32 @@ mod tests {
             ozg_adapter_sdk::audit_proof::verify(&doc, &trust, &demo_seal(), SystemTime::now())
                 .unwrap_err();
         assert!(err.to_string().contains("pinned seal"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_clock_set_back_does_not_make_the_next_checkpoint_look_backdated() {
+        let seal = SealKey::from_pem(&demo("seal.pem"), &demo("seal.key")).unwrap();
+        let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        append(&store, 2).await;
+        // A checkpoint signed while the clock ran two minutes ahead.
+        let ahead = crate::store::embedded::rfc3339_ms(crate::engine::now_ms() + 120_000);
+        let head = store.audit_head().await.unwrap();
+        let batch = store.audit_texts(1, head.seq).await.unwrap();
+        let c = sign_checkpoint(&seal, &head, 1, &batch, &ahead).unwrap();
+        store.add_checkpoint(c).await.unwrap();
+        // The clock was corrected; more records, the next checkpoint.
+        append(&store, 2).await;
+        let head = store.audit_head().await.unwrap();
+        assert_eq!(sign_next(&store, &seal, &head).await.unwrap(), 4);
+        let newest = store.latest_checkpoint().await.unwrap().unwrap();
+        assert_eq!(newest.ts, ahead, "dated no earlier than the one before");
+        let conn = open_read_only(dir.path()).unwrap();
+        let report = verify(&conn, &trust, &demo_seal(), SystemTime::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!((report.records, report.checkpoints), (4, 2));
     }
 
     #[tokio::test]

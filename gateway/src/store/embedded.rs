@@ -905,7 +905,8 @@ pub fn rfc3339_now() -> String {
     rfc3339_ms(now_ms())
 }
 
-fn rfc3339_ms(ms: i64) -> String {
+/// A Unix time in milliseconds as RFC 3339 with milliseconds (UTC).
+pub fn rfc3339_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
