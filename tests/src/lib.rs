@@ -49,6 +49,8 @@ pub struct Options {
     pub amqp: Option<(String, String)>,
     /// Its broker URL instead of [`AMQP_URL`]; an `amqps://` URL trusts the demo CA.
     pub amqp_url: Option<String>,
+    /// Its client certificate and key files.
+    pub amqp_client: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             delivery: FAST_DELIVERY,
             amqp: None,
             amqp_url: None,
+            amqp_client: None,
         }
     }
 }
@@ -252,11 +255,18 @@ targets = ["dms-demo"]
         amqp = match &o.amqp {
             Some((exchange, key)) => {
                 let url = o.amqp_url.as_deref().unwrap_or(AMQP_URL);
-                let ca = if url.starts_with("amqps://") {
+                let mut ca = if url.starts_with("amqps://") {
                     format!(", ca = \"{}\"", c("ca.pem"))
                 } else {
                     String::new()
                 };
+                if let Some((cert, key)) = &o.amqp_client {
+                    ca += &format!(
+                        ", client_certificate = \"{}\", client_key = \"{}\"",
+                        cert.display(),
+                        key.display()
+                    );
+                }
                 format!(
                     "[targets.amqp-demo]\ncertificate = \"{}\"\nadapter = {{ type = \"amqp\", url = \"{url}\", exchange = \"{exchange}\", routing_key = \"{key}\", confirm_timeout = \"2s\"{ca} }}\n\n[[routes]]\nleistung = \"99888888888888\"\ntargets = [\"amqp-demo\"]\n",
                     c("recipient-ec.pem")

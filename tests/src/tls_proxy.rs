@@ -33,12 +33,45 @@ impl TlsProxy {
         chain_pem: &str,
         key_pem: &str,
     ) -> TlsProxy {
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .expect("certificate PEM");
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
-        let acceptor = acceptor(chain, key);
+        let (chain, key) = parse(chain_pem, key_pem);
+        Self::serve(ip, upstream, acceptor(chain, key)).await
+    }
+
+    /// Like [`TlsProxy::start`], but the client must present a certificate issued
+    /// by `client_ca_pem` (a broker with mutual TLS).
+    pub async fn start_mutual(
+        upstream: SocketAddr,
+        chain_pem: &str,
+        key_pem: &str,
+        client_ca_pem: &str,
+    ) -> TlsProxy {
+        let (chain, key) = parse(chain_pem, key_pem);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
+            roots.add(ca.expect("CA PEM")).expect("CA");
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .expect("client verifier");
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .expect("tls");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        Self::serve([127, 0, 0, 1].into(), upstream, acceptor).await
+    }
+
+    async fn serve(
+        ip: std::net::IpAddr,
+        upstream: SocketAddr,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> TlsProxy {
         let listener = TcpListener::bind((ip, 0)).await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
         let handshakes = Arc::new(AtomicUsize::new(0));
@@ -68,6 +101,14 @@ impl TlsProxy {
     pub fn handshakes(&self) -> usize {
         self.handshakes.load(Ordering::SeqCst)
     }
+}
+
+fn parse(chain_pem: &str, key_pem: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+    (chain, key)
 }
 
 /// A TLS server configuration of the tests' receivers: aws-lc-rs, TLS 1.2 and 1.3,

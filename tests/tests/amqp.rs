@@ -212,3 +212,82 @@ async fn amqps_checks_the_broker_certificate_and_publishes_over_tls() {
     gw.shutdown().await.unwrap();
     clean_up(&ch, &exchange, &queue).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_requires_a_client_certificate_gets_the_configured_one() {
+    let ch = amqp_channel().await;
+    let (exchange, queue) = names("amqps-mutual");
+    amqp_declare(&ch, &exchange, &queue, "fachverfahren").await;
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    let read = |name: &str| std::fs::read_to_string(demo(name)).unwrap();
+    // The broker admits clients of its own CA only.
+    let clients = ozg_gateway::demo_pki::DemoCa::generate("broker clients CA", 1).unwrap();
+    let proxy = ozg_e2e::tls_proxy::TlsProxy::start_mutual(
+        broker,
+        &read("server.pem"),
+        &read("server.key"),
+        &clients.cert_pem(),
+    )
+    .await;
+    let url = format!("amqps://guest:guest@localhost:{}/%2f", proxy.addr.port());
+    let files = tempfile::tempdir().unwrap();
+    let identity = clients
+        .issue(
+            "ozg-gateway",
+            ozg_gateway::demo_pki::Usage::Client,
+            ozg_gateway::demo_pki::Algorithm::EcP256,
+            1,
+        )
+        .unwrap();
+    let (cert, key) = (
+        files.path().join("client.pem"),
+        files.path().join("client.key"),
+    );
+    std::fs::write(&cert, &identity.cert_pem).unwrap();
+    std::fs::write(&key, &identity.key_pem).unwrap();
+
+    // Without a client certificate: refused by the broker, nothing published.
+    let (_tc, gw) = start(&Options {
+        amqp: Some((exchange.clone(), "fachverfahren".into())),
+        amqp_url: Some(url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let d = first_failure(&gw, 1, "broker-unavailable").await;
+    println!("no client certificate: {:?}", d.last_error);
+    assert!(
+        d.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("CertificateRequired")),
+        "{d:?}"
+    );
+    assert_eq!(proxy.handshakes(), 0);
+    gw.shutdown().await.unwrap();
+    assert!(amqp_drain(&ch, &queue).await.is_empty());
+
+    // With it: delivered over mutual TLS.
+    let (_tc, gw) = start(&Options {
+        amqp: Some((exchange.clone(), "fachverfahren".into())),
+        amqp_url: Some(url),
+        amqp_client: Some((cert, key)),
+        ..Default::default()
+    })
+    .await;
+    let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req(2))
+        .await
+        .unwrap();
+    let id = a.body["submission_id"].as_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(10),
+        "delivered over mutual TLS",
+        || async {
+            (states(&gw, &id).await.get("amqp-demo").map(String::as_str) == Some("delivered"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(proxy.handshakes() >= 1);
+    assert_eq!(amqp_drain(&ch, &queue).await.len(), 1);
+    gw.shutdown().await.unwrap();
+    clean_up(&ch, &exchange, &queue).await;
+}

@@ -10,7 +10,7 @@
 //! (rustls) and trust only the CA file given as `ca` (required with `amqps://`);
 //! the broker's certificate must name the URL's host.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -34,6 +34,13 @@ pub struct AmqpConfig {
     /// CA certificate(s) (PEM) for `amqps://`.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// The gateway's client certificate chain (PEM) for brokers that require one
+    /// (`amqps://` only; with `client_key`).
+    #[serde(default)]
+    pub client_certificate: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     /// Longest wait for the broker's confirm.
     #[serde(with = "humantime_serde", default = "default_confirm_timeout")]
     pub confirm_timeout: Duration,
@@ -55,7 +62,11 @@ fn default_confirm_timeout() -> Duration {
 
 impl AmqpConfig {
     pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
-        self.ca.iter_mut().collect()
+        self.ca
+            .iter_mut()
+            .chain(self.client_certificate.iter_mut())
+            .chain(self.client_key.iter_mut())
+            .collect()
     }
 }
 
@@ -63,6 +74,8 @@ impl AmqpConfig {
 pub struct Amqp {
     config: AmqpConfig,
     ca_pem: Option<String>,
+    /// Client certificate chain and key (PEM).
+    identity: Option<(Vec<u8>, Vec<u8>)>,
     channel: Mutex<Option<(Connection, Channel)>>,
 }
 
@@ -89,9 +102,23 @@ impl Amqp {
             ),
             None => None,
         };
+        let identity = match (&config.client_certificate, &config.client_key) {
+            (Some(cert), Some(key)) => {
+                if !tls {
+                    return Err(
+                        "client_certificate is set but the url is amqp:// (no TLS): use amqps://"
+                            .into(),
+                    );
+                }
+                Some(read_identity(cert, key)?)
+            }
+            (None, None) => None,
+            _ => return Err("client_certificate and client_key must be given together".into()),
+        };
         Ok(Amqp {
             config: config.clone(),
             ca_pem,
+            identity,
             channel: Mutex::new(None),
         })
     }
@@ -110,7 +137,10 @@ impl Amqp {
             .with_connection_name("ozg-gateway".into());
         let tls = lapin::tcp::OwnedTLSConfig {
             cert_chain: self.ca_pem.clone(),
-            ..Default::default()
+            identity: self
+                .identity
+                .clone()
+                .map(|(pem, key)| lapin::tcp::OwnedIdentity::PKCS8 { pem, key }),
         };
         let conn = Connection::connect_with_config(&self.config.url, props, tls).await?;
         let ch = conn.create_channel().await?;
@@ -201,6 +231,34 @@ impl Adapter for Amqp {
     }
 }
 
+/// Reads a client certificate chain and its key, checking that both parse and
+/// belong together, so a wrong file is a config error, not a retry loop.
+fn read_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let cert_pem =
+        std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+    let key_pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate in it", cert.display()));
+    }
+    let private = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?;
+    rustls::crypto::aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(private)
+        .map_err(|e| format!("{}: unusable private key: {e}", key.display()))
+        .and_then(|signing| {
+            rustls::sign::CertifiedKey::new(chain, signing)
+                .keys_match()
+                .map_err(|e| format!("client_certificate and client_key do not fit together: {e}"))
+        })?;
+    Ok((cert_pem, key_pem))
+}
+
 /// A short error description without URLs (they may carry credentials).
 fn error_class(e: &lapin::Error) -> String {
     let s = e.to_string();
@@ -222,8 +280,45 @@ mod tests {
             exchange: "x".into(),
             routing_key: "k".into(),
             ca: ca.map(PathBuf::from),
+            client_certificate: None,
+            client_key: None,
             confirm_timeout: Duration::from_secs(1),
         }
+    }
+
+    fn demo(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../certs-example")
+            .join(name)
+    }
+
+    #[test]
+    fn a_client_certificate_must_come_with_its_key_and_tls() {
+        let ca = demo("ca.pem");
+        let with = |url: &str, cert: Option<&str>, key: Option<&str>| {
+            let mut c = config(
+                url,
+                url.starts_with("amqps").then_some(ca.to_str().unwrap()),
+            );
+            c.client_certificate = cert.map(demo);
+            c.client_key = key.map(demo);
+            Amqp::new(&c).err()
+        };
+        let url = "amqps://broker:5671/%2f";
+        assert!(with(url, Some("portal.pem"), Some("portal.key")).is_none());
+        let err = with(url, Some("portal.pem"), None).unwrap();
+        assert!(err.contains("together"), "{err}");
+        let err = with(url, Some("portal.pem"), Some("seal.key")).unwrap();
+        assert!(err.contains("do not fit together"), "{err}");
+        let err = with(url, Some("README.md"), Some("portal.key")).unwrap();
+        assert!(err.contains("no certificate"), "{err}");
+        let err = with(
+            "amqp://broker:5672/%2f",
+            Some("portal.pem"),
+            Some("portal.key"),
+        )
+        .unwrap();
+        assert!(err.contains("no TLS"), "{err}");
     }
 
     #[test]
