@@ -466,6 +466,18 @@ mod tests {
         .unwrap()
     }
 
+    /// The demo seal key, the demo CA and an empty store.
+    fn fixture() -> (SealKey, TrustAnchors, tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        (
+            SealKey::from_pem(&demo("seal.pem"), &demo("seal.key")).unwrap(),
+            TrustAnchors::from_pem(&demo("ca.pem")).unwrap(),
+            dir,
+            store,
+        )
+    }
+
     /// The demo seal, pinned.
     fn demo_seal() -> SealPins {
         SealPins::from_pem(&demo("seal.pem")).unwrap()
@@ -508,10 +520,7 @@ mod tests {
 
     #[tokio::test]
     async fn checkpoints_carry_the_merkle_head_of_their_batch_and_proofs_follow() {
-        let seal = SealKey::from_pem(&demo("seal.pem"), &demo("seal.key")).unwrap();
-        let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        let (seal, trust, dir, store) = fixture();
         append(&store, 5).await;
         // A checkpoint as gateways before inclusion proofs signed it: no batch, no root.
         let head = store.audit_head().await.unwrap();
@@ -622,9 +631,7 @@ mod tests {
         // The demo portal's client certificate comes from the same CA as the seal
         // and may sign: without the seal pinned, a portal could vouch for records.
         let portal = SealKey::from_pem(&demo("portal.pem"), &demo("portal.key")).unwrap();
-        let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        let (_, trust, dir, store) = fixture();
         append(&store, 3).await;
         checkpoint(&store, &portal, 1, None).await;
         let conn = open_read_only(dir.path()).unwrap();
@@ -646,10 +653,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_clock_set_back_does_not_make_the_next_checkpoint_look_backdated() {
-        let seal = SealKey::from_pem(&demo("seal.pem"), &demo("seal.key")).unwrap();
-        let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        let (seal, trust, dir, store) = fixture();
         append(&store, 2).await;
         // A checkpoint signed while the clock ran two minutes ahead.
         let ahead = crate::store::embedded::rfc3339_ms(crate::engine::now_ms() + 120_000);
@@ -672,10 +676,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_signed_merkle_head_that_does_not_match_its_batch_is_found() {
-        let seal = SealKey::from_pem(&demo("seal.pem"), &demo("seal.key")).unwrap();
-        let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        let (seal, trust, dir, store) = fixture();
         append(&store, 4).await;
         checkpoint(&store, &seal, 1, None).await;
         append(&store, 3).await;
@@ -694,8 +695,7 @@ mod tests {
         );
 
         // A batch that does not follow the checkpoint before.
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+        let (_, _, dir, store) = fixture();
         append(&store, 4).await;
         checkpoint(&store, &seal, 1, None).await;
         append(&store, 3).await;

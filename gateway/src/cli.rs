@@ -271,23 +271,28 @@ enum BenchCommand {
     },
 }
 
+/// Which store an `audit` command reads.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[arg(long, short, default_value = "config/gateway.toml")]
+    config: PathBuf,
+    /// Read this data directory (e.g. a copy) instead of the configured one.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Recompute the hash chain, check every checkpoint's signature; name the first bad record.
     Verify {
-        #[arg(long, short, default_value = "config/gateway.toml")]
-        config: PathBuf,
-        /// Verify this data directory (e.g. a copy) instead of the configured one.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Every event of one submission, in order (the Laufzettel).
     Trace {
         submission_id: String,
-        #[arg(long, short, default_value = "config/gateway.toml")]
-        config: PathBuf,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -296,10 +301,8 @@ enum AuditCommand {
     /// (JSON, `schemas/audit-proof.schema.json`): hand it to a receiver or an auditor.
     Prove {
         submission_id: String,
-        #[arg(long, short, default_value = "config/gateway.toml")]
-        config: PathBuf,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Write the proof here instead of to standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -708,8 +711,9 @@ struct AuditSources {
 }
 
 impl AuditSources {
-    fn load(config: &std::path::Path, data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    fn load(args: StoreArgs) -> anyhow::Result<Self> {
+        let StoreArgs { config, data_dir } = args;
+        let cfg = Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let crate::config::StoreConfig::Embedded {
             data_dir: configured,
             ..
@@ -754,8 +758,8 @@ fn seal_pins<'a>(
 
 fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AuditCommand::Verify { config, data_dir } => {
-            let sources = AuditSources::load(&config, data_dir)?;
+        AuditCommand::Verify { store } => {
+            let sources = AuditSources::load(store)?;
             let conn = sources.open()?;
             let (trust, seals) = (sources.trust()?, sources.seals()?);
             match crate::audit::verify(&conn, &trust, &seals, std::time::SystemTime::now())? {
@@ -784,11 +788,10 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::Trace {
             submission_id,
-            config,
-            data_dir,
+            store,
             json,
         } => {
-            let conn = AuditSources::load(&config, data_dir)?.open()?;
+            let conn = AuditSources::load(store)?.open()?;
             let records = crate::store::embedded::read_trace(&conn, &submission_id)?;
             if records.is_empty() {
                 eprintln!("no audit records for submission {submission_id}");
@@ -822,10 +825,9 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::Prove {
             submission_id,
-            config,
-            data_dir,
+            store,
             out,
-        } => audit_prove(&submission_id, &config, data_dir, out),
+        } => audit_prove(&submission_id, store, out),
         AuditCommand::VerifyProof {
             proof,
             trust,
@@ -836,11 +838,10 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
 
 fn audit_prove(
     submission_id: &str,
-    config: &std::path::Path,
-    data_dir: Option<PathBuf>,
+    store: StoreArgs,
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let conn = AuditSources::load(config, data_dir)?.open()?;
+    let conn = AuditSources::load(store)?.open()?;
     let doc = match crate::audit::prove(&conn, submission_id) {
         Ok(d) => d,
         Err(crate::audit::ProveError::Unknown(id)) => {
