@@ -478,6 +478,14 @@ mod tests {
         )
     }
 
+    /// What `verify` finds wrong in the store of `dir`.
+    fn first_broken(dir: &std::path::Path, trust: &TrustAnchors) -> Broken {
+        let conn = open_read_only(dir).unwrap();
+        verify(&conn, trust, &demo_seal(), SystemTime::now())
+            .unwrap()
+            .unwrap_err()
+    }
+
     /// The demo seal, pinned.
     fn demo_seal() -> SealPins {
         SealPins::from_pem(&demo("seal.pem")).unwrap()
@@ -634,17 +642,14 @@ mod tests {
         let (_, trust, dir, store) = fixture();
         append(&store, 3).await;
         checkpoint(&store, &portal, 1, None).await;
-        let conn = open_read_only(dir.path()).unwrap();
-        let broken = verify(&conn, &trust, &demo_seal(), SystemTime::now())
-            .unwrap()
-            .unwrap_err();
+        let broken = first_broken(dir.path(), &trust);
         assert!(
             broken
                 .reason
                 .contains("not one of the pinned seal certificates"),
             "{broken}"
         );
-        let doc = prove(&conn, "s1").unwrap();
+        let doc = prove(&open_read_only(dir.path()).unwrap(), "s1").unwrap();
         let err =
             ozg_adapter_sdk::audit_proof::verify(&doc, &trust, &demo_seal(), SystemTime::now())
                 .unwrap_err();
@@ -682,10 +687,7 @@ mod tests {
         append(&store, 3).await;
         // Signed over other records than the batch 5..=7 holds.
         checkpoint(&store, &seal, 5, Some(&["{}".to_owned()])).await;
-        let conn = open_read_only(dir.path()).unwrap();
-        let broken = verify(&conn, &trust, &demo_seal(), SystemTime::now())
-            .unwrap()
-            .unwrap_err();
+        let broken = first_broken(dir.path(), &trust);
         assert_eq!(broken.seq, 7);
         assert!(
             broken
@@ -700,10 +702,7 @@ mod tests {
         checkpoint(&store, &seal, 1, None).await;
         append(&store, 3).await;
         checkpoint(&store, &seal, 6, None).await;
-        let conn = open_read_only(dir.path()).unwrap();
-        let broken = verify(&conn, &trust, &demo_seal(), SystemTime::now())
-            .unwrap()
-            .unwrap_err();
+        let broken = first_broken(dir.path(), &trust);
         assert!(
             broken
                 .reason

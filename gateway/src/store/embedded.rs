@@ -67,7 +67,23 @@ const DB_FILE: &str = "gateway.db";
 const GROUP_BYTES: usize = 64 << 20;
 const QUEUE: usize = 1024;
 
-const SCHEMA: &str = "
+/// The table of delivery counts per target and state (in `SCHEMA` and created by
+/// the 3 → 4 migration, which fills it before the triggers exist).
+macro_rules! delivery_counts_table {
+    () => {
+        "
+CREATE TABLE IF NOT EXISTS delivery_counts (
+    target  TEXT NOT NULL,
+    state   TEXT NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (target, state)
+) WITHOUT ROWID;
+"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS submissions (
     id           TEXT PRIMARY KEY,
     portal       TEXT NOT NULL,
@@ -112,13 +128,9 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     first_seq  INTEGER,
     root       TEXT
 );
-CREATE TABLE IF NOT EXISTS delivery_counts (
-    target  TEXT NOT NULL,
-    state   TEXT NOT NULL,
-    n       INTEGER NOT NULL,
-    PRIMARY KEY (target, state)
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS delivery_counts_insert AFTER INSERT ON deliveries BEGIN
+",
+    delivery_counts_table!(),
+    "CREATE TRIGGER IF NOT EXISTS delivery_counts_insert AFTER INSERT ON deliveries BEGIN
     INSERT INTO delivery_counts (target, state, n) VALUES (NEW.target, NEW.state, 1)
         ON CONFLICT (target, state) DO UPDATE SET n = n + 1;
 END;
@@ -139,7 +151,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (portal, key)
 ) WITHOUT ROWID;
 PRAGMA user_version = 4;
-";
+"
+);
 
 /// Schema version 1 kept `submissions` and `envelopes` as WITHOUT ROWID tables.
 /// Their rows (a 202 body of ~1 KiB, an envelope of 12 KiB and more) overflow the
@@ -191,7 +204,8 @@ PRAGMA user_version = 3;
 /// number of deliveries per target and state, kept by triggers (from `SCHEMA`)
 /// in the same transaction as every change, so that `/metrics` reads a few rows
 /// instead of counting a table that grows with every delivery ever made.
-const MIGRATE_3_TO_4: &str = "
+const MIGRATE_3_TO_4: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     seq   INTEGER PRIMARY KEY,
     head  TEXT NOT NULL,
@@ -200,16 +214,14 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 ALTER TABLE audit_checkpoints ADD COLUMN first_seq INTEGER;
 ALTER TABLE audit_checkpoints ADD COLUMN root TEXT;
-CREATE TABLE delivery_counts (
-    target  TEXT NOT NULL,
-    state   TEXT NOT NULL,
-    n       INTEGER NOT NULL,
-    PRIMARY KEY (target, state)
-) WITHOUT ROWID;
+",
+    delivery_counts_table!(),
+    "
 INSERT INTO delivery_counts (target, state, n)
     SELECT target, state, COUNT(*) FROM deliveries GROUP BY target, state;
 PRAGMA user_version = 4;
-";
+"
+);
 
 /// The schema version this gateway writes.
 const SCHEMA_VERSION: i64 = 4;
