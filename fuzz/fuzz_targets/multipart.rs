@@ -7,14 +7,14 @@ fuzz_target!(|data: &[u8]| {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let body = bytes::Bytes::copy_from_slice(data);
     let limits = Limits::default();
-    let form = rt.block_on(ozg_gateway::ingest::read_form(
+    let form = rt.block_on(ozg_gateway::listen::portal::read_form(
         futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) }),
         "B0undary".to_owned(),
         &limits,
         |_| Ok(()),
     ));
     if let Ok(form) = form {
-        let _ = ozg_gateway::validate::check_xml(&form.data.data, limits.max_xml_depth);
-        let _ = ozg_gateway::validate::check_json(&form.data.data, limits.max_json_depth, "data");
+        let _ = ozg_gateway::core::intake::validate::check_xml(&form.data.data, limits.max_xml_depth);
+        let _ = ozg_gateway::core::intake::validate::check_json(&form.data.data, limits.max_json_depth, "data");
     }
 });

@@ -3,6 +3,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ozg_gateway::validate::check_xml(data, 256);
-    let _ = ozg_gateway::validate::check_json(data, 64, "data");
+    let _ = ozg_gateway::core::intake::validate::check_xml(data, 256);
+    let _ = ozg_gateway::core::intake::validate::check_json(data, 64, "data");
 });

@@ -16,8 +16,8 @@ use ozg_adapter_filedrop::FiledropConfig;
 use ozg_adapter_http::HttpConfig;
 use serde::Deserialize;
 
-use crate::engine::breaker::BreakerConfig;
-use crate::engine::retry::{RetryOverride, RetryPolicy};
+use crate::model::policy::BreakerConfig;
+use crate::model::policy::{RetryOverride, RetryPolicy};
 
 /// A configuration problem: where, what, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Signed checkpoints of the audit log.
     #[serde(default)]
-    pub audit: crate::audit::AuditConfig,
+    pub audit: crate::core::audit::AuditConfig,
     /// Delivery targets by id.
     pub targets: BTreeMap<String, TargetConfig>,
     /// Routing table: (leistung, destination) → targets; most specific match wins.

@@ -23,23 +23,11 @@
 //! never reaches disk (the store gets envelopes, JWE per target); no log line
 //! carries Antragsdaten or personal data — ids, sizes, hashes, error classes only.
 
-pub mod audit;
-pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod config;
+pub mod core;
 pub mod daemon;
-pub mod demo_pki;
-pub mod demo_receiver;
-pub mod engine;
-pub mod ingest;
-pub mod loadgen;
-pub mod metrics;
-pub mod pipeline;
-pub mod problem;
-pub mod routing;
-pub mod setup;
+pub mod listen;
+pub mod model;
 pub mod store;
-pub mod tls;
-pub mod validate;
-pub mod xsd;
+pub mod tools;

@@ -10,10 +10,10 @@ use std::time::Duration;
 pub mod receiver;
 pub mod tls_proxy;
 
-use ozg_gateway::client::PortalIdentity;
 use ozg_gateway::config::Config;
 use ozg_gateway::daemon::Gateway;
-use ozg_gateway::demo_pki::{Algorithm, DemoCa, Usage};
+use ozg_gateway::tools::client::PortalIdentity;
+use ozg_gateway::tools::demo_pki::{Algorithm, DemoCa, Usage};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -326,7 +326,7 @@ pub async fn start(o: &Options) -> (TestConfig, Gateway) {
 /// after a test stopped it or edited the file).
 pub async fn start_from(tc: &TestConfig) -> Gateway {
     let config = Config::load(&tc.path).expect("config parses");
-    let setup = ozg_gateway::setup::setup(config).expect("config is valid");
+    let setup = ozg_gateway::daemon::setup::setup(config).expect("config is valid");
     Gateway::start(setup).await.expect("gateway starts")
 }
 
@@ -336,7 +336,7 @@ pub fn base_url(addr: SocketAddr) -> String {
 
 /// An HTTPS client presenting `cert`/`key` and trusting the demo CA.
 pub fn client_with(cert: &Path, key: &Path) -> reqwest::Client {
-    ozg_gateway::client::http_client(&PortalIdentity {
+    ozg_gateway::tools::client::http_client(&PortalIdentity {
         cert: cert.into(),
         key: key.into(),
         ca: demo("ca.pem"),
@@ -352,7 +352,7 @@ pub fn portal_client(stem: &str) -> reqwest::Client {
 /// A client without any client certificate.
 pub fn anonymous_client() -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
-    for c in ozg_gateway::tls::load_chain(&demo("ca.pem")).expect("ca") {
+    for c in ozg_gateway::listen::tls::load_chain(&demo("ca.pem")).expect("ca") {
         roots.add(c).expect("root");
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -372,7 +372,7 @@ pub fn anonymous_client() -> reqwest::Client {
 pub fn client_from_issued(
     dir: &Path,
     stem: &str,
-    issued: &ozg_gateway::demo_pki::Issued,
+    issued: &ozg_gateway::tools::demo_pki::Issued,
 ) -> reqwest::Client {
     let cert = dir.join(format!("{stem}.pem"));
     let key = dir.join(format!("{stem}.key"));

@@ -49,7 +49,8 @@ impl Receiver {
             .await
             .expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
-        let chain = ozg_gateway::tls::load_chain(&crate::demo("server.pem")).expect("server.pem");
+        let chain =
+            ozg_gateway::listen::tls::load_chain(&crate::demo("server.pem")).expect("server.pem");
         let key = {
             use rustls::pki_types::pem::PemObject;
             rustls::pki_types::PrivateKeyDer::from_pem_file(crate::demo("server.key"))

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use ozg_e2e::*;
-use ozg_gateway::client::{self, SubmitRequest};
 use ozg_gateway::daemon::Gateway;
 use ozg_gateway::store::DeliveryStatus;
+use ozg_gateway::tools::client::{self, SubmitRequest};
 
 const MARKER: &str = "AMQP-MARKER-Erika";
 
@@ -71,7 +71,7 @@ async fn publishes_persistent_confirmed_messages_with_the_message_id() {
     assert_eq!(messages.len(), 1);
     let (message_id, mode, body) = &messages[0];
     let expected =
-        ozg_gateway::pipeline::message_id(&uuid::Uuid::parse_str(&id).unwrap(), "amqp-demo");
+        ozg_gateway::core::intake::message_id(&uuid::Uuid::parse_str(&id).unwrap(), "amqp-demo");
     assert_eq!(message_id, &expected);
     assert_eq!(*mode, 2, "persistent");
     let envelope: serde_json::Value = serde_json::from_slice(body).unwrap();
@@ -136,17 +136,17 @@ async fn amqps_checks_the_broker_certificate_and_publishes_over_tls() {
     assert_eq!(messages.len(), 1);
     assert_eq!(
         messages[0].0,
-        ozg_gateway::pipeline::message_id(&uuid::Uuid::parse_str(&id).unwrap(), "amqp-demo")
+        ozg_gateway::core::intake::message_id(&uuid::Uuid::parse_str(&id).unwrap(), "amqp-demo")
     );
     gw.shutdown().await.unwrap();
 
     // A broker certificate of another CA: refused, nothing published, retried later.
-    let rogue = ozg_gateway::demo_pki::DemoCa::generate("rogue CA", 1).unwrap();
+    let rogue = ozg_gateway::tools::demo_pki::DemoCa::generate("rogue CA", 1).unwrap();
     let leaf = rogue
         .issue(
             "localhost",
-            ozg_gateway::demo_pki::Usage::Server,
-            ozg_gateway::demo_pki::Algorithm::EcP256,
+            ozg_gateway::tools::demo_pki::Usage::Server,
+            ozg_gateway::tools::demo_pki::Algorithm::EcP256,
             1,
         )
         .unwrap();
@@ -221,7 +221,7 @@ async fn a_broker_that_requires_a_client_certificate_gets_the_configured_one() {
     let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
     let read = |name: &str| std::fs::read_to_string(demo(name)).unwrap();
     // The broker admits clients of its own CA only.
-    let clients = ozg_gateway::demo_pki::DemoCa::generate("broker clients CA", 1).unwrap();
+    let clients = ozg_gateway::tools::demo_pki::DemoCa::generate("broker clients CA", 1).unwrap();
     let proxy = ozg_e2e::tls_proxy::TlsProxy::start_mutual(
         broker,
         &read("server.pem"),
@@ -234,8 +234,8 @@ async fn a_broker_that_requires_a_client_certificate_gets_the_configured_one() {
     let identity = clients
         .issue(
             "ozg-gateway",
-            ozg_gateway::demo_pki::Usage::Client,
-            ozg_gateway::demo_pki::Algorithm::EcP256,
+            ozg_gateway::tools::demo_pki::Usage::Client,
+            ozg_gateway::tools::demo_pki::Algorithm::EcP256,
             1,
         )
         .unwrap();

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ozg_e2e::*;
-use ozg_gateway::client::{self, SubmitRequest};
+use ozg_gateway::tools::client::{self, SubmitRequest};
 
 fn rabbitmqctl(args: &[&str]) {
     let ok = Command::new("rabbitmqctl")
@@ -75,7 +75,7 @@ async fn a_broker_restart_during_delivery_loses_nothing() {
     let expected: HashSet<String> = ids
         .iter()
         .map(|id| {
-            ozg_gateway::pipeline::message_id(&uuid::Uuid::parse_str(id).unwrap(), "amqp-demo")
+            ozg_gateway::core::intake::message_id(&uuid::Uuid::parse_str(id).unwrap(), "amqp-demo")
         })
         .collect();
     println!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ozg_e2e::receiver::{Mode, Receiver};
 use ozg_e2e::*;
-use ozg_gateway::client::{self, SubmitRequest};
+use ozg_gateway::tools::client::{self, SubmitRequest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ozg-gateway-e2e");
 const MARKER: &str = "AUDIT-MARKER-Erika-Mustermann";
@@ -223,7 +223,7 @@ async fn verify_finds_every_kind_of_tampering_and_names_the_first_bad_record() {
             }
             rec["prev"] = prev.clone().into();
             let new_text = serde_json::to_string(&rec).unwrap();
-            let hash = ozg_gateway::store::audit::record_hash(&new_text);
+            let hash = ozg_gateway::model::audit::record_hash(&new_text);
             conn.execute(
                 "UPDATE audit SET record = ?1, hash = ?2 WHERE seq = ?3",
                 rusqlite::params![new_text, hash, seq],
@@ -391,7 +391,10 @@ async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
     let (ok, listing) = cli(&["deliveries", "--state", "parked"]);
     assert!(ok, "{listing}");
     let mid = |id: &str| {
-        ozg_gateway::pipeline::message_id(&uuid::Uuid::parse_str(id).unwrap(), "fachverfahren-demo")
+        ozg_gateway::core::intake::message_id(
+            &uuid::Uuid::parse_str(id).unwrap(),
+            "fachverfahren-demo",
+        )
     };
     let (m0, m1) = (mid(&ids[0]), mid(&ids[1]));
     assert!(

@@ -108,9 +108,12 @@ async fn a_client_that_stops_sending_is_cut_off_with_408() {
     })
     .await;
     // Raw TLS so the body can stall half-way.
-    let tls =
-        ozg_gateway::tls::client_config(&demo("portal.pem"), &demo("portal.key"), &demo("ca.pem"))
-            .unwrap();
+    let tls = ozg_gateway::listen::tls::client_config(
+        &demo("portal.pem"),
+        &demo("portal.key"),
+        &demo("ca.pem"),
+    )
+    .unwrap();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
     let tcp = tokio::net::TcpStream::connect(gw.ingest_addr)
         .await
@@ -148,7 +151,7 @@ async fn a_client_that_stops_sending_is_cut_off_with_408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_writes_the_parts_and_refuses_a_tampered_envelope() {
-    use ozg_gateway::client::{self, SubmitRequest};
+    use ozg_gateway::tools::client::{self, SubmitRequest};
     let (_tc, gw) = start(&Options::default()).await;
     let req = SubmitRequest {
         leistung: "99115005001000".into(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ozg_e2e::receiver::{Mode, Receiver};
 use ozg_e2e::*;
-use ozg_gateway::client::{self, SubmitRequest};
+use ozg_gateway::tools::client::{self, SubmitRequest};
 
 fn melde(n: usize) -> SubmitRequest {
     SubmitRequest {
@@ -77,7 +77,8 @@ async fn the_shipped_config_delivers_the_quick_start_to_filedrop_and_http() {
     let path = scratch.path().join("gateway.toml");
     std::fs::write(&path, text).unwrap();
     let setup =
-        ozg_gateway::setup::setup(ozg_gateway::config::Config::load(&path).unwrap()).unwrap();
+        ozg_gateway::daemon::setup::setup(ozg_gateway::config::Config::load(&path).unwrap())
+            .unwrap();
     let gw = ozg_gateway::daemon::Gateway::start(setup).await.unwrap();
 
     let mut req = melde(1);
@@ -322,8 +323,8 @@ async fn the_demo_receiver_opens_what_the_gateway_delivers() {
     let port = free_port();
     let inbox = tempfile::tempdir().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let receiver = tokio::spawn(ozg_gateway::demo_receiver::run(
-        ozg_gateway::demo_receiver::ReceiverOptions {
+    let receiver = tokio::spawn(ozg_gateway::tools::demo_receiver::run(
+        ozg_gateway::tools::demo_receiver::ReceiverOptions {
             listen: ([127, 0, 0, 1], port).into(),
             tls_cert: demo("server.pem"),
             tls_key: demo("server.key"),
@@ -358,7 +359,7 @@ async fn the_demo_receiver_opens_what_the_gateway_delivers() {
         Duration::from_secs(15),
     )
     .await;
-    let mid = ozg_gateway::pipeline::message_id(
+    let mid = ozg_gateway::core::intake::message_id(
         &uuid::Uuid::parse_str(&id).unwrap(),
         "fachverfahren-demo",
     );

@@ -11,9 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends raw bytes over TLS as the demo portal and returns the raw answer.
 async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let tls =
-        ozg_gateway::tls::client_config(&demo("portal.pem"), &demo("portal.key"), &demo("ca.pem"))
-            .unwrap();
+    let tls = ozg_gateway::listen::tls::client_config(
+        &demo("portal.pem"),
+        &demo("portal.key"),
+        &demo("ca.pem"),
+    )
+    .unwrap();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut s = connector
@@ -128,9 +131,12 @@ async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
     );
 
     // Slowloris: a head that never ends is cut off by the header timeout (1 s here).
-    let tls =
-        ozg_gateway::tls::client_config(&demo("portal.pem"), &demo("portal.key"), &demo("ca.pem"))
-            .unwrap();
+    let tls = ozg_gateway::listen::tls::client_config(
+        &demo("portal.pem"),
+        &demo("portal.key"),
+        &demo("ca.pem"),
+    )
+    .unwrap();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut slow = connector
@@ -188,10 +194,10 @@ async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
     assert_eq!(r.status().as_u16(), 404);
 
     // Still serving.
-    let ok = ozg_gateway::client::submit(
+    let ok = ozg_gateway::tools::client::submit(
         &portal_client("portal"),
         &base_url(addr),
-        &ozg_gateway::client::SubmitRequest {
+        &ozg_gateway::tools::client::SubmitRequest {
             leistung: "99115005001000".into(),
             destination: "05315000".into(),
             data: b"<ok/>".to_vec(),

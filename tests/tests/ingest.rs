@@ -2,8 +2,8 @@
 //! commit, and refusals that leave no trace.
 
 use ozg_e2e::*;
-use ozg_gateway::client::{self, SubmitRequest};
 use ozg_gateway::store::embedded::counts;
+use ozg_gateway::tools::client::{self, SubmitRequest};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 

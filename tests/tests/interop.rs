@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use ozg_e2e::*;
-use ozg_gateway::client::{self, SubmitRequest};
+use ozg_gateway::tools::client::{self, SubmitRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwcrypto_opens_envelopes_for_rsa_and_ec_recipients() {

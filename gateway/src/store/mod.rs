@@ -6,9 +6,10 @@
 //! knows nothing of HTTP, TLS or adapters, and only ever sees envelopes that are
 //! already encrypted.
 
-pub mod audit;
 pub mod embedded;
-pub mod segments;
+
+use crate::model::audit;
+use crate::model::audit::Head;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -304,14 +305,14 @@ pub trait Store: Send + Sync {
     fn audit(&self, event: audit::AuditEvent) -> StoreFuture<'_, ()>;
     /// The audit records of one submission, in order.
     fn trace(&self, submission_id: &str) -> StoreFuture<'_, Vec<audit::AuditRecord>>;
-    /// The inclusion proofs of one submission's records (see `crate::audit::prove`);
+    /// The inclusion proofs of one submission's records (see `crate::core::audit::prove`);
     /// no records at all gives an empty document.
     fn prove(
         &self,
         submission_id: &str,
     ) -> StoreFuture<'_, ozg_adapter_sdk::audit_proof::ProofDocument>;
     /// The head of the audit chain.
-    fn audit_head(&self) -> StoreFuture<'_, audit::Head>;
+    fn audit_head(&self) -> StoreFuture<'_, Head>;
     /// Stores a signed checkpoint over (seq, head hash); refused if it does not match the log.
     fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
     /// The newest checkpoint, if any.

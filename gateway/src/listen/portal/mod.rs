@@ -21,18 +21,18 @@ use hyper::body::Incoming as Body;
 use tokio::sync::Mutex;
 
 use crate::config::Limits;
-use crate::metrics::Metrics;
-use crate::pipeline::{Incoming, Metadata, Part, Pipeline};
-use crate::problem::Problem;
-use crate::setup::{Client, Portal};
-use crate::validate;
+use crate::core::intake::validate;
+use crate::core::intake::{Incoming, Metadata, Part, Pipeline};
+use crate::core::metrics::Metrics;
+use crate::daemon::setup::{Client, Portal};
+use crate::listen::problem::Problem;
 
 /// Shared state of the ingest listener.
 pub struct Ingest {
     pub pipeline: Arc<Pipeline>,
     pub limits: Limits,
     pub schemas: std::collections::HashMap<String, Arc<jsonschema::Validator>>,
-    pub xsds: std::collections::HashMap<String, Arc<crate::xsd::XsdSchema>>,
+    pub xsds: std::collections::HashMap<String, Arc<crate::core::intake::xsd::XsdSchema>>,
     pub metrics: Arc<Metrics>,
 }
 

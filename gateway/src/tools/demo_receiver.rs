@@ -139,7 +139,7 @@ pub async fn run(
         out: o.out.clone(),
     });
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
-    let chain = crate::tls::load_chain(&o.tls_cert).map_err(anyhow::Error::msg)?;
+    let chain = crate::listen::tls::load_chain(&o.tls_cert).map_err(anyhow::Error::msg)?;
     let key = {
         use rustls_pki_types::pem::PemObject as _;
         rustls_pki_types::PrivateKeyDer::from_pem_file(&o.tls_key)

@@ -1,5 +1,7 @@
-//! The retry schedule as data: exponential backoff with jitter, a cap, and limits
-//! on attempts and age. [`RetryPolicy::next_delay`] is pure; the engine supplies
+//! Delivery policies as data: the retry schedule (exponential backoff with jitter,
+//! a cap, limits on attempts and age) and the circuit breaker's settings.
+//!
+//! [`RetryPolicy::next_delay`] is pure; the engine supplies
 //! the random number and the receiver's `Retry-After`.
 
 use std::time::Duration;
@@ -122,6 +124,30 @@ impl RetryPolicy {
             return None;
         }
         Some(delay)
+    }
+}
+
+/// Breaker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive retryable failures that open the breaker.
+    pub failures: u32,
+    /// First pause.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+    /// Longest pause.
+    #[serde(with = "humantime_serde")]
+    pub max_open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            open_for: Duration::from_secs(30),
+            max_open_for: Duration::from_secs(600),
+        }
     }
 }
 

@@ -55,13 +55,17 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::{AuditEvent, AuditRecord, Head};
-use super::segments::{self, Location, Segments};
-use super::{
+pub mod audit_log;
+pub mod segments;
+
+use crate::model::audit::{AuditEvent, AuditRecord, Head};
+use crate::store::{
     Accepted, Action, Checkpoint, Claimed, DeliveryRow, DeliveryState, DeliveryStatus,
     NewSubmission, Operated, Purge, QueueDepth, Recorded, Store, StoreError, StoreFuture,
     StoreStats, SubmissionStatus,
 };
+use audit_log::Chain as _;
+use segments::{Location, Segments};
 
 const DB_FILE: &str = "gateway.db";
 const GROUP_BYTES: usize = 64 << 20;
@@ -1384,10 +1388,12 @@ impl Store for EmbeddedStore {
         submission_id: &str,
     ) -> StoreFuture<'_, ozg_adapter_sdk::audit_proof::ProofDocument> {
         let id = submission_id.to_owned();
-        self.read(move |conn| match crate::audit::prove(conn, &id) {
+        self.read(move |conn| match crate::core::audit::prove(conn, &id) {
             Ok(doc) => Ok(doc),
-            Err(crate::audit::ProveError::Unknown(_)) => Ok(crate::audit::empty_proof(&id)),
-            Err(crate::audit::ProveError::Store(e)) => Err(e),
+            Err(crate::core::audit::ProveError::Unknown(_)) => {
+                Ok(crate::core::audit::empty_proof(&id))
+            }
+            Err(crate::core::audit::ProveError::Store(e)) => Err(e),
         })
     }
 

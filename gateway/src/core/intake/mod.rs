@@ -6,6 +6,9 @@
 //! the complete, validated submission. Plaintext lives only in memory here:
 //! the store receives envelopes, which are JWE for each target.
 
+pub mod validate;
+pub mod xsd;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -19,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::problem::Problem;
-use crate::routing::Router;
-use crate::setup::Portal;
+use crate::daemon::setup::Portal;
+use crate::listen::problem::Problem;
+use crate::model::routing::Router;
 use crate::store::{Accepted, IdempotencyKey, NewDelivery, NewSubmission, Store};
 
 /// The `metadata` part.
@@ -135,7 +138,7 @@ pub struct Pipeline {
     /// Base URL for status links, without trailing slash.
     pub public_url: String,
     /// Tells the delivery engine that a target has new work.
-    pub wakers: Arc<crate::engine::Wakers>,
+    pub wakers: Arc<crate::core::engine::Wakers>,
 }
 
 /// Submissions up to this many bytes (payload × targets) are sealed on the I/O
@@ -314,7 +317,7 @@ impl Pipeline {
             deliveries.push(NewDelivery {
                 message_id: env.message_id.clone(),
                 target: target.clone(),
-                envelope_crc32: crate::store::segments::checksum(&envelope),
+                envelope_crc32: crate::store::embedded::segments::checksum(&envelope),
                 envelope,
             });
         }

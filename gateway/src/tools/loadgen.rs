@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::client::PortalIdentity;
+use crate::tools::client::PortalIdentity;
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -244,7 +244,7 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
     let issued = Arc::new(AtomicU64::new(0));
     let latencies: Arc<Mutex<Vec<u32>>> = Arc::default();
     let admin_client = reqwest::Client::builder()
-        .use_preconfigured_tls(crate::tls::client_config(
+        .use_preconfigured_tls(crate::listen::tls::client_config(
             &o.identity.cert,
             &o.identity.key,
             &o.identity.ca,
@@ -258,7 +258,8 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..o.connections.max(1) {
-        let tls = crate::tls::client_config(&o.identity.cert, &o.identity.key, &o.identity.ca)?;
+        let tls =
+            crate::listen::tls::client_config(&o.identity.cert, &o.identity.key, &o.identity.ca)?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .pool_max_idle_per_host(1)

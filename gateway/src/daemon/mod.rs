@@ -5,6 +5,8 @@
 //! connections, let open requests finish within a bound, then close the store
 //! (its writer drains what was queued: nothing acknowledged is lost).
 
+pub mod setup;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +24,14 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::StoreConfig;
-use crate::ingest::{problem_response, Ingest};
-use crate::metrics::{CertLabels, Metrics};
-use crate::pipeline::Pipeline;
-use crate::problem::Problem;
-use crate::setup::{Portals, Setup};
+use crate::core::intake::Pipeline;
+use crate::core::metrics::{CertLabels, Metrics};
+use crate::daemon::setup::{Portals, Setup};
+use crate::listen::portal::{problem_response, Ingest};
+use crate::listen::problem::Problem;
+use crate::listen::tls::PeerCheck;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, StoreError};
-use crate::tls::PeerCheck;
 
 /// How long open requests may run on after shutdown began.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -96,7 +98,7 @@ impl Gateway {
             .map(|b| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &b)))
             .unwrap_or_default();
         store
-            .audit(crate::store::audit::AuditEvent {
+            .audit(crate::model::audit::AuditEvent {
                 event: "started",
                 detail: serde_json::json!({
                     "version": env!("CARGO_PKG_VERSION"),
@@ -109,14 +111,14 @@ impl Gateway {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let retention_task =
             tokio::spawn(retention(store.clone(), cfg.retention, shutdown_rx.clone()));
-        let audit_task = tokio::spawn(crate::audit::checkpoint_task(
+        let audit_task = tokio::spawn(crate::core::audit::checkpoint_task(
             store.clone(),
             setup.seal.clone(),
             cfg.audit,
             metrics.clone(),
             shutdown_rx.clone(),
         ));
-        let engine = crate::engine::Engine {
+        let engine = crate::core::engine::Engine {
             store: store.clone(),
             targets: setup.deliveries.clone(),
             metrics: metrics.clone(),
@@ -303,7 +305,7 @@ async fn retention(
             _ = shutdown.changed() => return,
         }
         loop {
-            let now = crate::engine::now_ms();
+            let now = crate::core::engine::now_ms();
             let purge = crate::store::Purge {
                 delivered_before_ms: now - cfg.delivered.as_millis() as i64,
                 parked_before_ms: now - cfg.parked.as_millis() as i64,
@@ -323,7 +325,7 @@ async fn retention(
 
 /// Logs a warning for every watched certificate within its expiry window, once a day.
 async fn watch_expiry(
-    watched: Vec<crate::setup::Watched>,
+    watched: Vec<crate::daemon::setup::Watched>,
     window: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -332,7 +334,7 @@ async fn watch_expiry(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                for w in crate::setup::expiry_warnings(&watched, window, std::time::SystemTime::now()) {
+                for w in crate::daemon::setup::expiry_warnings(&watched, window, std::time::SystemTime::now()) {
                     tracing::warn!("{w}");
                 }
             }

@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn accepts_plain_xml() {
         check_xml(
-            include_bytes!("../../schemas/examples/meldebescheinigung.xml"),
+            include_bytes!("../../../../schemas/examples/meldebescheinigung.xml"),
             64,
         )
         .unwrap();
@@ -296,12 +296,14 @@ mod tests {
     #[test]
     fn schema_errors_do_not_echo_values() {
         let schema: serde_json::Value = serde_json::from_str(include_str!(
-            "../../schemas/examples/hundesteuer.schema.json"
+            "../../../../schemas/examples/hundesteuer.schema.json"
         ))
         .unwrap();
         let v = jsonschema::validator_for(&schema).unwrap();
-        let good: serde_json::Value =
-            serde_json::from_str(include_str!("../../schemas/examples/hundesteuer.json")).unwrap();
+        let good: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../schemas/examples/hundesteuer.json"
+        ))
+        .unwrap();
         check_schema(&v, &good, "x").unwrap();
         let bad = serde_json::json!({"antragsteller": {"name": "MARKER", "anschrift": "x"}, "hund": {"rasse": "y", "geburtsjahr": "MARKER2"}});
         let err = check_schema(&v, &bad, "x").unwrap_err();

@@ -11,10 +11,10 @@ use ozg_adapter_sdk::keys::Certificate;
 use ozg_adapter_sdk::{RecipientCert, SealKey, TrustAnchors};
 
 use crate::config::{AdapterConfig, Config, ConfigError, ConfigErrors, StoreConfig};
-use crate::demo_pki::is_demo_subject;
-use crate::engine::TargetRuntime;
-use crate::routing::{Pattern, PatternSet, Router};
-use crate::tls::{self, PeerCert, PeerCheck};
+use crate::core::engine::TargetRuntime;
+use crate::listen::tls::{self, PeerCert, PeerCheck};
+use crate::model::routing::{Pattern, PatternSet, Router};
+use crate::tools::demo_pki::is_demo_subject;
 
 /// A registered portal.
 #[derive(Debug)]
@@ -78,7 +78,7 @@ pub struct Setup {
     pub seal: Arc<SealKey>,
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
     /// XML Schemas by Leistung (XML data).
-    pub xsds: HashMap<String, Arc<crate::xsd::XsdSchema>>,
+    pub xsds: HashMap<String, Arc<crate::core::intake::xsd::XsdSchema>>,
     pub ingest_tls: Arc<rustls::ServerConfig>,
     pub peer_check: PeerCheck,
     /// Certificates whose expiry is watched (log warnings, metrics).
@@ -569,7 +569,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("xsd"))
         {
-            match crate::xsd::XsdSchema::load(path) {
+            match crate::core::intake::xsd::XsdSchema::load(path) {
                 Ok(x) => {
                     xsds.insert(leistung.clone(), Arc::new(x));
                 }

@@ -190,7 +190,7 @@ mod tests {
             .join("../schemas/examples/meldebescheinigung.xsd");
         let xsd = XsdSchema::load(&path).unwrap();
         xsd.validate(include_bytes!(
-            "../../schemas/examples/meldebescheinigung.xml"
+            "../../../../schemas/examples/meldebescheinigung.xml"
         ))
         .unwrap();
         let bad = b"<antrag xmlns=\"urn:example:meldebescheinigung\">\n<zweck>x</zweck>\n<anzahl>MARKER</anzahl>\n</antrag>";
@@ -204,7 +204,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for _ in 0..200 {
                         xsd.validate(include_bytes!(
-                            "../../schemas/examples/meldebescheinigung.xml"
+                            "../../../../schemas/examples/meldebescheinigung.xml"
                         ))
                         .unwrap();
                     }

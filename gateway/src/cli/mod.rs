@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::client::{self, PortalIdentity, SubmitRequest};
 use crate::config::{Config, LogFormat};
+use crate::tools::client::{self, PortalIdentity, SubmitRequest};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
@@ -344,8 +344,8 @@ fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
-fn load(config: &std::path::Path) -> Result<crate::setup::Setup, ExitCode> {
-    let loaded = Config::load(config).and_then(crate::setup::setup);
+fn load(config: &std::path::Path) -> Result<crate::daemon::setup::Setup, ExitCode> {
+    let loaded = Config::load(config).and_then(crate::daemon::setup::setup);
     loaded.map_err(|errors| {
         eprintln!("{errors}");
         ExitCode::from(2)
@@ -450,7 +450,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ca,
             json,
         } => {
-            let mut p = crate::loadgen::Profile::named(&profile)
+            let mut p = crate::tools::loadgen::Profile::named(&profile)
                 .with_context(|| format!("unknown profile {profile:?}: use small or typical"))?;
             if let Some(l) = leistung {
                 p.leistung = l;
@@ -463,7 +463,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 p.attachment_size = a;
                 p.name = format!("{}-custom", p.name);
             }
-            let o = crate::loadgen::LoadOptions {
+            let o = crate::tools::loadgen::LoadOptions {
                 url,
                 admin: (admin != "none").then_some(admin),
                 connections,
@@ -476,7 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime
-                .block_on(crate::loadgen::run(&p, &o))
+                .block_on(crate::tools::loadgen::run(&p, &o))
                 .map_err(anyhow::Error::msg)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -496,9 +496,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(s) => s,
                     Err(code) => return Ok(code),
                 };
-                let p = crate::loadgen::Profile::named(&profile)
+                let p = crate::tools::loadgen::Profile::named(&profile)
                     .with_context(|| format!("unknown profile {profile:?}"))?;
-                let r = crate::bench::crypto(&setup, &p, seconds).map_err(anyhow::Error::msg)?;
+                let r =
+                    crate::tools::bench::crypto(&setup, &p, seconds).map_err(anyhow::Error::msg)?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&r)?);
                 } else {
@@ -518,14 +519,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 runtime
                     .block_on(async {
                         let signal = crate::daemon::termination_signal();
-                        crate::bench::bare_https(&setup, listen, signal).await
+                        crate::tools::bench::bare_https(&setup, listen, signal).await
                     })
                     .map_err(anyhow::Error::msg)?;
                 Ok(ExitCode::SUCCESS)
             }
         },
         Command::DemoPki { out } => {
-            crate::demo_pki::write_demo_pki(&out)?;
+            crate::tools::demo_pki::write_demo_pki(&out)?;
             println!(
                 "DEMO ONLY PKI written to {} — never use these keys in production",
                 out.display()
@@ -592,7 +593,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if accept_only { "warn" } else { "info" },
             );
             let runtime = tokio::runtime::Runtime::new()?;
-            let options = crate::demo_receiver::ReceiverOptions {
+            let options = crate::tools::demo_receiver::ReceiverOptions {
                 listen,
                 tls_cert,
                 tls_key,
@@ -605,7 +606,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             runtime.block_on(async {
                 let signal = crate::daemon::termination_signal();
-                crate::demo_receiver::run(options, signal).await
+                crate::tools::demo_receiver::run(options, signal).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -762,7 +763,7 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let sources = AuditSources::load(store)?;
             let conn = sources.open()?;
             let (trust, seals) = (sources.trust()?, sources.seals()?);
-            match crate::audit::verify(&conn, &trust, &seals, std::time::SystemTime::now())? {
+            match crate::core::audit::verify(&conn, &trust, &seals, std::time::SystemTime::now())? {
                 Ok(r) => {
                     println!(
                         "OK: {} records, chain intact, head seq {} hash {}; {} signed checkpoint(s), newest at seq {}",
@@ -842,9 +843,9 @@ fn audit_prove(
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let conn = AuditSources::load(store)?.open()?;
-    let doc = match crate::audit::prove(&conn, submission_id) {
+    let doc = match crate::core::audit::prove(&conn, submission_id) {
         Ok(d) => d,
-        Err(crate::audit::ProveError::Unknown(id)) => {
+        Err(crate::core::audit::ProveError::Unknown(id)) => {
             eprintln!("no audit records for submission {id}");
             return Ok(ExitCode::FAILURE);
         }

@@ -33,7 +33,7 @@ pub struct PortalIdentity {
 
 /// An HTTPS client presenting the portal's certificate.
 pub fn http_client(id: &PortalIdentity) -> Result<reqwest::Client, String> {
-    let tls = crate::tls::client_config(&id.cert, &id.key, &id.ca)?;
+    let tls = crate::listen::tls::client_config(&id.cert, &id.key, &id.ca)?;
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()

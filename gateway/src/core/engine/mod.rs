@@ -14,7 +14,6 @@
 //! envelopes per target in memory.
 
 pub mod breaker;
-pub mod retry;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -25,10 +24,10 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::core::metrics::Metrics;
+use crate::model::policy::RetryPolicy;
 use crate::store::{Claimed, Recorded, Store, StoreError};
 use breaker::{Admit, Breaker, BreakerConfig};
-use retry::RetryPolicy;
 
 /// Longest idle wait before the engine looks at the store again on its own.
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -140,7 +139,7 @@ async fn run_target(
         if breaker.is_open() != was_open {
             metrics
                 .breaker_open
-                .get_or_create(&crate::metrics::TargetLabel {
+                .get_or_create(&crate::core::metrics::TargetLabel {
                     target: t.id.clone(),
                 })
                 .set(i64::from(breaker.is_open()));
@@ -361,7 +360,7 @@ async fn attempt(
     if kind == "delivered" {
         metrics
             .delivery_seconds
-            .get_or_create(&crate::metrics::TargetLabel {
+            .get_or_create(&crate::core::metrics::TargetLabel {
                 target: t.id.clone(),
             })
             .observe(age.as_secs_f64());

@@ -15,9 +15,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
-use crate::loadgen::Profile;
-use crate::pipeline::{Incoming, Metadata, Part, Pipeline};
-use crate::setup::Setup;
+use crate::core::intake::{Incoming, Metadata, Part, Pipeline};
+use crate::daemon::setup::Setup;
+use crate::tools::loadgen::Profile;
 
 /// Result of the crypto limit.
 #[derive(Debug, Clone, Serialize)]

@@ -14,10 +14,7 @@
 //! classes and operator ids — never content, file names or personal data.
 
 use aws_lc_rs::digest::{digest, SHA256};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-
-use super::StoreError;
 
 /// `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -55,53 +52,9 @@ pub fn record_hash(record: &str) -> String {
     hex::encode(digest(&SHA256, record.as_bytes()))
 }
 
-/// The head of the chain, kept by the writer thread.
+/// The head of the chain: the newest record's sequence number and hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub seq: u64,
     pub hash: String,
-}
-
-impl Head {
-    /// Reads the head from the database.
-    pub fn load(conn: &Connection) -> Result<Head, StoreError> {
-        let last: Option<(u64, String)> = conn
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        Ok(match last {
-            Some((seq, hash)) => Head { seq, hash },
-            None => Head {
-                seq: 0,
-                hash: GENESIS.into(),
-            },
-        })
-    }
-
-    /// Appends a record after the head, in the caller's transaction.
-    pub fn append(&mut self, conn: &Connection, ts: &str, e: AuditEvent) -> Result<(), StoreError> {
-        let record = AuditRecord {
-            seq: self.seq + 1,
-            ts: ts.to_owned(),
-            event: e.event.to_owned(),
-            submission_id: e.submission_id,
-            message_id: e.message_id,
-            target: e.target,
-            detail: e.detail,
-            prev: self.hash.clone(),
-        };
-        let text =
-            serde_json::to_string(&record).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        let hash = record_hash(&text);
-        conn.prepare_cached(
-            "INSERT INTO audit (seq, submission_id, record, hash) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![record.seq, record.submission_id, text, hash])?;
-        self.seq = record.seq;
-        self.hash = hash;
-        Ok(())
-    }
 }

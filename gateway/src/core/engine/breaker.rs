@@ -5,32 +5,9 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::time::Instant;
 
-/// Breaker settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BreakerConfig {
-    /// Consecutive retryable failures that open the breaker.
-    pub failures: u32,
-    /// First pause.
-    #[serde(with = "humantime_serde")]
-    pub open_for: Duration,
-    /// Longest pause.
-    #[serde(with = "humantime_serde")]
-    pub max_open_for: Duration,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        BreakerConfig {
-            failures: 5,
-            open_for: Duration::from_secs(30),
-            max_open_for: Duration::from_secs(600),
-        }
-    }
-}
+pub use crate::model::policy::BreakerConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

@@ -1,6 +1,6 @@
 //! Audit verification and signed checkpoints.
 //!
-//! The store appends the hash-chained records (see [`crate::store::audit`]); this
+//! The store appends the hash-chained records (see [`crate::model::audit`]); this
 //! module signs checkpoints over the chain's head with the seal key and verifies a
 //! log: every record in sequence, each `prev` the SHA-256 of the record before,
 //! each stored hash the SHA-256 of the record, and every checkpoint signed by a
@@ -21,7 +21,7 @@ use ozg_adapter_sdk::{jose, merkle, SealKey, TrustAnchors};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::store::audit::{record_hash, AuditRecord, Head, GENESIS};
+use crate::model::audit::{record_hash, AuditRecord, Head, GENESIS};
 use crate::store::{Checkpoint, Store, StoreError};
 
 pub use ozg_adapter_sdk::audit_proof::TYP_CHECKPOINT;
@@ -406,7 +406,7 @@ pub async fn checkpoint_task(
     store: std::sync::Arc<dyn Store>,
     seal: std::sync::Arc<SealKey>,
     config: AuditConfig,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    metrics: std::sync::Arc<crate::core::metrics::Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     // Only decides when one is due; `sign_next` reads where the batch starts.
@@ -454,7 +454,7 @@ pub async fn checkpoint_task(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::audit::AuditEvent;
+    use crate::model::audit::AuditEvent;
     use crate::store::embedded::{open_read_only, EmbeddedStore};
 
     fn demo(name: &str) -> Vec<u8> {
@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_stays_valid_after_its_seal_expired_but_not_one_signed_after() {
-        use crate::demo_pki::{Algorithm, DemoCa, Usage};
+        use crate::tools::demo_pki::{Algorithm, DemoCa, Usage};
         let day = time::Duration::days(1);
         let now = time::OffsetDateTime::now_utc();
         let ca = DemoCa::generate("audit test CA", 5).unwrap();
@@ -661,7 +661,7 @@ mod tests {
         let (seal, trust, dir, store) = fixture();
         append(&store, 2).await;
         // A checkpoint signed while the clock ran two minutes ahead.
-        let ahead = crate::store::embedded::rfc3339_ms(crate::engine::now_ms() + 120_000);
+        let ahead = crate::store::embedded::rfc3339_ms(crate::core::engine::now_ms() + 120_000);
         let head = store.audit_head().await.unwrap();
         let batch = store.audit_texts(1, head.seq).await.unwrap();
         let c = sign_checkpoint(&seal, &head, 1, &batch, &ahead).unwrap();

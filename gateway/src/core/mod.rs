@@ -1,0 +1,14 @@
+//! The core: what the gateway does, independent of how requests arrive.
+//!
+//! - [`intake`]: authorise, route, check, seal and encrypt per target, hand to the store.
+//! - [`engine`]: deliver due deliveries through the targets' adapters.
+//! - [`audit`]: signed checkpoints, verification and inclusion proofs of the audit log.
+//! - [`metrics`]: the counters and gauges the listeners and the engine update.
+//!
+//! The core talks to storage only through the traits of [`crate::store`] and to
+//! targets only through the SDK's `Adapter` trait; it knows nothing of HTTP.
+
+pub mod audit;
+pub mod engine;
+pub mod intake;
+pub mod metrics;

@@ -1,0 +1,9 @@
+//! The listeners: parse a request, check who asks, call the core, answer.
+//!
+//! - [`portal`]: the portal API (HTTPS, client certificates).
+//! - [`tls`]: server and client TLS configuration and client certificate checks.
+//! - [`problem`]: RFC 9457 problem details, the answer to every refusal.
+
+pub mod portal;
+pub mod problem;
+pub mod tls;
