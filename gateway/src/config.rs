@@ -89,7 +89,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Signed checkpoints of the audit log.
     #[serde(default)]
-    pub audit: crate::core::audit::AuditConfig,
+    pub audit: AuditConfig,
     /// Delivery targets by id.
     pub targets: BTreeMap<String, TargetConfig>,
     /// Routing table: (leistung, destination) → targets; most specific match wins.
@@ -598,6 +598,26 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
             format!("line {line}, column {col}")
         }
         None => "position unknown".into(),
+    }
+}
+
+/// Checkpoint settings.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Sign a checkpoint at least this often while records are added.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// … and whenever this many records were added since the last one.
+    pub checkpoint_every: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_interval: Duration::from_secs(60),
+            checkpoint_every: 1000,
+        }
     }
 }
 

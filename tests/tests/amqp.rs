@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ozg_e2e::*;
 use ozg_gateway::daemon::Gateway;
-use ozg_gateway::store::DeliveryStatus;
+use ozg_gateway::model::submission::DeliveryStatus;
 use ozg_gateway::tools::client::{self, SubmitRequest};
 
 const MARKER: &str = "AMQP-MARKER-Erika";
@@ -70,8 +70,10 @@ async fn publishes_persistent_confirmed_messages_with_the_message_id() {
     let messages = amqp_drain(&ch, &queue).await;
     assert_eq!(messages.len(), 1);
     let (message_id, mode, body) = &messages[0];
-    let expected =
-        ozg_gateway::core::intake::message_id(&uuid::Uuid::parse_str(&id).unwrap(), "amqp-demo");
+    let expected = ozg_gateway::model::submission::message_id(
+        &uuid::Uuid::parse_str(&id).unwrap(),
+        "amqp-demo",
+    );
     assert_eq!(message_id, &expected);
     assert_eq!(*mode, 2, "persistent");
     let envelope: serde_json::Value = serde_json::from_slice(body).unwrap();
@@ -136,7 +138,10 @@ async fn amqps_checks_the_broker_certificate_and_publishes_over_tls() {
     assert_eq!(messages.len(), 1);
     assert_eq!(
         messages[0].0,
-        ozg_gateway::core::intake::message_id(&uuid::Uuid::parse_str(&id).unwrap(), "amqp-demo")
+        ozg_gateway::model::submission::message_id(
+            &uuid::Uuid::parse_str(&id).unwrap(),
+            "amqp-demo"
+        )
     );
     gw.shutdown().await.unwrap();
 

@@ -75,7 +75,10 @@ async fn a_broker_restart_during_delivery_loses_nothing() {
     let expected: HashSet<String> = ids
         .iter()
         .map(|id| {
-            ozg_gateway::core::intake::message_id(&uuid::Uuid::parse_str(id).unwrap(), "amqp-demo")
+            ozg_gateway::model::submission::message_id(
+                &uuid::Uuid::parse_str(id).unwrap(),
+                "amqp-demo",
+            )
         })
         .collect();
     println!(

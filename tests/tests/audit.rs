@@ -391,7 +391,7 @@ async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
     let (ok, listing) = cli(&["deliveries", "--state", "parked"]);
     assert!(ok, "{listing}");
     let mid = |id: &str| {
-        ozg_gateway::core::intake::message_id(
+        ozg_gateway::model::submission::message_id(
             &uuid::Uuid::parse_str(id).unwrap(),
             "fachverfahren-demo",
         )

@@ -96,7 +96,7 @@ async fn kill_9_under_load_loses_nothing() {
         .map(|id| {
             let uuid = uuid::Uuid::parse_str(id).unwrap();
             (
-                ozg_gateway::core::intake::message_id(&uuid, "fachverfahren-demo"),
+                ozg_gateway::model::submission::message_id(&uuid, "fachverfahren-demo"),
                 id.clone(),
             )
         })
@@ -104,7 +104,10 @@ async fn kill_9_under_load_loses_nothing() {
     let files: Vec<String> = accepted
         .iter()
         .map(|id| {
-            ozg_gateway::core::intake::message_id(&uuid::Uuid::parse_str(id).unwrap(), "dms-demo")
+            ozg_gateway::model::submission::message_id(
+                &uuid::Uuid::parse_str(id).unwrap(),
+                "dms-demo",
+            )
         })
         .collect();
     let lost = eventually(Duration::from_secs(90), "the queue drains", || async {

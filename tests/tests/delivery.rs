@@ -43,7 +43,7 @@ async fn wait_state(
 async fn http_delivery(
     gw: &ozg_gateway::daemon::Gateway,
     id: &str,
-) -> ozg_gateway::store::DeliveryStatus {
+) -> ozg_gateway::model::submission::DeliveryStatus {
     gw.store
         .submission(id)
         .await
@@ -359,7 +359,7 @@ async fn the_demo_receiver_opens_what_the_gateway_delivers() {
         Duration::from_secs(15),
     )
     .await;
-    let mid = ozg_gateway::core::intake::message_id(
+    let mid = ozg_gateway::model::submission::message_id(
         &uuid::Uuid::parse_str(&id).unwrap(),
         "fachverfahren-demo",
     );

@@ -3,6 +3,8 @@
 //! - [`intake`]: authorise, route, check, seal and encrypt per target, hand to the store.
 //! - [`engine`]: deliver due deliveries through the targets' adapters.
 //! - [`audit`]: signed checkpoints, verification and inclusion proofs of the audit log.
+//! - [`status`] and [`operator`]: what portals read of their submissions; operators' queue tools.
+//! - [`refusal`]: why the core refuses a request, for the listeners to answer.
 //! - [`metrics`]: the counters and gauges the listeners and the engine update.
 //!
 //! The core talks to storage only through the traits of [`crate::store`] and to
@@ -12,3 +14,6 @@ pub mod audit;
 pub mod engine;
 pub mod intake;
 pub mod metrics;
+pub mod operator;
+pub mod refusal;
+pub mod status;

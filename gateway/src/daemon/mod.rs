@@ -24,9 +24,13 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::StoreConfig;
-use crate::core::intake::Pipeline;
+use crate::core::intake::check::DataChecks;
+use crate::core::intake::Intake;
 use crate::core::metrics::{CertLabels, Metrics};
-use crate::daemon::setup::{Portals, Setup};
+use crate::core::operator::Operations;
+use crate::core::status::Submissions;
+use crate::daemon::setup::Setup;
+use crate::listen::identity::Portals;
 use crate::listen::portal::{problem_response, Ingest};
 use crate::listen::problem::Problem;
 use crate::listen::tls::PeerCheck;
@@ -126,8 +130,14 @@ impl Gateway {
         };
         let wakers = engine.wakers();
         let engine_task = engine.start(wakers.clone(), shutdown_rx.clone());
-        let pipeline = Arc::new(Pipeline {
-            wakers,
+        let intake = Arc::new(Intake {
+            checks: DataChecks {
+                max_xml_depth: cfg.ingest.limits.max_xml_depth,
+                max_json_depth: cfg.ingest.limits.max_json_depth,
+                schemas: setup.schemas.clone(),
+                xsds: setup.xsds.clone(),
+            },
+            wakers: wakers.clone(),
             seal: setup.seal.clone(),
             targets: setup.targets.clone(),
             router: setup.router.clone(),
@@ -135,10 +145,15 @@ impl Gateway {
             public_url,
         });
         let ingest = Arc::new(Ingest {
-            pipeline,
+            intake,
+            submissions: Submissions {
+                store: store.clone(),
+            },
+            operations: Operations {
+                store: store.clone(),
+                wakers,
+            },
             limits: cfg.ingest.limits.clone(),
-            schemas: setup.schemas.clone(),
-            xsds: setup.xsds.clone(),
             metrics: metrics.clone(),
         });
         let ingest_task = tokio::spawn(serve_ingest(
@@ -305,7 +320,7 @@ async fn retention(
             _ = shutdown.changed() => return,
         }
         loop {
-            let now = crate::core::engine::now_ms();
+            let now = crate::model::time::now_ms();
             let purge = crate::store::Purge {
                 delivered_before_ms: now - cfg.delivered.as_millis() as i64,
                 parked_before_ms: now - cfg.parked.as_millis() as i64,

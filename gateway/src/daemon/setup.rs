@@ -12,59 +12,18 @@ use ozg_adapter_sdk::{RecipientCert, SealKey, TrustAnchors};
 
 use crate::config::{AdapterConfig, Config, ConfigError, ConfigErrors, StoreConfig};
 use crate::core::engine::TargetRuntime;
-use crate::listen::tls::{self, PeerCert, PeerCheck};
+use crate::listen::identity::{Pin, Portals};
+use crate::listen::tls::{self, PeerCheck};
+use crate::model::portal::Portal;
 use crate::model::routing::{Pattern, PatternSet, Router};
-use crate::tools::demo_pki::is_demo_subject;
 
-/// A registered portal.
-#[derive(Debug)]
-pub struct Portal {
-    pub id: String,
-    pub leistungen: PatternSet,
-    pub destinations: PatternSet,
-}
+/// The organisation every subject of a demo PKI (`ozg-gateway demo-pki`) carries:
+/// how the daemon recognises demo keys and warns about them.
+pub const DEMO_MARK: &str = "ozg-gateway DEMO ONLY";
 
-/// Who a client certificate belongs to.
-#[derive(Debug, Clone)]
-pub enum Client {
-    Portal(Arc<Portal>),
-    /// An operator, by id.
-    Operator(Arc<str>),
-}
-
-/// Portals and operators by the certificate they present.
-#[derive(Debug, Default)]
-pub struct Portals {
-    by_fingerprint: HashMap<String, Arc<Portal>>,
-    by_subject: HashMap<String, Arc<Portal>>,
-    operators_by_fingerprint: HashMap<String, Arc<str>>,
-    operators_by_subject: HashMap<String, Arc<str>>,
-}
-
-impl Portals {
-    /// Some registered portal (for benchmarks that need a sender).
-    pub fn any(&self) -> Option<Arc<Portal>> {
-        self.by_fingerprint
-            .values()
-            .chain(self.by_subject.values())
-            .next()
-            .cloned()
-    }
-
-    /// The portal or operator a (chain-checked) client certificate belongs to.
-    pub fn identify(&self, peer: &PeerCert) -> Option<Client> {
-        let portal = self
-            .by_fingerprint
-            .get(&peer.sha256)
-            .or_else(|| self.by_subject.get(&peer.subject));
-        if let Some(p) = portal {
-            return Some(Client::Portal(p.clone()));
-        }
-        self.operators_by_fingerprint
-            .get(&peer.sha256)
-            .or_else(|| self.operators_by_subject.get(&peer.subject))
-            .map(|id| Client::Operator(id.clone()))
-    }
+/// Whether a certificate subject belongs to a demo PKI.
+pub fn is_demo_subject(subject: &str) -> bool {
+    subject.contains(DEMO_MARK)
 }
 
 /// Everything loaded and checked.
@@ -137,12 +96,6 @@ pub fn expiry_warnings(
             )
         })
         .collect()
-}
-
-/// How a client certificate is recognised.
-enum Pin {
-    Fingerprint(String),
-    Subject(String),
 }
 
 /// The pins configured for a portal or operator (`certificate` file, `certificate_sha256`,
@@ -533,10 +486,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
             &p.subject,
             &mut errors,
         ) {
-            match pin {
-                Pin::Fingerprint(fp) => portals.by_fingerprint.insert(fp, portal.clone()),
-                Pin::Subject(subject) => portals.by_subject.insert(subject, portal.clone()),
-            };
+            portals.add_portal(pin, portal.clone());
         }
     }
 
@@ -553,10 +503,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
             &o.subject,
             &mut errors,
         ) {
-            match pin {
-                Pin::Fingerprint(fp) => portals.operators_by_fingerprint.insert(fp, id.clone()),
-                Pin::Subject(subject) => portals.operators_by_subject.insert(subject, id.clone()),
-            };
+            portals.add_operator(pin, id.clone());
         }
     }
 

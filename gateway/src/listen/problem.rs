@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+use crate::core::refusal::{Kind, Refusal};
+
 /// A refusal: status, problem slug and a precise detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -96,5 +98,28 @@ impl Problem {
             submission_id: self.submission_id.as_deref(),
         })
         .unwrap_or_default()
+    }
+}
+
+impl From<Refusal> for Problem {
+    fn from(r: Refusal) -> Self {
+        let status = match r.kind {
+            Kind::Invalid => 400,
+            Kind::Forbidden => 403,
+            Kind::NotFound => 404,
+            Kind::Timeout => 408,
+            Kind::Conflict => 409,
+            Kind::TooLarge => 413,
+            Kind::UnsupportedMediaType => 415,
+            Kind::Unprocessable => 422,
+            Kind::Internal => 500,
+            Kind::Unavailable => 503,
+        };
+        Problem {
+            status,
+            slug: r.slug,
+            detail: r.detail,
+            submission_id: r.submission_id,
+        }
     }
 }

@@ -58,3 +58,22 @@ pub struct Head {
     pub seq: u64,
     pub hash: String,
 }
+
+/// A signed statement of the audit log's head (see `gateway::audit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    /// Hex SHA-256 of record `seq`.
+    pub head: String,
+    pub ts: String,
+    /// Compact JWS (typ `ozg-audit-checkpoint`) over `{"seq","head","ts","from","root"}`
+    /// by the seal key.
+    pub jws: String,
+    /// The first record of the batch this checkpoint covers (`from..=seq`); `None`
+    /// for checkpoints signed before schema version 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    /// Hex RFC 9162 Merkle tree head over the batch's records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+}

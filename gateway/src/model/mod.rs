@@ -3,5 +3,9 @@
 //! delivery policies. Pure data and pure functions — no I/O.
 
 pub mod audit;
+pub mod delivery;
 pub mod policy;
+pub mod portal;
 pub mod routing;
+pub mod submission;
+pub mod time;

@@ -8,220 +8,14 @@
 
 pub mod embedded;
 
-use crate::model::audit;
-use crate::model::audit::Head;
-
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Serialize;
-
-/// A submission ready to be made durable, with one envelope per target.
-#[derive(Debug, Clone)]
-pub struct NewSubmission {
-    pub id: String,
-    /// Portal id (the sender).
-    pub portal: String,
-    pub leistung: String,
-    pub destination: String,
-    /// RFC 3339, UTC.
-    pub received_at: String,
-    /// The `202` body; answered again on an idempotent replay.
-    pub response: String,
-    pub idempotency: Option<IdempotencyKey>,
-    pub deliveries: Vec<NewDelivery>,
-    /// Every part's id, size and SHA-512, for the audit record.
-    pub parts: Vec<ozg_adapter_sdk::envelope::ReceiptPart>,
-    /// SHA-256 (hex) of the receipt JWS given to the portal, for the audit record.
-    pub receipt_sha256: String,
-}
-
-impl NewSubmission {
-    fn bytes(&self) -> usize {
-        self.response.len()
-            + self
-                .deliveries
-                .iter()
-                .map(|d| d.envelope.len())
-                .sum::<usize>()
-    }
-}
-
-/// The portal's `Idempotency-Key` and the hash of what it was first used for.
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey {
-    pub key: String,
-    /// SHA-256 (hex) over metadata and part hashes.
-    pub request_hash: String,
-}
-
-/// One delivery of a new submission: its target and the sealed envelope (JSON).
-#[derive(Debug, Clone)]
-pub struct NewDelivery {
-    pub message_id: String,
-    pub target: String,
-    pub envelope: Vec<u8>,
-    /// CRC-32 of `envelope` (see [`segments::checksum`]), computed where the
-    /// envelope is made so the store's writer does not have to.
-    pub envelope_crc32: u32,
-}
-
-/// What [`Store::accept`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Accepted {
-    /// Durable now (fsynced).
-    Stored,
-    /// The idempotency key was used before for the same content: the first answer.
-    Replay { response: String },
-    /// The idempotency key was used before for other content.
-    Conflict { submission_id: String },
-}
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    Pending,
-    InFlight,
-    Delivered,
-    RetryWait,
-    Parked,
-    Discarded,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::InFlight => "in_flight",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::RetryWait => "retry_wait",
-            DeliveryState::Parked => "parked",
-            DeliveryState::Discarded => "discarded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => DeliveryState::Pending,
-            "in_flight" => DeliveryState::InFlight,
-            "delivered" => DeliveryState::Delivered,
-            "retry_wait" => DeliveryState::RetryWait,
-            "parked" => DeliveryState::Parked,
-            "discarded" => DeliveryState::Discarded,
-            _ => return None,
-        })
-    }
-}
-
-/// One delivery as a portal or operator sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeliveryStatus {
-    pub target: String,
-    pub message_id: String,
-    pub state: DeliveryState,
-    pub attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// The recipient's receipt (Zustellquittung), if it gave one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<String>,
-    pub updated_at: String,
-}
-
-/// A stored submission and its deliveries.
-#[derive(Debug, Clone, Serialize)]
-pub struct SubmissionStatus {
-    pub submission_id: String,
-    #[serde(skip)]
-    pub portal: String,
-    pub leistung: String,
-    pub destination: String,
-    pub received_at: String,
-    pub deliveries: Vec<DeliveryStatus>,
-}
-
-/// A delivery taken by the engine for one attempt (state `in_flight`).
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub message_id: String,
-    pub submission_id: String,
-    pub target: String,
-    /// Attempts including this one.
-    pub attempts: u32,
-    /// When the submission was accepted (ms since the epoch).
-    pub created_at_ms: i64,
-}
-
-/// The result of an attempt, as the store records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recorded {
-    Delivered {
-        receipt: Option<String>,
-    },
-    /// Wait until `at_ms`, then try again.
-    RetryAt {
-        at_ms: i64,
-        error: String,
-    },
-    /// Dead-lettered: waits for an operator.
-    Parked {
-        error: String,
-    },
-}
-
-/// A signed statement of the audit log's head (see `gateway::audit`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Checkpoint {
-    pub seq: u64,
-    /// Hex SHA-256 of record `seq`.
-    pub head: String,
-    pub ts: String,
-    /// Compact JWS (typ `ozg-audit-checkpoint`) over `{"seq","head","ts","from","root"}`
-    /// by the seal key.
-    pub jws: String,
-    /// The first record of the batch this checkpoint covers (`from..=seq`); `None`
-    /// for checkpoints signed before schema version 4.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<u64>,
-    /// Hex RFC 9162 Merkle tree head over the batch's records.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root: Option<String>,
-}
-
-/// What an operator does with a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Parked or waiting → pending, due now.
-    Retry,
-    /// Parked or waiting → discarded; the sealed envelope is deleted.
-    Discard,
-}
-
-/// The result of an operator action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operated {
-    Done {
-        target: String,
-        state: DeliveryState,
-    },
-    NotFound,
-    /// The delivery is in a state the action does not apply to.
-    WrongState(DeliveryState),
-}
-
-/// One delivery as an operator lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeliveryRow {
-    pub message_id: String,
-    pub submission_id: String,
-    pub target: String,
-    pub state: DeliveryState,
-    pub attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    pub updated_at: String,
-}
+use crate::model::audit::{self, Checkpoint, Head};
+use crate::model::delivery::{
+    Action, Claimed, DeliveryRow, DeliveryState, Operated, QueueDepth, Recorded,
+};
+use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
 
 /// What retention may delete now.
 #[derive(Debug, Clone, Copy)]
@@ -232,14 +26,6 @@ pub struct Purge {
     pub parked_before_ms: i64,
     /// Most submissions / deliveries per run (keeps one commit short).
     pub limit: usize,
-}
-
-/// Number of deliveries per target and state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueDepth {
-    pub target: String,
-    pub state: DeliveryState,
-    pub count: u64,
 }
 
 /// Counters for metrics and tests.
@@ -279,6 +65,29 @@ pub enum StoreError {
     Damaged(String),
 }
 
+/// Read access to the audit log, for verification and inclusion proofs.
+/// Synchronous: the daemon runs it through [`Store::read_audit`], the CLI on a
+/// read-only copy of the data directory.
+pub trait AuditLogRead {
+    /// All checkpoints, oldest first.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Every record in order as (seq, stored text, stored hash), until `visit`
+    /// returns false. Memory holds one record at a time, not the log.
+    fn each_record(
+        &self,
+        visit: &mut dyn FnMut(u64, String, String) -> bool,
+    ) -> Result<(), StoreError>;
+    /// The (seq, stored text) of one submission's records, in order.
+    fn submission_records(&self, submission_id: &str) -> Result<Vec<(u64, String)>, StoreError>;
+    /// The oldest checkpoint at or after record `seq` (the one whose batch holds it).
+    fn covering_checkpoint(&self, seq: u64) -> Result<Option<Checkpoint>, StoreError>;
+    /// The stored text of records `from..=to`, in order.
+    fn texts(&self, from: u64, to: u64) -> Result<Vec<String>, StoreError>;
+}
+
+/// Work on the audit log handed to [`Store::read_audit`].
+pub type AuditJob = Box<dyn FnOnce(&dyn AuditLogRead) + Send>;
+
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// The store interface the core uses.
@@ -305,12 +114,9 @@ pub trait Store: Send + Sync {
     fn audit(&self, event: audit::AuditEvent) -> StoreFuture<'_, ()>;
     /// The audit records of one submission, in order.
     fn trace(&self, submission_id: &str) -> StoreFuture<'_, Vec<audit::AuditRecord>>;
-    /// The inclusion proofs of one submission's records (see `crate::core::audit::prove`);
-    /// no records at all gives an empty document.
-    fn prove(
-        &self,
-        submission_id: &str,
-    ) -> StoreFuture<'_, ozg_adapter_sdk::audit_proof::ProofDocument>;
+    /// Runs `job` on a read view of the audit log, off the async threads
+    /// (verification and inclusion proofs, see `crate::core::audit`).
+    fn read_audit(&self, job: AuditJob) -> StoreFuture<'_, ()>;
     /// The head of the audit chain.
     fn audit_head(&self) -> StoreFuture<'_, Head>;
     /// Stores a signed checkpoint over (seq, head hash); refused if it does not match the log.

@@ -15,7 +15,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
-use crate::core::intake::{Incoming, Metadata, Part, Pipeline};
+use crate::core::intake::check::DataChecks;
+use crate::core::intake::{Incoming, Intake, Metadata, Part};
 use crate::daemon::setup::Setup;
 use crate::tools::loadgen::Profile;
 
@@ -47,7 +48,13 @@ pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoRe
     let store: Arc<dyn crate::store::Store> = Arc::new(
         crate::store::embedded::EmbeddedStore::open(&scratch, 1).map_err(|e| e.to_string())?,
     );
-    let pipeline = Arc::new(Pipeline {
+    let pipeline = Arc::new(Intake {
+        checks: DataChecks {
+            max_xml_depth: 0,
+            max_json_depth: 0,
+            schemas: Default::default(),
+            xsds: Default::default(),
+        },
         seal: setup.seal.clone(),
         targets: setup.targets.clone(),
         router: setup.router.clone(),

@@ -25,8 +25,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::core::metrics::Metrics;
+use crate::model::delivery::{Claimed, Recorded};
 use crate::model::policy::RetryPolicy;
-use crate::store::{Claimed, Recorded, Store, StoreError};
+use crate::model::time::now_ms;
+use crate::store::{Store, StoreError};
 use breaker::{Admit, Breaker, BreakerConfig};
 
 /// Longest idle wait before the engine looks at the store again on its own.
@@ -55,14 +57,6 @@ impl Wakers {
             n.notify_one();
         }
     }
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn unit_random() -> f64 {

@@ -1,11 +1,13 @@
 //! The core of accepting a submission: authorise, route, seal, encrypt per
 //! target, store — and answer with the receipt only once it is durable.
 //!
-//! Listeners call [`Pipeline::authorize`] as soon as the metadata is known (so
-//! a portal learns early that it may not submit) and [`Pipeline::accept`] with
+//! Listeners call [`Intake::authorize`] as soon as the metadata is known (so
+//! a portal learns early that it may not submit) and [`Intake::accept`] (after [`check::DataChecks::check`]) with
 //! the complete, validated submission. Plaintext lives only in memory here:
 //! the store receives envelopes, which are JWE for each target.
 
+pub mod check;
+pub mod metadata;
 pub mod validate;
 pub mod xsd;
 
@@ -13,7 +15,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{digest, SHA256};
-use bytes::Bytes;
 use ozg_adapter_sdk::envelope::{
     build_envelope, seal_manifest, sha512_hex, EnvelopeHeader, Receipt, ReceiptPart,
 };
@@ -22,80 +23,14 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::daemon::setup::Portal;
-use crate::listen::problem::Problem;
+use crate::core::refusal::{Kind, Refusal};
+use crate::model::portal::Portal;
 use crate::model::routing::Router;
-use crate::store::{Accepted, IdempotencyKey, NewDelivery, NewSubmission, Store};
-
-/// The `metadata` part.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Metadata {
-    /// FIM-Leistungsschlüssel.
-    pub leistung: String,
-    /// The responsible authority (routing key).
-    pub destination: String,
-    /// The portal's own reference (Aktenzeichen of the portal).
-    #[serde(default)]
-    pub reference: Option<String>,
-    /// Payment information as the portal reports it.
-    #[serde(default)]
-    pub payment: Option<serde_json::Value>,
-    /// Where the recipient may answer.
-    #[serde(default)]
-    pub reply_channel: Option<serde_json::Value>,
-}
-
-impl Metadata {
-    /// Checks the routing fields' form: they appear in clear headers and logs.
-    pub fn check(&self) -> Result<(), Problem> {
-        for (name, value) in [
-            ("leistung", &self.leistung),
-            ("destination", &self.destination),
-        ] {
-            if value.is_empty()
-                || value.len() > 64
-                || !value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-            {
-                return Err(Problem::bad_request(
-                    "metadata-invalid",
-                    format!("metadata.{name} must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'"),
-                ));
-            }
-        }
-        if self.reference.as_ref().is_some_and(|r| r.len() > 256) {
-            return Err(Problem::bad_request(
-                "metadata-invalid",
-                "metadata.reference is longer than 256 bytes",
-            ));
-        }
-        Ok(())
-    }
-
-    fn extra(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut m = serde_json::Map::new();
-        if let Some(r) = &self.reference {
-            m.insert("reference".into(), r.clone().into());
-        }
-        if let Some(p) = &self.payment {
-            m.insert("payment".into(), p.clone());
-        }
-        if let Some(r) = &self.reply_channel {
-            m.insert("reply_channel".into(), r.clone());
-        }
-        m
-    }
-}
-
-/// One validated part.
-#[derive(Debug, Clone)]
-pub struct Part {
-    pub media_type: String,
-    pub filename: Option<String>,
-    pub data: Bytes,
-}
+use crate::model::submission::{
+    envelope_checksum, message_id, Accepted, IdempotencyKey, NewDelivery, NewSubmission,
+};
+use crate::store::Store;
+pub use metadata::{Metadata, Part};
 
 /// A complete, validated submission.
 #[derive(Debug, Clone)]
@@ -129,8 +64,10 @@ pub struct Answer {
     pub replayed: bool,
 }
 
-/// Seals, encrypts and stores submissions.
-pub struct Pipeline {
+/// Checks, seals, encrypts and stores submissions.
+pub struct Intake {
+    /// The data checks (safe XML/JSON, schemas per Leistung).
+    pub checks: check::DataChecks,
     pub seal: Arc<SealKey>,
     pub targets: BTreeMap<String, Arc<RecipientCert>>,
     pub router: Router,
@@ -145,31 +82,14 @@ pub struct Pipeline {
 /// thread that received them (≈ 0.1–0.2 ms of CPU); larger ones on the blocking pool.
 const INLINE_SEAL_BYTES: usize = 64 << 10;
 
-/// The stable message id of (submission, target): a UUIDv8 (RFC 9562) whose
-/// first 48 bits are the submission's time in milliseconds (from its UUIDv7) and
-/// whose other bits are SHA-256 over the submission id and the target. The same
-/// pair always gives the same id; ids of new submissions sort after older ones, so
-/// the store appends to the end of its index instead of touching a random page
-/// of it for every delivery (the difference grows with the backlog).
-pub fn message_id(submission_id: &uuid::Uuid, target: &str) -> String {
-    let mut ctx = aws_lc_rs::digest::Context::new(&SHA256);
-    ctx.update(submission_id.as_bytes());
-    ctx.update(target.as_bytes());
-    let hash = ctx.finish();
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&submission_id.as_bytes()[..6]);
-    bytes[6..].copy_from_slice(&hash.as_ref()[..10]);
-    uuid::Uuid::new_v8(bytes).to_string()
-}
-
-impl Pipeline {
+impl Intake {
     /// May this portal submit for this Leistung and destination, and where would it go?
     /// Authorisation comes first, so a portal learns nothing about other portals' routes.
-    pub fn authorize(&self, portal: &Portal, md: &Metadata) -> Result<Vec<String>, Problem> {
+    pub fn authorize(&self, portal: &Portal, md: &Metadata) -> Result<Vec<String>, Refusal> {
         if !portal.leistungen.matches(&md.leistung) || !portal.destinations.matches(&md.destination)
         {
-            return Err(Problem::new(
-                403,
+            return Err(Refusal::new(
+                Kind::Forbidden,
                 "leistung-not-allowed",
                 format!(
                     "portal {} is not registered for Leistung {} at destination {}",
@@ -179,8 +99,8 @@ impl Pipeline {
         }
         match self.router.route(&md.leistung, &md.destination) {
             Some(targets) => Ok(targets.to_vec()),
-            None => Err(Problem::new(
-                422,
+            None => Err(Refusal::new(
+                Kind::Unprocessable,
                 "no-route",
                 format!(
                     "no route for Leistung {} and destination {}",
@@ -191,7 +111,7 @@ impl Pipeline {
     }
 
     /// Seals, encrypts for every target and stores; returns once durable.
-    pub async fn accept(self: &Arc<Self>, incoming: Incoming) -> Result<Answer, Problem> {
+    pub async fn accept(self: &Arc<Self>, incoming: Incoming) -> Result<Answer, Refusal> {
         let targets = self.authorize(&incoming.portal, &incoming.metadata)?;
         let this = self.clone();
         // Hashing, signing and encrypting are CPU work. A small submission costs
@@ -209,7 +129,7 @@ impl Pipeline {
         } else {
             tokio::task::spawn_blocking(move || this.prepare(incoming, targets))
                 .await
-                .map_err(|_| Problem::new(500, "internal", "sealing task failed"))??
+                .map_err(|_| Refusal::new(Kind::Internal, "internal", "sealing task failed"))??
         };
         let submission_id = prepared.id.clone();
         let response = prepared.response.clone();
@@ -237,17 +157,17 @@ impl Pipeline {
                     replayed: true,
                 })
             }
-            Ok(Accepted::Conflict { submission_id }) => Err(Problem {
+            Ok(Accepted::Conflict { submission_id }) => Err(Refusal {
                 submission_id: Some(submission_id.clone()),
-                ..Problem::new(
-                    409,
+                ..Refusal::new(
+                    Kind::Conflict,
                     "idempotency-conflict",
                     format!("this Idempotency-Key was used for submission {submission_id} with other content"),
                 )
             }),
             Err(e) => {
                 tracing::error!(error = %e, "store refused a submission");
-                Err(Problem::new(503, "unavailable", "the submission could not be stored; it was not accepted, retry later"))
+                Err(Refusal::unavailable("the submission could not be stored; it was not accepted, retry later"))
             }
         }
     }
@@ -257,11 +177,11 @@ impl Pipeline {
         &self,
         incoming: Incoming,
         targets: Vec<String>,
-    ) -> Result<NewSubmission, Problem> {
+    ) -> Result<NewSubmission, Refusal> {
         let internal = |what: &str, e: &dyn std::fmt::Display| {
             tracing::error!(error = %e, "{what}");
-            Problem::new(
-                500,
+            Refusal::new(
+                Kind::Internal,
                 "internal",
                 format!("{what}; the submission was not accepted"),
             )
@@ -317,7 +237,7 @@ impl Pipeline {
             deliveries.push(NewDelivery {
                 message_id: env.message_id.clone(),
                 target: target.clone(),
-                envelope_crc32: crate::store::embedded::segments::checksum(&envelope),
+                envelope_crc32: envelope_checksum(&envelope),
                 envelope,
             });
         }

@@ -1,10 +1,11 @@
 //! The audit chain's head as the writer thread keeps it, and appending a record
-//! inside the caller's transaction (see `crate::model::audit` for the format).
+//! inside the caller's transaction (see `crate::model::audit` for the format);
+//! reading the log and its checkpoints for verification, proofs and traces.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::model::audit::{record_hash, AuditEvent, AuditRecord, Head, GENESIS};
-use crate::store::StoreError;
+use crate::model::audit::{record_hash, AuditEvent, AuditRecord, Checkpoint, Head, GENESIS};
+use crate::store::{AuditLogRead, StoreError};
 
 /// Reading and extending the chain in the embedded database.
 pub trait Chain: Sized {
@@ -53,5 +54,124 @@ impl Chain for Head {
         self.seq = record.seq;
         self.hash = hash;
         Ok(())
+    }
+}
+
+/// The audit records of one submission, in order.
+pub fn read_trace(conn: &Connection, submission_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT record FROM audit WHERE submission_id = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map(params![submission_id], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(
+            serde_json::from_str(&row?)
+                .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+/// The checkpoint columns; a store of schema version 3 that no daemon of this
+/// version has opened yet (a backup being verified) has no Merkle columns.
+fn checkpoint_columns(conn: &Connection) -> Result<&'static str, StoreError> {
+    let merkle: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM pragma_table_info('audit_checkpoints') WHERE name = 'first_seq'",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(if merkle > 0 {
+        "seq, head, ts, jws, first_seq, root"
+    } else {
+        "seq, head, ts, jws, NULL, NULL"
+    })
+}
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        seq: r.get(0)?,
+        head: r.get(1)?,
+        ts: r.get(2)?,
+        jws: r.get(3)?,
+        from: r.get(4)?,
+        root: r.get(5)?,
+    })
+}
+
+/// All checkpoints, oldest first.
+pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError> {
+    let columns = checkpoint_columns(conn)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {columns} FROM audit_checkpoints ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([], checkpoint_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The newest checkpoint.
+pub fn read_latest_checkpoint(conn: &Connection) -> Result<Option<Checkpoint>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq, head, ts, jws, first_seq, root FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([], checkpoint_row)
+        .optional()?)
+}
+
+/// The oldest checkpoint at or after record `seq` (the one whose batch holds it).
+pub fn read_covering_checkpoint(
+    conn: &Connection,
+    seq: u64,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let columns = checkpoint_columns(conn)?;
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {columns} FROM audit_checkpoints WHERE seq >= ?1 ORDER BY seq LIMIT 1"
+        ))?
+        .query_row(params![seq], checkpoint_row)
+        .optional()?)
+}
+
+/// The stored text of audit records `from..=to`, in order.
+pub fn read_audit_texts(conn: &Connection, from: u64, to: u64) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT record FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")?;
+    let rows = stmt.query_map(params![from, to], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+impl AuditLogRead for Connection {
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        read_checkpoints(self)
+    }
+
+    fn each_record(
+        &self,
+        visit: &mut dyn FnMut(u64, String, String) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.prepare("SELECT seq, record, hash FROM audit ORDER BY seq")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            if !visit(row.get(0)?, row.get(1)?, row.get(2)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn submission_records(&self, submission_id: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut stmt = self.prepare_cached(
+            "SELECT seq, record FROM audit WHERE submission_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![submission_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn covering_checkpoint(&self, seq: u64) -> Result<Option<Checkpoint>, StoreError> {
+        read_covering_checkpoint(self, seq)
+    }
+
+    fn texts(&self, from: u64, to: u64) -> Result<Vec<String>, StoreError> {
+        read_audit_texts(self, from, to)
     }
 }

@@ -58,13 +58,16 @@ use tokio::sync::{mpsc, oneshot};
 pub mod audit_log;
 pub mod segments;
 
+use crate::model::audit::Checkpoint;
 use crate::model::audit::{AuditEvent, AuditRecord, Head};
-use crate::store::{
-    Accepted, Action, Checkpoint, Claimed, DeliveryRow, DeliveryState, DeliveryStatus,
-    NewSubmission, Operated, Purge, QueueDepth, Recorded, Store, StoreError, StoreFuture,
-    StoreStats, SubmissionStatus,
+use crate::model::delivery::{
+    Action, Claimed, DeliveryRow, DeliveryState, Operated, QueueDepth, Recorded,
 };
+use crate::model::submission::{Accepted, DeliveryStatus, NewSubmission, SubmissionStatus};
+use crate::model::time::{now_ms, rfc3339_ms};
+use crate::store::{AuditJob, Purge, Store, StoreError, StoreFuture, StoreStats};
 use audit_log::Chain as _;
+pub use audit_log::{read_audit_texts, read_latest_checkpoint, read_trace};
 use segments::{Location, Segments};
 
 const DB_FILE: &str = "gateway.db";
@@ -270,7 +273,8 @@ fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), StoreError>
             while let Some(row) = rows.next()? {
                 let id: String = row.get(0)?;
                 let body: Vec<u8> = row.get(1)?;
-                let at = segments.append(&body, segments::checksum(&body))?;
+                let at =
+                    segments.append(&body, crate::model::submission::envelope_checksum(&body))?;
                 insert.execute(params![id, at.segment, at.offset, at.len, at.crc32])?;
                 moved += 1;
             }
@@ -916,22 +920,6 @@ fn add_checkpoint(conn: &Connection, c: &Checkpoint) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Now, RFC 3339 with milliseconds (the audit log's timestamps).
-pub fn rfc3339_now() -> String {
-    rfc3339_ms(now_ms())
-}
-
-/// A Unix time in milliseconds as RFC 3339 with milliseconds (UTC).
-pub fn rfc3339_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 fn claim(
     conn: &Connection,
     target: &str,
@@ -1149,13 +1137,6 @@ fn insert_one(
         },
     )?;
     Ok(Accepted::Stored)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn read_submission(conn: &Connection, id: &str) -> Result<Option<SubmissionStatus>, StoreError> {
@@ -1383,17 +1364,10 @@ impl Store for EmbeddedStore {
         self.read(move |conn| read_trace(conn, &id))
     }
 
-    fn prove(
-        &self,
-        submission_id: &str,
-    ) -> StoreFuture<'_, ozg_adapter_sdk::audit_proof::ProofDocument> {
-        let id = submission_id.to_owned();
-        self.read(move |conn| match crate::core::audit::prove(conn, &id) {
-            Ok(doc) => Ok(doc),
-            Err(crate::core::audit::ProveError::Unknown(_)) => {
-                Ok(crate::core::audit::empty_proof(&id))
-            }
-            Err(crate::core::audit::ProveError::Store(e)) => Err(e),
+    fn read_audit(&self, job: AuditJob) -> StoreFuture<'_, ()> {
+        self.read(move |conn| {
+            job(conn);
+            Ok(())
         })
     }
 
@@ -1481,89 +1455,6 @@ impl Store for EmbeddedStore {
     }
 }
 
-/// The audit records of one submission, in order.
-pub fn read_trace(conn: &Connection, submission_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT record FROM audit WHERE submission_id = ?1 ORDER BY seq")?;
-    let rows = stmt.query_map(params![submission_id], |r| r.get::<_, String>(0))?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(
-            serde_json::from_str(&row?)
-                .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?,
-        );
-    }
-    Ok(out)
-}
-
-/// The checkpoint columns; a store of schema version 3 that no daemon of this
-/// version has opened yet (a backup being verified) has no Merkle columns.
-fn checkpoint_columns(conn: &Connection) -> Result<&'static str, StoreError> {
-    let merkle: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM pragma_table_info('audit_checkpoints') WHERE name = 'first_seq'",
-        )?
-        .query_row([], |r| r.get(0))?;
-    Ok(if merkle > 0 {
-        "seq, head, ts, jws, first_seq, root"
-    } else {
-        "seq, head, ts, jws, NULL, NULL"
-    })
-}
-
-fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
-    Ok(Checkpoint {
-        seq: r.get(0)?,
-        head: r.get(1)?,
-        ts: r.get(2)?,
-        jws: r.get(3)?,
-        from: r.get(4)?,
-        root: r.get(5)?,
-    })
-}
-
-/// All checkpoints, oldest first.
-pub fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError> {
-    let columns = checkpoint_columns(conn)?;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {columns} FROM audit_checkpoints ORDER BY seq"
-    ))?;
-    let rows = stmt.query_map([], checkpoint_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// The newest checkpoint.
-pub fn read_latest_checkpoint(conn: &Connection) -> Result<Option<Checkpoint>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT seq, head, ts, jws, first_seq, root FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
-        )?
-        .query_row([], checkpoint_row)
-        .optional()?)
-}
-
-/// The oldest checkpoint at or after record `seq` (the one whose batch holds it).
-pub fn read_covering_checkpoint(
-    conn: &Connection,
-    seq: u64,
-) -> Result<Option<Checkpoint>, StoreError> {
-    let columns = checkpoint_columns(conn)?;
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {columns} FROM audit_checkpoints WHERE seq >= ?1 ORDER BY seq LIMIT 1"
-        ))?
-        .query_row(params![seq], checkpoint_row)
-        .optional()?)
-}
-
-/// The stored text of audit records `from..=to`, in order.
-pub fn read_audit_texts(conn: &Connection, from: u64, to: u64) -> Result<Vec<String>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT record FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")?;
-    let rows = stmt.query_map(params![from, to], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// Opens a data directory's database read-only (verification, traces, counts),
 /// also while a daemon runs.
 pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
@@ -1602,7 +1493,8 @@ pub fn counts(data_dir: &Path) -> Result<Counts, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{IdempotencyKey, NewDelivery};
+    use crate::model::submission::{IdempotencyKey, NewDelivery};
+    use audit_log::{read_checkpoints, read_covering_checkpoint};
 
     fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
         NewSubmission {
@@ -1620,7 +1512,7 @@ mod tests {
                 message_id: format!("{id}-m"),
                 target: "t".into(),
                 envelope: b"{}".to_vec(),
-                envelope_crc32: segments::checksum(b"{}"),
+                envelope_crc32: crate::model::submission::envelope_checksum(b"{}"),
             }],
             parts: vec![],
             receipt_sha256: String::new(),

@@ -45,12 +45,6 @@ pub struct Location {
     pub crc32: u32,
 }
 
-/// CRC-32 of an envelope (hardware-accelerated, ~10 GB/s), computed where the
-/// envelope is made (in parallel), not on the writer thread.
-pub fn checksum(envelope: &[u8]) -> u32 {
-    crc32fast::hash(envelope)
-}
-
 struct Active {
     id: i64,
     file: File,
@@ -187,7 +181,7 @@ impl Segments {
         };
         let mut buf = vec![0u8; at.len as usize];
         file.read_exact_at(&mut buf, at.offset as u64)?;
-        if checksum(&buf) != at.crc32 {
+        if crate::model::submission::envelope_checksum(&buf) != at.crc32 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -235,6 +229,7 @@ impl Segments {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::submission::envelope_checksum as checksum;
 
     #[test]
     fn append_sync_read_rotate_and_collect() {

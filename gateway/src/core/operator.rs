@@ -1,0 +1,79 @@
+//! Operators' actions on the delivery queues: list deliveries by state, retry
+//! or discard one. Every action is audited with the operator's id by the store,
+//! in the same commit as the change.
+
+use std::sync::Arc;
+
+use crate::core::engine::Wakers;
+use crate::core::refusal::{Kind, Refusal};
+use crate::model::delivery::{Action, DeliveryRow, DeliveryState, Operated};
+use crate::store::{Store, StoreError};
+
+/// Most deliveries one listing returns.
+pub const LIST_LIMIT: usize = 1000;
+
+/// The operator's queue tools.
+pub struct Operations {
+    pub store: Arc<dyn Store>,
+    /// A retried delivery is due now: its target's task is woken.
+    pub wakers: Arc<Wakers>,
+}
+
+fn unavailable(e: StoreError) -> Refusal {
+    tracing::error!(error = %e, "operator action failed");
+    Refusal::unavailable("the store cannot be reached right now; retry later")
+}
+
+/// What an action did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub target: String,
+    /// The delivery's state now.
+    pub state: DeliveryState,
+}
+
+impl Operations {
+    /// Deliveries in `state` (optionally of one target), oldest change first.
+    pub async fn deliveries(
+        &self,
+        state: DeliveryState,
+        target: Option<&str>,
+    ) -> Result<Vec<DeliveryRow>, Refusal> {
+        self.store
+            .deliveries(state, target, LIST_LIMIT)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Retries (due now) or discards a parked or waiting delivery.
+    pub async fn act(
+        &self,
+        message_id: &str,
+        action: Action,
+        operator: &str,
+    ) -> Result<Done, Refusal> {
+        match self
+            .store
+            .operate(message_id, action, operator)
+            .await
+            .map_err(unavailable)?
+        {
+            Operated::Done { target, state } => {
+                if action == Action::Retry {
+                    self.wakers.wake(&target);
+                }
+                tracing::info!(message_id, operator, action = ?action, "operator action");
+                Ok(Done { target, state })
+            }
+            Operated::NotFound => Err(Refusal::not_found(format!("no delivery {message_id}"))),
+            Operated::WrongState(s) => Err(Refusal::new(
+                Kind::Conflict,
+                "wrong-state",
+                format!(
+                    "delivery {message_id} is {}; only parked or waiting deliveries can be retried or discarded",
+                    s.as_str()
+                ),
+            )),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! What a portal may read of its own submissions: the status per target, the
+//! Laufzettel (audit trace) and the inclusion proofs of its records. Another
+//! portal's submission is reported as absent: its existence is not disclosed.
+
+use std::sync::Arc;
+
+use ozg_adapter_sdk::audit_proof::ProofDocument;
+
+use crate::core::refusal::Refusal;
+use crate::model::audit::AuditRecord;
+use crate::model::submission::SubmissionStatus;
+use crate::store::{Store, StoreError};
+
+/// Longest submission id looked up; longer ones cannot exist.
+const MAX_ID: usize = 64;
+
+/// Reads submissions on behalf of the portal that made them.
+pub struct Submissions {
+    pub store: Arc<dyn Store>,
+}
+
+fn unavailable(what: &'static str) -> impl Fn(StoreError) -> Refusal {
+    move |e| {
+        tracing::error!(error = %e, "reading {what} failed");
+        Refusal::unavailable(format!("the {what} cannot be read right now; retry later"))
+    }
+}
+
+impl Submissions {
+    /// The submission and its deliveries, if `portal` made it.
+    pub async fn status(&self, portal: &str, id: &str) -> Result<SubmissionStatus, Refusal> {
+        let not_found = || Refusal::not_found(format!("no submission {id} of portal {portal}"));
+        if id.len() > MAX_ID {
+            return Err(not_found());
+        }
+        match self
+            .store
+            .submission(id)
+            .await
+            .map_err(unavailable("status"))?
+        {
+            Some(s) if s.portal == portal => Ok(s),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Every audit record of the submission, in order.
+    pub async fn trace(&self, portal: &str, id: &str) -> Result<Vec<AuditRecord>, Refusal> {
+        self.status(portal, id).await?;
+        self.store.trace(id).await.map_err(unavailable("trace"))
+    }
+
+    /// The inclusion proofs of the submission's records against the signed checkpoints.
+    pub async fn proof(&self, portal: &str, id: &str) -> Result<ProofDocument, Refusal> {
+        self.status(portal, id).await?;
+        crate::core::audit::prove_submission(self.store.as_ref(), id)
+            .await
+            .map_err(unavailable("trace"))
+    }
+}

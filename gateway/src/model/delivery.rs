@@ -1,0 +1,112 @@
+//! A delivery — one (submission, target) — and what happens to it: its states,
+//! an attempt's recorded outcome, operators' actions, queue depths.
+
+use serde::Serialize;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    InFlight,
+    Delivered,
+    RetryWait,
+    Parked,
+    Discarded,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::InFlight => "in_flight",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::RetryWait => "retry_wait",
+            DeliveryState::Parked => "parked",
+            DeliveryState::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => DeliveryState::Pending,
+            "in_flight" => DeliveryState::InFlight,
+            "delivered" => DeliveryState::Delivered,
+            "retry_wait" => DeliveryState::RetryWait,
+            "parked" => DeliveryState::Parked,
+            "discarded" => DeliveryState::Discarded,
+            _ => return None,
+        })
+    }
+}
+
+/// A delivery taken by the engine for one attempt (state `in_flight`).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub message_id: String,
+    pub submission_id: String,
+    pub target: String,
+    /// Attempts including this one.
+    pub attempts: u32,
+    /// When the submission was accepted (ms since the epoch).
+    pub created_at_ms: i64,
+}
+
+/// The result of an attempt, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Delivered {
+        receipt: Option<String>,
+    },
+    /// Wait until `at_ms`, then try again.
+    RetryAt {
+        at_ms: i64,
+        error: String,
+    },
+    /// Dead-lettered: waits for an operator.
+    Parked {
+        error: String,
+    },
+}
+
+/// What an operator does with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Parked or waiting → pending, due now.
+    Retry,
+    /// Parked or waiting → discarded; the sealed envelope is deleted.
+    Discard,
+}
+
+/// The result of an operator action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operated {
+    Done {
+        target: String,
+        state: DeliveryState,
+    },
+    NotFound,
+    /// The delivery is in a state the action does not apply to.
+    WrongState(DeliveryState),
+}
+
+/// One delivery as an operator lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub message_id: String,
+    pub submission_id: String,
+    pub target: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub updated_at: String,
+}
+
+/// Number of deliveries per target and state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub target: String,
+    pub state: DeliveryState,
+    pub count: u64,
+}
