@@ -49,14 +49,10 @@ pub enum JoseError {
     Crypto,
 }
 
-pub(crate) fn b64(data: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(data)
-}
+use crate::base64url::encode as b64;
 
 pub(crate) fn unb64(s: &str, what: &'static str) -> Result<Vec<u8>, JoseError> {
-    URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| JoseError::Base64(what))
+    crate::base64url::decode(s).ok_or(JoseError::Base64(what))
 }
 
 fn crypto<T, E>(r: Result<T, E>) -> Result<T, JoseError> {

@@ -20,7 +20,7 @@ use x509_parser::oid_registry::OID_EC_P256;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey as X509PublicKey;
 
-use crate::jose::b64;
+use crate::base64url::encode as b64;
 
 /// Smallest RSA modulus accepted for seals and recipients.
 pub const MIN_RSA_BITS: usize = 3072;

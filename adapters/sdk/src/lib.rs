@@ -1,5 +1,6 @@
 //! The ozg-gateway adapter SDK: everything a target's side needs, without the daemon.
 //!
+//! - [`base64url`]: the encoding JOSE writes binary values in.
 //! - [`keys`]: certificates and keys, chain and key-usage checks (RSA ≥ 3072, P-256).
 //! - [`jose`]: compact JWS (`ES256`, `PS256`/`PS512`, `x5c`) and JWE
 //!   (`RSA-OAEP-256` / `ECDH-ES+A256KW` with `A256GCM`) on `aws-lc-rs`.
@@ -15,6 +16,7 @@
 
 pub mod adapter;
 pub mod audit_proof;
+pub mod base64url;
 pub mod envelope;
 pub mod jose;
 pub mod keys;

@@ -175,3 +175,21 @@ impl AuditLogRead for Connection {
         read_audit_texts(self, from, to)
     }
 }
+
+pub(super) fn add_checkpoint(conn: &Connection, c: &Checkpoint) -> Result<(), StoreError> {
+    let hash: Option<String> = conn
+        .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
+        .query_row(params![c.seq], |r| r.get(0))
+        .optional()?;
+    if hash.as_deref() != Some(c.head.as_str()) {
+        return Err(StoreError::Corrupt(format!(
+            "checkpoint for seq {} does not match the log",
+            c.seq
+        )));
+    }
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO audit_checkpoints (seq, head, ts, jws, first_seq, root) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![c.seq, c.head, c.ts, c.jws, c.from, c.root])?;
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! The command line's arguments: every command and its options (clap derive).
+//! Defaults point at the local daemon and the DEMO ONLY certificates of a checkout.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::tools::client::{self, PortalIdentity};
+
+#[derive(Parser)]
+#[command(
+    name = "ozg-gateway",
+    version,
+    about = "Seals, encrypts and reliably delivers OZG submissions"
+)]
+pub(super) struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(super) enum Command {
+    /// Run the daemon.
+    Serve {
+        /// Config file.
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+    },
+    /// The audit log: verify the chain and checkpoints, show a submission's Laufzettel.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Drive a running gateway with many portal connections and report rates and latencies.
+    Loadgen {
+        /// `small` (8 KiB XML) or `typical` (16 KiB XML + 256 KiB attachment).
+        #[arg(long, default_value = "small")]
+        profile: String,
+        /// Leistung to submit for (default: the profile's, as in bench/gateway-bench.toml).
+        #[arg(long)]
+        leistung: Option<String>,
+        /// Data size in bytes (overrides the profile).
+        #[arg(long)]
+        data_size: Option<usize>,
+        /// Attachment size in bytes (overrides the profile; 0 = none).
+        #[arg(long)]
+        attachment_size: Option<usize>,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// How long, e.g. `30s` (default 10s unless --count is given).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// How many submissions in all.
+        #[arg(long)]
+        count: Option<u64>,
+        #[arg(long, default_value = "https://localhost:8443")]
+        url: String,
+        /// Admin listener for delivery figures; `none` to skip.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        #[arg(long, default_value = "certs-example/portal.pem")]
+        cert: PathBuf,
+        #[arg(long, default_value = "certs-example/portal.key")]
+        key: PathBuf,
+        #[arg(long, default_value = "certs-example/ca.pem")]
+        ca: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure the machine's limits for the benchmark (see bench/run.sh).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Generate a DEMO ONLY PKI (CA, TLS, portal, operator, seal and recipient certificates).
+    DemoPki {
+        /// Output directory.
+        #[arg(long, default_value = "certs-example")]
+        out: PathBuf,
+    },
+    /// Run an example HTTPS inbox that opens, verifies and stores envelopes (for trying out).
+    DemoReceiver {
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        listen: std::net::SocketAddr,
+        /// Recipient private key.
+        #[arg(long, default_value = "certs-example/recipient-ec.key")]
+        key: PathBuf,
+        /// Recipient certificate (checks the envelope is addressed to it).
+        #[arg(long, default_value = "certs-example/recipient-ec.pem")]
+        cert: PathBuf,
+        /// CA the seal must chain to.
+        #[arg(long, default_value = "certs-example/ca.pem")]
+        trust: PathBuf,
+        /// The gateway's seal certificate: only envelopes it sealed are accepted.
+        #[arg(long, default_value = "certs-example/seal.pem")]
+        seal: PathBuf,
+        /// TLS certificate of the receiver.
+        #[arg(long, default_value = "certs-example/server.pem")]
+        tls_cert: PathBuf,
+        /// TLS key of the receiver.
+        #[arg(long, default_value = "certs-example/server.key")]
+        tls_key: PathBuf,
+        /// Where opened submissions are written (one directory per message id).
+        #[arg(long, default_value = "var/inbox")]
+        out: PathBuf,
+        /// Answer 200 without opening anything (a fast sink for benchmarks).
+        #[arg(long)]
+        accept_only: bool,
+    },
+    /// Send a submission as a portal would and print the gateway's JSON answer.
+    Submit {
+        /// FIM-Leistungsschlüssel.
+        #[arg(long)]
+        leistung: String,
+        /// Destination (zuständige Stelle), e.g. an AGS.
+        #[arg(long)]
+        destination: String,
+        /// The Antragsdaten (XML or JSON file).
+        #[arg(long)]
+        data: PathBuf,
+        /// Media type of the data (default: by file extension).
+        #[arg(long)]
+        data_type: Option<String>,
+        /// An attachment (repeatable); media type by file extension.
+        #[arg(long = "attach")]
+        attachments: Vec<PathBuf>,
+        /// The portal's own reference.
+        #[arg(long)]
+        reference: Option<String>,
+        /// Idempotency-Key header: resending with the same key is safe.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        portal: PortalArgs,
+    },
+    /// Open an envelope as a recipient: decrypt, verify the seal and every hash, write the parts.
+    Open {
+        /// The envelope (JSON file).
+        envelope: PathBuf,
+        /// The recipient's private key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// CA certificate(s) the seal must chain to (PEM).
+        #[arg(long)]
+        trust: PathBuf,
+        /// The gateway's seal certificate (PEM), as its operator publishes it; repeat
+        /// for seals used before a rotation. Other signers are refused.
+        #[arg(long = "seal", required = true)]
+        seals: Vec<PathBuf>,
+        /// The recipient's certificate (PEM): also checks that the envelope is addressed to it.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Write the parts (with their original file names) and manifest.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List deliveries by state, as an operator (default: parked).
+    Deliveries {
+        #[arg(long, default_value = "parked")]
+        state: String,
+        #[arg(long)]
+        target: Option<String>,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Retry parked or waiting deliveries now, as an operator (audited with your id).
+    Retry {
+        message_ids: Vec<String>,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Discard parked or waiting deliveries, as an operator (audited; the sealed envelope is deleted).
+    Discard {
+        message_ids: Vec<String>,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Show a submission's status (as the submitting portal).
+    Status {
+        /// Submission id.
+        id: String,
+        #[command(flatten)]
+        portal: PortalArgs,
+    },
+}
+
+/// How a portal reaches the gateway (defaults: the local daemon and the demo portal).
+#[derive(clap::Args)]
+pub(super) struct PortalArgs {
+    /// Gateway base URL.
+    #[arg(long, default_value = "https://localhost:8443")]
+    pub(super) url: String,
+    /// Portal client certificate.
+    #[arg(long, default_value = "certs-example/portal.pem")]
+    pub(super) cert: PathBuf,
+    /// Portal client key.
+    #[arg(long, default_value = "certs-example/portal.key")]
+    pub(super) key: PathBuf,
+    /// CA of the gateway's server certificate.
+    #[arg(long, default_value = "certs-example/ca.pem")]
+    pub(super) ca: PathBuf,
+}
+
+impl PortalArgs {
+    pub(super) fn client(&self) -> anyhow::Result<reqwest::Client> {
+        tls_client(&self.cert, &self.key, &self.ca)
+    }
+}
+
+/// An HTTPS client presenting `cert`/`key` and trusting `ca`.
+pub(super) fn tls_client(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    ca: &std::path::Path,
+) -> anyhow::Result<reqwest::Client> {
+    client::http_client(&PortalIdentity {
+        cert: cert.into(),
+        key: key.into(),
+        ca: ca.into(),
+    })
+    .map_err(anyhow::Error::msg)
+}
+
+/// How an operator reaches the gateway.
+#[derive(clap::Args)]
+pub(super) struct OperatorArgs {
+    #[arg(long, default_value = "https://localhost:8443")]
+    pub(super) url: String,
+    /// Operator client certificate.
+    #[arg(long, default_value = "certs-example/operator.pem")]
+    pub(super) cert: PathBuf,
+    #[arg(long, default_value = "certs-example/operator.key")]
+    pub(super) key: PathBuf,
+    #[arg(long, default_value = "certs-example/ca.pem")]
+    pub(super) ca: PathBuf,
+}
+
+impl OperatorArgs {
+    pub(super) fn client(&self) -> anyhow::Result<reqwest::Client> {
+        tls_client(&self.cert, &self.key, &self.ca)
+    }
+}
+
+#[derive(Subcommand)]
+pub(super) enum BenchCommand {
+    /// Seal + encrypt submissions of a profile in-process on all cores.
+    Crypto {
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "small")]
+        profile: String,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An HTTPS endpoint on the ingest TLS configuration that only reads and answers 202.
+    BareHttps {
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8444")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+/// Which store an `audit` command reads.
+#[derive(clap::Args)]
+pub(super) struct StoreArgs {
+    #[arg(long, short, default_value = "config/gateway.toml")]
+    pub(super) config: PathBuf,
+    /// Read this data directory (e.g. a copy) instead of the configured one.
+    #[arg(long)]
+    pub(super) data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub(super) enum AuditCommand {
+    /// Recompute the hash chain, check every checkpoint's signature; name the first bad record.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Every event of one submission, in order (the Laufzettel).
+    Trace {
+        submission_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inclusion proofs of one submission's records against the signed checkpoints
+    /// (JSON, `schemas/audit-proof.schema.json`): hand it to a receiver or an auditor.
+    Prove {
+        submission_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Write the proof here instead of to standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check an inclusion proof with the trust anchor and the gateway's seal
+    /// certificate(s): the checkpoints' signatures and every record's path to its
+    /// signed Merkle tree head.
+    VerifyProof {
+        proof: PathBuf,
+        /// PEM trust anchor(s) the gateway's seal chains to.
+        #[arg(long)]
+        trust: PathBuf,
+        /// The gateway's seal certificate (PEM), as its operator publishes it; repeat
+        /// for seals used before a rotation. Checkpoints signed by any other
+        /// certificate of the PKI are refused.
+        #[arg(long = "seal", required = true)]
+        seals: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum ConfigCommand {
+    /// Check a config file (keys, certificates, routes, schemas) without starting.
+    Check {
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+    },
+}

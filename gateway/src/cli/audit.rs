@@ -1,0 +1,237 @@
+//! `ozg-gateway audit …`: verify the log, print a Laufzettel, write and check
+//! inclusion proofs — on the configured data directory or a copy of it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::args::{AuditCommand, StoreArgs};
+use crate::config::Config;
+
+/// What `audit` commands read of a config, without loading everything else.
+struct AuditSources {
+    data_dir: PathBuf,
+    pki: crate::config::PkiConfig,
+}
+
+impl AuditSources {
+    fn load(args: StoreArgs) -> anyhow::Result<Self> {
+        let StoreArgs { config, data_dir } = args;
+        let cfg = Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let crate::config::StoreConfig::Embedded {
+            data_dir: configured,
+            ..
+        } = cfg.store;
+        Ok(AuditSources {
+            data_dir: data_dir.unwrap_or(configured),
+            pki: cfg.pki,
+        })
+    }
+
+    fn open(&self) -> anyhow::Result<rusqlite::Connection> {
+        crate::store::embedded::open_read_only(&self.data_dir)
+            .with_context(|| format!("opening the store in {}", self.data_dir.display()))
+    }
+
+    fn trust(&self) -> anyhow::Result<ozg_adapter_sdk::TrustAnchors> {
+        let path = &self.pki.trust_anchors;
+        Ok(ozg_adapter_sdk::TrustAnchors::from_pem(
+            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )?)
+    }
+
+    /// The configured seal and the previous ones.
+    fn seals(&self) -> anyhow::Result<ozg_adapter_sdk::audit_proof::SealPins> {
+        seal_pins(
+            std::iter::once(&self.pki.seal_certificate).chain(&self.pki.previous_seal_certificates),
+        )
+    }
+}
+
+pub(super) fn seal_pins<'a>(
+    files: impl IntoIterator<Item = &'a PathBuf>,
+) -> anyhow::Result<ozg_adapter_sdk::audit_proof::SealPins> {
+    let mut pins = ozg_adapter_sdk::audit_proof::SealPins::default();
+    for path in files {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        pins.add_pem(&pem)
+            .with_context(|| format!("seal certificate {}", path.display()))?;
+    }
+    Ok(pins)
+}
+
+pub(super) fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { store } => {
+            let sources = AuditSources::load(store)?;
+            let conn = sources.open()?;
+            let (trust, seals) = (sources.trust()?, sources.seals()?);
+            match crate::core::audit::verify(&conn, &trust, &seals, std::time::SystemTime::now())? {
+                Ok(r) => {
+                    println!(
+                        "OK: {} records, chain intact, head seq {} hash {}; {} signed checkpoint(s), newest at seq {}",
+                        r.records, r.head_seq, r.head_hash, r.checkpoints, r.checkpoint_seq
+                    );
+                    if r.head_seq > r.checkpoint_seq {
+                        println!(
+                            "note: records {}..={} are not covered by a checkpoint yet (the daemon signs one within a minute)",
+                            r.checkpoint_seq + 1,
+                            r.head_seq
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(broken) => {
+                    eprintln!(
+                        "BROKEN: first bad record: seq {}: {}",
+                        broken.seq, broken.reason
+                    );
+                    Ok(ExitCode::from(4))
+                }
+            }
+        }
+        AuditCommand::Trace {
+            submission_id,
+            store,
+            json,
+        } => {
+            let conn = AuditSources::load(store)?.open()?;
+            let records = crate::store::embedded::read_trace(&conn, &submission_id)?;
+            if records.is_empty() {
+                eprintln!("no audit records for submission {submission_id}");
+                return Ok(ExitCode::FAILURE);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else {
+                println!(
+                    "{:<8} {:<26} {:<15} {:<20} detail",
+                    "seq", "time", "event", "target"
+                );
+                for r in &records {
+                    let detail = if r.detail.is_null() {
+                        String::new()
+                    } else {
+                        r.detail.to_string()
+                    };
+                    let detail: String = detail.chars().take(100).collect();
+                    println!(
+                        "{:<8} {:<26} {:<15} {:<20} {}",
+                        r.seq,
+                        r.ts,
+                        r.event,
+                        r.target.as_deref().unwrap_or("-"),
+                        detail
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prove {
+            submission_id,
+            store,
+            out,
+        } => audit_prove(&submission_id, store, out),
+        AuditCommand::VerifyProof {
+            proof,
+            trust,
+            seals,
+        } => audit_verify_proof(&proof, &trust, &seals),
+    }
+}
+
+fn audit_prove(
+    submission_id: &str,
+    store: StoreArgs,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let conn = AuditSources::load(store)?.open()?;
+    let doc = match crate::core::audit::prove(&conn, submission_id) {
+        Ok(d) => d,
+        Err(crate::core::audit::ProveError::Unknown(id)) => {
+            eprintln!("no audit records for submission {id}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let text = serde_json::to_string_pretty(&doc)? + "\n";
+    match &out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    if !doc.not_yet_covered.is_empty() {
+        eprintln!(
+            "note: record(s) {:?} are not covered by a signed checkpoint yet (the daemon signs one within its checkpoint_interval); run this again then",
+            doc.not_yet_covered
+        );
+    }
+    if !doc.without_merkle_head.is_empty() {
+        eprintln!(
+            "note: record(s) {:?} are covered only by checkpoints signed before inclusion proofs; they cannot be proven one by one (`audit verify` checks them with the whole log)",
+            doc.without_merkle_head
+        );
+    }
+    if doc.records.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(path) = out {
+        eprintln!(
+            "{} record(s) of submission {submission_id} proven: {}",
+            doc.records.len(),
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_verify_proof(
+    proof: &std::path::Path,
+    trust: &std::path::Path,
+    seals: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    use ozg_adapter_sdk::audit_proof;
+    let trust = ozg_adapter_sdk::TrustAnchors::from_pem(
+        &std::fs::read(trust).with_context(|| format!("reading {}", trust.display()))?,
+    )?;
+    let seals = seal_pins(seals)?;
+    let text = std::fs::read(proof).with_context(|| format!("reading {}", proof.display()))?;
+    let doc: audit_proof::ProofDocument = match serde_json::from_slice(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "INVALID: {} is not an inclusion proof document: {e}",
+                proof.display()
+            );
+            return Ok(ExitCode::from(4));
+        }
+    };
+    match audit_proof::verify(&doc, &trust, &seals, std::time::SystemTime::now()) {
+        Ok(proven) => {
+            println!(
+                "OK: {} record(s) of submission {} are in the gateway's signed audit log",
+                proven.len(),
+                doc.submission_id
+            );
+            for r in &proven {
+                println!(
+                    "  seq {:<8} {:<26} {:<15} {:<20} checkpoint {} signed {} by {}",
+                    r.seq,
+                    r.ts,
+                    r.event,
+                    r.target.as_deref().unwrap_or("-"),
+                    r.checkpoint_seq,
+                    r.checkpoint_ts,
+                    r.signer
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("INVALID: {e}");
+            Ok(ExitCode::from(4))
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The operators' and recipients' tools: open an envelope as a recipient would,
+//! and the queue actions (retry, discard) over the operator API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::args::OperatorArgs;
+use super::audit::seal_pins;
+
+pub(super) fn open_envelope(
+    envelope: &std::path::Path,
+    key: &std::path::Path,
+    trust: &std::path::Path,
+    seals: &[PathBuf],
+    cert: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use ozg_adapter_sdk::envelope::output_file_name;
+    use ozg_adapter_sdk::{Envelope, RecipientPrivateKey, TrustAnchors};
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let env: Envelope = serde_json::from_slice(&read(envelope)?)
+        .with_context(|| format!("{} is not an ozg-gateway envelope", envelope.display()))?;
+    let cert_pem = cert.map(read).transpose()?;
+    let key = RecipientPrivateKey::from_pem(&read(key)?, cert_pem.as_deref())
+        .with_context(|| format!("recipient key {}", key.display()))?;
+    let trust = TrustAnchors::from_pem(&read(trust)?)
+        .with_context(|| format!("trust anchors {}", trust.display()))?;
+    let seals = seal_pins(seals)?;
+    let opened =
+        match ozg_adapter_sdk::open(&env, &key, &trust, &seals, std::time::SystemTime::now()) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("REFUSED {}: {e}", envelope.display());
+                return Ok(ExitCode::from(3));
+            }
+        };
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut used = std::collections::HashSet::new();
+        used.insert("manifest.json".to_owned());
+        for part in &opened.parts {
+            let mut name = output_file_name(&part.meta);
+            if !used.insert(name.clone()) {
+                name = format!("{}-{name}", part.meta.id);
+                used.insert(name.clone());
+            }
+            let path = dir.join(&name);
+            std::fs::write(&path, &part.data)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let manifest = serde_json::to_vec_pretty(&opened.manifest)?;
+        std::fs::write(dir.join("manifest.json"), manifest)?;
+    }
+    println!(
+        "OK {}: submission {} from {} ({} part(s)), sealed by {:?}",
+        env.message_id,
+        opened.manifest.submission_id,
+        opened.manifest.sender,
+        opened.parts.len(),
+        opened.sealed_by
+    );
+    for p in &opened.parts {
+        println!(
+            "  {:<14} {:>10} bytes  {}",
+            p.meta.id, p.meta.size, p.meta.media_type
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn operator_action(
+    action: &str,
+    ids: &[String],
+    op: &OperatorArgs,
+) -> anyhow::Result<ExitCode> {
+    let http = op.client()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut failed = false;
+    for id in ids {
+        let url = format!(
+            "{}/v1/admin/deliveries/{id}/{action}",
+            op.url.trim_end_matches('/')
+        );
+        let resp = runtime.block_on(async {
+            http.post(&url)
+                .send()
+                .await?
+                .error_for_status_ref()
+                .map(|_| ())
+        });
+        match resp {
+            Ok(()) => println!("{id}: {action} done"),
+            Err(e) => {
+                failed = true;
+                eprintln!("{id}: {action} refused ({e})");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,333 @@
+//! The delivery rows: claiming due deliveries, recording an attempt's outcome,
+//! handing back, operators' actions, retention, and recovery after a crash —
+//! each with its audit record in the same transaction.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::audit_log::Chain as _;
+use crate::model::audit::{AuditEvent, Head};
+use crate::model::delivery::{Action, Claimed, DeliveryState, Operated, Recorded};
+use crate::model::time::{now_ms, rfc3339_ms};
+use crate::store::{Purge, StoreError};
+
+/// Hands deliveries left `in_flight` by a crash back to `pending`, with an audit record each.
+pub(super) fn recover_in_flight(
+    conn: &mut Connection,
+    head: &mut Head,
+) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let rows: Vec<(String, String, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT message_id, submission_id, target FROM deliveries WHERE state = 'in_flight'",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let ts = rfc3339_ms(now_ms());
+    let before = head.clone();
+    for (message_id, submission_id, target) in &rows {
+        tx.execute(
+            "UPDATE deliveries SET state = 'pending' WHERE message_id = ?1",
+            params![message_id],
+        )?;
+        if let Err(e) = head.append(
+            &tx,
+            &ts,
+            AuditEvent {
+                event: "recovered",
+                submission_id: Some(submission_id.clone()),
+                message_id: Some(message_id.clone()),
+                target: Some(target.clone()),
+                detail: serde_json::json!({"reason": "in flight at the last stop; delivered again with the same message_id"}),
+            },
+        ) {
+            *head = before;
+            return Err(e);
+        }
+    }
+    if let Err(e) = tx.commit() {
+        *head = before;
+        return Err(e.into());
+    }
+    Ok(rows.len())
+}
+
+pub(super) fn operate(
+    conn: &Connection,
+    message_id: &str,
+    action: Action,
+    operator: &str,
+    head: &mut Head,
+) -> Result<Operated, StoreError> {
+    let row: Option<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT submission_id, target, state FROM deliveries WHERE message_id = ?1",
+        )?
+        .query_row(params![message_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((submission_id, target, state)) = row else {
+        return Ok(Operated::NotFound);
+    };
+    let state = DeliveryState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state}")))?;
+    let eligible = matches!(state, DeliveryState::Parked | DeliveryState::RetryWait)
+        || (action == Action::Discard && state == DeliveryState::Pending);
+    if !eligible {
+        return Ok(Operated::WrongState(state));
+    }
+    let now = now_ms();
+    let ts = rfc3339_ms(now);
+    let (event, new_state) = match action {
+        Action::Retry => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, updated_at = ?3, updated_ms = ?2 WHERE message_id = ?1",
+            )?
+            .execute(params![message_id, now, ts])?;
+            ("retried", DeliveryState::Pending)
+        }
+        Action::Discard => {
+            // The envelope's bytes go with their segment file once nothing refers to it.
+            conn.prepare_cached(&format!("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3, {FORGET_ENVELOPE} WHERE message_id = ?1"))?
+                .execute(params![message_id, ts, now])?;
+            ("discarded", DeliveryState::Discarded)
+        }
+    };
+    head.append(
+        conn,
+        &ts,
+        AuditEvent {
+            event,
+            submission_id: Some(submission_id),
+            message_id: Some(message_id.to_owned()),
+            target: Some(target.clone()),
+            detail: serde_json::json!({"by": operator, "from": state.as_str()}),
+        },
+    )?;
+    Ok(Operated::Done {
+        target,
+        state: new_state,
+    })
+}
+
+/// Removes a delivery's reference to its envelope; the bytes go with their
+/// segment file once no delivery refers to it (see `collect_segments`).
+pub(super) const FORGET_ENVELOPE: &str =
+    "segment = NULL, env_offset = NULL, env_len = NULL, env_crc32 = NULL";
+
+/// Deletes sealed envelopes whose time is up (Datenschutz); the audit records stay.
+pub(super) fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreError> {
+    let ts = rfc3339_ms(now_ms());
+    let mut purged = 0u64;
+    // Submissions whose deliveries are all finished, the last before the cut-off, with envelopes left.
+    let done: Vec<String> = conn
+        .prepare_cached(
+            "SELECT d.submission_id FROM deliveries d
+             WHERE d.submission_id IN (SELECT d2.submission_id FROM deliveries d2
+                                       WHERE d2.segment IS NOT NULL AND d2.state = 'delivered' AND d2.updated_ms < ?1)
+             GROUP BY d.submission_id
+             HAVING SUM(d.state NOT IN ('delivered', 'discarded')) = 0 AND MAX(d.updated_ms) < ?1
+             LIMIT ?2",
+        )?
+        .query_map(params![p.delivered_before_ms, p.limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in done {
+        let n = conn
+            .prepare_cached(&format!("UPDATE deliveries SET {FORGET_ENVELOPE} WHERE submission_id = ?1 AND segment IS NOT NULL"))?
+            .execute(params![id])?;
+        conn.prepare_cached("DELETE FROM idempotency WHERE submission_id = ?1")?
+            .execute(params![id])?;
+        head.append(
+            conn,
+            &ts,
+            AuditEvent {
+                event: "purged",
+                submission_id: Some(id),
+                detail: serde_json::json!({"reason": "retention after delivery", "envelopes": n}),
+                ..Default::default()
+            },
+        )?;
+        purged += n as u64;
+    }
+    let parked: Vec<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT message_id, submission_id, target FROM deliveries
+             WHERE state = 'parked' AND updated_ms < ?1 AND segment IS NOT NULL LIMIT ?2",
+        )?
+        .query_map(params![p.parked_before_ms, p.limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (message_id, submission_id, target) in parked {
+        conn.prepare_cached(&format!("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3, {FORGET_ENVELOPE} WHERE message_id = ?1"))?
+            .execute(params![message_id, ts, now_ms()])?;
+        head.append(
+            conn,
+            &ts,
+            AuditEvent {
+                event: "discarded",
+                submission_id: Some(submission_id),
+                message_id: Some(message_id),
+                target: Some(target),
+                detail: serde_json::json!({"reason": "retention of parked deliveries", "by": "retention"}),
+            },
+        )?;
+        purged += 1;
+    }
+    Ok(purged)
+}
+
+pub(super) fn claim(
+    conn: &Connection,
+    target: &str,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claimed>, StoreError> {
+    // One index range per state, each already in next_attempt_at order: no sort over
+    // the backlog, however long it is. Due retries go first, then the oldest new ones.
+    let mut claimed = Vec::new();
+    for state in ["retry_wait", "pending"] {
+        if claimed.len() >= limit {
+            break;
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT message_id, submission_id, attempts, created_at_ms FROM deliveries
+             WHERE target = ?1 AND state = ?2 AND next_attempt_at <= ?3
+             ORDER BY next_attempt_at LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![target, state, now_ms, (limit - claimed.len()) as i64],
+            |r| {
+                Ok(Claimed {
+                    message_id: r.get(0)?,
+                    submission_id: r.get(1)?,
+                    target: target.to_owned(),
+                    attempts: r.get::<_, u32>(2)? + 1,
+                    created_at_ms: r.get(3)?,
+                })
+            },
+        )?;
+        for row in rows {
+            claimed.push(row?);
+        }
+    }
+    let now = rfc3339_ms(now_ms);
+    for c in &claimed {
+        conn.prepare_cached(
+            "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, updated_at = ?2 WHERE message_id = ?1",
+        )?
+        .execute(params![c.message_id, now])?;
+    }
+    Ok(claimed)
+}
+
+pub(super) fn record(
+    conn: &Connection,
+    message_id: &str,
+    outcome: &Recorded,
+    now_ms: i64,
+    head: &mut Head,
+) -> Result<(), StoreError> {
+    let now = rfc3339_ms(now_ms);
+    let (submission_id, target, attempt): (String, String, u32) = conn
+        .prepare_cached(
+            "SELECT submission_id, target, attempts FROM deliveries WHERE message_id = ?1",
+        )?
+        .query_row(params![message_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("no delivery {message_id}")))?;
+    let changed = match outcome {
+        Recorded::Delivered { receipt } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'delivered', receipt = ?2, last_error = NULL, updated_at = ?3, updated_ms = ?4
+                 WHERE message_id = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![message_id, receipt, now, now_ms])?,
+        Recorded::RetryAt { at_ms, error } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'retry_wait', next_attempt_at = ?2, last_error = ?3, updated_at = ?4
+                 WHERE message_id = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![message_id, at_ms, error, now])?,
+        Recorded::Parked { error } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'parked', last_error = ?2, updated_at = ?3, updated_ms = ?4
+                 WHERE message_id = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![message_id, error, now, now_ms])?,
+    };
+    if changed != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "delivery {message_id} is not in flight"
+        )));
+    }
+    // The error's class only: messages may name hosts or paths, classes name what failed.
+    let class = |error: &str| {
+        error
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let (event, detail) = match outcome {
+        Recorded::Delivered { receipt } => (
+            "delivered",
+            serde_json::json!({"attempt": attempt, "receipt": receipt}),
+        ),
+        Recorded::RetryAt { at_ms, error } => (
+            "attempt_failed",
+            serde_json::json!({"attempt": attempt, "class": class(error), "retry_at": rfc3339_ms(*at_ms)}),
+        ),
+        Recorded::Parked { error } => (
+            "parked",
+            serde_json::json!({"attempt": attempt, "class": class(error)}),
+        ),
+    };
+    head.append(
+        conn,
+        &now,
+        AuditEvent {
+            event,
+            submission_id: Some(submission_id),
+            message_id: Some(message_id.to_owned()),
+            target: Some(target),
+            detail,
+        },
+    )
+}
+
+pub(super) fn release(
+    conn: &Connection,
+    message_ids: &[String],
+    head: &mut Head,
+) -> Result<(), StoreError> {
+    let ts = rfc3339_ms(now_ms());
+    for id in message_ids {
+        let changed = conn
+            .prepare_cached("UPDATE deliveries SET state = 'pending' WHERE message_id = ?1 AND state = 'in_flight'")?
+            .execute(params![id])?;
+        if changed == 1 {
+            let (submission_id, target): (String, String) = conn
+                .prepare_cached(
+                    "SELECT submission_id, target FROM deliveries WHERE message_id = ?1",
+                )?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            head.append(
+                conn,
+                &ts,
+                AuditEvent {
+                    event: "handed_back",
+                    submission_id: Some(submission_id),
+                    message_id: Some(id.clone()),
+                    target: Some(target),
+                    detail: serde_json::json!({"reason": "shutdown before the attempt finished"}),
+                },
+            )?;
+        }
+    }
+    Ok(())
+}

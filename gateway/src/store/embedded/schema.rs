@@ -1,0 +1,233 @@
+//! The database schema and the migrations from earlier versions, applied at
+//! start in one transaction.
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::segments::Segments;
+use crate::store::StoreError;
+
+/// The table of delivery counts per target and state (in `SCHEMA` and created by
+/// the 3 → 4 migration, which fills it before the triggers exist).
+macro_rules! delivery_counts_table {
+    () => {
+        "
+CREATE TABLE IF NOT EXISTS delivery_counts (
+    target  TEXT NOT NULL,
+    state   TEXT NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (target, state)
+) WITHOUT ROWID;
+"
+    };
+}
+
+pub(super) const SCHEMA: &str = concat!(
+    "
+CREATE TABLE IF NOT EXISTS submissions (
+    id           TEXT PRIMARY KEY,
+    portal       TEXT NOT NULL,
+    leistung     TEXT NOT NULL,
+    destination  TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    response     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    message_id      TEXT PRIMARY KEY,
+    submission_id   TEXT NOT NULL REFERENCES submissions(id),
+    target          TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    created_at_ms   INTEGER NOT NULL,
+    last_error      TEXT,
+    receipt         TEXT,
+    updated_at      TEXT NOT NULL,
+    updated_ms      INTEGER NOT NULL DEFAULT 0,
+    segment         INTEGER,
+    env_offset      INTEGER,
+    env_len         INTEGER,
+    env_crc32       INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_segment ON deliveries(segment) WHERE segment IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_holding ON deliveries(state, updated_ms) WHERE segment IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit (
+    seq           INTEGER PRIMARY KEY,
+    submission_id TEXT,
+    record        TEXT NOT NULL,
+    hash          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_submission ON audit(submission_id);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq        INTEGER PRIMARY KEY,
+    head       TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    jws        TEXT NOT NULL,
+    first_seq  INTEGER,
+    root       TEXT
+);
+",
+    delivery_counts_table!(),
+    "CREATE TRIGGER IF NOT EXISTS delivery_counts_insert AFTER INSERT ON deliveries BEGIN
+    INSERT INTO delivery_counts (target, state, n) VALUES (NEW.target, NEW.state, 1)
+        ON CONFLICT (target, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS delivery_counts_update AFTER UPDATE OF state ON deliveries
+    WHEN OLD.state IS NOT NEW.state BEGIN
+    UPDATE delivery_counts SET n = n - 1 WHERE target = OLD.target AND state = OLD.state;
+    INSERT INTO delivery_counts (target, state, n) VALUES (NEW.target, NEW.state, 1)
+        ON CONFLICT (target, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS delivery_counts_delete AFTER DELETE ON deliveries BEGIN
+    UPDATE delivery_counts SET n = n - 1 WHERE target = OLD.target AND state = OLD.state;
+END;
+CREATE TABLE IF NOT EXISTS idempotency (
+    portal        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    submission_id TEXT NOT NULL,
+    PRIMARY KEY (portal, key)
+) WITHOUT ROWID;
+PRAGMA user_version = 4;
+"
+);
+
+/// Schema version 1 kept `submissions` and `envelopes` as WITHOUT ROWID tables.
+/// Their rows (a 202 body of ~1 KiB, an envelope of 12 KiB and more) overflow the
+/// b-tree page, and SQLite then reads a row's whole payload for every key
+/// comparison while searching such a tree: inserting and reading envelopes cost
+/// far more than the bytes. Version 2 keeps them in rowid tables (key lookups go
+/// through the small primary-key index). The copy runs in one transaction: a
+/// crash during it leaves version 1 as it was.
+const MIGRATE_1_TO_2: &str = "
+CREATE TABLE submissions_v2 (
+    id           TEXT PRIMARY KEY,
+    portal       TEXT NOT NULL,
+    leistung     TEXT NOT NULL,
+    destination  TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    response     TEXT NOT NULL
+);
+INSERT INTO submissions_v2 SELECT id, portal, leistung, destination, received_at, response FROM submissions;
+DROP TABLE submissions;
+ALTER TABLE submissions_v2 RENAME TO submissions;
+CREATE TABLE envelopes_v2 (
+    message_id  TEXT PRIMARY KEY REFERENCES deliveries(message_id),
+    body        BLOB NOT NULL
+);
+INSERT INTO envelopes_v2 SELECT message_id, body FROM envelopes;
+DROP TABLE envelopes;
+ALTER TABLE envelopes_v2 RENAME TO envelopes;
+PRAGMA user_version = 2;
+";
+
+/// Version 3 moves the envelope bodies out of the database into segment files
+/// (see `segments`); each delivery row keeps where its envelope lies (NULL once
+/// retention or an operator removed it).
+const MIGRATE_2_TO_3: &str = "
+ALTER TABLE deliveries ADD COLUMN segment INTEGER;
+ALTER TABLE deliveries ADD COLUMN env_offset INTEGER;
+ALTER TABLE deliveries ADD COLUMN env_len INTEGER;
+ALTER TABLE deliveries ADD COLUMN env_crc32 INTEGER;
+";
+/// (The indexes over the new columns come from `SCHEMA`, which runs after.)
+const MIGRATE_2_TO_3_END: &str = "
+DROP TABLE envelopes;
+PRAGMA user_version = 3;
+";
+
+/// Version 4 keeps, per checkpoint, the batch of records it covers and the
+/// Merkle tree head over them (NULL for checkpoints signed before; stores of the
+/// first version 1 had no checkpoint table yet, so it is created here); and the
+/// number of deliveries per target and state, kept by triggers (from `SCHEMA`)
+/// in the same transaction as every change, so that `/metrics` reads a few rows
+/// instead of counting a table that grows with every delivery ever made.
+const MIGRATE_3_TO_4: &str = concat!(
+    "
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq   INTEGER PRIMARY KEY,
+    head  TEXT NOT NULL,
+    ts    TEXT NOT NULL,
+    jws   TEXT NOT NULL
+);
+ALTER TABLE audit_checkpoints ADD COLUMN first_seq INTEGER;
+ALTER TABLE audit_checkpoints ADD COLUMN root TEXT;
+",
+    delivery_counts_table!(),
+    "
+INSERT INTO delivery_counts (target, state, n)
+    SELECT target, state, COUNT(*) FROM deliveries GROUP BY target, state;
+PRAGMA user_version = 4;
+"
+);
+
+/// The schema version this gateway writes.
+pub(super) const SCHEMA_VERSION: i64 = 4;
+
+/// Brings a store of an earlier schema version to the current one.
+pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), StoreError> {
+    let mut version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 1 {
+        tracing::info!("migrating the store from schema version 1 to 2");
+        // Tables are replaced while other tables refer to them: foreign keys are
+        // checked once at the end instead of on every step.
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(MIGRATE_1_TO_2)?;
+        let violations: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if violations > 0 {
+            return Err(StoreError::Corrupt(format!(
+                "{violations} foreign key violation(s) after migrating to schema version 2; nothing was changed"
+            )));
+        }
+        tx.commit()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        version = 2;
+    }
+    if version == 2 {
+        tracing::info!(
+            "migrating the store from schema version 2 to 3: envelopes into segment files"
+        );
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(MIGRATE_2_TO_3)?;
+        let mut moved = 0u64;
+        {
+            let mut read = tx.prepare("SELECT message_id, body FROM envelopes")?;
+            let mut insert = tx.prepare(
+                "UPDATE deliveries SET segment = ?2, env_offset = ?3, env_len = ?4, env_crc32 = ?5 WHERE message_id = ?1",
+            )?;
+            let mut rows = read.query([])?;
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                let body: Vec<u8> = row.get(1)?;
+                let at =
+                    segments.append(&body, crate::model::submission::envelope_checksum(&body))?;
+                insert.execute(params![id, at.segment, at.offset, at.len, at.crc32])?;
+                moved += 1;
+            }
+        }
+        // The bytes are on disk before the database refers to them.
+        segments.sync()?;
+        tx.execute_batch(MIGRATE_2_TO_3_END)?;
+        tx.commit()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        tracing::info!(envelopes = moved, "migration to schema version 3 done");
+        version = 3;
+    }
+    if version == 3 {
+        tracing::info!("migrating the store from schema version 3 to 4: Merkle tree heads");
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(MIGRATE_3_TO_4)?;
+        tx.commit()?;
+    } else if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "the store has schema version {version}, newer than this gateway ({SCHEMA_VERSION}): run the newer version"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Submission rows: storing a new submission with its deliveries, envelope
+//! locations and idempotency key; reading one back with its deliveries.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::audit_log::Chain as _;
+use super::segments::Location;
+use crate::model::audit::{AuditEvent, Head};
+use crate::model::delivery::DeliveryState;
+use crate::model::submission::{Accepted, DeliveryStatus, NewSubmission, SubmissionStatus};
+use crate::model::time::{now_ms, rfc3339_ms};
+use crate::store::StoreError;
+
+pub(super) fn insert_one(
+    conn: &Connection,
+    s: &NewSubmission,
+    head: &mut Head,
+    placed: &[Location],
+) -> Result<Accepted, StoreError> {
+    if let Some(idem) = &s.idempotency {
+        let prior: Option<(String, String)> = conn
+            .prepare_cached("SELECT request_hash, submission_id FROM idempotency WHERE portal = ?1 AND key = ?2")?
+            .query_row(params![s.portal, idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((hash, submission_id)) = prior {
+            if hash != idem.request_hash {
+                return Ok(Accepted::Conflict { submission_id });
+            }
+            let response: String = conn
+                .prepare_cached("SELECT response FROM submissions WHERE id = ?1")?
+                .query_row(params![submission_id], |r| r.get(0))?;
+            return Ok(Accepted::Replay { response });
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO submissions (id, portal, leistung, destination, received_at, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![s.id, s.portal, s.leistung, s.destination, s.received_at, s.response])?;
+    if let Some(idem) = &s.idempotency {
+        conn.prepare_cached("INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![s.portal, idem.key, idem.request_hash, s.id])?;
+    }
+    let now_ms = now_ms();
+    for (d, at) in s.deliveries.iter().zip(placed) {
+        conn.prepare_cached(
+            "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, created_at_ms, updated_at,
+                                     segment, env_offset, env_len, env_crc32)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at, at.segment, at.offset, at.len, at.crc32])?;
+    }
+    let ts = rfc3339_ms(now_ms);
+    let sub = || Some(s.id.clone());
+    head.append(
+        conn,
+        &ts,
+        AuditEvent {
+            event: "received",
+            submission_id: sub(),
+            detail: serde_json::json!({
+                "sender": s.portal, "leistung": s.leistung, "destination": s.destination,
+                "received_at": s.received_at, "parts": s.parts,
+            }),
+            ..Default::default()
+        },
+    )?;
+    head.append(
+        conn,
+        &ts,
+        AuditEvent {
+            event: "sealed",
+            submission_id: sub(),
+            detail: serde_json::json!({
+                "receipt_sha256": s.receipt_sha256,
+                "deliveries": s.deliveries.iter().map(|d| serde_json::json!({"target": d.target, "message_id": d.message_id})).collect::<Vec<_>>(),
+            }),
+            ..Default::default()
+        },
+    )?;
+    Ok(Accepted::Stored)
+}
+
+pub(super) fn read_submission(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<SubmissionStatus>, StoreError> {
+    let head = conn
+        .prepare_cached(
+            "SELECT portal, leistung, destination, received_at FROM submissions WHERE id = ?1",
+        )?
+        .query_row(params![id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((portal, leistung, destination, received_at)) = head else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT target, message_id, state, attempts, last_error, updated_at, receipt FROM deliveries
+         WHERE submission_id = ?1 ORDER BY target",
+    )?;
+    let rows = stmt.query_map(params![id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, u32>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Option<String>>(6)?,
+        ))
+    })?;
+    let mut deliveries = Vec::new();
+    for row in rows {
+        let (target, message_id, state, attempts, last_error, updated_at, receipt) = row?;
+        let state = DeliveryState::parse(&state).ok_or_else(|| {
+            StoreError::Corrupt(format!("delivery {message_id} has unknown state {state:?}"))
+        })?;
+        deliveries.push(DeliveryStatus {
+            target,
+            message_id,
+            state,
+            attempts,
+            last_error,
+            receipt,
+            updated_at,
+        });
+    }
+    Ok(Some(SubmissionStatus {
+        submission_id: id.to_owned(),
+        portal,
+        leistung,
+        destination,
+        received_at,
+        deliveries,
+    }))
+}

@@ -1,0 +1,433 @@
+//! Tests of the embedded store: group commit, crash recovery, migrations, retention.
+
+use super::*;
+use crate::model::submission::{IdempotencyKey, NewDelivery};
+use crate::model::time::now_ms;
+use audit_log::{read_checkpoints, read_covering_checkpoint};
+use schema::SCHEMA_VERSION;
+
+fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
+    NewSubmission {
+        id: id.into(),
+        portal: "p".into(),
+        leistung: "l".into(),
+        destination: "d".into(),
+        received_at: "2026-11-24T00:00:00Z".into(),
+        response: format!("{{\"submission_id\":\"{id}\"}}"),
+        idempotency: key.map(|(k, h)| IdempotencyKey {
+            key: k.into(),
+            request_hash: h.into(),
+        }),
+        deliveries: vec![NewDelivery {
+            message_id: format!("{id}-m"),
+            target: "t".into(),
+            envelope: b"{}".to_vec(),
+            envelope_crc32: crate::model::submission::envelope_checksum(b"{}"),
+        }],
+        parts: vec![],
+        receipt_sha256: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn stores_and_reads_back_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    assert_eq!(
+        store.accept(sub("a", None)).await.unwrap(),
+        Accepted::Stored
+    );
+    store.close().await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    let s = store.submission("a").await.unwrap().unwrap();
+    assert_eq!(s.deliveries.len(), 1);
+    assert_eq!(s.deliveries[0].state, DeliveryState::Pending);
+    assert!(store.submission("b").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn idempotency_replay_and_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    assert_eq!(
+        store.accept(sub("a", Some(("k", "h1")))).await.unwrap(),
+        Accepted::Stored
+    );
+    assert_eq!(
+        store.accept(sub("b", Some(("k", "h1")))).await.unwrap(),
+        Accepted::Replay {
+            response: "{\"submission_id\":\"a\"}".into()
+        }
+    );
+    assert_eq!(
+        store.accept(sub("c", Some(("k", "h2")))).await.unwrap(),
+        Accepted::Conflict {
+            submission_id: "a".into()
+        }
+    );
+    let c = counts(dir.path()).unwrap();
+    assert_eq!((c.submissions, c.deliveries, c.idempotency_keys), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn a_bad_row_fails_alone_in_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path(), 64).unwrap());
+    store.accept(sub("dup", None)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let store = store.clone();
+        let id = if i == 7 {
+            "dup".to_owned()
+        } else {
+            format!("s{i}")
+        };
+        tasks.push(tokio::spawn(
+            async move { store.accept(sub(&id, None)).await },
+        ));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        if t.await.unwrap().is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 1);
+    assert_eq!(counts(dir.path()).unwrap().submissions, 32);
+}
+
+#[tokio::test]
+async fn claim_record_and_crash_recovery_keep_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    store.accept(sub("a", None)).await.unwrap();
+    store.accept(sub("b", None)).await.unwrap();
+    let claimed = store.claim("t", now_ms() + 1, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].attempts, 1);
+    assert!(
+        store.claim("t", now_ms() + 1, 10).await.unwrap().is_empty(),
+        "in flight is not claimed twice"
+    );
+    store
+        .record(
+            "a-m",
+            Recorded::RetryAt {
+                at_ms: now_ms() + 60_000,
+                error: "http-503: busy".into(),
+            },
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .record("a-m", Recorded::Delivered { receipt: None }, now_ms())
+            .await
+            .is_err(),
+        "only in-flight deliveries are recorded"
+    );
+    assert_eq!(
+        store.next_due("t").await.unwrap().map(|d| d > now_ms()),
+        Some(true)
+    );
+    // b stays in flight: a crash. The next open hands it back.
+    store.close().await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    let b = store.submission("b").await.unwrap().unwrap();
+    assert_eq!(b.deliveries[0].state, DeliveryState::Pending);
+    let events: Vec<String> = store
+        .trace("b")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(events, ["received", "sealed", "recovered"]);
+    let events: Vec<String> = store
+        .trace("a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(events, ["received", "sealed", "attempt_failed"]);
+    let head = store.audit_head().await.unwrap();
+    assert_eq!(
+        head.seq, 6,
+        "2 x (received, sealed), attempt_failed, recovered"
+    );
+}
+
+#[tokio::test]
+async fn a_version_1_store_is_migrated_without_loss() {
+    migrates_version_1(true).await;
+}
+
+#[tokio::test]
+async fn a_version_1_store_from_before_the_audit_checkpoints_is_migrated() {
+    migrates_version_1(false).await;
+}
+
+async fn migrates_version_1(with_checkpoint_table: bool) {
+    // Version 1 kept envelope bodies in WITHOUT ROWID tables; version 3 keeps
+    // them in segment files. The migration goes through every step.
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    store.accept(sub("a", None)).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    // Turn it back into what version 1 wrote: WITHOUT ROWID tables.
+    let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
+    let checkpoints = if with_checkpoint_table {
+        "ALTER TABLE audit_checkpoints DROP COLUMN first_seq;
+         ALTER TABLE audit_checkpoints DROP COLUMN root;"
+    } else {
+        "DROP TABLE audit_checkpoints;"
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = OFF;
+         BEGIN;
+         CREATE TABLE s1 (id TEXT PRIMARY KEY, portal TEXT NOT NULL, leistung TEXT NOT NULL,
+             destination TEXT NOT NULL, received_at TEXT NOT NULL, response TEXT NOT NULL) WITHOUT ROWID;
+         INSERT INTO s1 SELECT * FROM submissions; DROP TABLE submissions;
+         ALTER TABLE s1 RENAME TO submissions;
+         CREATE TABLE envelopes (message_id TEXT PRIMARY KEY REFERENCES deliveries(message_id),
+             body BLOB NOT NULL) WITHOUT ROWID;
+         INSERT INTO envelopes SELECT message_id, CAST('{{}}' AS BLOB) FROM deliveries;
+         DROP INDEX deliveries_by_segment;
+         DROP INDEX deliveries_holding;
+         ALTER TABLE deliveries DROP COLUMN segment;
+         ALTER TABLE deliveries DROP COLUMN env_offset;
+         ALTER TABLE deliveries DROP COLUMN env_len;
+         ALTER TABLE deliveries DROP COLUMN env_crc32;
+         {checkpoints}
+         DROP TRIGGER delivery_counts_insert;
+         DROP TRIGGER delivery_counts_update;
+         DROP TRIGGER delivery_counts_delete;
+         DROP TABLE delivery_counts;
+         PRAGMA user_version = 1;
+         COMMIT;"
+    ))
+    .unwrap();
+    drop(conn);
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    let a = store.submission("a").await.unwrap().unwrap();
+    assert_eq!(a.deliveries.len(), 1);
+    assert_eq!(store.envelope("a-m").await.unwrap().unwrap(), b"{}");
+    store.accept(sub("b", None)).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
+    let (version, without_rowid): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version),
+                    (SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%WITHOUT ROWID%')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (version, without_rowid),
+        (SCHEMA_VERSION, 2),
+        "only idempotency and delivery_counts are WITHOUT ROWID"
+    );
+    assert_counts_are_exact(&conn);
+    let bodies: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'envelopes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bodies, 0, "envelope bodies live in segment files now");
+    assert_eq!(
+        files_in(&dir.path().join("envelopes")),
+        ["0000000002.seg"],
+        "segment 1 of the first run went: nothing refers to it after the migration"
+    );
+    let c = counts(dir.path()).unwrap();
+    assert_eq!((c.submissions, c.envelopes), (2, 2));
+}
+
+#[tokio::test]
+async fn purged_envelopes_free_their_segment_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg_files = || files_in(&dir.path().join("envelopes"));
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    store.accept(sub("a", None)).await.unwrap();
+    store.accept(sub("b", None)).await.unwrap();
+    for c in store.claim("t", now_ms() + 1, 10).await.unwrap() {
+        let delivered = Recorded::Delivered { receipt: None };
+        store
+            .record(&c.message_id, delivered, now_ms())
+            .await
+            .unwrap();
+    }
+    store.close().await.unwrap();
+    drop(store);
+    // A restart begins segment 2; segment 1 still holds both envelopes.
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    assert_eq!(seg_files(), ["0000000001.seg", "0000000002.seg"]);
+    assert_eq!(store.envelope("a-m").await.unwrap().unwrap(), b"{}");
+    let purge = Purge {
+        delivered_before_ms: now_ms() + 60_000,
+        parked_before_ms: 0,
+        limit: 100,
+    };
+    assert_eq!(store.purge(purge).await.unwrap(), 2);
+    assert!(store.envelope("a-m").await.unwrap().is_none());
+    assert_eq!(
+        seg_files(),
+        ["0000000002.seg"],
+        "segment 1 went with its last envelope"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_or_missing_envelope_is_reported_as_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("envelopes").join("0000000001.seg");
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    store.accept(sub("a", None)).await.unwrap();
+    // One flipped byte in the envelope ("{}" at offset 0).
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"[", 0).unwrap();
+    let err = store.envelope("a-m").await.unwrap_err();
+    assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+    assert!(err.to_string().contains("CRC-32"), "{err}");
+    store.close().await.unwrap();
+    drop(store);
+    // The segment file gone altogether.
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    std::fs::remove_file(&segment).unwrap();
+    let err = store.envelope("a-m").await.unwrap_err();
+    assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_version_3_copy_is_read_without_migrating_it() {
+    // `audit verify` on a backup that no daemon of this version has opened.
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    store.accept(sub("a", None)).await.unwrap();
+    let head = store.audit_head().await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO audit_checkpoints (seq, head, ts, jws) VALUES ({}, '{}', 'ts', 'jws');
+         ALTER TABLE audit_checkpoints DROP COLUMN first_seq;
+         ALTER TABLE audit_checkpoints DROP COLUMN root;
+         PRAGMA user_version = 3;",
+        head.seq, head.hash
+    ))
+    .unwrap();
+    drop(conn);
+    let conn = open_read_only(dir.path()).unwrap();
+    let checkpoints = read_checkpoints(&conn).unwrap();
+    assert_eq!(checkpoints.len(), 1);
+    assert_eq!(
+        (checkpoints[0].from, checkpoints[0].root.as_deref()),
+        (None, None)
+    );
+    let covering = read_covering_checkpoint(&conn, 1).unwrap().unwrap();
+    assert_eq!(covering.seq, head.seq);
+}
+
+/// The counts the triggers keep equal a count of the table.
+fn assert_counts_are_exact(conn: &Connection) {
+    let read = |sql: &str| -> Vec<(String, String, i64)> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let kept = read("SELECT target, state, n FROM delivery_counts WHERE n <> 0 ORDER BY 1, 2");
+    let counted =
+        read("SELECT target, state, COUNT(*) FROM deliveries GROUP BY target, state ORDER BY 1, 2");
+    assert_eq!(kept, counted);
+}
+
+#[tokio::test]
+async fn delivery_counts_follow_every_change_of_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = || {
+        let conn = open_read_only(dir.path()).unwrap();
+        assert_counts_are_exact(&conn);
+    };
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    for id in ["a", "b", "c", "d", "e"] {
+        store.accept(sub(id, None)).await.unwrap();
+    }
+    counts();
+    let claimed = store.claim("t", now_ms() + 1, 10).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    counts();
+    let outcomes = [
+        Recorded::Delivered { receipt: None },
+        Recorded::Delivered { receipt: None },
+        Recorded::RetryAt {
+            at_ms: now_ms() + 60_000,
+            error: "http-503".into(),
+        },
+        Recorded::Parked {
+            error: "http-400".into(),
+        },
+    ];
+    for (c, outcome) in claimed.iter().zip(outcomes) {
+        store
+            .record(&c.message_id, outcome, now_ms())
+            .await
+            .unwrap();
+    }
+    counts();
+    // An operator retries the parked one and discards the waiting one.
+    let parked = &claimed[3].message_id;
+    let waiting = &claimed[2].message_id;
+    store.operate(parked, Action::Retry, "op").await.unwrap();
+    store.operate(waiting, Action::Discard, "op").await.unwrap();
+    counts();
+    // A crash with one in flight: recovery hands it back to pending.
+    store.claim("t", now_ms() + 1, 1).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    counts();
+    let purge = Purge {
+        delivered_before_ms: now_ms() + 60_000,
+        parked_before_ms: now_ms() + 60_000,
+        limit: 100,
+    };
+    store.purge(purge).await.unwrap();
+    counts();
+    let depths = store.queue_depths().await.unwrap();
+    let total: u64 = depths.iter().map(|d| d.count).sum();
+    assert_eq!(total, 5, "{depths:?}");
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn second_daemon_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _a = EmbeddedStore::open(dir.path(), 1).unwrap();
+    assert!(matches!(
+        EmbeddedStore::open(dir.path(), 1),
+        Err(StoreError::Locked(_))
+    ));
+}

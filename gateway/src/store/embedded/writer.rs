@@ -1,0 +1,375 @@
+//! The writer thread: owns the write connection and applies queued operations in
+//! groups, one transaction and one fsync per group (group commit; see the
+//! module documentation of `store::embedded`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit_log::{add_checkpoint, Chain as _};
+use super::deliveries::{claim, operate, purge, record, release};
+use super::segments::{Location, Segments};
+use super::submissions::insert_one;
+use crate::model::audit::{AuditEvent, Checkpoint, Head};
+use crate::model::delivery::{Action, Claimed, Operated, Recorded};
+use crate::model::submission::{Accepted, NewSubmission};
+use crate::model::time::{now_ms, rfc3339_ms};
+use crate::store::{Purge, StoreError};
+
+/// Largest group, in bytes of envelopes.
+const GROUP_BYTES: usize = 64 << 20;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One write, executed by the writer thread inside a group transaction.
+pub(super) enum Op {
+    Accept(NewSubmission, Reply<Accepted>),
+    Claim {
+        target: String,
+        now_ms: i64,
+        limit: usize,
+        reply: Reply<Vec<Claimed>>,
+    },
+    Record {
+        message_id: String,
+        outcome: Recorded,
+        now_ms: i64,
+        reply: Reply<()>,
+    },
+    Release {
+        message_ids: Vec<String>,
+        reply: Reply<()>,
+    },
+    Audit(AuditEvent, Reply<()>),
+    Checkpoint(Checkpoint, Reply<()>),
+    Purge(Purge, Reply<u64>),
+    Operate {
+        message_id: String,
+        action: Action,
+        operator: String,
+        reply: Reply<Operated>,
+    },
+}
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Accept(s, _) => s.bytes(),
+            _ => 256,
+        }
+    }
+}
+
+/// The result of applying one op, sent after the group committed.
+pub(super) enum Done {
+    Operated(Reply<Operated>, Result<Operated, StoreError>),
+    Count(Reply<u64>, Result<u64, StoreError>),
+    Accept(Reply<Accepted>, Result<Accepted, StoreError>),
+    Claim(Reply<Vec<Claimed>>, Result<Vec<Claimed>, StoreError>),
+    Unit(Reply<()>, Result<(), StoreError>),
+}
+
+impl Done {
+    fn stored(&self) -> bool {
+        matches!(self, Done::Accept(_, Ok(Accepted::Stored)))
+    }
+
+    fn send(self) {
+        match self {
+            Done::Operated(r, v) => drop(r.send(v)),
+            Done::Count(r, v) => drop(r.send(v)),
+            Done::Accept(r, v) => drop(r.send(v)),
+            Done::Claim(r, v) => drop(r.send(v)),
+            Done::Unit(r, v) => drop(r.send(v)),
+        }
+    }
+
+    fn fail(self, msg: &str) {
+        let e = || StoreError::CommitFailed(msg.to_owned());
+        match self {
+            Done::Operated(r, _) => drop(r.send(Err(e()))),
+            Done::Count(r, _) => drop(r.send(Err(e()))),
+            Done::Accept(r, _) => drop(r.send(Err(e()))),
+            Done::Claim(r, _) => drop(r.send(Err(e()))),
+            Done::Unit(r, _) => drop(r.send(Err(e()))),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) commits: AtomicU64,
+    pub(super) submission_commits: AtomicU64,
+    pub(super) submissions: AtomicU64,
+    pub(super) largest_group: AtomicU64,
+}
+
+pub(super) fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Op>,
+    max: usize,
+    counters: &Counters,
+    mut head: Head,
+    segments: &Segments,
+) {
+    // Whether the connection commits without fsync right now (claims only).
+    let mut lazy = false;
+    while let Some(first) = rx.blocking_recv() {
+        let mut bytes = first.bytes();
+        let mut batch = vec![first];
+        while batch.len() < max && bytes < GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(op) => {
+                    bytes += op.bytes();
+                    batch.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        let purges = batch.iter().any(|op| matches!(op, Op::Purge(..)));
+        // A group of nothing but claims commits without fsync: a claim only marks
+        // deliveries in flight, and after a crash every in-flight delivery is handed
+        // back to pending anyway, so losing one loses nothing. The next durable
+        // commit's fsync of the WAL makes the earlier frames durable too, so no
+        // later state can survive without the claims before it.
+        let claims_only = batch.iter().all(|op| matches!(op, Op::Claim { .. }));
+        if claims_only != lazy {
+            let mode = if claims_only { "NORMAL" } else { "FULL" };
+            if let Err(e) = conn.pragma_update(None, "synchronous", mode) {
+                tracing::error!(error = %e, mode, "cannot set the commit mode; the group is refused");
+                let msg = format!("cannot set synchronous = {mode}: {e}");
+                batch
+                    .into_iter()
+                    .for_each(|op| refused(op, StoreError::Corrupt(msg.clone())).send());
+                continue;
+            }
+            lazy = claims_only;
+        }
+        match write_group(&mut conn, batch, &mut head, segments) {
+            Ok(done) => {
+                let stored = done.iter().filter(|d| d.stored()).count() as u64;
+                if !claims_only {
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                if stored > 0 {
+                    counters.submission_commits.fetch_add(1, Ordering::Relaxed);
+                }
+                counters.submissions.fetch_add(stored, Ordering::Relaxed);
+                counters.largest_group.fetch_max(stored, Ordering::Relaxed);
+                if purges {
+                    // After the commit (nothing refers to them any more), before the
+                    // answer (a purge that returned has freed the space).
+                    collect_segments(&conn, segments);
+                }
+                done.into_iter().for_each(Done::send);
+            }
+            Err((e, done)) => {
+                tracing::error!(error = %e, group = size, "store commit failed; the group is refused");
+                // The chain's head in memory ran ahead of what was committed.
+                match Head::load(&conn) {
+                    Ok(h) => head = h,
+                    Err(e) => tracing::error!(error = %e, "cannot reload the audit head"),
+                }
+                let msg = e.to_string();
+                done.into_iter().for_each(|d| d.fail(&msg));
+            }
+        }
+    }
+}
+
+/// Applies a group in one transaction: one fsync for all. On a failed commit the
+/// replies are handed back so every caller learns of it.
+fn write_group(
+    conn: &mut Connection,
+    batch: Vec<Op>,
+    head: &mut Head,
+    segments: &Segments,
+) -> Result<Vec<Done>, (StoreError, Vec<Done>)> {
+    // The group's envelopes go to their segment first; their fsync then runs on a
+    // helper thread while the rows are written, and is waited for before COMMIT.
+    let placed: Vec<Option<Result<Vec<Location>, StoreError>>> = batch
+        .iter()
+        .map(|op| match op {
+            Op::Accept(sub, _) => Some(
+                sub.deliveries
+                    .iter()
+                    .map(|d| segments.append(&d.envelope, d.envelope_crc32))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StoreError::from),
+            ),
+            _ => None,
+        })
+        .collect();
+    let appended = placed
+        .iter()
+        .any(|p| matches!(p, Some(Ok(l)) if !l.is_empty()));
+    std::thread::scope(|scope| {
+        let sync = appended.then(|| scope.spawn(|| segments.sync()));
+        let synced = move || match sync {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("segment fsync thread panicked"))),
+            None => Ok(()),
+        };
+        apply_group(conn, batch, placed, head, synced)
+    })
+}
+
+/// The rows of a group, in one transaction; `synced` waits for the group's
+/// envelopes to be durable and is called before COMMIT.
+fn apply_group(
+    conn: &mut Connection,
+    batch: Vec<Op>,
+    placed: Vec<Option<Result<Vec<Location>, StoreError>>>,
+    head: &mut Head,
+    synced: impl FnOnce() -> std::io::Result<()>,
+) -> Result<Vec<Done>, (StoreError, Vec<Done>)> {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let done = batch
+                .into_iter()
+                .map(|op| refused(op, StoreError::Corrupt(e.to_string())))
+                .collect();
+            return Err((e.into(), done));
+        }
+    };
+    let mut done = Vec::with_capacity(batch.len());
+    for (op, placed) in batch.into_iter().zip(placed) {
+        let before = head.clone();
+        let sp = match tx.savepoint() {
+            Ok(sp) => sp,
+            Err(e) => {
+                done.push(refused(op, StoreError::Corrupt(e.to_string())));
+                continue;
+            }
+        };
+        let (result, ok) = match op {
+            Op::Accept(sub, reply) => {
+                let r = match placed {
+                    Some(Ok(at)) => insert_one(&sp, &sub, head, &at),
+                    Some(Err(e)) => Err(e),
+                    None => Err(StoreError::Corrupt("envelope not placed".into())),
+                };
+                let ok = r.is_ok();
+                (Done::Accept(reply, r), ok)
+            }
+            Op::Claim {
+                target,
+                now_ms,
+                limit,
+                reply,
+            } => {
+                let r = claim(&sp, &target, now_ms, limit);
+                let ok = r.is_ok();
+                (Done::Claim(reply, r), ok)
+            }
+            Op::Record {
+                message_id,
+                outcome,
+                now_ms,
+                reply,
+            } => {
+                let r = record(&sp, &message_id, &outcome, now_ms, head);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
+            Op::Release { message_ids, reply } => {
+                let r = release(&sp, &message_ids, head);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
+            Op::Audit(event, reply) => {
+                let r = head.append(&sp, &rfc3339_ms(now_ms()), event);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
+            Op::Checkpoint(c, reply) => {
+                let r = add_checkpoint(&sp, &c);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
+            Op::Operate {
+                message_id,
+                action,
+                operator,
+                reply,
+            } => {
+                let r = operate(&sp, &message_id, action, &operator, head);
+                let ok = r.is_ok();
+                (Done::Operated(reply, r), ok)
+            }
+            Op::Purge(p, reply) => {
+                let r = purge(&sp, &p, head);
+                let ok = r.is_ok();
+                (Done::Count(reply, r), ok)
+            }
+        };
+        if !ok {
+            *head = before.clone();
+        }
+        if ok {
+            if let Err(e) = sp.commit() {
+                *head = before;
+                done.push(match result {
+                    Done::Operated(r, _) => Done::Operated(r, Err(e.into())),
+                    Done::Count(r, _) => Done::Count(r, Err(e.into())),
+                    Done::Accept(r, _) => Done::Accept(r, Err(e.into())),
+                    Done::Claim(r, _) => Done::Claim(r, Err(e.into())),
+                    Done::Unit(r, _) => Done::Unit(r, Err(e.into())),
+                });
+                continue;
+            }
+        }
+        // A failed op's savepoint is dropped here, which rolls back that op only.
+        done.push(result);
+    }
+    // Envelopes appended by this group are on disk before the commit refers to them.
+    if let Err(e) = synced() {
+        drop(tx);
+        return Err((e.into(), done));
+    }
+    match tx.commit() {
+        Ok(()) => Ok(done),
+        Err(e) => Err((e.into(), done)),
+    }
+}
+
+/// Deletes the segment files the committed database no longer refers to. A
+/// failure is logged and retried at the next purge: it costs disk space, never data.
+pub(super) fn collect_segments(conn: &Connection, segments: &Segments) {
+    let live = conn
+        .prepare_cached("SELECT DISTINCT segment FROM deliveries WHERE segment IS NOT NULL")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, i64>(0))?
+                .collect::<Result<std::collections::BTreeSet<i64>, _>>()
+        });
+    match live
+        .map_err(StoreError::from)
+        .and_then(|live| Ok(segments.collect(&live)?))
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            segments = n,
+            "envelope segment files deleted (nothing refers to them any more)"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %segments.dir().display(), "cannot delete unreferenced envelope segments; retried at the next purge")
+        }
+    }
+}
+
+fn refused(op: Op, e: StoreError) -> Done {
+    match op {
+        Op::Purge(_, r) => Done::Count(r, Err(e)),
+        Op::Operate { reply, .. } => Done::Operated(reply, Err(e)),
+        Op::Accept(_, r) => Done::Accept(r, Err(e)),
+        Op::Claim { reply, .. } => Done::Claim(reply, Err(e)),
+        Op::Record { reply, .. }
+        | Op::Release { reply, .. }
+        | Op::Audit(_, reply)
+        | Op::Checkpoint(_, reply) => Done::Unit(reply, Err(e)),
+    }
+}
