@@ -65,9 +65,13 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn code_of(text: &str) -> (Vec<(usize, String)>, usize) {
     let mut lines = Vec::new();
     let mut counted = 0;
-    for (i, line) in text.lines().enumerate() {
+    let all: Vec<&str> = text.lines().collect();
+    for (i, line) in all.iter().enumerate() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with("#[cfg(test)]") {
+        // An inline test module ends the checked code; `mod tests;` (a file of
+        // its own, skipped) does not.
+        let next = all.get(i + 1).map(|l| l.trim_start()).unwrap_or("");
+        if trimmed.starts_with("#[cfg(test)]") && next.starts_with("mod ") && next.ends_with('{') {
             break;
         }
         counted += 1;
@@ -327,6 +331,11 @@ fn the_checker_catches_each_kind_of_violation() {
         "//! x\nuse crate::store::embedded::EmbeddedStore;\n",
     );
     write("daemon/b.rs", "use crate::model::X;\n");
+    // A test module in a file of its own does not end the checked code.
+    write(
+        "store/f/mod.rs",
+        "//! x\n#[cfg(test)]\nmod tests;\nuse crate::listen::Server;\n",
+    );
     write("listen/e.rs", "//! x\nfn f(s: &crate::store::Store) {}\n");
     write(
         "cli/c.rs",
@@ -334,7 +343,7 @@ fn the_checker_catches_each_kind_of_violation() {
     );
     write(
         "tools/d.rs",
-        "//! x\nuse crate::{model, core};\n#[cfg(test)]\nmod tests { use crate::cli::X; }\n",
+        "//! x\nuse crate::{model, core};\n#[cfg(test)]\nmod tests {\n    use crate::cli::X;\n}\n",
     );
     let problems = gateway_violations(dir.path()).join("\n");
     for expected in [
@@ -342,6 +351,7 @@ fn the_checker_catches_each_kind_of_violation() {
         "import cycle between core::audit and core::engine",
         "uses the storage backend crate::store::embedded",
         "listen::e uses crate::store; listeners are thin",
+        "store::f (layer store) uses crate::listen",
         "b.rs: starts without a `//!` paragraph",
         "c.rs: 602 lines before its tests",
         "`crate::{…}` hides which modules are used",
