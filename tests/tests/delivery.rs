@@ -428,3 +428,63 @@ async fn a_damaged_envelope_is_parked_not_retried_forever() {
     );
     gw.shutdown().await.unwrap();
 }
+
+/// A delivery parked because its retries ran out is audited with the class of its
+/// last real failure (here `http-503`), not with the words of giving up; its last
+/// error says both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_after_retries_keeps_the_last_real_error_class() {
+    let receiver = Receiver::start(Mode::Status(503, None)).await;
+    let (_tc, gw) = start(&Options {
+        receiver_url: receiver.url(),
+        delivery: r#"
+concurrency = 4
+attempt_timeout = "2s"
+shutdown_grace = "1s"
+retry = { initial = "50ms", factor = 2.0, cap = "100ms", jitter = 0.1, max_attempts = 2, max_age = "1h" }
+breaker = { failures = 1000, open_for = "100ms", max_open_for = "200ms" }
+"#,
+        ..Default::default()
+    })
+    .await;
+    let id = submit(&gw, &melde(1)).await;
+    wait_state(
+        &gw,
+        &id,
+        "fachverfahren-demo",
+        "parked",
+        Duration::from_secs(10),
+    )
+    .await;
+    let d = http_delivery(&gw, &id).await;
+    let error = d.last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("gave up after 2 attempt(s): http-503"),
+        "{error}"
+    );
+    let trace = gw.store.trace(&id).await.unwrap();
+    let parked: Vec<_> = trace
+        .iter()
+        .filter(|r| r.event == "parked" && r.target.as_deref() == Some("fachverfahren-demo"))
+        .collect();
+    assert_eq!(parked.len(), 1, "{trace:?}");
+    assert_eq!(parked[0].detail["class"], "http-503", "{:?}", parked[0]);
+    assert_eq!(parked[0].detail["attempt"], 2);
+    let failed: Vec<_> = trace
+        .iter()
+        .filter(|r| r.event == "attempt_failed")
+        .collect();
+    assert!(
+        failed.iter().all(|r| r.detail["class"] == "http-503"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        metric(
+            gw.admin_addr,
+            "ozg_delivery_attempts_total{target=\"fachverfahren-demo\",outcome=\"parked\",class=\"http-503\"}"
+        )
+        .await,
+        1.0
+    );
+    gw.shutdown().await.unwrap();
+}

@@ -3,6 +3,10 @@
 
 use serde::Serialize;
 
+/// Why an attempt did not deliver: a stable class (e.g. `http-503`,
+/// `envelope-damaged`) and a short message without content, as adapters report it.
+pub use ozg_adapter_sdk::Failure;
+
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,12 +65,40 @@ pub enum Recorded {
     /// Wait until `at_ms`, then try again.
     RetryAt {
         at_ms: i64,
-        error: String,
+        failure: Failure,
     },
-    /// Dead-lettered: waits for an operator.
+    /// Dead-lettered: waits for an operator. `gave_up_after`: the retry policy
+    /// ran out after this many attempts (the failure is the last one's).
     Parked {
-        error: String,
+        failure: Failure,
+        gave_up_after: Option<u32>,
     },
+}
+
+impl Recorded {
+    /// The error's class, for the audit record and metrics (never its message:
+    /// messages may name hosts or paths).
+    pub fn class(&self) -> Option<&str> {
+        match self {
+            Recorded::Delivered { .. } => None,
+            Recorded::RetryAt { failure, .. } | Recorded::Parked { failure, .. } => {
+                Some(&failure.class)
+            }
+        }
+    }
+
+    /// The last error as operators and the status show it.
+    pub fn last_error(&self) -> Option<String> {
+        match self {
+            Recorded::Delivered { .. } => None,
+            Recorded::RetryAt { failure, .. } => Some(failure.to_string()),
+            Recorded::Parked {
+                failure,
+                gave_up_after: Some(n),
+            } => Some(format!("gave up after {n} attempt(s): {failure}")),
+            Recorded::Parked { failure, .. } => Some(failure.to_string()),
+        }
+    }
 }
 
 /// What an operator does with a delivery.

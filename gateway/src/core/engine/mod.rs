@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ozg_adapter_sdk::{Adapter, Delivery, Outcome};
+use ozg_adapter_sdk::{Adapter, Delivery, Failure, Outcome};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -272,26 +272,31 @@ async fn attempt(
         Ok(Some(e)) => e,
         Ok(None) => {
             let rec = Recorded::Parked {
-                error: "internal: the envelope is missing from the store".into(),
+                failure: Failure::new("envelope-missing", "the envelope is missing from the store"),
+                gave_up_after: None,
             };
-            finish(t, store, metrics, &c, rec, "parked", "envelope-missing").await;
+            finish(t, store, metrics, &c, rec).await;
             return Health::Up;
         }
         Err(StoreError::Damaged(what)) => {
             tracing::error!(message_id = %c.message_id, what = %what, "sealed envelope damaged on disk: parked; restore the data directory's envelopes/ from a backup, then retry it");
             let rec = Recorded::Parked {
-                error: format!("internal: the sealed envelope is damaged on disk ({what})"),
+                failure: Failure::new(
+                    "envelope-damaged",
+                    format!("the sealed envelope is damaged on disk ({what})"),
+                ),
+                gave_up_after: None,
             };
-            finish(t, store, metrics, &c, rec, "parked", "envelope-damaged").await;
+            finish(t, store, metrics, &c, rec).await;
             return Health::Up;
         }
         Err(e) => {
             tracing::error!(message_id = %c.message_id, error = %e, "cannot read the envelope");
             let rec = Recorded::RetryAt {
                 at_ms: now_ms() + STORE_BACKOFF.as_millis() as i64,
-                error: "internal: the envelope could not be read".into(),
+                failure: Failure::new("store", "the envelope could not be read"),
             };
-            finish(t, store, metrics, &c, rec, "retry", "store").await;
+            finish(t, store, metrics, &c, rec).await;
             return Health::Up;
         }
     };
@@ -313,30 +318,23 @@ async fn attempt(
     drop(slot);
     let now = now_ms();
     let age = Duration::from_millis((now - c.created_at_ms).max(0) as u64);
-    let (rec, kind, class, health) = match outcome {
-        Outcome::Delivered { receipt } => (
-            Recorded::Delivered { receipt },
-            "delivered",
-            String::new(),
-            Health::Up,
-        ),
+    let (rec, health) = match outcome {
+        Outcome::Delivered { receipt } => (Recorded::Delivered { receipt }, Health::Up),
         Outcome::Retry { failure, after } => {
             match t.policy.next_delay(c.attempts, age, after, unit_random()) {
                 Some(delay) => (
                     Recorded::RetryAt {
                         at_ms: now + delay.as_millis() as i64,
-                        error: failure.to_string(),
+                        failure,
                     },
-                    "retry",
-                    failure.class,
                     Health::Down,
                 ),
+                // The policy ran out: parked with the last real failure's class.
                 None => (
                     Recorded::Parked {
-                        error: format!("gave up after {} attempt(s): {failure}", c.attempts),
+                        failure,
+                        gave_up_after: Some(c.attempts),
                     },
-                    "parked",
-                    failure.class,
                     Health::Down,
                 ),
             }
@@ -344,14 +342,13 @@ async fn attempt(
         // The target answered: it is up, it just will not take this one.
         Outcome::Permanent { failure } => (
             Recorded::Parked {
-                error: failure.to_string(),
+                failure,
+                gave_up_after: None,
             },
-            "parked",
-            failure.class,
             Health::Up,
         ),
     };
-    if kind == "delivered" {
+    if matches!(rec, Recorded::Delivered { .. }) {
         metrics
             .delivery_seconds
             .get_or_create(&crate::core::metrics::TargetLabel {
@@ -359,7 +356,7 @@ async fn attempt(
             })
             .observe(age.as_secs_f64());
     }
-    finish(t, store, metrics, &c, rec, kind, &class).await;
+    finish(t, store, metrics, &c, rec).await;
     health
 }
 
@@ -369,16 +366,17 @@ async fn finish(
     metrics: &Metrics,
     c: &Claimed,
     rec: Recorded,
-    kind: &'static str,
-    class: &str,
 ) {
-    let error = match &rec {
-        Recorded::RetryAt { error, .. } | Recorded::Parked { error } => Some(error.clone()),
-        Recorded::Delivered { .. } => None,
+    let kind = match rec {
+        Recorded::Delivered { .. } => "delivered",
+        Recorded::RetryAt { .. } => "retry",
+        Recorded::Parked { .. } => "parked",
     };
+    let class = rec.class().unwrap_or_default().to_owned();
+    let error = rec.last_error();
     match store.record(&c.message_id, rec, now_ms()).await {
         Ok(()) => {
-            metrics.attempt(&t.id, kind, class);
+            metrics.attempt(&t.id, kind, &class);
             match kind {
                 "delivered" => {
                     tracing::info!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, attempt = c.attempts, "delivered")

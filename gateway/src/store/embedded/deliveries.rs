@@ -239,6 +239,7 @@ pub(super) fn record(
         })
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("no delivery {message_id}")))?;
+    let last_error = outcome.last_error();
     let changed = match outcome {
         Recorded::Delivered { receipt } => conn
             .prepare_cached(
@@ -246,18 +247,18 @@ pub(super) fn record(
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
             .execute(params![message_id, receipt, now, now_ms])?,
-        Recorded::RetryAt { at_ms, error } => conn
+        Recorded::RetryAt { at_ms, .. } => conn
             .prepare_cached(
                 "UPDATE deliveries SET state = 'retry_wait', next_attempt_at = ?2, last_error = ?3, updated_at = ?4
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
-            .execute(params![message_id, at_ms, error, now])?,
-        Recorded::Parked { error } => conn
+            .execute(params![message_id, at_ms, last_error, now])?,
+        Recorded::Parked { .. } => conn
             .prepare_cached(
                 "UPDATE deliveries SET state = 'parked', last_error = ?2, updated_at = ?3, updated_ms = ?4
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
-            .execute(params![message_id, error, now, now_ms])?,
+            .execute(params![message_id, last_error, now, now_ms])?,
     };
     if changed != 1 {
         return Err(StoreError::Corrupt(format!(
@@ -265,26 +266,19 @@ pub(super) fn record(
         )));
     }
     // The error's class only: messages may name hosts or paths, classes name what failed.
-    let class = |error: &str| {
-        error
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    };
+    let class = outcome.class();
     let (event, detail) = match outcome {
         Recorded::Delivered { receipt } => (
             "delivered",
             serde_json::json!({"attempt": attempt, "receipt": receipt}),
         ),
-        Recorded::RetryAt { at_ms, error } => (
+        Recorded::RetryAt { at_ms, .. } => (
             "attempt_failed",
-            serde_json::json!({"attempt": attempt, "class": class(error), "retry_at": rfc3339_ms(*at_ms)}),
+            serde_json::json!({"attempt": attempt, "class": class, "retry_at": rfc3339_ms(*at_ms)}),
         ),
-        Recorded::Parked { error } => (
+        Recorded::Parked { .. } => (
             "parked",
-            serde_json::json!({"attempt": attempt, "class": class(error)}),
+            serde_json::json!({"attempt": attempt, "class": class}),
         ),
     };
     head.append(

@@ -1,6 +1,7 @@
 //! Tests of the embedded store: group commit, crash recovery, migrations, retention.
 
 use super::*;
+use crate::model::delivery::Failure;
 use crate::model::submission::{IdempotencyKey, NewDelivery};
 use crate::model::time::now_ms;
 use audit_log::{read_checkpoints, read_covering_checkpoint};
@@ -115,7 +116,7 @@ async fn claim_record_and_crash_recovery_keep_the_chain() {
             "a-m",
             Recorded::RetryAt {
                 at_ms: now_ms() + 60_000,
-                error: "http-503: busy".into(),
+                failure: Failure::new("http-503", "busy"),
             },
             now_ms(),
         )
@@ -376,10 +377,11 @@ async fn delivery_counts_follow_every_change_of_state() {
         Recorded::Delivered { receipt: None },
         Recorded::RetryAt {
             at_ms: now_ms() + 60_000,
-            error: "http-503".into(),
+            failure: Failure::new("http-503", "busy"),
         },
         Recorded::Parked {
-            error: "http-400".into(),
+            failure: Failure::new("http-400", "refused"),
+            gave_up_after: None,
         },
     ];
     for (c, outcome) in claimed.iter().zip(outcomes) {
