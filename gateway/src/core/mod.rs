@@ -5,6 +5,7 @@
 //! - [`audit`]: signed checkpoints, verification and inclusion proofs of the audit log.
 //! - [`status`] and [`operator`]: what portals read of their submissions; operators' queue tools.
 //! - [`refusal`]: why the core refuses a request, for the listeners to answer.
+//! - [`retention`]: deleting sealed envelopes whose time is up.
 //! - [`metrics`]: the counters and gauges the listeners and the engine update.
 //!
 //! The core talks to storage only through the traits of [`crate::store`] and to
@@ -16,4 +17,5 @@ pub mod intake;
 pub mod metrics;
 pub mod operator;
 pub mod refusal;
+pub mod retention;
 pub mod status;

@@ -113,8 +113,11 @@ impl Gateway {
             })
             .await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let retention_task =
-            tokio::spawn(retention(store.clone(), cfg.retention, shutdown_rx.clone()));
+        let retention_task = tokio::spawn(crate::core::retention::run(
+            store.clone(),
+            cfg.retention,
+            shutdown_rx.clone(),
+        ));
         let audit_task = tokio::spawn(crate::core::audit::checkpoint_task(
             store.clone(),
             setup.seal.clone(),
@@ -305,36 +308,6 @@ async fn serve_ingest(
         .is_err()
     {
         tracing::warn!("open requests did not finish within {DRAIN:?}; closing them (unacknowledged submissions were not accepted)");
-    }
-}
-
-/// Deletes envelopes whose retention ended, every `check_interval`.
-async fn retention(
-    store: Arc<dyn Store>,
-    cfg: crate::config::RetentionConfig,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(cfg.check_interval) => {}
-            _ = shutdown.changed() => return,
-        }
-        loop {
-            let now = crate::model::time::now_ms();
-            let purge = crate::store::Purge {
-                delivered_before_ms: now - cfg.delivered.as_millis() as i64,
-                parked_before_ms: now - cfg.parked.as_millis() as i64,
-                limit: 500,
-            };
-            match store.purge(purge).await {
-                Ok(0) => break,
-                Ok(n) => tracing::info!(envelopes = n, "retention: sealed envelopes deleted"),
-                Err(e) => {
-                    tracing::error!(error = %e, "retention failed; trying again later");
-                    break;
-                }
-            }
-        }
     }
 }
 
