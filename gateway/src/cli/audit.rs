@@ -7,11 +7,15 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::args::{AuditCommand, StoreArgs};
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
+use crate::model::audit::AuditRecord;
+use crate::store::AuditLogRead;
 
 /// What `audit` commands read of a config, without loading everything else.
 struct AuditSources {
-    data_dir: PathBuf,
+    store: StoreConfig,
+    /// A copy of the data directory to read instead of the configured one.
+    data_dir: Option<PathBuf>,
     pki: crate::config::PkiConfig,
 }
 
@@ -19,19 +23,21 @@ impl AuditSources {
     fn load(args: StoreArgs) -> anyhow::Result<Self> {
         let StoreArgs { config, data_dir } = args;
         let cfg = Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let crate::config::StoreConfig::Embedded {
-            data_dir: configured,
-            ..
-        } = cfg.store;
         Ok(AuditSources {
-            data_dir: data_dir.unwrap_or(configured),
+            store: cfg.store,
+            data_dir,
             pki: cfg.pki,
         })
     }
 
-    fn open(&self) -> anyhow::Result<rusqlite::Connection> {
-        crate::store::embedded::open_read_only(&self.data_dir)
-            .with_context(|| format!("opening the store in {}", self.data_dir.display()))
+    fn open(&self) -> anyhow::Result<Box<dyn AuditLogRead>> {
+        let shown = match &self.data_dir {
+            Some(d) => d.display().to_string(),
+            None => self.store.describe(),
+        };
+        self.store
+            .audit_log(self.data_dir.as_deref())
+            .with_context(|| format!("opening the store in {shown}"))
     }
 
     fn trust(&self) -> anyhow::Result<ozg_adapter_sdk::TrustAnchors> {
@@ -67,7 +73,12 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let sources = AuditSources::load(store)?;
             let conn = sources.open()?;
             let (trust, seals) = (sources.trust()?, sources.seals()?);
-            match crate::core::audit::verify(&conn, &trust, &seals, std::time::SystemTime::now())? {
+            match crate::core::audit::verify(
+                conn.as_ref(),
+                &trust,
+                &seals,
+                std::time::SystemTime::now(),
+            )? {
                 Ok(r) => {
                     println!(
                         "OK: {} records, chain intact, head seq {} hash {}; {} signed checkpoint(s), newest at seq {}",
@@ -97,7 +108,12 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let conn = AuditSources::load(store)?.open()?;
-            let records = crate::store::embedded::read_trace(&conn, &submission_id)?;
+            let records = conn
+                .submission_records(&submission_id)?
+                .into_iter()
+                .map(|(_, text)| serde_json::from_str::<AuditRecord>(&text))
+                .collect::<Result<Vec<_>, _>>()
+                .context("a stored audit record does not parse")?;
             if records.is_empty() {
                 eprintln!("no audit records for submission {submission_id}");
                 return Ok(ExitCode::FAILURE);
@@ -147,7 +163,7 @@ fn audit_prove(
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let conn = AuditSources::load(store)?.open()?;
-    let doc = match crate::core::audit::prove(&conn, submission_id) {
+    let doc = match crate::core::audit::prove(conn.as_ref(), submission_id) {
         Ok(d) => d,
         Err(crate::core::audit::ProveError::Unknown(id)) => {
             eprintln!("no audit records for submission {id}");

@@ -17,6 +17,7 @@ use ozg_adapter_http::HttpConfig;
 use serde::Deserialize;
 
 mod size;
+pub use crate::store::backends::StoreConfig;
 pub use size::ByteSize;
 
 use crate::model::policy::BreakerConfig;
@@ -100,24 +101,6 @@ pub struct Config {
     /// The file this was read from (set by [`Config::load`]).
     #[serde(skip)]
     pub source: PathBuf,
-}
-
-/// The store backend.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum StoreConfig {
-    /// SQLite in WAL mode in one data directory: the single-machine default.
-    Embedded {
-        /// Data directory (created if missing); keep it on a local, fsync-honouring disk.
-        data_dir: PathBuf,
-        /// Most submissions committed together in one fsync (group commit).
-        #[serde(default = "default_group_commit_max")]
-        group_commit_max: usize,
-    },
-}
-
-fn default_group_commit_max() -> usize {
-    256
 }
 
 /// The ingest listener.
@@ -492,9 +475,7 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        match &mut self.store {
-            StoreConfig::Embedded { data_dir, .. } => fix(data_dir),
-        }
+        self.store.paths_mut().into_iter().for_each(fix);
         fix(&mut self.ingest.certificate);
         fix(&mut self.ingest.key);
         fix(&mut self.ingest.client_ca);

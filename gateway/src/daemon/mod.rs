@@ -23,7 +23,6 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::StoreConfig;
 use crate::core::intake::check::DataChecks;
 use crate::core::intake::Intake;
 use crate::core::metrics::{CertLabels, Metrics};
@@ -34,7 +33,6 @@ use crate::listen::identity::Portals;
 use crate::listen::portal::{problem_response, Ingest};
 use crate::listen::problem::Problem;
 use crate::listen::tls::PeerCheck;
-use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, StoreError};
 
 /// How long open requests may run on after shutdown began.
@@ -81,11 +79,7 @@ impl Gateway {
                 .set(w.cert.not_after());
         }
 
-        let StoreConfig::Embedded {
-            data_dir,
-            group_commit_max,
-        } = &setup.config.store;
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(data_dir, *group_commit_max)?);
+        let store = setup.config.store.open()?;
 
         let cfg = &setup.config;
         let (ingest_listener, ingest_addr) = bind("ingest", cfg.ingest.listen).await?;
@@ -178,7 +172,7 @@ impl Gateway {
             cfg.pki.expiry_warning,
             shutdown_rx,
         ));
-        tracing::info!(%ingest_addr, %admin_addr, data_dir = %data_dir.display(), "ozg-gateway serving");
+        tracing::info!(%ingest_addr, %admin_addr, store = %cfg.store.describe(), "ozg-gateway serving");
         Ok(Gateway {
             ingest_addr,
             admin_addr,

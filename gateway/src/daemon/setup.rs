@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use ozg_adapter_sdk::keys::Certificate;
 use ozg_adapter_sdk::{RecipientCert, SealKey, TrustAnchors};
 
-use crate::config::{AdapterConfig, Config, ConfigError, ConfigErrors, StoreConfig};
+use crate::config::{AdapterConfig, Config, ConfigError, ConfigErrors};
 use crate::core::engine::TargetRuntime;
 use crate::listen::identity::{Pin, Portals};
 use crate::listen::tls::{self, PeerCheck};
@@ -155,23 +155,8 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let window = config.pki.expiry_warning;
     let mut watched = Vec::new();
 
-    let StoreConfig::Embedded {
-        data_dir,
-        group_commit_max,
-    } = &config.store;
-    if *group_commit_max == 0 {
-        errors.push(config.error(
-            "store.group_commit_max",
-            "must be at least 1",
-            "use e.g. 256",
-        ));
-    }
-    if let Err(e) = std::fs::create_dir_all(data_dir) {
-        errors.push(config.error(
-            "store.data_dir",
-            format!("cannot create {}: {e}", data_dir.display()),
-            "point it to a directory the daemon's user may write",
-        ));
+    for p in config.store.check() {
+        errors.push(config.error(p.key, p.problem, p.fix));
     }
     if !config.admin.listen.ip().is_loopback() {
         errors.push(config.error(

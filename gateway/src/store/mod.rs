@@ -6,6 +6,7 @@
 //! knows nothing of HTTP, TLS or adapters, and only ever sees envelopes that are
 //! already encrypted.
 
+pub mod backends;
 pub mod embedded;
 
 use std::future::Future;
@@ -51,7 +52,7 @@ pub enum StoreError {
     #[error("the store is shutting down")]
     Closed,
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Backend(Box<dyn std::error::Error + Send + Sync>),
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),
     #[error("data directory {0} is in use by another ozg-gateway process")]
