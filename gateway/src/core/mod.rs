@@ -5,6 +5,7 @@
 //! - [`audit`]: signed checkpoints, verification and inclusion proofs of the audit log.
 //! - [`status`] and [`operator`]: what portals read of their submissions; operators' queue tools.
 //! - [`refusal`]: why the core refuses a request, for the listeners to answer.
+//! - [`observe`]: what the admin listener shows (metrics, the newest checkpoint).
 //! - [`retention`]: deleting sealed envelopes whose time is up.
 //! - [`metrics`]: the counters and gauges the listeners and the engine update.
 //!
@@ -15,6 +16,7 @@ pub mod audit;
 pub mod engine;
 pub mod intake;
 pub mod metrics;
+pub mod observe;
 pub mod operator;
 pub mod refusal;
 pub mod retention;

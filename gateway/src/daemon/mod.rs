@@ -11,32 +11,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming as Body;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::core::intake::check::DataChecks;
 use crate::core::intake::Intake;
 use crate::core::metrics::{CertLabels, Metrics};
+use crate::core::observe::Observe;
 use crate::core::operator::Operations;
 use crate::core::status::Submissions;
 use crate::daemon::setup::Setup;
-use crate::listen::identity::Portals;
-use crate::listen::portal::{problem_response, Ingest};
-use crate::listen::problem::Problem;
-use crate::listen::tls::PeerCheck;
+use crate::listen::portal::Ingest;
 use crate::store::{Store, StoreError};
-
-/// How long open requests may run on after shutdown began.
-const DRAIN: Duration = Duration::from_secs(30);
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +141,7 @@ impl Gateway {
             limits: cfg.ingest.limits.clone(),
             metrics: metrics.clone(),
         });
-        let ingest_task = tokio::spawn(serve_ingest(
+        let ingest_task = tokio::spawn(crate::listen::server::serve_ingest(
             ingest_listener,
             TlsAcceptor::from(setup.ingest_tls.clone()),
             setup.peer_check.clone(),
@@ -161,10 +149,12 @@ impl Gateway {
             ingest,
             shutdown_rx.clone(),
         ));
-        let admin_task = tokio::spawn(serve_admin(
+        let admin_task = tokio::spawn(crate::listen::admin::serve(
             admin_listener,
-            metrics.clone(),
-            store.clone(),
+            Arc::new(Observe {
+                store: store.clone(),
+                metrics: metrics.clone(),
+            }),
             shutdown_rx.clone(),
         ));
         let expiry_task = tokio::spawn(watch_expiry(
@@ -214,97 +204,6 @@ async fn bind(
     Ok((listener, bound))
 }
 
-async fn serve_ingest(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    peer_check: PeerCheck,
-    portals: Arc<Portals>,
-    ingest: Arc<Ingest>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let limits = ingest.limits.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.changed() => break,
-        };
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let peer_check = peer_check.clone();
-        let portals = portals.clone();
-        let ingest = ingest.clone();
-        let limits = limits.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        ingest.metrics.refuse("ingest", "tls-handshake");
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        ingest.metrics.refuse("ingest", "tls-handshake-timeout");
-                        return;
-                    }
-                };
-            let client = match peer_check.check(tls.get_ref().1.peer_certificates()) {
-                Ok(cert) => portals.identify(&cert).ok_or_else(|| {
-                    Problem::new(
-                        403,
-                        "unknown-client",
-                        format!(
-                            "no portal is registered for the client certificate with SHA-256 {}",
-                            cert.sha256
-                        ),
-                    )
-                }),
-                Err(problem) => Err(Problem::new(403, problem.slug(), problem.to_string())),
-            };
-            if let Err(p) = &client {
-                tracing::info!(%remote, reason = p.slug, "client refused");
-            }
-            let service = service_fn(move |req: Request<Body>| {
-                let ingest = ingest.clone();
-                let client = client.clone();
-                async move { Ok::<_, std::convert::Infallible>(ingest.handle(client, req).await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size((limits.max_header.0 as usize).max(8192))
-                .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("open requests did not finish within {DRAIN:?}; closing them (unacknowledged submissions were not accepted)");
-    }
-}
-
 /// Logs a warning for every watched certificate within its expiry window, once a day.
 async fn watch_expiry(
     watched: Vec<crate::daemon::setup::Watched>,
@@ -322,104 +221,6 @@ async fn watch_expiry(
             }
             _ = shutdown.changed() => return,
         }
-    }
-}
-
-async fn serve_admin(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    store: Arc<dyn Store>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
-            _ = shutdown.changed() => break,
-        };
-        let metrics = metrics.clone();
-        let store = store.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Body>| {
-                let metrics = metrics.clone();
-                let store = store.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin(&metrics, &store, req).await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            let _ = watcher
-                .watch(builder.serve_connection(TokioIo::new(tcp), service))
-                .await;
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
-}
-
-async fn admin(
-    metrics: &Metrics,
-    store: &Arc<dyn Store>,
-    req: Request<Body>,
-) -> Response<Full<Bytes>> {
-    let text = |status: StatusCode, ctype: &'static str, body: String| {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(ctype),
-        );
-        r
-    };
-    if req.method() != http::Method::GET {
-        let mut refused = problem_response(
-            metrics,
-            "admin",
-            &Problem::new(
-                405,
-                "method-not-allowed",
-                "the admin endpoints are GET only",
-            ),
-        );
-        // The request's body is not read, so the connection cannot carry another
-        // request; say so, or a client would reuse it and see it closed under it.
-        refused.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-        return refused;
-    }
-    match req.uri().path() {
-        "/healthz" | "/readyz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/audit/checkpoint" => match store.latest_checkpoint().await {
-            Ok(Some(c)) => text(
-                StatusCode::OK,
-                "application/json",
-                serde_json::to_string(&c).unwrap_or_default(),
-            ),
-            Ok(None) => problem_response(
-                metrics,
-                "admin",
-                &Problem::new(404, "not-found", "no checkpoint signed yet"),
-            ),
-            Err(e) => problem_response(
-                metrics,
-                "admin",
-                &Problem::new(503, "unavailable", format!("store: {e}")),
-            ),
-        },
-        "/metrics" => text(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.render(store).await,
-        ),
-        other => problem_response(
-            metrics,
-            "admin",
-            &Problem::new(404, "not-found", format!("no admin resource at {other}")),
-        ),
     }
 }
 

@@ -1,0 +1,31 @@
+//! What the admin listener shows: the metrics (with the queue depths read from
+//! the store at scrape time) and the newest signed audit checkpoint.
+
+use std::sync::Arc;
+
+use crate::core::metrics::Metrics;
+use crate::core::refusal::Refusal;
+use crate::model::audit::Checkpoint;
+use crate::store::Store;
+
+/// Read-only views for operators' monitoring.
+pub struct Observe {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Observe {
+    /// The OpenMetrics text of every metric.
+    pub async fn metrics_text(&self) -> String {
+        self.metrics.render(&self.store).await
+    }
+
+    /// The newest checkpoint; refused as not found before the first is signed.
+    pub async fn latest_checkpoint(&self) -> Result<Checkpoint, Refusal> {
+        match self.store.latest_checkpoint().await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(Refusal::not_found("no checkpoint signed yet")),
+            Err(e) => Err(Refusal::unavailable(format!("store: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The accept loop shared by the TLS listeners: connection slots, the TLS
+//! handshake with its timeout, the client's identity from its certificate, the
+//! HTTP/1.1 connection with its header timeout, and the graceful drain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming as Body;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::listen::identity::Portals;
+use crate::listen::portal::Ingest;
+use crate::listen::problem::Problem;
+use crate::listen::tls::PeerCheck;
+
+/// How long open requests may run on after shutdown began.
+pub const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves the portal API: accepts connections while a slot is free, completes
+/// the TLS handshake within `handshake_timeout`, identifies the client by its
+/// certificate, and hands each request with that identity to [`Ingest::handle`].
+/// At shutdown it stops accepting and lets open requests finish within [`DRAIN`].
+pub async fn serve_ingest(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    peer_check: PeerCheck,
+    portals: Arc<Portals>,
+    ingest: Arc<Ingest>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = ingest.limits.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let peer_check = peer_check.clone();
+        let portals = portals.clone();
+        let ingest = ingest.clone();
+        let limits = limits.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        ingest.metrics.refuse("ingest", "tls-handshake");
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        ingest.metrics.refuse("ingest", "tls-handshake-timeout");
+                        return;
+                    }
+                };
+            let client = match peer_check.check(tls.get_ref().1.peer_certificates()) {
+                Ok(cert) => portals.identify(&cert).ok_or_else(|| {
+                    Problem::new(
+                        403,
+                        "unknown-client",
+                        format!(
+                            "no portal is registered for the client certificate with SHA-256 {}",
+                            cert.sha256
+                        ),
+                    )
+                }),
+                Err(problem) => Err(Problem::new(403, problem.slug(), problem.to_string())),
+            };
+            if let Err(p) = &client {
+                tracing::info!(%remote, reason = p.slug, "client refused");
+            }
+            let service = service_fn(move |req: Request<Body>| {
+                let ingest = ingest.clone();
+                let client = client.clone();
+                async move { Ok::<_, std::convert::Infallible>(ingest.handle(client, req).await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size((limits.max_header.0 as usize).max(8192))
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open requests did not finish within {DRAIN:?}; closing them (unacknowledged submissions were not accepted)");
+    }
+}
