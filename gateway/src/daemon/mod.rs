@@ -84,15 +84,15 @@ impl Gateway {
             .map(|b| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &b)))
             .unwrap_or_default();
         store
-            .audit(crate::model::audit::AuditEvent {
-                event: "started",
-                detail: serde_json::json!({
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "config_sha256": config_sha256,
-                    "targets": setup.deliveries.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
-                }),
-                ..Default::default()
-            })
+            .audit(crate::model::audit::AuditEvent::started(
+                env!("CARGO_PKG_VERSION"),
+                &config_sha256,
+                &setup
+                    .deliveries
+                    .iter()
+                    .map(|t| t.id.clone())
+                    .collect::<Vec<_>>(),
+            ))
             .await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let retention_task = tokio::spawn(crate::core::retention::run(

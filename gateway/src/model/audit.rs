@@ -16,6 +16,10 @@
 use aws_lc_rs::digest::{digest, SHA256};
 use serde::{Deserialize, Serialize};
 
+use crate::model::delivery::{Action, DeliveryState, Recorded};
+use crate::model::submission::NewSubmission;
+use crate::model::time::rfc3339_ms;
+
 /// `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -37,14 +41,219 @@ pub struct AuditRecord {
     pub prev: String,
 }
 
-/// What happened, before it gets its place in the chain.
-#[derive(Debug, Clone, Default)]
+/// Every kind of event the log records; `as_str` is the record's `event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The daemon started (version, config hash, targets).
+    Started,
+    /// A submission was accepted: parts' ids, sizes and hashes.
+    Received,
+    /// Its envelopes were sealed and stored: the deliveries and their message ids.
+    Sealed,
+    /// An attempt failed and will be retried.
+    AttemptFailed,
+    /// The target has it (with its receipt, if it gave one).
+    Delivered,
+    /// Dead-lettered: waits for an operator.
+    Parked,
+    /// An operator made a delivery due again.
+    Retried,
+    /// An operator or retention gave a delivery up.
+    Discarded,
+    /// Shutdown came before an attempt finished: back to pending.
+    HandedBack,
+    /// In flight at a crash: back to pending at the next start.
+    Recovered,
+    /// Retention deleted a delivered submission's envelopes.
+    Purged,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Started => "started",
+            EventKind::Received => "received",
+            EventKind::Sealed => "sealed",
+            EventKind::AttemptFailed => "attempt_failed",
+            EventKind::Delivered => "delivered",
+            EventKind::Parked => "parked",
+            EventKind::Retried => "retried",
+            EventKind::Discarded => "discarded",
+            EventKind::HandedBack => "handed_back",
+            EventKind::Recovered => "recovered",
+            EventKind::Purged => "purged",
+        }
+    }
+}
+
+/// What happened, before it gets its place in the chain. Built by the
+/// constructors below, which decide what each kind of record says (ids,
+/// hashes, sizes, error classes — never content or personal data); a backend
+/// only appends them.
+#[derive(Debug, Clone)]
 pub struct AuditEvent {
-    pub event: &'static str,
+    pub kind: EventKind,
     pub submission_id: Option<String>,
     pub message_id: Option<String>,
     pub target: Option<String>,
     pub detail: serde_json::Value,
+}
+
+impl AuditEvent {
+    fn new(kind: EventKind, detail: serde_json::Value) -> Self {
+        AuditEvent {
+            kind,
+            submission_id: None,
+            message_id: None,
+            target: None,
+            detail,
+        }
+    }
+
+    /// About one delivery of a submission.
+    fn delivery(
+        kind: EventKind,
+        submission_id: &str,
+        message_id: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Self {
+        AuditEvent {
+            submission_id: Some(submission_id.to_owned()),
+            message_id: Some(message_id.to_owned()),
+            target: Some(target.to_owned()),
+            ..Self::new(kind, detail)
+        }
+    }
+
+    /// The daemon started with this config (its SHA-256) and these targets.
+    pub fn started(version: &str, config_sha256: &str, targets: &[String]) -> Self {
+        Self::new(
+            EventKind::Started,
+            serde_json::json!({"version": version, "config_sha256": config_sha256, "targets": targets}),
+        )
+    }
+
+    /// A submission was accepted.
+    pub fn received(s: &NewSubmission) -> Self {
+        AuditEvent {
+            submission_id: Some(s.id.clone()),
+            ..Self::new(
+                EventKind::Received,
+                serde_json::json!({
+                    "sender": s.portal, "leistung": s.leistung, "destination": s.destination,
+                    "received_at": s.received_at, "parts": s.parts,
+                }),
+            )
+        }
+    }
+
+    /// Its envelopes were sealed and stored, one delivery per target.
+    pub fn sealed(s: &NewSubmission) -> Self {
+        let deliveries: Vec<_> = s
+            .deliveries
+            .iter()
+            .map(|d| serde_json::json!({"target": d.target, "message_id": d.message_id}))
+            .collect();
+        AuditEvent {
+            submission_id: Some(s.id.clone()),
+            ..Self::new(
+                EventKind::Sealed,
+                serde_json::json!({"receipt_sha256": s.receipt_sha256, "deliveries": deliveries}),
+            )
+        }
+    }
+
+    /// The outcome of attempt number `attempt`. Only the error's class is
+    /// recorded: messages may name hosts or paths, classes name what failed.
+    pub fn outcome(
+        submission_id: &str,
+        message_id: &str,
+        target: &str,
+        attempt: u32,
+        outcome: &Recorded,
+    ) -> Self {
+        let (kind, detail) = match outcome {
+            Recorded::Delivered { receipt } => (
+                EventKind::Delivered,
+                serde_json::json!({"attempt": attempt, "receipt": receipt}),
+            ),
+            Recorded::RetryAt { at_ms, failure } => (
+                EventKind::AttemptFailed,
+                serde_json::json!({"attempt": attempt, "class": failure.class, "retry_at": rfc3339_ms(*at_ms)}),
+            ),
+            Recorded::Parked { failure, .. } => (
+                EventKind::Parked,
+                serde_json::json!({"attempt": attempt, "class": failure.class}),
+            ),
+        };
+        Self::delivery(kind, submission_id, message_id, target, detail)
+    }
+
+    /// An operator's action on a delivery that was in state `from`.
+    pub fn operated(
+        submission_id: &str,
+        message_id: &str,
+        target: &str,
+        action: Action,
+        operator: &str,
+        from: DeliveryState,
+    ) -> Self {
+        let kind = match action {
+            Action::Retry => EventKind::Retried,
+            Action::Discard => EventKind::Discarded,
+        };
+        let detail = serde_json::json!({"by": operator, "from": from.as_str()});
+        Self::delivery(kind, submission_id, message_id, target, detail)
+    }
+
+    /// A parked delivery nobody acted on, discarded by retention.
+    pub fn discarded_by_retention(submission_id: &str, message_id: &str, target: &str) -> Self {
+        let detail =
+            serde_json::json!({"reason": "retention of parked deliveries", "by": "retention"});
+        Self::delivery(
+            EventKind::Discarded,
+            submission_id,
+            message_id,
+            target,
+            detail,
+        )
+    }
+
+    /// A delivered submission's `envelopes` sealed envelopes, deleted by retention.
+    pub fn purged(submission_id: &str, envelopes: usize) -> Self {
+        AuditEvent {
+            submission_id: Some(submission_id.to_owned()),
+            ..Self::new(
+                EventKind::Purged,
+                serde_json::json!({"reason": "retention after delivery", "envelopes": envelopes}),
+            )
+        }
+    }
+
+    /// Shutdown came before the attempt finished.
+    pub fn handed_back(submission_id: &str, message_id: &str, target: &str) -> Self {
+        let detail = serde_json::json!({"reason": "shutdown before the attempt finished"});
+        Self::delivery(
+            EventKind::HandedBack,
+            submission_id,
+            message_id,
+            target,
+            detail,
+        )
+    }
+
+    /// In flight at the last stop; delivered again with the same message id.
+    pub fn recovered(submission_id: &str, message_id: &str, target: &str) -> Self {
+        let detail = serde_json::json!({"reason": "in flight at the last stop; delivered again with the same message_id"});
+        Self::delivery(
+            EventKind::Recovered,
+            submission_id,
+            message_id,
+            target,
+            detail,
+        )
+    }
 }
 
 /// Hex SHA-256 of a stored record.

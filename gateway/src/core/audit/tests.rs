@@ -51,11 +51,7 @@ async fn append(store: &EmbeddedStore, n: u64) {
     let first = store.audit_head().await.unwrap().seq;
     for i in first..first + n {
         store
-            .audit(AuditEvent {
-                event: "received",
-                submission_id: Some(format!("s{i}")),
-                ..Default::default()
-            })
+            .audit(AuditEvent::purged(&format!("s{i}"), 0))
             .await
             .unwrap();
     }

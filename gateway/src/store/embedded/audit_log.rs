@@ -37,7 +37,7 @@ impl Chain for Head {
         let record = AuditRecord {
             seq: self.seq + 1,
             ts: ts.to_owned(),
-            event: e.event.to_owned(),
+            event: e.kind.as_str().to_owned(),
             submission_id: e.submission_id,
             message_id: e.message_id,
             target: e.target,

@@ -33,13 +33,7 @@ pub(super) fn recover_in_flight(
         if let Err(e) = head.append(
             &tx,
             &ts,
-            AuditEvent {
-                event: "recovered",
-                submission_id: Some(submission_id.clone()),
-                message_id: Some(message_id.clone()),
-                target: Some(target.clone()),
-                detail: serde_json::json!({"reason": "in flight at the last stop; delivered again with the same message_id"}),
-            },
+            AuditEvent::recovered(submission_id, message_id, target),
         ) {
             *head = before;
             return Err(e);
@@ -79,31 +73,25 @@ pub(super) fn operate(
     }
     let now = now_ms();
     let ts = rfc3339_ms(now);
-    let (event, new_state) = match action {
+    let new_state = match action {
         Action::Retry => {
             conn.prepare_cached(
                 "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, updated_at = ?3, updated_ms = ?2 WHERE message_id = ?1",
             )?
             .execute(params![message_id, now, ts])?;
-            ("retried", DeliveryState::Pending)
+            DeliveryState::Pending
         }
         Action::Discard => {
             // The envelope's bytes go with their segment file once nothing refers to it.
             conn.prepare_cached(&format!("UPDATE deliveries SET state = 'discarded', updated_at = ?2, updated_ms = ?3, {FORGET_ENVELOPE} WHERE message_id = ?1"))?
                 .execute(params![message_id, ts, now])?;
-            ("discarded", DeliveryState::Discarded)
+            DeliveryState::Discarded
         }
     };
     head.append(
         conn,
         &ts,
-        AuditEvent {
-            event,
-            submission_id: Some(submission_id),
-            message_id: Some(message_id.to_owned()),
-            target: Some(target.clone()),
-            detail: serde_json::json!({"by": operator, "from": state.as_str()}),
-        },
+        AuditEvent::operated(&submission_id, message_id, &target, action, operator, state),
     )?;
     Ok(Operated::Done {
         target,
@@ -138,16 +126,7 @@ pub(super) fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64
             .execute(params![id])?;
         conn.prepare_cached("DELETE FROM idempotency WHERE submission_id = ?1")?
             .execute(params![id])?;
-        head.append(
-            conn,
-            &ts,
-            AuditEvent {
-                event: "purged",
-                submission_id: Some(id),
-                detail: serde_json::json!({"reason": "retention after delivery", "envelopes": n}),
-                ..Default::default()
-            },
-        )?;
+        head.append(conn, &ts, AuditEvent::purged(&id, n))?;
         purged += n as u64;
     }
     let parked: Vec<(String, String, String)> = conn
@@ -165,13 +144,7 @@ pub(super) fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64
         head.append(
             conn,
             &ts,
-            AuditEvent {
-                event: "discarded",
-                submission_id: Some(submission_id),
-                message_id: Some(message_id),
-                target: Some(target),
-                detail: serde_json::json!({"reason": "retention of parked deliveries", "by": "retention"}),
-            },
+            AuditEvent::discarded_by_retention(&submission_id, &message_id, &target),
         )?;
         purged += 1;
     }
@@ -265,32 +238,10 @@ pub(super) fn record(
             "delivery {message_id} is not in flight"
         )));
     }
-    // The error's class only: messages may name hosts or paths, classes name what failed.
-    let class = outcome.class();
-    let (event, detail) = match outcome {
-        Recorded::Delivered { receipt } => (
-            "delivered",
-            serde_json::json!({"attempt": attempt, "receipt": receipt}),
-        ),
-        Recorded::RetryAt { at_ms, .. } => (
-            "attempt_failed",
-            serde_json::json!({"attempt": attempt, "class": class, "retry_at": rfc3339_ms(*at_ms)}),
-        ),
-        Recorded::Parked { .. } => (
-            "parked",
-            serde_json::json!({"attempt": attempt, "class": class}),
-        ),
-    };
     head.append(
         conn,
         &now,
-        AuditEvent {
-            event,
-            submission_id: Some(submission_id),
-            message_id: Some(message_id.to_owned()),
-            target: Some(target),
-            detail,
-        },
+        AuditEvent::outcome(&submission_id, message_id, &target, attempt, outcome),
     )
 }
 
@@ -313,13 +264,7 @@ pub(super) fn release(
             head.append(
                 conn,
                 &ts,
-                AuditEvent {
-                    event: "handed_back",
-                    submission_id: Some(submission_id),
-                    message_id: Some(id.clone()),
-                    target: Some(target),
-                    detail: serde_json::json!({"reason": "shutdown before the attempt finished"}),
-                },
+                AuditEvent::handed_back(&submission_id, id, &target),
             )?;
         }
     }

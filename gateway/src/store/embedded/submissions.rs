@@ -50,33 +50,8 @@ pub(super) fn insert_one(
         .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at, at.segment, at.offset, at.len, at.crc32])?;
     }
     let ts = rfc3339_ms(now_ms);
-    let sub = || Some(s.id.clone());
-    head.append(
-        conn,
-        &ts,
-        AuditEvent {
-            event: "received",
-            submission_id: sub(),
-            detail: serde_json::json!({
-                "sender": s.portal, "leistung": s.leistung, "destination": s.destination,
-                "received_at": s.received_at, "parts": s.parts,
-            }),
-            ..Default::default()
-        },
-    )?;
-    head.append(
-        conn,
-        &ts,
-        AuditEvent {
-            event: "sealed",
-            submission_id: sub(),
-            detail: serde_json::json!({
-                "receipt_sha256": s.receipt_sha256,
-                "deliveries": s.deliveries.iter().map(|d| serde_json::json!({"target": d.target, "message_id": d.message_id})).collect::<Vec<_>>(),
-            }),
-            ..Default::default()
-        },
-    )?;
+    head.append(conn, &ts, AuditEvent::received(s))?;
+    head.append(conn, &ts, AuditEvent::sealed(s))?;
     Ok(Accepted::Stored)
 }
 
