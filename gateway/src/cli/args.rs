@@ -32,42 +32,7 @@ pub(super) enum Command {
         command: AuditCommand,
     },
     /// Drive a running gateway with many portal connections and report rates and latencies.
-    Loadgen {
-        /// `small` (8 KiB XML) or `typical` (16 KiB XML + 256 KiB attachment).
-        #[arg(long, default_value = "small")]
-        profile: String,
-        /// Leistung to submit for (default: the profile's, as in bench/gateway-bench.toml).
-        #[arg(long)]
-        leistung: Option<String>,
-        /// Data size in bytes (overrides the profile).
-        #[arg(long)]
-        data_size: Option<usize>,
-        /// Attachment size in bytes (overrides the profile; 0 = none).
-        #[arg(long)]
-        attachment_size: Option<usize>,
-        #[arg(long, default_value_t = 32)]
-        connections: usize,
-        /// How long, e.g. `30s` (default 10s unless --count is given).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<std::time::Duration>,
-        /// How many submissions in all.
-        #[arg(long)]
-        count: Option<u64>,
-        #[arg(long, default_value = "https://localhost:8443")]
-        url: String,
-        /// Admin listener for delivery figures; `none` to skip.
-        #[arg(long, default_value = "http://127.0.0.1:9090")]
-        admin: String,
-        #[arg(long, default_value = "certs-example/portal.pem")]
-        cert: PathBuf,
-        #[arg(long, default_value = "certs-example/portal.key")]
-        key: PathBuf,
-        #[arg(long, default_value = "certs-example/ca.pem")]
-        ca: PathBuf,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Loadgen(LoadgenArgs),
     /// Measure the machine's limits for the benchmark (see bench/run.sh).
     Bench {
         #[command(subcommand)]
@@ -85,90 +50,13 @@ pub(super) enum Command {
         out: PathBuf,
     },
     /// Run an example HTTPS inbox that opens, verifies and stores envelopes (for trying out).
-    DemoReceiver {
-        #[arg(long, default_value = "127.0.0.1:9443")]
-        listen: std::net::SocketAddr,
-        /// Recipient private key.
-        #[arg(long, default_value = "certs-example/recipient-ec.key")]
-        key: PathBuf,
-        /// Recipient certificate (checks the envelope is addressed to it).
-        #[arg(long, default_value = "certs-example/recipient-ec.pem")]
-        cert: PathBuf,
-        /// CA the seal must chain to.
-        #[arg(long, default_value = "certs-example/ca.pem")]
-        trust: PathBuf,
-        /// The gateway's seal certificate: only envelopes it sealed are accepted.
-        #[arg(long, default_value = "certs-example/seal.pem")]
-        seal: PathBuf,
-        /// TLS certificate of the receiver.
-        #[arg(long, default_value = "certs-example/server.pem")]
-        tls_cert: PathBuf,
-        /// TLS key of the receiver.
-        #[arg(long, default_value = "certs-example/server.key")]
-        tls_key: PathBuf,
-        /// Where opened submissions are written (one directory per message id).
-        #[arg(long, default_value = "var/inbox")]
-        out: PathBuf,
-        /// Answer 200 without opening anything (a fast sink for benchmarks).
-        #[arg(long)]
-        accept_only: bool,
-    },
+    DemoReceiver(DemoReceiverArgs),
     /// Send a submission as a portal would and print the gateway's JSON answer.
-    Submit {
-        /// FIM-Leistungsschlüssel.
-        #[arg(long)]
-        leistung: String,
-        /// Destination (zuständige Stelle), e.g. an AGS.
-        #[arg(long)]
-        destination: String,
-        /// The Antragsdaten (XML or JSON file).
-        #[arg(long)]
-        data: PathBuf,
-        /// Media type of the data (default: by file extension).
-        #[arg(long)]
-        data_type: Option<String>,
-        /// An attachment (repeatable); media type by file extension.
-        #[arg(long = "attach")]
-        attachments: Vec<PathBuf>,
-        /// The portal's own reference.
-        #[arg(long)]
-        reference: Option<String>,
-        /// Idempotency-Key header: resending with the same key is safe.
-        #[arg(long)]
-        idempotency_key: Option<String>,
-        #[command(flatten)]
-        portal: PortalArgs,
-    },
+    Submit(SubmitArgs),
     /// Open an envelope as a recipient: decrypt, verify the seal and every hash, write the parts.
-    Open {
-        /// The envelope (JSON file).
-        envelope: PathBuf,
-        /// The recipient's private key (PKCS#8 PEM).
-        #[arg(long)]
-        key: PathBuf,
-        /// CA certificate(s) the seal must chain to (PEM).
-        #[arg(long)]
-        trust: PathBuf,
-        /// The gateway's seal certificate (PEM), as its operator publishes it; repeat
-        /// for seals used before a rotation. Other signers are refused.
-        #[arg(long = "seal", required = true)]
-        seals: Vec<PathBuf>,
-        /// The recipient's certificate (PEM): also checks that the envelope is addressed to it.
-        #[arg(long)]
-        cert: Option<PathBuf>,
-        /// Write the parts (with their original file names) and manifest.json here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Open(OpenArgs),
     /// List deliveries by state, as an operator (default: parked).
-    Deliveries {
-        #[arg(long, default_value = "parked")]
-        state: String,
-        #[arg(long)]
-        target: Option<String>,
-        #[command(flatten)]
-        op: OperatorArgs,
-    },
+    Deliveries(DeliveriesArgs),
     /// Retry parked or waiting deliveries now, as an operator (audited with your id).
     Retry {
         message_ids: Vec<String>,
@@ -182,12 +70,7 @@ pub(super) enum Command {
         op: OperatorArgs,
     },
     /// Show a submission's status (as the submitting portal).
-    Status {
-        /// Submission id.
-        id: String,
-        #[command(flatten)]
-        portal: PortalArgs,
-    },
+    Status(StatusArgs),
 }
 
 /// How a portal reaches the gateway (defaults: the local daemon and the demo portal).
@@ -328,4 +211,145 @@ pub(super) enum ConfigCommand {
         #[arg(long, short, default_value = "config/gateway.toml")]
         config: PathBuf,
     },
+}
+
+/// Drive a running gateway with many portal connections and report rates and latencies.
+#[derive(clap::Args)]
+pub(super) struct LoadgenArgs {
+    /// `small` (8 KiB XML) or `typical` (16 KiB XML + 256 KiB attachment).
+    #[arg(long, default_value = "small")]
+    pub(super) profile: String,
+    /// Leistung to submit for (default: the profile's, as in bench/gateway-bench.toml).
+    #[arg(long)]
+    pub(super) leistung: Option<String>,
+    /// Data size in bytes (overrides the profile).
+    #[arg(long)]
+    pub(super) data_size: Option<usize>,
+    /// Attachment size in bytes (overrides the profile; 0 = none).
+    #[arg(long)]
+    pub(super) attachment_size: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    pub(super) connections: usize,
+    /// How long, e.g. `30s` (default 10s unless --count is given).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(super) duration: Option<std::time::Duration>,
+    /// How many submissions in all.
+    #[arg(long)]
+    pub(super) count: Option<u64>,
+    #[arg(long, default_value = "https://localhost:8443")]
+    pub(super) url: String,
+    /// Admin listener for delivery figures; `none` to skip.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    pub(super) admin: String,
+    #[arg(long, default_value = "certs-example/portal.pem")]
+    pub(super) cert: PathBuf,
+    #[arg(long, default_value = "certs-example/portal.key")]
+    pub(super) key: PathBuf,
+    #[arg(long, default_value = "certs-example/ca.pem")]
+    pub(super) ca: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+/// Run an example HTTPS inbox that opens, verifies and stores envelopes (for trying out).
+#[derive(clap::Args)]
+pub(super) struct DemoReceiverArgs {
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    pub(super) listen: std::net::SocketAddr,
+    /// Recipient private key.
+    #[arg(long, default_value = "certs-example/recipient-ec.key")]
+    pub(super) key: PathBuf,
+    /// Recipient certificate (checks the envelope is addressed to it).
+    #[arg(long, default_value = "certs-example/recipient-ec.pem")]
+    pub(super) cert: PathBuf,
+    /// CA the seal must chain to.
+    #[arg(long, default_value = "certs-example/ca.pem")]
+    pub(super) trust: PathBuf,
+    /// The gateway's seal certificate: only envelopes it sealed are accepted.
+    #[arg(long, default_value = "certs-example/seal.pem")]
+    pub(super) seal: PathBuf,
+    /// TLS certificate of the receiver.
+    #[arg(long, default_value = "certs-example/server.pem")]
+    pub(super) tls_cert: PathBuf,
+    /// TLS key of the receiver.
+    #[arg(long, default_value = "certs-example/server.key")]
+    pub(super) tls_key: PathBuf,
+    /// Where opened submissions are written (one directory per message id).
+    #[arg(long, default_value = "var/inbox")]
+    pub(super) out: PathBuf,
+    /// Answer 200 without opening anything (a fast sink for benchmarks).
+    #[arg(long)]
+    pub(super) accept_only: bool,
+}
+
+/// Send a submission as a portal would and print the gateway's JSON answer.
+#[derive(clap::Args)]
+pub(super) struct SubmitArgs {
+    /// FIM-Leistungsschlüssel.
+    #[arg(long)]
+    pub(super) leistung: String,
+    /// Destination (zuständige Stelle), e.g. an AGS.
+    #[arg(long)]
+    pub(super) destination: String,
+    /// The Antragsdaten (XML or JSON file).
+    #[arg(long)]
+    pub(super) data: PathBuf,
+    /// Media type of the data (default: by file extension).
+    #[arg(long)]
+    pub(super) data_type: Option<String>,
+    /// An attachment (repeatable); media type by file extension.
+    #[arg(long = "attach")]
+    pub(super) attachments: Vec<PathBuf>,
+    /// The portal's own reference.
+    #[arg(long)]
+    pub(super) reference: Option<String>,
+    /// Idempotency-Key header: resending with the same key is safe.
+    #[arg(long)]
+    pub(super) idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub(super) portal: PortalArgs,
+}
+
+/// Open an envelope as a recipient: decrypt, verify the seal and every hash, write the parts.
+#[derive(clap::Args)]
+pub(super) struct OpenArgs {
+    /// The envelope (JSON file).
+    pub(super) envelope: PathBuf,
+    /// The recipient's private key (PKCS#8 PEM).
+    #[arg(long)]
+    pub(super) key: PathBuf,
+    /// CA certificate(s) the seal must chain to (PEM).
+    #[arg(long)]
+    pub(super) trust: PathBuf,
+    /// The gateway's seal certificate (PEM), as its operator publishes it; repeat
+    /// for seals used before a rotation. Other signers are refused.
+    #[arg(long = "seal", required = true)]
+    pub(super) seals: Vec<PathBuf>,
+    /// The recipient's certificate (PEM): also checks that the envelope is addressed to it.
+    #[arg(long)]
+    pub(super) cert: Option<PathBuf>,
+    /// Write the parts (with their original file names) and manifest.json here.
+    #[arg(long)]
+    pub(super) out: Option<PathBuf>,
+}
+
+/// List deliveries by state, as an operator (default: parked).
+#[derive(clap::Args)]
+pub(super) struct DeliveriesArgs {
+    #[arg(long, default_value = "parked")]
+    pub(super) state: String,
+    #[arg(long)]
+    pub(super) target: Option<String>,
+    #[command(flatten)]
+    pub(super) op: OperatorArgs,
+}
+
+/// Show a submission's status (as the submitting portal).
+#[derive(clap::Args)]
+pub(super) struct StatusArgs {
+    /// Submission id.
+    pub(super) id: String,
+    #[command(flatten)]
+    pub(super) portal: PortalArgs,
 }

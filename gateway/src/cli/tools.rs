@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::args::OperatorArgs;
+use super::args::{DeliveriesArgs, DemoReceiverArgs, OperatorArgs};
+use super::init_logging;
+use crate::tools::client;
 use super::audit::seal_pins;
 
 pub(super) fn open_envelope(
@@ -104,4 +106,75 @@ pub(super) fn operator_action(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+pub(super) fn deliveries(
+    DeliveriesArgs { state, target, op }: DeliveriesArgs,
+) -> anyhow::Result<ExitCode> {
+    let http = op.client()?;
+    let mut url = format!(
+        "{}/v1/admin/deliveries?state={state}",
+        op.url.trim_end_matches('/')
+    );
+    if let Some(t) = target {
+        url.push_str(&format!("&target={t}"));
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let answer = runtime.block_on(client::status(&http, &url))?;
+    if answer.status != 200 {
+        eprintln!("{}", serde_json::to_string_pretty(&answer.body)?);
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "{:<38} {:<22} {:<10} {:>8}  {:<26} last error",
+        "message_id", "target", "state", "attempts", "since"
+    );
+    for d in answer.body["deliveries"].as_array().into_iter().flatten() {
+        println!(
+            "{:<38} {:<22} {:<10} {:>8}  {:<26} {}",
+            d["message_id"].as_str().unwrap_or_default(),
+            d["target"].as_str().unwrap_or_default(),
+            d["state"].as_str().unwrap_or_default(),
+            d["attempts"],
+            d["updated_at"].as_str().unwrap_or_default(),
+            d["last_error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn demo_receiver(
+    DemoReceiverArgs {
+        listen,
+        key,
+        cert,
+        trust,
+        seal,
+        tls_cert,
+        tls_key,
+        out,
+        accept_only,
+    }: DemoReceiverArgs,
+) -> anyhow::Result<ExitCode> {
+    init_logging(
+        crate::config::LogFormat::Text,
+        if accept_only { "warn" } else { "info" },
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    let options = crate::tools::demo_receiver::ReceiverOptions {
+        listen,
+        tls_cert,
+        tls_key,
+        key,
+        cert: Some(cert),
+        trust,
+        seal,
+        out,
+        accept_only,
+    };
+    runtime.block_on(async {
+        let signal = crate::daemon::termination_signal();
+        crate::tools::demo_receiver::run(options, signal).await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,123 @@
+//! The portal side, for trying out and for the benchmark: submit, status, loadgen.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::args::{LoadgenArgs, StatusArgs, SubmitArgs};
+use crate::tools::client::{self, PortalIdentity, SubmitRequest};
+
+pub(super) fn submit(
+    SubmitArgs {
+        leistung,
+        destination,
+        data,
+        data_type,
+        attachments,
+        reference,
+        idempotency_key,
+        portal,
+    }: SubmitArgs,
+) -> anyhow::Result<ExitCode> {
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let mut req = SubmitRequest {
+        leistung,
+        destination,
+        reference,
+        data: read(&data)?,
+        data_media_type: data_type.unwrap_or_else(|| client::guess_media_type(&data).to_owned()),
+        idempotency_key,
+        ..Default::default()
+    };
+    for a in &attachments {
+        let name = a
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("attachment path has no file name")?
+            .to_owned();
+        req.attachments
+            .push((name, client::guess_media_type(a).to_owned(), read(a)?));
+    }
+    let http = portal.client()?;
+    let url = &portal.url;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let answer = runtime
+        .block_on(client::submit(&http, url, &req))
+        .with_context(|| format!("sending to {url} (is the daemon running?)"))?;
+    println!("{}", serde_json::to_string_pretty(&answer.body)?);
+    Ok(if answer.status == 202 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub(super) fn status(StatusArgs { id, portal }: StatusArgs) -> anyhow::Result<ExitCode> {
+    let http = portal.client()?;
+    let url = &portal.url;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let answer = runtime.block_on(client::status(
+        &http,
+        &format!("{}/v1/submissions/{id}", url.trim_end_matches('/')),
+    ))?;
+    println!("{}", serde_json::to_string_pretty(&answer.body)?);
+    Ok(if answer.status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub(super) fn loadgen(
+    LoadgenArgs {
+        profile,
+        leistung,
+        data_size,
+        attachment_size,
+        connections,
+        duration,
+        count,
+        url,
+        admin,
+        cert,
+        key,
+        ca,
+        json,
+    }: LoadgenArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut p = crate::tools::loadgen::Profile::named(&profile)
+        .with_context(|| format!("unknown profile {profile:?}: use small or typical"))?;
+    if let Some(l) = leistung {
+        p.leistung = l;
+    }
+    if let Some(d) = data_size {
+        p.data_size = d;
+        p.name = format!("{}-custom", p.name);
+    }
+    if let Some(a) = attachment_size {
+        p.attachment_size = a;
+        p.name = format!("{}-custom", p.name);
+    }
+    let o = crate::tools::loadgen::LoadOptions {
+        url,
+        admin: (admin != "none").then_some(admin),
+        connections,
+        duration: duration.or(count
+            .is_none()
+            .then_some(std::time::Duration::from_secs(10))),
+        count,
+        identity: PortalIdentity { cert, key, ca },
+        progress: !json,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime
+        .block_on(crate::tools::loadgen::run(&p, &o))
+        .map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
