@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::args::{DeliveriesArgs, DemoReceiverArgs, OperatorArgs};
+use super::audit::seal_pins;
 use super::init_logging;
 use crate::tools::client;
-use super::audit::seal_pins;
 
 pub(super) fn open_envelope(
     envelope: &std::path::Path,

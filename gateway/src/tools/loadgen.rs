@@ -233,6 +233,32 @@ fn median_from_buckets(before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<f6
         .map(|(le, _)| le * 1000.0)
 }
 
+/// Prints accepted/s, refusals and errors once a second (if `show`) until `stop`.
+fn progress_task(
+    stop: Arc<AtomicBool>,
+    [accepted, refused, errors]: [Arc<AtomicU64>; 3],
+    show: bool,
+    started: Instant,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = 0;
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = accepted.load(Ordering::Relaxed);
+            if show {
+                eprint!(
+                    "\r{:>5.0}s  accepted {now:>9} ({:>7}/s)  refused {:>6}  errors {:>6}   ",
+                    started.elapsed().as_secs_f64(),
+                    now - last,
+                    refused.load(Ordering::Relaxed),
+                    errors.load(Ordering::Relaxed)
+                );
+            }
+            last = now;
+        }
+    })
+}
+
 /// Runs the load and reports.
 pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, String> {
     let (body, content_type) = profile.body();
@@ -314,32 +340,12 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
                 .ok();
         }));
     }
-    let progress = {
-        let (stop, accepted, refused, errors) = (
-            stop.clone(),
-            accepted.clone(),
-            refused.clone(),
-            errors.clone(),
-        );
-        let show = o.progress;
-        tokio::spawn(async move {
-            let mut last = 0;
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let now = accepted.load(Ordering::Relaxed);
-                if show {
-                    eprint!(
-                        "\r{:>5.0}s  accepted {now:>9} ({:>7}/s)  refused {:>6}  errors {:>6}   ",
-                        started.elapsed().as_secs_f64(),
-                        now - last,
-                        refused.load(Ordering::Relaxed),
-                        errors.load(Ordering::Relaxed)
-                    );
-                }
-                last = now;
-            }
-        })
-    };
+    let progress = progress_task(
+        stop.clone(),
+        [accepted.clone(), refused.clone(), errors.clone()],
+        o.progress,
+        started,
+    );
     if let Some(d) = o.duration {
         tokio::time::sleep(d).await;
         stop.store(true, Ordering::Relaxed);

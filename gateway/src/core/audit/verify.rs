@@ -6,7 +6,7 @@ use ozg_adapter_sdk::audit_proof::{parse_ts, verify_checkpoint, CheckpointError,
 use ozg_adapter_sdk::{merkle, TrustAnchors};
 use serde::Serialize;
 
-use crate::model::audit::{record_hash, AuditRecord, GENESIS};
+use crate::model::audit::{record_hash, AuditRecord, Checkpoint, GENESIS};
 use crate::store::{AuditLogRead, StoreError};
 
 /// What a successful verification found.
@@ -40,56 +40,9 @@ pub fn verify(
     now: SystemTime,
 ) -> Result<Result<Report, Broken>, StoreError> {
     let broken = |seq: u64, reason: String| Ok(Err(Broken { seq, reason }));
-    // The checkpoints first: each signed by a pinned seal, its stored values the
-    // signed ones, each batch following the one before, signed no earlier than
-    // the one before.
     let checkpoints = log.checkpoints()?;
-    let mut previous = 0u64;
-    let mut previous_ts = SystemTime::UNIX_EPOCH;
-    for c in &checkpoints {
-        let payload = match verify_checkpoint(&c.jws, trust, seals, now) {
-            Ok(v) => v.payload,
-            Err(e @ CheckpointError::Future(_)) => {
-                return broken(c.seq, format!("checkpoint {}: {e}", c.seq))
-            }
-            Err(e) => return broken(c.seq, format!("checkpoint {}: {e}: forged", c.seq)),
-        };
-        let signed_at = parse_ts(&payload.ts).unwrap_or(SystemTime::UNIX_EPOCH);
-        if signed_at < previous_ts {
-            return broken(
-                c.seq,
-                format!(
-                    "checkpoint {} is dated {}, before the checkpoint before it: backdated",
-                    c.seq, payload.ts
-                ),
-            );
-        }
-        previous_ts = signed_at;
-        if payload.seq != c.seq
-            || payload.head != c.head
-            || payload.from != c.from
-            || payload.root != c.root
-        {
-            return broken(
-                c.seq,
-                format!(
-                    "checkpoint {}: the stored values differ from the signed ones: forged",
-                    c.seq
-                ),
-            );
-        }
-        if let Some(from) = c.from {
-            if from != previous + 1 || from > c.seq {
-                return broken(
-                    c.seq,
-                    format!(
-                        "checkpoint {}: its batch starts at record {from}, but the checkpoint before ends at record {previous}",
-                        c.seq
-                    ),
-                );
-            }
-        }
-        previous = c.seq;
+    if let Err(b) = check_checkpoints(&checkpoints, trust, seals, now) {
+        return Ok(Err(b));
     }
 
     let mut expected_seq = 1u64;
@@ -192,4 +145,64 @@ pub fn verify(
         head_hash: prev,
         checkpoint_seq: checkpoints.last().map(|c| c.seq).unwrap_or(0),
     }))
+}
+
+/// The checkpoints on their own: each signed by a pinned seal, its stored values
+/// the signed ones, each batch following the one before, signed no earlier than
+/// the one before.
+fn check_checkpoints(
+    checkpoints: &[Checkpoint],
+    trust: &TrustAnchors,
+    seals: &SealPins,
+    now: SystemTime,
+) -> Result<(), Broken> {
+    let broken = |seq: u64, reason: String| Err(Broken { seq, reason });
+    let mut previous = 0u64;
+    let mut previous_ts = SystemTime::UNIX_EPOCH;
+    for c in checkpoints {
+        let payload = match verify_checkpoint(&c.jws, trust, seals, now) {
+            Ok(v) => v.payload,
+            Err(e @ CheckpointError::Future(_)) => {
+                return broken(c.seq, format!("checkpoint {}: {e}", c.seq))
+            }
+            Err(e) => return broken(c.seq, format!("checkpoint {}: {e}: forged", c.seq)),
+        };
+        let signed_at = parse_ts(&payload.ts).unwrap_or(SystemTime::UNIX_EPOCH);
+        if signed_at < previous_ts {
+            return broken(
+                c.seq,
+                format!(
+                    "checkpoint {} is dated {}, before the checkpoint before it: backdated",
+                    c.seq, payload.ts
+                ),
+            );
+        }
+        previous_ts = signed_at;
+        if payload.seq != c.seq
+            || payload.head != c.head
+            || payload.from != c.from
+            || payload.root != c.root
+        {
+            return broken(
+                c.seq,
+                format!(
+                    "checkpoint {}: the stored values differ from the signed ones: forged",
+                    c.seq
+                ),
+            );
+        }
+        if let Some(from) = c.from {
+            if from != previous + 1 || from > c.seq {
+                return broken(
+                    c.seq,
+                    format!(
+                        "checkpoint {}: its batch starts at record {from}, but the checkpoint before ends at record {previous}",
+                        c.seq
+                    ),
+                );
+            }
+        }
+        previous = c.seq;
+    }
+    Ok(())
 }
