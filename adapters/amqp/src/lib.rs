@@ -11,13 +11,16 @@
 //! the broker's certificate must name the URL's host.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use ozg_adapter_sdk::{Adapter, DeliverFuture, Delivery, Outcome};
+use ozg_adapter_sdk::{
+    Adapter, AdapterConfig, AdapterConfigError, DeliverFuture, Delivery, Outcome,
+};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
@@ -60,13 +63,18 @@ fn default_confirm_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-impl AmqpConfig {
-    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+impl AdapterConfig for AmqpConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         self.ca
             .iter_mut()
             .chain(self.client_certificate.iter_mut())
             .chain(self.client_key.iter_mut())
             .collect()
+    }
+
+    fn build(&self) -> Result<Arc<dyn Adapter>, AdapterConfigError> {
+        let amqp = Amqp::new(self).map_err(AdapterConfigError::new)?;
+        Ok(Arc::new(amqp))
     }
 }
 
@@ -319,6 +327,20 @@ mod tests {
         )
         .unwrap();
         assert!(err.contains("no TLS"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_are_read_from_the_config_directory() {
+        let mut c = config("amqps://broker:5671/%2f", Some("ca.pem"));
+        c.client_certificate = Some("portal.pem".into());
+        c.client_key = Some("portal.key".into());
+        let err = c.build().err().unwrap();
+        assert!(err.problem.starts_with("cannot read ca.pem"), "{err}");
+        c.resolve_paths(&demo(""));
+        assert_eq!(c.ca, Some(demo("ca.pem")));
+        assert_eq!(c.client_certificate, Some(demo("portal.pem")));
+        assert_eq!(c.client_key, Some(demo("portal.key")));
+        assert_eq!(c.build().unwrap().kind(), "amqp");
     }
 
     #[test]

@@ -5,19 +5,43 @@
 //! fsynced. An importer that ignores dot-files never sees a half-written file. A file
 //! that already has the final name means an earlier attempt got through (the gateway
 //! crashed before recording it): delivered, not written twice.
+//!
+//! Settings: [`FiledropConfig`]; building the adapter from them creates the
+//! directory if it is missing.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use ozg_adapter_sdk::{Adapter, DeliverFuture, Delivery, Outcome};
+use ozg_adapter_sdk::{
+    Adapter, AdapterConfig, AdapterConfigError, DeliverFuture, Delivery, Outcome,
+};
 use serde::Deserialize;
 
 /// Settings of a `filedrop` target.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FiledropConfig {
-    /// The import directory; must exist and be writable by the daemon.
+    /// The import directory; created at start-up if missing, and must be
+    /// writable by the daemon.
     pub dir: PathBuf,
+}
+
+impl AdapterConfig for FiledropConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.dir]
+    }
+
+    fn build(&self) -> Result<Arc<dyn Adapter>, AdapterConfigError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            AdapterConfigError::new(format!(
+                "cannot create the directory {}: {e}",
+                self.dir.display()
+            ))
+            .with_fix("create it and let the daemon's user write to it, or point `dir` elsewhere")
+        })?;
+        Ok(Arc::new(Filedrop::new(self)))
+    }
 }
 
 /// The adapter.
@@ -142,6 +166,38 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    }
+
+    #[tokio::test]
+    async fn built_from_relative_settings_it_creates_and_fills_its_directory() {
+        let base = tempfile::tempdir().unwrap();
+        let mut config = FiledropConfig {
+            dir: "import/dms".into(),
+        };
+        config.resolve_paths(base.path());
+        assert_eq!(config.dir, base.path().join("import/dms"));
+        let a = config.build().unwrap();
+        assert_eq!(a.kind(), "filedrop");
+        assert_eq!(
+            a.deliver(delivery("m-1", b"{}")).await,
+            Outcome::Delivered { receipt: None }
+        );
+        assert!(base.path().join("import/dms/m-1.json").is_file());
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_created_is_a_clear_refusal() {
+        let base = tempfile::tempdir().unwrap();
+        // A file where a parent directory should be: refused even for root.
+        std::fs::write(base.path().join("occupied"), b"").unwrap();
+        let dir = base.path().join("occupied/in");
+        let err = FiledropConfig { dir: dir.clone() }.build().err().unwrap();
+        assert!(
+            err.problem
+                .starts_with(&format!("cannot create the directory {}: ", dir.display())),
+            "{err}"
+        );
+        assert!(err.fix.contains("`dir`"), "{}", err.fix);
     }
 
     #[tokio::test]

@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ozg_adapter_sdk::{Adapter, DeliverFuture, Delivery, Outcome};
+use ozg_adapter_sdk::{
+    Adapter, AdapterConfig, AdapterConfigError, DeliverFuture, Delivery, Outcome,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
@@ -49,13 +51,17 @@ fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-impl HttpConfig {
-    /// Paths in this config, for resolving them relative to the config file.
-    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+impl AdapterConfig for HttpConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         let mut v = vec![&mut self.server_ca];
         v.extend(self.client_certificate.as_mut());
         v.extend(self.client_key.as_mut());
         v
+    }
+
+    fn build(&self) -> Result<Arc<dyn Adapter>, AdapterConfigError> {
+        let http = Http::new(self).map_err(AdapterConfigError::new)?;
+        Ok(Arc::new(http))
     }
 }
 
@@ -246,6 +252,7 @@ impl Adapter for Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn status_classes() {
@@ -269,6 +276,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn settings_are_checked_when_the_adapter_is_built() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certs-example");
+        let mut c = HttpConfig {
+            url: "http://dms.example/in".into(),
+            server_ca: "ca.pem".into(),
+            client_certificate: None,
+            client_key: None,
+            timeout: default_timeout(),
+            connect_timeout: default_connect_timeout(),
+        };
+        c.resolve_paths(&demo);
+        assert_eq!(c.server_ca, demo.join("ca.pem"));
+        let err = c.build().err().unwrap();
+        assert_eq!(
+            err.problem,
+            "url \"http://dms.example/in\" must start with https://"
+        );
+        assert_eq!(err.fix, ozg_adapter_sdk::adapter_config::GENERIC_FIX);
+        c.url = "https://dms.example/in".into();
+        assert_eq!(c.build().unwrap().kind(), "http");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   (`RSA-OAEP-256` / `ECDH-ES+A256KW` with `A256GCM`) on `aws-lc-rs`.
 //! - [`adapter`]: the [`adapter::Adapter`] trait every delivery target implements,
 //!   and the outcome classes the delivery engine acts on.
+//! - [`adapter_config`]: the [`adapter_config::AdapterConfig`] trait every
+//!   adapter's settings implement: resolve paths, check, prepare, build the adapter.
 //! - [`envelope`]: the envelope a target receives, the sealed manifest, the
 //!   receipt, and [`envelope::open`] — decrypt, verify the seal, check every hash.
 //! - [`merkle`]: RFC 9162 Merkle tree hashing, and [`audit_proof`]: the gateway's
@@ -15,6 +17,7 @@
 //! nothing here touches disk or network.
 
 pub mod adapter;
+pub mod adapter_config;
 pub mod audit_proof;
 pub mod base64url;
 pub mod envelope;
@@ -23,5 +26,6 @@ pub mod keys;
 pub mod merkle;
 
 pub use adapter::{Adapter, DeliverFuture, Delivery, Failure, Outcome};
+pub use adapter_config::{AdapterConfig, AdapterConfigError};
 pub use envelope::{open, Envelope, Manifest, ManifestPart, OpenError, Opened, Receipt};
 pub use keys::{KeyError, RecipientCert, RecipientPrivateKey, SealKey, SealPins, TrustAnchors};

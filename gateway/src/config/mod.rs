@@ -305,7 +305,10 @@ pub struct TargetConfig {
     pub retry: RetryOverride,
 }
 
-/// Adapter settings by type; each adapter's own crate documents its keys.
+/// Adapter settings by type; each adapter's own crate documents its keys, and
+/// resolves, checks and builds them through [`ozg_adapter_sdk::AdapterConfig`].
+/// Adding an adapter: its crate, one variant here and its arm in the two
+/// methods below.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum AdapterConfig {
@@ -315,6 +318,26 @@ pub enum AdapterConfig {
     Http(HttpConfig),
     /// Publish the envelope to a RabbitMQ exchange with publisher confirms.
     Amqp(AmqpConfig),
+}
+
+impl AdapterConfig {
+    /// The chosen adapter's settings.
+    pub fn settings(&self) -> &dyn ozg_adapter_sdk::AdapterConfig {
+        match self {
+            AdapterConfig::Filedrop(c) => c,
+            AdapterConfig::Http(c) => c,
+            AdapterConfig::Amqp(c) => c,
+        }
+    }
+
+    /// The chosen adapter's settings, to resolve their paths.
+    pub fn settings_mut(&mut self) -> &mut dyn ozg_adapter_sdk::AdapterConfig {
+        match self {
+            AdapterConfig::Filedrop(c) => c,
+            AdapterConfig::Http(c) => c,
+            AdapterConfig::Amqp(c) => c,
+        }
+    }
 }
 
 /// Retention of sealed envelopes.
@@ -502,11 +525,7 @@ impl Config {
         }
         for t in self.targets.values_mut() {
             fix(&mut t.certificate);
-            match &mut t.adapter {
-                AdapterConfig::Filedrop(c) => fix(&mut c.dir),
-                AdapterConfig::Http(c) => c.paths_mut().into_iter().for_each(fix),
-                AdapterConfig::Amqp(c) => c.paths_mut().into_iter().for_each(fix),
-            }
+            t.adapter.settings_mut().resolve_paths(base);
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use ozg_adapter_sdk::keys::Certificate;
 use ozg_adapter_sdk::{RecipientCert, SealKey, TrustAnchors};
 
-use crate::config::{AdapterConfig, Config, ConfigError, ConfigErrors};
+use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::core::engine::TargetRuntime;
 use crate::listen::identity::{Pin, Portals};
 use crate::listen::tls::{self, PeerCheck};
@@ -353,19 +353,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 "remove it to use delivery.concurrency",
             ));
         }
-        let adapter: Result<Arc<dyn ozg_adapter_sdk::Adapter>, String> = match &t.adapter {
-            AdapterConfig::Filedrop(c) => std::fs::create_dir_all(&c.dir)
-                .map(|_| {
-                    Arc::new(ozg_adapter_filedrop::Filedrop::new(c))
-                        as Arc<dyn ozg_adapter_sdk::Adapter>
-                })
-                .map_err(|e| format!("cannot create the directory {}: {e}", c.dir.display())),
-            AdapterConfig::Http(c) => ozg_adapter_http::Http::new(c)
-                .map(|a| Arc::new(a) as Arc<dyn ozg_adapter_sdk::Adapter>),
-            AdapterConfig::Amqp(c) => ozg_adapter_amqp::Amqp::new(c)
-                .map(|a| Arc::new(a) as Arc<dyn ozg_adapter_sdk::Adapter>),
-        };
-        match adapter {
+        match t.adapter.settings().build() {
             Ok(adapter) => deliveries.push(Arc::new(TargetRuntime {
                 id: id.clone(),
                 adapter,
@@ -374,11 +362,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 concurrency: t.concurrency.unwrap_or(d.concurrency).max(1),
                 attempt_timeout: d.attempt_timeout,
             })),
-            Err(e) => errors.push(config.error(
-                format!("targets.{id}.adapter"),
-                e,
-                "fix the adapter settings of this target",
-            )),
+            Err(e) => errors.push(config.error(format!("targets.{id}.adapter"), e.problem, e.fix)),
         }
     }
 
