@@ -1,0 +1,183 @@
+//! Who may ask and where submissions go: the routing table, portals and
+//! operators with the certificates they are recognised by.
+
+use std::sync::Arc;
+
+use ozg_adapter_sdk::keys::Certificate;
+
+use super::{read, Checks};
+use crate::config::{Config, ConfigError};
+use crate::listen::identity::{Pin, Portals};
+use crate::model::portal::Portal;
+use crate::model::routing::{Pattern, PatternSet, Router};
+
+/// The routing table: patterns parse and name existing targets.
+pub(super) fn routes(c: &mut Checks) -> Router {
+    let config = c.config;
+    let errors = &mut c.errors;
+    let mut router = Router::default();
+    for (i, r) in config.routes.iter().enumerate() {
+        let at = |k: &str| format!("routes[{i}].{k}");
+        let l = Pattern::parse(&r.leistung).map_err(|e| {
+            errors.push(config.error(
+                at("leistung"),
+                e,
+                "write a Leistungsschlüssel, a prefix ending in `*`, or `*`",
+            ))
+        });
+        let d = Pattern::parse(&r.destination).map_err(|e| {
+            errors.push(config.error(
+                at("destination"),
+                e,
+                "write a destination, a prefix ending in `*`, or `*`",
+            ))
+        });
+        if r.targets.is_empty() {
+            errors.push(config.error(
+                at("targets"),
+                "no targets",
+                "name at least one target from [targets]",
+            ));
+        }
+        for t in &r.targets {
+            if !config.targets.contains_key(t) {
+                errors.push(config.error(
+                    at("targets"),
+                    format!("unknown target {t:?}"),
+                    format!(
+                            "define [targets.{t}] or use one of: {}",
+                            config
+                                .targets
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                ));
+            }
+        }
+        if let (Ok(l), Ok(d)) = (l, d) {
+            router.add(l, d, r.targets.clone());
+        }
+    }
+    router
+}
+
+/// Portals and operators, and the certificates they are recognised by.
+pub(super) fn clients(c: &mut Checks) -> Portals {
+    let config = c.config;
+    let errors = &mut c.errors;
+    let mut portals = Portals::default();
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in config.portals.iter().enumerate() {
+        let at = |k: &str| format!("portals[{i}].{k}");
+        if !seen.insert(p.id.clone()) {
+            errors.push(config.error(
+                at("id"),
+                format!("portal id {:?} is used twice", p.id),
+                "give every portal its own id",
+            ));
+        }
+        let patterns = |list: &[String], key: &str, errors: &mut Vec<ConfigError>| {
+            PatternSet(
+                list.iter()
+                    .filter_map(|s| {
+                        Pattern::parse(s)
+                            .map_err(|e| {
+                                errors.push(config.error(
+                                    at(key),
+                                    e,
+                                    "write a value, a prefix ending in `*`, or `*`",
+                                ))
+                            })
+                            .ok()
+                    })
+                    .collect(),
+            )
+        };
+        let portal = Arc::new(Portal {
+            id: p.id.clone(),
+            leistungen: patterns(&p.leistungen, "leistungen", errors),
+            destinations: patterns(&p.destinations, "destinations", errors),
+        });
+        for pin in pins(
+            config,
+            "portal",
+            &p.id,
+            &at,
+            &p.certificate,
+            &p.certificate_sha256,
+            &p.subject,
+            errors,
+        ) {
+            portals.add_portal(pin, portal.clone());
+        }
+    }
+
+    for (i, o) in config.operators.iter().enumerate() {
+        let at = |k: &str| format!("operators[{i}].{k}");
+        let id: Arc<str> = Arc::from(o.id.as_str());
+        for pin in pins(
+            config,
+            "operator",
+            &o.id,
+            &at,
+            &o.certificate,
+            &o.certificate_sha256,
+            &o.subject,
+            errors,
+        ) {
+            portals.add_operator(pin, id.clone());
+        }
+    }
+    portals
+}
+
+/// The pins configured for a portal or operator (`certificate` file, `certificate_sha256`,
+/// `subject`); problems go to `errors`, and having none at all is one.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pins(
+    config: &Config,
+    kind: &str,
+    id: &str,
+    at: &dyn Fn(&str) -> String,
+    certificate: &Option<std::path::PathBuf>,
+    sha256: &Option<String>,
+    subject: &Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Pin> {
+    let mut out = Vec::new();
+    if let Some(path) = certificate {
+        match read(path).and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string())) {
+            Ok(c) => out.push(Pin::Fingerprint(c.sha256_hex())),
+            Err(e) => errors.push(config.error(
+                at("certificate"),
+                e,
+                format!("give the {kind}'s client certificate as PEM"),
+            )),
+        }
+    }
+    if let Some(fp) = sha256 {
+        let fp = fp.replace(':', "").to_ascii_lowercase();
+        if fp.len() == 64 && fp.chars().all(|c| c.is_ascii_hexdigit()) {
+            out.push(Pin::Fingerprint(fp));
+        } else {
+            errors.push(config.error(
+                at("certificate_sha256"),
+                "not a SHA-256 fingerprint",
+                "write 64 hex digits, e.g. from `openssl x509 -noout -fingerprint -sha256`",
+            ));
+        }
+    }
+    if let Some(subject) = subject {
+        out.push(Pin::Subject(subject.clone()));
+    }
+    if certificate.is_none() && sha256.is_none() && subject.is_none() {
+        errors.push(config.error(
+            at("certificate"),
+            format!("{kind} {id:?} has no certificate, certificate_sha256 or subject"),
+            format!("set one of them so the gateway can recognise the {kind}"),
+        ));
+    }
+    out
+}

@@ -1,0 +1,193 @@
+//! From a parsed [`Config`] to everything the daemon runs with: keys, certificates,
+//! TLS, schemas, portals and the routing table — checked, with every problem
+//! collected and named (this is what `ozg-gateway config check` prints).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ozg_adapter_sdk::keys::Certificate;
+use ozg_adapter_sdk::{RecipientCert, SealKey};
+
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::core::engine::TargetRuntime;
+use crate::listen::identity::Portals;
+use crate::listen::tls::PeerCheck;
+use crate::model::routing::Router;
+
+/// The organisation every subject of a demo PKI (`ozg-gateway demo-pki`) carries:
+/// how the daemon recognises demo keys and warns about them.
+pub const DEMO_MARK: &str = "ozg-gateway DEMO ONLY";
+
+/// Whether a certificate subject belongs to a demo PKI.
+pub fn is_demo_subject(subject: &str) -> bool {
+    subject.contains(DEMO_MARK)
+}
+
+/// Everything loaded and checked.
+pub struct Setup {
+    pub config: Config,
+    pub portals: Portals,
+    pub router: Router,
+    pub targets: BTreeMap<String, Arc<RecipientCert>>,
+    /// Adapters, retry policies and limits of the targets, for the delivery engine.
+    pub deliveries: Vec<Arc<TargetRuntime>>,
+    pub seal: Arc<SealKey>,
+    pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
+    /// XML Schemas by Leistung (XML data).
+    pub xsds: HashMap<String, Arc<crate::core::intake::xsd::XsdSchema>>,
+    pub ingest_tls: Arc<rustls::ServerConfig>,
+    pub peer_check: PeerCheck,
+    /// Certificates whose expiry is watched (log warnings, metrics).
+    pub watched: Vec<Watched>,
+    /// Things an operator must know but that do not stop the start (demo keys, expiry).
+    pub warnings: Vec<String>,
+}
+
+pub(super) fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+pub(super) fn key_file_warning(path: &Path, warnings: &mut Vec<String>) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                warnings.push(format!(
+                    "key file {} is readable by users other than its owner (mode {:o}); run `chmod 600` on it",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+        }
+    }
+}
+
+/// A certificate whose expiry the daemon watches (seal, TLS, targets).
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// e.g. `seal`, `ingest-tls`, `target:dms`.
+    pub label: String,
+    pub cert: Certificate,
+}
+
+/// Warnings for watched certificates that expire within `window` of `now`.
+pub fn expiry_warnings(
+    watched: &[Watched],
+    window: std::time::Duration,
+    now: SystemTime,
+) -> Vec<String> {
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    watched
+        .iter()
+        .filter(|w| w.cert.not_after() - now < window.as_secs() as i64)
+        .map(|w| {
+            format!(
+                "{} certificate {:?} expires on {}; renew it",
+                w.label,
+                w.cert.subject(),
+                w.cert.not_after_rfc3339()
+            )
+        })
+        .collect()
+}
+
+mod clients;
+mod pki;
+mod targets;
+
+use clients::{clients, routes};
+use pki::{ingest_tls, previous_seals, seal_key, trust_anchors};
+use targets::{delivery_runtimes, leistung_schemas, target_certificates};
+
+/// What the checks collect: every problem (to print them all at once), the
+/// warnings, and the certificates whose expiry is watched.
+pub(super) struct Checks<'a> {
+    pub(super) config: &'a Config,
+    pub(super) now: SystemTime,
+    pub(super) errors: Vec<ConfigError>,
+    pub(super) warnings: Vec<String>,
+    pub(super) watched: Vec<Watched>,
+}
+
+/// Loads and checks everything; returns all problems at once.
+pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
+    let mut c = Checks {
+        config: &config,
+        now: SystemTime::now(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        watched: Vec::new(),
+    };
+    listeners_and_store(&mut c);
+    let trust = trust_anchors(&mut c);
+    previous_seals(&mut c);
+    let seal = seal_key(&mut c, &trust);
+    let tls = ingest_tls(&mut c);
+    let targets = target_certificates(&mut c, &trust);
+    let deliveries = delivery_runtimes(&mut c);
+    let router = routes(&mut c);
+    let portals = clients(&mut c);
+    let (schemas, xsds) = leistung_schemas(&mut c);
+    let Checks {
+        now,
+        errors,
+        mut warnings,
+        watched,
+        ..
+    } = c;
+    match (errors.is_empty(), seal, tls) {
+        (true, Some(seal), Some((ingest_tls, peer_check))) => {
+            warnings.extend(expiry_warnings(&watched, config.pki.expiry_warning, now));
+            warnings.dedup();
+            Ok(Setup {
+                config,
+                portals,
+                router,
+                targets,
+                deliveries,
+                seal,
+                schemas,
+                xsds,
+                ingest_tls,
+                peer_check,
+                watched,
+                warnings,
+            })
+        }
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// The store, the admin listener's address and the public URL.
+fn listeners_and_store(c: &mut Checks) {
+    let config = c.config;
+    let errors = &mut c.errors;
+    for p in config.store.check() {
+        errors.push(config.error(p.key, p.problem, p.fix));
+    }
+    if !config.admin.listen.ip().is_loopback() {
+        errors.push(config.error(
+            "admin.listen",
+            format!(
+                "{} is not a loopback address; the admin listener has no TLS",
+                config.admin.listen
+            ),
+            "bind it to 127.0.0.1 or ::1 and reach it through a TLS-terminating proxy",
+        ));
+    }
+    if let Some(url) = &config.ingest.public_url {
+        if !url.starts_with("https://") {
+            errors.push(config.error(
+                "ingest.public_url",
+                format!("{url:?} is not an https:// URL"),
+                "write e.g. \"https://gateway.example:8443\"",
+            ));
+        }
+    }
+}
