@@ -7,6 +7,8 @@
 //! already encrypted.
 
 pub mod embedded;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::future::Future;
 use std::pin::Pin;

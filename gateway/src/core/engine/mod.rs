@@ -401,3 +401,6 @@ async fn finish(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
