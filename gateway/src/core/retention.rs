@@ -41,3 +41,6 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
