@@ -7,12 +7,14 @@
 //! - [`refusal`]: why the core refuses a request, for the listeners to answer.
 //! - [`observe`]: what the admin listener shows (metrics, the newest checkpoint).
 //! - [`retention`]: deleting sealed envelopes whose time is up.
+//! - [`clock`]: the wall time the engine and retention go by (the system's; tokio's in tests).
 //! - [`metrics`]: the counters and gauges the listeners and the engine update.
 //!
 //! The core talks to storage only through the traits of [`crate::store`] and to
 //! targets only through the SDK's `Adapter` trait; it knows nothing of HTTP.
 
 pub mod audit;
+pub mod clock;
 pub mod engine;
 pub mod intake;
 pub mod metrics;

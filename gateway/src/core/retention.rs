@@ -8,18 +8,23 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::config::RetentionConfig;
-use crate::model::time::now_ms;
+use crate::core::clock::Clock;
 use crate::store::{Purge, Store};
 
 /// Deletes envelopes whose retention ended, every `check_interval`.
-pub async fn run(store: Arc<dyn Store>, cfg: RetentionConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    cfg: RetentionConfig,
+    clock: Clock,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(cfg.check_interval) => {}
             _ = shutdown.changed() => return,
         }
         loop {
-            let now = now_ms();
+            let now = clock.now_ms();
             let purge = Purge {
                 delivered_before_ms: now - cfg.delivered.as_millis() as i64,
                 parked_before_ms: now - cfg.parked.as_millis() as i64,
@@ -36,3 +41,6 @@ pub async fn run(store: Arc<dyn Store>, cfg: RetentionConfig, mut shutdown: watc
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::core::clock::Clock;
 use crate::core::intake::check::DataChecks;
 use crate::core::intake::Intake;
 use crate::core::metrics::{CertLabels, Metrics};
@@ -98,6 +99,7 @@ impl Gateway {
         let retention_task = tokio::spawn(crate::core::retention::run(
             store.clone(),
             cfg.retention,
+            Clock::system(),
             shutdown_rx.clone(),
         ));
         let audit_task = tokio::spawn(crate::core::audit::checkpoint_task(
@@ -112,6 +114,7 @@ impl Gateway {
             targets: setup.deliveries.clone(),
             metrics: metrics.clone(),
             shutdown_grace: cfg.delivery.shutdown_grace,
+            clock: Clock::system(),
         };
         let wakers = engine.wakers();
         let engine_task = engine.start(wakers.clone(), shutdown_rx.clone());

@@ -8,6 +8,8 @@
 
 pub mod backends;
 pub mod embedded;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::future::Future;
 use std::pin::Pin;

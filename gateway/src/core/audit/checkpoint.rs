@@ -150,3 +150,6 @@ pub async fn checkpoint_task(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -169,4 +169,29 @@ mod tests {
         b.failure(t0);
         assert_eq!(b.admit(t0), Admit::All);
     }
+
+    #[test]
+    fn failures_reported_while_open_do_not_extend_the_pause() {
+        // Attempts that were already out when the breaker opened report late.
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg());
+        (0..3).for_each(|_| b.failure(t0));
+        b.failure(t0 + Duration::from_secs(5));
+        assert_eq!(b.admit(t0), Admit::WaitUntil(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn an_unused_probe_lets_the_next_one_through_with_the_same_pause() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg());
+        (0..3).for_each(|_| b.failure(t0));
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(b.admit(t1), Admit::Probe);
+        b.probe_unused();
+        assert_eq!(b.admit(t1), Admit::Probe);
+        assert_eq!(b.admit(t1), Admit::WaitForProbe);
+        b.failure(t1);
+        // Doubled once (one probe failed), not twice.
+        assert_eq!(b.admit(t1), Admit::WaitUntil(t1 + Duration::from_secs(20)));
+    }
 }

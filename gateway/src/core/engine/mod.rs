@@ -24,10 +24,10 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::core::clock::Clock;
 use crate::core::metrics::Metrics;
 use crate::model::delivery::{Claimed, Recorded};
 use crate::model::policy::RetryPolicy;
-use crate::model::time::now_ms;
 use crate::store::{Store, StoreError};
 use breaker::{Admit, Breaker, BreakerConfig};
 
@@ -80,6 +80,8 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     /// How long in-flight attempts may finish after shutdown began.
     pub shutdown_grace: Duration,
+    /// Wall time for the store's records (when a retry is due, when it was delivered).
+    pub clock: Clock,
 }
 
 impl Engine {
@@ -105,6 +107,7 @@ impl Engine {
                 notify,
                 shutdown.clone(),
                 self.shutdown_grace,
+                self.clock,
             ));
         }
         tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
@@ -118,6 +121,7 @@ async fn run_target(
     notify: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    clock: Clock,
 ) {
     let slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
     let mut breaker = Breaker::new(t.breaker);
@@ -179,7 +183,7 @@ async fn run_target(
                 continue;
             }
         };
-        let claimed = match store.claim(&t.id, now_ms(), limit).await {
+        let claimed = match store.claim(&t.id, clock.now_ms(), limit).await {
             Ok(c) => c,
             Err(e) => {
                 if probe {
@@ -199,7 +203,7 @@ async fn run_target(
             }
             let wait = match store.next_due(&t.id).await {
                 Ok(Some(due)) => {
-                    Duration::from_millis((due - now_ms()).max(0) as u64).min(IDLE_POLL)
+                    Duration::from_millis((due - clock.now_ms()).max(0) as u64).min(IDLE_POLL)
                 }
                 _ => IDLE_POLL,
             };
@@ -227,7 +231,7 @@ async fn run_target(
             );
             attempts.spawn(async move {
                 let id = c.message_id.clone();
-                let health = attempt(&t, store.as_ref(), &metrics, c, permit).await;
+                let health = attempt(&t, store.as_ref(), &metrics, clock, c, permit).await;
                 if let Ok(mut set) = in_flight.lock() {
                     set.remove(&id);
                 }
@@ -265,6 +269,7 @@ async fn attempt(
     t: &TargetRuntime,
     store: &dyn Store,
     metrics: &Metrics,
+    clock: Clock,
     c: Claimed,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Health {
@@ -275,7 +280,7 @@ async fn attempt(
                 failure: Failure::new("envelope-missing", "the envelope is missing from the store"),
                 gave_up_after: None,
             };
-            finish(t, store, metrics, &c, rec).await;
+            finish(t, store, metrics, clock, &c, rec).await;
             return Health::Up;
         }
         Err(StoreError::Damaged(what)) => {
@@ -287,16 +292,16 @@ async fn attempt(
                 ),
                 gave_up_after: None,
             };
-            finish(t, store, metrics, &c, rec).await;
+            finish(t, store, metrics, clock, &c, rec).await;
             return Health::Up;
         }
         Err(e) => {
             tracing::error!(message_id = %c.message_id, error = %e, "cannot read the envelope");
             let rec = Recorded::RetryAt {
-                at_ms: now_ms() + STORE_BACKOFF.as_millis() as i64,
+                at_ms: clock.now_ms() + STORE_BACKOFF.as_millis() as i64,
                 failure: Failure::new("store", "the envelope could not be read"),
             };
-            finish(t, store, metrics, &c, rec).await;
+            finish(t, store, metrics, clock, &c, rec).await;
             return Health::Up;
         }
     };
@@ -316,7 +321,7 @@ async fn attempt(
     };
     drop(envelope);
     drop(slot);
-    let now = now_ms();
+    let now = clock.now_ms();
     let age = Duration::from_millis((now - c.created_at_ms).max(0) as u64);
     let (rec, health) = match outcome {
         Outcome::Delivered { receipt } => (Recorded::Delivered { receipt }, Health::Up),
@@ -356,7 +361,7 @@ async fn attempt(
             })
             .observe(age.as_secs_f64());
     }
-    finish(t, store, metrics, &c, rec).await;
+    finish(t, store, metrics, clock, &c, rec).await;
     health
 }
 
@@ -364,6 +369,7 @@ async fn finish(
     t: &TargetRuntime,
     store: &dyn Store,
     metrics: &Metrics,
+    clock: Clock,
     c: &Claimed,
     rec: Recorded,
 ) {
@@ -374,7 +380,7 @@ async fn finish(
     };
     let class = rec.class().unwrap_or_default().to_owned();
     let error = rec.last_error();
-    match store.record(&c.message_id, rec, now_ms()).await {
+    match store.record(&c.message_id, rec, clock.now_ms()).await {
         Ok(()) => {
             metrics.attempt(&t.id, kind, &class);
             match kind {
@@ -395,3 +401,6 @@ async fn finish(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

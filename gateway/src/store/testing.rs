@@ -1,0 +1,132 @@
+//! Test support for code above the store that runs under tokio's paused clock
+//! (`tokio::time::pause`): [`Timeless`], a store whose calls take no virtual
+//! time, and [`submission`], a small submission to store.
+//!
+//! Why: a paused runtime with nothing to do jumps to its next timer. The
+//! embedded store commits on a writer thread of its own, so while a task waits
+//! for a commit the runtime looks idle and the clock would jump past whatever
+//! the test meant to observe. `spawn_blocking` holds the clock still (tokio
+//! documents this for paused tests), so [`Timeless`] keeps a blocking task
+//! waiting for as long as a store call runs. The store itself is the real one.
+
+use std::future::Future;
+
+use super::{AuditJob, Purge, Store, StoreFuture, StoreStats};
+use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
+use crate::model::delivery::{
+    Action, Claimed, DeliveryRow, DeliveryState, Operated, QueueDepth, Recorded,
+};
+use crate::model::submission::{
+    envelope_checksum, Accepted, NewDelivery, NewSubmission, SubmissionStatus,
+};
+
+/// A store whose calls hold tokio's paused clock still until they answered.
+pub struct Timeless<S>(pub S);
+
+/// Runs `work` while a blocking task keeps tokio from advancing paused time.
+async fn held<T>(work: impl Future<Output = T>) -> T {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let holder = tokio::task::spawn_blocking(move || {
+        let _ = wait.recv();
+    });
+    let out = work.await;
+    drop(done);
+    let _ = holder.await;
+    out
+}
+
+impl<S: Store> Store for Timeless<S> {
+    fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted> {
+        Box::pin(held(self.0.accept(submission)))
+    }
+    fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>> {
+        Box::pin(held(self.0.submission(id)))
+    }
+    fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
+        Box::pin(held(self.0.envelope(message_id)))
+    }
+    fn claim(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claimed>> {
+        Box::pin(held(self.0.claim(target, now_ms, limit)))
+    }
+    fn record(&self, message_id: &str, outcome: Recorded, now_ms: i64) -> StoreFuture<'_, ()> {
+        Box::pin(held(self.0.record(message_id, outcome, now_ms)))
+    }
+    fn release(&self, message_ids: Vec<String>) -> StoreFuture<'_, ()> {
+        Box::pin(held(self.0.release(message_ids)))
+    }
+    fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(held(self.0.next_due(target)))
+    }
+    fn queue_depths(&self) -> StoreFuture<'_, Vec<QueueDepth>> {
+        Box::pin(held(self.0.queue_depths()))
+    }
+    fn audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
+        Box::pin(held(self.0.audit(event)))
+    }
+    fn trace(&self, submission_id: &str) -> StoreFuture<'_, Vec<AuditRecord>> {
+        Box::pin(held(self.0.trace(submission_id)))
+    }
+    fn read_audit(&self, job: AuditJob) -> StoreFuture<'_, ()> {
+        Box::pin(held(self.0.read_audit(job)))
+    }
+    fn audit_head(&self) -> StoreFuture<'_, Head> {
+        Box::pin(held(self.0.audit_head()))
+    }
+    fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
+        Box::pin(held(self.0.add_checkpoint(checkpoint)))
+    }
+    fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
+        Box::pin(held(self.0.latest_checkpoint()))
+    }
+    fn audit_texts(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(held(self.0.audit_texts(from, to)))
+    }
+    fn operate(
+        &self,
+        message_id: &str,
+        action: Action,
+        operator: &str,
+    ) -> StoreFuture<'_, Operated> {
+        Box::pin(held(self.0.operate(message_id, action, operator)))
+    }
+    fn deliveries(
+        &self,
+        state: DeliveryState,
+        target: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<DeliveryRow>> {
+        Box::pin(held(self.0.deliveries(state, target, limit)))
+    }
+    fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {
+        Box::pin(held(self.0.purge(purge)))
+    }
+    fn stats(&self) -> StoreStats {
+        self.0.stats()
+    }
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(held(self.0.close()))
+    }
+}
+
+/// Submission `id` with one delivery to `target`, message id `<id>-<target>`,
+/// and a small (not really sealed) envelope.
+pub fn submission(id: &str, target: &str) -> NewSubmission {
+    let envelope = format!("{{\"sealed-for\":\"{target}\"}}").into_bytes();
+    NewSubmission {
+        id: id.into(),
+        portal: "portal".into(),
+        leistung: "leistung".into(),
+        destination: "destination".into(),
+        received_at: "2026-11-24T00:00:00Z".into(),
+        response: format!("{{\"submission_id\":\"{id}\"}}"),
+        idempotency: None,
+        deliveries: vec![NewDelivery {
+            message_id: format!("{id}-{target}"),
+            target: target.into(),
+            envelope_crc32: envelope_checksum(&envelope),
+            envelope,
+        }],
+        parts: vec![],
+        receipt_sha256: String::new(),
+    }
+}
