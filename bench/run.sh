@@ -5,12 +5,19 @@
 # cores; a bare HTTPS endpoint on the same TLS stack). Prints a Markdown report.
 #
 #   bench/run.sh [seconds per run, default 20] [connections, default 64; typical uses half]
+#
+# OZG_BIN=/path/to/ozg-gateway bench/run.sh … measures that binary instead of
+# building this checkout (to compare two builds on the same machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-20}
 CONN=${2:-64}
-cargo build --release -q -p ozg-gateway
-BIN=$PWD/target/release/ozg-gateway
+if [[ -n "${OZG_BIN:-}" ]]; then
+  BIN=$OZG_BIN
+else
+  cargo build --release -q -p ozg-gateway
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/ozg-gateway
+fi
 W=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
