@@ -55,6 +55,7 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod anchor;
 pub mod audit_log;
 mod deliveries;
 pub mod offline;
@@ -63,6 +64,8 @@ pub mod segments;
 mod submissions;
 mod writer;
 
+#[cfg(test)]
+mod integrity_tests;
 #[cfg(test)]
 mod tests;
 
@@ -79,9 +82,9 @@ pub use offline::{counts, open_read_only, Counts};
 use schema::{migrate, SCHEMA};
 use segments::{Location, Segments};
 use submissions::read_submission;
-use writer::{collect_segments, writer_loop, Counters, Op, Reply};
+use writer::{writer_loop, Anchoring, Counters, Op, Reply};
 
-const DB_FILE: &str = "gateway.db";
+pub(super) const DB_FILE: &str = "gateway.db";
 const QUEUE: usize = 1024;
 
 /// The SQLite store. Cheap to share behind an `Arc`.
@@ -138,25 +141,50 @@ impl EmbeddedStore {
         // once per checkpoint, not once per 4 MiB, and the database file is fsynced
         // a quarter as often.
         writer.pragma_update(None, "wal_autocheckpoint", 4096)?;
+        // Before anything is created or deleted: is this the store the data
+        // directory held? (See `anchor`.)
+        let anchored = anchor::read(data_dir)?;
+        if anchor::is_empty_database(&writer)? {
+            anchor::check_fresh(data_dir, anchored.as_ref())?;
+        }
         let segments = Arc::new(Segments::open(data_dir)?);
         migrate(&mut writer, &segments)?;
         writer.execute_batch(SCHEMA)?;
+        let store_id = anchor::store_id(&writer)?;
+        if let Some(a) = &anchored {
+            anchor::check(&writer, &store_id, a)?;
+        }
         let mut head = Head::load(&writer)?;
         let recovered = recover_in_flight(&mut writer, &mut head)?;
         if recovered > 0 {
             tracing::warn!(deliveries = recovered, "deliveries were in flight at the last stop; they will be delivered again with the same message_id");
         }
+        anchor::write(data_dir, &store_id, &head)?;
+        warn_missing_segments(&writer, &segments);
         let reader = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         let (tx, rx) = mpsc::channel::<Op>(QUEUE);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
         let max = group_commit_max.max(1);
-        collect_segments(&writer, &segments);
+        // Segments nothing refers to are collected after purges, never at start:
+        // a database that lost rows must not cost the envelopes too.
         let thread_segments = segments.clone();
+        let anchoring = Anchoring {
+            data_dir: data_dir.to_path_buf(),
+            store_id,
+        };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                writer_loop(writer, rx, max, &thread_counters, head, &thread_segments)
+                writer_loop(
+                    writer,
+                    rx,
+                    max,
+                    &thread_counters,
+                    head,
+                    &thread_segments,
+                    &anchoring,
+                )
             })?;
         Ok(EmbeddedStore {
             tx: Mutex::new(Some(tx)),
@@ -171,6 +199,29 @@ impl EmbeddedStore {
     /// The database file inside `data_dir`.
     pub fn db_path(data_dir: &Path) -> PathBuf {
         data_dir.join(DB_FILE)
+    }
+}
+
+/// Logs loudly when deliveries refer to segment files that are not there (a
+/// partial restore): their deliveries will park as `envelope-damaged`.
+fn warn_missing_segments(conn: &Connection, segments: &Segments) {
+    let referenced = conn
+        .prepare("SELECT DISTINCT segment FROM deliveries WHERE segment IS NOT NULL")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<i64>, _>>()
+        });
+    let Ok(referenced) = referenced else { return };
+    let missing: Vec<i64> = referenced
+        .into_iter()
+        .filter(|id| !segments.exists(*id))
+        .collect();
+    if !missing.is_empty() {
+        tracing::error!(
+            segments = ?missing,
+            dir = %segments.dir().display(),
+            "sealed envelopes refer to segment files that are missing: restore envelopes/ from the backup, or their deliveries park as envelope-damaged"
+        );
     }
 }
 

@@ -23,6 +23,10 @@ CREATE TABLE IF NOT EXISTS delivery_counts (
 
 pub(super) const SCHEMA: &str = concat!(
     "
+CREATE TABLE IF NOT EXISTS meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS submissions (
     id           TEXT PRIMARY KEY,
     portal       TEXT NOT NULL,

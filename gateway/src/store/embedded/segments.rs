@@ -82,6 +82,23 @@ fn list(dir: &Path) -> io::Result<BTreeSet<i64>> {
     Ok(ids)
 }
 
+/// The segment files under `data_dir` that hold any bytes (without opening the
+/// segments or beginning a new one).
+pub fn non_empty(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let dir = data_dir.join(DIR);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for id in list(&dir)? {
+        let p = segment_path(&dir, id);
+        if std::fs::metadata(&p)?.len() > 0 {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -114,6 +131,11 @@ impl Segments {
             }),
             readers: Mutex::default(),
         })
+    }
+
+    /// Whether segment `id` exists on disk.
+    pub fn exists(&self, id: i64) -> bool {
+        segment_path(&self.dir, id).exists()
     }
 
     /// The segment directory.

@@ -2,11 +2,13 @@
 //! groups, one transaction and one fsync per group (group commit; see the
 //! module documentation of `store::embedded`).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::anchor;
 use super::audit_log::{add_checkpoint, Chain as _};
 use super::deliveries::{claim, operate, purge, record, release};
 use super::segments::{Location, Segments};
@@ -105,6 +107,26 @@ pub(super) struct Counters {
     pub(super) largest_group: AtomicU64,
 }
 
+/// Where the writer anchors what it committed (see `anchor`).
+pub(super) struct Anchoring {
+    pub(super) data_dir: PathBuf,
+    pub(super) store_id: String,
+}
+
+impl Anchoring {
+    /// Copies the WAL into the database file (`mode`: PASSIVE while running,
+    /// TRUNCATE at shutdown) and anchors `head`. A failure costs the detection of
+    /// a later rollback until the next anchor, never data: it is logged.
+    fn anchor(&self, conn: &Connection, head: &Head, mode: &str) {
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, mode, "WAL checkpoint failed; retried at the next audit checkpoint");
+        }
+        if let Err(e) = anchor::write(&self.data_dir, &self.store_id, head) {
+            tracing::error!(error = %e, dir = %self.data_dir.display(), "cannot write gateway.anchor; a rollback of the database would go unnoticed until it is written again — check the data directory");
+        }
+    }
+}
+
 pub(super) fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Op>,
@@ -112,6 +134,7 @@ pub(super) fn writer_loop(
     counters: &Counters,
     mut head: Head,
     segments: &Segments,
+    anchoring: &Anchoring,
 ) {
     // Whether the connection commits without fsync right now (claims only).
     let mut lazy = false;
@@ -129,6 +152,7 @@ pub(super) fn writer_loop(
         }
         let size = batch.len();
         let purges = batch.iter().any(|op| matches!(op, Op::Purge(..)));
+        let checkpoints = batch.iter().any(|op| matches!(op, Op::Checkpoint(..)));
         // A group of nothing but claims commits without fsync: a claim only marks
         // deliveries in flight, and after a crash every in-flight delivery is handed
         // back to pending anyway, so losing one loses nothing. The next durable
@@ -163,6 +187,10 @@ pub(super) fn writer_loop(
                     // answer (a purge that returned has freed the space).
                     collect_segments(&conn, segments);
                 }
+                if checkpoints {
+                    // Once a minute at most: a stored checkpoint returns anchored.
+                    anchoring.anchor(&conn, &head, "PASSIVE");
+                }
                 done.into_iter().for_each(Done::send);
             }
             Err((e, done)) => {
@@ -177,6 +205,9 @@ pub(super) fn writer_loop(
             }
         }
     }
+    // Shutdown: everything into the database file, so that `gateway.db` alone is a
+    // complete copy, and the head anchored.
+    anchoring.anchor(&conn, &head, "TRUNCATE");
 }
 
 /// Applies a group in one transaction: one fsync for all. On a failed commit the
