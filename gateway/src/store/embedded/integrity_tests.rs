@@ -198,3 +198,67 @@ async fn each_stored_checkpoint_moves_the_anchor() {
     assert_eq!(anchored.store_id, at_start.store_id);
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn idempotent_replays_and_conflicts_write_no_envelopes() {
+    use crate::model::submission::IdempotencyKey;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    let keyed = |id: &str, hash: &str| {
+        let mut s = sub(id);
+        s.deliveries[0].envelope = vec![b'x'; 1 << 20];
+        s.deliveries[0].envelope_crc32 =
+            crate::model::submission::envelope_checksum(&s.deliveries[0].envelope);
+        s.idempotency = Some(IdempotencyKey {
+            key: "portal-ref-1".into(),
+            request_hash: hash.into(),
+        });
+        s
+    };
+    assert_eq!(
+        store.accept(keyed("a", "h")).await.unwrap(),
+        Accepted::Stored
+    );
+    let bytes = store.stats().envelope_bytes;
+    for i in 0..5 {
+        let replay = store.accept(keyed(&format!("r{i}"), "h")).await.unwrap();
+        assert!(matches!(replay, Accepted::Replay { .. }), "{replay:?}");
+    }
+    let conflict = store.accept(keyed("c", "other")).await.unwrap();
+    assert!(
+        matches!(conflict, Accepted::Conflict { .. }),
+        "{conflict:?}"
+    );
+    assert_eq!(
+        store.stats().envelope_bytes,
+        bytes,
+        "replays and conflicts wrote no envelope bytes"
+    );
+
+    // Two uses of one new key in the same group: the first is stored, the second
+    // answered from it, and only the first's envelope is written.
+    let (one, two) = tokio::join!(
+        store.accept(keyed_other("n1")),
+        store.accept(keyed_other("n2"))
+    );
+    let results = [one.unwrap(), two.unwrap()];
+    assert_eq!(
+        results.iter().filter(|r| **r == Accepted::Stored).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results.iter().any(|r| matches!(r, Accepted::Replay { .. })),
+        "{results:?}"
+    );
+    store.close().await.unwrap();
+}
+
+fn keyed_other(id: &str) -> NewSubmission {
+    let mut s = sub(id);
+    s.idempotency = Some(crate::model::submission::IdempotencyKey {
+        key: "portal-ref-2".into(),
+        request_hash: "h2".into(),
+    });
+    s
+}

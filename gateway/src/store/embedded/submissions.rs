@@ -32,6 +32,14 @@ pub(super) fn insert_one(
             return Ok(Accepted::Replay { response });
         }
     }
+    // Envelopes are not written for a key known when the group began (see
+    // `writer`); should that key's first use have failed in the same group, this
+    // one is refused (the portal retries) rather than stored without envelopes.
+    if placed.len() != s.deliveries.len() {
+        return Err(StoreError::CommitFailed(
+            "the submission's envelopes were not written; retry".into(),
+        ));
+    }
     conn.prepare_cached(
         "INSERT INTO submissions (id, portal, leistung, destination, received_at, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?

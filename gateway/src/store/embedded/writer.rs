@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::anchor;
@@ -210,6 +210,15 @@ pub(super) fn writer_loop(
     anchoring.anchor(&conn, &head, "TRUNCATE");
 }
 
+/// Whether a portal's idempotency key is stored already.
+fn idempotency_known(conn: &Connection, portal: &str, key: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM idempotency WHERE portal = ?1 AND key = ?2")?
+        .query_row(rusqlite::params![portal, key], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// Applies a group in one transaction: one fsync for all. On a failed commit the
 /// replies are handed back so every caller learns of it.
 fn write_group(
@@ -220,16 +229,30 @@ fn write_group(
 ) -> Result<Vec<Done>, (StoreError, Vec<Done>)> {
     // The group's envelopes go to their segment first; their fsync then runs on a
     // helper thread while the rows are written, and is waited for before COMMIT.
+    // A submission whose idempotency key is known already (stored, or earlier in
+    // this group) is answered from the stored answer: its envelopes are not
+    // written at all, so a retrying portal cannot fill the disk.
+    let mut keys_in_group = std::collections::HashSet::new();
     let placed: Vec<Option<Result<Vec<Location>, StoreError>>> = batch
         .iter()
         .map(|op| match op {
-            Op::Accept(sub, _) => Some(
-                sub.deliveries
-                    .iter()
-                    .map(|d| segments.append(&d.envelope, d.envelope_crc32))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(StoreError::from),
-            ),
+            Op::Accept(sub, _) => {
+                if let Some(idem) = &sub.idempotency {
+                    let first_in_group = keys_in_group.insert((&sub.portal, &idem.key));
+                    match idempotency_known(conn, &sub.portal, &idem.key) {
+                        Ok(false) if first_in_group => {}
+                        Ok(_) => return Some(Ok(Vec::new())),
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                Some(
+                    sub.deliveries
+                        .iter()
+                        .map(|d| segments.append(&d.envelope, d.envelope_crc32))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(StoreError::from),
+                )
+            }
             _ => None,
         })
         .collect();
