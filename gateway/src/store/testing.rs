@@ -20,8 +20,25 @@ use crate::model::submission::{
     envelope_checksum, Accepted, NewDelivery, NewSubmission, SubmissionStatus,
 };
 
-/// A store whose calls hold tokio's paused clock still until they answered.
-pub struct Timeless<S>(pub S);
+/// A store whose calls hold tokio's paused clock still until they answered; the
+/// second field injects faults.
+pub struct Timeless<S>(pub S, pub Faults);
+
+/// Faults to inject into the real store's answers.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// This many calls of `record` fail (as a failed commit would) before it works.
+    pub failing_records: std::sync::atomic::AtomicU32,
+}
+
+impl Faults {
+    fn take_record_failure(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.failing_records
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
 
 /// Runs `work` while a blocking task keeps tokio from advancing paused time.
 async fn held<T>(work: impl Future<Output = T>) -> T {
@@ -49,6 +66,13 @@ impl<S: Store> Store for Timeless<S> {
         Box::pin(held(self.0.claim(target, now_ms, limit)))
     }
     fn record(&self, message_id: &str, outcome: Recorded, now_ms: i64) -> StoreFuture<'_, ()> {
+        if self.1.take_record_failure() {
+            return Box::pin(async {
+                Err(super::StoreError::CommitFailed(
+                    "injected: the disk refused the write".into(),
+                ))
+            });
+        }
         Box::pin(held(self.0.record(message_id, outcome, now_ms)))
     }
     fn release(&self, message_ids: Vec<String>) -> StoreFuture<'_, ()> {

@@ -33,6 +33,10 @@ use breaker::{Admit, Breaker, BreakerConfig};
 
 /// Longest idle wait before the engine looks at the store again on its own.
 const IDLE_POLL: Duration = Duration::from_secs(2);
+/// First wait before recording an outcome again after the store refused it.
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between two tries to record an outcome.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Wait after a store error before trying again.
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -380,24 +384,46 @@ async fn finish(
     };
     let class = rec.class().unwrap_or_default().to_owned();
     let error = rec.last_error();
-    match store.record(&c.message_id, rec, clock.now_ms()).await {
-        Ok(()) => {
-            metrics.attempt(&t.id, kind, &class);
-            match kind {
-                "delivered" => {
-                    tracing::info!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, attempt = c.attempts, "delivered")
+    // The outcome counts only once it is recorded: a failed write is retried
+    // until it succeeds, so no delivery stays in flight behind a running daemon.
+    // (At shutdown the engine's grace period ends the wait; the next start hands
+    // the delivery back and it is delivered again with the same message_id.)
+    let mut wait = RECORD_RETRY_FIRST;
+    let mut failures = 0u32;
+    loop {
+        match store
+            .record(&c.message_id, rec.clone(), clock.now_ms())
+            .await
+        {
+            Ok(()) => break,
+            Err(StoreError::Closed) => {
+                tracing::warn!(message_id = %c.message_id, "store closed before the outcome was recorded; the next start delivers it again");
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                // The first failure and then every tenth: the log stays readable.
+                if failures == 1 || failures.is_multiple_of(10) {
+                    tracing::error!(message_id = %c.message_id, error = %e, failures, "cannot record the outcome; retrying");
                 }
-                "parked" => {
-                    tracing::warn!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, attempt = c.attempts, error = error.as_deref().unwrap_or(""), "parked: needs an operator")
-                }
-                _ => {
-                    tracing::info!(message_id = %c.message_id, target_id = %t.id, attempt = c.attempts, error = error.as_deref().unwrap_or(""), "attempt failed; will retry")
-                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECORD_RETRY_MAX);
             }
         }
-        // The delivery stays in_flight; the next start hands it back and it is delivered again.
-        Err(e) => {
-            tracing::error!(message_id = %c.message_id, error = %e, "cannot record the outcome")
+    }
+    if failures > 0 {
+        tracing::info!(message_id = %c.message_id, failures, "outcome recorded after retrying");
+    }
+    metrics.attempt(&t.id, kind, &class);
+    match kind {
+        "delivered" => {
+            tracing::info!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, attempt = c.attempts, "delivered")
+        }
+        "parked" => {
+            tracing::warn!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, attempt = c.attempts, error = error.as_deref().unwrap_or(""), "parked: needs an operator")
+        }
+        _ => {
+            tracing::info!(message_id = %c.message_id, target_id = %t.id, attempt = c.attempts, error = error.as_deref().unwrap_or(""), "attempt failed; will retry")
         }
     }
 }

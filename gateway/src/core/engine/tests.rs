@@ -101,6 +101,8 @@ struct Plan {
     concurrency: usize,
     script: Vec<Outcome>,
     otherwise: Outcome,
+    /// Recording an outcome fails this many times first.
+    failing_records: u32,
 }
 
 impl Default for Plan {
@@ -112,6 +114,7 @@ impl Default for Plan {
             concurrency: 1,
             script: vec![],
             otherwise: delivered(),
+            failing_records: 0,
         }
     }
 }
@@ -131,13 +134,20 @@ struct Rig {
 impl Plan {
     async fn start(self) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Timeless(EmbeddedStore::open(dir.path(), 16).unwrap()));
+        let store = Arc::new(Timeless(
+            EmbeddedStore::open(dir.path(), 16).unwrap(),
+            Default::default(),
+        ));
         for i in 0..self.submissions {
             store
                 .accept(submission(&format!("s{i}"), TARGET))
                 .await
                 .unwrap();
         }
+        store
+            .1
+            .failing_records
+            .store(self.failing_records, std::sync::atomic::Ordering::SeqCst);
         // After storing, so the new deliveries are due at the clock's start.
         let start_ms = now_ms();
         let clock = Clock::following_tokio(start_ms);
@@ -370,6 +380,7 @@ async fn a_failing_target_is_paused_then_probed_with_one_attempt_at_a_time() {
         // The three first attempts and two probes fail; the third probe succeeds.
         script: vec![unavailable(); 5],
         otherwise: delivered(),
+        failing_records: 0,
     }
     .start()
     .await;
@@ -421,5 +432,32 @@ async fn a_probe_that_finds_nothing_due_lets_the_next_one_through() {
     assert_eq!(rig.attempts(), [0.0, 10.0]);
     assert_eq!(rig.delivery(0).await.state, DeliveryState::Delivered);
     assert_eq!(rig.breaker_open(), 0);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outcome_the_store_refuses_is_recorded_again_until_it_sticks() {
+    // The target took it, but the store refused the first four writes of that
+    // (a full disk, say): the delivery must not stay in flight while the daemon
+    // runs, and must not go to the target again.
+    let rig = Plan {
+        failing_records: 4,
+        ..Plan::default()
+    }
+    .start()
+    .await;
+    rig.until(1.0).await;
+    assert_eq!(rig.attempts(), [0.0], "delivered once");
+    assert_eq!(rig.delivery(0).await.state, DeliveryState::InFlight);
+    // Retried after 0.5 s, 1 s, 2 s and 4 s: recorded at 7.5 s.
+    rig.until(7.0).await;
+    assert_eq!(rig.delivery(0).await.state, DeliveryState::InFlight);
+    rig.until(8.0).await;
+    assert_eq!(rig.delivery(0).await.state, DeliveryState::Delivered);
+    assert_eq!(rig.attempts(), [0.0], "not sent again");
+    assert_eq!(
+        events(&rig.audit(0).await),
+        ["received", "sealed", "delivered"]
+    );
     rig.stop().await;
 }

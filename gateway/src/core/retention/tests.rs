@@ -29,7 +29,10 @@ fn minutes(m: f64) -> Duration {
 #[tokio::test(start_paused = true)]
 async fn retention_runs_every_check_interval_and_purges_until_nothing_is_left() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Timeless(EmbeddedStore::open(dir.path(), 64).unwrap()));
+    let store = Arc::new(Timeless(
+        EmbeddedStore::open(dir.path(), 64).unwrap(),
+        Default::default(),
+    ));
     // Stored before the clock starts, so all are due; straight to the store
     // (the clock cannot move yet: nothing waits on a timer).
     let mut ids: Vec<String> = (0..DELIVERED).map(|i| format!("d{i}")).collect();

@@ -43,7 +43,10 @@ struct Rig {
 
 impl Rig {
     fn start(dir: &Path, checkpoint_every: u64, checkpoint_interval: Duration) -> Rig {
-        let store = Arc::new(Timeless(EmbeddedStore::open(dir, 16).unwrap()));
+        let store = Arc::new(Timeless(
+            EmbeddedStore::open(dir, 16).unwrap(),
+            Default::default(),
+        ));
         let seal = SealKey::from_pem(&demo("seal.pem"), &demo("seal.key")).unwrap();
         let metrics = Arc::new(Metrics::new());
         let config = AuditConfig {
