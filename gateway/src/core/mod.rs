@@ -4,6 +4,7 @@
 //! - [`engine`]: deliver due deliveries through the targets' adapters.
 //! - [`audit`]: signed checkpoints, verification and inclusion proofs of the audit log.
 //! - [`status`] and [`operator`]: what portals read of their submissions; operators' queue tools.
+//! - [`throttle`]: repeated identical errors logged once per interval.
 //! - [`refusal`]: why the core refuses a request, for the listeners to answer.
 //! - [`observe`]: what the admin listener shows (metrics, the newest checkpoint).
 //! - [`retention`]: deleting sealed envelopes whose time is up.
@@ -23,3 +24,4 @@ pub mod operator;
 pub mod refusal;
 pub mod retention;
 pub mod status;
+pub mod throttle;

@@ -20,6 +20,18 @@ impl Observe {
         self.metrics.render(&self.store).await
     }
 
+    /// Whether the gateway can take submissions now: `/readyz`. Not ready while
+    /// the store's last commit failed (a full disk, I/O errors) and none
+    /// succeeded since; ready again with the next successful commit.
+    pub fn ready(&self) -> Result<(), Refusal> {
+        if self.store.stats().write_failing {
+            return Err(Refusal::unavailable(
+                "the store's last write failed (disk full or I/O errors?): submissions are refused until a write succeeds; check the data directory's disk",
+            ));
+        }
+        Ok(())
+    }
+
     /// The newest checkpoint; refused as not found before the first is signed.
     pub async fn latest_checkpoint(&self) -> Result<Checkpoint, Refusal> {
         match self.store.latest_checkpoint().await {

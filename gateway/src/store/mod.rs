@@ -45,6 +45,9 @@ pub struct StoreStats {
     /// Bytes of sealed envelopes on disk (segment files, including space not yet
     /// freed because a segment still holds a live envelope).
     pub envelope_bytes: u64,
+    /// The last commit failed and none succeeded since (disk full, I/O errors):
+    /// the store cannot take submissions right now.
+    pub write_failing: bool,
 }
 
 /// Store failures. None of them means an accepted submission was lost: a

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ozg_adapter_sdk::audit_proof::{parse_ts, CheckpointPayload, TYP_CHECKPOINT};
 use ozg_adapter_sdk::{jose, merkle, SealKey};
 
+use crate::core::throttle::Throttle;
 use crate::model::audit::{AuditRecord, Checkpoint, Head};
 use crate::store::Store;
 
@@ -101,6 +102,9 @@ pub(super) async fn sign_next(
     Ok(head.seq)
 }
 
+/// How often a repeating checkpoint error is logged.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// Signs a checkpoint when the head moved and one is due; on shutdown a last one.
 pub async fn checkpoint_task(
     store: std::sync::Arc<dyn Store>,
@@ -119,6 +123,8 @@ pub async fn checkpoint_task(
         .unwrap_or(0);
     let mut last_time = tokio::time::Instant::now();
     let poll = Duration::from_millis(500).min(config.checkpoint_interval);
+    let mut sign_errors = Throttle::new(LOG_EVERY);
+    let mut head_errors = Throttle::new(LOG_EVERY);
     loop {
         let stopping = tokio::select! {
             _ = tokio::time::sleep(poll) => false,
@@ -126,6 +132,7 @@ pub async fn checkpoint_task(
         };
         match store.audit_head().await {
             Ok(head) => {
+                head_errors.recovered();
                 metrics.audit_head.set(head.seq as i64);
                 let due = head.seq > last
                     && (stopping
@@ -134,16 +141,25 @@ pub async fn checkpoint_task(
                 if due {
                     match sign_next(store.as_ref(), &seal, &head).await {
                         Ok(seq) => {
+                            sign_errors.recovered();
                             last = seq;
                             last_time = tokio::time::Instant::now();
                             metrics.audit_checkpoint.set(seq as i64);
                             tracing::debug!(seq, "audit checkpoint signed");
                         }
-                        Err(e) => tracing::error!(error = %e, "audit checkpoint not signed"),
+                        Err(e) => {
+                            if let Some(left_out) = sign_errors.occurred() {
+                                tracing::error!(error = %e, repeated = left_out, "audit checkpoint not signed; retrying");
+                            }
+                        }
                     }
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot read the audit head"),
+            Err(e) => {
+                if let Some(left_out) = head_errors.occurred() {
+                    tracing::error!(error = %e, repeated = left_out, "cannot read the audit head; retrying");
+                }
+            }
         }
         if stopping {
             return;

@@ -12,11 +12,17 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::core::observe::Observe;
 use crate::listen::portal::problem_response;
 use crate::listen::problem::Problem;
+
+/// Most connections at once (monitoring needs a handful).
+const MAX_CONNECTIONS: usize = 64;
+/// First and longest wait after a failed accept.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Serves `/healthz`, `/readyz`, `/metrics` and `/audit/checkpoint` (plain
 /// HTTP; loopback only by default).
@@ -26,14 +32,37 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
         let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+            r = listener.accept() => match r {
+                Ok(c) => {
+                    backoff = ACCEPT_BACKOFF_FIRST;
+                    c
+                }
+                // Out of file descriptors, say: wait instead of spinning, longer
+                // each time, and say so (once per wait, not per retry of a loop).
+                Err(e) => {
+                    tracing::warn!(error = %e, wait = ?backoff, "admin listener cannot accept; waiting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            },
             _ = shutdown.changed() => break,
         };
         let observe = observe.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req: Request<Body>| {
                 let observe = observe.clone();
                 async move { Ok::<_, std::convert::Infallible>(admin(&observe, req).await) }
@@ -81,7 +110,11 @@ async fn admin(observe: &Observe, req: Request<Body>) -> Response<Full<Bytes>> {
         return refused;
     }
     match req.uri().path() {
-        "/healthz" | "/readyz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => match observe.ready() {
+            Ok(()) => text(StatusCode::OK, "text/plain", "ok\n".into()),
+            Err(r) => problem_response(metrics, "admin", &r.into()),
+        },
         "/audit/checkpoint" => match observe.latest_checkpoint().await {
             Ok(c) => text(
                 StatusCode::OK,

@@ -464,6 +464,7 @@ impl Store for EmbeddedStore {
             submissions: self.counters.submissions.load(Ordering::Relaxed),
             largest_group: self.counters.largest_group.load(Ordering::Relaxed),
             envelope_bytes: self.segments.disk_bytes(),
+            write_failing: self.counters.failing.load(Ordering::Relaxed),
         }
     }
 

@@ -3,7 +3,7 @@
 //! module documentation of `store::embedded`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -77,6 +77,18 @@ impl Done {
         matches!(self, Done::Accept(_, Ok(Accepted::Stored)))
     }
 
+    /// The disk refused this one (e.g. its envelopes could not be appended).
+    fn io_failed(&self) -> bool {
+        let err = match self {
+            Done::Accept(_, r) => r.as_ref().err(),
+            Done::Unit(_, r) => r.as_ref().err(),
+            Done::Claim(_, r) => r.as_ref().err(),
+            Done::Count(_, r) => r.as_ref().err(),
+            Done::Operated(_, r) => r.as_ref().err(),
+        };
+        matches!(err, Some(StoreError::Io(_)))
+    }
+
     fn send(self) {
         match self {
             Done::Operated(r, v) => drop(r.send(v)),
@@ -105,6 +117,28 @@ pub(super) struct Counters {
     pub(super) submission_commits: AtomicU64,
     pub(super) submissions: AtomicU64,
     pub(super) largest_group: AtomicU64,
+    /// The last commit failed (see `StoreStats::write_failing`).
+    pub(super) failing: AtomicBool,
+}
+
+/// How often a failing store checks whether the disk takes writes again.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes and fsyncs 64 KiB beside the database, then removes it.
+fn probe_write(data_dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let path = data_dir.join(".write-probe");
+    let _ = std::fs::remove_file(&path);
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| {
+            f.write_all(&[0u8; 64 << 10])?;
+            f.sync_all()
+        });
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 /// Where the writer anchors what it committed (see `anchor`).
@@ -138,7 +172,18 @@ pub(super) fn writer_loop(
 ) {
     // Whether the connection commits without fsync right now (claims only).
     let mut lazy = false;
+    let mut last_probe = std::time::Instant::now();
     while let Some(first) = rx.blocking_recv() {
+        // While writes fail, check now and then whether the disk takes data again
+        // (space freed): readiness must not wait for a submission that a load
+        // balancer no longer sends.
+        if counters.failing.load(Ordering::Relaxed) && last_probe.elapsed() >= PROBE_EVERY {
+            last_probe = std::time::Instant::now();
+            if probe_write(&anchoring.data_dir).is_ok() {
+                counters.failing.store(false, Ordering::Relaxed);
+                tracing::info!("the data directory takes writes again");
+            }
+        }
         let mut bytes = first.bytes();
         let mut batch = vec![first];
         while batch.len() < max && bytes < GROUP_BYTES {
@@ -174,6 +219,11 @@ pub(super) fn writer_loop(
         match write_group(&mut conn, batch, &mut head, segments) {
             Ok(done) => {
                 let stored = done.iter().filter(|d| d.stored()).count() as u64;
+                if done.iter().any(Done::io_failed) {
+                    counters.failing.store(true, Ordering::Relaxed);
+                } else if stored > 0 {
+                    counters.failing.store(false, Ordering::Relaxed);
+                }
                 if !claims_only {
                     counters.commits.fetch_add(1, Ordering::Relaxed);
                 }
@@ -194,6 +244,7 @@ pub(super) fn writer_loop(
                 done.into_iter().for_each(Done::send);
             }
             Err((e, done)) => {
+                counters.failing.store(true, Ordering::Relaxed);
                 tracing::error!(error = %e, group = size, "store commit failed; the group is refused");
                 // The chain's head in memory ran ahead of what was committed.
                 match Head::load(&conn) {
