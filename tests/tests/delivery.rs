@@ -488,3 +488,37 @@ breaker = { failures = 1000, open_for = "100ms", max_open_for = "200ms" }
     );
     gw.shutdown().await.unwrap();
 }
+
+/// After a restart no delivery waits longer than the retry cap from now — the
+/// case of a clock set back while deliveries waited (their due times then lie far
+/// ahead), here made by a receiver asking for 30 minutes with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_rebases_waits_longer_than_the_retry_cap() {
+    let receiver = Receiver::start(Mode::Status(503, Some(1800))).await;
+    let (tc, gw) = start(&Options {
+        receiver_url: receiver.url(),
+        ..Default::default()
+    })
+    .await;
+    let id = submit(&gw, &melde(1)).await;
+    let d = eventually(Duration::from_secs(10), "a failed attempt", || async {
+        let d = http_delivery(&gw, &id).await;
+        (d.state.as_str() == "retry_wait").then_some(d)
+    })
+    .await;
+    assert_eq!(d.attempts, 1);
+    gw.shutdown().await.unwrap();
+
+    receiver.set_mode(Mode::Accept);
+    let gw = start_from(&tc).await;
+    // The cap of the test policy is 200 ms: delivered at once, not in 30 minutes.
+    wait_state(
+        &gw,
+        &id,
+        "fachverfahren-demo",
+        "delivered",
+        Duration::from_secs(10),
+    )
+    .await;
+    gw.shutdown().await.unwrap();
+}

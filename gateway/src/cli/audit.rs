@@ -91,6 +91,9 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
                             r.head_seq
                         );
                     }
+                    for w in &r.warnings {
+                        println!("warning: {w}");
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(broken) => {

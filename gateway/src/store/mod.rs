@@ -147,6 +147,10 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'_, Vec<DeliveryRow>>;
     /// Deletes envelopes whose retention ended; returns how many.
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64>;
+    /// Waiting deliveries of `target` due after `latest_ms` become due then
+    /// (the engine's start: nothing waits longer than its retry policy allows,
+    /// whatever the clock did); returns how many moved.
+    fn rebase(&self, target: &str, latest_ms: i64) -> StoreFuture<'_, u64>;
     /// Counters.
     fn stats(&self) -> StoreStats;
     /// Finishes pending writes and closes.

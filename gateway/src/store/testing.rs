@@ -124,6 +124,9 @@ impl<S: Store> Store for Timeless<S> {
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {
         Box::pin(held(self.0.purge(purge)))
     }
+    fn rebase(&self, target: &str, latest_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(held(self.0.rebase(target, latest_ms)))
+    }
     fn stats(&self) -> StoreStats {
         self.0.stats()
     }

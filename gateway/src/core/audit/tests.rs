@@ -224,6 +224,40 @@ async fn a_clock_set_back_does_not_make_the_next_checkpoint_look_backdated() {
 }
 
 #[tokio::test]
+async fn checkpoints_signed_while_the_clock_ran_days_ahead_are_a_warning_not_a_forgery() {
+    let (seal, trust, dir, store) = fixture();
+    append(&store, 3).await;
+    // The daemon ran ten days ahead when it signed; the clock is right again now.
+    let ahead =
+        crate::model::time::rfc3339_ms(crate::model::time::now_ms() + 10 * 24 * 3600 * 1000);
+    let head = store.audit_head().await.unwrap();
+    let batch = store.audit_texts(1, head.seq).await.unwrap();
+    let c = sign_checkpoint(&seal, &head, 1, &batch, &ahead).unwrap();
+    store.add_checkpoint(c).await.unwrap();
+    let conn = open_read_only(dir.path()).unwrap();
+    let report = verify(&conn, &trust, &demo_seal(), SystemTime::now())
+        .unwrap()
+        .expect("the chain is intact: no forgery");
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("clock ran ahead"),
+        "{:?}",
+        report.warnings
+    );
+
+    // Dated ahead and signed by a key that is not the seal: still a forgery.
+    let (_, trust, dir, store) = fixture();
+    append(&store, 3).await;
+    let portal = SealKey::from_pem(&demo("portal.pem"), &demo("portal.key")).unwrap();
+    let head = store.audit_head().await.unwrap();
+    let batch = store.audit_texts(1, head.seq).await.unwrap();
+    let c = sign_checkpoint(&portal, &head, 1, &batch, &ahead).unwrap();
+    store.add_checkpoint(c).await.unwrap();
+    let broken = first_broken(dir.path(), &trust);
+    assert!(broken.reason.contains("forged"), "{broken}");
+}
+
+#[tokio::test]
 async fn a_signed_merkle_head_that_does_not_match_its_batch_is_found() {
     let (seal, trust, dir, store) = fixture();
     append(&store, 4).await;

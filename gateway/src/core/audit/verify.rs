@@ -18,6 +18,10 @@ pub struct Report {
     pub head_hash: String,
     /// Newest checkpoint's sequence number (0 if none).
     pub checkpoint_seq: u64,
+    /// What is worth knowing but does not break the log, e.g. checkpoints signed
+    /// while the gateway's clock ran ahead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The first problem found.
@@ -41,9 +45,10 @@ pub fn verify(
 ) -> Result<Result<Report, Broken>, StoreError> {
     let broken = |seq: u64, reason: String| Ok(Err(Broken { seq, reason }));
     let checkpoints = log.checkpoints()?;
-    if let Err(b) = check_checkpoints(&checkpoints, trust, seals, now) {
-        return Ok(Err(b));
-    }
+    let warnings = match check_checkpoints(&checkpoints, trust, seals, now) {
+        Ok(w) => w,
+        Err(b) => return Ok(Err(b)),
+    };
 
     let mut expected_seq = 1u64;
     let mut prev = GENESIS.to_owned();
@@ -144,6 +149,7 @@ pub fn verify(
         head_seq: records,
         head_hash: prev,
         checkpoint_seq: checkpoints.last().map(|c| c.seq).unwrap_or(0),
+        warnings,
     }))
 }
 
@@ -155,15 +161,29 @@ fn check_checkpoints(
     trust: &TrustAnchors,
     seals: &SealPins,
     now: SystemTime,
-) -> Result<(), Broken> {
+) -> Result<Vec<String>, Broken> {
     let broken = |seq: u64, reason: String| Err(Broken { seq, reason });
+    let mut warnings = Vec::new();
     let mut previous = 0u64;
     let mut previous_ts = SystemTime::UNIX_EPOCH;
     for c in checkpoints {
         let payload = match verify_checkpoint(&c.jws, trust, seals, now) {
             Ok(v) => v.payload,
-            Err(e @ CheckpointError::Future(_)) => {
-                return broken(c.seq, format!("checkpoint {}: {e}", c.seq))
+            // Dated ahead of this machine's clock: if the signature and chain hold
+            // at the date it claims, the gateway's clock ran ahead when it signed
+            // (and was set back since) — worth a warning, not a forgery.
+            Err(CheckpointError::Future(ts)) => {
+                let claimed = parse_ts(&ts).unwrap_or(now);
+                match verify_checkpoint(&c.jws, trust, seals, claimed) {
+                    Ok(v) => {
+                        warnings.push(format!(
+                            "checkpoint {} is dated {ts}, ahead of this machine's clock: it was signed while the gateway's clock ran ahead (set back since), or this clock is behind; its signature and chain are valid at that date",
+                            c.seq
+                        ));
+                        v.payload
+                    }
+                    Err(e) => return broken(c.seq, format!("checkpoint {}: {e}: forged", c.seq)),
+                }
             }
             Err(e) => return broken(c.seq, format!("checkpoint {}: {e}: forged", c.seq)),
         };
@@ -204,5 +224,5 @@ fn check_checkpoints(
         }
         previous = c.seq;
     }
-    Ok(())
+    Ok(warnings)
 }

@@ -127,6 +127,18 @@ async fn run_target(
     grace: Duration,
     clock: Clock,
 ) {
+    // Whatever the clock did while the daemon was down (set back, say), no
+    // delivery waits longer than the retry policy's cap from now on.
+    let latest = clock.now_ms() + t.policy.cap.as_millis() as i64;
+    match store.rebase(&t.id, latest).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(target_id = %t.id, deliveries = n, cap = ?t.policy.cap, "waiting deliveries were due later than the retry cap allows from now (clock set back, or a long Retry-After): due within the cap")
+        }
+        Err(e) => {
+            tracing::error!(target_id = %t.id, error = %e, "cannot re-base waiting deliveries; they keep their times")
+        }
+    }
     let slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
     let mut breaker = Breaker::new(t.breaker);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Health>();

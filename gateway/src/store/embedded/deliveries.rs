@@ -270,3 +270,16 @@ pub(super) fn release(
     }
     Ok(())
 }
+
+/// Moves the waits of `target` that end after `latest_ms` to `latest_ms`: after a
+/// clock step back (or a long `Retry-After`), no delivery waits longer than the
+/// retry policy allows from now. Returns how many moved.
+pub(super) fn rebase(conn: &Connection, target: &str, latest_ms: i64) -> Result<u64, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE deliveries SET next_attempt_at = ?2
+             WHERE target = ?1 AND state = 'retry_wait' AND next_attempt_at > ?2",
+        )?
+        .execute(params![target, latest_ms])?;
+    Ok(n as u64)
+}

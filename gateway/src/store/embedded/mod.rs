@@ -457,6 +457,15 @@ impl Store for EmbeddedStore {
         Box::pin(self.request(move |reply| Op::Purge(purge, reply)))
     }
 
+    fn rebase(&self, target: &str, latest_ms: i64) -> StoreFuture<'_, u64> {
+        let target = target.to_owned();
+        Box::pin(self.request(move |reply| Op::Rebase {
+            target,
+            latest_ms,
+            reply,
+        }))
+    }
+
     fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self.counters.commits.load(Ordering::Relaxed),

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::anchor;
 use super::audit_log::{add_checkpoint, Chain as _};
-use super::deliveries::{claim, operate, purge, record, release};
+use super::deliveries::{claim, operate, purge, rebase, record, release};
 use super::segments::{Location, Segments};
 use super::submissions::insert_one;
 use crate::model::audit::{AuditEvent, Checkpoint, Head};
@@ -46,6 +46,12 @@ pub(super) enum Op {
     Audit(AuditEvent, Reply<()>),
     Checkpoint(Checkpoint, Reply<()>),
     Purge(Purge, Reply<u64>),
+    /// Waits of `target` due after `latest_ms` become due at `latest_ms`.
+    Rebase {
+        target: String,
+        latest_ms: i64,
+        reply: Reply<u64>,
+    },
     Operate {
         message_id: String,
         action: Action,
@@ -411,6 +417,15 @@ fn apply_group(
                 let ok = r.is_ok();
                 (Done::Count(reply, r), ok)
             }
+            Op::Rebase {
+                target,
+                latest_ms,
+                reply,
+            } => {
+                let r = rebase(&sp, &target, latest_ms);
+                let ok = r.is_ok();
+                (Done::Count(reply, r), ok)
+            }
         };
         if !ok {
             *head = before.clone();
@@ -468,7 +483,7 @@ pub(super) fn collect_segments(conn: &Connection, segments: &Segments) {
 
 fn refused(op: Op, e: StoreError) -> Done {
     match op {
-        Op::Purge(_, r) => Done::Count(r, Err(e)),
+        Op::Purge(_, r) | Op::Rebase { reply: r, .. } => Done::Count(r, Err(e)),
         Op::Operate { reply, .. } => Done::Operated(reply, Err(e)),
         Op::Accept(_, r) => Done::Accept(r, Err(e)),
         Op::Claim { reply, .. } => Done::Claim(reply, Err(e)),
