@@ -101,6 +101,13 @@ async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
         ("unknown metadata field", multipart(&[(META.0, r#"{"leistung":"99115005001000","destination":"05315000","name":"x"}"#), DATA]), 400, "metadata-invalid"),
         ("1 GB declared Content-Length", b"POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=B0undary\r\nContent-Length: 1000000000\r\n\r\n--B0undary\r\n".to_vec(), 413, "body-too-large"),
         ("not multipart", b"POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".to_vec(), 415, "unsupported-media-type"),
+        ("data before metadata", multipart(&[DATA, META]), 400, "metadata-first"),
+        ("bidi override disguising the extension", multipart(&[META, DATA, ("Content-Disposition: form-data; name=\"attachment\"; filename=\"Rechnung\u{202e}fdp.exe\"\r\nContent-Type: application/pdf", "%PDF")]), 400, "attachment-invalid"),
+        ("a Windows device name", multipart(&[META, DATA, ("Content-Disposition: form-data; name=\"attachment\"; filename=\"CON.pdf\"\r\nContent-Type: application/pdf", "%PDF")]), 400, "attachment-invalid"),
+        ("an alternate data stream", multipart(&[META, DATA, ("Content-Disposition: form-data; name=\"attachment\"; filename=\"a.pdf:evil.exe\"\r\nContent-Type: application/pdf", "%PDF")]), 400, "attachment-invalid"),
+        ("the same file name twice, NFD and NFC", multipart(&[META, DATA, ("Content-Disposition: form-data; name=\"attachment\"; filename=\"Ma\u{308}rz.pdf\"\r\nContent-Type: application/pdf", "%PDF"), ("Content-Disposition: form-data; name=\"attachment\"; filename=\"M\u{e4}rz.pdf\"\r\nContent-Type: application/pdf", "%PDF")]), 400, "attachment-invalid"),
+        ("gzip transfer coding", b"POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=B0undary\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(), 501, "transfer-coding-unsupported"),
+        ("gzip content coding", b"POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=B0undary\r\nContent-Encoding: gzip\r\nContent-Length: 0\r\n\r\n".to_vec(), 415, "content-coding-unsupported"),
         ("unknown path", b"GET /etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), 404, "not-found"),
         ("wrong method", b"DELETE /v1/submissions/x HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), 405, "method-not-allowed"),
     ];
@@ -208,5 +215,27 @@ async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
     .await
     .unwrap();
     assert_eq!(ok.status, 202);
+    gw.shutdown().await.unwrap();
+}
+
+/// An operator's request for an admin path that does not exist is a 404, not a
+/// listing of deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_admin_paths_are_not_found() {
+    let (_tc, gw) = start(&Options::default()).await;
+    let operator = client_with(&demo("operator.pem"), &demo("operator.key"));
+    let base = base_url(gw.ingest_addr);
+    for path in ["/v1/admin/anything", "/v1/admin/", "/v1/admin/deliveriesx"] {
+        let r = operator.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["type"], "/problems/not-found", "{path}");
+    }
+    let r = operator
+        .get(format!("{base}/v1/admin/deliveries"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     gw.shutdown().await.unwrap();
 }

@@ -54,6 +54,13 @@ where
             ));
         }
         let name = field.name().unwrap_or_default().to_owned();
+        if metadata.is_none() && name != "metadata" {
+            // Nothing of the data is read before the portal is known to be allowed.
+            return Err(Problem::bad_request(
+                "metadata-first",
+                format!("the {name:?} part came before the metadata part; send metadata first"),
+            ));
+        }
         let media_type = field.content_type().map(|m| m.essence_str().to_owned());
         let filename = field.file_name().map(str::to_owned);
         let mut buf = BytesMut::new();
@@ -97,6 +104,15 @@ where
             _ => {
                 let n = attachments.len() + 1;
                 let filename = check_filename(filename, n)?;
+                if attachments
+                    .iter()
+                    .any(|a: &Part| a.filename.as_deref() == Some(filename.as_str()))
+                {
+                    return Err(Problem::bad_request(
+                        "attachment-invalid",
+                        format!("attachment {n}: another attachment has the same file name"),
+                    ));
+                }
                 let media_type = media_type.ok_or_else(|| {
                     Problem::bad_request(
                         "attachment-invalid",
@@ -121,22 +137,64 @@ where
 }
 
 /// An attachment's file name is kept (encrypted) for the recipient, never used
-/// as a path here; still, names that are paths or carry control characters are
-/// refused so no receiver is tempted.
+/// as a path here; still, a name that a receiver's file system or its user could
+/// be fooled by is refused: paths, control and bidirectional-override characters
+/// (`Rechnung\u{202e}fdp.exe`), Windows device names (`CON`, `LPT1.txt`),
+/// alternate data streams (`a.pdf:evil.exe`), a trailing dot or space. The name
+/// is normalised to NFC, so look-alike spellings of one name are one name.
 fn check_filename(name: Option<String>, n: usize) -> Result<String, Problem> {
     let bad =
         |why: &str| Problem::bad_request("attachment-invalid", format!("attachment {n}: {why}"));
     let name = name.ok_or_else(|| bad("no filename in its Content-Disposition"))?;
+    let name = icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
+        .normalize(&name)
+        .into_owned();
     if name.is_empty() || name.len() > 255 {
         return Err(bad("the filename must be 1 to 255 bytes"));
     }
     if name.chars().any(|c| c.is_control()) {
         return Err(bad("the filename contains control characters"));
     }
+    if name.chars().any(is_bidi_control) {
+        return Err(bad(
+            "the filename contains bidirectional text controls, which can disguise its extension",
+        ));
+    }
     if name.contains('/') || name.contains('\\') || name == "." || name == ".." {
         return Err(bad("the filename must be a plain name, not a path"));
     }
+    if name.contains(':') {
+        return Err(bad(
+            "the filename contains ':' (a drive or an alternate data stream)",
+        ));
+    }
+    if name.ends_with('.') || name.ends_with(' ') {
+        return Err(bad("the filename ends with a dot or a space"));
+    }
+    if is_device_name(&name) {
+        return Err(bad("the filename is a reserved device name on Windows"));
+    }
     Ok(name)
+}
+
+/// Unicode's explicit bidirectional formatting characters (and the marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `CON`, `PRN`, `AUX`, `NUL`, `COM1`–`COM9`, `LPT1`–`LPT9`, with any extension, any case.
+fn is_device_name(name: &str) -> bool {
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_ascii_uppercase();
+    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit()
+            && stem.as_bytes()[3] != b'0')
 }
 
 fn multipart_problem(e: multer::Error) -> Problem {
@@ -188,5 +246,45 @@ fn multipart_class(e: &multer::Error) -> &'static str {
         E::DecodeHeaderName { .. } | E::DecodeHeaderValue { .. } => "a part header is not valid",
         E::IncompleteStream => "the body ends before the closing boundary",
         _ => "unexpected structure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disguised_reserved_and_stream_file_names_are_refused() {
+        for name in [
+            "Rechnung\u{202e}fdp.exe",
+            "a\u{2066}b.pdf",
+            "CON",
+            "con.txt",
+            "LPT1.pdf",
+            "a.pdf:evil.exe",
+            "C:scan.pdf",
+            "scan.pdf.",
+            "scan.pdf ",
+            "../scan.pdf",
+            "a\\b.pdf",
+        ] {
+            assert!(
+                check_filename(Some(name.into()), 1).is_err(),
+                "{name:?} accepted"
+            );
+        }
+        for name in [
+            "Nachweis.pdf",
+            "COM0.txt",
+            "console.log",
+            "Ärztliches Attest.pdf",
+        ] {
+            assert_eq!(check_filename(Some(name.into()), 1).unwrap(), name);
+        }
+        // NFD (a + combining diaeresis) becomes NFC (ä): one name, one spelling.
+        assert_eq!(
+            check_filename(Some("Ma\u{308}rz.pdf".into()), 1).unwrap(),
+            "M\u{e4}rz.pdf"
+        );
     }
 }

@@ -56,7 +56,7 @@ pub fn problem_response(metrics: &Metrics, listener: &'static str, p: &Problem) 
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/problem+json"),
     );
-    if p.status == 403 || p.status == 408 || p.status == 413 {
+    if matches!(p.status, 403 | 408 | 413 | 501) {
         // The rest of the body is not read; the connection cannot be reused.
         resp.headers_mut().insert(
             header::CONNECTION,
@@ -74,6 +74,37 @@ fn json_response(status: StatusCode, body: String) -> HttpResponse {
         header::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// Transfer and content codings the gateway does not decode are refused, not
+/// passed on undecoded: only `chunked` transfer coding and identity content.
+fn codings_refused(head: &http::request::Parts) -> Option<Problem> {
+    for value in head.headers.get_all(header::TRANSFER_ENCODING) {
+        let text = value.to_str().unwrap_or("?");
+        if text
+            .split(',')
+            .any(|c| !c.trim().eq_ignore_ascii_case("chunked"))
+        {
+            return Some(Problem::new(
+                501,
+                "transfer-coding-unsupported",
+                format!(
+                    "Transfer-Encoding {text:?} is not supported; send the body as is or chunked"
+                ),
+            ));
+        }
+    }
+    for value in head.headers.get_all(header::CONTENT_ENCODING) {
+        let text = value.to_str().unwrap_or("?");
+        if !text.trim().eq_ignore_ascii_case("identity") {
+            return Some(Problem::new(
+                415,
+                "content-coding-unsupported",
+                format!("Content-Encoding {text:?} is not supported; send the body uncompressed"),
+            ));
+        }
+    }
+    None
 }
 
 /// A `200` with `value` as JSON.
@@ -105,6 +136,11 @@ impl Ingest {
         let (head, body) = req.into_parts();
         let body = SharedBody::new(body);
         let admin = head.uri.path().starts_with("/v1/admin/");
+        // A coding the gateway would not decode is refused before any route runs.
+        let client = match codings_refused(&head) {
+            Some(p) if client.is_ok() => Err(p),
+            _ => client,
+        };
         let result = match client {
             Ok(Client::Portal(portal)) if !admin => self.route(portal, &head, &body).await,
             Ok(Client::Operator(operator)) if admin => self.operate(&operator, &head).await,

@@ -20,9 +20,13 @@ impl Ingest {
         head: &http::request::Parts,
     ) -> Result<HttpResponse, Problem> {
         let path = head.uri.path();
-        let rest = path
-            .strip_prefix("/v1/admin/deliveries")
-            .unwrap_or_default();
+        let Some(rest) = path.strip_prefix("/v1/admin/deliveries") else {
+            return Err(Problem::new(
+                404,
+                "not-found",
+                format!("no operator resource at {path}"),
+            ));
+        };
         if head.method == Method::GET && rest.is_empty() {
             let mut state = DeliveryState::Parked;
             let mut target = None;
