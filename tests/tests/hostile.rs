@@ -101,6 +101,7 @@ async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
         ("unknown metadata field", multipart(&[(META.0, r#"{"leistung":"99115005001000","destination":"05315000","name":"x"}"#), DATA]), 400, "metadata-invalid"),
         ("1 GB declared Content-Length", b"POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=B0undary\r\nContent-Length: 1000000000\r\n\r\n--B0undary\r\n".to_vec(), 413, "body-too-large"),
         ("not multipart", b"POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".to_vec(), 415, "unsupported-media-type"),
+        ("leistung given twice in the metadata", multipart(&[(META.0, r#"{"leistung":"99115005001000","destination":"05315000","leistung":"99050012104000"}"#), DATA]), 400, "metadata-invalid"),
         ("data before metadata", multipart(&[DATA, META]), 400, "metadata-first"),
         ("bidi override disguising the extension", multipart(&[META, DATA, ("Content-Disposition: form-data; name=\"attachment\"; filename=\"Rechnung\u{202e}fdp.exe\"\r\nContent-Type: application/pdf", "%PDF")]), 400, "attachment-invalid"),
         ("a Windows device name", multipart(&[META, DATA, ("Content-Disposition: form-data; name=\"attachment\"; filename=\"CON.pdf\"\r\nContent-Type: application/pdf", "%PDF")]), 400, "attachment-invalid"),

@@ -39,6 +39,17 @@ impl Metadata {
                 i.detail,
             )
         })?;
+        // A key given twice is refused, at any depth: "last one wins" would let
+        // two readers of the same metadata see two different applications.
+        serde_json::from_slice::<UniqueKeys>(body).map_err(|e| {
+            Refusal::invalid(
+                "metadata-invalid",
+                format!(
+                    "metadata: {}",
+                    e.to_string().split(" at line").next().unwrap_or("")
+                ),
+            )
+        })?;
         let md: Metadata = serde_json::from_value(value).map_err(|e| {
             // serde's messages name fields and expected types, not values.
             Refusal::invalid("metadata-invalid", format!("metadata: {e}"))
@@ -96,4 +107,81 @@ pub struct Part {
     pub media_type: String,
     pub filename: Option<String>,
     pub data: Bytes,
+}
+
+/// Deserialises any JSON and fails on an object with the same key twice.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                let shown: String = key.chars().filter(|c| !c.is_control()).take(40).collect();
+                return Err(serde::de::Error::custom(format_args!(
+                    "the key {shown:?} appears twice in one object"
+                )));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        let ok = br#"{"leistung":"99115005001000","destination":"05315000","payment":{"a":1,"b":[{"a":2}]}}"#;
+        assert!(Metadata::parse(ok, 64).is_ok());
+        for twice in [
+            &br#"{"leistung":"99115005001000","destination":"05315000","leistung":"99999999999999"}"#[..],
+            br#"{"leistung":"99115005001000","destination":"05315000","payment":{"x":1,"x":2}}"#,
+            br#"{"leistung":"99115005001000","destination":"05315000","reply_channel":[{"k":1,"k":1}]}"#,
+        ] {
+            let r = Metadata::parse(twice, 64).unwrap_err();
+            assert_eq!(r.slug, "metadata-invalid");
+            assert!(r.detail.contains("appears twice"), "{}", r.detail);
+        }
+    }
 }
