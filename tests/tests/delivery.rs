@@ -522,3 +522,41 @@ async fn a_restart_rebases_waits_longer_than_the_retry_cap() {
     .await;
     gw.shutdown().await.unwrap();
 }
+
+/// What a portal reads of a failing delivery is the error's class, never the
+/// message (which may name the gateway's hosts or paths); its Idempotency-Key is
+/// not stored in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_see_error_classes_and_keys_are_not_stored_in_clear() {
+    let (tc, gw) = start(&Options::default()).await;
+    let mut req = melde(1);
+    req.idempotency_key = Some("AZ-4711-Musterstadt".into());
+    let id = submit(&gw, &req).await;
+    // Nothing listens at the http target: connection refused, retried.
+    eventually(Duration::from_secs(10), "a failed attempt", || async {
+        (http_delivery(&gw, &id).await.attempts >= 1).then_some(())
+    })
+    .await;
+    let status = client::status(
+        &portal_client("portal"),
+        &format!("{}/v1/submissions/{id}", base_url(gw.ingest_addr)),
+    )
+    .await
+    .unwrap();
+    let d = status.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["target"] == "fachverfahren-demo")
+        .cloned()
+        .unwrap();
+    assert_eq!(d["error_class"], "connect", "{d}");
+    assert!(d.get("last_error").is_none(), "{d}");
+    // Operators still see the whole message.
+    assert!(http_delivery(&gw, &id).await.last_error.is_some());
+    gw.shutdown().await.unwrap();
+    assert!(
+        !dir_contains(&tc.data_dir, b"AZ-4711-Musterstadt"),
+        "the Idempotency-Key is stored in clear"
+    );
+}

@@ -39,7 +39,14 @@ impl Submissions {
             .await
             .map_err(unavailable("status"))?
         {
-            Some(s) if s.portal == portal => Ok(s),
+            Some(mut s) if s.portal == portal => {
+                // The class tells the portal what went wrong; the message may name
+                // hosts or paths of the gateway's side, so it stays with operators.
+                for d in &mut s.deliveries {
+                    d.last_error = None;
+                }
+                Ok(s)
+            }
             _ => Err(not_found()),
         }
     }

@@ -41,6 +41,7 @@ impl NewSubmission {
 /// The portal's `Idempotency-Key` and the hash of what it was first used for.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
+    /// SHA-256 (hex) of the portal's key (see [`idempotency_key_hash`]).
     pub key: String,
     /// SHA-256 (hex) over metadata and part hashes.
     pub request_hash: String,
@@ -75,8 +76,13 @@ pub struct DeliveryStatus {
     pub message_id: String,
     pub state: DeliveryState,
     pub attempts: u32,
+    /// The last error as operators see it (class and message; may name hosts
+    /// or paths of the gateway's side).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The last error's class only (e.g. `http-503`, `io`): what portals see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
     /// The recipient's receipt (Zustellquittung), if it gave one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
@@ -116,4 +122,10 @@ pub fn message_id(submission_id: &uuid::Uuid, target: &str) -> String {
     bytes[..6].copy_from_slice(&submission_id.as_bytes()[..6]);
     bytes[6..].copy_from_slice(&hash.as_ref()[..10]);
     uuid::Uuid::new_v8(bytes).to_string()
+}
+
+/// How an `Idempotency-Key` is stored: SHA-256 (hex), never in clear (a key may
+/// carry a portal's case number).
+pub fn idempotency_key_hash(key: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&SHA256, key.as_bytes()))
 }

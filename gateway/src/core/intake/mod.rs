@@ -27,7 +27,8 @@ use crate::core::refusal::{Kind, Refusal};
 use crate::model::portal::Portal;
 use crate::model::routing::Router;
 use crate::model::submission::{
-    envelope_checksum, message_id, Accepted, IdempotencyKey, NewDelivery, NewSubmission,
+    envelope_checksum, idempotency_key_hash, message_id, Accepted, IdempotencyKey, NewDelivery,
+    NewSubmission,
 };
 use crate::store::Store;
 pub use metadata::{Metadata, Part};
@@ -252,7 +253,8 @@ impl Intake {
             receipt,
         };
         let idempotency = incoming.idempotency_key.as_ref().map(|key| IdempotencyKey {
-            key: key.clone(),
+            // Stored hashed: a key may carry a portal's case number.
+            key: idempotency_key_hash(key),
             request_hash: request_hash(&manifest),
         });
         Ok(NewSubmission {

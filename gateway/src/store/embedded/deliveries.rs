@@ -213,25 +213,26 @@ pub(super) fn record(
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("no delivery {message_id}")))?;
     let last_error = outcome.last_error();
+    let last_class = outcome.class();
     let changed = match outcome {
         Recorded::Delivered { receipt } => conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'delivered', receipt = ?2, last_error = NULL, updated_at = ?3, updated_ms = ?4
+                "UPDATE deliveries SET state = 'delivered', receipt = ?2, last_error = NULL, last_class = NULL, updated_at = ?3, updated_ms = ?4
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
             .execute(params![message_id, receipt, now, now_ms])?,
         Recorded::RetryAt { at_ms, .. } => conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'retry_wait', next_attempt_at = ?2, last_error = ?3, updated_at = ?4
+                "UPDATE deliveries SET state = 'retry_wait', next_attempt_at = ?2, last_error = ?3, last_class = ?5, updated_at = ?4
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
-            .execute(params![message_id, at_ms, last_error, now])?,
+            .execute(params![message_id, at_ms, last_error, now, last_class])?,
         Recorded::Parked { .. } => conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'parked', last_error = ?2, updated_at = ?3, updated_ms = ?4
+                "UPDATE deliveries SET state = 'parked', last_error = ?2, last_class = ?5, updated_at = ?3, updated_ms = ?4
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
-            .execute(params![message_id, last_error, now, now_ms])?,
+            .execute(params![message_id, last_error, now, now_ms, last_class])?,
     };
     if changed != 1 {
         return Err(StoreError::Corrupt(format!(

@@ -262,3 +262,42 @@ fn keyed_other(id: &str) -> NewSubmission {
     });
     s
 }
+
+#[tokio::test]
+async fn version_4_is_migrated_to_error_classes_and_hashed_idempotency_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    run_with(dir.path(), &["a"]).await;
+    // What version 4 wrote: no class column, keys in clear.
+    let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE deliveries DROP COLUMN last_class;
+         INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES ('p', 'AZ-4711', 'h', 'a');
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
+    let (version, key): (i64, String) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT key FROM idempotency WHERE portal = 'p')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION);
+    assert_eq!(
+        key,
+        crate::model::submission::idempotency_key_hash("AZ-4711")
+    );
+    let class_column: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('deliveries') WHERE name = 'last_class'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(class_column, 1);
+}

@@ -5,11 +5,12 @@
 //! ```text
 //! <data_dir>/LOCK            advisory lock: one daemon per data directory
 //! <data_dir>/gateway.db      SQLite database (plus gateway.db-wal, gateway.db-shm)
+//!   meta(key, value)         the store id (see `anchor`)
 //!   submissions(id, portal, leistung, destination, received_at, response)
 //!   deliveries(message_id, submission_id, target, state, attempts, next_attempt_at,
-//!              created_at_ms, last_error, receipt, updated_at,
+//!              created_at_ms, last_error, last_class, receipt, updated_at,
 //!              segment, env_offset, env_len, env_crc32)   where its envelope lies
-//!   idempotency(portal, key, request_hash, submission_id)
+//!   idempotency(portal, key, request_hash, submission_id)   key: SHA-256 of the portal's key
 //!   audit(seq, submission_id, record, hash)      the hash-chained audit log (see `audit`)
 //!   audit_checkpoints(seq, head, ts, jws, first_seq, root)  signed checkpoints: chain head, Merkle tree head of the batch
 //! <data_dir>/envelopes/*.seg  the sealed envelopes (JSON, encrypted per target),

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at INTEGER NOT NULL,
     created_at_ms   INTEGER NOT NULL,
     last_error      TEXT,
+    last_class      TEXT,
     receipt         TEXT,
     updated_at      TEXT NOT NULL,
     updated_ms      INTEGER NOT NULL DEFAULT 0,
@@ -93,7 +94,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     submission_id TEXT NOT NULL,
     PRIMARY KEY (portal, key)
 ) WITHOUT ROWID;
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;
 "
 );
 
@@ -167,7 +168,42 @@ PRAGMA user_version = 4;
 );
 
 /// The schema version this gateway writes.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
+
+/// Version 5: the last error's class in a column of its own (what portals see of
+/// an error), and idempotency keys stored as SHA-256, not in clear.
+fn migrate_4_to_5(conn: &mut Connection) -> Result<(), StoreError> {
+    tracing::info!(
+        "migrating the store from schema version 4 to 5: error classes, hashed idempotency keys"
+    );
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    let has_class: i64 = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('deliveries') WHERE name = 'last_class'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_class == 0 {
+        tx.execute_batch("ALTER TABLE deliveries ADD COLUMN last_class TEXT;")?;
+    }
+    let keys: Vec<(String, String)> = {
+        let mut stmt = tx.prepare("SELECT portal, key FROM idempotency")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (portal, key) in &keys {
+        tx.execute(
+            "UPDATE idempotency SET key = ?3 WHERE portal = ?1 AND key = ?2",
+            params![
+                portal,
+                key,
+                crate::model::submission::idempotency_key_hash(key)
+            ],
+        )?;
+    }
+    tx.execute_batch("PRAGMA user_version = 5;")?;
+    tx.commit()?;
+    Ok(())
+}
 
 /// Brings a store of an earlier schema version to the current one.
 pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), StoreError> {
@@ -228,6 +264,10 @@ pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), 
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         tx.execute_batch(MIGRATE_3_TO_4)?;
         tx.commit()?;
+        version = 4;
+    }
+    if version == 4 {
+        migrate_4_to_5(conn)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "the store has schema version {version}, newer than this gateway ({SCHEMA_VERSION}): run the newer version"

@@ -84,7 +84,7 @@ pub(super) fn read_submission(
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT target, message_id, state, attempts, last_error, updated_at, receipt FROM deliveries
+        "SELECT target, message_id, state, attempts, last_error, updated_at, receipt, last_class FROM deliveries
          WHERE submission_id = ?1 ORDER BY target",
     )?;
     let rows = stmt.query_map(params![id], |r| {
@@ -96,11 +96,13 @@ pub(super) fn read_submission(
             r.get::<_, Option<String>>(4)?,
             r.get::<_, String>(5)?,
             r.get::<_, Option<String>>(6)?,
+            r.get::<_, Option<String>>(7)?,
         ))
     })?;
     let mut deliveries = Vec::new();
     for row in rows {
-        let (target, message_id, state, attempts, last_error, updated_at, receipt) = row?;
+        let (target, message_id, state, attempts, last_error, updated_at, receipt, error_class) =
+            row?;
         let state = DeliveryState::parse(&state).ok_or_else(|| {
             StoreError::Corrupt(format!("delivery {message_id} has unknown state {state:?}"))
         })?;
@@ -110,6 +112,7 @@ pub(super) fn read_submission(
             state,
             attempts,
             last_error,
+            error_class,
             receipt,
             updated_at,
         });
