@@ -39,6 +39,8 @@ pub struct Options {
     pub ingest_port: u16,
     pub admin_port: u16,
     pub max_body: &'static str,
+    /// `ingest.limits.memory_budget`.
+    pub memory_budget: &'static str,
     pub request_timeout: &'static str,
     pub header_timeout: &'static str,
     /// URL of the `fachverfahren-demo` http target.
@@ -59,6 +61,7 @@ impl Default for Options {
             ingest_port: 0,
             admin_port: 0,
             max_body: "4MiB",
+            memory_budget: "512MiB",
             request_timeout: "30s",
             header_timeout: "10s",
             receiver_url: "https://localhost:1/inbox".into(),
@@ -187,6 +190,7 @@ client_ca = "{client_ca}"
 [ingest.limits]
 max_body = "{max_body}"
 max_part = "{max_body}"
+memory_budget = "{memory_budget}"
 request_timeout = "{request_timeout}"
 header_timeout = "{header_timeout}"
 
@@ -277,6 +281,7 @@ targets = ["dms-demo"]
         ingest_port = o.ingest_port,
         admin_port = o.admin_port,
         max_body = o.max_body,
+        memory_budget = o.memory_budget,
         request_timeout = o.request_timeout,
         header_timeout = o.header_timeout,
         server_pem = c("server.pem"),

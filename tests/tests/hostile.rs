@@ -240,3 +240,80 @@ async fn unknown_admin_paths_are_not_found() {
     assert_eq!(r.status().as_u16(), 200);
     gw.shutdown().await.unwrap();
 }
+
+/// Request bodies share one memory budget: while slow uploads hold it, another
+/// upload gets `503` with `Retry-After` instead of more memory; once they are
+/// answered, the budget is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_cannot_take_more_than_the_memory_budget() {
+    let (_tc, gw) = start(&Options {
+        max_body: "4MiB",
+        memory_budget: "4MiB",
+        ..Default::default()
+    })
+    .await;
+    let addr = gw.ingest_addr;
+    let tls = std::sync::Arc::new(
+        ozg_gateway::listen::tls::client_config(
+            &demo("portal.pem"),
+            &demo("portal.key"),
+            &demo("ca.pem"),
+        )
+        .unwrap(),
+    );
+    // Two uploads that send 1.5 MiB of an attachment each and then stall,
+    // withholding the end of the body.
+    let attachment = "x".repeat(3 << 19);
+    let request = multipart(&[
+        META,
+        DATA,
+        (
+            "Content-Disposition: form-data; name=\"attachment\"; filename=\"scan.pdf\"\r\nContent-Type: application/pdf",
+            &attachment,
+        ),
+    ]);
+    let stalled = &request[..request.len() - 200];
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let connector = tokio_rustls::TlsConnector::from(tls.clone());
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut s = connector
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        s.write_all(stalled).await.unwrap();
+        s.flush().await.unwrap();
+        held.push(s);
+    }
+    // A third upload of 1.5 MiB does not fit.
+    // Give the gateway time to read what they sent (3 MiB of the 4 MiB budget
+    // then held); a third upload racing them could make one of them the one refused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut answer = String::new();
+    for _ in 0..40 {
+        answer = raw(addr, &request).await;
+        if answer.starts_with("HTTP/1.1 503") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"/problems/busy\""), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 5"),
+        "{answer}"
+    );
+
+    // The stalled uploads give up: their bytes are given back.
+    drop(held);
+    let mut accepted = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if raw(addr, &request).await.starts_with("HTTP/1.1 202") {
+            accepted = true;
+            break;
+        }
+    }
+    assert!(accepted, "the budget was not given back");
+    gw.shutdown().await.unwrap();
+}

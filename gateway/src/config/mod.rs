@@ -153,6 +153,9 @@ pub struct Limits {
     pub max_json_depth: usize,
     /// Most open connections; further ones wait in the kernel's backlog.
     pub max_connections: usize,
+    /// What all request bodies together may hold in memory at once; a request
+    /// that would exceed it gets `503` with `Retry-After` (at least `max_body`).
+    pub memory_budget: ByteSize,
 }
 
 impl Default for Limits {
@@ -169,6 +172,7 @@ impl Default for Limits {
             max_xml_depth: 256,
             max_json_depth: 64,
             max_connections: 4096,
+            memory_budget: ByteSize(512 << 20),
         }
     }
 }

@@ -143,6 +143,11 @@ impl Gateway {
             },
             limits: cfg.ingest.limits.clone(),
             metrics: metrics.clone(),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(cfg.ingest.limits.memory_budget.0)
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
         });
         let ingest_task = tokio::spawn(crate::listen::server::serve_ingest(
             ingest_listener,

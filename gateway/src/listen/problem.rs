@@ -86,6 +86,7 @@ impl Problem {
             "query-invalid" => "Invalid query",
             "method-not-allowed" => "Method not allowed",
             "unavailable" => "Temporarily unavailable",
+            "busy" => "Too many request bodies in memory",
             "internal" => "Internal error",
             _ => "Request refused",
         }

@@ -171,6 +171,17 @@ fn listeners_and_store(c: &mut Checks) {
     for p in config.store.check() {
         errors.push(config.error(p.key, p.problem, p.fix));
     }
+    let limits = &config.ingest.limits;
+    if limits.memory_budget < limits.max_body {
+        errors.push(config.error(
+            "ingest.limits.memory_budget",
+            format!(
+                "{} bytes is less than max_body ({} bytes): no request of the largest allowed size could be read",
+                limits.memory_budget.0, limits.max_body.0
+            ),
+            "make it a multiple of max_body (the default is 512MiB)",
+        ));
+    }
     if !config.admin.listen.ip().is_loopback() {
         errors.push(config.error(
             "admin.listen",

@@ -13,6 +13,7 @@
 //! `ozg_requests_refused{listener="ingest",reason=...}`, and stores nothing.
 
 mod body;
+mod budget;
 pub mod form;
 mod operator;
 mod submit;
@@ -43,6 +44,8 @@ pub struct Ingest {
     pub operations: Operations,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// What request bodies may hold in memory at once, in bytes (see `budget`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -56,6 +59,11 @@ pub fn problem_response(metrics: &Metrics, listener: &'static str, p: &Problem) 
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/problem+json"),
     );
+    if p.status == 503 {
+        // Nothing was accepted; the condition is usually over within seconds.
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    }
     if matches!(p.status, 403 | 408 | 413 | 501) {
         // The rest of the body is not read; the connection cannot be reused.
         resp.headers_mut().insert(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::{header, StatusCode};
 
 use super::body::BodyStream;
+use super::budget::{counted, Held};
 use super::form::{read_form, Form};
 use super::{json_response, HttpResponse, Ingest};
 use crate::core::intake::Incoming;
@@ -65,14 +66,29 @@ impl Ingest {
                 ));
             }
         }
+        // The body's bytes stay counted against the budget until this request is answered.
+        let held = Arc::new(Held::default());
         let Form {
             metadata,
             data,
             attachments,
-        } = read_form(body, boundary, limits, |md| {
-            self.intake.authorize(&portal, md).map(|_| ())
-        })
-        .await?;
+        } = {
+            let body = counted(body, self.body_budget.clone(), held.clone());
+            let form = read_form(body, boundary, limits, |md| {
+                self.intake.authorize(&portal, md).map(|_| ())
+            })
+            .await;
+            match form {
+                Err(_) if held.exhausted() => {
+                    return Err(Problem::new(
+                        503,
+                        "busy",
+                        "the gateway holds as many request bodies as its memory budget allows; nothing was accepted, retry shortly",
+                    ))
+                }
+                other => other?,
+            }
+        };
         self.intake.checks.check(&metadata, &data)?;
 
         let bytes: u64 =

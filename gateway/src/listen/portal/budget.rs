@@ -1,0 +1,96 @@
+//! The global memory budget for request bodies: every byte a request body brings
+//! into memory is counted against one budget shared by all connections, before
+//! it is kept; a request that would exceed it is refused with `503` and
+//! `Retry-After` instead of growing the process (40 slow uploads of 62 MiB must
+//! not take 2.7 GB). What a request counted is given back when it is answered.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::body::BodyStream;
+
+/// Why a counted body stream ended early.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BodyError {
+    #[error("reading the body failed: {0}")]
+    Read(#[from] hyper::Error),
+    #[error("the gateway's memory budget for request bodies is used up")]
+    Budget,
+}
+
+/// The bytes one request holds of the budget, given back when it is dropped.
+#[derive(Default)]
+pub(super) struct Held {
+    permits: Mutex<Option<OwnedSemaphorePermit>>,
+    /// The budget ran out while this request was being read.
+    exhausted: AtomicBool,
+}
+
+impl Held {
+    pub(super) fn exhausted(&self) -> bool {
+        self.exhausted.load(Ordering::Relaxed)
+    }
+}
+
+/// Wraps a request body so every chunk is counted against `budget` before the
+/// reader gets it; a chunk that does not fit ends the stream with
+/// [`BodyError::Budget`] and marks `held` as exhausted.
+pub(super) fn counted(
+    body: BodyStream,
+    budget: Arc<Semaphore>,
+    held: Arc<Held>,
+) -> BoxStream<'static, Result<Bytes, BodyError>> {
+    Box::pin(body.map(move |chunk| {
+        let chunk = chunk?;
+        let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+        match budget.clone().try_acquire_many_owned(n) {
+            Ok(p) => {
+                if let Ok(mut permits) = held.permits.lock() {
+                    match permits.as_mut() {
+                        Some(all) => all.merge(p),
+                        None => *permits = Some(p),
+                    }
+                }
+                Ok(chunk)
+            }
+            Err(_) => {
+                held.exhausted.store(true, Ordering::Relaxed);
+                Err(BodyError::Budget)
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bytes_are_counted_while_held_and_given_back_when_dropped() {
+        let budget = Arc::new(Semaphore::new(10));
+        let chunks = |n: usize| -> BodyStream {
+            Box::pin(futures_util::stream::iter(
+                (0..n).map(|_| Ok(Bytes::from_static(b"1234"))),
+            ))
+        };
+        let held = Arc::new(Held::default());
+        let got: Vec<_> = counted(chunks(2), budget.clone(), held.clone())
+            .collect()
+            .await;
+        assert!(got.iter().all(|c| c.is_ok()));
+        assert_eq!(budget.available_permits(), 2, "8 bytes held");
+        let other = Arc::new(Held::default());
+        let got: Vec<_> = counted(chunks(1), budget.clone(), other.clone())
+            .collect()
+            .await;
+        assert!(matches!(got[0], Err(BodyError::Budget)));
+        assert!(other.exhausted() && !held.exhausted());
+        drop(held);
+        assert_eq!(budget.available_permits(), 10, "given back");
+    }
+}
