@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod metadata;
+pub mod pool;
 pub mod validate;
 pub mod xsd;
 
