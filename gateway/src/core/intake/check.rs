@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::core::intake::metadata::{Metadata, Part};
+use crate::core::intake::pool::Budget;
 use crate::core::intake::validate;
-use crate::core::intake::xsd::XsdSchema;
+use crate::core::intake::xsd::{XsdError, XsdSchema};
 use crate::core::refusal::{Kind, Refusal};
 
 /// The data checks, with the schemas of the Leistungen that have one.
@@ -41,15 +42,20 @@ impl DataChecks {
             validate::check_xml(&data.data, self.max_xml_depth).map_err(to_refusal)?;
             match self.xsds.get(&md.leistung) {
                 // Only the position and libxml2's error code: its messages may quote the data.
-                Some(xsd) => xsd.validate(&data.data).map_err(|(code, line)| {
-                    Refusal::new(
+                Some(xsd) => xsd.validate(&data.data, &Budget::unlimited()).map_err(|e| match e {
+                    XsdError::Invalid { code, line } => Refusal::new(
                         Kind::Unprocessable,
                         "schema-violation",
                         format!(
                             "data does not match the XML Schema of Leistung {} at line {line} (libxml2 error {code})",
                             md.leistung
                         ),
-                    )
+                    ),
+                    XsdError::OutOfTime => Refusal::new(
+                        Kind::Unprocessable,
+                        "data-too-complex",
+                        "checking the data took too long",
+                    ),
                 }),
                 None => Ok(()),
             }
