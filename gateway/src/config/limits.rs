@@ -32,8 +32,17 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Deepest XML element nesting in the data part.
     pub max_xml_depth: usize,
+    /// Most attributes on one XML element (namespace declarations included).
+    pub max_xml_attributes: usize,
+    /// Most XML elements in the data part.
+    pub max_xml_elements: usize,
+    /// Longest XML attribute value, and longest text of an element between two tags.
+    pub max_xml_value: ByteSize,
     /// Deepest JSON nesting in the data and metadata parts.
     pub max_json_depth: usize,
+    /// Most JSON values (array elements and object members, nested ones included)
+    /// in the data and metadata parts.
+    pub max_json_values: usize,
     /// Most open connections; further ones wait in the kernel's backlog.
     pub max_connections: usize,
 }
@@ -50,7 +59,11 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
             max_xml_depth: 256,
+            max_xml_attributes: 256,
+            max_xml_elements: 200_000,
+            max_xml_value: ByteSize(8 << 20),
             max_json_depth: 64,
+            max_json_values: 200_000,
             max_connections: 4096,
         }
     }

@@ -1,20 +1,21 @@
 //! The checks of a submission's data before it is sealed: safe XML (no DOCTYPE,
-//! bounded depth) or JSON within its depth limit, and the schema registered for
-//! the Leistung — a JSON Schema for JSON data, an XML Schema for XML data.
+//! bounded depth, attributes, elements and values) or JSON within its depth and
+//! value limits, and the schema registered for the Leistung — a JSON Schema for
+//! JSON data, an XML Schema for XML data.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::core::intake::metadata::{Metadata, Part};
 use crate::core::intake::pool::Budget;
-use crate::core::intake::validate;
+use crate::core::intake::validate::{self, DataLimits};
 use crate::core::intake::xsd::{XsdError, XsdSchema};
 use crate::core::refusal::{Kind, Refusal};
 
 /// The data checks, with the schemas of the Leistungen that have one.
 pub struct DataChecks {
-    pub max_xml_depth: usize,
-    pub max_json_depth: usize,
+    /// The shape the data may have.
+    pub limits: DataLimits,
     /// JSON Schemas by Leistung (JSON data).
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
     /// XML Schemas by Leistung (XML data).
@@ -39,7 +40,8 @@ impl DataChecks {
                     ),
                 ));
             }
-            validate::check_xml(&data.data, self.max_xml_depth).map_err(to_refusal)?;
+            validate::check_xml(&data.data, &self.limits, &Budget::unlimited())
+                .map_err(to_refusal)?;
             match self.xsds.get(&md.leistung) {
                 // Only the position and libxml2's error code: its messages may quote the data.
                 Some(xsd) => xsd.validate(&data.data, &Budget::unlimited()).map_err(|e| match e {
@@ -70,8 +72,8 @@ impl DataChecks {
                     ),
                 ));
             }
-            let value = validate::check_json(&data.data, self.max_json_depth, "data")
-                .map_err(to_refusal)?;
+            let value =
+                validate::check_json(&data.data, &self.limits, "data").map_err(to_refusal)?;
             match schema {
                 Some(v) => validate::check_schema(v, &value, &md.leistung)
                     .map_err(|i| Refusal::new(Kind::Unprocessable, i.slug, i.detail)),

@@ -27,9 +27,9 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    /// Parses and checks the `metadata` part (JSON within `max_depth`).
-    pub fn parse(body: &[u8], max_depth: usize) -> Result<Metadata, Refusal> {
-        let value = validate::check_json(body, max_depth, "metadata").map_err(|i| {
+    /// Parses and checks the `metadata` part (JSON within the limits).
+    pub fn parse(body: &[u8], limits: &validate::DataLimits) -> Result<Metadata, Refusal> {
+        let value = validate::check_json(body, limits, "metadata").map_err(|i| {
             Refusal::invalid(
                 if i.slug == "json-too-deep" {
                     i.slug
