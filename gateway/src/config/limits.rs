@@ -24,7 +24,8 @@ pub struct Limits {
     /// Time a client has to send the request head.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
-    /// Time a client has to send the whole request (slow clients are cut off).
+    /// Time for the whole request — sending it, checking its data (waiting for a
+    /// validation slot included) and storing it; then it is answered `408`.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Time for the TLS handshake.
@@ -43,6 +44,15 @@ pub struct Limits {
     /// Most JSON values (array elements and object members, nested ones included)
     /// in the data and metadata parts.
     pub max_json_values: usize,
+    /// Most data checks (XML safety, XML Schema, JSON parsing and JSON Schema of
+    /// data parts over 16 KiB) running at once, each on a thread of its own;
+    /// further submissions wait for a slot within `request_timeout`. Default: the
+    /// number of CPU cores.
+    pub validation_concurrency: Option<usize>,
+    /// Longest time one data check may run once it has its slot; it is then
+    /// stopped and the data refused (`422 data-too-complex`).
+    #[serde(with = "humantime_serde")]
+    pub validation_timeout: Duration,
     /// Most open connections; further ones wait in the kernel's backlog.
     pub max_connections: usize,
 }
@@ -64,7 +74,18 @@ impl Default for Limits {
             max_xml_value: ByteSize(8 << 20),
             max_json_depth: 64,
             max_json_values: 200_000,
+            validation_concurrency: None,
+            validation_timeout: Duration::from_secs(30),
             max_connections: 4096,
         }
+    }
+}
+
+impl Limits {
+    /// Data checks at once: `validation_concurrency`, or one per CPU core.
+    pub fn validation_slots(&self) -> usize {
+        self.validation_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
     }
 }

@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::core::clock::Clock;
 use crate::core::intake::check::DataChecks;
+use crate::core::intake::pool::ValidationPool;
 use crate::core::intake::validate::DataLimits;
 use crate::core::intake::Intake;
 use crate::core::metrics::{CertLabels, Metrics};
@@ -124,6 +125,10 @@ impl Gateway {
                 limits: DataLimits::of(&cfg.ingest.limits),
                 schemas: setup.schemas.clone(),
                 xsds: setup.xsds.clone(),
+                pool: ValidationPool::new(
+                    cfg.ingest.limits.validation_slots(),
+                    cfg.ingest.limits.validation_timeout,
+                ),
             },
             wakers: wakers.clone(),
             seal: setup.seal.clone(),

@@ -76,6 +76,7 @@ impl Problem {
             "json-malformed" => "JSON not well-formed",
             "json-too-deep" => "JSON nested too deeply",
             "json-too-many-values" => "Too many JSON values",
+            "data-too-complex" => "Data too costly to check",
             "schema-violation" => "Data does not match the Leistung's schema",
             "idempotency-key-invalid" => "Invalid Idempotency-Key",
             "idempotency-conflict" => "Idempotency-Key reused with other content",

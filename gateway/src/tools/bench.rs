@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use crate::core::intake::check::DataChecks;
+use crate::core::intake::pool::ValidationPool;
 use crate::core::intake::validate::DataLimits;
 use crate::core::intake::{Incoming, Intake, Metadata, Part};
 use crate::daemon::setup::Setup;
@@ -54,6 +55,7 @@ pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoRe
             limits: DataLimits::of(&Default::default()),
             schemas: Default::default(),
             xsds: Default::default(),
+            pool: ValidationPool::new(1, Duration::from_secs(1)),
         },
         seal: setup.seal.clone(),
         targets: setup.targets.clone(),
