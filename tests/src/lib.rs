@@ -41,6 +41,8 @@ pub struct Options {
     pub max_body: &'static str,
     pub request_timeout: &'static str,
     pub header_timeout: &'static str,
+    /// Extra TOML lines for `[ingest.limits]`.
+    pub limits: &'static str,
     /// URL of the `fachverfahren-demo` http target.
     pub receiver_url: String,
     /// Extra TOML for `[delivery]`.
@@ -61,6 +63,7 @@ impl Default for Options {
             max_body: "4MiB",
             request_timeout: "30s",
             header_timeout: "10s",
+            limits: "",
             receiver_url: "https://localhost:1/inbox".into(),
             delivery: FAST_DELIVERY,
             amqp: None,
@@ -189,6 +192,7 @@ max_body = "{max_body}"
 max_part = "{max_body}"
 request_timeout = "{request_timeout}"
 header_timeout = "{header_timeout}"
+{limits}
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
@@ -279,6 +283,7 @@ targets = ["dms-demo"]
         max_body = o.max_body,
         request_timeout = o.request_timeout,
         header_timeout = o.header_timeout,
+        limits = o.limits,
         server_pem = c("server.pem"),
         server_key = c("server.key"),
         ca = c("ca.pem"),
