@@ -2,6 +2,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use ozg_gateway::config::Limits;
+use ozg_gateway::core::intake::pool::Budget;
+use ozg_gateway::core::intake::validate::{check_json, check_xml, DataLimits};
 
 fuzz_target!(|data: &[u8]| {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -14,7 +16,8 @@ fuzz_target!(|data: &[u8]| {
         |_| Ok(()),
     ));
     if let Ok(form) = form {
-        let _ = ozg_gateway::core::intake::validate::check_xml(&form.data.data, limits.max_xml_depth);
-        let _ = ozg_gateway::core::intake::validate::check_json(&form.data.data, limits.max_json_depth, "data");
+        let shape = DataLimits::of(&limits);
+        let _ = check_xml(&form.data.data, &shape, &Budget::unlimited());
+        let _ = check_json(&form.data.data, &shape, "data");
     }
 });

@@ -17,8 +17,9 @@
 //! - [`listen`]: thin listeners over one accept loop ([`listen::server`]): the portal
 //!   API ([`listen::portal`]: parse, call the core, answer RFC 9457 problems) and the
 //!   admin listener ([`listen::admin`]). They never touch the store.
-//! - [`core`]: what the gateway does — [`core::intake`] (authorise, route, check,
-//!   seal and encrypt per target, hand to the store; refusals as
+//! - [`core`]: what the gateway does — [`core::intake`] (authorise, route, check
+//!   the data — costly checks on a bounded pool of blocking threads, never on the
+//!   I/O threads —, seal and encrypt per target, hand to the store; refusals as
 //!   [`core::refusal::Refusal`]), [`core::engine`] (due deliveries to the targets'
 //!   adapters: retry policy, circuit breaker, at-least-once), [`core::audit`]
 //!   (checkpoints, verify, inclusion proofs), portal queries and operator actions,

@@ -43,6 +43,8 @@ pub struct Options {
     pub memory_budget: &'static str,
     pub request_timeout: &'static str,
     pub header_timeout: &'static str,
+    /// Extra TOML lines for `[ingest.limits]`.
+    pub limits: &'static str,
     /// URL of the `fachverfahren-demo` http target.
     pub receiver_url: String,
     /// Extra TOML for `[delivery]`.
@@ -64,6 +66,7 @@ impl Default for Options {
             memory_budget: "512MiB",
             request_timeout: "30s",
             header_timeout: "10s",
+            limits: "",
             receiver_url: "https://localhost:1/inbox".into(),
             delivery: FAST_DELIVERY,
             amqp: None,
@@ -193,6 +196,7 @@ max_part = "{max_body}"
 memory_budget = "{memory_budget}"
 request_timeout = "{request_timeout}"
 header_timeout = "{header_timeout}"
+{limits}
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
@@ -284,6 +288,7 @@ targets = ["dms-demo"]
         memory_budget = o.memory_budget,
         request_timeout = o.request_timeout,
         header_timeout = o.header_timeout,
+        limits = o.limits,
         server_pem = c("server.pem"),
         server_key = c("server.key"),
         ca = c("ca.pem"),

@@ -24,10 +24,14 @@ fn config_check_names_file_key_and_fix() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("OK"));
 
     // The seal key of another certificate, a previous seal that is no certificate,
-    // and a route to a target that does not exist.
+    // a route to a target that does not exist, and no data checks at all.
     let text = std::fs::read_to_string(&tc.path)
         .unwrap()
         .replace("seal.key", "portal.key")
+        .replace(
+            "[ingest.limits]\n",
+            "[ingest.limits]\nvalidation_concurrency = 0\n",
+        )
         .replace(
             "[pki]\n",
             &format!(
@@ -57,6 +61,10 @@ fn config_check_names_file_key_and_fix() {
         "{msg}"
     );
     assert!(msg.contains("`pki.previous_seal_certificates[0]`"), "{msg}");
+    assert!(
+        msg.contains("`ingest.limits.validation_concurrency`: must be at least 1"),
+        "{msg}"
+    );
     assert!(msg.matches("fix:").count() >= 3, "{msg}");
 
     // serve refuses the same config with the same words.

@@ -71,6 +71,13 @@ async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
     let addr = gw.ingest_addr;
     let deep_xml = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
     let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let many_attributes = format!(
+        "<a{}/>",
+        (0..257).map(|i| format!(" a{i}=\"x\"")).collect::<String>()
+    );
+    // Over 16 KiB: checked on the validation pool.
+    let many_elements = format!("<a>{}</a>", "<b/>".repeat(200_000));
+    let many_values = format!("[{}0]", "0,".repeat(200_000));
     let big_number = format!("{{\"antragsteller\":{{\"name\":\"x\",\"anschrift\":\"y\"}},\"hund\":{{\"rasse\":\"z\",\"geburtsjahr\":1{}}}}}", "0".repeat(400));
     let hund_meta = (
         META.0,
@@ -80,6 +87,9 @@ async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
         ("100,000-deep XML", multipart(&[META, (DATA.0, &deep_xml)]), 400, "xml-too-deep"),
         ("100,000-deep JSON", multipart(&[hund_meta, ("Content-Disposition: form-data; name=\"data\"\r\nContent-Type: application/json", &deep_json)]), 400, "json-too-deep"),
         ("oversized JSON number", multipart(&[hund_meta, ("Content-Disposition: form-data; name=\"data\"\r\nContent-Type: application/json", &big_number)]), 400, "json-malformed"),
+        ("257 attributes on one element", multipart(&[META, (DATA.0, &many_attributes)]), 400, "xml-too-many-attributes"),
+        ("200,001 XML elements", multipart(&[META, (DATA.0, &many_elements)]), 400, "xml-too-many-elements"),
+        ("200,001 JSON values", multipart(&[META, ("Content-Disposition: form-data; name=\"data\"\r\nContent-Type: application/json", &many_values)]), 400, "json-too-many-values"),
         ("DOCTYPE without entities", multipart(&[META, (DATA.0, "<!DOCTYPE a><a/>")]), 400, "xml-doctype"),
         ("truncated multipart", {
             let mut r = multipart(&[META, DATA]);

@@ -16,8 +16,10 @@ use ozg_adapter_filedrop::FiledropConfig;
 use ozg_adapter_http::HttpConfig;
 use serde::Deserialize;
 
+mod limits;
 mod size;
 pub use crate::store::backends::StoreConfig;
+pub use limits::Limits;
 pub use size::ByteSize;
 
 use crate::model::policy::BreakerConfig;
@@ -122,59 +124,6 @@ pub struct IngestConfig {
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
-}
-
-/// Limits that keep one request from exhausting the gateway.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest request body.
-    pub max_body: ByteSize,
-    /// Largest single part (data or attachment).
-    pub max_part: ByteSize,
-    /// Largest `metadata` part.
-    pub max_metadata: ByteSize,
-    /// Most parts per request (metadata + data + attachments).
-    pub max_parts: usize,
-    /// Largest request head (request line and headers).
-    pub max_header: ByteSize,
-    /// Time a client has to send the request head.
-    #[serde(with = "humantime_serde")]
-    pub header_timeout: Duration,
-    /// Time a client has to send the whole request (slow clients are cut off).
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Time for the TLS handshake.
-    #[serde(with = "humantime_serde")]
-    pub handshake_timeout: Duration,
-    /// Deepest XML element nesting in the data part.
-    pub max_xml_depth: usize,
-    /// Deepest JSON nesting in the data and metadata parts.
-    pub max_json_depth: usize,
-    /// Most open connections; further ones wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// What all request bodies together may hold in memory at once; a request
-    /// that would exceed it gets `503` with `Retry-After` (at least `max_body`).
-    pub memory_budget: ByteSize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body: ByteSize(64 << 20),
-            max_part: ByteSize(32 << 20),
-            max_metadata: ByteSize(64 << 10),
-            max_parts: 32,
-            max_header: ByteSize(16 << 10),
-            header_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(120),
-            handshake_timeout: Duration::from_secs(10),
-            max_xml_depth: 256,
-            max_json_depth: 64,
-            max_connections: 4096,
-            memory_budget: ByteSize(512 << 20),
-        }
-    }
 }
 
 /// The admin listener (plain HTTP, loopback only).

@@ -18,6 +18,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::core::clock::Clock;
 use crate::core::intake::check::DataChecks;
+use crate::core::intake::pool::ValidationPool;
+use crate::core::intake::validate::DataLimits;
 use crate::core::intake::Intake;
 use crate::core::metrics::{CertLabels, Metrics};
 use crate::core::observe::Observe;
@@ -120,10 +122,13 @@ impl Gateway {
         let engine_task = engine.start(wakers.clone(), shutdown_rx.clone());
         let intake = Arc::new(Intake {
             checks: DataChecks {
-                max_xml_depth: cfg.ingest.limits.max_xml_depth,
-                max_json_depth: cfg.ingest.limits.max_json_depth,
+                limits: DataLimits::of(&cfg.ingest.limits),
                 schemas: setup.schemas.clone(),
                 xsds: setup.xsds.clone(),
+                pool: ValidationPool::new(
+                    cfg.ingest.limits.validation_slots(),
+                    cfg.ingest.limits.validation_timeout,
+                ),
             },
             wakers: wakers.clone(),
             seal: setup.seal.clone(),

@@ -16,6 +16,8 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use crate::core::intake::check::DataChecks;
+use crate::core::intake::pool::ValidationPool;
+use crate::core::intake::validate::DataLimits;
 use crate::core::intake::{Incoming, Intake, Metadata, Part};
 use crate::daemon::setup::Setup;
 use crate::tools::loadgen::Profile;
@@ -50,10 +52,10 @@ pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoRe
     );
     let pipeline = Arc::new(Intake {
         checks: DataChecks {
-            max_xml_depth: 0,
-            max_json_depth: 0,
+            limits: DataLimits::of(&Default::default()),
             schemas: Default::default(),
             xsds: Default::default(),
+            pool: ValidationPool::new(1, Duration::from_secs(1)),
         },
         seal: setup.seal.clone(),
         targets: setup.targets.clone(),

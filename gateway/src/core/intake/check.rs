@@ -1,33 +1,72 @@
 //! The checks of a submission's data before it is sealed: safe XML (no DOCTYPE,
-//! bounded depth) or JSON within its depth limit, and the schema registered for
-//! the Leistung — a JSON Schema for JSON data, an XML Schema for XML data.
+//! bounded depth, attributes, elements and values) or JSON within its depth and
+//! value limits, and the schema registered for the Leistung — a JSON Schema for
+//! JSON data, an XML Schema for XML data.
+//!
+//! The checks are CPU work whose cost depends on what the portal sent, so data
+//! over [`INLINE_CHECK_BYTES`] is checked on the [`ValidationPool`] (bounded
+//! concurrency, a time budget per check), never on the I/O threads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::core::intake::metadata::{Metadata, Part};
-use crate::core::intake::validate;
-use crate::core::intake::xsd::XsdSchema;
+use crate::core::intake::pool::{Budget, ValidationPool};
+use crate::core::intake::validate::{self, DataLimits};
+use crate::core::intake::xsd::{XsdError, XsdSchema};
 use crate::core::refusal::{Kind, Refusal};
+
+/// Data up to this many bytes is checked on the I/O thread that received it:
+/// within the data limits that costs less than handing it to the pool and back
+/// (two thread wake-ups). Typical Antragsdaten are this small.
+pub const INLINE_CHECK_BYTES: usize = 16 << 10;
 
 /// The data checks, with the schemas of the Leistungen that have one.
 pub struct DataChecks {
-    pub max_xml_depth: usize,
-    pub max_json_depth: usize,
+    /// The shape the data may have.
+    pub limits: DataLimits,
     /// JSON Schemas by Leistung (JSON data).
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
     /// XML Schemas by Leistung (XML data).
     pub xsds: HashMap<String, Arc<XsdSchema>>,
+    /// Where the checks of larger data run.
+    pub pool: ValidationPool,
+}
+
+/// What to check a data part for.
+enum Rules {
+    Xml(Option<Arc<XsdSchema>>),
+    Json(Option<Arc<jsonschema::Validator>>),
+}
+
+/// The checks of one data part, ready to run on any thread.
+struct Work {
+    rules: Rules,
+    data: Bytes,
+    limits: DataLimits,
+    leistung: String,
 }
 
 impl DataChecks {
     /// Checks the data part against its media type's safety rules and the
     /// Leistung's schema. Error details name positions and codes, never the data.
-    pub fn check(&self, md: &Metadata, data: &Part) -> Result<(), Refusal> {
-        let to_refusal = |i: validate::Invalid| Refusal::invalid(i.slug, i.detail);
+    pub async fn check(&self, md: &Metadata, data: &Part) -> Result<(), Refusal> {
+        let work = self.work(md, data)?;
+        if data.data.len() <= INLINE_CHECK_BYTES {
+            work.run(&Budget::unlimited())
+        } else {
+            self.pool.run(move |budget| work.run(budget)).await?
+        }
+    }
+
+    /// Which rules apply, by the data's media type and the Leistung's schema.
+    fn work(&self, md: &Metadata, data: &Part) -> Result<Work, Refusal> {
         let schema = self.schemas.get(&md.leistung);
+        let xsd = self.xsds.get(&md.leistung);
         let mt = data.media_type.as_str();
-        if mt == "application/xml" || mt == "text/xml" || mt.ends_with("+xml") {
+        let rules = if mt == "application/xml" || mt == "text/xml" || mt.ends_with("+xml") {
             if schema.is_some() {
                 return Err(Refusal::new(
                     Kind::UnsupportedMediaType,
@@ -38,23 +77,9 @@ impl DataChecks {
                     ),
                 ));
             }
-            validate::check_xml(&data.data, self.max_xml_depth).map_err(to_refusal)?;
-            match self.xsds.get(&md.leistung) {
-                // Only the position and libxml2's error code: its messages may quote the data.
-                Some(xsd) => xsd.validate(&data.data).map_err(|(code, line)| {
-                    Refusal::new(
-                        Kind::Unprocessable,
-                        "schema-violation",
-                        format!(
-                            "data does not match the XML Schema of Leistung {} at line {line} (libxml2 error {code})",
-                            md.leistung
-                        ),
-                    )
-                }),
-                None => Ok(()),
-            }
+            Rules::Xml(xsd.cloned())
         } else if mt == "application/json" || mt.ends_with("+json") {
-            if self.xsds.contains_key(&md.leistung) {
+            if xsd.is_some() {
                 return Err(Refusal::new(
                     Kind::UnsupportedMediaType,
                     "unsupported-media-type",
@@ -64,19 +89,56 @@ impl DataChecks {
                     ),
                 ));
             }
-            let value = validate::check_json(&data.data, self.max_json_depth, "data")
-                .map_err(to_refusal)?;
-            match schema {
-                Some(v) => validate::check_schema(v, &value, &md.leistung)
-                    .map_err(|i| Refusal::new(Kind::Unprocessable, i.slug, i.detail)),
-                None => Ok(()),
-            }
+            Rules::Json(schema.cloned())
         } else {
-            Err(Refusal::new(
+            return Err(Refusal::new(
                 Kind::UnsupportedMediaType,
                 "unsupported-media-type",
                 format!("data part has media type {mt}; use application/xml or application/json"),
-            ))
+            ));
+        };
+        Ok(Work {
+            rules,
+            data: data.data.clone(),
+            limits: self.limits,
+            leistung: md.leistung.clone(),
+        })
+    }
+}
+
+impl Work {
+    fn run(self, budget: &Budget) -> Result<(), Refusal> {
+        let refusal = |i: validate::Invalid| match i.slug {
+            "data-too-complex" => Refusal::new(Kind::Unprocessable, i.slug, i.detail),
+            _ => Refusal::invalid(i.slug, i.detail),
+        };
+        match self.rules {
+            Rules::Xml(xsd) => {
+                validate::check_xml(&self.data, &self.limits, budget).map_err(refusal)?;
+                let Some(xsd) = xsd else { return Ok(()) };
+                // Only the position and libxml2's error code: its messages may quote the data.
+                xsd.validate(&self.data, budget).map_err(|e| match e {
+                    XsdError::Invalid { code, line } => Refusal::new(
+                        Kind::Unprocessable,
+                        "schema-violation",
+                        format!(
+                            "data does not match the XML Schema of Leistung {} at line {line} (libxml2 error {code})",
+                            self.leistung
+                        ),
+                    ),
+                    XsdError::OutOfTime => refusal(validate::too_complex(budget)),
+                })
+            }
+            Rules::Json(schema) => {
+                let value =
+                    validate::check_json(&self.data, &self.limits, "data").map_err(refusal)?;
+                let Some(schema) = schema else { return Ok(()) };
+                if budget.spent() {
+                    return Err(refusal(validate::too_complex(budget)));
+                }
+                validate::check_schema(&schema, &value, &self.leistung)
+                    .map_err(|i| Refusal::new(Kind::Unprocessable, i.slug, i.detail))
+            }
         }
     }
 }

@@ -27,9 +27,9 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    /// Parses and checks the `metadata` part (JSON within `max_depth`).
-    pub fn parse(body: &[u8], max_depth: usize) -> Result<Metadata, Refusal> {
-        let value = validate::check_json(body, max_depth, "metadata").map_err(|i| {
+    /// Parses and checks the `metadata` part (JSON within the limits).
+    pub fn parse(body: &[u8], limits: &validate::DataLimits) -> Result<Metadata, Refusal> {
+        let value = validate::check_json(body, limits, "metadata").map_err(|i| {
             Refusal::invalid(
                 if i.slug == "json-too-deep" {
                     i.slug
@@ -173,13 +173,13 @@ mod tests {
     #[test]
     fn a_key_given_twice_is_refused_at_any_depth() {
         let ok = br#"{"leistung":"99115005001000","destination":"05315000","payment":{"a":1,"b":[{"a":2}]}}"#;
-        assert!(Metadata::parse(ok, 64).is_ok());
+        assert!(Metadata::parse(ok, &validate::DataLimits::of(&Default::default())).is_ok());
         for twice in [
             &br#"{"leistung":"99115005001000","destination":"05315000","leistung":"99999999999999"}"#[..],
             br#"{"leistung":"99115005001000","destination":"05315000","payment":{"x":1,"x":2}}"#,
             br#"{"leistung":"99115005001000","destination":"05315000","reply_channel":[{"k":1,"k":1}]}"#,
         ] {
-            let r = Metadata::parse(twice, 64).unwrap_err();
+            let r = Metadata::parse(twice, &validate::DataLimits::of(&Default::default())).unwrap_err();
             assert_eq!(r.slug, "metadata-invalid");
             assert!(r.detail.contains("appears twice"), "{}", r.detail);
         }

@@ -2,12 +2,13 @@
 //! target, store — and answer with the receipt only once it is durable.
 //!
 //! Listeners call [`Intake::authorize`] as soon as the metadata is known (so
-//! a portal learns early that it may not submit) and [`Intake::accept`] (after [`check::DataChecks::check`]) with
-//! the complete, validated submission. Plaintext lives only in memory here:
+//! a portal learns early that it may not submit) and [`Intake::accept`] (after [`check::DataChecks::check`],
+//! which runs costly checks on the bounded [`pool`]) with the complete, validated submission. Plaintext lives only in memory here:
 //! the store receives envelopes, which are JWE for each target.
 
 pub mod check;
 pub mod metadata;
+pub mod pool;
 pub mod validate;
 pub mod xsd;
 

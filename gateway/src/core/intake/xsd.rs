@@ -4,12 +4,20 @@
 //! Only two things cross the boundary: a compiled schema (parsed once from the
 //! configured file, includes resolved relative to it) and, per submission, a
 //! document that `validate::check_xml` has already accepted (UTF-8, no DOCTYPE, no
-//! entities, bounded depth). libxml2's own error output is switched off; the first
-//! error's code and line are captured, never its message (which may quote data).
+//! entities, within the data limits). libxml2's own error output is switched off;
+//! the first error's code and line are captured, never its message (which may
+//! quote data).
+//!
+//! A document is validated as it is read (libxml2's `xmlTextReader` with the
+//! schema plugged in), not as a tree: memory stays flat however many elements it
+//! has, and the [`Budget`] is looked at between nodes, so a validation that runs
+//! out of time or is no longer awaited stops there.
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::ptr::NonNull;
 use std::sync::Once;
+
+use crate::core::intake::pool::Budget;
 
 /// `xmlError` of libxml2 2.9–2.13 (xmlerror.h), read only by [`first_error`].
 #[repr(C)]
@@ -53,17 +61,43 @@ extern "C" {
         f: StructuredErrorFn,
         user: *mut c_void,
     );
-    fn xmlSchemaValidateDoc(ctxt: *mut c_void, doc: *mut c_void) -> c_int;
+    fn xmlSchemaIsValid(ctxt: *mut c_void) -> c_int;
     fn xmlSchemaFreeValidCtxt(ctxt: *mut c_void);
-    fn xmlReadMemory(
+    fn xmlReaderForMemory(
         buf: *const c_char,
         size: c_int,
         url: *const c_char,
         enc: *const c_char,
         options: c_int,
     ) -> *mut c_void;
-    fn xmlFreeDoc(doc: *mut c_void);
+    fn xmlTextReaderSetStructuredErrorHandler(
+        reader: *mut c_void,
+        f: StructuredErrorFn,
+        user: *mut c_void,
+    );
+    fn xmlTextReaderSchemaValidateCtxt(
+        reader: *mut c_void,
+        ctxt: *mut c_void,
+        options: c_int,
+    ) -> c_int;
+    fn xmlTextReaderRead(reader: *mut c_void) -> c_int;
+    fn xmlFreeTextReader(reader: *mut c_void);
 }
+
+/// Why a document was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XsdError {
+    /// The first error libxml2 reported: its code and line.
+    Invalid { code: i32, line: i32 },
+    /// The budget was spent before the document was read to its end.
+    OutOfTime,
+}
+
+/// Nodes read between two looks at the budget.
+const NODES_PER_BUDGET_CHECK: u32 = 256;
+
+/// `xmlErrorLevel`: warnings are not errors.
+const XML_ERR_ERROR: c_int = 2;
 
 /// The first error reported: (libxml2 error code, line).
 #[derive(Default)]
@@ -78,7 +112,7 @@ extern "C" fn first_error(user: *mut c_void, err: *const XmlError) {
     unsafe {
         let first = &mut *(user as *mut First);
         if first.0.is_none() {
-            if let Some(e) = err.as_ref() {
+            if let Some(e) = err.as_ref().filter(|e| e.level >= XML_ERR_ERROR) {
                 first.0 = Some((e.code, e.line));
             }
         }
@@ -134,40 +168,61 @@ impl XsdSchema {
         }
     }
 
-    /// Validates a document; `Err((code, line))` names the first violation.
-    pub fn validate(&self, xml: &[u8]) -> Result<(), (i32, i32)> {
-        let len = c_int::try_from(xml.len()).map_err(|_| (0, 0))?;
+    /// Validates a document as it reads it; stops when `budget` is spent.
+    pub fn validate(&self, xml: &[u8], budget: &Budget) -> Result<(), XsdError> {
+        let len = c_int::try_from(xml.len()).map_err(|_| XsdError::Invalid { code: 0, line: 0 })?;
         let mut first = First::default();
-        // SAFETY: `xml` is valid for `len` bytes during the call; the document and the
-        // validation context are freed before returning; the schema lives as long as
-        // `self`; `first` outlives the validation context (see first_error).
+        let first_ptr: *mut First = &mut first;
+        let (mut rc, mut nodes) = (0, 0u32);
+        // SAFETY: `xml` is valid for `len` bytes while the reader exists; the reader
+        // is freed before the validation context it uses, both before returning;
+        // the schema lives as long as `self`; `first` outlives both (see first_error).
         unsafe {
-            let doc = xmlReadMemory(
+            let vctxt = xmlSchemaNewValidCtxt(self.schema.as_ptr());
+            if vctxt.is_null() {
+                return Err(XsdError::Invalid { code: 0, line: 0 });
+            }
+            xmlSchemaSetValidStructuredErrors(vctxt, first_error, first_ptr as *mut c_void);
+            let reader = xmlReaderForMemory(
                 xml.as_ptr() as *const c_char,
                 len,
                 c"data.xml".as_ptr(),
                 std::ptr::null(),
                 XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING,
             );
-            if doc.is_null() {
-                return Err((1, 0));
+            if reader.is_null() {
+                xmlSchemaFreeValidCtxt(vctxt);
+                return Err(XsdError::Invalid { code: 1, line: 0 });
             }
-            let vctxt = xmlSchemaNewValidCtxt(self.schema.as_ptr());
-            if vctxt.is_null() {
-                xmlFreeDoc(doc);
-                return Err((0, 0));
+            // Parse errors and (relayed by the reader) validity errors both land in `first`.
+            xmlTextReaderSetStructuredErrorHandler(reader, first_error, first_ptr as *mut c_void);
+            let plugged = xmlTextReaderSchemaValidateCtxt(reader, vctxt, 0);
+            let mut out_of_time = false;
+            if plugged == 0 {
+                loop {
+                    rc = xmlTextReaderRead(reader);
+                    // Only the first error is reported: reading on would only cost.
+                    if rc != 1 || (*first_ptr).0.is_some() {
+                        break;
+                    }
+                    nodes += 1;
+                    if nodes % NODES_PER_BUDGET_CHECK == 0 && budget.spent() {
+                        out_of_time = true;
+                        break;
+                    }
+                }
             }
-            xmlSchemaSetValidStructuredErrors(
-                vctxt,
-                first_error,
-                &mut first as *mut First as *mut c_void,
-            );
-            let rc = xmlSchemaValidateDoc(vctxt, doc);
+            let valid =
+                plugged == 0 && rc == 0 && (*first_ptr).0.is_none() && xmlSchemaIsValid(vctxt) == 1;
+            xmlFreeTextReader(reader);
             xmlSchemaFreeValidCtxt(vctxt);
-            xmlFreeDoc(doc);
-            match rc {
-                0 => Ok(()),
-                _ => Err(first.0.unwrap_or((rc, 0))),
+            if out_of_time {
+                Err(XsdError::OutOfTime)
+            } else if valid {
+                Ok(())
+            } else {
+                let (code, line) = first.0.unwrap_or((i32::from(rc < 0), 0));
+                Err(XsdError::Invalid { code, line })
             }
         }
     }
@@ -189,12 +244,16 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../schemas/examples/meldebescheinigung.xsd");
         let xsd = XsdSchema::load(&path).unwrap();
-        xsd.validate(include_bytes!(
-            "../../../../schemas/examples/meldebescheinigung.xml"
-        ))
+        let budget = Budget::unlimited();
+        xsd.validate(
+            include_bytes!("../../../../schemas/examples/meldebescheinigung.xml"),
+            &budget,
+        )
         .unwrap();
         let bad = b"<antrag xmlns=\"urn:example:meldebescheinigung\">\n<zweck>x</zweck>\n<anzahl>MARKER</anzahl>\n</antrag>";
-        let (code, line) = xsd.validate(bad).unwrap_err();
+        let XsdError::Invalid { code, line } = xsd.validate(bad, &budget).unwrap_err() else {
+            panic!("not a violation");
+        };
         assert!(code > 0 && line >= 2, "{code} {line}");
         // Used from several threads at once.
         let xsd = std::sync::Arc::new(xsd);
@@ -203,15 +262,48 @@ mod tests {
                 let xsd = xsd.clone();
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        xsd.validate(include_bytes!(
-                            "../../../../schemas/examples/meldebescheinigung.xml"
-                        ))
+                        xsd.validate(
+                            include_bytes!("../../../../schemas/examples/meldebescheinigung.xml"),
+                            &Budget::unlimited(),
+                        )
                         .unwrap();
                     }
                 })
             })
             .collect();
         handles.into_iter().for_each(|h| h.join().unwrap());
+    }
+
+    #[test]
+    fn a_spent_budget_stops_the_reading_and_broken_xml_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("liste.xsd");
+        std::fs::write(
+            &path,
+            "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\"><xs:element name=\"liste\"><xs:complexType><xs:sequence>\
+             <xs:element name=\"e\" maxOccurs=\"unbounded\"/></xs:sequence></xs:complexType></xs:element></xs:schema>",
+        )
+        .unwrap();
+        let xsd = XsdSchema::load(&path).unwrap();
+        let many = format!("<liste>{}</liste>", "<e/>".repeat(10_000));
+        xsd.validate(many.as_bytes(), &Budget::unlimited()).unwrap();
+        let abandoned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let spent = Budget::starting_now(std::time::Duration::from_secs(60), abandoned);
+        assert_eq!(
+            xsd.validate(many.as_bytes(), &spent),
+            Err(XsdError::OutOfTime)
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../schemas/examples/meldebescheinigung.xsd");
+        let xsd = XsdSchema::load(&path).unwrap();
+        // Well-formed for the safety check (which does not know namespaces), not for libxml2.
+        let unbound = b"<antrag xmlns=\"urn:example:meldebescheinigung\">\n\n<x:zweck>MARKER</x:zweck></antrag>";
+        let XsdError::Invalid { code, line } =
+            xsd.validate(unbound, &Budget::unlimited()).unwrap_err()
+        else {
+            panic!("not a violation");
+        };
+        assert!(code > 1 && line == 3, "{code} {line}");
     }
 
     #[test]

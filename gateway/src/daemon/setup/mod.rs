@@ -164,7 +164,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     }
 }
 
-/// The store, the admin listener's address and the public URL.
+/// The store, the admin listener's address, the public URL and the validation pool.
 fn listeners_and_store(c: &mut Checks) {
     let config = c.config;
     let errors = &mut c.errors;
@@ -190,6 +190,24 @@ fn listeners_and_store(c: &mut Checks) {
                 config.admin.listen
             ),
             "bind it to 127.0.0.1 or ::1 and reach it through a TLS-terminating proxy",
+        ));
+    }
+    let limits = &config.ingest.limits;
+    if limits.validation_concurrency == Some(0) {
+        errors.push(config.error(
+            "ingest.limits.validation_concurrency",
+            "must be at least 1",
+            "remove it to run one data check per CPU core at once",
+        ));
+    }
+    if limits.validation_timeout.is_zero() {
+        errors.push(config.error(
+            "ingest.limits.validation_timeout",
+            format!(
+                "0 refuses every data part over {} bytes",
+                crate::core::intake::check::INLINE_CHECK_BYTES
+            ),
+            "use e.g. \"30s\"",
         ));
     }
     if let Some(url) = &config.ingest.public_url {

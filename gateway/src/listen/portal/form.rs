@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::config::Limits;
+use crate::core::intake::validate::DataLimits;
 use crate::core::intake::{Metadata, Part};
 use crate::core::refusal::Refusal;
 use crate::listen::problem::Problem;
@@ -76,7 +77,7 @@ where
                         "the metadata part was sent twice",
                     ));
                 }
-                let md = Metadata::parse(&body, limits.max_json_depth)?;
+                let md = Metadata::parse(&body, &DataLimits::of(limits))?;
                 // Authorise before reading further: an unauthorised portal sends no more data into us.
                 authorize(&md).map_err(Problem::from)?;
                 metadata = Some(md);

@@ -89,7 +89,7 @@ impl Ingest {
                 other => other?,
             }
         };
-        self.intake.checks.check(&metadata, &data)?;
+        self.intake.checks.check(&metadata, &data).await?;
 
         let bytes: u64 =
             data.data.len() as u64 + attachments.iter().map(|a| a.data.len() as u64).sum::<u64>();
