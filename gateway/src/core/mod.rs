@@ -5,6 +5,7 @@
 //! - [`audit`]: signed checkpoints, verification and inclusion proofs of the audit log.
 //! - [`status`] and [`operator`]: what portals read of their submissions; operators' queue tools.
 //! - [`refusal`]: why the core refuses a request, for the listeners to answer.
+//! - [`revoked`]: targets whose certificate was revoked at run time (intake refuses them).
 //! - [`observe`]: what the admin listener shows (metrics, the newest checkpoint).
 //! - [`retention`]: deleting sealed envelopes whose time is up.
 //! - [`clock`]: the wall time the engine and retention go by (the system's; tokio's in tests).
@@ -22,4 +23,5 @@ pub mod observe;
 pub mod operator;
 pub mod refusal;
 pub mod retention;
+pub mod revoked;
 pub mod status;
