@@ -7,7 +7,7 @@
 //!
 //! Safe in a directory others write to: an importer may create and delete files
 //! there, so no symlink is followed — not the directory itself, not a temporary
-//! file, not the final name (see [`dropdir`]). A temporary file is always created
+//! file, not the final name (see `dropdir.rs`). A temporary file is always created
 //! new under a name of its own, so nothing planted in advance is ever opened or
 //! written through, and a leftover from a crash never blocks a later attempt
 //! (leftovers older than an hour are removed when the adapter is built).
