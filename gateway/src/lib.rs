@@ -12,11 +12,14 @@
 //! - [`config`]: the typed config file; [`daemon::setup`] loads and checks
 //!   everything named in it (keys, certificates, TLS, schemas, portals, routes,
 //!   adapters) and reports every problem at once.
-//! - [`daemon`]: opens the store, binds the listeners, starts the engine, retention
-//!   and checkpoints, and runs until SIGTERM/SIGINT; shuts down gracefully.
+//! - [`daemon`]: opens the store, binds the listeners, starts the engine, retention,
+//!   checkpoints and the CRL refresh ([`daemon::crl`]), and runs until
+//!   SIGTERM/SIGINT; shuts down gracefully.
 //! - [`listen`]: thin listeners over one accept loop ([`listen::server`]): the portal
 //!   API ([`listen::portal`]: parse, call the core, answer RFC 9457 problems) and the
-//!   admin listener ([`listen::admin`]). They never touch the store.
+//!   admin listener ([`listen::admin`]). They never touch the store. Clients are
+//!   checked in [`listen::tls`] (chain, revocation, clientAuth) and recognised in
+//!   [`listen::identity`] (fingerprint, or subject as an RDN sequence: [`listen::dn`]).
 //! - [`core`]: what the gateway does — [`core::intake`] (authorise, route, check
 //!   the data — costly checks on a bounded pool of blocking threads, never on the
 //!   I/O threads —, seal and encrypt per target, hand to the store; refusals as

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod pki;
 pub mod receiver;
 pub mod tls_proxy;
 
@@ -402,7 +403,7 @@ pub fn foreign_ca_client(dir: &Path) -> reqwest::Client {
 
 /// A second client CA the test gateways trust besides the demo CA (generated once per
 /// test process), for certificates the demo PKI does not ship, such as expired ones.
-fn test_client_ca() -> &'static (DemoCa, PathBuf) {
+pub(crate) fn test_client_ca() -> &'static (DemoCa, PathBuf) {
     static CA: std::sync::OnceLock<(DemoCa, PathBuf)> = std::sync::OnceLock::new();
     CA.get_or_init(|| {
         let ca = DemoCa::generate("test client CA", 1).expect("test CA");

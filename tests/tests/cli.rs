@@ -272,3 +272,76 @@ async fn open_writes_the_parts_and_refuses_a_tampered_envelope() {
     );
     gw.shutdown().await.unwrap();
 }
+
+#[test]
+fn config_check_refuses_bad_subjects_unloadable_crls_and_revoked_targets() {
+    use ozg_e2e::pki::{test_ca_crl, OpensslCa};
+    let scratch = tempfile::tempdir().unwrap();
+    let ca = OpensslCa::new(&scratch.path().join("ca"));
+    let crl = scratch.path().join("demo-ca.crl.pem");
+    ca.write_crl(&crl);
+    let stale = scratch.path().join("test-ca.crl.pem");
+    std::fs::write(&stale, test_ca_crl(&[], true)).unwrap();
+    let check = |tc: &TestConfig| {
+        Command::new(BIN)
+            .args(["config", "check", "--config"])
+            .arg(&tc.path)
+            .output()
+            .unwrap()
+    };
+
+    // A CRL past its nextUpdate: a loud warning, not a refusal.
+    let tc = test_config(&Options::default());
+    let text = std::fs::read_to_string(&tc.path).unwrap().replace(
+        "[pki]\n",
+        &format!(
+            "[pki]\ncrls = [\"{}\", \"{}\"]\n",
+            crl.display(),
+            stale.display()
+        ),
+    );
+    std::fs::write(&tc.path, &text).unwrap();
+    let out = check(&tc);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("warning:")
+            && stdout.contains("nextUpdate")
+            && stdout.contains(&stale.display().to_string()),
+        "{stdout}"
+    );
+
+    // A revoked target certificate, CRLs that cannot be loaded, a subject that
+    // does not parse.
+    ca.revoke(&demo("recipient-rsa.pem"));
+    ca.write_crl(&crl);
+    let text = text.replace(
+        "crls = [",
+        &format!(
+            "crls = [\"{}/missing.crl\", \"https://localhost:1/ca.crl\", \"http://pki.example/ca.crl\", ",
+            scratch.path().display()
+        ),
+    ) + "\n[[portals]]\nid = \"odd\"\nsubject = \"O=Stadt Musterstadt, CN\"\nleistungen = [\"*\"]\n";
+    std::fs::write(&tc.path, text).unwrap();
+    let out = check(&tc);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    for (key, words) in [
+        ("`pki.crls[0]`", "missing.crl"),
+        ("`pki.crl_server_ca`", "https://localhost:1/ca.crl"),
+        ("`pki.crls[2]`", "http://pki.example/ca.crl"),
+        ("`targets.dms-demo.certificate`", "revoked"),
+        ("`portals[2].subject`", "CN"),
+    ] {
+        let line = msg
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("{key} not named: {msg}"));
+        assert!(line.contains(words), "{key}: {line}");
+    }
+    assert!(msg.matches("fix:").count() >= 5, "{msg}");
+}

@@ -1,6 +1,8 @@
 //! The ingest API against the real daemon over real TLS: durable 202s, group
 //! commit, and refusals that leave no trace.
 
+use std::time::Duration;
+
 use ozg_e2e::*;
 use ozg_gateway::store::embedded::counts;
 use ozg_gateway::tools::client::{self, SubmitRequest};
@@ -407,5 +409,278 @@ async fn refusals_are_precise_counted_and_leave_no_trace() {
         .await
         .unwrap();
     assert_eq!(ok.status, 202);
+    gw.shutdown().await.unwrap();
+}
+
+/// The portal registered by subject in [`client_identity_is_strict`].
+const BUERGERPORTAL: &str = "\n[[portals]]\nid = \"buergerportal\"\nsubject = \"O=Stadt Musterstadt, CN=buergerportal\"\nleistungen = [\"99115005001000\"]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_identity_is_strict() {
+    use ozg_e2e::pki::client_issued_with;
+    use rcgen::{DnType, ExtendedKeyUsagePurpose as Eku, KeyUsagePurpose as Ku};
+
+    let tc = test_config(&Options::default());
+    let mut text = std::fs::read_to_string(&tc.path).unwrap();
+    text.push_str(BUERGERPORTAL);
+    std::fs::write(&tc.path, text).unwrap();
+    let gw = start_from(&tc).await;
+    let base = base_url(gw.ingest_addr);
+    let scratch = tempfile::tempdir().unwrap();
+    let genuine = [
+        (DnType::OrganizationName, "Stadt Musterstadt"),
+        (DnType::CommonName, "buergerportal"),
+    ];
+    let send = |c: reqwest::Client| {
+        let base = base.clone();
+        async move {
+            let a = client::submit(&c, &base, &melde(b"<a/>".to_vec()))
+                .await
+                .expect("sent");
+            (a.status, a.body)
+        }
+    };
+
+    // The registered subject, attribute by attribute: accepted.
+    let (status, body) = send(client_issued_with(
+        scratch.path(),
+        "genuine",
+        &genuine,
+        vec![Ku::DigitalSignature],
+        vec![Eku::ClientAuth],
+    ))
+    .await;
+    assert_eq!(status, 202, "{body}");
+
+    let cases = [
+        (
+            "one O attribute that reads like the registered subject",
+            client_issued_with(
+                scratch.path(),
+                "confused",
+                &[(
+                    DnType::OrganizationName,
+                    "Stadt Musterstadt, CN=buergerportal",
+                )],
+                vec![Ku::DigitalSignature],
+                vec![Eku::ClientAuth],
+            ),
+            "unknown-client",
+            "",
+        ),
+        (
+            "the registered attributes in another order",
+            client_issued_with(
+                scratch.path(),
+                "reordered",
+                &[genuine[1].clone(), genuine[0].clone()],
+                vec![Ku::DigitalSignature],
+                vec![Eku::ClientAuth],
+            ),
+            "unknown-client",
+            "",
+        ),
+        (
+            "no extended key usage, key usage keyAgreement only",
+            client_issued_with(
+                scratch.path(),
+                "keyagreement",
+                &genuine,
+                vec![Ku::KeyAgreement],
+                vec![],
+            ),
+            "client-certificate-invalid",
+            "clientAuth",
+        ),
+        (
+            "no extended key usage",
+            client_issued_with(
+                scratch.path(),
+                "noeku",
+                &genuine,
+                vec![Ku::DigitalSignature],
+                vec![],
+            ),
+            "client-certificate-invalid",
+            "no extended key usage",
+        ),
+        (
+            "clientAuth, but key usage keyAgreement only",
+            client_issued_with(
+                scratch.path(),
+                "clientauth-keyagreement",
+                &genuine,
+                vec![Ku::KeyAgreement],
+                vec![Eku::ClientAuth],
+            ),
+            "client-certificate-invalid",
+            "digitalSignature",
+        ),
+    ];
+    for (what, client, slug, detail) in cases {
+        let (status, body) = send(client).await;
+        assert_eq!(status, 403, "{what}: {body}");
+        assert_eq!(body["type"], format!("/problems/{slug}"), "{what}: {body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains(detail)),
+            "{what}: {body}"
+        );
+    }
+    let c = counts(&tc.data_dir).unwrap();
+    assert_eq!(c.submissions, 1, "only the genuine portal's submission");
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_client_certificates_are_refused_and_crls_are_refreshed() {
+    use ozg_e2e::pki::{issue_client, serve_file_https, test_ca_crl, OpensslCa};
+    use rcgen::{DnType, ExtendedKeyUsagePurpose as Eku, KeyUsagePurpose as Ku};
+
+    let scratch = tempfile::tempdir().unwrap();
+    // The demo CA's CRL from `openssl ca` (a file), nothing revoked yet.
+    let demo_ca = OpensslCa::new(&scratch.path().join("demo-ca"));
+    let demo_crl = scratch.path().join("demo-ca.crl.pem");
+    demo_ca.write_crl(&demo_crl);
+    // The test client CA's CRL from rcgen, served over HTTPS, revoking one client.
+    let stranger = |cn: &str| {
+        issue_client(
+            &[(DnType::CommonName, cn)],
+            vec![Ku::DigitalSignature],
+            vec![Eku::ClientAuth],
+        )
+    };
+    let (revoked, unrevoked) = (stranger("revoked"), stranger("unrevoked"));
+    let test_crl = scratch.path().join("test-ca.crl.pem");
+    std::fs::write(&test_crl, test_ca_crl(&[&revoked.cert_pem], false)).unwrap();
+    let crl_server = serve_file_https(test_crl.clone()).await;
+
+    let tc = test_config(&Options::default());
+    let text = std::fs::read_to_string(&tc.path).unwrap().replace(
+        "[pki]\n",
+        &format!(
+            "[pki]\ncrls = [\"{}\", \"https://localhost:{}/test-ca.crl\"]\ncrl_refresh = \"1s\"\ncrl_server_ca = \"{}\"\n",
+            demo_crl.display(),
+            crl_server.port(),
+            demo("ca.pem").display()
+        ),
+    );
+    std::fs::write(&tc.path, text).unwrap();
+    let gw = start_from(&tc).await;
+    let base = base_url(gw.ingest_addr);
+    let submit = |c: reqwest::Client| {
+        let base = base.clone();
+        async move {
+            let a = client::submit(&c, &base, &melde(b"<a/>".to_vec()))
+                .await
+                .expect("sent");
+            (a.status, a.body)
+        }
+    };
+    let deliveries = |c: reqwest::Client| {
+        let url = format!("{base}/v1/admin/deliveries");
+        async move {
+            let r = c.get(url).send().await.expect("sent");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let (status, body) = submit(client_from_issued(scratch.path(), "revoked", &revoked)).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        body["type"], "/problems/client-certificate-revoked",
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    // Not revoked, but registered for nothing: its revocation status was checked.
+    let (status, body) = submit(client_from_issued(scratch.path(), "unrevoked", &unrevoked)).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (403, Some("/problems/unknown-client")),
+        "{body}"
+    );
+
+    // Portals and operators of the demo CA are fine until the CA revokes them.
+    let (portal, portal2, operator) = (
+        portal_client("portal"),
+        portal_client("portal2"),
+        portal_client("operator"),
+    );
+    assert_eq!(submit(portal.clone()).await.0, 202);
+    assert_eq!(submit(portal2.clone()).await.0, 202);
+    assert_eq!(deliveries(operator.clone()).await.0, 200);
+
+    demo_ca.revoke(&demo("portal2.pem"));
+    demo_ca.revoke(&demo("operator.pem"));
+    demo_ca.write_crl(&demo_crl);
+    // The next refresh applies, also on connections opened before it.
+    let body = eventually(
+        Duration::from_secs(20),
+        "portal2 refused after the refresh",
+        || {
+            let portal2 = portal2.clone();
+            let submit = &submit;
+            async move {
+                let (status, body) = submit(portal2).await;
+                (status == 403).then_some(body)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        body["type"], "/problems/client-certificate-revoked",
+        "{body}"
+    );
+    let (status, body) = deliveries(operator).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (403, Some("/problems/client-certificate-revoked")),
+        "{body}"
+    );
+    assert_eq!(submit(portal.clone()).await.0, 202);
+    assert!(
+        metric(
+            gw.admin_addr,
+            "ozg_requests_refused_total{listener=\"ingest\",reason=\"client-certificate-revoked\"}"
+        )
+        .await
+            >= 3.0
+    );
+
+    // A target whose certificate is revoked at run time: nothing is encrypted
+    // for it any more; submissions routed to it are refused and leave nothing.
+    demo_ca.revoke(&demo("recipient-ec.pem"));
+    demo_ca.write_crl(&demo_crl);
+    let body = eventually(Duration::from_secs(20), "a revoked target refused", || {
+        let portal = portal.clone();
+        let submit = &submit;
+        async move {
+            let (status, body) = submit(portal).await;
+            (status == 503).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(body["type"], "/problems/unavailable", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("target fachverfahren-demo has been revoked"),
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            gw.admin_addr,
+            "ozg_target_certificate_revoked{target=\"fachverfahren-demo\"}"
+        )
+        .await,
+        1.0
+    );
+    let before = counts(&tc.data_dir).unwrap().submissions;
+    assert_eq!(submit(portal).await.0, 503);
+    assert_eq!(counts(&tc.data_dir).unwrap().submissions, before);
     gw.shutdown().await.unwrap();
 }

@@ -88,3 +88,63 @@ fn rsa_seal_signs_ps256_and_verifies() {
     let v = ozg_adapter_sdk::jose::verify(&jws, "ozg-receipt", &trust, SystemTime::now()).unwrap();
     assert_eq!(v.payload, b"{}");
 }
+
+#[test]
+fn recipient_certificates_are_checked_against_crls() {
+    use rcgen::{
+        BasicConstraints, CertificateRevocationListParams, IsCa, KeyIdMethod, RevokedCertParams,
+        SerialNumber,
+    };
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca = CertificateParams::new(vec![]).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "CRL test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let trust = TrustAnchors::from_pem(ca.pem().as_bytes()).unwrap();
+    let leaf = |serial: u64| {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = CertificateParams::new(vec![]).unwrap();
+        p.serial_number = Some(SerialNumber::from(serial));
+        p.key_usages = vec![KeyUsagePurpose::KeyAgreement];
+        p.signed_by(&key, &ca, &ca_key).unwrap().der().clone()
+    };
+    let (revoked, fine) = (leaf(7), leaf(8));
+    let now = time::OffsetDateTime::now_utc();
+    let crl = CertificateRevocationListParams {
+        this_update: now - time::Duration::days(8),
+        // Past its nextUpdate: still used.
+        next_update: now - time::Duration::days(1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from(7u64),
+            revocation_time: now - time::Duration::days(2),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca, &ca_key)
+    .unwrap();
+    let crls = [crl.der().clone()];
+    let at = SystemTime::now();
+    let err = trust
+        .verify_recipient_with_crls(&revoked, &[], at, &crls)
+        .unwrap_err();
+    assert!(matches!(err, KeyError::Revoked { .. }), "{err}");
+    assert!(trust
+        .verify_recipient_with_crls(&fine, &[], at, &crls)
+        .is_ok());
+    // Without CRLs nothing is checked; with CRLs of other CAs only, nothing is known.
+    assert!(trust
+        .verify_recipient_with_crls(&revoked, &[], at, &[])
+        .is_ok());
+    let other = Certificate::from_pem(&demo("recipient-ec.pem")).unwrap();
+    let demo_trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
+    let err = demo_trust
+        .verify_recipient_with_crls(other.der(), &[], at, &crls)
+        .unwrap_err();
+    assert!(matches!(err, KeyError::RevocationUnknown { .. }), "{err}");
+}

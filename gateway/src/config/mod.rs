@@ -17,9 +17,11 @@ use ozg_adapter_http::HttpConfig;
 use serde::Deserialize;
 
 mod limits;
+mod pki;
 mod size;
 pub use crate::store::backends::StoreConfig;
 pub use limits::Limits;
+pub use pki::{CrlSource, PkiConfig};
 pub use size::ByteSize;
 
 use crate::model::policy::BreakerConfig;
@@ -134,30 +136,6 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
-/// Trust anchors and the seal.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PkiConfig {
-    /// CA certificates (PEM) that target encryption certificates and the seal must chain to.
-    pub trust_anchors: PathBuf,
-    /// The seal certificate chain (PEM, leaf first): EC P-256 or RSA >= 3072.
-    pub seal_certificate: PathBuf,
-    /// The seal private key (PKCS#8 PEM); keep it readable by the daemon's user only.
-    pub seal_key: PathBuf,
-    /// Seal certificates used before a rotation (PEM files). `audit verify` accepts
-    /// checkpoints signed by these and by `seal_certificate` only; keep every seal
-    /// the gateway ever signed with here, expired ones included.
-    #[serde(default)]
-    pub previous_seal_certificates: Vec<PathBuf>,
-    /// Warn this long before a certificate expires.
-    #[serde(with = "humantime_serde", default = "default_expiry_warning")]
-    pub expiry_warning: Duration,
-}
-
-fn default_expiry_warning() -> Duration {
-    Duration::from_secs(30 * 86400)
-}
-
 /// Log output.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -196,7 +174,10 @@ pub struct PortalConfig {
     /// The client certificate's SHA-256 fingerprint (hex, colons allowed).
     #[serde(default)]
     pub certificate_sha256: Option<String>,
-    /// The client certificate's subject as printed by the gateway, e.g. `O=Example, CN=portal`.
+    /// The client certificate's subject, compared attribute by attribute: RFC 4514
+    /// syntax and escaping (`\,` for a comma inside a value), in the certificate's
+    /// order as `openssl x509 -noout -subject` prints it, e.g.
+    /// `C=DE, O=Stadt Musterstadt, CN=buergerportal`.
     #[serde(default)]
     pub subject: Option<String>,
     /// Leistungen this portal may submit for (`*` or a prefix ending in `*` allowed).
@@ -222,7 +203,7 @@ pub struct OperatorConfig {
     /// The client certificate's SHA-256 fingerprint (hex, colons allowed).
     #[serde(default)]
     pub certificate_sha256: Option<String>,
-    /// The client certificate's subject.
+    /// The client certificate's subject (written as for portals).
     #[serde(default)]
     pub subject: Option<String>,
 }
@@ -455,12 +436,7 @@ impl Config {
         fix(&mut self.ingest.certificate);
         fix(&mut self.ingest.key);
         fix(&mut self.ingest.client_ca);
-        fix(&mut self.pki.trust_anchors);
-        fix(&mut self.pki.seal_certificate);
-        fix(&mut self.pki.seal_key);
-        for p in &mut self.pki.previous_seal_certificates {
-            fix(p);
-        }
+        self.pki.resolve_paths(base);
         for p in &mut self.portals {
             if let Some(c) = &mut p.certificate {
                 fix(c);

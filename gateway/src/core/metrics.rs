@@ -46,6 +46,12 @@ pub struct CertLabels {
     pub certificate: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrlLabels {
+    /// The entry of `pki.crls` (file or URL).
+    pub crl: String,
+}
+
 /// All metrics of one daemon.
 pub struct Metrics {
     registry: Registry,
@@ -60,6 +66,10 @@ pub struct Metrics {
     store_largest_group: Gauge,
     store_envelope_bytes: Gauge,
     pub cert_not_after: Family<CertLabels, Gauge>,
+    /// nextUpdate of the newest loaded CRL of each `pki.crls` entry (Unix time).
+    pub crl_next_update: Family<CrlLabels, Gauge>,
+    /// 1 while a target's certificate is listed as revoked.
+    pub target_revoked: Family<TargetLabel, Gauge>,
     pub attempts: Family<AttemptLabels, Counter>,
     pub delivery_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
     pub breaker_open: Family<TargetLabel, Gauge>,
@@ -89,6 +99,8 @@ impl Metrics {
             store_largest_group: Gauge::default(),
             store_envelope_bytes: Gauge::default(),
             cert_not_after: Family::default(),
+            crl_next_update: Family::default(),
+            target_revoked: Family::default(),
             attempts: Family::default(),
             delivery_seconds: Family::new_with_constructor(delivery_histogram),
             breaker_open: Family::default(),
@@ -151,6 +163,16 @@ impl Metrics {
             "certificate_not_after_seconds",
             "Expiry of a configured certificate (Unix time); alert on it minus time()",
             m.cert_not_after.clone(),
+        );
+        registry.register(
+            "crl_next_update_seconds",
+            "nextUpdate of a configured CRL (Unix time); past it the CRL is stale but still used",
+            m.crl_next_update.clone(),
+        );
+        registry.register(
+            "target_certificate_revoked",
+            "1 while a CRL lists a target's encryption certificate as revoked (submissions routed to it are refused)",
+            m.target_revoked.clone(),
         );
         registry.register(
             "delivery_attempts",

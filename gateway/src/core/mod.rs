@@ -6,6 +6,7 @@
 //! - [`status`] and [`operator`]: what portals read of their submissions; operators' queue tools.
 //! - [`throttle`]: repeated identical errors logged once per interval.
 //! - [`refusal`]: why the core refuses a request, for the listeners to answer.
+//! - [`revoked`]: targets whose certificate was revoked at run time (intake refuses them).
 //! - [`observe`]: what the admin listener shows (metrics, the newest checkpoint).
 //! - [`retention`]: deleting sealed envelopes whose time is up.
 //! - [`clock`]: the wall time the engine and retention go by (the system's; tokio's in tests).
@@ -23,5 +24,6 @@ pub mod observe;
 pub mod operator;
 pub mod refusal;
 pub mod retention;
+pub mod revoked;
 pub mod status;
 pub mod throttle;

@@ -4,7 +4,11 @@
 //! port 0 and read the bound addresses back). Shutdown order: stop accepting
 //! connections, let open requests finish within a bound, then close the store
 //! (its writer drains what was queued: nothing acknowledged is lost).
+//!
+//! [`setup`] loads and checks the config; [`crl`] loads the CRLs and refreshes
+//! them while the daemon runs.
 
+pub mod crl;
 pub mod setup;
 
 use std::net::SocketAddr;
@@ -120,6 +124,15 @@ impl Gateway {
         };
         let wakers = engine.wakers();
         let engine_task = engine.start(wakers.clone(), shutdown_rx.clone());
+        let revoked = Arc::new(crate::core::revoked::RevokedTargets::default());
+        let crl_task = tokio::spawn(crate::daemon::crl::refresh_task(
+            setup.revocation.clone(),
+            setup.peer_check.clone(),
+            setup.targets.clone(),
+            revoked.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
         let intake = Arc::new(Intake {
             checks: DataChecks {
                 limits: DataLimits::of(&cfg.ingest.limits),
@@ -136,6 +149,7 @@ impl Gateway {
             router: setup.router.clone(),
             store: store.clone(),
             public_url,
+            revoked,
         });
         let ingest = Arc::new(Ingest {
             intake,
@@ -186,6 +200,7 @@ impl Gateway {
                 ingest_task,
                 admin_task,
                 expiry_task,
+                crl_task,
                 engine_task,
                 audit_task,
                 retention_task,

@@ -1,9 +1,12 @@
 //! Who is asking: the portals and operators registered for the client
-//! certificates a listener accepts, by SHA-256 fingerprint or subject.
+//! certificates a listener accepts, by SHA-256 fingerprint or subject. A subject
+//! is matched as a parsed name (RDN by RDN, attribute type and value), never as
+//! display text: see [`crate::listen::dn`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::listen::dn::Dn;
 use crate::listen::tls::PeerCert;
 use crate::model::portal::Portal;
 
@@ -20,17 +23,17 @@ pub enum Client {
 pub enum Pin {
     /// SHA-256 of the certificate (hex, lower case).
     Fingerprint(String),
-    /// The subject as displayed.
-    Subject(String),
+    /// The subject, attribute by attribute.
+    Subject(Dn),
 }
 
 /// Portals and operators by the certificate they present.
 #[derive(Debug, Default)]
 pub struct Portals {
     by_fingerprint: HashMap<String, Arc<Portal>>,
-    by_subject: HashMap<String, Arc<Portal>>,
+    by_subject: HashMap<Dn, Arc<Portal>>,
     operators_by_fingerprint: HashMap<String, Arc<str>>,
-    operators_by_subject: HashMap<String, Arc<str>>,
+    operators_by_subject: HashMap<Dn, Arc<str>>,
 }
 
 impl Portals {
@@ -61,16 +64,17 @@ impl Portals {
 
     /// The portal or operator a (chain-checked) client certificate belongs to.
     pub fn identify(&self, peer: &PeerCert) -> Option<Client> {
+        let dn = peer.subject_dn.as_ref();
         let portal = self
             .by_fingerprint
             .get(&peer.sha256)
-            .or_else(|| self.by_subject.get(&peer.subject));
+            .or_else(|| dn.and_then(|dn| self.by_subject.get(dn)));
         if let Some(p) = portal {
             return Some(Client::Portal(p.clone()));
         }
         self.operators_by_fingerprint
             .get(&peer.sha256)
-            .or_else(|| self.operators_by_subject.get(&peer.subject))
+            .or_else(|| dn.and_then(|dn| self.operators_by_subject.get(dn)))
             .map(|id| Client::Operator(id.clone()))
     }
 }

@@ -5,10 +5,12 @@
 //! - [`portal`]: the portal API (HTTPS, client certificates).
 //! - [`admin`]: health, readiness, metrics and the newest audit checkpoint.
 //! - [`identity`]: the portals and operators registered for client certificates.
+//! - [`dn`]: distinguished names as RDN sequences (configured subjects, certificate subjects).
 //! - [`tls`]: server and client TLS configuration and client certificate checks.
 //! - [`problem`]: RFC 9457 problem details, the answer to every refusal.
 
 pub mod admin;
+pub mod dn;
 pub mod identity;
 pub mod portal;
 pub mod problem;

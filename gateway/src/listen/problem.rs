@@ -50,6 +50,7 @@ impl Problem {
             "client-certificate-expired" => "Client certificate expired",
             "client-certificate-not-yet-valid" => "Client certificate not yet valid",
             "client-certificate-untrusted" => "Client certificate from an untrusted CA",
+            "client-certificate-revoked" => "Client certificate revoked",
             "client-certificate-invalid" => "Client certificate not acceptable",
             "unknown-client" => "Unknown client",
             "leistung-not-allowed" => "Leistung or destination not allowed for this portal",

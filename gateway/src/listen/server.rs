@@ -14,13 +14,40 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::listen::identity::Portals;
+use crate::listen::identity::{Client, Portals};
 use crate::listen::portal::Ingest;
 use crate::listen::problem::Problem;
 use crate::listen::tls::PeerCheck;
 
 /// How long open requests may run on after shutdown began.
 pub const DRAIN: Duration = Duration::from_secs(30);
+
+/// The portal or operator a connection's client certificate belongs to, or why
+/// it is refused.
+fn identify(
+    peer_check: &PeerCheck,
+    portals: &Portals,
+    chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+    remote: std::net::SocketAddr,
+) -> Result<Client, Problem> {
+    let client = match peer_check.check(chain) {
+        Ok(cert) => portals.identify(&cert).ok_or_else(|| {
+            Problem::new(
+                403,
+                "unknown-client",
+                format!(
+                    "no portal is registered for the client certificate with SHA-256 {}",
+                    cert.sha256
+                ),
+            )
+        }),
+        Err(problem) => Err(Problem::new(403, problem.slug(), problem.to_string())),
+    };
+    if let Err(p) = &client {
+        tracing::info!(%remote, reason = p.slug, "client refused");
+    }
+    client
+}
 
 /// Serves the portal API: accepts connections while a slot is free, completes
 /// the TLS handshake within `handshake_timeout`, identifies the client by its
@@ -75,25 +102,26 @@ pub async fn serve_ingest(
                         return;
                     }
                 };
-            let client = match peer_check.check(tls.get_ref().1.peer_certificates()) {
-                Ok(cert) => portals.identify(&cert).ok_or_else(|| {
-                    Problem::new(
-                        403,
-                        "unknown-client",
-                        format!(
-                            "no portal is registered for the client certificate with SHA-256 {}",
-                            cert.sha256
-                        ),
-                    )
-                }),
-                Err(problem) => Err(Problem::new(403, problem.slug(), problem.to_string())),
-            };
-            if let Err(p) = &client {
-                tracing::info!(%remote, reason = p.slug, "client refused");
-            }
+            // Who the client is, checked at the handshake and again at the next
+            // request after the CRLs changed (a connection may outlive a revocation).
+            let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+            let identity = std::sync::Mutex::new((
+                peer_check.generation(),
+                identify(&peer_check, &portals, chain.as_deref(), remote),
+            ));
             let service = service_fn(move |req: Request<Body>| {
                 let ingest = ingest.clone();
-                let client = client.clone();
+                let client = {
+                    let mut known = identity.lock().unwrap_or_else(|e| e.into_inner());
+                    let generation = peer_check.generation();
+                    if known.0 != generation {
+                        *known = (
+                            generation,
+                            identify(&peer_check, &portals, chain.as_deref(), remote),
+                        );
+                    }
+                    known.1.clone()
+                };
                 async move { Ok::<_, std::convert::Infallible>(ingest.handle(client, req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();

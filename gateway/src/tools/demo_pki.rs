@@ -2,13 +2,15 @@
 //!
 //! DEMO ONLY. Every subject carries `O=ozg-gateway DEMO ONLY`, which is how the
 //! daemon recognises these keys and warns at start-up. Tests use [`DemoCa`] to
-//! issue further certificates (expired ones, ones from a foreign CA).
+//! issue further certificates (expired ones, ones from a foreign CA, ones with
+//! unusual subjects or usages) and CRLs.
 
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, RsaKeySize, SanType, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, RsaKeySize, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -88,10 +90,6 @@ impl DemoCa {
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Result<Issued, rcgen::Error> {
-        let key = match alg {
-            Algorithm::EcP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?,
-            Algorithm::Rsa3072 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072)?,
-        };
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(cn);
         params.not_before = not_before;
@@ -127,11 +125,55 @@ impl DemoCa {
                 };
             }
         }
+        self.sign(params, alg)
+    }
+
+    /// Signs a leaf made from `params` as the caller set them (subject, usages,
+    /// validity) with a new key: for tests that need a certificate the usages
+    /// above do not make.
+    pub fn sign(&self, params: CertificateParams, alg: Algorithm) -> Result<Issued, rcgen::Error> {
+        let key = match alg {
+            Algorithm::EcP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?,
+            Algorithm::Rsa3072 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072)?,
+        };
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+
+    /// A CRL of this CA (PEM) that lists `revoked` (PEM certificates it issued),
+    /// issued at `this_update` and valid until `next_update`.
+    pub fn crl(
+        &self,
+        revoked: &[&str],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> anyhow::Result<String> {
+        use anyhow::Context as _;
+        let mut revoked_certs = Vec::new();
+        for pem in revoked {
+            let der = ozg_adapter_sdk::keys::Certificate::from_pem(pem.as_bytes())?;
+            let (_, x) = x509_parser::parse_x509_certificate(der.der())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("a revoked certificate")?;
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(x.raw_serial()),
+                revocation_time: this_update,
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            });
+        }
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.cert, &self.key)?.pem()?)
     }
 
     /// Issues a leaf valid from yesterday for `years` years.

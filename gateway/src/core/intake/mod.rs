@@ -78,6 +78,8 @@ pub struct Intake {
     pub public_url: String,
     /// Tells the delivery engine that a target has new work.
     pub wakers: Arc<crate::core::engine::Wakers>,
+    /// Targets whose certificate was revoked since start: not encrypted for.
+    pub revoked: Arc<crate::core::revoked::RevokedTargets>,
 }
 
 /// Submissions up to this many bytes (payload × targets) are sealed on the I/O
@@ -100,7 +102,12 @@ impl Intake {
             ));
         }
         match self.router.route(&md.leistung, &md.destination) {
-            Some(targets) => Ok(targets.to_vec()),
+            Some(targets) => match self.revoked.first_of(targets) {
+                None => Ok(targets.to_vec()),
+                Some(t) => Err(Refusal::unavailable(format!(
+                    "the encryption certificate of target {t} has been revoked; nothing is encrypted for it until an operator gives it a new one. The submission was not accepted, retry later"
+                ))),
+            },
             None => Err(Refusal::new(
                 Kind::Unprocessable,
                 "no-route",

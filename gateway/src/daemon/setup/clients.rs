@@ -7,6 +7,7 @@ use ozg_adapter_sdk::keys::Certificate;
 
 use super::{read, Checks};
 use crate::config::{Config, ConfigError};
+use crate::listen::dn::Dn;
 use crate::listen::identity::{Pin, Portals};
 use crate::model::portal::Portal;
 use crate::model::routing::{Pattern, PatternSet, Router};
@@ -170,7 +171,14 @@ pub(super) fn pins(
         }
     }
     if let Some(subject) = subject {
-        out.push(Pin::Subject(subject.clone()));
+        match Dn::parse(subject) {
+            Ok(dn) => out.push(Pin::Subject(dn)),
+            Err(e) => errors.push(config.error(
+                at("subject"),
+                format!("{subject:?} is not a subject the gateway can compare: {e}"),
+                "write attribute=value pairs in the certificate's order, e.g. \"C=DE, O=Stadt Musterstadt, CN=buergerportal\"; inside a value escape , + \" \\ < > ; with a backslash (RFC 4514), or pin the certificate with `certificate` or `certificate_sha256`",
+            )),
+        }
     }
     if certificate.is_none() && sha256.is_none() && subject.is_none() {
         errors.push(config.error(

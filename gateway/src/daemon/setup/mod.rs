@@ -1,5 +1,5 @@
 //! From a parsed [`Config`] to everything the daemon runs with: keys, certificates,
-//! TLS, schemas, portals and the routing table — checked, with every problem
+//! CRLs, TLS, schemas, portals and the routing table — checked, with every problem
 //! collected and named (this is what `ozg-gateway config check` prints).
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,6 +12,7 @@ use ozg_adapter_sdk::{RecipientCert, SealKey};
 
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::core::engine::TargetRuntime;
+use crate::daemon::crl::Revocation;
 use crate::listen::identity::Portals;
 use crate::listen::tls::PeerCheck;
 use crate::model::routing::Router;
@@ -39,6 +40,8 @@ pub struct Setup {
     pub xsds: HashMap<String, Arc<crate::core::intake::xsd::XsdSchema>>,
     pub ingest_tls: Arc<rustls::ServerConfig>,
     pub peer_check: PeerCheck,
+    /// The CRLs in force and how to refresh them.
+    pub revocation: Revocation,
     /// Certificates whose expiry is watched (log warnings, metrics).
     pub watched: Vec<Watched>,
     /// Things an operator must know but that do not stop the start (demo keys, expiry).
@@ -102,7 +105,7 @@ mod pki;
 mod targets;
 
 use clients::{clients, routes};
-use pki::{ingest_tls, previous_seals, seal_key, trust_anchors};
+use pki::{ingest_tls, previous_seals, revocation, seal_key, trust_anchors};
 use targets::{delivery_runtimes, leistung_schemas, target_certificates};
 
 /// What the checks collect: every problem (to print them all at once), the
@@ -128,8 +131,10 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let trust = trust_anchors(&mut c);
     previous_seals(&mut c);
     let seal = seal_key(&mut c, &trust);
-    let tls = ingest_tls(&mut c);
-    let targets = target_certificates(&mut c, &trust);
+    let revocation = revocation(&mut c, &trust);
+    let crls = revocation.ders();
+    let tls = ingest_tls(&mut c, &crls);
+    let targets = target_certificates(&mut c, &trust, &crls);
     let deliveries = delivery_runtimes(&mut c);
     let router = routes(&mut c);
     let portals = clients(&mut c);
@@ -156,6 +161,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 xsds,
                 ingest_tls,
                 peer_check,
+                revocation,
                 watched,
                 warnings,
             })

@@ -1,11 +1,15 @@
-//! The PKI: trust anchors, the seal key, earlier seals, the ingest listener's TLS.
+//! The PKI: trust anchors, the seal key, earlier seals, the CRLs, the ingest
+//! listener's TLS.
 
 use std::sync::Arc;
 
 use ozg_adapter_sdk::keys::Certificate;
 use ozg_adapter_sdk::{SealKey, TrustAnchors};
+use rustls::pki_types::CertificateRevocationListDer;
 
 use super::{is_demo_subject, key_file_warning, read, Checks, Watched};
+use crate::config::CrlSource;
+use crate::daemon::crl::{Loader, Revocation};
 use crate::listen::tls::{self, PeerCheck};
 
 /// The trust anchors of the PKI (and a loud warning if it is the demo PKI).
@@ -115,8 +119,109 @@ pub(super) fn seal_key(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<A
     seal
 }
 
+/// The CRLs (`pki.crls`), loaded now: every entry that cannot be loaded is an
+/// error; stale ones and CAs without a CRL are warnings.
+pub(super) fn revocation(c: &mut Checks, trust: &Option<TrustAnchors>) -> Revocation {
+    let config = c.config;
+    let pki = &config.pki;
+    if !pki.crls.is_empty() && pki.crl_refresh < std::time::Duration::from_secs(1) {
+        c.errors.push(config.error(
+            "pki.crl_refresh",
+            "must be at least one second",
+            "use e.g. \"1h\"",
+        ));
+    }
+    let ca_fix = "give the PEM CA certificate(s) the CRL server's certificate chains to";
+    let loader = Loader::new(pki.crl_server_ca.as_deref())
+        .map_err(|e| c.errors.push(config.error("pki.crl_server_ca", e, ca_fix)))
+        .unwrap_or_default();
+    // The entries that can be loaded now.
+    let mut loadable = Vec::new();
+    for (i, entry) in pki.crls.iter().enumerate() {
+        match CrlSource::parse(entry) {
+            Ok(CrlSource::Https(url)) if pki.crl_server_ca.is_none() => {
+                c.errors.push(config.error(
+                    "pki.crl_server_ca",
+                    format!("{url} is fetched over TLS, but no CA is given to check the server's certificate against"),
+                    ca_fix,
+                ));
+            }
+            Ok(source) => loadable.push((i, source)),
+            Err(e) => c.errors.push(config.error(
+                format!("pki.crls[{i}]"),
+                e,
+                "give a CRL file (PEM or DER) or an https:// URL",
+            )),
+        }
+    }
+    let to_load: Vec<CrlSource> = loadable.iter().map(|(_, s)| s.clone()).collect();
+    let loaded = loader.load_all_blocking(&to_load);
+    // What loaded is in force (and checks the targets, so that every problem is
+    // reported at once); if anything did not, the errors stop the start anyway.
+    let mut revocation = Revocation {
+        sources: Vec::new(),
+        current: Vec::new(),
+        loader,
+        refresh: pki.crl_refresh,
+        trust: trust.clone(),
+    };
+    for ((i, source), result) in loadable.into_iter().zip(loaded) {
+        match result {
+            Ok(crls) => {
+                revocation.sources.push(source);
+                revocation.current.push(crls);
+            }
+            Err(e) => c.errors.push(config.error(
+                format!("pki.crls[{i}]"),
+                e,
+                "make the CRL readable (a version 2 CRL, PEM or DER) or reachable, or remove the entry",
+            )),
+        }
+    }
+    c.warnings.extend(revocation.stale_warnings(c.now));
+    if !revocation.sources.is_empty() {
+        uncovered_cas(c, &revocation);
+    }
+    revocation
+}
+
+/// Warns about each CA of `ingest.client_ca` and `pki.trust_anchors` that no
+/// CRL in force was issued by: the certificates it issues will be refused.
+fn uncovered_cas(c: &mut Checks, revocation: &Revocation) {
+    let config = c.config;
+    for (key, path) in [
+        ("ingest.client_ca", &config.ingest.client_ca),
+        ("pki.trust_anchors", &config.pki.trust_anchors),
+    ] {
+        let Ok(chain) = tls::load_chain(path) else {
+            continue;
+        };
+        for der in chain {
+            let Ok((_, x)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+                continue;
+            };
+            let raw = x.subject().as_raw();
+            if !revocation
+                .current
+                .iter()
+                .flatten()
+                .any(|crl| crl.issuer_der == raw)
+            {
+                c.warnings.push(format!(
+                    "pki.crls holds no CRL of the CA {:?} ({key}): certificates it issues are refused as long as their revocation status is unknown; add its CRL",
+                    x.subject().to_string()
+                ));
+            }
+        }
+    }
+    c.warnings.dedup();
+}
+
 /// The ingest listener's TLS: server certificate and key, and the client CA.
-pub(super) fn ingest_tls(c: &mut Checks) -> Option<(Arc<rustls::ServerConfig>, PeerCheck)> {
+pub(super) fn ingest_tls(
+    c: &mut Checks,
+    crls: &[CertificateRevocationListDer<'static>],
+) -> Option<(Arc<rustls::ServerConfig>, PeerCheck)> {
     let config = c.config;
     let errors = &mut c.errors;
     let warnings = &mut c.warnings;
@@ -125,6 +230,7 @@ pub(super) fn ingest_tls(c: &mut Checks) -> Option<(Arc<rustls::ServerConfig>, P
         &config.ingest.certificate,
         &config.ingest.key,
         &config.ingest.client_ca,
+        crls,
     ) {
         Ok(t) => {
             key_file_warning(&config.ingest.key, warnings);

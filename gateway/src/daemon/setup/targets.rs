@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ozg_adapter_sdk::keys::Certificate;
-use ozg_adapter_sdk::{RecipientCert, TrustAnchors};
+use ozg_adapter_sdk::{KeyError, RecipientCert, TrustAnchors};
+use rustls::pki_types::CertificateRevocationListDer;
 
 use super::{read, Checks, Watched};
 use crate::core::engine::TargetRuntime;
@@ -14,6 +15,7 @@ use crate::core::engine::TargetRuntime;
 pub(super) fn target_certificates(
     c: &mut Checks,
     trust: &Option<TrustAnchors>,
+    crls: &[CertificateRevocationListDer<'static>],
 ) -> BTreeMap<String, Arc<RecipientCert>> {
     let config = c.config;
     let now = c.now;
@@ -25,17 +27,28 @@ pub(super) fn target_certificates(
         let cert = read(&t.certificate)
             .and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()));
         match (cert, &trust) {
-            (Ok(cert), Some(trust)) => match trust.verify_recipient(cert.der(), &[], now) {
-                Ok(r) => {
-                    watched.push(Watched {
-                        label: format!("target:{id}"),
-                        cert: r.certificate().clone(),
-                    });
-                    targets.insert(id.clone(), Arc::new(r));
+            (Ok(cert), Some(trust)) => {
+                match trust.verify_recipient_with_crls(cert.der(), &[], now, crls) {
+                    Ok(r) => {
+                        watched.push(Watched {
+                            label: format!("target:{id}"),
+                            cert: r.certificate().clone(),
+                        });
+                        targets.insert(id.clone(), Arc::new(r));
+                    }
+                    Err(e) => {
+                        let fix = match e {
+                        KeyError::Revoked { .. } => "give the target's new encryption certificate; the revoked one must not be encrypted for",
+                        KeyError::RevocationUnknown { .. } => "add the CRL of the CA that issued it to pki.crls",
+                        _ => "use the target's encryption certificate (RSA >= 3072 or P-256) issued under pki.trust_anchors",
+                    };
+                        errors.push(config.error(key, e.to_string(), fix))
+                    }
                 }
-                Err(e) => errors.push(config.error(key, e.to_string(), "use the target's encryption certificate (RSA >= 3072 or P-256) issued under pki.trust_anchors")),
-            },
-            (Err(e), _) => errors.push(config.error(key, e, "give the target's encryption certificate as PEM")),
+            }
+            (Err(e), _) => {
+                errors.push(config.error(key, e, "give the target's encryption certificate as PEM"))
+            }
             (Ok(_), None) => {}
         }
     }

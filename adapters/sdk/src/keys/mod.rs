@@ -1,11 +1,12 @@
-//! Keys and certificates: loading PEM/PKCS#8, inspecting X.509, checking chains.
+//! Keys and certificates: loading PEM/PKCS#8, inspecting X.509, checking chains
+//! ([`TrustAnchors`], in `trust.rs`).
 //!
 //! The rules the gateway and every receiver apply alike: a chain must reach a
 //! configured trust anchor and be valid now; RSA keys have at least 3072 bits;
 //! a seal key must match its certificate and may sign; a recipient key may
 //! encrypt (RSA `keyEncipherment`) or agree keys (EC `keyAgreement`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::agreement::{self, ECDH_P256};
 use aws_lc_rs::digest::{digest, SHA256};
@@ -15,12 +16,15 @@ use aws_lc_rs::rsa::{
 };
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::oid_registry::OID_EC_P256;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey as X509PublicKey;
 
 use crate::base64url::encode as b64;
+
+mod trust;
+pub use trust::TrustAnchors;
 
 /// Smallest RSA modulus accepted for seals and recipients.
 pub const MIN_RSA_BITS: usize = 3072;
@@ -46,6 +50,10 @@ pub enum KeyError {
     NotYetValid { subject: String, not_before: String },
     #[error("certificate {subject:?} is not issued by a configured trust anchor ({reason})")]
     Untrusted { subject: String, reason: String },
+    #[error("certificate {subject:?} has been revoked by its CA (listed in its CRL)")]
+    Revoked { subject: String },
+    #[error("the revocation status of certificate {subject:?} is unknown: no CRL of the CA that issued it was given")]
+    RevocationUnknown { subject: String },
     #[error("certificate {subject:?} lacks key usage {needed}")]
     KeyUsage {
         subject: String,
@@ -248,98 +256,6 @@ fn pkcs8_from_pem(pem: &[u8]) -> Result<Vec<u8>, KeyError> {
             "PKCS#1 RSA key; convert with `openssl pkcs8 -topk8 -nocrypt`".into(),
         )),
         _ => Err(KeyError::PrivateKey("unknown key format".into())),
-    }
-}
-
-/// The configured trust anchors (CA certificates) for seals, recipients or clients.
-#[derive(Debug, Clone)]
-pub struct TrustAnchors {
-    certs: Vec<CertificateDer<'static>>,
-}
-
-/// Accepts any extended key usage: seal and recipient certificates of the
-/// administration PKI carry various EKUs (or none); key usage bits are checked instead.
-struct AnyEku;
-impl webpki::ExtendedKeyUsageValidator for AnyEku {
-    fn validate(&self, _iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        Ok(())
-    }
-}
-
-static SIG_ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[
-    webpki::aws_lc_rs::ECDSA_P256_SHA256,
-    webpki::aws_lc_rs::ECDSA_P256_SHA384,
-    webpki::aws_lc_rs::ECDSA_P384_SHA256,
-    webpki::aws_lc_rs::ECDSA_P384_SHA384,
-    webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256,
-    webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA384,
-    webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA512,
-    webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
-    webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
-    webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
-];
-
-impl TrustAnchors {
-    pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
-        let certs = chain_from_pem(pem)?;
-        for c in &certs {
-            webpki::anchor_from_trusted_cert(c).map_err(|e| KeyError::Parse(format!("{e:?}")))?;
-        }
-        Ok(TrustAnchors { certs })
-    }
-
-    pub fn certs(&self) -> &[CertificateDer<'static>] {
-        &self.certs
-    }
-
-    /// Checks that `leaf` chains to an anchor at `now` and may be used as `usage`.
-    fn verify(
-        &self,
-        leaf: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: SystemTime,
-    ) -> Result<Certificate, KeyError> {
-        let cert = Certificate::from_der(leaf.clone().into_owned())?;
-        cert.check_validity(now)?;
-        let anchors = self
-            .certs
-            .iter()
-            .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
-            .collect::<Vec<_>>();
-        let ee =
-            webpki::EndEntityCert::try_from(leaf).map_err(|e| KeyError::Parse(format!("{e:?}")))?;
-        let time =
-            UnixTime::since_unix_epoch(now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO));
-        ee.verify_for_usage(SIG_ALGS, &anchors, intermediates, time, AnyEku, None, None)
-            .map_err(|e| KeyError::Untrusted {
-                subject: cert.subject.clone(),
-                reason: format!("{e:?}"),
-            })?;
-        Ok(cert)
-    }
-
-    /// Verifies a seal (signer) certificate chain.
-    pub fn verify_signer(
-        &self,
-        leaf: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: SystemTime,
-    ) -> Result<Certificate, KeyError> {
-        let cert = self.verify(leaf, intermediates, now)?;
-        cert.check_rsa_size()?;
-        cert.require(cert.digital_signature, "digitalSignature")?;
-        Ok(cert)
-    }
-
-    /// Verifies a recipient (encryption) certificate chain.
-    pub fn verify_recipient(
-        &self,
-        leaf: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: SystemTime,
-    ) -> Result<RecipientCert, KeyError> {
-        let cert = self.verify(leaf, intermediates, now)?;
-        RecipientCert::new(cert)
     }
 }
 

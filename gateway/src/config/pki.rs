@@ -1,0 +1,133 @@
+//! The `[pki]` section: trust anchors, the seal, and the certificate revocation
+//! lists (CRLs) every checked certificate is held against.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Trust anchors, the seal and revocation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiConfig {
+    /// CA certificates (PEM) that target encryption certificates and the seal must chain to.
+    pub trust_anchors: PathBuf,
+    /// The seal certificate chain (PEM, leaf first): EC P-256 or RSA >= 3072.
+    pub seal_certificate: PathBuf,
+    /// The seal private key (PKCS#8 PEM); keep it readable by the daemon's user only.
+    pub seal_key: PathBuf,
+    /// Seal certificates used before a rotation (PEM files). `audit verify` accepts
+    /// checkpoints signed by these and by `seal_certificate` only; keep every seal
+    /// the gateway ever signed with here, expired ones included.
+    #[serde(default)]
+    pub previous_seal_certificates: Vec<PathBuf>,
+    /// Warn this long before a certificate expires.
+    #[serde(with = "humantime_serde", default = "default_expiry_warning")]
+    pub expiry_warning: Duration,
+    /// Certificate revocation lists, held against portal and operator client
+    /// certificates (at every connection) and the targets' encryption
+    /// certificates (at start and at every refresh): files (PEM, one or more
+    /// CRLs, or DER; relative to this file) or `https://` URLs. Empty (the
+    /// default): no revocation checking. Otherwise every CA that issues a
+    /// certificate the gateway checks needs its CRL here — a certificate whose
+    /// CA has none is refused, its revocation status being unknown. A CRL that
+    /// cannot be loaded at start is a config error; one past its nextUpdate is
+    /// used all the same and warned about loudly.
+    #[serde(default)]
+    pub crls: Vec<String>,
+    /// How often the CRLs are loaded again (files re-read, URLs fetched); one
+    /// that fails keeps its last good version. At least one second.
+    #[serde(with = "humantime_serde", default = "default_crl_refresh")]
+    pub crl_refresh: Duration,
+    /// CA certificates (PEM) the certificates of the `https://` CRL servers must
+    /// chain to (only these are trusted); required when `crls` holds a URL.
+    #[serde(default)]
+    pub crl_server_ca: Option<PathBuf>,
+}
+
+fn default_expiry_warning() -> Duration {
+    Duration::from_secs(30 * 86400)
+}
+
+fn default_crl_refresh() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Where a CRL comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrlSource {
+    File(PathBuf),
+    Https(String),
+}
+
+impl std::fmt::Display for CrlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CrlSource::File(p) => write!(f, "{}", p.display()),
+            CrlSource::Https(url) => f.write_str(url),
+        }
+    }
+}
+
+impl CrlSource {
+    /// An entry of `pki.crls`: an `https://` URL or a file; other URLs are refused.
+    pub fn parse(entry: &str) -> Result<CrlSource, String> {
+        if entry.starts_with("https://") {
+            Ok(CrlSource::Https(entry.to_owned()))
+        } else if entry.contains("://") {
+            Err(format!(
+                "{entry:?} is neither a file nor an https:// URL (TLS everywhere a network is crossed)"
+            ))
+        } else if entry.trim().is_empty() {
+            Err("an empty entry".into())
+        } else {
+            Ok(CrlSource::File(entry.into()))
+        }
+    }
+}
+
+impl PkiConfig {
+    /// Makes relative file paths relative to `base` (the config file's directory).
+    pub(super) fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.trust_anchors);
+        fix(&mut self.seal_certificate);
+        fix(&mut self.seal_key);
+        self.previous_seal_certificates.iter_mut().for_each(fix);
+        if let Some(p) = &mut self.crl_server_ca {
+            fix(p);
+        }
+        for entry in &mut self.crls {
+            if let Ok(CrlSource::File(p)) = CrlSource::parse(entry) {
+                if p.is_relative() {
+                    *entry = base.join(p).display().to_string();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crl_entries_are_files_or_https_urls() {
+        assert_eq!(
+            CrlSource::parse("https://pki.example/ca.crl"),
+            Ok(CrlSource::Https("https://pki.example/ca.crl".into()))
+        );
+        assert_eq!(
+            CrlSource::parse("certs/ca.crl"),
+            Ok(CrlSource::File("certs/ca.crl".into()))
+        );
+        assert!(CrlSource::parse("http://pki.example/ca.crl")
+            .unwrap_err()
+            .contains("https://"));
+        assert!(CrlSource::parse(" ").is_err());
+    }
+}
