@@ -118,17 +118,9 @@ impl Engine {
     }
 }
 
-async fn run_target(
-    t: Arc<TargetRuntime>,
-    store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
-    notify: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
-    clock: Clock,
-) {
-    // Whatever the clock did while the daemon was down (set back, say), no
-    // delivery waits longer than the retry policy's cap from now on.
+/// Whatever the clock did while the daemon was down (set back, say), no delivery
+/// of `t` waits longer than its retry policy's cap from now on.
+async fn rebase_waits(t: &TargetRuntime, store: &dyn Store, clock: Clock) {
     let latest = clock.now_ms() + t.policy.cap.as_millis() as i64;
     match store.rebase(&t.id, latest).await {
         Ok(0) => {}
@@ -139,6 +131,18 @@ async fn run_target(
             tracing::error!(target_id = %t.id, error = %e, "cannot re-base waiting deliveries; they keep their times")
         }
     }
+}
+
+async fn run_target(
+    t: Arc<TargetRuntime>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    notify: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+    clock: Clock,
+) {
+    rebase_waits(&t, store.as_ref(), clock).await;
     let slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
     let mut breaker = Breaker::new(t.breaker);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Health>();
