@@ -44,6 +44,10 @@ pub struct Options {
     pub memory_budget: &'static str,
     pub request_timeout: &'static str,
     pub header_timeout: &'static str,
+    /// `ingest.limits.max_connections`, `max_connections_per_address`, `write_timeout`.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub write_timeout: &'static str,
     /// Extra TOML lines for `[ingest.limits]`.
     pub limits: &'static str,
     /// URL of the `fachverfahren-demo` http target.
@@ -67,6 +71,9 @@ impl Default for Options {
             memory_budget: "512MiB",
             request_timeout: "30s",
             header_timeout: "10s",
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            write_timeout: "30s",
             limits: "",
             receiver_url: "https://localhost:1/inbox".into(),
             delivery: FAST_DELIVERY,
@@ -197,6 +204,9 @@ max_part = "{max_body}"
 memory_budget = "{memory_budget}"
 request_timeout = "{request_timeout}"
 header_timeout = "{header_timeout}"
+max_connections = {max_connections}
+max_connections_per_address = {max_connections_per_address}
+write_timeout = "{write_timeout}"
 {limits}
 
 [admin]
@@ -289,6 +299,9 @@ targets = ["dms-demo"]
         memory_budget = o.memory_budget,
         request_timeout = o.request_timeout,
         header_timeout = o.header_timeout,
+        max_connections = o.max_connections,
+        max_connections_per_address = o.max_connections_per_address,
+        write_timeout = o.write_timeout,
         limits = o.limits,
         server_pem = c("server.pem"),
         server_key = c("server.key"),

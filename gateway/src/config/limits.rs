@@ -28,6 +28,12 @@ pub struct Limits {
     /// validation slot included) and storing it; then it is answered `408`.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Most connections from one client address at once (TLS handshakes
+    /// included); further ones are closed at once.
+    pub max_connections_per_address: usize,
+    /// A connection whose client does not read an answer for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// Time for the TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -80,6 +86,8 @@ impl Default for Limits {
             validation_concurrency: None,
             validation_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            max_connections_per_address: 256,
+            write_timeout: Duration::from_secs(30),
             memory_budget: ByteSize(512 << 20),
         }
     }

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod dn;
+pub mod guard;
 pub mod identity;
 pub mod portal;
 pub mod problem;

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use crate::listen::guard::{PerAddress, WriteTimeout};
 use crate::listen::identity::{Client, Portals};
 use crate::listen::portal::Ingest;
 use crate::listen::problem::Problem;
@@ -63,6 +64,7 @@ pub async fn serve_ingest(
 ) {
     let limits = ingest.limits.clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
@@ -80,6 +82,18 @@ pub async fn serve_ingest(
             },
             _ = shutdown.changed() => break,
         };
+        // One address cannot take the slots of all: beyond its share, closed at once.
+        let Some(counted) = PerAddress::admit(
+            &per_address,
+            remote.ip(),
+            limits.max_connections_per_address.max(1),
+        ) else {
+            ingest
+                .metrics
+                .refuse("ingest", "too-many-connections-from-address");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let peer_check = peer_check.clone();
@@ -89,6 +103,7 @@ pub async fn serve_ingest(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let _counted = counted;
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
@@ -130,7 +145,8 @@ pub async fn serve_ingest(
                 .header_read_timeout(limits.header_timeout)
                 .max_buf_size((limits.max_header.0 as usize).max(8192))
                 .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            let io = WriteTimeout::new(tls, limits.write_timeout);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }

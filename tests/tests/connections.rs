@@ -1,0 +1,135 @@
+//! Connection slots under attack: sockets that never start TLS cannot take the
+//! slots of other clients, and a client that sends requests but never reads the
+//! answers does not keep its connection forever. The attacker connects from
+//! 127.0.0.2, the legitimate portal from 127.0.0.1 (both loopback).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ozg_e2e::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+async fn tls_from(from: &str, to: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
+    try_tls_from(from, to).await.expect("TLS handshake")
+}
+
+/// `None` when the server closes the connection instead of completing TLS.
+async fn try_tls_from(
+    from: &str,
+    to: SocketAddr,
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tls = ozg_gateway::listen::tls::client_config(
+        &demo("portal.pem"),
+        &demo("portal.key"),
+        &demo("ca.pem"),
+    )
+    .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    connector
+        .connect(
+            "localhost".try_into().unwrap(),
+            connect_from(from, to).await,
+        )
+        .await
+        .ok()
+}
+
+/// A status request as the demo portal; how long its answer took.
+async fn timed_status(gw: &ozg_gateway::daemon::Gateway) -> (u16, Duration) {
+    let started = Instant::now();
+    let r = portal_client("portal")
+        .get(format!(
+            "{}/v1/submissions/nothing",
+            base_url(gw.ingest_addr)
+        ))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_start_tls_cannot_take_everyones_slots() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (_tc, gw) = start(&Options {
+        max_connections: 64,
+        max_connections_per_address: 16,
+        ..Default::default()
+    })
+    .await;
+    // 100 idle sockets from one address: more than all 64 slots. Each would hold
+    // its slot for the whole handshake timeout (10 s).
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(connect_from("127.0.0.2", gw.ingest_addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, took) = timed_status(&gw).await;
+    assert_eq!(status, 404);
+    assert!(
+        took < Duration::from_secs(3),
+        "a portal waited {took:?} behind sockets of another address"
+    );
+    assert!(
+        metric(
+            gw.admin_addr,
+            "ozg_requests_refused_total{listener=\"ingest\",reason=\"too-many-connections-from-address\"}"
+        )
+        .await
+            >= 84.0
+    );
+    drop(idle);
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_disconnected() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (_tc, gw) = start(&Options {
+        max_connections_per_address: 1,
+        write_timeout: "1s",
+        ..Default::default()
+    })
+    .await;
+    // Pipelined requests whose answers are never read: the server's writes stall.
+    let mut stream = tls_from("127.0.0.2", gw.ingest_addr).await;
+    let requests = "GET /v1/submissions/x HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(40_000);
+    let writer = tokio::spawn(async move {
+        let _ = stream.write_all(requests.as_bytes()).await;
+        // Keep the connection (and its one slot) open, never reading.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(stream);
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Its address has one slot, held by that connection; once the server gave up
+    // writing to it, the slot is free and a new connection is served.
+    let served = eventually(Duration::from_secs(15), "the slot comes back", || async {
+        let mut s = try_tls_from("127.0.0.2", gw.ingest_addr).await?;
+        let ok = s
+            .write_all(
+                b"GET /v1/submissions/y HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .is_ok();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer),
+        )
+        .await;
+        (ok && answer.starts_with(b"HTTP/1.1 404")).then_some(())
+    })
+    .await;
+    let () = served;
+    writer.abort();
+    gw.shutdown().await.unwrap();
+}
