@@ -47,6 +47,8 @@ pub struct Options {
     /// `ingest.limits.max_connections`, `max_connections_per_address`, `write_timeout`.
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    /// `ingest.limits.max_connections_per_client`.
+    pub max_connections_per_client: usize,
     pub write_timeout: &'static str,
     /// Extra TOML lines for `[ingest.limits]`.
     pub limits: &'static str,
@@ -73,6 +75,7 @@ impl Default for Options {
             header_timeout: "10s",
             max_connections: 4096,
             max_connections_per_address: 256,
+            max_connections_per_client: 512,
             write_timeout: "30s",
             limits: "",
             receiver_url: "https://localhost:1/inbox".into(),
@@ -206,6 +209,7 @@ request_timeout = "{request_timeout}"
 header_timeout = "{header_timeout}"
 max_connections = {max_connections}
 max_connections_per_address = {max_connections_per_address}
+max_connections_per_client = {max_connections_per_client}
 write_timeout = "{write_timeout}"
 {limits}
 
@@ -301,6 +305,7 @@ targets = ["dms-demo"]
         header_timeout = o.header_timeout,
         max_connections = o.max_connections,
         max_connections_per_address = o.max_connections_per_address,
+        max_connections_per_client = o.max_connections_per_client,
         write_timeout = o.write_timeout,
         limits = o.limits,
         server_pem = c("server.pem"),

@@ -133,3 +133,44 @@ async fn a_client_that_never_reads_its_answers_is_disconnected() {
     writer.abort();
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_portal_cannot_hold_more_than_its_connections() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (_tc, gw) = start(&Options {
+        max_connections_per_client: 2,
+        ..Default::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(tls_from("127.0.0.1", gw.ingest_addr).await);
+    }
+    // The third connection of the same portal is refused with 429.
+    let mut third = tls_from("127.0.0.1", gw.ingest_addr).await;
+    third
+        .write_all(b"GET /v1/submissions/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut third, &mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.contains("/problems/too-many-connections"),
+        "{answer}"
+    );
+    // Closing one gives the portal its slot back.
+    drop(held.pop());
+    let (status, _) = eventually(Duration::from_secs(5), "a slot again", || async {
+        let r = timed_status(&gw).await;
+        (r.0 == 404).then_some(r)
+    })
+    .await;
+    assert_eq!(status, 404);
+    gw.shutdown().await.unwrap();
+}

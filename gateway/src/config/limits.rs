@@ -31,6 +31,9 @@ pub struct Limits {
     /// Most connections from one client address at once (TLS handshakes
     /// included); further ones are closed at once.
     pub max_connections_per_address: usize,
+    /// Most connections of one registered portal or operator at once; further ones
+    /// get `429 too-many-connections` and are closed.
+    pub max_connections_per_client: usize,
     /// A connection whose client does not read an answer for this long is closed.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
@@ -87,6 +90,7 @@ impl Default for Limits {
             validation_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_connections_per_address: 256,
+            max_connections_per_client: 512,
             write_timeout: Duration::from_secs(30),
             memory_budget: ByteSize(512 << 20),
         }

@@ -1,9 +1,10 @@
-//! What keeps one client from holding the listener: a cap on connections per
+//! What keeps one client from holding the listener: caps on connections per
 //! client address (counted from accept, so sockets that never finish their TLS
-//! handshake count too), and a write timeout on every connection (a client that
+//! handshake count too) and per registered portal or operator, and a write timeout on every connection (a client that
 //! sends requests but never reads the answers does not keep it open forever).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -14,41 +15,52 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+/// Open connections per key: a client address, or a registered client's id.
+#[derive(Debug)]
+pub struct PerKey<K: Hash + Eq + Clone> {
+    open: Mutex<HashMap<K, usize>>,
+}
+
 /// Open connections per client address.
-#[derive(Debug, Default)]
-pub struct PerAddress {
-    open: Mutex<HashMap<IpAddr, usize>>,
+pub type PerAddress = PerKey<IpAddr>;
+
+impl<K: Hash + Eq + Clone> Default for PerKey<K> {
+    fn default() -> Self {
+        PerKey {
+            open: Mutex::default(),
+        }
+    }
 }
 
 /// One counted connection; counted down when dropped.
-pub struct Counted {
-    table: Arc<PerAddress>,
-    address: IpAddr,
+pub struct Counted<K: Hash + Eq + Clone> {
+    table: Arc<PerKey<K>>,
+    key: K,
 }
 
-impl PerAddress {
-    /// Counts a new connection from `address`, unless it already has `max` open.
-    pub fn admit(table: &Arc<PerAddress>, address: IpAddr, max: usize) -> Option<Counted> {
+impl<K: Hash + Eq + Clone> PerKey<K> {
+    /// Counts a new connection of `key`, unless it already has `max` open.
+    pub fn admit(table: &Arc<PerKey<K>>, key: K, max: usize) -> Option<Counted<K>> {
         let mut open = table.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(address).or_default();
+        let n = open.entry(key.clone()).or_default();
         if *n >= max {
             return None;
         }
         *n += 1;
         Some(Counted {
             table: table.clone(),
-            address,
+            key,
         })
     }
 }
 
-impl Drop for Counted {
+impl<K: Hash + Eq + Clone> Drop for Counted<K> {
     fn drop(&mut self) {
         let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.address) {
+        if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.address);
+                open.remove(&self.key);
             }
         }
     }

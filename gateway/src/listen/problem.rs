@@ -93,6 +93,7 @@ impl Problem {
             "method-not-allowed" => "Method not allowed",
             "unavailable" => "Temporarily unavailable",
             "busy" => "Too many request bodies in memory",
+            "too-many-connections" => "Too many connections of this client",
             "internal" => "Internal error",
             _ => "Request refused",
         }

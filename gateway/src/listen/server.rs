@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::listen::guard::{PerAddress, WriteTimeout};
+use crate::listen::guard::{PerAddress, PerKey, WriteTimeout};
 use crate::listen::identity::{Client, Portals};
 use crate::listen::portal::Ingest;
 use crate::listen::problem::Problem;
@@ -65,6 +65,7 @@ pub async fn serve_ingest(
     let limits = ingest.limits.clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = Arc::new(PerAddress::default());
+    let per_client: Arc<PerKey<String>> = Arc::default();
     let graceful = GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
@@ -100,6 +101,7 @@ pub async fn serve_ingest(
         let portals = portals.clone();
         let ingest = ingest.clone();
         let limits = limits.clone();
+        let per_client = per_client.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
@@ -120,16 +122,42 @@ pub async fn serve_ingest(
             // Who the client is, checked at the handshake and again at the next
             // request after the CRLs changed (a connection may outlive a revocation).
             let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
-            let identity = std::sync::Mutex::new((
-                peer_check.generation(),
-                identify(&peer_check, &portals, chain.as_deref(), remote),
-            ));
+            let mut first = identify(&peer_check, &portals, chain.as_deref(), remote);
+            // One portal or operator cannot hold all connections either.
+            let _client_counted = match &first {
+                Ok(client) => {
+                    let key = match client {
+                        Client::Portal(p) => format!("portal {}", p.id),
+                        Client::Operator(o) => format!("operator {o}"),
+                    };
+                    let counted = PerKey::admit(
+                        &per_client,
+                        key.clone(),
+                        limits.max_connections_per_client.max(1),
+                    );
+                    if counted.is_none() {
+                        first = Err(Problem::new(
+                            429,
+                            "too-many-connections",
+                            format!(
+                                "{key} has {} connections open already; reuse them (keep-alive) or close some",
+                                limits.max_connections_per_client
+                            ),
+                        ));
+                    }
+                    counted
+                }
+                Err(_) => None,
+            };
+            let over_cap = matches!(&first, Err(p) if p.slug == "too-many-connections");
+            let identity = std::sync::Mutex::new((peer_check.generation(), first));
             let service = service_fn(move |req: Request<Body>| {
                 let ingest = ingest.clone();
                 let client = {
                     let mut known = identity.lock().unwrap_or_else(|e| e.into_inner());
                     let generation = peer_check.generation();
-                    if known.0 != generation {
+                    // A connection over its client's cap stays refused.
+                    if known.0 != generation && !over_cap {
                         *known = (
                             generation,
                             identify(&peer_check, &portals, chain.as_deref(), remote),

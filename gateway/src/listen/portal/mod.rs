@@ -64,7 +64,7 @@ pub fn problem_response(metrics: &Metrics, listener: &'static str, p: &Problem) 
         resp.headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
     }
-    if matches!(p.status, 403 | 408 | 413 | 501) {
+    if matches!(p.status, 403 | 408 | 413 | 429 | 501) {
         // The rest of the body is not read; the connection cannot be reused.
         resp.headers_mut().insert(
             header::CONNECTION,
