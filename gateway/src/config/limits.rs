@@ -92,7 +92,7 @@ impl Default for Limits {
             max_connections_per_address: 256,
             max_connections_per_client: 512,
             write_timeout: Duration::from_secs(30),
-            memory_budget: ByteSize(512 << 20),
+            memory_budget: ByteSize(256 << 20),
         }
     }
 }

@@ -185,7 +185,7 @@ fn listeners_and_store(c: &mut Checks) {
                 "{} bytes is less than max_body ({} bytes): no request of the largest allowed size could be read",
                 limits.memory_budget.0, limits.max_body.0
             ),
-            "make it a multiple of max_body (the default is 512MiB)",
+            "make it a multiple of max_body (the default is 256MiB)",
         ));
     }
     if !config.admin.listen.ip().is_loopback() {
