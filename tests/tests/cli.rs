@@ -345,3 +345,66 @@ fn config_check_refuses_bad_subjects_unloadable_crls_and_revoked_targets() {
     }
     assert!(msg.matches("fix:").count() >= 5, "{msg}");
 }
+
+/// Logs that go to a file (or journald) carry no terminal colour codes, and the
+/// audit checkpoint's sequence number is a metric (the README names it).
+#[test]
+fn logs_to_a_file_are_plain_text_and_the_checkpoint_metric_exists() {
+    let ingest_port = free_port();
+    let admin_port = free_port();
+    let tc = test_config(&Options {
+        ingest_port,
+        admin_port,
+        ..Default::default()
+    });
+    let log = tc.dir.path().join("daemon.log");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&tc.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}/metrics");
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(25));
+        if let Ok(out) = Command::new("curl").args(["-fsS", &admin]).output() {
+            if out.status.success() {
+                metrics = String::from_utf8_lossy(&out.stdout).into_owned();
+                break;
+            }
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(metrics.contains("ozg_audit_checkpoint_seq"), "{metrics}");
+    assert!(metrics.contains("ozg_audit_head_seq"), "{metrics}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("DEMO ONLY"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+}
+
+/// `… | head` closes the pipe early: the command ends quietly, not with a panic.
+#[test]
+fn a_closed_output_pipe_ends_a_command_quietly() {
+    let tc = test_config(&Options::default());
+    let mut child = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&tc.path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the command prints its result.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}

@@ -19,8 +19,11 @@ use tools::{open_envelope, operator_action};
 pub(super) fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour only for a person at a terminal: a file or journald gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -39,6 +42,22 @@ fn load(config: &std::path::Path) -> Result<crate::daemon::setup::Setup, ExitCod
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A one-shot command whose output goes into `| head` ends quietly when the
+    // reader is gone, as Unix tools do, instead of panicking on the broken pipe.
+    // The long-running commands keep SIGPIPE ignored: a closed log pipe must not
+    // kill a daemon.
+    #[cfg(unix)]
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::DemoReceiver(_) | Command::Bench { .. }
+    ) {
+        // SAFETY: `signal` with a valid signal number and SIG_DFL only resets a
+        // disposition; it is called before any thread or runtime exists, so no
+        // other code observes the change half-made.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // One crypto provider for every TLS user in the process (aws-lc-rs).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match run(cli) {

@@ -194,6 +194,16 @@ impl Metrics {
             "Deliveries in the store by target and state",
             m.queue.clone(),
         );
+        registry.register(
+            "audit_head_seq",
+            "Sequence number of the newest audit record",
+            m.audit_head.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_seq",
+            "Sequence number the newest signed audit checkpoint covers; copy checkpoints off the machine",
+            m.audit_checkpoint.clone(),
+        );
         Metrics { registry, ..m }
     }
 
