@@ -408,3 +408,32 @@ fn a_closed_output_pipe_ends_a_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
+
+/// The operator's `retry` passes on the server's explanation when it is refused.
+#[test]
+fn a_refused_retry_says_why() {
+    let ingest_port = free_port();
+    let tc = test_config(&Options {
+        ingest_port,
+        admin_port: free_port(),
+        ..Default::default()
+    });
+    let _daemon = DaemonProcess::spawn(BIN, &tc.path, ingest_port);
+    let out = Command::new(BIN)
+        .args(["retry", "no-such-delivery", "--url"])
+        .arg(format!("https://localhost:{ingest_port}"))
+        .arg("--cert")
+        .arg(demo("operator.pem"))
+        .arg("--key")
+        .arg(demo("operator.key"))
+        .arg("--ca")
+        .arg(demo("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("retry refused: 404 no delivery no-such-delivery"),
+        "{stderr}"
+    );
+}

@@ -86,18 +86,33 @@ pub(super) fn operator_action(
             "{}/v1/admin/deliveries/{id}/{action}",
             op.url.trim_end_matches('/')
         );
-        let resp = runtime.block_on(async {
-            http.post(&url)
-                .send()
-                .await?
-                .error_for_status_ref()
-                .map(|_| ())
+        let answer = runtime.block_on(async {
+            let r = http.post(&url).send().await?;
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            Ok::<_, reqwest::Error>((status, body))
         });
-        match resp {
-            Ok(()) => println!("{id}: {action} done"),
+        match answer {
+            Ok((status, body)) if status.is_success() => match action {
+                // Retry makes it due now; delivered is what the engine does next.
+                "retry" => println!(
+                    "{id}: scheduled for delivery now (target {}); `ozg-gateway deliveries --state pending` shows it until it is delivered",
+                    body["target"].as_str().unwrap_or("?")
+                ),
+                _ => println!(
+                    "{id}: discarded (target {}); its sealed envelope is deleted",
+                    body["target"].as_str().unwrap_or("?")
+                ),
+            },
+            Ok((status, body)) => {
+                failed = true;
+                // The server's own explanation, not just the status line.
+                let detail = body["detail"].as_str().unwrap_or("(no detail)");
+                eprintln!("{id}: {action} refused: {} {detail}", status.as_u16());
+            }
             Err(e) => {
                 failed = true;
-                eprintln!("{id}: {action} refused ({e})");
+                eprintln!("{id}: {action} failed: cannot reach {url}: {e}");
             }
         }
     }
