@@ -437,3 +437,68 @@ fn a_refused_retry_says_why() {
         "{stderr}"
     );
 }
+
+/// `deliveries` shows the queue by default — a delivery waiting for its next
+/// attempt included — and `--help` lists the states.
+#[test]
+fn deliveries_shows_the_whole_queue_by_default() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ingest_port = free_port();
+    let tc = test_config(&Options {
+        ingest_port,
+        admin_port: free_port(),
+        ..Default::default()
+    });
+    let _daemon = DaemonProcess::spawn(BIN, &tc.path, ingest_port);
+    let url = format!("https://localhost:{ingest_port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answer = runtime
+        .block_on(ozg_gateway::tools::client::submit(
+            &portal_client("portal"),
+            &url,
+            &ozg_gateway::tools::client::SubmitRequest {
+                leistung: "99115005001000".into(),
+                destination: "05315000".into(),
+                data: b"<antrag/>".to_vec(),
+                data_media_type: "application/xml".into(),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    let operator = |state: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(["deliveries", "--url", &url]);
+        if let Some(s) = state {
+            c.args(["--state", s]);
+        }
+        c.arg("--cert")
+            .arg(demo("operator.pem"))
+            .arg("--key")
+            .arg(demo("operator.key"))
+            .arg("--ca")
+            .arg(demo("ca.pem"))
+            .output()
+            .unwrap()
+    };
+    // Nothing listens at the http target: its delivery waits for a retry.
+    let mut listing = String::new();
+    for _ in 0..100 {
+        let out = operator(None);
+        assert!(out.status.success());
+        listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        if listing.contains("retry_wait") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        listing.contains("fachverfahren-demo") && listing.contains("retry_wait"),
+        "{listing}"
+    );
+    let parked = String::from_utf8_lossy(&operator(Some("parked")).stdout).into_owned();
+    assert!(!parked.contains("retry_wait"), "{parked}");
+    let wrong = operator(Some("stuck"));
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("retry_wait"));
+}

@@ -334,10 +334,16 @@ pub(super) struct OpenArgs {
     pub(super) out: Option<PathBuf>,
 }
 
-/// List deliveries by state, as an operator (default: parked).
+/// List deliveries by state, as an operator (default: the queue — everything
+/// not delivered or discarded yet).
 #[derive(clap::Args)]
 pub(super) struct DeliveriesArgs {
-    #[arg(long, default_value = "parked")]
+    /// `queue` (pending, in_flight, retry_wait, parked), `waiting` (pending,
+    /// retry_wait), `all`, or one state: pending, in_flight, retry_wait, parked,
+    /// delivered, discarded.
+    #[arg(long, default_value = "queue", value_parser = [
+        "queue", "waiting", "all", "pending", "in_flight", "retry_wait", "parked", "delivered", "discarded",
+    ])]
     pub(super) state: String,
     #[arg(long)]
     pub(super) target: Option<String>,

@@ -127,24 +127,48 @@ pub(super) fn deliveries(
     DeliveriesArgs { state, target, op }: DeliveriesArgs,
 ) -> anyhow::Result<ExitCode> {
     let http = op.client()?;
-    let mut url = format!(
-        "{}/v1/admin/deliveries?state={state}",
-        op.url.trim_end_matches('/')
-    );
-    if let Some(t) = target {
-        url.push_str(&format!("&target={t}"));
-    }
+    let one = [state.as_str()];
+    let states: &[&str] = match state.as_str() {
+        "queue" => &["pending", "in_flight", "retry_wait", "parked"],
+        "waiting" => &["pending", "retry_wait"],
+        "all" => &[
+            "pending",
+            "in_flight",
+            "retry_wait",
+            "parked",
+            "delivered",
+            "discarded",
+        ],
+        _ => &one,
+    };
     let runtime = tokio::runtime::Runtime::new()?;
-    let answer = runtime.block_on(client::status(&http, &url))?;
-    if answer.status != 200 {
-        eprintln!("{}", serde_json::to_string_pretty(&answer.body)?);
-        return Ok(ExitCode::FAILURE);
+    let mut rows = Vec::new();
+    for s in states {
+        let mut url = format!(
+            "{}/v1/admin/deliveries?state={s}",
+            op.url.trim_end_matches('/')
+        );
+        if let Some(t) = &target {
+            url.push_str(&format!("&target={t}"));
+        }
+        let answer = runtime.block_on(client::status(&http, &url))?;
+        if answer.status != 200 {
+            eprintln!("{}", serde_json::to_string_pretty(&answer.body)?);
+            return Ok(ExitCode::FAILURE);
+        }
+        rows.extend(
+            answer.body["deliveries"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
     }
+    let answer = serde_json::json!({ "deliveries": rows });
     println!(
         "{:<38} {:<22} {:<10} {:>8}  {:<26} last error",
         "message_id", "target", "state", "attempts", "since"
     );
-    for d in answer.body["deliveries"].as_array().into_iter().flatten() {
+    for d in answer["deliveries"].as_array().into_iter().flatten() {
         println!(
             "{:<38} {:<22} {:<10} {:>8}  {:<26} {}",
             d["message_id"].as_str().unwrap_or_default(),
