@@ -502,3 +502,36 @@ fn deliveries_shows_the_whole_queue_by_default() {
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("retry_wait"));
 }
+
+/// `demo-pki` writes nowhere by default and does not replace a PKI without --force.
+#[test]
+fn demo_pki_needs_out_and_does_not_overwrite_silently() {
+    let no_out = Command::new(BIN).arg("demo-pki").output().unwrap();
+    assert_eq!(no_out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_out.stderr).contains("--out"));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |force: bool| {
+        let mut c = Command::new(BIN);
+        c.args(["demo-pki", "--out"]).arg(dir.path());
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    assert!(run(false).status.success());
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let again = run(false);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(
+        std::fs::read(dir.path().join("ca.pem")).unwrap(),
+        ca,
+        "untouched"
+    );
+    assert!(run(true).status.success());
+    assert_ne!(
+        std::fs::read(dir.path().join("ca.pem")).unwrap(),
+        ca,
+        "replaced"
+    );
+}

@@ -45,9 +45,12 @@ pub(super) enum Command {
     },
     /// Generate a DEMO ONLY PKI (CA, TLS, portal, operator, seal and recipient certificates).
     DemoPki {
-        /// Output directory.
-        #[arg(long, default_value = "certs-example")]
+        /// Output directory (required: nothing is written to a default place).
+        #[arg(long)]
         out: PathBuf,
+        /// Replace a PKI that is already there (its keys are gone afterwards).
+        #[arg(long)]
+        force: bool,
     },
     /// Run an example HTTPS inbox that opens, verifies and stores envelopes (for trying out).
     DemoReceiver(DemoReceiverArgs),

@@ -148,7 +148,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
-        Command::DemoPki { out } => {
+        Command::DemoPki { out, force } => {
+            if out.join("ca.pem").exists() && !force {
+                eprintln!(
+                    "{} holds a PKI already (ca.pem); nothing was written. Choose another --out, or add --force to replace it (its keys are lost)",
+                    out.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
             crate::tools::demo_pki::write_demo_pki(&out)?;
             println!(
                 "DEMO ONLY PKI written to {} — never use these keys in production",
