@@ -60,8 +60,8 @@ pub enum StoreError {
     Backend(Box<dyn std::error::Error + Send + Sync>),
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),
-    #[error("data directory {0} is in use by another ozg-gateway process")]
-    Locked(String),
+    #[error("data directory {dir} is in use by ozg-gateway process {holder}: one daemon per data directory; stop that one first")]
+    Locked { dir: String, holder: String },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("the write could not be committed ({0}); nothing of it was stored — check disk space and the data directory")]

@@ -3,7 +3,7 @@
 //! # On-disk layout
 //!
 //! ```text
-//! <data_dir>/LOCK            advisory lock: one daemon per data directory
+//! <data_dir>/LOCK            advisory lock: one daemon per data directory; holds its PID
 //! <data_dir>/gateway.db      SQLite database (plus gateway.db-wal, gateway.db-shm)
 //!   meta(key, value)         the store id (see `anchor`)
 //!   submissions(id, portal, leistung, destination, received_at, response)
@@ -118,9 +118,24 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `data_dir` and starts its writer thread.
     pub fn open(data_dir: &Path, group_commit_max: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
-        let lock = File::create(data_dir.join("LOCK"))?;
-        lock.try_lock()
-            .map_err(|_| StoreError::Locked(data_dir.display().to_string()))?;
+        // Not truncated before it is ours: it names the process that holds it.
+        let mut lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(data_dir.join("LOCK"))?;
+        if lock.try_lock().is_err() {
+            let mut holder = String::new();
+            let _ = std::io::Read::read_to_string(&mut lock, &mut holder);
+            let holder = holder.trim();
+            return Err(StoreError::Locked {
+                dir: data_dir.display().to_string(),
+                holder: if holder.is_empty() { "?" } else { holder }.to_owned(),
+            });
+        }
+        lock.set_len(0)?;
+        std::io::Write::write_all(&mut lock, format!("{}\n", std::process::id()).as_bytes())?;
         let path = data_dir.join(DB_FILE);
         let mut writer = open_connection(
             &path,

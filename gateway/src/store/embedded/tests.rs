@@ -428,8 +428,11 @@ fn files_in(dir: &Path) -> Vec<String> {
 fn second_daemon_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _a = EmbeddedStore::open(dir.path(), 1).unwrap();
-    assert!(matches!(
-        EmbeddedStore::open(dir.path(), 1),
-        Err(StoreError::Locked(_))
-    ));
+    match EmbeddedStore::open(dir.path(), 1) {
+        Err(e @ StoreError::Locked { .. }) => {
+            let pid = std::process::id().to_string();
+            assert!(e.to_string().contains(&format!("process {pid}")), "{e}");
+        }
+        other => panic!("not refused: {:?}", other.map(|_| ())),
+    }
 }
