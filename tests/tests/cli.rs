@@ -252,6 +252,23 @@ async fn open_writes_the_parts_and_refuses_a_tampered_envelope() {
     assert_eq!(other.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&other.stderr).contains("not for this recipient"));
 
+    // The other kind of key without its certificate: still named as another
+    // recipient's envelope, not as an unsupported algorithm.
+    let other_kind = Command::new(BIN)
+        .arg("open")
+        .arg(&env_path)
+        .args(["--key"])
+        .arg(demo("recipient-ec.key"))
+        .arg("--trust")
+        .arg(demo("ca.pem"))
+        .arg("--seal")
+        .arg(demo("seal.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(other_kind.status.code(), Some(3));
+    let msg = String::from_utf8_lossy(&other_kind.stderr);
+    assert!(msg.contains("for another recipient key"), "{msg}");
+
     // A recipient that pins another certificate as the gateway's seal refuses it.
     let pinned_elsewhere = Command::new(BIN)
         .arg("open")

@@ -31,6 +31,8 @@ pub enum JoseError {
     Header(String),
     #[error("unsupported algorithm {0:?}")]
     UnsupportedAlg(String),
+    #[error("this envelope is for another recipient key: it is encrypted with {alg} and the key given is {have}")]
+    KeyMismatch { alg: String, have: &'static str },
     #[error("the JWE is for key {found}, not for this recipient ({expected})")]
     WrongRecipient { expected: String, found: String },
     #[error("the content encryption key could not be recovered (wrong key or tampered)")]
@@ -404,6 +406,17 @@ fn unwrap_cek(
             kek.unwrap(&ek, &mut cek)
                 .map_err(|_| JoseError::KeyUnwrap)?
                 .to_vec()
+        }
+        // A known algorithm for the other kind of key: the envelope was
+        // encrypted for another recipient key, not with something unknown.
+        (alg @ (ALG_RSA | ALG_ECDH), key) => {
+            return Err(JoseError::KeyMismatch {
+                alg: alg.into(),
+                have: match key {
+                    RecipientPrivateKey::Rsa { .. } => "an RSA key",
+                    RecipientPrivateKey::Ec { .. } => "an EC P-256 key",
+                },
+            })
         }
         (alg, _) => return Err(JoseError::UnsupportedAlg(alg.into())),
     };
