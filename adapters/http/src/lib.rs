@@ -208,6 +208,49 @@ pub fn classify_status(status: u16, after: Option<Duration>) -> Option<Outcome> 
 
 const MAX_ANSWER: usize = 64 << 10;
 
+/// Longest excerpt of a receiver's explanation kept with a failure.
+const MAX_EXPLANATION: usize = 200;
+
+/// A receiver that refuses with an RFC 9457 problem (or any JSON with `title` /
+/// `detail`) says why: a bounded excerpt without control characters joins the
+/// failure's message, so the operator sees it with the parked delivery. The
+/// answer is the receiver's text, never our content.
+fn with_explanation(outcome: Outcome, body: &[u8]) -> Outcome {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return outcome;
+    };
+    let said: Vec<&str> = ["title", "detail"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(|t| t.as_str()))
+        .collect();
+    if said.is_empty() {
+        return outcome;
+    }
+    let mut excerpt: String = said
+        .join(": ")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_EXPLANATION)
+        .collect();
+    if said.iter().map(|s| s.chars().count()).sum::<usize>() + 2 > MAX_EXPLANATION {
+        excerpt.push('…');
+    }
+    let add = |f: &mut ozg_adapter_sdk::Failure| {
+        f.message = format!("{} (the receiver says: {excerpt})", f.message);
+    };
+    match outcome {
+        Outcome::Retry { mut failure, after } => {
+            add(&mut failure);
+            Outcome::Retry { failure, after }
+        }
+        Outcome::Permanent { mut failure } => {
+            add(&mut failure);
+            Outcome::Permanent { failure }
+        }
+        delivered => delivered,
+    }
+}
+
 impl Adapter for Http {
     fn kind(&self) -> &'static str {
         "http"
@@ -230,16 +273,17 @@ impl Adapter for Http {
                 Err(e) => return classify_error(&e),
             };
             let status = resp.status().as_u16();
-            if let Some(outcome) = classify_status(status, retry_after(resp.headers())) {
-                return outcome;
-            }
-            // Read a bounded answer; a receipt is optional.
+            let after = retry_after(resp.headers());
+            // Read a bounded answer: a receipt, or why the receiver refused.
             let mut body = Vec::new();
             while let Ok(Some(chunk)) = resp.chunk().await {
                 if body.len() + chunk.len() > MAX_ANSWER {
                     break;
                 }
                 body.extend_from_slice(&chunk);
+            }
+            if let Some(outcome) = classify_status(status, after) {
+                return with_explanation(outcome, &body);
             }
             let receipt = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -253,6 +297,38 @@ impl Adapter for Http {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_refusal_keeps_a_bounded_excerpt_of_the_receivers_problem() {
+        let problem = br#"{"type":"/p/x","title":"Envelope refused","detail":"seal\nnot trusted"}"#;
+        let Some(Outcome::Permanent { failure }) =
+            classify_status(422, None).map(|o| with_explanation(o, problem))
+        else {
+            panic!("not permanent")
+        };
+        assert_eq!(failure.class, "http-422");
+        assert!(
+            failure
+                .message
+                .ends_with("(the receiver says: Envelope refused: seal not trusted)"),
+            "{}",
+            failure.message
+        );
+        let long = format!(r#"{{"detail":"{}"}}"#, "x".repeat(5000));
+        let Some(Outcome::Permanent { failure }) =
+            classify_status(400, None).map(|o| with_explanation(o, long.as_bytes()))
+        else {
+            panic!("not permanent")
+        };
+        assert!(failure.message.len() < 300, "{}", failure.message);
+        // Not JSON: the message stays as it was.
+        let Some(Outcome::Permanent { failure }) =
+            classify_status(400, None).map(|o| with_explanation(o, b"<html>"))
+        else {
+            panic!("not permanent")
+        };
+        assert_eq!(failure.message, "the receiver refused with 400");
+    }
 
     #[test]
     fn status_classes() {

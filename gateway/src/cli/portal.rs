@@ -45,6 +45,7 @@ pub(super) fn submit(
     let answer = runtime
         .block_on(client::submit(&http, url, &req))
         .with_context(|| format!("sending to {url} (is the daemon running?)"))?;
+    eprintln!("HTTP {}", answer.status);
     println!("{}", serde_json::to_string_pretty(&answer.body)?);
     Ok(if answer.status == 202 {
         ExitCode::SUCCESS
@@ -61,6 +62,7 @@ pub(super) fn status(StatusArgs { id, portal }: StatusArgs) -> anyhow::Result<Ex
         &http,
         &format!("{}/v1/submissions/{id}", url.trim_end_matches('/')),
     ))?;
+    eprintln!("HTTP {}", answer.status);
     println!("{}", serde_json::to_string_pretty(&answer.body)?);
     Ok(if answer.status == 200 {
         ExitCode::SUCCESS
