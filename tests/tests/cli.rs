@@ -552,3 +552,43 @@ fn demo_pki_needs_out_and_does_not_overwrite_silently() {
         "replaced"
     );
 }
+
+/// `config check` warns about a Leistung a portal may use but no route takes, and
+/// names a missing file as such.
+#[test]
+fn config_check_warns_about_unrouted_leistungen_and_names_missing_files() {
+    let tc = test_config(&Options::default());
+    let ok = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&tc.path)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let out = String::from_utf8_lossy(&ok.stdout);
+    // 99999999999999 is the test config's Leistung without a route.
+    assert!(
+        out.contains("Leistung 99999999999999, but no route takes it"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Leistung 99115005001000, but no route"),
+        "{out}"
+    );
+
+    let text =
+        std::fs::read_to_string(&tc.path)
+            .unwrap()
+            .replacen("portal.pem", "portal-missing.pem", 1);
+    std::fs::write(&tc.path, text).unwrap();
+    let bad = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&tc.path)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        msg.contains("file not found") && msg.contains("portal-missing.pem"),
+        "{msg}"
+    );
+}

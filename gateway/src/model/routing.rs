@@ -75,6 +75,11 @@ impl Router {
         });
     }
 
+    /// Whether any route could take submissions for `leistung` (some destination).
+    pub fn serves_leistung(&self, leistung: &str) -> bool {
+        self.routes.iter().any(|r| r.leistung.matches(leistung))
+    }
+
     /// The targets of the most specific matching route, or `None` if no route matches.
     pub fn route(&self, leistung: &str, destination: &str) -> Option<&[String]> {
         self.routes

@@ -189,3 +189,20 @@ pub(super) fn pins(
     }
     out
 }
+
+/// A portal allowed a Leistung that no route takes: its submissions for it would
+/// all be refused (`422 no-route`) — most likely a typo on one side.
+pub(super) fn unrouted_leistungen(c: &mut Checks, router: &Router) {
+    for (i, p) in c.config.portals.iter().enumerate() {
+        for l in &p.leistungen {
+            if let Ok(Pattern::Exact(l)) = Pattern::parse(l) {
+                if !router.serves_leistung(&l) {
+                    c.warnings.push(format!(
+                        "portals[{i}].leistungen: portal {:?} may submit for Leistung {l}, but no route takes it; its submissions would be refused (no-route) — add a route or fix the key",
+                        p.id
+                    ));
+                }
+            }
+        }
+    }
+}

@@ -49,7 +49,13 @@ pub struct Setup {
 }
 
 pub(super) fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "file not found: {} (relative paths are relative to the config file's directory)",
+            path.display()
+        ),
+        _ => format!("cannot read {}: {e}", path.display()),
+    })
 }
 
 pub(super) fn key_file_warning(path: &Path, warnings: &mut Vec<String>) {
@@ -104,7 +110,7 @@ mod clients;
 mod pki;
 mod targets;
 
-use clients::{clients, routes};
+use clients::{clients, routes, unrouted_leistungen};
 use pki::{ingest_tls, previous_seals, revocation, seal_key, trust_anchors};
 use targets::{delivery_runtimes, leistung_schemas, target_certificates};
 
@@ -138,6 +144,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let deliveries = delivery_runtimes(&mut c);
     let router = routes(&mut c);
     let portals = clients(&mut c);
+    unrouted_leistungen(&mut c, &router);
     let (schemas, xsds) = leistung_schemas(&mut c);
     let Checks {
         now,
