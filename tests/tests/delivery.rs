@@ -157,13 +157,13 @@ async fn a_receiver_that_is_down_gets_it_after_recovery() {
         },
     )
     .await;
+    let error = attempts.last_error.as_deref().unwrap_or("");
+    assert!(error.starts_with("connect"), "{attempts:?}");
+    // Which address, and what the operating system said.
     assert!(
-        attempts
-            .last_error
-            .as_deref()
-            .unwrap_or("")
-            .starts_with("connect"),
-        "{attempts:?}"
+        error.contains(&format!("cannot connect to https://localhost:{port}/"))
+            && error.to_lowercase().contains("refused"),
+        "{error}"
     );
     // Up, but overloaded: 503 is retried too.
     let receiver = Receiver::start_on(port, Mode::Status(503, None)).await;

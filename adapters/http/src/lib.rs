@@ -175,17 +175,45 @@ fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> Option<String> 
     None
 }
 
-fn classify_error(e: &reqwest::Error) -> Outcome {
+fn classify_error(e: &reqwest::Error, url: &str) -> Outcome {
     if let Some(why) = certificate_problem(e) {
         return Outcome::permanent("tls-certificate", why);
     }
+    // Where to, and the innermost cause (e.g. "Connection refused (os error 111)"):
+    // what an operator needs to tell a wrong address from a receiver that is down.
+    let cause = root_cause(e);
+    let url = reqwest::Url::parse(url)
+        .map(|mut u| {
+            // Never a credential in a message.
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        })
+        .unwrap_or_else(|_| "the receiver".into());
     if e.is_timeout() {
-        Outcome::retry("timeout", "no answer in time")
+        Outcome::retry("timeout", format!("no answer in time from {url}"))
     } else if e.is_connect() {
-        Outcome::retry("connect", "cannot connect")
+        Outcome::retry("connect", format!("cannot connect to {url}: {cause}"))
     } else {
-        Outcome::retry("network", "connection failed during the request")
+        Outcome::retry(
+            "network",
+            format!("connection to {url} failed during the request: {cause}"),
+        )
     }
+}
+
+/// The innermost error of a chain, without control characters, bounded.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect()
 }
 
 /// What a status code means for the delivery.
@@ -270,7 +298,7 @@ impl Adapter for Http {
                 .await;
             let mut resp = match resp {
                 Ok(r) => r,
-                Err(e) => return classify_error(&e),
+                Err(e) => return classify_error(&e, &self.url),
             };
             let status = resp.status().as_u16();
             let after = retry_after(resp.headers());
