@@ -263,9 +263,7 @@ fn with_explanation(outcome: Outcome, body: &[u8]) -> Outcome {
     if said.iter().map(|s| s.chars().count()).sum::<usize>() + 2 > MAX_EXPLANATION {
         excerpt.push('…');
     }
-    let add = |f: &mut ozg_adapter_sdk::Failure| {
-        f.message = format!("{} (the receiver says: {excerpt})", f.message);
-    };
+    let add = |f: &mut ozg_adapter_sdk::Failure| f.receiver_says = Some(excerpt.clone());
     match outcome {
         Outcome::Retry { mut failure, after } => {
             add(&mut failure);
@@ -337,18 +335,18 @@ mod tests {
         assert_eq!(failure.class, "http-422");
         assert!(
             failure
-                .message
+                .to_string()
                 .ends_with("(the receiver says: Envelope refused: seal not trusted)"),
-            "{}",
-            failure.message
+            "{failure}"
         );
+        assert!(!failure.loggable().contains("Envelope refused"));
         let long = format!(r#"{{"detail":"{}"}}"#, "x".repeat(5000));
         let Some(Outcome::Permanent { failure }) =
             classify_status(400, None).map(|o| with_explanation(o, long.as_bytes()))
         else {
             panic!("not permanent")
         };
-        assert!(failure.message.len() < 300, "{}", failure.message);
+        assert!(failure.to_string().len() < 300, "{failure}");
         // Not JSON: the message stays as it was.
         let Some(Outcome::Permanent { failure }) =
             classify_status(400, None).map(|o| with_explanation(o, b"<html>"))

@@ -32,6 +32,10 @@ pub struct Failure {
     pub class: String,
     /// Human-readable detail without payload.
     pub message: String,
+    /// What the receiver said about it (bounded, control characters removed):
+    /// its text, not the gateway's, so it may hold anything — shown to operators
+    /// with the delivery, never written to a log line (see [`Failure::loggable`]).
+    pub receiver_says: Option<String>,
 }
 
 impl Failure {
@@ -39,13 +43,23 @@ impl Failure {
         Failure {
             class: class.into(),
             message: message.into(),
+            receiver_says: None,
         }
+    }
+
+    /// Class and message, without the receiver's words: what a log line may carry.
+    pub fn loggable(&self) -> String {
+        format!("{}: {}", self.class, self.message)
     }
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.class, self.message)
+        write!(f, "{}: {}", self.class, self.message)?;
+        match &self.receiver_says {
+            Some(said) => write!(f, " (the receiver says: {said})"),
+            None => Ok(()),
+        }
     }
 }
 

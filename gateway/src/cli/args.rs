@@ -239,17 +239,11 @@ pub(super) struct LoadgenArgs {
     /// How many submissions in all.
     #[arg(long)]
     pub(super) count: Option<u64>,
-    #[arg(long, default_value = "https://localhost:8443")]
-    pub(super) url: String,
     /// Admin listener for delivery figures; `none` to skip.
     #[arg(long, default_value = "http://127.0.0.1:9090")]
     pub(super) admin: String,
-    #[arg(long, default_value = "certs-example/portal.pem")]
-    pub(super) cert: PathBuf,
-    #[arg(long, default_value = "certs-example/portal.key")]
-    pub(super) key: PathBuf,
-    #[arg(long, default_value = "certs-example/ca.pem")]
-    pub(super) ca: PathBuf,
+    #[command(flatten)]
+    pub(super) portal: PortalArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub(super) json: bool,

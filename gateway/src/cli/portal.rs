@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::args::{LoadgenArgs, StatusArgs, SubmitArgs};
+use super::args::{LoadgenArgs, PortalArgs, StatusArgs, SubmitArgs};
 use crate::tools::client::{self, PortalIdentity, SubmitRequest};
 
 pub(super) fn submit(
@@ -80,11 +80,8 @@ pub(super) fn loadgen(
         connections,
         duration,
         count,
-        url,
         admin,
-        cert,
-        key,
-        ca,
+        portal: PortalArgs { url, cert, key, ca },
         json,
     }: LoadgenArgs,
 ) -> anyhow::Result<ExitCode> {

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::listen::guard::{PerAddress, PerKey, WriteTimeout};
+use crate::listen::guard::{Counted, PerAddress, PerKey, WriteTimeout};
 use crate::listen::identity::{Client, Portals};
 use crate::listen::portal::Ingest;
 use crate::listen::problem::Problem;
@@ -48,6 +48,29 @@ fn identify(
         tracing::info!(%remote, reason = p.slug, "client refused");
     }
     client
+}
+
+/// Counts a connection of a registered client against
+/// `max_connections_per_client`, or refuses it (`429`).
+fn count_client(
+    table: &Arc<PerKey<String>>,
+    client: &Client,
+    limits: &crate::config::Limits,
+) -> Result<Counted<String>, Problem> {
+    let key = match client {
+        Client::Portal(p) => format!("portal {}", p.id),
+        Client::Operator(o) => format!("operator {o}"),
+    };
+    let max = limits.max_connections_per_client.max(1);
+    PerKey::admit(table, key.clone(), max).ok_or_else(|| {
+        Problem::new(
+            429,
+            "too-many-connections",
+            format!(
+                "{key} has {max} connections open already; reuse them (keep-alive) or close some"
+            ),
+        )
+    })
 }
 
 /// Serves the portal API: accepts connections while a slot is free, completes
@@ -123,33 +146,18 @@ pub async fn serve_ingest(
             // request after the CRLs changed (a connection may outlive a revocation).
             let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
             let mut first = identify(&peer_check, &portals, chain.as_deref(), remote);
-            // One portal or operator cannot hold all connections either.
-            let _client_counted = match &first {
-                Ok(client) => {
-                    let key = match client {
-                        Client::Portal(p) => format!("portal {}", p.id),
-                        Client::Operator(o) => format!("operator {o}"),
-                    };
-                    let counted = PerKey::admit(
-                        &per_client,
-                        key.clone(),
-                        limits.max_connections_per_client.max(1),
-                    );
-                    if counted.is_none() {
-                        first = Err(Problem::new(
-                            429,
-                            "too-many-connections",
-                            format!(
-                                "{key} has {} connections open already; reuse them (keep-alive) or close some",
-                                limits.max_connections_per_client
-                            ),
-                        ));
+            // One portal or operator cannot hold all connections either; a
+            // connection over its client's cap stays refused.
+            let (_client_counted, over_cap) = match &first {
+                Ok(client) => match count_client(&per_client, client, &limits) {
+                    Ok(counted) => (Some(counted), false),
+                    Err(refused) => {
+                        first = Err(refused);
+                        (None, true)
                     }
-                    counted
-                }
-                Err(_) => None,
+                },
+                Err(_) => (None, false),
             };
-            let over_cap = matches!(&first, Err(p) if p.slug == "too-many-connections");
             let identity = std::sync::Mutex::new((peer_check.generation(), first));
             let service = service_fn(move |req: Request<Body>| {
                 let ingest = ingest.clone();

@@ -87,6 +87,17 @@ impl Recorded {
         }
     }
 
+    /// The last error for a log line: without what the receiver said (its text
+    /// may carry anything).
+    pub fn loggable_error(&self) -> Option<String> {
+        match self {
+            Recorded::Delivered { .. } => None,
+            Recorded::RetryAt { failure, .. } | Recorded::Parked { failure, .. } => {
+                Some(failure.loggable())
+            }
+        }
+    }
+
     /// The last error as operators and the status show it.
     pub fn last_error(&self) -> Option<String> {
         match self {

@@ -399,7 +399,7 @@ async fn finish(
         Recorded::Parked { .. } => "parked",
     };
     let class = rec.class().unwrap_or_default().to_owned();
-    let error = rec.last_error();
+    let error = rec.loggable_error();
     // The outcome counts only once it is recorded: a failed write is retried
     // until it succeeds, so no delivery stays in flight behind a running daemon.
     // (At shutdown the engine's grace period ends the wait; the next start hands

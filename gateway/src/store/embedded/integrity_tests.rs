@@ -6,27 +6,14 @@ use std::path::Path;
 
 use super::*;
 use crate::model::audit::Checkpoint;
-use crate::model::submission::NewDelivery;
 
+/// A submission whose envelope is its own (so segments differ by content).
 fn sub(id: &str) -> NewSubmission {
+    let mut s = super::tests::sub(id, None);
     let envelope = format!("{{\"envelope\":\"{id}\"}}").into_bytes();
-    NewSubmission {
-        id: id.into(),
-        portal: "p".into(),
-        leistung: "l".into(),
-        destination: "d".into(),
-        received_at: "2026-11-24T00:00:00Z".into(),
-        response: format!("{{\"submission_id\":\"{id}\"}}"),
-        idempotency: None,
-        deliveries: vec![NewDelivery {
-            message_id: format!("{id}-m"),
-            target: "t".into(),
-            envelope_crc32: crate::model::submission::envelope_checksum(&envelope),
-            envelope,
-        }],
-        parts: vec![],
-        receipt_sha256: String::new(),
-    }
+    s.deliveries[0].envelope_crc32 = crate::model::submission::envelope_checksum(&envelope);
+    s.deliveries[0].envelope = envelope;
+    s
 }
 
 /// Opens, accepts `ids`, closes cleanly.

@@ -7,7 +7,7 @@ use crate::model::time::now_ms;
 use audit_log::{read_checkpoints, read_covering_checkpoint};
 use schema::SCHEMA_VERSION;
 
-fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
+pub(super) fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
     NewSubmission {
         id: id.into(),
         portal: "p".into(),
