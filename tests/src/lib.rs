@@ -220,6 +220,7 @@ listen = "127.0.0.1:{admin_port}"
 trust_anchors = "{ca}"
 seal_certificate = "{seal_pem}"
 seal_key = "{seal_key}"
+privacy_key = "{privacy_key}"
 
 [log]
 level = "warn"
@@ -314,6 +315,7 @@ targets = ["dms-demo"]
         client_ca = test_client_ca().1.display(),
         seal_pem = c("seal.pem"),
         seal_key = c("seal.key"),
+        privacy_key = c("privacy.key"),
         portal = c("portal.pem"),
         portal2 = c("portal2.pem"),
         operator = c("operator.pem"),

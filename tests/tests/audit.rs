@@ -251,6 +251,45 @@ async fn verify_finds_every_kind_of_tampering_and_names_the_first_bad_record() {
         table.contains("dms-demo") && table.contains("fachverfahren-demo"),
         "{table}"
     );
+
+    // An auditor with the privacy key confirms which documents were part of
+    // submission 0; another submission's data matches nothing.
+    let docs = tc.dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let own = docs.join("antrag-0.xml");
+    std::fs::write(
+        &own,
+        format!("<antrag><name>{MARKER}</name><n>0</n></antrag>"),
+    )
+    .unwrap();
+    let pdf = docs.join("nachweis.pdf");
+    std::fs::write(&pdf, b"%PDF-1.7").unwrap();
+    let other = docs.join("antrag-1.xml");
+    std::fs::write(
+        &other,
+        format!("<antrag><name>{MARKER}</name><n>1</n></antrag>"),
+    )
+    .unwrap();
+    let matching = |files: &[&Path]| {
+        let out = Command::new(BIN)
+            .args(["audit", "match-parts", &ids[0], "--config"])
+            .arg(&tc.path)
+            .args(files)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, said) = matching(&[&own, &pdf]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("matches part data") && said.contains("matches part attachment-1"),
+        "{said}"
+    );
+    let (ok, said) = matching(&[&other]);
+    assert!(!ok && said.contains("matches no part"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,6 +78,68 @@ fn config_check_names_file_key_and_fix() {
 }
 
 #[test]
+fn the_privacy_key_must_be_a_secret_outside_the_data_directory() {
+    let tc = test_config(&Options::default());
+    let original = std::fs::read_to_string(&tc.path).unwrap();
+    let key_line = original
+        .lines()
+        .find(|l| l.starts_with("privacy_key"))
+        .unwrap()
+        .to_owned();
+    let check = |key_line: &str| {
+        std::fs::write(
+            &tc.path,
+            original.replace(&key_line_of(&original), key_line),
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .args(["config", "check", "--config"])
+            .arg(&tc.path)
+            .output()
+            .unwrap();
+        let said = [out.stderr, out.stdout].concat();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&said).into_owned(),
+        )
+    };
+    // Inside the data directory: a copy of the data would carry its own key.
+    std::fs::create_dir_all(&tc.data_dir).unwrap();
+    let inside = tc.data_dir.join("privacy.key");
+    std::fs::copy(demo("privacy.key"), &inside).unwrap();
+    let (code, msg) = check(&format!("privacy_key = \"{}\"", inside.display()));
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("`pki.privacy_key`") && msg.contains("inside the data directory"),
+        "{msg}"
+    );
+    // Missing, and too short to be a secret.
+    let (code, msg) = check("privacy_key = \"no-such.key\"");
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("file not found") && msg.contains("openssl rand -hex 32"),
+        "{msg}"
+    );
+    let short = tc.dir.path().join("short.key");
+    std::fs::write(&short, "00112233445566778899aabbccddeeff\n").unwrap();
+    let (code, msg) = check(&format!("privacy_key = \"{}\"", short.display()));
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(msg.contains("16 bytes; at least 32"), "{msg}");
+    // The demo key is accepted, with a loud warning.
+    let (code, msg) = check(&key_line);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains("DEMO ONLY privacy key"), "{msg}");
+}
+
+fn key_line_of(config: &str) -> String {
+    config
+        .lines()
+        .find(|l| l.starts_with("privacy_key"))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
 fn sigterm_stops_gracefully_and_keeps_the_data() {
     let ingest_port = free_port();
     let tc = test_config(&Options {

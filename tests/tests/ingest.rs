@@ -77,10 +77,17 @@ async fn accepted_submission_survives_kill_9_and_nothing_readable_is_stored() {
     let mut req = melde(xml_with_marker());
     req.attachments
         .push((PDF_NAME.into(), "application/pdf".into(), pdf()));
+    req.idempotency_key = Some("AZ-2026-0815".into());
     let answer = client::submit(&portal, &base, &req)
         .await
         .expect("submitted");
     assert_eq!(answer.status, 202, "{}", answer.body);
+    let part_hashes: Vec<String> = answer.body["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sha512"].as_str().unwrap().to_owned())
+        .collect();
     let id = answer.body["submission_id"]
         .as_str()
         .expect("id")
@@ -122,10 +129,34 @@ async fn accepted_submission_survives_kill_9_and_nothing_readable_is_stored() {
     .unwrap();
     assert_eq!(other.status, 404);
 
+    // The answer kept for replays is sealed with the privacy key, and opens
+    // after the restart: the same 202, byte for byte.
+    let replay = client::submit(&portal, &base, &req).await.unwrap();
+    assert_eq!(replay.status, 202, "{}", replay.body);
+    assert_eq!(replay.body, answer.body);
+
     daemon.kill_9();
     assert!(
         !dir_contains(&tc.data_dir, MARKER.as_bytes()),
         "plaintext data on disk"
+    );
+    // No plain hash of a part anywhere (audit records, stored answers): a copy
+    // of the data directory cannot confirm a guess about the content.
+    let data = xml_with_marker();
+    let plain = [
+        part_hashes[0].clone(),
+        part_hashes[1].clone(),
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data)),
+    ];
+    for h in plain {
+        assert!(
+            !dir_contains(&tc.data_dir, h.as_bytes()),
+            "plain part hash {h} on disk"
+        );
+    }
+    assert!(
+        dir_contains(&tc.data_dir, b"hmac_sha256"),
+        "the audit record names the parts by keyed hash"
     );
     assert!(
         !dir_contains(&tc.data_dir, PDF_NAME.as_bytes()),

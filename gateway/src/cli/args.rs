@@ -191,6 +191,18 @@ pub(super) enum AuditCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Was this document part of the submission? Compares files with the
+    /// keyed part hashes of its `received` record (needs the configured
+    /// privacy key; the record holds no plain hash). Exit 0 only if every file
+    /// matches a part.
+    MatchParts {
+        submission_id: String,
+        /// The documents to check (e.g. the XML and PDFs a case worker has).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Check an inclusion proof with the trust anchor and the gateway's seal
     /// certificate(s): the checkpoints' signatures and every record's path to its
     /// signed Merkle tree head.

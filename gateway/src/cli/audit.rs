@@ -157,7 +157,68 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             trust,
             seals,
         } => audit_verify_proof(&proof, &trust, &seals),
+        AuditCommand::MatchParts {
+            submission_id,
+            files,
+            store,
+        } => match_parts(&submission_id, &files, store),
     }
+}
+
+/// Compares documents with the keyed part hashes of a submission's `received` record.
+fn match_parts(
+    submission_id: &str,
+    files: &[PathBuf],
+    store: StoreArgs,
+) -> anyhow::Result<ExitCode> {
+    let sources = AuditSources::load(store)?;
+    let path = &sources.pki.privacy_key;
+    let key = crate::core::privacy::PrivacyKey::from_file_text(
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("privacy key {}", path.display()))?;
+    let received = sources
+        .open()?
+        .submission_records(submission_id)?
+        .into_iter()
+        .map(|(_, text)| serde_json::from_str::<AuditRecord>(&text))
+        .collect::<Result<Vec<_>, _>>()
+        .context("a stored audit record does not parse")?
+        .into_iter()
+        .find(|r| r.event == "received")
+        .with_context(|| format!("no `received` record for submission {submission_id}"))?;
+    let keyed_with = received.detail["privacy_key"].as_str().unwrap_or("");
+    anyhow::ensure!(
+        keyed_with == key.id(),
+        "the record's part hashes are keyed with privacy key {keyed_with:?}; the configured key is {:?} (use the config with the key of that time)",
+        key.id()
+    );
+    let parts = received.detail["parts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut all = true;
+    for file in files {
+        let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let mac = key.part_mac(&data);
+        match parts.iter().find(|p| p["hmac_sha256"] == mac.as_str()) {
+            Some(p) => println!(
+                "{}: matches part {} ({} bytes)",
+                file.display(),
+                p["id"].as_str().unwrap_or("?"),
+                data.len()
+            ),
+            None => {
+                all = false;
+                println!("{}: matches no part of {submission_id}", file.display());
+            }
+        }
+    }
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn audit_prove(

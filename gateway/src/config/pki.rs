@@ -16,6 +16,12 @@ pub struct PkiConfig {
     pub seal_certificate: PathBuf,
     /// The seal private key (PKCS#8 PEM); keep it readable by the daemon's user only.
     pub seal_key: PathBuf,
+    /// The privacy key (a file of 64 hex digits, `openssl rand -hex 32`): keys
+    /// the part hashes of audit records and seals the answers kept for
+    /// idempotent replays, so that a copy of the data directory cannot confirm
+    /// guesses about Antragsdaten. Must lie outside the data directory; back it
+    /// up apart from it.
+    pub privacy_key: PathBuf,
     /// Seal certificates used before a rotation (PEM files). `audit verify` accepts
     /// checkpoints signed by these and by `seal_certificate` only; keep every seal
     /// the gateway ever signed with here, expired ones included.
@@ -97,6 +103,7 @@ impl PkiConfig {
         fix(&mut self.trust_anchors);
         fix(&mut self.seal_certificate);
         fix(&mut self.seal_key);
+        fix(&mut self.privacy_key);
         self.previous_seal_certificates.iter_mut().for_each(fix);
         if let Some(p) = &mut self.crl_server_ca {
             fix(p);

@@ -22,6 +22,7 @@ pub mod intake;
 pub mod metrics;
 pub mod observe;
 pub mod operator;
+pub mod privacy;
 pub mod refusal;
 pub mod retention;
 pub mod revoked;

@@ -150,6 +150,7 @@ impl Gateway {
             store: store.clone(),
             public_url,
             revoked,
+            privacy: setup.privacy.clone(),
         });
         let ingest = Arc::new(Ingest {
             intake,

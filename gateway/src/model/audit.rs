@@ -142,7 +142,7 @@ impl AuditEvent {
                 EventKind::Received,
                 serde_json::json!({
                     "sender": s.portal, "leistung": s.leistung, "destination": s.destination,
-                    "received_at": s.received_at, "parts": s.parts,
+                    "received_at": s.received_at, "parts": s.parts, "privacy_key": s.privacy_key_id,
                 }),
             )
         }

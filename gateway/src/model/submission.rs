@@ -16,12 +16,14 @@ pub struct NewSubmission {
     pub destination: String,
     /// RFC 3339, UTC.
     pub received_at: String,
-    /// The `202` body; answered again on an idempotent replay.
+    /// The `202` body, sealed with the privacy key; answered again on an idempotent replay.
     pub response: String,
     pub idempotency: Option<IdempotencyKey>,
     pub deliveries: Vec<NewDelivery>,
-    /// Every part's id, size and SHA-512, for the audit record.
-    pub parts: Vec<ozg_adapter_sdk::envelope::ReceiptPart>,
+    /// Every part's id, size and keyed hash, for the audit record.
+    pub parts: Vec<AuditPart>,
+    /// Id of the privacy key the part hashes are keyed with.
+    pub privacy_key_id: String,
     /// SHA-256 (hex) of the receipt JWS given to the portal, for the audit record.
     pub receipt_sha256: String,
 }
@@ -38,13 +40,27 @@ impl NewSubmission {
     }
 }
 
+/// A part as the audit record names it: never a plain hash of its content
+/// (see `core::privacy`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditPart {
+    pub id: String,
+    pub size: u64,
+    /// HMAC-SHA-256 (hex) with the privacy key.
+    pub hmac_sha256: String,
+}
+
 /// The portal's `Idempotency-Key` and the hash of what it was first used for.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
     /// SHA-256 (hex) of the portal's key (see [`idempotency_key_hash`]).
     pub key: String,
-    /// SHA-256 (hex) over metadata and part hashes.
+    /// HMAC-SHA-256 (hex, privacy key) over routing, metadata and part hashes.
     pub request_hash: String,
+    /// The plain SHA-256 that releases before the privacy key stored instead
+    /// (compared, never stored): a portal retrying across the upgrade gets its
+    /// first answer, not a conflict.
+    pub legacy_request_hash: String,
 }
 
 /// One delivery of a new submission: its target and the sealed envelope (JSON).
@@ -63,8 +79,12 @@ pub struct NewDelivery {
 pub enum Accepted {
     /// Durable now (fsynced).
     Stored,
-    /// The idempotency key was used before for the same content: the first answer.
-    Replay { response: String },
+    /// The idempotency key was used before for the same content: the first
+    /// answer, as stored (sealed with the privacy key).
+    Replay {
+        submission_id: String,
+        response: String,
+    },
     /// The idempotency key was used before for other content.
     Conflict { submission_id: String },
 }

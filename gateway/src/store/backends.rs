@@ -44,6 +44,13 @@ impl StoreConfig {
         }
     }
 
+    /// The local directories the store keeps its data in (secrets must lie elsewhere).
+    pub fn data_dirs(&self) -> Vec<&Path> {
+        match self {
+            StoreConfig::Embedded { data_dir, .. } => vec![data_dir.as_path()],
+        }
+    }
+
     /// Checks what can be checked before opening (and creates the data directory).
     pub fn check(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();

@@ -154,6 +154,7 @@ pub fn submission(id: &str, target: &str) -> NewSubmission {
             envelope,
         }],
         parts: vec![],
+        privacy_key_id: String::new(),
         receipt_sha256: String::new(),
     }
 }

@@ -64,6 +64,7 @@ pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoRe
         public_url: "https://localhost".into(),
         wakers: Arc::default(),
         revoked: Arc::default(),
+        privacy: setup.privacy.clone(),
     });
     let (body, _) = profile.body();
     let data = Bytes::from(vec![b'x'; profile.data_size]);

@@ -24,12 +24,13 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::core::privacy::PrivacyKey;
 use crate::core::refusal::{Kind, Refusal};
 use crate::model::portal::Portal;
 use crate::model::routing::Router;
 use crate::model::submission::{
-    envelope_checksum, idempotency_key_hash, message_id, Accepted, IdempotencyKey, NewDelivery,
-    NewSubmission,
+    envelope_checksum, idempotency_key_hash, message_id, Accepted, AuditPart, IdempotencyKey,
+    NewDelivery, NewSubmission,
 };
 use crate::store::Store;
 pub use metadata::{Metadata, Part};
@@ -80,6 +81,8 @@ pub struct Intake {
     pub wakers: Arc<crate::core::engine::Wakers>,
     /// Targets whose certificate was revoked since start: not encrypted for.
     pub revoked: Arc<crate::core::revoked::RevokedTargets>,
+    /// Keys what the store keeps about the content (see [`crate::core::privacy`]).
+    pub privacy: Arc<PrivacyKey>,
 }
 
 /// Submissions up to this many bytes (payload × targets) are sealed on the I/O
@@ -133,7 +136,7 @@ impl Intake {
                 .iter()
                 .map(|a| a.data.len())
                 .sum::<usize>();
-        let prepared = if payload * targets.len() <= INLINE_SEAL_BYTES {
+        let (prepared, answer) = if payload * targets.len() <= INLINE_SEAL_BYTES {
             this.prepare(incoming, targets)?
         } else {
             tokio::task::spawn_blocking(move || this.prepare(incoming, targets))
@@ -141,7 +144,6 @@ impl Intake {
                 .map_err(|_| Refusal::new(Kind::Internal, "internal", "sealing task failed"))??
         };
         let submission_id = prepared.id.clone();
-        let response = prepared.response.clone();
         let targets: Vec<String> = prepared
             .deliveries
             .iter()
@@ -151,18 +153,32 @@ impl Intake {
             Ok(Accepted::Stored) => {
                 targets.iter().for_each(|t| self.wakers.wake(t));
                 Ok(Answer {
-                    body: response,
+                    body: answer,
                     submission_id,
                     replayed: false,
                 })
             }
-            Ok(Accepted::Replay { response }) => {
-                let id = serde_json::from_str::<AcceptResponse>(&response)
-                    .map(|r| r.submission_id)
-                    .unwrap_or_default();
+            Ok(Accepted::Replay {
+                submission_id,
+                response,
+            }) => {
+                let body = self
+                    .privacy
+                    .open_answer(&submission_id, &response)
+                    .map_err(|e| {
+                        tracing::error!(%submission_id, error = %e, "idempotent replay cannot be answered");
+                        Refusal {
+                            submission_id: Some(submission_id.clone()),
+                            ..Refusal::new(
+                                Kind::Internal,
+                                "internal",
+                                format!("submission {submission_id} was accepted with this Idempotency-Key, but its stored answer cannot be read; ask the operator"),
+                            )
+                        }
+                    })?;
                 Ok(Answer {
-                    body: response,
-                    submission_id: id,
+                    body,
+                    submission_id,
                     replayed: true,
                 })
             }
@@ -181,12 +197,13 @@ impl Intake {
         }
     }
 
-    /// Hashes, seals and encrypts for every target: the CPU part of accepting (no I/O).
+    /// Hashes, seals and encrypts for every target: the CPU part of accepting (no
+    /// I/O). Returns the submission for the store and the `202` body in clear.
     pub fn prepare(
         &self,
         incoming: Incoming,
         targets: Vec<String>,
-    ) -> Result<NewSubmission, Refusal> {
+    ) -> Result<(NewSubmission, String), Refusal> {
         let internal = |what: &str, e: &dyn std::fmt::Display| {
             tracing::error!(error = %e, "{what}");
             Refusal::new(
@@ -251,7 +268,15 @@ impl Intake {
             });
         }
         let receipt_sha256 = hex::encode(digest(&SHA256, receipt.as_bytes()));
-        let parts_for_audit = receipt_body.parts.clone();
+        let parts_for_audit = parts
+            .iter()
+            .zip(&manifest.parts)
+            .map(|((_, p), m)| AuditPart {
+                id: m.id.clone(),
+                size: m.size,
+                hmac_sha256: self.privacy.part_mac(&p.data),
+            })
+            .collect();
         let response = AcceptResponse {
             submission_id: id.to_string(),
             received_at: received_at.clone(),
@@ -260,38 +285,42 @@ impl Intake {
             parts: receipt_body.parts,
             receipt,
         };
+        let canonical = request_canonical(&manifest);
         let idempotency = incoming.idempotency_key.as_ref().map(|key| IdempotencyKey {
             // Stored hashed: a key may carry a portal's case number.
             key: idempotency_key_hash(key),
-            request_hash: request_hash(&manifest),
+            request_hash: self.privacy.request_mac(&canonical),
+            legacy_request_hash: hex::encode(digest(&SHA256, &canonical)),
         });
-        Ok(NewSubmission {
+        let answer = serde_json::to_string(&response)
+            .map_err(|e| internal("response encoding failed", &e))?;
+        let submission = NewSubmission {
             id: id.to_string(),
             portal: incoming.portal.id.clone(),
             leistung: md.leistung.clone(),
             destination: md.destination.clone(),
             received_at,
-            response: serde_json::to_string(&response)
-                .map_err(|e| internal("response encoding failed", &e))?,
+            response: self.privacy.seal_answer(&id.to_string(), &answer),
             idempotency,
             deliveries,
             parts: parts_for_audit,
+            privacy_key_id: self.privacy.id().to_owned(),
             receipt_sha256,
-        })
+        };
+        Ok((submission, answer))
     }
 }
 
 /// What makes two requests "the same content" for an idempotency key: routing,
-/// metadata and every part's media type, file name and hash.
-fn request_hash(m: &Manifest) -> String {
+/// metadata and every part's media type, file name and hash (keyed before it is
+/// stored).
+fn request_canonical(m: &Manifest) -> Vec<u8> {
     let parts: Vec<_> = m
         .parts
         .iter()
         .map(|p| (&p.media_type, &p.filename, &p.sha512))
         .collect();
-    let canonical =
-        serde_json::to_vec(&(&m.leistung, &m.destination, &m.metadata, parts)).unwrap_or_default();
-    hex::encode(digest(&SHA256, &canonical))
+    serde_json::to_vec(&(&m.leistung, &m.destination, &m.metadata, parts)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use ozg_adapter_sdk::{RecipientCert, SealKey};
 
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::core::engine::TargetRuntime;
+use crate::core::privacy::PrivacyKey;
 use crate::daemon::crl::Revocation;
 use crate::listen::identity::Portals;
 use crate::listen::tls::PeerCheck;
@@ -35,6 +36,8 @@ pub struct Setup {
     /// Adapters, retry policies and limits of the targets, for the delivery engine.
     pub deliveries: Vec<Arc<TargetRuntime>>,
     pub seal: Arc<SealKey>,
+    /// Keys what the store keeps about content (see [`crate::core::privacy`]).
+    pub privacy: Arc<PrivacyKey>,
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
     /// XML Schemas by Leistung (XML data).
     pub xsds: HashMap<String, Arc<crate::core::intake::xsd::XsdSchema>>,
@@ -111,7 +114,7 @@ mod pki;
 mod targets;
 
 use clients::{clients, routes, unrouted_leistungen};
-use pki::{ingest_tls, previous_seals, revocation, seal_key, trust_anchors};
+use pki::{ingest_tls, previous_seals, privacy_key, revocation, seal_key, trust_anchors};
 use targets::{delivery_runtimes, leistung_schemas, target_certificates};
 
 /// What the checks collect: every problem (to print them all at once), the
@@ -137,6 +140,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let trust = trust_anchors(&mut c);
     previous_seals(&mut c);
     let seal = seal_key(&mut c, &trust);
+    let privacy = privacy_key(&mut c);
     let revocation = revocation(&mut c, &trust);
     let crls = revocation.ders();
     let tls = ingest_tls(&mut c, &crls);
@@ -153,8 +157,8 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
         watched,
         ..
     } = c;
-    match (errors.is_empty(), seal, tls) {
-        (true, Some(seal), Some((ingest_tls, peer_check))) => {
+    match (errors.is_empty(), seal, privacy, tls) {
+        (true, Some(seal), Some(privacy), Some((ingest_tls, peer_check))) => {
             warnings.extend(expiry_warnings(&watched, config.pki.expiry_warning, now));
             warnings.dedup();
             Ok(Setup {
@@ -164,6 +168,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 targets,
                 deliveries,
                 seal,
+                privacy,
                 schemas,
                 xsds,
                 ingest_tls,

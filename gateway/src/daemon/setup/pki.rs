@@ -9,6 +9,7 @@ use rustls::pki_types::CertificateRevocationListDer;
 
 use super::{is_demo_subject, key_file_warning, read, Checks, Watched};
 use crate::config::CrlSource;
+use crate::core::privacy::PrivacyKey;
 use crate::daemon::crl::{Loader, Revocation};
 use crate::listen::tls::{self, PeerCheck};
 
@@ -58,6 +59,44 @@ pub(super) fn previous_seals(c: &mut Checks) {
             ));
         }
     }
+}
+
+/// The privacy key: readable, well-formed, and not inside a data directory
+/// (a copy of the data must not carry the key that makes it safe to copy).
+pub(super) fn privacy_key(c: &mut Checks) -> Option<Arc<PrivacyKey>> {
+    let config = c.config;
+    let path = &config.pki.privacy_key;
+    let fix = "create one outside the data directory: `openssl rand -hex 32 > /etc/ozg-gateway/privacy.key && chmod 600 /etc/ozg-gateway/privacy.key` (README: \"The privacy key\")";
+    let key =
+        read(path).and_then(|text| PrivacyKey::from_file_text(&text).map_err(|e| e.to_string()));
+    let key = match key {
+        Ok(key) => key,
+        Err(e) => {
+            c.errors.push(config.error("pki.privacy_key", e, fix));
+            return None;
+        }
+    };
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    if let Some(file) = canonical(path) {
+        for dir in config.store.data_dirs() {
+            if canonical(dir).is_some_and(|dir| file.starts_with(dir)) {
+                c.errors.push(config.error(
+                    "pki.privacy_key",
+                    format!("{} lies inside the data directory {}: a copy of the data would carry the key that keeps it from confirming guesses", path.display(), dir.display()),
+                    fix,
+                ));
+                return None;
+            }
+        }
+    }
+    key_file_warning(path, &mut c.warnings);
+    if key.is_demo() {
+        c.warnings.push(format!(
+            "DEMO ONLY privacy key in use ({}): anyone with this repository can confirm guesses about what the audit log and stored answers refer to. Never use it in production.",
+            path.display()
+        ));
+    }
+    Some(Arc::new(key))
 }
 
 /// The seal key and its certificate, chaining to the trust anchors now.

@@ -199,6 +199,7 @@ async fn idempotent_replays_and_conflicts_write_no_envelopes() {
         s.idempotency = Some(IdempotencyKey {
             key: "portal-ref-1".into(),
             request_hash: hash.into(),
+            legacy_request_hash: String::new(),
         });
         s
     };
@@ -246,6 +247,7 @@ fn keyed_other(id: &str) -> NewSubmission {
     s.idempotency = Some(crate::model::submission::IdempotencyKey {
         key: "portal-ref-2".into(),
         request_hash: "h2".into(),
+        legacy_request_hash: String::new(),
     });
     s
 }

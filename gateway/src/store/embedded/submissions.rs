@@ -23,13 +23,16 @@ pub(super) fn insert_one(
             .query_row(params![s.portal, idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((hash, submission_id)) = prior {
-            if hash != idem.request_hash {
+            if hash != idem.request_hash && hash != idem.legacy_request_hash {
                 return Ok(Accepted::Conflict { submission_id });
             }
             let response: String = conn
                 .prepare_cached("SELECT response FROM submissions WHERE id = ?1")?
                 .query_row(params![submission_id], |r| r.get(0))?;
-            return Ok(Accepted::Replay { response });
+            return Ok(Accepted::Replay {
+                submission_id,
+                response,
+            });
         }
     }
     // Envelopes are not written for a key known when the group began (see

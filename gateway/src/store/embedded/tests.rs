@@ -18,6 +18,7 @@ pub(super) fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
         idempotency: key.map(|(k, h)| IdempotencyKey {
             key: k.into(),
             request_hash: h.into(),
+            legacy_request_hash: format!("legacy-{h}"),
         }),
         deliveries: vec![NewDelivery {
             message_id: format!("{id}-m"),
@@ -26,6 +27,7 @@ pub(super) fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
             envelope_crc32: crate::model::submission::envelope_checksum(b"{}"),
         }],
         parts: vec![],
+        privacy_key_id: String::new(),
         receipt_sha256: String::new(),
     }
 }
@@ -58,6 +60,7 @@ async fn idempotency_replay_and_conflict() {
     assert_eq!(
         store.accept(sub("b", Some(("k", "h1")))).await.unwrap(),
         Accepted::Replay {
+            submission_id: "a".into(),
             response: "{\"submission_id\":\"a\"}".into()
         }
     );
@@ -67,6 +70,14 @@ async fn idempotency_replay_and_conflict() {
             submission_id: "a".into()
         }
     );
+    // A row stored by a release before the privacy key holds the plain hash:
+    // a retry after the upgrade matches it and is a replay, not a conflict.
+    let mut upgraded = sub("d", Some(("k", "hmac-now")));
+    upgraded.idempotency.as_mut().unwrap().legacy_request_hash = "h1".into();
+    assert!(matches!(
+        store.accept(upgraded).await.unwrap(),
+        Accepted::Replay { submission_id, .. } if submission_id == "a"
+    ));
     let c = counts(dir.path()).unwrap();
     assert_eq!((c.submissions, c.deliveries, c.idempotency_keys), (1, 1, 1));
 }
