@@ -174,3 +174,41 @@ async fn one_portal_cannot_hold_more_than_its_connections() {
     assert_eq!(status, 404);
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_vanishes_mid_body_is_counted_as_incomplete_not_malformed() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (_tc, gw) = start(&Options::default()).await;
+    let mut stream = tls_from("127.0.0.1", gw.ingest_addr).await;
+    let meta = r#"{"leistung":"99115005001000","destination":"05315000"}"#;
+    let body = format!(
+        "--B\r\nContent-Disposition: form-data; name=\"metadata\"\r\nContent-Type: application/json\r\n\r\n{meta}\r\n--B\r\nContent-Disposition: form-data; name=\"data\"\r\nContent-Type: application/xml\r\n\r\n<antrag>"
+    );
+    let head = format!(
+        "POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n",
+        body.len() + 100_000
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(stream);
+    let reason = |r: &'static str| {
+        let admin = gw.admin_addr;
+        async move {
+            metric(
+                admin,
+                &format!("ozg_requests_refused_total{{listener=\"ingest\",reason=\"{r}\"}}"),
+            )
+            .await
+        }
+    };
+    eventually(
+        Duration::from_secs(5),
+        "counted as body-incomplete",
+        || async { (reason("body-incomplete").await == 1.0).then_some(()) },
+    )
+    .await;
+    assert_eq!(reason("multipart-malformed").await, 0.0);
+    gw.shutdown().await.unwrap();
+}

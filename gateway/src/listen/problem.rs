@@ -60,6 +60,7 @@ impl Problem {
             "too-many-parts" => "Too many parts",
             "unsupported-media-type" => "Unsupported media type",
             "multipart-malformed" => "Malformed multipart body",
+            "body-incomplete" => "Request body incomplete",
             "part-missing" => "Required part missing",
             "part-duplicate" => "Part sent twice",
             "part-unknown" => "Unknown part",

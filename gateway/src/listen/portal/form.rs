@@ -227,9 +227,12 @@ fn multipart_problem(e: multer::Error) -> Problem {
             "part-unknown",
             "a part has no name; every part needs Content-Disposition: form-data; name=...",
         ),
+        // Not a malformed body: the client closed the connection or its body
+        // stream broke off; counted apart so a vanished client is not mistaken
+        // for a portal sending broken multipart.
         E::StreamReadFailed(_) => Problem::bad_request(
-            "multipart-malformed",
-            "the body could not be read completely",
+            "body-incomplete",
+            "the body could not be read completely: the connection closed or broke off before its end",
         ),
         other => Problem::bad_request(
             "multipart-malformed",
