@@ -58,7 +58,8 @@ pub(super) enum Command {
     Submit(SubmitArgs),
     /// Open an envelope as a recipient: decrypt, verify the seal and every hash, write the parts.
     Open(OpenArgs),
-    /// List deliveries by state, as an operator (default: parked).
+    /// List deliveries by state, as an operator (default: the whole queue), with
+    /// next attempt times and paused targets.
     Deliveries(DeliveriesArgs),
     /// Retry parked or waiting deliveries now, as an operator (audited with your id).
     Retry {
@@ -74,6 +75,9 @@ pub(super) enum Command {
     },
     /// Show a submission's status (as the submitting portal).
     Status(StatusArgs),
+    /// Show any submission as an operator: deliveries, next attempts, last
+    /// errors, the targets' breakers.
+    Show(ShowArgs),
 }
 
 /// How a portal reaches the gateway (defaults: the local daemon and the demo portal).
@@ -113,24 +117,27 @@ pub(super) fn tls_client(
     .map_err(anyhow::Error::msg)
 }
 
-/// How an operator reaches the gateway.
+/// How an operator reaches the gateway: flags, else environment variables, else
+/// an operator settings file (TOML with `url`, `certificate`, `key`, `ca`), else —
+/// in a checkout — the DEMO ONLY operator of `./certs-example`.
 #[derive(clap::Args)]
 pub(super) struct OperatorArgs {
-    #[arg(long, default_value = "https://localhost:8443")]
-    pub(super) url: String,
-    /// Operator client certificate.
-    #[arg(long, default_value = "certs-example/operator.pem")]
-    pub(super) cert: PathBuf,
-    #[arg(long, default_value = "certs-example/operator.key")]
-    pub(super) key: PathBuf,
-    #[arg(long, default_value = "certs-example/ca.pem")]
-    pub(super) ca: PathBuf,
-}
-
-impl OperatorArgs {
-    pub(super) fn client(&self) -> anyhow::Result<reqwest::Client> {
-        tls_client(&self.cert, &self.key, &self.ca)
-    }
+    /// Operator settings file [default: ~/.config/ozg-gateway/operator.toml, then
+    /// /etc/ozg-gateway/operator.toml, whichever exists].
+    #[arg(long, env = "OZG_OPERATOR_CONFIG")]
+    pub(super) operator_config: Option<PathBuf>,
+    /// Gateway base URL (e.g. https://gateway.example:8443).
+    #[arg(long, env = "OZG_GATEWAY_URL")]
+    pub(super) url: Option<String>,
+    /// Operator client certificate (PEM).
+    #[arg(long, env = "OZG_OPERATOR_CERT")]
+    pub(super) cert: Option<PathBuf>,
+    /// Operator client key (PEM).
+    #[arg(long, env = "OZG_OPERATOR_KEY")]
+    pub(super) key: Option<PathBuf>,
+    /// CA certificate(s) of the gateway's server certificate (PEM).
+    #[arg(long, env = "OZG_GATEWAY_CA")]
+    pub(super) ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -356,6 +363,17 @@ pub(super) struct DeliveriesArgs {
     pub(super) state: String,
     #[arg(long)]
     pub(super) target: Option<String>,
+    #[command(flatten)]
+    pub(super) op: OperatorArgs,
+}
+
+/// One submission, as an operator sees it.
+#[derive(clap::Args)]
+pub(super) struct ShowArgs {
+    pub(super) submission_id: String,
+    /// The operator API's JSON instead of a table.
+    #[arg(long)]
+    pub(super) json: bool,
     #[command(flatten)]
     pub(super) op: OperatorArgs,
 }

@@ -9,12 +9,13 @@ use clap::Parser;
 
 mod args;
 mod audit;
+mod operator;
 mod portal;
 mod tools;
 
 use args::{BenchCommand, Cli, Command, ConfigCommand, OpenArgs};
 use audit::audit;
-use tools::{open_envelope, operator_action};
+use tools::open_envelope;
 
 pub(super) fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -104,9 +105,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(code) => Ok(code),
         },
         Command::Audit { command } => audit(command),
-        Command::Deliveries(args) => tools::deliveries(args),
-        Command::Retry { message_ids, op } => operator_action("retry", &message_ids, &op),
-        Command::Discard { message_ids, op } => operator_action("discard", &message_ids, &op),
+        Command::Deliveries(args) => operator::deliveries(args),
+        Command::Show(args) => operator::show(args),
+        Command::Retry { message_ids, op } => operator::action("retry", &message_ids, &op),
+        Command::Discard { message_ids, op } => operator::action("discard", &message_ids, &op),
         Command::Loadgen(args) => portal::loadgen(args),
         Command::Bench { command } => match command {
             BenchCommand::Crypto {

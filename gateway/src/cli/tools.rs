@@ -1,15 +1,13 @@
-//! The operators' and recipients' tools: open an envelope as a recipient would,
-//! and the queue actions (retry, discard) over the operator API.
+//! The recipients' tools: open an envelope as a recipient would, run the demo inbox.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::args::{DeliveriesArgs, DemoReceiverArgs, OperatorArgs};
+use super::args::DemoReceiverArgs;
 use super::audit::seal_pins;
 use super::init_logging;
-use crate::tools::client;
 
 pub(super) fn open_envelope(
     envelope: &std::path::Path,
@@ -68,115 +66,6 @@ pub(super) fn open_envelope(
         println!(
             "  {:<14} {:>10} bytes  {}",
             p.meta.id, p.meta.size, p.meta.media_type
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(super) fn operator_action(
-    action: &str,
-    ids: &[String],
-    op: &OperatorArgs,
-) -> anyhow::Result<ExitCode> {
-    let http = op.client()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut failed = false;
-    for id in ids {
-        let url = format!(
-            "{}/v1/admin/deliveries/{id}/{action}",
-            op.url.trim_end_matches('/')
-        );
-        let answer = runtime.block_on(async {
-            let r = http.post(&url).send().await?;
-            let status = r.status();
-            let body: serde_json::Value = r.json().await.unwrap_or_default();
-            Ok::<_, reqwest::Error>((status, body))
-        });
-        match answer {
-            Ok((status, body)) if status.is_success() => match action {
-                // Retry makes it due now; delivered is what the engine does next.
-                "retry" => println!(
-                    "{id}: scheduled for delivery now (target {}); `ozg-gateway deliveries --state pending` shows it until it is delivered",
-                    body["target"].as_str().unwrap_or("?")
-                ),
-                _ => println!(
-                    "{id}: discarded (target {}); its sealed envelope is deleted",
-                    body["target"].as_str().unwrap_or("?")
-                ),
-            },
-            Ok((status, body)) => {
-                failed = true;
-                // The server's own explanation, not just the status line.
-                let detail = body["detail"].as_str().unwrap_or("(no detail)");
-                eprintln!("{id}: {action} refused: {} {detail}", status.as_u16());
-            }
-            Err(e) => {
-                failed = true;
-                eprintln!("{id}: {action} failed: cannot reach {url}: {e}");
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-pub(super) fn deliveries(
-    DeliveriesArgs { state, target, op }: DeliveriesArgs,
-) -> anyhow::Result<ExitCode> {
-    let http = op.client()?;
-    let one = [state.as_str()];
-    let states: &[&str] = match state.as_str() {
-        "queue" => &["pending", "in_flight", "retry_wait", "parked"],
-        "waiting" => &["pending", "retry_wait"],
-        "all" => &[
-            "pending",
-            "in_flight",
-            "retry_wait",
-            "parked",
-            "delivered",
-            "discarded",
-        ],
-        _ => &one,
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut rows = Vec::new();
-    for s in states {
-        let mut url = format!(
-            "{}/v1/admin/deliveries?state={s}",
-            op.url.trim_end_matches('/')
-        );
-        if let Some(t) = &target {
-            url.push_str(&format!("&target={t}"));
-        }
-        let answer = runtime.block_on(client::status(&http, &url))?;
-        if answer.status != 200 {
-            eprintln!("{}", serde_json::to_string_pretty(&answer.body)?);
-            return Ok(ExitCode::FAILURE);
-        }
-        rows.extend(
-            answer.body["deliveries"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
-        );
-    }
-    let answer = serde_json::json!({ "deliveries": rows });
-    println!(
-        "{:<38} {:<22} {:<10} {:>8}  {:<26} last error",
-        "message_id", "target", "state", "attempts", "since"
-    );
-    for d in answer["deliveries"].as_array().into_iter().flatten() {
-        println!(
-            "{:<38} {:<22} {:<10} {:>8}  {:<26} {}",
-            d["message_id"].as_str().unwrap_or_default(),
-            d["target"].as_str().unwrap_or_default(),
-            d["state"].as_str().unwrap_or_default(),
-            d["attempts"],
-            d["updated_at"].as_str().unwrap_or_default(),
-            d["last_error"].as_str().unwrap_or("")
         );
     }
     Ok(ExitCode::SUCCESS)

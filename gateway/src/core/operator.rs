@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use crate::core::engine::Wakers;
+use crate::core::engine::{BreakerBoard, BreakerView, Wakers};
 use crate::core::refusal::{Kind, Refusal};
 use crate::model::delivery::{Action, DeliveryRow, DeliveryState, Operated};
+use crate::model::submission::SubmissionStatus;
 use crate::store::{Store, StoreError};
 
 /// Most deliveries one listing returns.
@@ -17,6 +18,8 @@ pub struct Operations {
     pub store: Arc<dyn Store>,
     /// A retried delivery is due now: its target's task is woken.
     pub wakers: Arc<Wakers>,
+    /// The targets' circuit breakers, as the engine publishes them.
+    pub breakers: Arc<BreakerBoard>,
 }
 
 fn unavailable(e: StoreError) -> Refusal {
@@ -43,6 +46,31 @@ impl Operations {
             .deliveries(state, target, LIST_LIMIT)
             .await
             .map_err(unavailable)
+    }
+
+    /// Every target's circuit breaker.
+    pub fn breakers(&self) -> Vec<(String, BreakerView)> {
+        self.breakers.views()
+    }
+
+    /// One submission with its deliveries (last errors included) and the
+    /// breakers of its targets, whichever portal sent it.
+    pub async fn submission(
+        &self,
+        id: &str,
+    ) -> Result<(SubmissionStatus, Vec<(String, BreakerView)>), Refusal> {
+        let found = if id.len() > 64 {
+            None
+        } else {
+            self.store.submission(id).await.map_err(unavailable)?
+        };
+        let s = found.ok_or_else(|| Refusal::not_found(format!("no submission {id}")))?;
+        let breakers = s
+            .deliveries
+            .iter()
+            .filter_map(|d| Some((d.target.clone(), self.breakers.view(&d.target)?)))
+            .collect();
+        Ok((s, breakers))
     }
 
     /// Retries (due now) or discards a parked or waiting delivery.

@@ -115,12 +115,16 @@ impl Gateway {
             metrics.clone(),
             shutdown_rx.clone(),
         ));
+        let breakers = Arc::new(crate::core::engine::BreakerBoard::new(
+            setup.deliveries.iter().map(|t| t.id.as_str()),
+        ));
         let engine = crate::core::engine::Engine {
             store: store.clone(),
             targets: setup.deliveries.clone(),
             metrics: metrics.clone(),
             shutdown_grace: cfg.delivery.shutdown_grace,
             clock: Clock::system(),
+            breakers: breakers.clone(),
         };
         let wakers = engine.wakers();
         let engine_task = engine.start(wakers.clone(), shutdown_rx.clone());
@@ -160,6 +164,7 @@ impl Gateway {
             operations: Operations {
                 store: store.clone(),
                 wakers,
+                breakers,
             },
             limits: cfg.ingest.limits.clone(),
             metrics: metrics.clone(),

@@ -31,6 +31,11 @@ impl DeliveryState {
         }
     }
 
+    /// Waiting for an attempt that has a due time (`pending`, `retry_wait`).
+    pub fn waits(self) -> bool {
+        matches!(self, DeliveryState::Pending | DeliveryState::RetryWait)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "pending" => DeliveryState::Pending,
@@ -144,6 +149,9 @@ pub struct DeliveryRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub updated_at: String,
+    /// When it is due (RFC 3339) while it waits (`pending`, `retry_wait`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
 }
 
 /// Number of deliveries per target and state.

@@ -107,6 +107,9 @@ pub struct DeliveryStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
     pub updated_at: String,
+    /// When the next attempt is due (RFC 3339) while it waits (`pending`, `retry_wait`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
 }
 
 /// A stored submission and its deliveries.

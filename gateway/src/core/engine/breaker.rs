@@ -112,6 +112,87 @@ impl Breaker {
     pub fn is_open(&self) -> bool {
         !matches!(self.state, State::Closed { .. })
     }
+
+    /// What operators see of it; `now` and `wall_now` are the same moment.
+    pub fn view(&self, now: Instant, wall_now: std::time::SystemTime) -> BreakerView {
+        let (state, failures, paused_until) = match self.state {
+            State::Closed { failures } => ("closed", failures, None),
+            State::Open { until, .. } => (
+                "open",
+                self.config.failures,
+                Some(wall_now + until.saturating_duration_since(now)),
+            ),
+            State::HalfOpen { .. } => ("half-open", self.config.failures, None),
+        };
+        BreakerView {
+            state,
+            failures_in_a_row: failures,
+            paused_until: paused_until.map(|t| {
+                time::OffsetDateTime::from(t)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            }),
+        }
+    }
+}
+
+/// A target's breaker as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BreakerView {
+    /// `closed` (delivering), `open` (paused) or `half-open` (one probe decides).
+    pub state: &'static str,
+    /// Retryable failures in a row (at least the threshold while not closed).
+    pub failures_in_a_row: u32,
+    /// While open: when the next probe is let through (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<String>,
+}
+
+impl Default for BreakerView {
+    fn default() -> Self {
+        BreakerView {
+            state: "closed",
+            failures_in_a_row: 0,
+            paused_until: None,
+        }
+    }
+}
+
+/// Every target's breaker, as the engine last published it: for the operator API.
+#[derive(Debug, Default)]
+pub struct BreakerBoard(std::collections::BTreeMap<String, std::sync::Mutex<BreakerView>>);
+
+impl BreakerBoard {
+    /// A board with every target closed.
+    pub fn new<'a>(targets: impl IntoIterator<Item = &'a str>) -> Self {
+        BreakerBoard(
+            targets
+                .into_iter()
+                .map(|t| (t.to_owned(), Default::default()))
+                .collect(),
+        )
+    }
+
+    pub(super) fn publish(&self, target: &str, view: BreakerView) {
+        if let Some(slot) = self.0.get(target) {
+            if let Ok(mut v) = slot.lock() {
+                *v = view;
+            }
+        }
+    }
+
+    /// The targets' breakers, by target id.
+    pub fn views(&self) -> Vec<(String, BreakerView)> {
+        self.0
+            .iter()
+            .filter_map(|(t, v)| Some((t.clone(), v.lock().ok()?.clone())))
+            .collect()
+    }
+
+    /// One target's breaker (None for an unknown target).
+    pub fn view(&self, target: &str) -> Option<BreakerView> {
+        self.0.get(target)?.lock().ok().map(|v| v.clone())
+    }
 }
 
 #[cfg(test)]
@@ -133,11 +214,27 @@ mod tests {
         b.failure(t0);
         b.failure(t0);
         assert_eq!(b.admit(t0), Admit::All);
+        let epoch = std::time::SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            b.view(t0, epoch),
+            BreakerView {
+                state: "closed",
+                failures_in_a_row: 2,
+                paused_until: None
+            }
+        );
         b.failure(t0);
         assert_eq!(b.admit(t0), Admit::WaitUntil(t0 + Duration::from_secs(10)));
+        let open = b.view(t0, epoch);
+        assert_eq!((open.state, open.failures_in_a_row), ("open", 3));
+        assert_eq!(open.paused_until.as_deref(), Some("1970-01-01T00:00:10Z"));
         let t1 = t0 + Duration::from_secs(10);
         assert_eq!(b.admit(t1), Admit::Probe);
         assert_eq!(b.admit(t1), Admit::WaitForProbe);
+        assert_eq!(
+            b.view(t1, std::time::SystemTime::UNIX_EPOCH).state,
+            "half-open"
+        );
         b.success();
         assert_eq!(b.admit(t1), Admit::All);
         assert!(!b.is_open());

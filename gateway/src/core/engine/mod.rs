@@ -30,6 +30,7 @@ use crate::model::delivery::{Claimed, Recorded};
 use crate::model::policy::RetryPolicy;
 use crate::store::{Store, StoreError};
 use breaker::{Admit, Breaker, BreakerConfig};
+pub use breaker::{BreakerBoard, BreakerView};
 
 /// Longest idle wait before the engine looks at the store again on its own.
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -86,6 +87,8 @@ pub struct Engine {
     pub shutdown_grace: Duration,
     /// Wall time for the store's records (when a retry is due, when it was delivered).
     pub clock: Clock,
+    /// Where each target's breaker state is published for operators.
+    pub breakers: Arc<BreakerBoard>,
 }
 
 impl Engine {
@@ -102,16 +105,14 @@ impl Engine {
     /// Starts one task per target; the handle finishes after a graceful stop.
     pub fn start(self, wakers: Arc<Wakers>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         let mut tasks = JoinSet::new();
-        for t in &self.targets {
+        let engine = Arc::new(self);
+        for t in &engine.targets {
             let notify = wakers.0.get(&t.id).cloned().unwrap_or_default();
             tasks.spawn(run_target(
                 t.clone(),
-                self.store.clone(),
-                self.metrics.clone(),
+                engine.clone(),
                 notify,
                 shutdown.clone(),
-                self.shutdown_grace,
-                self.clock,
             ));
         }
         tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
@@ -135,13 +136,12 @@ async fn rebase_waits(t: &TargetRuntime, store: &dyn Store, clock: Clock) {
 
 async fn run_target(
     t: Arc<TargetRuntime>,
-    store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
+    engine: Arc<Engine>,
     notify: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
-    clock: Clock,
 ) {
+    let (store, metrics, board) = (&engine.store, &engine.metrics, &engine.breakers);
+    let (grace, clock) = (engine.shutdown_grace, engine.clock);
     rebase_waits(&t, store.as_ref(), clock).await;
     let slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
     let mut breaker = Breaker::new(t.breaker);
@@ -154,6 +154,10 @@ async fn run_target(
             Health::Up => breaker.success(),
             Health::Down => breaker.failure(Instant::now()),
         }
+        board.publish(
+            &t.id,
+            breaker.view(Instant::now(), std::time::SystemTime::now()),
+        );
         if breaker.is_open() != was_open {
             metrics
                 .breaker_open
@@ -187,7 +191,13 @@ async fn run_target(
         }
         let (limit, probe) = match breaker.admit(Instant::now()) {
             Admit::All => (slots.available_permits(), false),
-            Admit::Probe => (1, true),
+            Admit::Probe => {
+                board.publish(
+                    &t.id,
+                    breaker.view(Instant::now(), std::time::SystemTime::now()),
+                );
+                (1, true)
+            }
             Admit::WaitUntil(until) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => {}

@@ -171,6 +171,7 @@ impl Plan {
             metrics: metrics.clone(),
             shutdown_grace: Duration::from_secs(5),
             clock,
+            breakers: Arc::new(crate::core::engine::BreakerBoard::new([TARGET])),
         };
         let (stop, stopped) = watch::channel(false);
         let wakers = engine.wakers();

@@ -20,6 +20,20 @@ impl Ingest {
         head: &http::request::Parts,
     ) -> Result<HttpResponse, Problem> {
         let path = head.uri.path();
+        if let Some(id) = path.strip_prefix("/v1/admin/submissions/") {
+            if head.method != Method::GET || id.is_empty() || id.contains('/') {
+                return Err(Problem::new(
+                    404,
+                    "not-found",
+                    format!("no operator resource {} {path}", head.method),
+                ));
+            }
+            let (status, breakers) = self.operations.submission(id).await?;
+            let mut body = serde_json::to_value(&status).unwrap_or_default();
+            body["portal"] = status.portal.clone().into();
+            body["breakers"] = breakers_json(breakers);
+            return Ok(json_response(StatusCode::OK, body.to_string()));
+        }
         let Some(rest) = path.strip_prefix("/v1/admin/deliveries") else {
             return Err(Problem::new(
                 404,
@@ -53,9 +67,16 @@ impl Ingest {
                 }
             }
             let rows = self.operations.deliveries(state, target.as_deref()).await?;
+            let breakers = self
+                .operations
+                .breakers()
+                .into_iter()
+                .filter(|(t, _)| target.as_deref().is_none_or(|want| want == t))
+                .collect();
             return Ok(json_response(
                 StatusCode::OK,
-                serde_json::json!({ "deliveries": rows }).to_string(),
+                serde_json::json!({ "deliveries": rows, "breakers": breakers_json(breakers) })
+                    .to_string(),
             ));
         }
         let action = match (&head.method, rest.rsplit_once('/')) {
@@ -84,4 +105,14 @@ impl Ingest {
                 .to_string(),
         ))
     }
+}
+
+/// Breakers by target id: `{"dms": {"state": "open", …}}`.
+fn breakers_json(views: Vec<(String, crate::core::engine::BreakerView)>) -> serde_json::Value {
+    serde_json::Value::Object(
+        views
+            .into_iter()
+            .map(|(t, v)| (t, serde_json::to_value(v).unwrap_or_default()))
+            .collect(),
+    )
 }

@@ -75,6 +75,7 @@ use crate::model::delivery::{
     Action, Claimed, DeliveryRow, DeliveryState, Operated, QueueDepth, Recorded,
 };
 use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
+use crate::model::time::rfc3339_ms;
 use crate::store::{AuditJob, Purge, Store, StoreError, StoreFuture, StoreStats};
 use audit_log::Chain as _;
 pub use audit_log::{read_audit_texts, read_latest_checkpoint, read_trace};
@@ -451,7 +452,7 @@ impl Store for EmbeddedStore {
         let target = target.map(str::to_owned);
         self.read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT message_id, submission_id, target, attempts, last_error, updated_at FROM deliveries
+                    "SELECT message_id, submission_id, target, attempts, last_error, updated_at, next_attempt_at FROM deliveries
                      WHERE state = ?1 AND (?2 IS NULL OR target = ?2) ORDER BY updated_ms LIMIT ?3",
                 )?;
                 let rows = stmt.query_map(params![state.as_str(), target, limit as i64], |r| {
@@ -463,6 +464,7 @@ impl Store for EmbeddedStore {
                         attempts: r.get(3)?,
                         last_error: r.get(4)?,
                         updated_at: r.get(5)?,
+                        next_attempt_at: state.waits().then(|| r.get(6).map(rfc3339_ms)).transpose()?,
                     })
                 })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -87,7 +87,7 @@ pub(super) fn read_submission(
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT target, message_id, state, attempts, last_error, updated_at, receipt, last_class FROM deliveries
+        "SELECT target, message_id, state, attempts, last_error, updated_at, receipt, last_class, next_attempt_at FROM deliveries
          WHERE submission_id = ?1 ORDER BY target",
     )?;
     let rows = stmt.query_map(params![id], |r| {
@@ -100,12 +100,22 @@ pub(super) fn read_submission(
             r.get::<_, String>(5)?,
             r.get::<_, Option<String>>(6)?,
             r.get::<_, Option<String>>(7)?,
+            r.get::<_, i64>(8)?,
         ))
     })?;
     let mut deliveries = Vec::new();
     for row in rows {
-        let (target, message_id, state, attempts, last_error, updated_at, receipt, error_class) =
-            row?;
+        let (
+            target,
+            message_id,
+            state,
+            attempts,
+            last_error,
+            updated_at,
+            receipt,
+            error_class,
+            due,
+        ) = row?;
         let state = DeliveryState::parse(&state).ok_or_else(|| {
             StoreError::Corrupt(format!("delivery {message_id} has unknown state {state:?}"))
         })?;
@@ -118,6 +128,7 @@ pub(super) fn read_submission(
             error_class,
             receipt,
             updated_at,
+            next_attempt_at: state.waits().then(|| rfc3339_ms(due)),
         });
     }
     Ok(Some(SubmissionStatus {
