@@ -654,3 +654,88 @@ fn config_check_warns_about_unrouted_leistungen_and_names_missing_files() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipt_verify_checks_the_seal_and_the_documents() {
+    use ozg_gateway::tools::client::{self, SubmitRequest};
+    let (tc, gw) = start(&Options::default()).await;
+    let data = b"<antrag><n>1</n></antrag>".to_vec();
+    let pdf = b"%PDF-1.7 Nachweis".to_vec();
+    let req = SubmitRequest {
+        leistung: "99115005001000".into(),
+        destination: "05315000".into(),
+        data: data.clone(),
+        data_media_type: "application/xml".into(),
+        attachments: vec![("n.pdf".into(), "application/pdf".into(), pdf.clone())],
+        ..Default::default()
+    };
+    let answer = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    let dir = tc.dir.path();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let answer_file = file("answer.json", answer.body.to_string().as_bytes());
+    let jws = answer.body["receipt"].as_str().unwrap();
+    let jws_file = file("receipt.jws", jws.as_bytes());
+    let (data_file, pdf_file) = (file("antrag.xml", &data), file("n.pdf", &pdf));
+    let verify = |receipt: &std::path::Path, seal: &str, docs: &[&std::path::Path]| {
+        let mut c = Command::new(BIN);
+        c.args(["receipt", "verify"])
+            .arg(receipt)
+            .arg("--trust")
+            .arg(demo("ca.pem"))
+            .arg("--seal")
+            .arg(demo(seal));
+        if let Some(d) = docs.first() {
+            c.arg("--data").arg(d);
+        }
+        for a in docs.iter().skip(1) {
+            c.arg("--attachment").arg(a);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).into_owned(),
+        )
+    };
+    let id = answer.body["submission_id"].as_str().unwrap();
+    let (code, said) = verify(&answer_file, "seal.pem", &[&data_file, &pdf_file]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains(id) && said.contains("portal-demo"), "{said}");
+    assert!(said.contains("= ") && said.contains("n.pdf"), "{said}");
+    // The JWS alone works as well.
+    assert_eq!(verify(&jws_file, "seal.pem", &[]).0, Some(0));
+    // A document that is not the part the receipt names.
+    let other = file("other.pdf", b"%PDF-1.7 something else");
+    let (code, said) = verify(&answer_file, "seal.pem", &[&data_file, &other]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(
+        said.contains("MISMATCH") && said.contains("not part attachment-1"),
+        "{said}"
+    );
+    // Signed by another key of the same PKI, or altered: invalid.
+    let (code, said) = verify(&answer_file, "portal.pem", &[]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("INVALID"), "{said}");
+    let mut parts: Vec<String> = jws.split('.').map(str::to_owned).collect();
+    let mut payload: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    payload["sender"] = "someone-else".into();
+    parts[1] = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        payload.to_string(),
+    );
+    let forged = file("forged.jws", parts.join(".").as_bytes());
+    let (code, said) = verify(&forged, "seal.pem", &[]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("INVALID"), "{said}");
+    gw.shutdown().await.unwrap();
+}

@@ -75,6 +75,11 @@ pub(super) enum Command {
     },
     /// Show a submission's status (as the submitting portal).
     Status(StatusArgs),
+    /// Check an Eingangsquittung (the receipt of a 202) as a portal or a court would.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
     /// Show any submission as an operator: deliveries, next attempts, last
     /// errors, the targets' breakers.
     Show(ShowArgs),
@@ -365,6 +370,33 @@ pub(super) struct DeliveriesArgs {
     pub(super) target: Option<String>,
     #[command(flatten)]
     pub(super) op: OperatorArgs,
+}
+
+#[derive(Subcommand)]
+pub(super) enum ReceiptCommand {
+    /// Verify the receipt's seal (chain to the trust anchor, signed by the
+    /// gateway's seal certificate) and, given the documents, that each is the
+    /// part the receipt names; exit 0 only if everything matches, 3 otherwise.
+    Verify {
+        /// The receipt: the compact JWS, or the whole JSON answer of the `202`.
+        receipt: PathBuf,
+        /// CA certificate(s) the seal must chain to (PEM).
+        #[arg(long)]
+        trust: PathBuf,
+        /// The gateway's seal certificate (PEM), as its operator publishes it;
+        /// repeat for seals used before a rotation.
+        #[arg(long = "seal", required = true)]
+        seals: Vec<PathBuf>,
+        /// The `data` part as it was sent.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// An attachment as it was sent, in the order sent (repeat).
+        #[arg(long = "attachment")]
+        attachments: Vec<PathBuf>,
+        /// The verified receipt as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// One submission, as an operator sees it.

@@ -107,6 +107,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => audit(command),
         Command::Deliveries(args) => operator::deliveries(args),
         Command::Show(args) => operator::show(args),
+        Command::Receipt {
+            command:
+                args::ReceiptCommand::Verify {
+                    receipt,
+                    trust,
+                    seals,
+                    data,
+                    attachments,
+                    json,
+                },
+        } => tools::verify_receipt(
+            &receipt,
+            &trust,
+            &seals,
+            data.as_deref(),
+            &attachments,
+            json,
+        ),
         Command::Retry { message_ids, op } => operator::action("retry", &message_ids, &op),
         Command::Discard { message_ids, op } => operator::action("discard", &message_ids, &op),
         Command::Loadgen(args) => portal::loadgen(args),

@@ -71,6 +71,100 @@ pub(super) fn open_envelope(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `receipt verify`: the seal, then each given document against the part it
+/// stands for (`data`, `attachment-1`, …).
+pub(super) fn verify_receipt(
+    receipt: &std::path::Path,
+    trust: &std::path::Path,
+    seals: &[PathBuf],
+    data: Option<&std::path::Path>,
+    attachments: &[PathBuf],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use ozg_adapter_sdk::envelope::sha512_hex;
+    use ozg_adapter_sdk::{Receipt, TrustAnchors};
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let text = String::from_utf8(read(receipt)?)
+        .with_context(|| format!("{} is not text", receipt.display()))?;
+    let text = text.trim();
+    // The whole 202 answer, or the JWS alone.
+    let jws = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(answer) => answer["receipt"]
+            .as_str()
+            .with_context(|| format!("{} is JSON without a \"receipt\"", receipt.display()))?
+            .to_owned(),
+        Err(_) => text.to_owned(),
+    };
+    let trust = TrustAnchors::from_pem(&read(trust)?)
+        .with_context(|| format!("trust anchors {}", trust.display()))?;
+    let pins = seal_pins(seals)?;
+    let verified = match Receipt::verify(&jws, &trust, &pins, std::time::SystemTime::now()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("INVALID: {e}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    let mut given: Vec<(String, &std::path::Path)> = Vec::new();
+    if let Some(d) = data {
+        given.push(("data".into(), d));
+    }
+    for (i, a) in attachments.iter().enumerate() {
+        given.push((format!("attachment-{}", i + 1), a));
+    }
+    let mut mismatches = Vec::new();
+    for (id, path) in &given {
+        let doc = read(path)?;
+        match verified.parts.iter().find(|p| &p.id == id) {
+            None => mismatches.push(format!("{}: the receipt has no part {id}", path.display())),
+            Some(p) if p.size != doc.len() as u64 || p.sha512 != sha512_hex(&doc) => mismatches
+                .push(format!(
+                    "{}: is not part {id} ({} bytes, the receipt says {})",
+                    path.display(),
+                    doc.len(),
+                    p.size
+                )),
+            Some(_) => {}
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verified)?);
+    } else {
+        println!(
+            "receipt for submission {} from {}, received {}; sealed by the gateway",
+            verified.submission_id, verified.sender, verified.received_at
+        );
+        for p in &verified.parts {
+            let matched = given.iter().find(|(id, _)| id == &p.id);
+            let note = match matched {
+                Some((_, path))
+                    if !mismatches
+                        .iter()
+                        .any(|m| m.starts_with(&path.display().to_string())) =>
+                {
+                    format!("  = {}", path.display())
+                }
+                _ => String::new(),
+            };
+            println!(
+                "  {:<14} {:>10} bytes  sha512 {}…{note}",
+                p.id,
+                p.size,
+                &p.sha512[..16]
+            );
+        }
+    }
+    for m in &mismatches {
+        eprintln!("MISMATCH: {m}");
+    }
+    Ok(if mismatches.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
 pub(super) fn demo_receiver(
     DemoReceiverArgs {
         listen,
