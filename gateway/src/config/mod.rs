@@ -374,6 +374,34 @@ fn interpolate(text: &str, file: &Path) -> Result<String, ConfigError> {
     Ok(out)
 }
 
+/// Most syntax errors reported at once.
+const MAX_SYNTAX_ERRORS: usize = 10;
+
+/// Every TOML syntax error (up to [`MAX_SYNTAX_ERRORS`]) as (place, problem): after
+/// each, its line is blanked (line numbers stay) and the text is parsed again, so
+/// one run names them all instead of one per `config check`.
+fn syntax_errors(text: &str) -> Vec<(String, String)> {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut found = Vec::new();
+    let mut blanked = std::collections::BTreeSet::new();
+    while found.len() < MAX_SYNTAX_ERRORS {
+        let current = lines.join("\n");
+        let Err(e) = toml::Deserializer::parse(&current) else {
+            break;
+        };
+        found.push((location(&current, e.span()), e.message().trim().to_owned()));
+        let Some(span) = e.span() else { break };
+        let line = current[..span.start.min(current.len())]
+            .matches('\n')
+            .count();
+        if line >= lines.len() || !blanked.insert(line) {
+            break;
+        }
+        lines[line].clear();
+    }
+    found
+}
+
 impl Config {
     /// Reads and parses a config file; relative paths in it become relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -392,13 +420,18 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         let one = |e: ConfigError| ConfigErrors(vec![e]);
         let text = interpolate(text, path).map_err(one)?;
-        let de = toml::Deserializer::parse(&text).map_err(|e| {
-            one(ConfigError {
-                file: path.into(),
-                key: location(&text, e.span()),
-                problem: e.message().trim().to_owned(),
-                fix: "correct the TOML syntax at that place".into(),
-            })
+        let de = toml::Deserializer::parse(&text).map_err(|_| {
+            ConfigErrors(
+                syntax_errors(&text)
+                    .into_iter()
+                    .map(|(key, problem)| ConfigError {
+                        file: path.into(),
+                        key,
+                        problem,
+                        fix: "correct the TOML syntax at that place".into(),
+                    })
+                    .collect(),
+            )
         })?;
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
@@ -527,6 +560,23 @@ mod tests {
         assert!(msg.contains("max_partz"), "{msg}");
         assert!(msg.contains("line "), "{msg}");
         assert!(msg.contains("fix:"), "{msg}");
+    }
+
+    #[test]
+    fn every_syntax_error_is_named_in_one_run() {
+        let text = include_str!("../../../config/gateway.toml")
+            .replace("max_parts = 32", "max_parts = = 32")
+            .replace("level = \"info\"", "level = \"info")
+            .replace("[delivery]", "[delivery");
+        let err = Config::parse(&text, Path::new("config/gateway.toml")).unwrap_err();
+        let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+        let lines: Vec<String> = err.0.iter().map(|e| e.key.clone()).collect();
+        assert_eq!(err.0.len(), 3, "{err}");
+        for needle in ["max_parts", "level", "[delivery"] {
+            let want = format!("line {},", line_of(needle));
+            assert!(lines.iter().any(|l| l.starts_with(&want)), "{want}: {err}");
+        }
+        assert!(err.0.iter().all(|e| e.fix.contains("TOML syntax")));
     }
 
     #[test]
