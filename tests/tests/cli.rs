@@ -739,3 +739,80 @@ async fn receipt_verify_checks_the_seal_and_the_documents() {
     assert!(said.contains("INVALID"), "{said}");
     gw.shutdown().await.unwrap();
 }
+
+#[test]
+fn privacy_key_man_pages_and_completions_for_an_installation() {
+    let tc = test_config(&Options::default());
+    let dir = tc.dir.path();
+    // A fresh privacy key: owner-only, never overwritten, accepted by config check.
+    let key = dir.join("privacy.key");
+    let make = || {
+        Command::new(BIN)
+            .args(["privacy-key", "--out"])
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    assert!(make().status.success());
+    let first = std::fs::read(&key).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let again = make();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    assert_eq!(std::fs::read(&key).unwrap(), first, "not replaced");
+    let text = std::fs::read_to_string(&tc.path).unwrap();
+    let line = text.lines().find(|l| l.starts_with("privacy_key")).unwrap();
+    std::fs::write(
+        &tc.path,
+        text.replace(line, &format!("privacy_key = \"{}\"", key.display())),
+    )
+    .unwrap();
+    let check = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&tc.path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{said}");
+    assert!(!said.contains("DEMO ONLY privacy key"), "{said}");
+
+    // Man pages: one per command, nested ones included.
+    let man = dir.join("man");
+    assert!(Command::new(BIN)
+        .args(["man", "--out"])
+        .arg(&man)
+        .status()
+        .unwrap()
+        .success());
+    for page in [
+        "ozg-gateway.1",
+        "ozg-gateway-serve.1",
+        "ozg-gateway-audit-verify.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap();
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");
+    }
+    let verify = std::fs::read_to_string(man.join("ozg-gateway-audit-verify.1")).unwrap();
+    assert!(
+        verify.contains("ozg\\-gateway audit verify"),
+        "synopsis names the invocation"
+    );
+    // Completion scripts know the commands.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("deliveries") && script.contains("match-parts"),
+            "{shell}"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use crate::tools::client::{self, PortalIdentity};
     version,
     about = "Seals, encrypts and reliably delivers OZG submissions"
 )]
-pub(super) struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     pub(super) command: Command,
 }
@@ -79,6 +79,23 @@ pub(super) enum Command {
     Receipt {
         #[command(subcommand)]
         command: ReceiptCommand,
+    },
+    /// Print the shell completion script for bash, zsh or fish (e.g.
+    /// `ozg-gateway completions bash > /etc/bash_completion.d/ozg-gateway`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (ozg-gateway.1 and one per command) into a directory.
+    Man {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create a new privacy key file (`pki.privacy_key`), readable by its owner
+    /// only; refuses to overwrite one.
+    PrivacyKey {
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Show any submission as an operator: deliveries, next attempts, last
     /// errors, the targets' breakers.

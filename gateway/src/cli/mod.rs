@@ -9,6 +9,7 @@ use clap::Parser;
 
 mod args;
 mod audit;
+mod install;
 mod operator;
 mod portal;
 mod tools;
@@ -107,6 +108,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => audit(command),
         Command::Deliveries(args) => operator::deliveries(args),
         Command::Show(args) => operator::show(args),
+        Command::Completions { shell } => install::completions(shell),
+        Command::Man { out } => install::man_pages(&out),
+        Command::PrivacyKey { out } => install::privacy_key(&out),
         Command::Receipt {
             command:
                 args::ReceiptCommand::Verify {

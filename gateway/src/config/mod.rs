@@ -563,6 +563,21 @@ mod tests {
     }
 
     #[test]
+    fn the_production_template_parses() {
+        let c = Config::parse(
+            include_str!("../../../config/production.toml"),
+            Path::new("/etc/ozg-gateway/gateway.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.pki.privacy_key, Path::new("/etc/ozg-gateway/privacy.key"));
+        assert_eq!(c.store.data_dirs(), [Path::new("/var/lib/ozg-gateway")]);
+        assert_eq!(
+            (c.portals.len(), c.targets.len(), c.routes.len()),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
     fn every_syntax_error_is_named_in_one_run() {
         let text = include_str!("../../../config/gateway.toml")
             .replace("max_parts = 32", "max_parts = = 32")

@@ -323,6 +323,9 @@ impl PeerCheck {
 
 /// Reads a PEM certificate chain.
 pub fn load_chain(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    if !path.exists() {
+        return Err(format!("file not found: {}", path.display()));
+    }
     let chain = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .collect::<Result<Vec<_>, _>>()
