@@ -26,6 +26,15 @@ pub(super) enum Command {
         #[arg(long, short, default_value = "config/gateway.toml")]
         config: PathBuf,
     },
+    /// Make the running daemon re-read its config (like SIGHUP): portals,
+    /// operators, Leistungen, routes, targets, request limits. A config with
+    /// problems, or one that changes what is read at start only, is refused and
+    /// the one in force stays. Asks the daemon's admin listener.
+    Reload {
+        /// The config file the daemon runs with (names its admin listener).
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+    },
     /// The audit log: verify the chain and checkpoints, show a submission's Laufzettel.
     Audit {
         #[command(subcommand)]

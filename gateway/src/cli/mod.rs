@@ -108,6 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => audit(command),
         Command::Deliveries(args) => operator::deliveries(args),
         Command::Show(args) => operator::show(args),
+        Command::Reload { config } => operator::reload(&config),
         Command::Completions { shell } => install::completions(shell),
         Command::Man { out } => install::man_pages(&out),
         Command::PrivacyKey { out } => install::privacy_key(&out),

@@ -290,3 +290,41 @@ pub(super) fn show(
     println!("Laufzettel: ozg-gateway audit trace {submission_id}");
     Ok(ExitCode::SUCCESS)
 }
+
+/// `reload`: asks the admin listener of the daemon that runs with `config`.
+pub(super) fn reload(config: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = match crate::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "reload refused, nothing was sent to the daemon; the config in force stays: {e}"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let url = format!("http://{}/reload", cfg.admin.listen);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (status, body) = runtime
+        .block_on(async {
+            let r = reqwest::Client::new().post(&url).send().await?;
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or_default();
+            Ok::<_, reqwest::Error>((status, body))
+        })
+        .with_context(|| {
+            format!(
+                "cannot reach the daemon's admin listener at {url}; is it running with {}?",
+                config.display()
+            )
+        })?;
+    if status == 200 {
+        println!("reloaded: {}", serde_json::to_string_pretty(&body)?);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "reload refused: {}",
+            body["detail"].as_str().unwrap_or("(no detail)")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

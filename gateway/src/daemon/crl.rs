@@ -334,7 +334,7 @@ async fn refresh_once(
 pub async fn refresh_task(
     mut rev: Revocation,
     peer_check: PeerCheck,
-    targets: BTreeMap<String, Arc<RecipientCert>>,
+    intake: Arc<crate::core::intake::Intake>,
     revoked: Arc<RevokedTargets>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -349,8 +349,10 @@ pub async fn refresh_task(
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                // The targets in force now (a reload may have changed them).
+                let routes = intake.routes.load_full();
                 tokio::select! {
-                    _ = refresh_once(&mut rev, &peer_check, &targets, &revoked, &metrics) => {}
+                    _ = refresh_once(&mut rev, &peer_check, &routes.targets, &revoked, &metrics) => {}
                     _ = shutdown.changed() => return,
                 }
             }

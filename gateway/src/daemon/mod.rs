@@ -9,6 +9,7 @@
 //! them while the daemon runs.
 
 pub mod crl;
+pub mod reload;
 pub mod setup;
 
 use std::net::SocketAddr;
@@ -21,10 +22,12 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::core::clock::Clock;
-use crate::core::intake::check::DataChecks;
+use arc_swap::ArcSwap;
+
+use crate::core::intake::check::{CheckRules, DataChecks};
 use crate::core::intake::pool::ValidationPool;
 use crate::core::intake::validate::DataLimits;
-use crate::core::intake::Intake;
+use crate::core::intake::{Intake, Routes};
 use crate::core::metrics::{CertLabels, Metrics};
 use crate::core::observe::Observe;
 use crate::core::operator::Operations;
@@ -61,6 +64,9 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the store, binds the listeners and starts serving.
     pub async fn start(setup: Setup) -> Result<Gateway, DaemonError> {
+        // Before anything binds a port: a SIGHUP must never hit the default
+        // action (terminate) of a daemon that is up.
+        let hangup = hangup_signal();
         for w in &setup.warnings {
             tracing::warn!("{w}");
         }
@@ -115,33 +121,29 @@ impl Gateway {
             metrics.clone(),
             shutdown_rx.clone(),
         ));
-        let breakers = Arc::new(crate::core::engine::BreakerBoard::new(
-            setup.deliveries.iter().map(|t| t.id.as_str()),
-        ));
+        let breakers = Arc::new(crate::core::engine::BreakerBoard::default());
+        let wakers = Arc::new(crate::core::engine::Wakers::default());
         let engine = crate::core::engine::Engine {
             store: store.clone(),
-            targets: setup.deliveries.clone(),
             metrics: metrics.clone(),
             shutdown_grace: cfg.delivery.shutdown_grace,
             clock: Clock::system(),
             breakers: breakers.clone(),
-        };
-        let wakers = engine.wakers();
-        let engine_task = engine.start(wakers.clone(), shutdown_rx.clone());
+            wakers: wakers.clone(),
+        }
+        .start(setup.deliveries.clone(), shutdown_rx.clone());
+        let engine_task = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.join().await }
+        });
         let revoked = Arc::new(crate::core::revoked::RevokedTargets::default());
-        let crl_task = tokio::spawn(crate::daemon::crl::refresh_task(
-            setup.revocation.clone(),
-            setup.peer_check.clone(),
-            setup.targets.clone(),
-            revoked.clone(),
-            metrics.clone(),
-            shutdown_rx.clone(),
-        ));
         let intake = Arc::new(Intake {
             checks: DataChecks {
-                limits: DataLimits::of(&cfg.ingest.limits),
-                schemas: setup.schemas.clone(),
-                xsds: setup.xsds.clone(),
+                rules: ArcSwap::from_pointee(CheckRules {
+                    limits: DataLimits::of(&cfg.ingest.limits),
+                    schemas: setup.schemas.clone(),
+                    xsds: setup.xsds.clone(),
+                }),
                 pool: ValidationPool::new(
                     cfg.ingest.limits.validation_slots(),
                     cfg.ingest.limits.validation_timeout,
@@ -149,15 +151,25 @@ impl Gateway {
             },
             wakers: wakers.clone(),
             seal: setup.seal.clone(),
-            targets: setup.targets.clone(),
-            router: setup.router.clone(),
+            routes: ArcSwap::from_pointee(Routes {
+                router: setup.router.clone(),
+                targets: setup.targets.clone(),
+            }),
             store: store.clone(),
             public_url,
-            revoked,
+            revoked: revoked.clone(),
             privacy: setup.privacy.clone(),
         });
+        let crl_task = tokio::spawn(crate::daemon::crl::refresh_task(
+            setup.revocation.clone(),
+            setup.peer_check.clone(),
+            intake.clone(),
+            revoked,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
         let ingest = Arc::new(Ingest {
-            intake,
+            intake: intake.clone(),
             submissions: Submissions {
                 store: store.clone(),
             },
@@ -166,7 +178,7 @@ impl Gateway {
                 wakers,
                 breakers,
             },
-            limits: cfg.ingest.limits.clone(),
+            limits: ArcSwap::from_pointee(cfg.ingest.limits.clone()),
             metrics: metrics.clone(),
             body_budget: Arc::new(tokio::sync::Semaphore::new(
                 usize::try_from(cfg.ingest.limits.memory_budget.0)
@@ -174,22 +186,41 @@ impl Gateway {
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
         });
+        let portals = Arc::new(ArcSwap::from_pointee(setup.portals));
+        let reloader = Arc::new(reload::Reloader {
+            source: cfg.source.clone(),
+            current: tokio::sync::Mutex::new(setup.config.clone()),
+            intake,
+            ingest: ingest.clone(),
+            portals: portals.clone(),
+            engine,
+            store: store.clone(),
+        });
         let ingest_task = tokio::spawn(crate::listen::server::serve_ingest(
             ingest_listener,
             TlsAcceptor::from(setup.ingest_tls.clone()),
             setup.peer_check.clone(),
-            Arc::new(setup.portals),
+            portals,
             ingest,
             shutdown_rx.clone(),
         ));
+        let reload_hook: crate::listen::admin::Reload = {
+            let reloader = reloader.clone();
+            Arc::new(move || {
+                let reloader = reloader.clone();
+                Box::pin(async move { reloader.reload().await })
+            })
+        };
         let admin_task = tokio::spawn(crate::listen::admin::serve(
             admin_listener,
             Arc::new(Observe {
                 store: store.clone(),
                 metrics: metrics.clone(),
             }),
+            reload_hook,
             shutdown_rx.clone(),
         ));
+        let hangup_task = tokio::spawn(reload_on_hangup(hangup, reloader, shutdown_rx.clone()));
         let expiry_task = tokio::spawn(watch_expiry(
             setup.watched.clone(),
             cfg.pki.expiry_warning,
@@ -208,6 +239,7 @@ impl Gateway {
                 expiry_task,
                 crl_task,
                 engine_task,
+                hangup_task,
                 audit_task,
                 retention_task,
             ],
@@ -236,6 +268,55 @@ async fn bind(
     let listener = TcpListener::bind(addr).await.map_err(err)?;
     let bound = listener.local_addr().map_err(err)?;
     Ok((listener, bound))
+}
+
+/// The SIGHUP stream (None where there are no Unix signals or it cannot be had).
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+fn hangup_signal() -> Hangup {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; use `ozg-gateway reload`");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Every SIGHUP reloads the config; the outcome is logged (and audited when it
+/// took effect).
+async fn reload_on_hangup(
+    hangup: Hangup,
+    reloader: Arc<reload::Reloader>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    #[cfg(unix)]
+    if let Some(mut hangup) = hangup {
+        loop {
+            tokio::select! {
+                got = hangup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: reloading the config");
+                    // The outcome is logged by the reload itself.
+                    let _ = reloader.reload().await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+    let _ = (&hangup, &reloader);
+    let _ = shutdown.changed().await;
 }
 
 /// Logs a warning for every watched certificate within its expiry window, once a day.

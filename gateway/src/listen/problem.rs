@@ -61,6 +61,7 @@ impl Problem {
             "unsupported-media-type" => "Unsupported media type",
             "multipart-malformed" => "Malformed multipart body",
             "body-incomplete" => "Request body incomplete",
+            "reload-refused" => "The config was not reloaded",
             "part-missing" => "Required part missing",
             "part-duplicate" => "Part sent twice",
             "part-unknown" => "Unknown part",

@@ -23,6 +23,21 @@ use crate::listen::tls::PeerCheck;
 /// How long open requests may run on after shutdown began.
 pub const DRAIN: Duration = Duration::from_secs(30);
 
+/// What a connection's identity was decided on: the CRLs' generation and the
+/// registered clients (a reload replaces them). Held, the `Arc` cannot be
+/// freed and its address reused, so a pointer comparison is exact.
+struct Basis(u64, Arc<Portals>);
+
+impl Basis {
+    fn now(peer_check: &PeerCheck, portals: &arc_swap::ArcSwap<Portals>) -> Basis {
+        Basis(peer_check.generation(), portals.load_full())
+    }
+
+    fn same(&self, other: &Basis) -> bool {
+        self.0 == other.0 && Arc::ptr_eq(&self.1, &other.1)
+    }
+}
+
 /// The portal or operator a connection's client certificate belongs to, or why
 /// it is refused.
 fn identify(
@@ -81,12 +96,13 @@ pub async fn serve_ingest(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     peer_check: PeerCheck,
-    portals: Arc<Portals>,
+    portals: Arc<arc_swap::ArcSwap<Portals>>,
     ingest: Arc<Ingest>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = ingest.limits.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // The number of slots is fixed at start; every other limit is read per
+    // connection, so a reload applies to the next one.
+    let slots = Arc::new(Semaphore::new(ingest.limits.load().max_connections.max(1)));
     let per_address = Arc::new(PerAddress::default());
     let per_client: Arc<PerKey<String>> = Arc::default();
     let graceful = GracefulShutdown::new();
@@ -106,6 +122,7 @@ pub async fn serve_ingest(
             },
             _ = shutdown.changed() => break,
         };
+        let limits = ingest.limits.load_full();
         // One address cannot take the slots of all: beyond its share, closed at once.
         let Some(counted) = PerAddress::admit(
             &per_address,
@@ -123,7 +140,6 @@ pub async fn serve_ingest(
         let peer_check = peer_check.clone();
         let portals = portals.clone();
         let ingest = ingest.clone();
-        let limits = limits.clone();
         let per_client = per_client.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -145,7 +161,7 @@ pub async fn serve_ingest(
             // Who the client is, checked at the handshake and again at the next
             // request after the CRLs changed (a connection may outlive a revocation).
             let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
-            let mut first = identify(&peer_check, &portals, chain.as_deref(), remote);
+            let mut first = identify(&peer_check, &portals.load(), chain.as_deref(), remote);
             // One portal or operator cannot hold all connections either; a
             // connection over its client's cap stays refused.
             let (_client_counted, over_cap) = match &first {
@@ -158,18 +174,16 @@ pub async fn serve_ingest(
                 },
                 Err(_) => (None, false),
             };
-            let identity = std::sync::Mutex::new((peer_check.generation(), first));
+            let identity = std::sync::Mutex::new((Basis::now(&peer_check, &portals), first));
             let service = service_fn(move |req: Request<Body>| {
                 let ingest = ingest.clone();
                 let client = {
                     let mut known = identity.lock().unwrap_or_else(|e| e.into_inner());
-                    let generation = peer_check.generation();
+                    let now = Basis::now(&peer_check, &portals);
                     // A connection over its client's cap stays refused.
-                    if known.0 != generation && !over_cap {
-                        *known = (
-                            generation,
-                            identify(&peer_check, &portals, chain.as_deref(), remote),
-                        );
+                    if !known.0.same(&now) && !over_cap {
+                        let client = identify(&peer_check, &now.1, chain.as_deref(), remote);
+                        *known = (now, client);
                     }
                     known.1.clone()
                 };

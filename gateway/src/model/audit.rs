@@ -66,6 +66,8 @@ pub enum EventKind {
     Recovered,
     /// Retention deleted a delivered submission's envelopes.
     Purged,
+    /// The daemon took a changed config while running (SIGHUP, `reload`).
+    Reloaded,
 }
 
 impl EventKind {
@@ -82,6 +84,7 @@ impl EventKind {
             EventKind::HandedBack => "handed_back",
             EventKind::Recovered => "recovered",
             EventKind::Purged => "purged",
+            EventKind::Reloaded => "reloaded",
         }
     }
 }
@@ -131,6 +134,14 @@ impl AuditEvent {
         Self::new(
             EventKind::Started,
             serde_json::json!({"version": version, "config_sha256": config_sha256, "targets": targets}),
+        )
+    }
+
+    /// A changed config is in force: its hash and what changed (ids only).
+    pub fn reloaded(config_sha256: &str, changes: serde_json::Value) -> Self {
+        Self::new(
+            EventKind::Reloaded,
+            serde_json::json!({"config_sha256": config_sha256, "changes": changes}),
         )
     }
 

@@ -15,10 +15,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
-use crate::core::intake::check::DataChecks;
+use crate::core::intake::check::{CheckRules, DataChecks};
 use crate::core::intake::pool::ValidationPool;
 use crate::core::intake::validate::DataLimits;
-use crate::core::intake::{Incoming, Intake, Metadata, Part};
+use crate::core::intake::{Incoming, Intake, Metadata, Part, Routes};
 use crate::daemon::setup::Setup;
 use crate::tools::loadgen::Profile;
 
@@ -52,14 +52,18 @@ pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoRe
     );
     let pipeline = Arc::new(Intake {
         checks: DataChecks {
-            limits: DataLimits::of(&Default::default()),
-            schemas: Default::default(),
-            xsds: Default::default(),
+            rules: arc_swap::ArcSwap::from_pointee(CheckRules {
+                limits: DataLimits::of(&Default::default()),
+                schemas: Default::default(),
+                xsds: Default::default(),
+            }),
             pool: ValidationPool::new(1, Duration::from_secs(1)),
         },
         seal: setup.seal.clone(),
-        targets: setup.targets.clone(),
-        router: setup.router.clone(),
+        routes: arc_swap::ArcSwap::from_pointee(Routes {
+            router: setup.router.clone(),
+            targets: setup.targets.clone(),
+        }),
         store,
         public_url: "https://localhost".into(),
         wakers: Arc::default(),
@@ -118,7 +122,8 @@ pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoRe
                             .collect(),
                         idempotency_key: None,
                     };
-                    if pipeline.prepare(incoming, targets.clone()).is_ok() {
+                    let routes = pipeline.routes.load();
+                    if pipeline.prepare(&routes, incoming, targets.clone()).is_ok() {
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -69,6 +69,11 @@ impl Breaker {
         }
     }
 
+    /// New settings (a reload); the state stays: an open breaker stays open.
+    pub fn reconfigure(&mut self, config: BreakerConfig) {
+        self.config = config;
+    }
+
     /// A probe was admitted but there was nothing to send: let the next one through.
     pub fn probe_unused(&mut self) {
         if let State::HalfOpen {
@@ -159,39 +164,38 @@ impl Default for BreakerView {
 }
 
 /// Every target's breaker, as the engine last published it: for the operator API.
+/// Targets join when their task starts and leave when it stops (a reload).
 #[derive(Debug, Default)]
-pub struct BreakerBoard(std::collections::BTreeMap<String, std::sync::Mutex<BreakerView>>);
+pub struct BreakerBoard(std::sync::RwLock<std::collections::BTreeMap<String, BreakerView>>);
 
 impl BreakerBoard {
-    /// A board with every target closed.
-    pub fn new<'a>(targets: impl IntoIterator<Item = &'a str>) -> Self {
-        BreakerBoard(
-            targets
-                .into_iter()
-                .map(|t| (t.to_owned(), Default::default()))
-                .collect(),
-        )
+    fn map(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<String, BreakerView>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(super) fn publish(&self, target: &str, view: BreakerView) {
-        if let Some(slot) = self.0.get(target) {
-            if let Ok(mut v) = slot.lock() {
-                *v = view;
-            }
-        }
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(target.to_owned(), view);
+    }
+
+    pub(super) fn remove(&self, target: &str) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(target);
     }
 
     /// The targets' breakers, by target id.
     pub fn views(&self) -> Vec<(String, BreakerView)> {
-        self.0
+        self.map()
             .iter()
-            .filter_map(|(t, v)| Some((t.clone(), v.lock().ok()?.clone())))
+            .map(|(t, v)| (t.clone(), v.clone()))
             .collect()
     }
 
-    /// One target's breaker (None for an unknown target).
+    /// One target's breaker (None for a target without a running task).
     pub fn view(&self, target: &str) -> Option<BreakerView> {
-        self.0.get(target)?.lock().ok().map(|v| v.clone())
+        self.map().get(target).cloned()
     }
 }
 

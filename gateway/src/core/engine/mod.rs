@@ -14,6 +14,7 @@
 //! envelopes per target in memory.
 
 pub mod breaker;
+mod running;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use ozg_adapter_sdk::{Adapter, Delivery, Failure, Outcome};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::core::clock::Clock;
@@ -31,6 +32,7 @@ use crate::model::policy::RetryPolicy;
 use crate::store::{Store, StoreError};
 use breaker::{Admit, Breaker, BreakerConfig};
 pub use breaker::{BreakerBoard, BreakerView};
+pub use running::{Reconciled, Running};
 
 /// Longest idle wait before the engine looks at the store again on its own.
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -54,13 +56,20 @@ pub struct TargetRuntime {
 
 /// Wakes a target's task when new work for it was stored.
 #[derive(Default)]
-pub struct Wakers(HashMap<String, Arc<Notify>>);
+pub struct Wakers(std::sync::RwLock<HashMap<String, Arc<Notify>>>);
 
 impl Wakers {
     pub fn wake(&self, target: &str) {
-        if let Some(n) = self.0.get(target) {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get(target) {
             n.notify_one();
         }
+    }
+
+    /// The target's waker, made on first use.
+    fn of(&self, target: &str) -> Arc<Notify> {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(target.to_owned()).or_default().clone()
     }
 }
 
@@ -81,7 +90,6 @@ enum Health {
 /// The engine: one task per target.
 pub struct Engine {
     pub store: Arc<dyn Store>,
-    pub targets: Vec<Arc<TargetRuntime>>,
     pub metrics: Arc<Metrics>,
     /// How long in-flight attempts may finish after shutdown began.
     pub shutdown_grace: Duration,
@@ -89,33 +97,20 @@ pub struct Engine {
     pub clock: Clock,
     /// Where each target's breaker state is published for operators.
     pub breakers: Arc<BreakerBoard>,
+    /// Wakes a target's task when new work for it was stored.
+    pub wakers: Arc<Wakers>,
 }
 
 impl Engine {
-    /// The wakers for [`Engine::start`] (give them to whoever stores new work).
-    pub fn wakers(&self) -> Arc<Wakers> {
-        Arc::new(Wakers(
-            self.targets
-                .iter()
-                .map(|t| (t.id.clone(), Arc::new(Notify::new())))
-                .collect(),
-        ))
-    }
-
-    /// Starts one task per target; the handle finishes after a graceful stop.
-    pub fn start(self, wakers: Arc<Wakers>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-        let mut tasks = JoinSet::new();
-        let engine = Arc::new(self);
-        for t in &engine.targets {
-            let notify = wakers.0.get(&t.id).cloned().unwrap_or_default();
-            tasks.spawn(run_target(
-                t.clone(),
-                engine.clone(),
-                notify,
-                shutdown.clone(),
-            ));
-        }
-        tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
+    /// Starts one task per target; see [`Running`] for changing the set later.
+    pub fn start(
+        self,
+        targets: Vec<Arc<TargetRuntime>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Running> {
+        let running = Arc::new(Running::new(Arc::new(self), shutdown));
+        running.reconcile(targets);
+        running
     }
 }
 
@@ -134,16 +129,20 @@ async fn rebase_waits(t: &TargetRuntime, store: &dyn Store, clock: Clock) {
     }
 }
 
+/// One target's task. `runtime` brings new settings (a reload): they apply from
+/// the next round on; the breaker keeps its state.
 async fn run_target(
-    t: Arc<TargetRuntime>,
+    mut runtime: watch::Receiver<Arc<TargetRuntime>>,
     engine: Arc<Engine>,
     notify: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (store, metrics, board) = (&engine.store, &engine.metrics, &engine.breakers);
     let (grace, clock) = (engine.shutdown_grace, engine.clock);
+    let mut t = runtime.borrow_and_update().clone();
+    let id = t.id.clone();
     rebase_waits(&t, store.as_ref(), clock).await;
-    let slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
+    let mut slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
     let mut breaker = Breaker::new(t.breaker);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Health>();
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -155,24 +154,33 @@ async fn run_target(
             Health::Down => breaker.failure(Instant::now()),
         }
         board.publish(
-            &t.id,
+            &id,
             breaker.view(Instant::now(), std::time::SystemTime::now()),
         );
         if breaker.is_open() != was_open {
             metrics
                 .breaker_open
-                .get_or_create(&crate::core::metrics::TargetLabel {
-                    target: t.id.clone(),
-                })
+                .get_or_create(&crate::core::metrics::TargetLabel { target: id.clone() })
                 .set(i64::from(breaker.is_open()));
             if breaker.is_open() {
-                tracing::warn!(target_id = %t.id, "target keeps failing: paused (circuit breaker open), probing later");
+                tracing::warn!(target_id = %id, "target keeps failing: paused (circuit breaker open), probing later");
             } else {
-                tracing::info!(target_id = %t.id, "target answers again: circuit breaker closed");
+                tracing::info!(target_id = %id, "target answers again: circuit breaker closed");
             }
         }
     };
     loop {
+        if runtime.has_changed().unwrap_or(false) {
+            let before = t.concurrency.max(1);
+            t = runtime.borrow_and_update().clone();
+            breaker.reconfigure(t.breaker);
+            if t.concurrency.max(1) != before {
+                // Running attempts keep their slots of the old limit; new ones
+                // count against the new one.
+                slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
+            }
+            tracing::info!(target_id = %id, "target settings reloaded");
+        }
         while let Ok(h) = done_rx.try_recv() {
             apply(h, &mut breaker);
         }

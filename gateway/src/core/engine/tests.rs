@@ -158,9 +158,17 @@ impl Plan {
             attempts: Mutex::default(),
         });
         let metrics = Arc::new(Metrics::new());
-        let engine = Engine {
+        let (stop, stopped) = watch::channel(false);
+        let running = Engine {
             store: store.clone(),
-            targets: vec![Arc::new(TargetRuntime {
+            metrics: metrics.clone(),
+            shutdown_grace: Duration::from_secs(5),
+            clock,
+            breakers: Arc::default(),
+            wakers: Arc::default(),
+        }
+        .start(
+            vec![Arc::new(TargetRuntime {
                 id: TARGET.into(),
                 adapter: receiver.clone(),
                 policy: self.policy,
@@ -168,14 +176,9 @@ impl Plan {
                 concurrency: self.concurrency,
                 attempt_timeout: Duration::from_secs(30),
             })],
-            metrics: metrics.clone(),
-            shutdown_grace: Duration::from_secs(5),
-            clock,
-            breakers: Arc::new(crate::core::engine::BreakerBoard::new([TARGET])),
-        };
-        let (stop, stopped) = watch::channel(false);
-        let wakers = engine.wakers();
-        let engine = engine.start(wakers, stopped);
+            stopped,
+        );
+        let engine = tokio::spawn(async move { running.join().await });
         Rig {
             _dir: dir,
             store,

@@ -23,14 +23,20 @@ use crate::core::refusal::{Kind, Refusal};
 /// (two thread wake-ups). Typical Antragsdaten are this small.
 pub const INLINE_CHECK_BYTES: usize = 16 << 10;
 
-/// The data checks, with the schemas of the Leistungen that have one.
-pub struct DataChecks {
+/// What data is checked against: limits and the schemas of the Leistungen that
+/// have one. Replaced as a whole by a reload.
+pub struct CheckRules {
     /// The shape the data may have.
     pub limits: DataLimits,
     /// JSON Schemas by Leistung (JSON data).
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
     /// XML Schemas by Leistung (XML data).
     pub xsds: HashMap<String, Arc<XsdSchema>>,
+}
+
+/// The data checks: the rules in force and where the larger checks run.
+pub struct DataChecks {
+    pub rules: arc_swap::ArcSwap<CheckRules>,
     /// Where the checks of larger data run.
     pub pool: ValidationPool,
 }
@@ -63,8 +69,9 @@ impl DataChecks {
 
     /// Which rules apply, by the data's media type and the Leistung's schema.
     fn work(&self, md: &Metadata, data: &Part) -> Result<Work, Refusal> {
-        let schema = self.schemas.get(&md.leistung);
-        let xsd = self.xsds.get(&md.leistung);
+        let current = self.rules.load();
+        let schema = current.schemas.get(&md.leistung);
+        let xsd = current.xsds.get(&md.leistung);
         let mt = data.media_type.as_str();
         let rules = if mt == "application/xml" || mt == "text/xml" || mt.ends_with("+xml") {
             if schema.is_some() {
@@ -100,7 +107,7 @@ impl DataChecks {
         Ok(Work {
             rules,
             data: data.data.clone(),
-            limits: self.limits,
+            limits: current.limits,
             leistung: md.leistung.clone(),
         })
     }

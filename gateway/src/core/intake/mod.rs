@@ -72,8 +72,8 @@ pub struct Intake {
     /// The data checks (safe XML/JSON, schemas per Leistung).
     pub checks: check::DataChecks,
     pub seal: Arc<SealKey>,
-    pub targets: BTreeMap<String, Arc<RecipientCert>>,
-    pub router: Router,
+    /// Routes and the targets' encryption certificates; replaced by a reload.
+    pub routes: arc_swap::ArcSwap<Routes>,
     pub store: Arc<dyn Store>,
     /// Base URL for status links, without trailing slash.
     pub public_url: String,
@@ -85,6 +85,14 @@ pub struct Intake {
     pub privacy: Arc<PrivacyKey>,
 }
 
+/// Where submissions go and whom they are encrypted for: one consistent
+/// snapshot per submission.
+pub struct Routes {
+    pub router: Router,
+    /// The targets' encryption certificates.
+    pub targets: BTreeMap<String, Arc<RecipientCert>>,
+}
+
 /// Submissions up to this many bytes (payload × targets) are sealed on the I/O
 /// thread that received them (≈ 0.1–0.2 ms of CPU); larger ones on the blocking pool.
 const INLINE_SEAL_BYTES: usize = 64 << 10;
@@ -93,6 +101,15 @@ impl Intake {
     /// May this portal submit for this Leistung and destination, and where would it go?
     /// Authorisation comes first, so a portal learns nothing about other portals' routes.
     pub fn authorize(&self, portal: &Portal, md: &Metadata) -> Result<Vec<String>, Refusal> {
+        self.authorize_with(&self.routes.load(), portal, md)
+    }
+
+    fn authorize_with(
+        &self,
+        routes: &Routes,
+        portal: &Portal,
+        md: &Metadata,
+    ) -> Result<Vec<String>, Refusal> {
         if !portal.leistungen.matches(&md.leistung) || !portal.destinations.matches(&md.destination)
         {
             return Err(Refusal::new(
@@ -104,7 +121,7 @@ impl Intake {
                 ),
             ));
         }
-        match self.router.route(&md.leistung, &md.destination) {
+        match routes.router.route(&md.leistung, &md.destination) {
             Some(targets) => match self.revoked.first_of(targets) {
                 None => Ok(targets.to_vec()),
                 Some(t) => Err(Refusal::unavailable(format!(
@@ -124,7 +141,8 @@ impl Intake {
 
     /// Seals, encrypts for every target and stores; returns once durable.
     pub async fn accept(self: &Arc<Self>, incoming: Incoming) -> Result<Answer, Refusal> {
-        let targets = self.authorize(&incoming.portal, &incoming.metadata)?;
+        let routes = self.routes.load_full();
+        let targets = self.authorize_with(&routes, &incoming.portal, &incoming.metadata)?;
         let this = self.clone();
         // Hashing, signing and encrypting are CPU work. A small submission costs
         // about as much as handing it to the blocking pool and back (two thread
@@ -137,9 +155,9 @@ impl Intake {
                 .map(|a| a.data.len())
                 .sum::<usize>();
         let (prepared, answer) = if payload * targets.len() <= INLINE_SEAL_BYTES {
-            this.prepare(incoming, targets)?
+            this.prepare(&routes, incoming, targets)?
         } else {
-            tokio::task::spawn_blocking(move || this.prepare(incoming, targets))
+            tokio::task::spawn_blocking(move || this.prepare(&routes, incoming, targets))
                 .await
                 .map_err(|_| Refusal::new(Kind::Internal, "internal", "sealing task failed"))??
         };
@@ -201,6 +219,7 @@ impl Intake {
     /// I/O). Returns the submission for the store and the `202` body in clear.
     pub fn prepare(
         &self,
+        routes: &Routes,
         incoming: Incoming,
         targets: Vec<String>,
     ) -> Result<(NewSubmission, String), Refusal> {
@@ -248,7 +267,7 @@ impl Intake {
         let bodies: Vec<&[u8]> = parts.iter().map(|(_, p)| p.data.as_ref()).collect();
         let mut deliveries = Vec::with_capacity(targets.len());
         for target in &targets {
-            let cert = self
+            let cert = routes
                 .targets
                 .get(target)
                 .ok_or_else(|| internal("route names a target without certificate", target))?;

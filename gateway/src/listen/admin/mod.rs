@@ -1,5 +1,6 @@
-//! The admin listener: health, readiness, Prometheus metrics and the newest
-//! signed audit checkpoint. Plain HTTP, loopback only by default; GET only.
+//! The admin listener: health, readiness, Prometheus metrics, the newest
+//! signed audit checkpoint, and `POST /reload` (what `ozg-gateway reload`
+//! calls). Plain HTTP, loopback only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +25,20 @@ const MAX_CONNECTIONS: usize = 64;
 const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Serves `/healthz`, `/readyz`, `/metrics` and `/audit/checkpoint` (plain
-/// HTTP; loopback only by default).
+/// Re-reads the config (the daemon's reload): `Ok` says what changed, `Err`
+/// why nothing did.
+pub type Reload = Arc<
+    dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, String>>
+        + Send
+        + Sync,
+>;
+
+/// Serves `/healthz`, `/readyz`, `/metrics`, `/audit/checkpoint` and
+/// `POST /reload` (plain HTTP; loopback only).
 pub async fn serve(
     listener: TcpListener,
     observe: Arc<Observe>,
+    reload: Reload,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -60,12 +70,22 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let observe = observe.clone();
+        let reload = reload.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |req: Request<Body>| {
                 let observe = observe.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin(&observe, req).await) }
+                let reload = reload.clone();
+                async move {
+                    let answer =
+                        if req.method() == http::Method::POST && req.uri().path() == "/reload" {
+                            reloaded(&observe, reload().await)
+                        } else {
+                            admin(&observe, req).await
+                        };
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -78,6 +98,34 @@ pub async fn serve(
     }
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+/// The answer to `POST /reload`: what changed (200), or why nothing did (409).
+fn reloaded(
+    observe: &Observe,
+    outcome: Result<serde_json::Value, String>,
+) -> Response<Full<Bytes>> {
+    let mut r = match outcome {
+        Ok(changes) => {
+            let mut r = Response::new(Full::new(Bytes::from(changes.to_string())));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(why) => problem_response(
+            &observe.metrics,
+            "admin",
+            &Problem::new(409, "reload-refused", why),
+        ),
+    };
+    // The request's body (there should be none) is not read.
+    r.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 async fn admin(observe: &Observe, req: Request<Body>) -> Response<Full<Bytes>> {
@@ -98,7 +146,7 @@ async fn admin(observe: &Observe, req: Request<Body>) -> Response<Full<Bytes>> {
             &Problem::new(
                 405,
                 "method-not-allowed",
-                "the admin endpoints are GET only",
+                "the admin endpoints are GET only, except POST /reload",
             ),
         );
         // The request's body is not read, so the connection cannot carry another

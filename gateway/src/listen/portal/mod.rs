@@ -42,7 +42,8 @@ pub struct Ingest {
     pub intake: Arc<Intake>,
     pub submissions: Submissions,
     pub operations: Operations,
-    pub limits: Limits,
+    /// Request limits; replaced by a reload (read once per request).
+    pub limits: arc_swap::ArcSwap<Limits>,
     pub metrics: Arc<Metrics>,
     /// What request bodies may hold in memory at once, in bytes (see `budget`).
     pub body_budget: Arc<tokio::sync::Semaphore>,
@@ -174,7 +175,7 @@ impl Ingest {
                 // the refusal reaches it instead of being lost to a TCP reset. A client
                 // that ran out of time gets no more.
                 if p.status != 408 {
-                    body.drain(self.limits.max_body.0.saturating_mul(4), LINGER)
+                    body.drain(self.limits.load().max_body.0.saturating_mul(4), LINGER)
                         .await;
                 }
                 problem_response(&self.metrics, "ingest", &p)
@@ -193,7 +194,7 @@ impl Ingest {
             (&Method::POST, Some("" | "/")) => {
                 let started = Instant::now();
                 match tokio::time::timeout(
-                    self.limits.request_timeout,
+                    self.limits.load().request_timeout,
                     self.submit(portal, head, body.stream()),
                 )
                 .await
@@ -211,7 +212,7 @@ impl Ingest {
                         "request-timeout",
                         format!(
                             "the request was not completed within {:?}",
-                            self.limits.request_timeout
+                            self.limits.load().request_timeout
                         ),
                     )),
                 }

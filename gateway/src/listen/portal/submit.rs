@@ -20,7 +20,8 @@ impl Ingest {
         head: &http::request::Parts,
         body: BodyStream,
     ) -> Result<HttpResponse, Problem> {
-        let limits = &self.limits;
+        let limits_now = self.limits.load_full();
+        let limits = &*limits_now;
         let headers = &head.headers;
         let idempotency_key = match headers.get("idempotency-key") {
             None => None,

@@ -1,0 +1,174 @@
+//! Taking a changed config while running (SIGHUP, `ozg-gateway reload`).
+//!
+//! The file is loaded and checked exactly as `config check` does; a config with
+//! any problem is refused and the one in force stays. What a reload changes:
+//! portals and operators (who they are, what they may submit), Leistungen and
+//! their schemas, routes, targets (certificates, adapters, retry, breaker,
+//! concurrency; new targets start, removed ones stop and their waiting
+//! deliveries stay in the store), and the request limits. What needs a restart
+//! — listeners, TLS of the ingest listener, the store, the PKI section (seal,
+//! privacy key, CRLs), logging, audit and retention settings, the connection
+//! and memory caps — is compared with the running config; a change there is
+//! refused with the keys named. A reload that took effect is audited.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::core::engine::Running;
+use crate::core::intake::check::CheckRules;
+use crate::core::intake::validate::DataLimits;
+use crate::core::intake::{Intake, Routes};
+use crate::listen::identity::Portals;
+use crate::listen::portal::Ingest;
+use crate::model::audit::AuditEvent;
+use crate::store::Store;
+
+/// What a reload swaps, and the config in force.
+pub struct Reloader {
+    pub source: PathBuf,
+    pub current: tokio::sync::Mutex<Config>,
+    pub intake: Arc<Intake>,
+    pub ingest: Arc<Ingest>,
+    pub portals: Arc<ArcSwap<Portals>>,
+    pub engine: Arc<Running>,
+    pub store: Arc<dyn Store>,
+}
+
+/// The sections and keys that are read at start only: (key, its value as text).
+fn start_only(c: &Config) -> Vec<(&'static str, String)> {
+    let l = &c.ingest.limits;
+    // Debug renderings compare the values (paths, addresses, durations) as
+    // they were parsed; the config types carry no equality of their own.
+    vec![
+        ("store", format!("{:?}", c.store)),
+        ("ingest.listen", format!("{:?}", c.ingest.listen)),
+        ("ingest.public_url", format!("{:?}", c.ingest.public_url)),
+        ("ingest.certificate", format!("{:?}", c.ingest.certificate)),
+        ("ingest.key", format!("{:?}", c.ingest.key)),
+        ("ingest.client_ca", format!("{:?}", c.ingest.client_ca)),
+        (
+            "ingest.limits.max_connections",
+            format!("{:?}", l.max_connections),
+        ),
+        (
+            "ingest.limits.memory_budget",
+            format!("{:?}", l.memory_budget),
+        ),
+        (
+            "ingest.limits.validation_concurrency",
+            format!("{:?}", l.validation_slots()),
+        ),
+        (
+            "ingest.limits.validation_timeout",
+            format!("{:?}", l.validation_timeout),
+        ),
+        ("admin", format!("{:?}", c.admin)),
+        ("pki", format!("{:?}", c.pki)),
+        ("log", format!("{:?}", c.log)),
+        ("audit", format!("{:?}", c.audit)),
+        ("retention", format!("{:?}", c.retention)),
+        (
+            "delivery.shutdown_grace",
+            format!("{:?}", c.delivery.shutdown_grace),
+        ),
+    ]
+}
+
+/// The start-only keys whose value differs between `old` and `new`.
+pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    start_only(old)
+        .into_iter()
+        .zip(start_only(new))
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((key, _), _)| key)
+        .collect()
+}
+
+/// Ids that are in `new` but not `old`, and in `old` but not `new`.
+fn diff<'a>(
+    old: impl IntoIterator<Item = &'a str>,
+    new: impl IntoIterator<Item = &'a str>,
+) -> serde_json::Value {
+    let old: std::collections::BTreeSet<&str> = old.into_iter().collect();
+    let new: std::collections::BTreeSet<&str> = new.into_iter().collect();
+    serde_json::json!({
+        "added": new.difference(&old).collect::<Vec<_>>(),
+        "removed": old.difference(&new).collect::<Vec<_>>(),
+    })
+}
+
+impl Reloader {
+    /// Loads, checks and applies the config file; `Ok` says what changed.
+    pub async fn reload(&self) -> Result<serde_json::Value, String> {
+        // One reload at a time: the lock on the config in force.
+        let mut current = self.current.lock().await;
+        let source = self.source.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let config = Config::load(&source).map_err(|e| e.to_string())?;
+            crate::daemon::setup::setup(config).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|_| "the config check failed to run".to_owned())?;
+        let setup = match checked {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("reload refused; the config in force stays: {e}");
+                return Err(format!("the config in force stays: {e}"));
+            }
+        };
+        let restart = needs_restart(&current, &setup.config);
+        if !restart.is_empty() {
+            let why = format!(
+                "the config in force stays: these keys are read at start only and changed: {}; restart the daemon for them",
+                restart.join(", ")
+            );
+            tracing::error!("reload refused: {why}");
+            return Err(why);
+        }
+        for w in &setup.warnings {
+            tracing::warn!("{w}");
+        }
+        let new = &setup.config;
+        let changes = serde_json::json!({
+            "portals": diff(current.portals.iter().map(|p| p.id.as_str()), new.portals.iter().map(|p| p.id.as_str())),
+            "operators": diff(current.operators.iter().map(|o| o.id.as_str()), new.operators.iter().map(|o| o.id.as_str())),
+            "routes": new.routes.len(),
+        });
+        let limits = &new.ingest.limits;
+        self.portals.store(Arc::new(setup.portals));
+        self.intake.checks.rules.store(Arc::new(CheckRules {
+            limits: DataLimits::of(limits),
+            schemas: setup.schemas,
+            xsds: setup.xsds,
+        }));
+        self.intake.routes.store(Arc::new(Routes {
+            router: setup.router,
+            targets: setup.targets,
+        }));
+        self.ingest.limits.store(Arc::new(limits.clone()));
+        let engine = self.engine.reconcile(setup.deliveries);
+        let mut changes = changes;
+        changes["targets"] = serde_json::json!({
+            "started": engine.started, "updated": engine.updated, "stopped": engine.stopped,
+        });
+        let config_sha256 = std::fs::read(&self.source)
+            .map(|b| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &b)))
+            .unwrap_or_default();
+        if let Err(e) = self
+            .store
+            .audit(AuditEvent::reloaded(&config_sha256, changes.clone()))
+            .await
+        {
+            tracing::error!(error = %e, "the reload took effect but could not be audited");
+        }
+        if !engine.stopped.is_empty() {
+            tracing::warn!(targets = ?engine.stopped, "targets removed by the reload: their waiting deliveries stay in the store until the target is configured again or an operator discards them");
+        }
+        tracing::info!(%changes, "config reloaded");
+        *current = setup.config;
+        Ok(changes)
+    }
+}
