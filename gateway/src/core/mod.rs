@@ -28,3 +28,4 @@ pub mod retention;
 pub mod revoked;
 pub mod status;
 pub mod throttle;
+pub mod xdomea;
