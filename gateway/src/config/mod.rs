@@ -228,6 +228,10 @@ pub struct TargetConfig {
     pub certificate: PathBuf,
     /// How envelopes travel to the target.
     pub adapter: AdapterConfig,
+    /// What the envelope holds: `raw` (the parts as sent; the default) or
+    /// `xdomea` (one xdomea 3.0.0 Geschaeftsgang.0201 package, for a DMS).
+    #[serde(default)]
+    pub payload: crate::model::routing::Payload,
     /// Free text for operators.
     #[serde(default)]
     pub description: Option<String>,

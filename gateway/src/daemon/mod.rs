@@ -154,6 +154,7 @@ impl Gateway {
             routes: ArcSwap::from_pointee(Routes {
                 router: setup.router.clone(),
                 targets: setup.targets.clone(),
+                payloads: setup.payloads(),
             }),
             store: store.clone(),
             public_url,

@@ -138,6 +138,7 @@ impl Reloader {
             "routes": new.routes.len(),
         });
         let limits = &new.ingest.limits;
+        let payloads = setup.payloads();
         self.portals.store(Arc::new(setup.portals));
         self.intake.checks.rules.store(Arc::new(CheckRules {
             limits: DataLimits::of(limits),
@@ -145,6 +146,7 @@ impl Reloader {
             xsds: setup.xsds,
         }));
         self.intake.routes.store(Arc::new(Routes {
+            payloads,
             router: setup.router,
             targets: setup.targets,
         }));

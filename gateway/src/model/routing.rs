@@ -4,6 +4,18 @@
 //! routes the most specific wins: first by Leistung, then by destination
 //! (exact beats any prefix, a longer prefix beats a shorter one).
 
+/// What a target receives inside its envelope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Payload {
+    /// The parts as the portal sent them: data and attachments.
+    #[default]
+    Raw,
+    /// One xdomea 3.0.0 `Geschaeftsgang.Geschaeftsgang.0201` package (zip) with
+    /// the data and every attachment as primary documents (`core::xdomea`).
+    Xdomea,
+}
+
 /// An exact value, a prefix ending in `*`, or `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pattern {

@@ -63,6 +63,7 @@ pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoRe
         routes: arc_swap::ArcSwap::from_pointee(Routes {
             router: setup.router.clone(),
             targets: setup.targets.clone(),
+            payloads: setup.payloads(),
         }),
         store,
         public_url: "https://localhost".into(),

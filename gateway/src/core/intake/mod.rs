@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use crate::core::privacy::PrivacyKey;
 use crate::core::refusal::{Kind, Refusal};
 use crate::model::portal::Portal;
-use crate::model::routing::Router;
+use crate::model::routing::{Payload, Router};
 use crate::model::submission::{
     envelope_checksum, idempotency_key_hash, message_id, Accepted, AuditPart, IdempotencyKey,
     NewDelivery, NewSubmission,
@@ -91,6 +91,8 @@ pub struct Routes {
     pub router: Router,
     /// The targets' encryption certificates.
     pub targets: BTreeMap<String, Arc<RecipientCert>>,
+    /// What each target receives (absent: [`Payload::Raw`]).
+    pub payloads: BTreeMap<String, Payload>,
 }
 
 /// Submissions up to this many bytes (payload × targets) are sealed on the I/O
@@ -276,8 +278,17 @@ impl Intake {
                 target: target.clone(),
                 created_at: received_at.clone(),
             };
-            let env = build_envelope(header, &manifest, &sealed, &bodies, cert)
-                .map_err(|e| internal("encryption failed", &e))?;
+            let env = match routes.payloads.get(target).copied().unwrap_or_default() {
+                Payload::Raw => build_envelope(header, &manifest, &sealed, &bodies, cert),
+                Payload::Xdomea => {
+                    let (m, zip) = xdomea_manifest(&manifest, &incoming, target)
+                        .map_err(|e| internal("building the xdomea package failed", &e))?;
+                    let sealed = seal_manifest(&m, &self.seal)
+                        .map_err(|e| internal("sealing failed", &e))?;
+                    build_envelope(header, &m, &sealed, &[zip.as_slice()], cert)
+                }
+            }
+            .map_err(|e| internal("encryption failed", &e))?;
             let envelope = env.to_json();
             deliveries.push(NewDelivery {
                 message_id: env.message_id.clone(),
@@ -328,6 +339,51 @@ impl Intake {
         };
         Ok((submission, answer))
     }
+}
+
+/// The manifest of an xdomea target's envelope: the submission's, with one part,
+/// the `Geschaeftsgang.Geschaeftsgang.0201` package built from every part.
+fn xdomea_manifest(
+    manifest: &Manifest,
+    incoming: &Incoming,
+    target: &str,
+) -> Result<(Manifest, Vec<u8>), crate::core::xdomea::XdomeaError> {
+    use crate::core::xdomea::{build, Application, File};
+    fn file(p: &Part) -> File<'_> {
+        File {
+            name: p.filename.as_deref(),
+            media_type: &p.media_type,
+            bytes: &p.data,
+        }
+    }
+    let attachments: Vec<File> = incoming.attachments.iter().map(file).collect();
+    let package = build(
+        &Application {
+            submission_id: &manifest.submission_id,
+            received_at: &manifest.received_at,
+            portal: &manifest.sender,
+            leistung: &manifest.leistung,
+            destination: &manifest.destination,
+            target,
+            data: file(&incoming.data),
+            attachments: &attachments,
+        },
+        &manifest.received_at,
+    )?;
+    let part = ManifestPart {
+        id: "xdomea-0201".into(),
+        media_type: "application/zip".into(),
+        filename: Some(package.file_name),
+        size: package.zip.len() as u64,
+        sha512: sha512_hex(&package.zip),
+    };
+    Ok((
+        Manifest {
+            parts: vec![part],
+            ..manifest.clone()
+        },
+        package.zip,
+    ))
 }
 
 /// What makes two requests "the same content" for an idempotency key: routing,

@@ -51,6 +51,17 @@ pub struct Setup {
     pub warnings: Vec<String>,
 }
 
+impl Setup {
+    /// What each target receives in its envelope.
+    pub fn payloads(&self) -> BTreeMap<String, crate::model::routing::Payload> {
+        self.config
+            .targets
+            .iter()
+            .map(|(id, t)| (id.clone(), t.payload))
+            .collect()
+    }
+}
+
 pub(super) fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
