@@ -22,6 +22,8 @@ pub enum Mode {
     Status(u16, Option<u64>),
     /// Read the request, never answer.
     Hang,
+    /// 200 with this body (e.g. an xdomea receipt).
+    Answer(String),
 }
 
 #[derive(Default)]
@@ -118,6 +120,9 @@ impl Receiver {
                                 }
                                 Mode::Hang => {
                                     tokio::time::sleep(Duration::from_secs(3600)).await;
+                                }
+                                Mode::Answer(text) => {
+                                    *resp.body_mut() = Full::new(Bytes::from(text));
                                 }
                             }
                             Ok::<_, std::convert::Infallible>(resp)

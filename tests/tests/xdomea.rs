@@ -163,3 +163,51 @@ async fn an_xdomea_target_gets_one_sealed_0201_package_with_every_document() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dms_receipt_0202_is_kept_as_the_delivery_receipt() {
+    let confirmation = "<?xml version=\"1.0\"?><xdomea:Geschaeftsgang.EmpfangBestaetigen.0202 xmlns:xdomea=\"urn:xoev-de:xdomea:schema:3.0.0\"><xdomea:Kopf><xdomea:ProzessID>ca5232c5-f44d-42eb-8514-d3b509be81ea</xdomea:ProzessID></xdomea:Kopf></xdomea:Geschaeftsgang.EmpfangBestaetigen.0202>";
+    let receiver =
+        ozg_e2e::receiver::Receiver::start(ozg_e2e::receiver::Mode::Answer(confirmation.into()))
+            .await;
+    let tc = test_config(&Options {
+        receiver_url: receiver.url(),
+        ..Default::default()
+    });
+    let text = std::fs::read_to_string(&tc.path).unwrap();
+    std::fs::write(
+        &tc.path,
+        text.replace(
+            "[targets.fachverfahren-demo]\n",
+            "[targets.fachverfahren-demo]\npayload = \"xdomea\"\n",
+        ),
+    )
+    .unwrap();
+    let gw = start_from(&tc).await;
+    let req = SubmitRequest {
+        leistung: "99050012104000".into(),
+        destination: "05315000".into(),
+        data: std::fs::read(repo().join("schemas/examples/hundesteuer.json")).unwrap(),
+        data_media_type: "application/json".into(),
+        ..Default::default()
+    };
+    let a = client::submit(&portal_client("portal"), &base_url(gw.ingest_addr), &req)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 202, "{}", a.body);
+    let id = a.body["submission_id"].as_str().unwrap().to_owned();
+    let receipt = eventually(
+        Duration::from_secs(10),
+        "delivered with a receipt",
+        || async {
+            let s = gw.store.submission(&id).await.unwrap()?;
+            s.deliveries
+                .iter()
+                .find(|d| d.target == "fachverfahren-demo")
+                .and_then(|d| d.receipt.clone())
+        },
+    )
+    .await;
+    assert_eq!(receipt, confirmation);
+    gw.shutdown().await.unwrap();
+}

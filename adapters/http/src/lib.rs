@@ -6,7 +6,7 @@
 //! the receiver deduplicates by it), `Ozg-Submission-Id`.
 //!
 //! Outcomes: `2xx` → delivered; a JSON answer with a string field `receipt` (the
-//! receiver's signed receipt) is kept. `408`, `429`, `5xx`, timeouts and network
+//! receiver's signed receipt), or a DMS's xdomea `EmpfangBestaetigen.0202`, is kept. `408`, `429`, `5xx`, timeouts and network
 //! errors → retry (honouring `Retry-After`). A server certificate the gateway does
 //! not trust, or a client certificate the server rejects, and every other `4xx`
 //! → permanent (parked).
@@ -311,18 +311,43 @@ impl Adapter for Http {
             if let Some(outcome) = classify_status(status, after) {
                 return with_explanation(outcome, &body);
             }
-            let receipt = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("receipt").and_then(|r| r.as_str()).map(str::to_owned));
-            Outcome::Delivered { receipt }
+            Outcome::Delivered {
+                receipt: receipt_in(&body),
+            }
         })
     }
+}
+
+/// The receiver's receipt in a `2xx` answer: a JSON object's string field
+/// `receipt`, or an xdomea `Geschaeftsgang.EmpfangBestaetigen.0202` (kept whole).
+fn receipt_in(body: &[u8]) -> Option<String> {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        return v.get("receipt").and_then(|r| r.as_str()).map(str::to_owned);
+    }
+    ozg_adapter_sdk::xdomea::confirmation(body)?;
+    String::from_utf8(body.to_vec()).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_receipt_is_a_json_field_or_an_xdomea_0202() {
+        assert_eq!(
+            receipt_in(br#"{"receipt":"eyJ.x.y"}"#).as_deref(),
+            Some("eyJ.x.y")
+        );
+        assert_eq!(receipt_in(br#"{"ok":true}"#), None);
+        let confirmation = "<x:Geschaeftsgang.EmpfangBestaetigen.0202 xmlns:x=\"urn:xoev-de:xdomea:schema:3.0.0\"><x:Kopf><x:ProzessID>p-1</x:ProzessID></x:Kopf></x:Geschaeftsgang.EmpfangBestaetigen.0202>";
+        assert_eq!(
+            receipt_in(confirmation.as_bytes()).as_deref(),
+            Some(confirmation)
+        );
+        assert_eq!(receipt_in(b"<html>thanks</html>"), None);
+        assert_eq!(receipt_in(b""), None);
+    }
 
     #[test]
     fn a_refusal_keeps_a_bounded_excerpt_of_the_receivers_problem() {

@@ -24,6 +24,7 @@ pub mod envelope;
 pub mod jose;
 pub mod keys;
 pub mod merkle;
+pub mod xdomea;
 
 pub use adapter::{Adapter, DeliverFuture, Delivery, Failure, Outcome};
 pub use adapter_config::{AdapterConfig, AdapterConfigError};

@@ -98,6 +98,12 @@ fn derived_uuid(submission_id: &str, label: &str) -> String {
     uuid::Uuid::new_v8(bytes).to_string()
 }
 
+/// The `ProzessID` of the package for one submission and target (what a DMS's
+/// `EmpfangBestaetigen.0202` names).
+pub fn process_id(submission_id: &str, target: &str) -> String {
+    derived_uuid(submission_id, &format!("prozess:{target}"))
+}
+
 /// The Dateiformat code (code list `dateiformat` 1.0) of a media type, and the
 /// extension to name when the code is `100` (Sonstiges).
 fn format_code(media_type: &str, name: &str) -> (&'static str, Option<String>) {
@@ -326,7 +332,7 @@ pub fn build(app: &Application, created: &str) -> Result<Package, XdomeaError> {
     {
         return Err(XdomeaError::Time(created.to_owned()));
     }
-    let process_id = derived_uuid(app.submission_id, &format!("prozess:{}", app.target));
+    let process_id = process_id(app.submission_id, app.target);
     let data_name = match app.data.name {
         Some(n) => n.to_owned(),
         None if app.data.media_type.contains("json") => "antrag.json".to_owned(),

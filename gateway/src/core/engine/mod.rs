@@ -52,6 +52,8 @@ pub struct TargetRuntime {
     pub concurrency: usize,
     /// Longest single attempt (the adapter's own timeouts should be shorter).
     pub attempt_timeout: Duration,
+    /// What the target receives (an xdomea target's receipt is checked).
+    pub payload: crate::model::routing::Payload,
 }
 
 /// Wakes a target's task when new work for it was stored.
@@ -111,6 +113,28 @@ impl Engine {
         let running = Arc::new(Running::new(Arc::new(self), shutdown));
         running.reconcile(targets);
         running
+    }
+}
+
+/// A DMS's xdomea receipt (0202) must name the process of the package it got;
+/// one that names another is kept (it is what the target said) and reported.
+fn check_confirmation(t: &TargetRuntime, c: &Claimed, receipt: Option<&str>) {
+    if t.payload != crate::model::routing::Payload::Xdomea {
+        return;
+    }
+    let Some(confirmed) = receipt.and_then(|r| ozg_adapter_sdk::xdomea::confirmation(r.as_bytes()))
+    else {
+        return;
+    };
+    let expected = crate::core::xdomea::process_id(&c.submission_id, &t.id);
+    if confirmed.process_id != expected {
+        tracing::warn!(
+            target_id = %t.id,
+            message_id = %c.message_id,
+            expected = %expected,
+            confirmed = %confirmed.process_id,
+            "the target's xdomea receipt (0202) confirms another ProzessID than the package it was given"
+        );
     }
 }
 
@@ -362,7 +386,10 @@ async fn attempt(
     let now = clock.now_ms();
     let age = Duration::from_millis((now - c.created_at_ms).max(0) as u64);
     let (rec, health) = match outcome {
-        Outcome::Delivered { receipt } => (Recorded::Delivered { receipt }, Health::Up),
+        Outcome::Delivered { receipt } => {
+            check_confirmation(t, &c, receipt.as_deref());
+            (Recorded::Delivered { receipt }, Health::Up)
+        }
         Outcome::Retry { failure, after } => {
             match t.policy.next_delay(c.attempts, age, after, unit_random()) {
                 Some(delay) => (

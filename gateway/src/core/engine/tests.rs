@@ -175,6 +175,7 @@ impl Plan {
                 breaker: self.breaker,
                 concurrency: self.concurrency,
                 attempt_timeout: Duration::from_secs(30),
+                payload: Default::default(),
             })],
             stopped,
         );

@@ -105,6 +105,7 @@ pub(super) fn delivery_runtimes(c: &mut Checks) -> Vec<Arc<TargetRuntime>> {
                 breaker: d.breaker,
                 concurrency: t.concurrency.unwrap_or(d.concurrency).max(1),
                 attempt_timeout: d.attempt_timeout,
+                payload: t.payload,
             })),
             Err(e) => errors.push(config.error(format!("targets.{id}.adapter"), e.problem, e.fix)),
         }
