@@ -203,3 +203,39 @@ fn text_is_escaped_and_times_are_checked() {
         Err(XdomeaError::Time(_))
     ));
 }
+
+/// `schemas/examples/xdomea/` holds a package as the builder makes it (the
+/// Meldebescheinigung example with one PDF); `OZG_BLESS=1` writes it anew.
+#[test]
+fn the_example_package_in_schemas_is_what_the_builder_makes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("schemas/examples/xdomea");
+    let data = std::fs::read(root.join("schemas/examples/meldebescheinigung.xml")).unwrap();
+    let pdf = b"%PDF-1.7\n% example attachment\n%%EOF\n";
+    let files = [File {
+        name: Some("Nachweis Wohnungsgeber.pdf"),
+        media_type: "application/pdf",
+        bytes: pdf,
+    }];
+    let mut example = app(&files, "dms-demo");
+    example.portal = "portal-demo";
+    example.data.bytes = &data;
+    let p = build(&example, example.received_at).unwrap();
+    validate(&p.message);
+    let message_file = dir.join("Geschaeftsgang.Geschaeftsgang.0201.xml");
+    let zip_file = dir.join(&p.file_name);
+    if std::env::var_os("OZG_BLESS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for old in std::fs::read_dir(&dir).unwrap().flatten() {
+            std::fs::remove_file(old.path()).unwrap();
+        }
+        std::fs::write(&message_file, &p.message).unwrap();
+        std::fs::write(&zip_file, &p.zip).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&message_file).unwrap_or_default(),
+        p.message,
+        "the example is out of date: OZG_BLESS=1 cargo test -p ozg-gateway xdomea"
+    );
+    assert_eq!(std::fs::read(&zip_file).unwrap_or_default(), p.zip);
+}
