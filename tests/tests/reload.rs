@@ -238,3 +238,64 @@ async fn a_reload_changes_portals_routes_and_targets_without_a_restart() {
         serde_json::json!(["dms2-demo"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_server_certificate_is_taken_without_a_restart() {
+    use ozg_gateway::tools::client::{http_client, PortalIdentity};
+    use ozg_gateway::tools::demo_pki::{Algorithm, DemoCa, Usage};
+    let ingest_port = free_port();
+    let tc = test_config(&Options {
+        ingest_port,
+        admin_port: free_port(),
+        ..Default::default()
+    });
+    // The server's certificate from a copy, as an operator's renewal replaces it.
+    let (cert, key) = (tc.dir.path().join("tls.pem"), tc.dir.path().join("tls.key"));
+    std::fs::copy(demo("server.pem"), &cert).unwrap();
+    std::fs::copy(demo("server.key"), &key).unwrap();
+    let original = std::fs::read_to_string(&tc.path).unwrap();
+    let config = original
+        .replace(
+            &demo("server.pem").display().to_string(),
+            &cert.display().to_string(),
+        )
+        .replace(
+            &demo("server.key").display().to_string(),
+            &key.display().to_string(),
+        );
+    assert_ne!(config, original);
+    std::fs::write(&tc.path, &config).unwrap();
+    let daemon = DaemonProcess::spawn(BIN, &tc.path, ingest_port);
+    let base = base_url(daemon.ingest);
+
+    // The renewed certificate comes from another CA, so a client that trusts
+    // only that one tells which certificate the listener presents.
+    let renewed_ca = DemoCa::generate("renewed server CA", 1).unwrap();
+    let renewed = renewed_ca
+        .issue("localhost", Usage::Server, Algorithm::EcP256, 1)
+        .unwrap();
+    let renewed_ca_file = tc.dir.path().join("renewed-ca.pem");
+    std::fs::write(&renewed_ca_file, renewed_ca.cert_pem()).unwrap();
+    let trusting_renewed = http_client(&PortalIdentity {
+        cert: demo("portal.pem"),
+        key: demo("portal.key"),
+        ca: renewed_ca_file,
+    })
+    .unwrap();
+    let status_url = format!("{base}/v1/submissions/unknown");
+    assert!(
+        trusting_renewed.get(&status_url).send().await.is_err(),
+        "the old certificate is presented before the reload"
+    );
+    std::fs::write(&cert, &renewed.cert_pem).unwrap();
+    std::fs::write(&key, &renewed.key_pem).unwrap();
+    let (ok, said) = reload_cli(&tc.path);
+    assert!(ok, "{said}");
+    let answer = trusting_renewed.get(&status_url).send().await.unwrap();
+    assert_eq!(
+        answer.status().as_u16(),
+        404,
+        "new connections get the renewed certificate"
+    );
+    drop(daemon);
+}

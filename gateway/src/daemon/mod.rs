@@ -19,7 +19,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use crate::core::clock::Clock;
 use arc_swap::ArcSwap;
@@ -188,7 +187,10 @@ impl Gateway {
             )),
         });
         let portals = Arc::new(ArcSwap::from_pointee(setup.portals));
+        let tls = Arc::new(ArcSwap::new(setup.ingest_tls.clone()));
         let reloader = Arc::new(reload::Reloader {
+            tls: tls.clone(),
+            metrics: metrics.clone(),
             source: cfg.source.clone(),
             current: tokio::sync::Mutex::new(setup.config.clone()),
             intake,
@@ -199,7 +201,7 @@ impl Gateway {
         });
         let ingest_task = tokio::spawn(crate::listen::server::serve_ingest(
             ingest_listener,
-            TlsAcceptor::from(setup.ingest_tls.clone()),
+            tls,
             setup.peer_check.clone(),
             portals,
             ingest,

@@ -5,8 +5,9 @@
 //! portals and operators (who they are, what they may submit), Leistungen and
 //! their schemas, routes, targets (certificates, adapters, retry, breaker,
 //! concurrency; new targets start, removed ones stop and their waiting
-//! deliveries stay in the store), and the request limits. What needs a restart
-//! — listeners, TLS of the ingest listener, the store, the PKI section (seal,
+//! deliveries stay in the store), the request limits, and the ingest listener's
+//! certificate and key (renewed: new connections get the new one). What needs a
+//! restart — listeners, the ingest listener's client CA, the store, the PKI section (seal,
 //! privacy key, CRLs), logging, audit and retention settings, the connection
 //! and memory caps — is compared with the running config; a change there is
 //! refused with the keys named. A reload that took effect is audited.
@@ -35,6 +36,9 @@ pub struct Reloader {
     pub portals: Arc<ArcSwap<Portals>>,
     pub engine: Arc<Running>,
     pub store: Arc<dyn Store>,
+    /// The ingest listener's TLS (a renewed certificate is taken).
+    pub tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    pub metrics: Arc<crate::core::metrics::Metrics>,
 }
 
 /// The sections and keys that are read at start only: (key, its value as text).
@@ -46,8 +50,6 @@ fn start_only(c: &Config) -> Vec<(&'static str, String)> {
         ("store", format!("{:?}", c.store)),
         ("ingest.listen", format!("{:?}", c.ingest.listen)),
         ("ingest.public_url", format!("{:?}", c.ingest.public_url)),
-        ("ingest.certificate", format!("{:?}", c.ingest.certificate)),
-        ("ingest.key", format!("{:?}", c.ingest.key)),
         ("ingest.client_ca", format!("{:?}", c.ingest.client_ca)),
         (
             "ingest.limits.max_connections",
@@ -151,6 +153,15 @@ impl Reloader {
             targets: setup.targets,
         }));
         self.ingest.limits.store(Arc::new(limits.clone()));
+        self.tls.store(setup.ingest_tls.clone());
+        for w in &setup.watched {
+            self.metrics
+                .cert_not_after
+                .get_or_create(&crate::core::metrics::CertLabels {
+                    certificate: w.label.clone(),
+                })
+                .set(w.cert.not_after());
+        }
         let engine = self.engine.reconcile(setup.deliveries);
         let mut changes = changes;
         changes["targets"] = serde_json::json!({

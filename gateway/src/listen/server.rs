@@ -94,7 +94,7 @@ fn count_client(
 /// At shutdown it stops accepting and lets open requests finish within [`DRAIN`].
 pub async fn serve_ingest(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
     peer_check: PeerCheck,
     portals: Arc<arc_swap::ArcSwap<Portals>>,
     ingest: Arc<Ingest>,
@@ -136,7 +136,8 @@ pub async fn serve_ingest(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // Read per connection: a reload may have renewed the certificate.
+        let acceptor = TlsAcceptor::from(tls.load_full());
         let peer_check = peer_check.clone();
         let portals = portals.clone();
         let ingest = ingest.clone();
