@@ -8,6 +8,7 @@
 //! - [`dn`]: distinguished names as RDN sequences (configured subjects, certificate subjects).
 //! - [`tls`]: server and client TLS configuration and client certificate checks.
 //! - [`problem`]: RFC 9457 problem details, the answer to every refusal.
+//! - [`xta`]: the XTA 2 listener (so far its SOAP envelope reader and faults).
 
 pub mod admin;
 pub mod dn;
@@ -17,3 +18,4 @@ pub mod portal;
 pub mod problem;
 pub mod server;
 pub mod tls;
+pub mod xta;
