@@ -58,12 +58,9 @@ fn write_page(
 }
 
 pub(super) fn privacy_key(out: &Path) -> anyhow::Result<ExitCode> {
-    let mut secret = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no random numbers"))?;
-    let text = format!(
-        "# ozg-gateway privacy key (pki.privacy_key); keep it outside the data directory and back it up apart from it\n{}\n",
-        hex::encode(secret)
-    );
+    let text = crate::core::privacy::PrivacyKey::new_file_text(&[
+        "ozg-gateway privacy key (pki.privacy_key); keep it outside the data directory and back it up apart from it",
+    ])?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -114,6 +114,8 @@ pub(super) fn verify_receipt(
         given.push((format!("attachment-{}", i + 1), a));
     }
     let mut mismatches = Vec::new();
+    // The parts a given document is: shown beside them below.
+    let mut confirmed: Vec<(&str, &std::path::Path)> = Vec::new();
     for (id, path) in &given {
         let doc = read(path)?;
         match verified.parts.iter().find(|p| &p.id == id) {
@@ -125,7 +127,7 @@ pub(super) fn verify_receipt(
                     doc.len(),
                     p.size
                 )),
-            Some(_) => {}
+            Some(_) => confirmed.push((id, path)),
         }
     }
     if json {
@@ -136,17 +138,11 @@ pub(super) fn verify_receipt(
             verified.submission_id, verified.sender, verified.received_at
         );
         for p in &verified.parts {
-            let matched = given.iter().find(|(id, _)| id == &p.id);
-            let note = match matched {
-                Some((_, path))
-                    if !mismatches
-                        .iter()
-                        .any(|m| m.starts_with(&path.display().to_string())) =>
-                {
-                    format!("  = {}", path.display())
-                }
-                _ => String::new(),
-            };
+            let note = confirmed
+                .iter()
+                .find(|(id, _)| *id == p.id)
+                .map(|(_, path)| format!("  = {}", path.display()))
+                .unwrap_or_default();
             println!(
                 "  {:<14} {:>10} bytes  sha512 {}…{note}",
                 p.id,

@@ -59,7 +59,7 @@ impl Operations {
         &self,
         id: &str,
     ) -> Result<(SubmissionStatus, Vec<(String, BreakerView)>), Refusal> {
-        let found = if id.len() > 64 {
+        let found = if id.len() > crate::core::status::MAX_ID {
             None
         } else {
             self.store.submission(id).await.map_err(unavailable)?

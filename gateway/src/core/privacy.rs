@@ -100,6 +100,18 @@ impl PrivacyKey {
         }
     }
 
+    /// The text of a new key file: `comment` lines (each gets a `# `), then 32
+    /// random bytes as hex.
+    pub fn new_file_text(comment: &[&str]) -> Result<String, PrivacyError> {
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret)
+            .map_err(|_| PrivacyError::KeyFile("no random numbers".into()))?;
+        let mut text: String = comment.iter().map(|c| format!("# {c}\n")).collect();
+        text.push_str(&hex::encode(secret));
+        text.push('\n');
+        Ok(text)
+    }
+
     /// A short public id of the key (derived, reveals nothing about it): audit
     /// records name it so a rotated key is recognised.
     pub fn id(&self) -> &str {
@@ -183,6 +195,10 @@ mod tests {
             let e = PrivacyKey::from_file_text(text.as_bytes()).unwrap_err();
             assert!(e.to_string().contains(why), "{text:?}: {e}");
         }
+        let fresh = PrivacyKey::new_file_text(&["a new key"]).unwrap();
+        assert!(fresh.starts_with("# a new key\n"));
+        assert_ne!(fresh, PrivacyKey::new_file_text(&["a new key"]).unwrap());
+        assert!(PrivacyKey::from_file_text(fresh.as_bytes()).is_ok());
         let demo = format!("# DEMO ONLY\n{}", &KEY[12..]);
         assert!(PrivacyKey::from_file_text(demo.as_bytes())
             .unwrap()

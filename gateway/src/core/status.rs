@@ -12,7 +12,7 @@ use crate::model::submission::SubmissionStatus;
 use crate::store::{Store, StoreError};
 
 /// Longest submission id looked up; longer ones cannot exist.
-const MAX_ID: usize = 64;
+pub(crate) const MAX_ID: usize = 64;
 
 /// Reads submissions on behalf of the portal that made them.
 pub struct Submissions {

@@ -92,9 +92,7 @@ impl Gateway {
             .trim_end_matches('/')
             .to_owned();
 
-        let config_sha256 = std::fs::read(&cfg.source)
-            .map(|b| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &b)))
-            .unwrap_or_default();
+        let config_sha256 = config_sha256(&cfg.source);
         store
             .audit(crate::model::audit::AuditEvent::started(
                 env!("CARGO_PKG_VERSION"),
@@ -260,6 +258,14 @@ impl Gateway {
         tracing::info!("ozg-gateway stopped");
         Ok(())
     }
+}
+
+/// SHA-256 (hex) of the config file as it is on disk now, for the audit
+/// records `started` and `reloaded` (empty if it cannot be read).
+pub(crate) fn config_sha256(path: &std::path::Path) -> String {
+    std::fs::read(path)
+        .map(|b| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &b)))
+        .unwrap_or_default()
 }
 
 /// Binds a listener and reads back its address (port 0 picks a free one).

@@ -167,9 +167,7 @@ impl Reloader {
         changes["targets"] = serde_json::json!({
             "started": engine.started, "updated": engine.updated, "stopped": engine.stopped,
         });
-        let config_sha256 = std::fs::read(&self.source)
-            .map(|b| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &b)))
-            .unwrap_or_default();
+        let config_sha256 = crate::daemon::config_sha256(&self.source);
         if let Err(e) = self
             .store
             .audit(AuditEvent::reloaded(&config_sha256, changes.clone()))

@@ -250,16 +250,9 @@ pub fn write_demo_pki(out: &Path) -> anyhow::Result<()> {
         write(format!("{stem}.pem"), &issued.cert_pem, false)?;
         write(format!("{stem}.key"), &issued.key_pem, true)?;
     }
-    write("privacy.key".into(), &demo_privacy_key()?, true)?;
+    let key = crate::core::privacy::PrivacyKey::new_file_text(&[
+        "the privacy key (pki.privacy_key): keys audit part hashes, seals stored answers",
+    ])?;
+    write("privacy.key".into(), &key, true)?;
     Ok(())
-}
-
-/// A fresh privacy key (`pki.privacy_key`), its file text after the banner.
-fn demo_privacy_key() -> anyhow::Result<String> {
-    let mut secret = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no random numbers"))?;
-    Ok(format!(
-        "# the privacy key (pki.privacy_key): keys audit part hashes, seals stored answers\n{}\n",
-        hex::encode(secret)
-    ))
 }

@@ -175,7 +175,12 @@ impl BreakerBoard {
         self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Takes the write lock only when the view changed: after a delivery on a
+    /// healthy target it has not, and the delivery loop pays nothing.
     pub(super) fn publish(&self, target: &str, view: BreakerView) {
+        if self.map().get(target) == Some(&view) {
+            return;
+        }
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         map.insert(target.to_owned(), view);
     }

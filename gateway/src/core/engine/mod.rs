@@ -168,6 +168,11 @@ async fn run_target(
     rebase_waits(&t, store.as_ref(), clock).await;
     let mut slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
     let mut breaker = Breaker::new(t.breaker);
+    // Operators see every running target, a closed breaker included.
+    board.publish(
+        &id,
+        breaker.view(Instant::now(), std::time::SystemTime::now()),
+    );
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Health>();
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut attempts = JoinSet::new();
