@@ -68,6 +68,10 @@ impl std::fmt::Display for Failure {
 pub enum Outcome {
     /// The target has it. `receipt`: its signed receipt, if it gave one.
     Delivered { receipt: Option<String> },
+    /// The envelope waits in the gateway's own message box until the target's
+    /// reader fetches and closes it (XTA): the delivery stays `in_flight` and
+    /// becomes `delivered` at the reader's `close`.
+    Offered,
     /// Try again later; `after` is the receiver's wish (`Retry-After`), if any.
     Retry {
         failure: Failure,

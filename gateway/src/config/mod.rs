@@ -19,10 +19,12 @@ use serde::Deserialize;
 mod limits;
 mod pki;
 mod size;
+mod xta;
 pub use crate::store::backends::StoreConfig;
 pub use limits::Limits;
 pub use pki::{CrlSource, PkiConfig};
 pub use size::ByteSize;
+pub use xta::{MessageBoxConfig, XtaConfig};
 
 use crate::model::policy::BreakerConfig;
 use crate::model::policy::{RetryOverride, RetryPolicy};
@@ -76,6 +78,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The operator listener: health, metrics.
     pub admin: AdminConfig,
+    /// The XTA 2 listener (message boxes, sending, management), if wanted.
+    #[serde(default)]
+    pub xta: Option<XtaConfig>,
     /// Trust anchors and the gateway's seal.
     pub pki: PkiConfig,
     /// Log output.
@@ -185,6 +190,9 @@ pub struct PortalConfig {
     /// Destinations this portal may submit for (patterns as above).
     #[serde(default = "any")]
     pub destinations: Vec<String>,
+    /// Its XTA account (`Identifier`) when it sends over XTA (default: its id).
+    #[serde(default)]
+    pub xta_account: Option<String>,
 }
 
 fn any() -> Vec<String> {
@@ -256,6 +264,9 @@ pub enum AdapterConfig {
     Http(HttpConfig),
     /// Publish the envelope to a RabbitMQ exchange with publisher confirms.
     Amqp(AmqpConfig),
+    /// Keep the envelope in the gateway's message box until the target's
+    /// reader fetches and closes it over XTA.
+    Xta(MessageBoxConfig),
 }
 
 impl AdapterConfig {
@@ -265,6 +276,7 @@ impl AdapterConfig {
             AdapterConfig::Filedrop(c) => c,
             AdapterConfig::Http(c) => c,
             AdapterConfig::Amqp(c) => c,
+            AdapterConfig::Xta(c) => c,
         }
     }
 
@@ -274,6 +286,7 @@ impl AdapterConfig {
             AdapterConfig::Filedrop(c) => c,
             AdapterConfig::Http(c) => c,
             AdapterConfig::Amqp(c) => c,
+            AdapterConfig::Xta(c) => c,
         }
     }
 }

@@ -73,6 +73,11 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub delivery_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
     pub breaker_open: Family<TargetLabel, Gauge>,
+    /// Messages in a target's box longer than `xta.overdue_after`.
+    pub pickup_overdue: Family<TargetLabel, Gauge>,
+    /// Messages fetched from / closed in a target's box over XTA.
+    pub box_fetched: Family<TargetLabel, Counter>,
+    pub box_closed: Family<TargetLabel, Counter>,
     pub audit_head: Gauge,
     pub audit_checkpoint: Gauge,
     queue: Family<QueueLabels, Gauge>,
@@ -104,6 +109,9 @@ impl Metrics {
             attempts: Family::default(),
             delivery_seconds: Family::new_with_constructor(delivery_histogram),
             breaker_open: Family::default(),
+            pickup_overdue: Family::default(),
+            box_fetched: Family::default(),
+            box_closed: Family::default(),
             audit_head: Gauge::default(),
             audit_checkpoint: Gauge::default(),
             queue: Family::default(),
@@ -113,6 +121,21 @@ impl Metrics {
             "submissions_accepted",
             "Submissions durably accepted (202)",
             m.accepted.clone(),
+        );
+        registry.register(
+            "pickup_overdue_messages",
+            "Messages waiting in a target's message box longer than xta.overdue_after",
+            m.pickup_overdue.clone(),
+        );
+        registry.register(
+            "box_fetched",
+            "Messages fetched from a target's message box over XTA (getMessage, getNextMessage)",
+            m.box_fetched.clone(),
+        );
+        registry.register(
+            "box_closed",
+            "Messages closed by their reader over XTA (delivered)",
+            m.box_closed.clone(),
         );
         registry.register(
             "submissions_replayed",

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod clock;
 pub mod engine;
 pub mod intake;
+pub mod mailbox;
 pub mod metrics;
 pub mod observe;
 pub mod operator;

@@ -197,7 +197,7 @@ impl Gateway {
             engine,
             store: store.clone(),
         });
-        let ingest_task = tokio::spawn(crate::listen::server::serve_ingest(
+        let ingest_task = tokio::spawn(crate::listen::server::serve(
             ingest_listener,
             tls,
             setup.peer_check.clone(),

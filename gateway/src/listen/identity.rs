@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::listen::dn::Dn;
 use crate::listen::tls::PeerCert;
-use crate::model::portal::Portal;
+use crate::model::portal::{Portal, Reader};
 
 /// Who a client certificate belongs to.
 #[derive(Debug, Clone)]
@@ -16,6 +16,36 @@ pub enum Client {
     Portal(Arc<Portal>),
     /// An operator, by id.
     Operator(Arc<str>),
+}
+
+/// Who a client of the XTA listener is: a sender (a registered portal), the
+/// reader of message boxes, or both (a DMS that reads its box and sends its
+/// confirmations uses one certificate).
+#[derive(Debug, Clone)]
+pub struct XtaCaller {
+    pub sender: Option<Arc<Portal>>,
+    pub reader: Option<Arc<Reader>>,
+}
+
+impl XtaCaller {
+    /// Is `account` one of this caller's XTA accounts?
+    pub fn owns(&self, account: &str) -> bool {
+        self.sender
+            .as_ref()
+            .is_some_and(|p| p.xta_account == account)
+            || self.reader.as_ref().is_some_and(|r| r.account == account)
+    }
+
+    /// Its accounts, for messages and connection counting.
+    pub fn accounts(&self) -> String {
+        let s = self.sender.as_ref().map(|p| p.xta_account.as_str());
+        let r = self.reader.as_ref().map(|r| r.account.as_str());
+        match (s, r) {
+            (Some(s), Some(r)) if s != r => format!("{s}+{r}"),
+            (Some(a), _) | (None, Some(a)) => a.to_owned(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// How a client certificate is recognised.
@@ -34,6 +64,8 @@ pub struct Portals {
     by_subject: HashMap<Dn, Arc<Portal>>,
     operators_by_fingerprint: HashMap<String, Arc<str>>,
     operators_by_subject: HashMap<Dn, Arc<str>>,
+    readers_by_fingerprint: HashMap<String, Arc<Reader>>,
+    readers_by_subject: HashMap<Dn, Arc<Reader>>,
 }
 
 impl Portals {
@@ -51,6 +83,32 @@ impl Portals {
             Pin::Fingerprint(fp) => self.operators_by_fingerprint.insert(fp, id),
             Pin::Subject(subject) => self.operators_by_subject.insert(subject, id),
         };
+    }
+
+    /// Registers a message-box reader for a certificate; returns the reader
+    /// already registered for it, if another one is.
+    pub fn add_reader(&mut self, pin: Pin, reader: Arc<Reader>) -> Option<Arc<Reader>> {
+        let before = match pin {
+            Pin::Fingerprint(fp) => self.readers_by_fingerprint.insert(fp, reader.clone()),
+            Pin::Subject(subject) => self.readers_by_subject.insert(subject, reader.clone()),
+        };
+        before.filter(|b| !Arc::ptr_eq(b, &reader))
+    }
+
+    /// The XTA caller a (chain-checked) client certificate belongs to.
+    pub fn identify_xta(&self, peer: &PeerCert) -> Option<XtaCaller> {
+        let dn = peer.subject_dn.as_ref();
+        let sender = self
+            .by_fingerprint
+            .get(&peer.sha256)
+            .or_else(|| dn.and_then(|dn| self.by_subject.get(dn)))
+            .cloned();
+        let reader = self
+            .readers_by_fingerprint
+            .get(&peer.sha256)
+            .or_else(|| dn.and_then(|dn| self.readers_by_subject.get(dn)))
+            .cloned();
+        (sender.is_some() || reader.is_some()).then_some(XtaCaller { sender, reader })
     }
 
     /// Some registered portal (for benchmarks that need a sender).

@@ -18,7 +18,7 @@ use crate::listen::guard::{Counted, PerAddress, PerKey, WriteTimeout};
 use crate::listen::identity::{Client, Portals};
 use crate::listen::portal::Ingest;
 use crate::listen::problem::Problem;
-use crate::listen::tls::PeerCheck;
+use crate::listen::tls::{PeerCert, PeerCheck};
 
 /// How long open requests may run on after shutdown began.
 pub const DRAIN: Duration = Duration::from_secs(30);
@@ -38,21 +38,75 @@ impl Basis {
     }
 }
 
-/// The portal or operator a connection's client certificate belongs to, or why
-/// it is refused.
-fn identify(
+/// What a TLS listener serves: who its clients are and how it answers them.
+/// The accept loop ([`serve`]) is the same for every listener.
+pub trait Service: Send + Sync + 'static {
+    /// Who is asking, as this listener knows its clients.
+    type Client: Clone + Send + Sync + 'static;
+    /// The listener's name in metrics (`ingest`, `xta`).
+    const NAME: &'static str;
+    /// The registered client a (chain-checked) certificate belongs to.
+    fn identify(portals: &Portals, cert: &PeerCert) -> Option<Self::Client>;
+    /// The key a client's connections are counted under.
+    fn client_key(client: &Self::Client) -> String;
+    /// Request limits (read per connection: a reload applies to the next one).
+    fn limits(&self) -> Arc<crate::config::Limits>;
+    fn metrics(&self) -> &crate::core::metrics::Metrics;
+    /// Answers one request of an identified client (or refuses the connection's client).
+    fn handle(
+        self: Arc<Self>,
+        client: Result<Self::Client, Problem>,
+        req: Request<Body>,
+    ) -> impl std::future::Future<Output = crate::listen::portal::HttpResponse> + Send;
+}
+
+impl Service for Ingest {
+    type Client = Client;
+    const NAME: &'static str = "ingest";
+
+    fn identify(portals: &Portals, cert: &PeerCert) -> Option<Client> {
+        portals.identify(cert)
+    }
+
+    fn client_key(client: &Client) -> String {
+        match client {
+            Client::Portal(p) => format!("portal {}", p.id),
+            Client::Operator(o) => format!("operator {o}"),
+        }
+    }
+
+    fn limits(&self) -> Arc<crate::config::Limits> {
+        self.limits.load_full()
+    }
+
+    fn metrics(&self) -> &crate::core::metrics::Metrics {
+        &self.metrics
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        client: Result<Client, Problem>,
+        req: Request<Body>,
+    ) -> crate::listen::portal::HttpResponse {
+        Ingest::handle(self, client, req).await
+    }
+}
+
+/// The client a connection's certificate belongs to, or why it is refused.
+fn identify<S: Service>(
     peer_check: &PeerCheck,
     portals: &Portals,
     chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
     remote: std::net::SocketAddr,
-) -> Result<Client, Problem> {
+) -> Result<S::Client, Problem> {
     let client = match peer_check.check(chain) {
-        Ok(cert) => portals.identify(&cert).ok_or_else(|| {
+        Ok(cert) => S::identify(portals, &cert).ok_or_else(|| {
             Problem::new(
                 403,
                 "unknown-client",
                 format!(
-                    "no portal is registered for the client certificate with SHA-256 {}",
+                    "no {} client is registered for the client certificate with SHA-256 {}",
+                    S::NAME,
                     cert.sha256
                 ),
             )
@@ -67,15 +121,12 @@ fn identify(
 
 /// Counts a connection of a registered client against
 /// `max_connections_per_client`, or refuses it (`429`).
-fn count_client(
+fn count_client<S: Service>(
     table: &Arc<PerKey<String>>,
-    client: &Client,
+    client: &S::Client,
     limits: &crate::config::Limits,
 ) -> Result<Counted<String>, Problem> {
-    let key = match client {
-        Client::Portal(p) => format!("portal {}", p.id),
-        Client::Operator(o) => format!("operator {o}"),
-    };
+    let key = S::client_key(client);
     let max = limits.max_connections_per_client.max(1);
     PerKey::admit(table, key.clone(), max).ok_or_else(|| {
         Problem::new(
@@ -88,21 +139,21 @@ fn count_client(
     })
 }
 
-/// Serves the portal API: accepts connections while a slot is free, completes
+/// Serves a TLS listener: accepts connections while a slot is free, completes
 /// the TLS handshake within `handshake_timeout`, identifies the client by its
-/// certificate, and hands each request with that identity to [`Ingest::handle`].
+/// certificate, and hands each request with that identity to [`Service::handle`].
 /// At shutdown it stops accepting and lets open requests finish within [`DRAIN`].
-pub async fn serve_ingest(
+pub async fn serve<S: Service>(
     listener: TcpListener,
     tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
     peer_check: PeerCheck,
     portals: Arc<arc_swap::ArcSwap<Portals>>,
-    ingest: Arc<Ingest>,
+    ingest: Arc<S>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // The number of slots is fixed at start; every other limit is read per
     // connection, so a reload applies to the next one.
-    let slots = Arc::new(Semaphore::new(ingest.limits.load().max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(ingest.limits().max_connections.max(1)));
     let per_address = Arc::new(PerAddress::default());
     let per_client: Arc<PerKey<String>> = Arc::default();
     let graceful = GracefulShutdown::new();
@@ -122,7 +173,7 @@ pub async fn serve_ingest(
             },
             _ = shutdown.changed() => break,
         };
-        let limits = ingest.limits.load_full();
+        let limits = ingest.limits();
         // One address cannot take the slots of all: beyond its share, closed at once.
         let Some(counted) = PerAddress::admit(
             &per_address,
@@ -130,8 +181,8 @@ pub async fn serve_ingest(
             limits.max_connections_per_address.max(1),
         ) else {
             ingest
-                .metrics
-                .refuse("ingest", "too-many-connections-from-address");
+                .metrics()
+                .refuse(S::NAME, "too-many-connections-from-address");
             drop(tcp);
             continue;
         };
@@ -150,23 +201,23 @@ pub async fn serve_ingest(
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
-                        ingest.metrics.refuse("ingest", "tls-handshake");
+                        ingest.metrics().refuse(S::NAME, "tls-handshake");
                         tracing::debug!(%remote, error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
-                        ingest.metrics.refuse("ingest", "tls-handshake-timeout");
+                        ingest.metrics().refuse(S::NAME, "tls-handshake-timeout");
                         return;
                     }
                 };
             // Who the client is, checked at the handshake and again at the next
             // request after the CRLs changed (a connection may outlive a revocation).
             let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
-            let mut first = identify(&peer_check, &portals.load(), chain.as_deref(), remote);
+            let mut first = identify::<S>(&peer_check, &portals.load(), chain.as_deref(), remote);
             // One portal or operator cannot hold all connections either; a
             // connection over its client's cap stays refused.
             let (_client_counted, over_cap) = match &first {
-                Ok(client) => match count_client(&per_client, client, &limits) {
+                Ok(client) => match count_client::<S>(&per_client, client, &limits) {
                     Ok(counted) => (Some(counted), false),
                     Err(refused) => {
                         first = Err(refused);
@@ -183,12 +234,12 @@ pub async fn serve_ingest(
                     let now = Basis::now(&peer_check, &portals);
                     // A connection over its client's cap stays refused.
                     if !known.0.same(&now) && !over_cap {
-                        let client = identify(&peer_check, &now.1, chain.as_deref(), remote);
+                        let client = identify::<S>(&peer_check, &now.1, chain.as_deref(), remote);
                         *known = (now, client);
                     }
                     known.1.clone()
                 };
-                async move { Ok::<_, std::convert::Infallible>(ingest.handle(client, req).await) }
+                async move { Ok::<_, std::convert::Infallible>(S::handle(ingest, client, req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder

@@ -54,6 +54,8 @@ pub enum EventKind {
     AttemptFailed,
     /// The target has it (with its receipt, if it gave one).
     Delivered,
+    /// In the message box of an `xta` target, waiting for its reader.
+    Offered,
     /// Dead-lettered: waits for an operator.
     Parked,
     /// An operator made a delivery due again.
@@ -78,6 +80,7 @@ impl EventKind {
             EventKind::Sealed => "sealed",
             EventKind::AttemptFailed => "attempt_failed",
             EventKind::Delivered => "delivered",
+            EventKind::Offered => "offered",
             EventKind::Parked => "parked",
             EventKind::Retried => "retried",
             EventKind::Discarded => "discarded",
@@ -189,6 +192,7 @@ impl AuditEvent {
                 EventKind::Delivered,
                 serde_json::json!({"attempt": attempt, "receipt": receipt}),
             ),
+            Recorded::Offered => (EventKind::Offered, serde_json::json!({"attempt": attempt})),
             Recorded::RetryAt { at_ms, failure } => (
                 EventKind::AttemptFailed,
                 serde_json::json!({"attempt": attempt, "class": failure.class, "retry_at": rfc3339_ms(*at_ms)}),

@@ -67,6 +67,9 @@ pub enum Recorded {
     Delivered {
         receipt: Option<String>,
     },
+    /// In the gateway's message box (an `xta` target): stays `in_flight` until
+    /// its reader fetches and closes it, which records `Delivered`.
+    Offered,
     /// Wait until `at_ms`, then try again.
     RetryAt {
         at_ms: i64,
@@ -85,7 +88,7 @@ impl Recorded {
     /// messages may name hosts or paths).
     pub fn class(&self) -> Option<&str> {
         match self {
-            Recorded::Delivered { .. } => None,
+            Recorded::Delivered { .. } | Recorded::Offered => None,
             Recorded::RetryAt { failure, .. } | Recorded::Parked { failure, .. } => {
                 Some(&failure.class)
             }
@@ -96,7 +99,7 @@ impl Recorded {
     /// may carry anything).
     pub fn loggable_error(&self) -> Option<String> {
         match self {
-            Recorded::Delivered { .. } => None,
+            Recorded::Delivered { .. } | Recorded::Offered => None,
             Recorded::RetryAt { failure, .. } | Recorded::Parked { failure, .. } => {
                 Some(failure.loggable())
             }
@@ -106,7 +109,7 @@ impl Recorded {
     /// The last error as operators and the status show it.
     pub fn last_error(&self) -> Option<String> {
         match self {
-            Recorded::Delivered { .. } => None,
+            Recorded::Delivered { .. } | Recorded::Offered => None,
             Recorded::RetryAt { failure, .. } => Some(failure.to_string()),
             Recorded::Parked {
                 failure,
@@ -152,6 +155,36 @@ pub struct DeliveryRow {
     /// When it is due (RFC 3339) while it waits (`pending`, `retry_wait`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<String>,
+    /// Since when it waits in the message box for its reader (`xta` targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_at: Option<String>,
+}
+
+/// A message waiting in the message box of an `xta` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boxed {
+    pub message_id: String,
+    pub submission_id: String,
+    pub target: String,
+    /// When it was put in the box (ms since the epoch).
+    pub offered_ms: i64,
+    /// The sealed envelope's size in bytes.
+    pub size: u64,
+    /// The submission's Leistung (the XTA service).
+    pub leistung: String,
+    /// The portal that sent it (the XTA author).
+    pub portal: String,
+}
+
+/// One delivery as the message box looks it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryInfo {
+    pub message_id: String,
+    pub submission_id: String,
+    pub target: String,
+    pub state: DeliveryState,
+    /// Set while (or since) it waits in a message box.
+    pub offered_ms: Option<i64>,
 }
 
 /// Number of deliveries per target and state.

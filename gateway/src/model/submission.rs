@@ -110,6 +110,24 @@ pub struct DeliveryStatus {
     /// When the next attempt is due (RFC 3339) while it waits (`pending`, `retry_wait`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<String>,
+    /// Since when it waits in the message box for its reader (`xta` targets;
+    /// kept after the reader closed it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_at: Option<String>,
+    #[serde(skip)]
+    pub offered_ms: Option<i64>,
+    /// Still in the message box longer than `xta.overdue_after`: the reader
+    /// has not picked it up in time.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pickup_overdue: bool,
+}
+
+impl DeliveryStatus {
+    /// Marks it overdue if it has waited in a message box since before `before_ms`.
+    pub fn mark_overdue(&mut self, before_ms: i64) {
+        self.pickup_overdue =
+            self.state == DeliveryState::InFlight && self.offered_ms.is_some_and(|t| t < before_ms);
+    }
 }
 
 /// A stored submission and its deliveries.

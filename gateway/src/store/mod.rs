@@ -16,7 +16,8 @@ use std::pin::Pin;
 
 use crate::model::audit::{self, Checkpoint, Head};
 use crate::model::delivery::{
-    Action, Claimed, DeliveryRow, DeliveryState, Operated, QueueDepth, Recorded,
+    Action, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated, QueueDepth,
+    Recorded,
 };
 use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
 
@@ -29,6 +30,31 @@ pub struct Purge {
     pub parked_before_ms: i64,
     /// Most submissions / deliveries per run (keeps one commit short).
     pub limit: usize,
+}
+
+/// Which messages a message box lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoxQuery {
+    /// The reader's targets.
+    pub targets: Vec<String>,
+    /// Only messages after this message id (ids sort by time: paging).
+    pub after: Option<String>,
+    /// Only these message ids (when given).
+    pub ids: Vec<String>,
+    /// Only messages put in the box at or after / before this time (ms).
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Most messages returned.
+    pub limit: usize,
+}
+
+/// Messages of one target waiting in its box longer than allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overdue {
+    pub target: String,
+    pub count: u64,
+    /// When the oldest of them was put in the box (ms).
+    pub oldest_ms: i64,
 }
 
 /// Counters for metrics and tests.
@@ -151,6 +177,14 @@ pub trait Store: Send + Sync {
     /// (the engine's start: nothing waits longer than its retry policy allows,
     /// whatever the clock did); returns how many moved.
     fn rebase(&self, target: &str, latest_ms: i64) -> StoreFuture<'_, u64>;
+    /// Messages waiting in the message boxes of `query.targets`, oldest first.
+    fn mailbox(&self, query: BoxQuery) -> StoreFuture<'_, Vec<Boxed>>;
+    /// One delivery by its message id.
+    fn delivery(&self, message_id: &str) -> StoreFuture<'_, Option<DeliveryInfo>>;
+    /// The submission a portal made with this idempotency key (its hash).
+    fn submission_by_key(&self, portal: &str, key_hash: &str) -> StoreFuture<'_, Option<String>>;
+    /// Per target: the messages waiting in its box since before `before_ms`.
+    fn overdue(&self, before_ms: i64) -> StoreFuture<'_, Vec<Overdue>>;
     /// Counters.
     fn stats(&self) -> StoreStats;
     /// Finishes pending writes and closes.

@@ -14,7 +14,8 @@ use std::future::Future;
 use super::{AuditJob, Purge, Store, StoreFuture, StoreStats};
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
 use crate::model::delivery::{
-    Action, Claimed, DeliveryRow, DeliveryState, Operated, QueueDepth, Recorded,
+    Action, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated, QueueDepth,
+    Recorded,
 };
 use crate::model::submission::{
     envelope_checksum, Accepted, NewDelivery, NewSubmission, SubmissionStatus,
@@ -126,6 +127,18 @@ impl<S: Store> Store for Timeless<S> {
     }
     fn rebase(&self, target: &str, latest_ms: i64) -> StoreFuture<'_, u64> {
         Box::pin(held(self.0.rebase(target, latest_ms)))
+    }
+    fn mailbox(&self, query: crate::store::BoxQuery) -> StoreFuture<'_, Vec<Boxed>> {
+        Box::pin(held(self.0.mailbox(query)))
+    }
+    fn delivery(&self, message_id: &str) -> StoreFuture<'_, Option<DeliveryInfo>> {
+        Box::pin(held(self.0.delivery(message_id)))
+    }
+    fn submission_by_key(&self, portal: &str, key_hash: &str) -> StoreFuture<'_, Option<String>> {
+        Box::pin(held(self.0.submission_by_key(portal, key_hash)))
+    }
+    fn overdue(&self, before_ms: i64) -> StoreFuture<'_, Vec<crate::store::Overdue>> {
+        Box::pin(held(self.0.overdue(before_ms)))
     }
     fn stats(&self) -> StoreStats {
         self.0.stats()

@@ -395,6 +395,7 @@ async fn attempt(
             check_confirmation(t, &c, receipt.as_deref());
             (Recorded::Delivered { receipt }, Health::Up)
         }
+        Outcome::Offered => (Recorded::Offered, Health::Up),
         Outcome::Retry { failure, after } => {
             match t.policy.next_delay(c.attempts, age, after, unit_random()) {
                 Some(delay) => (
@@ -445,6 +446,7 @@ async fn finish(
 ) {
     let kind = match rec {
         Recorded::Delivered { .. } => "delivered",
+        Recorded::Offered => "offered",
         Recorded::RetryAt { .. } => "retry",
         Recorded::Parked { .. } => "parked",
     };
@@ -484,6 +486,9 @@ async fn finish(
     match kind {
         "delivered" => {
             tracing::info!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, attempt = c.attempts, "delivered")
+        }
+        "offered" => {
+            tracing::info!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, "in the message box, waiting for its reader")
         }
         "parked" => {
             tracing::warn!(message_id = %c.message_id, submission_id = %c.submission_id, target_id = %t.id, attempt = c.attempts, error = error.as_deref().unwrap_or(""), "parked: needs an operator")

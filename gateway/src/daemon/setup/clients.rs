@@ -6,10 +6,10 @@ use std::sync::Arc;
 use ozg_adapter_sdk::keys::Certificate;
 
 use super::{read, Checks};
-use crate::config::{Config, ConfigError};
+use crate::config::{AdapterConfig, Config, ConfigError, MessageBoxConfig};
 use crate::listen::dn::Dn;
 use crate::listen::identity::{Pin, Portals};
-use crate::model::portal::Portal;
+use crate::model::portal::{Portal, Reader};
 use crate::model::routing::{Pattern, PatternSet, Router};
 
 /// The routing table: patterns parse and name existing targets.
@@ -100,6 +100,7 @@ pub(super) fn clients(c: &mut Checks) -> Portals {
             id: p.id.clone(),
             leistungen: patterns(&p.leistungen, "leistungen", errors),
             destinations: patterns(&p.destinations, "destinations", errors),
+            xta_account: p.xta_account.clone().unwrap_or_else(|| p.id.clone()),
         });
         for pin in pins(
             config,
@@ -131,7 +132,53 @@ pub(super) fn clients(c: &mut Checks) -> Portals {
             portals.add_operator(pin, id.clone());
         }
     }
+    readers(config, errors, &mut portals);
     portals
+}
+
+/// The readers of message boxes (`xta` targets), one per account, with the
+/// certificates they are recognised by.
+fn readers(config: &Config, errors: &mut Vec<ConfigError>, portals: &mut Portals) {
+    let mut accounts: std::collections::BTreeMap<&str, Vec<(&String, &MessageBoxConfig)>> =
+        Default::default();
+    for (id, t) in &config.targets {
+        if let AdapterConfig::Xta(b) = &t.adapter {
+            accounts
+                .entry(b.account.as_str())
+                .or_default()
+                .push((id, b));
+        }
+    }
+    for (account, boxes) in accounts {
+        let reader = Arc::new(Reader {
+            account: account.to_owned(),
+            targets: boxes.iter().map(|(id, _)| (*id).clone()).collect(),
+        });
+        for (id, b) in boxes {
+            let at = |k: &str| format!("targets.{id}.adapter.{k}");
+            for pin in pins(
+                config,
+                "reader",
+                account,
+                &at,
+                &b.certificate,
+                &b.certificate_sha256,
+                &b.subject,
+                errors,
+            ) {
+                if let Some(other) = portals.add_reader(pin, reader.clone()) {
+                    errors.push(config.error(
+                        at("certificate"),
+                        format!(
+                            "this certificate already reads account {:?}; one certificate reads one account",
+                            other.account
+                        ),
+                        "give each reader account its own certificate, or let the targets share one account",
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// The pins configured for a portal or operator (`certificate` file, `certificate_sha256`,

@@ -18,7 +18,7 @@ pub(super) fn recover_in_flight(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let rows: Vec<(String, String, String)> = {
         let mut stmt = tx.prepare(
-            "SELECT message_id, submission_id, target FROM deliveries WHERE state = 'in_flight'",
+            "SELECT message_id, submission_id, target FROM deliveries WHERE state = 'in_flight' AND offered_ms IS NULL",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?
@@ -53,21 +53,23 @@ pub(super) fn operate(
     operator: &str,
     head: &mut Head,
 ) -> Result<Operated, StoreError> {
-    let row: Option<(String, String, String)> = conn
+    let row: Option<(String, String, String, Option<i64>)> = conn
         .prepare_cached(
-            "SELECT submission_id, target, state FROM deliveries WHERE message_id = ?1",
+            "SELECT submission_id, target, state, offered_ms FROM deliveries WHERE message_id = ?1",
         )?
         .query_row(params![message_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((submission_id, target, state)) = row else {
+    let Some((submission_id, target, state, offered)) = row else {
         return Ok(Operated::NotFound);
     };
     let state = DeliveryState::parse(&state)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state}")))?;
+    // A message waiting in a box may be taken out of it (discarded), not retried.
+    let boxed = state == DeliveryState::InFlight && offered.is_some();
     let eligible = matches!(state, DeliveryState::Parked | DeliveryState::RetryWait)
-        || (action == Action::Discard && state == DeliveryState::Pending);
+        || (action == Action::Discard && (state == DeliveryState::Pending || boxed));
     if !eligible {
         return Ok(Operated::WrongState(state));
     }
@@ -221,6 +223,12 @@ pub(super) fn record(
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
             .execute(params![message_id, receipt, now, now_ms])?,
+        Recorded::Offered => conn
+            .prepare_cached(
+                "UPDATE deliveries SET offered_ms = ?3, updated_at = ?2, updated_ms = ?3
+                 WHERE message_id = ?1 AND state = 'in_flight' AND offered_ms IS NULL",
+            )?
+            .execute(params![message_id, now, now_ms])?,
         Recorded::RetryAt { at_ms, .. } => conn
             .prepare_cached(
                 "UPDATE deliveries SET state = 'retry_wait', next_attempt_at = ?2, last_error = ?3, last_class = ?5, updated_at = ?4
@@ -254,7 +262,7 @@ pub(super) fn release(
     let ts = rfc3339_ms(now_ms());
     for id in message_ids {
         let changed = conn
-            .prepare_cached("UPDATE deliveries SET state = 'pending' WHERE message_id = ?1 AND state = 'in_flight'")?
+            .prepare_cached("UPDATE deliveries SET state = 'pending' WHERE message_id = ?1 AND state = 'in_flight' AND offered_ms IS NULL")?
             .execute(params![id])?;
         if changed == 1 {
             let (submission_id, target): (String, String) = conn

@@ -59,6 +59,7 @@ use tokio::sync::{mpsc, oneshot};
 pub mod anchor;
 pub mod audit_log;
 mod deliveries;
+mod mailbox;
 pub mod offline;
 mod schema;
 pub mod segments;
@@ -72,7 +73,8 @@ mod tests;
 
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
 use crate::model::delivery::{
-    Action, Claimed, DeliveryRow, DeliveryState, Operated, QueueDepth, Recorded,
+    Action, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated, QueueDepth,
+    Recorded,
 };
 use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
 use crate::model::time::rfc3339_ms;
@@ -428,6 +430,24 @@ impl Store for EmbeddedStore {
         self.read(move |conn| read_audit_texts(conn, from, to))
     }
 
+    fn mailbox(&self, query: crate::store::BoxQuery) -> StoreFuture<'_, Vec<Boxed>> {
+        self.read(move |conn| mailbox::mailbox(conn, &query))
+    }
+
+    fn delivery(&self, message_id: &str) -> StoreFuture<'_, Option<DeliveryInfo>> {
+        let id = message_id.to_owned();
+        self.read(move |conn| mailbox::delivery(conn, &id))
+    }
+
+    fn submission_by_key(&self, portal: &str, key_hash: &str) -> StoreFuture<'_, Option<String>> {
+        let (portal, key) = (portal.to_owned(), key_hash.to_owned());
+        self.read(move |conn| mailbox::submission_by_key(conn, &portal, &key))
+    }
+
+    fn overdue(&self, before_ms: i64) -> StoreFuture<'_, Vec<crate::store::Overdue>> {
+        self.read(move |conn| mailbox::overdue(conn, before_ms))
+    }
+
     fn operate(
         &self,
         message_id: &str,
@@ -452,7 +472,7 @@ impl Store for EmbeddedStore {
         let target = target.map(str::to_owned);
         self.read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT message_id, submission_id, target, attempts, last_error, updated_at, next_attempt_at FROM deliveries
+                    "SELECT message_id, submission_id, target, attempts, last_error, updated_at, next_attempt_at, offered_ms FROM deliveries
                      WHERE state = ?1 AND (?2 IS NULL OR target = ?2) ORDER BY updated_ms LIMIT ?3",
                 )?;
                 let rows = stmt.query_map(params![state.as_str(), target, limit as i64], |r| {
@@ -465,6 +485,7 @@ impl Store for EmbeddedStore {
                         last_error: r.get(4)?,
                         updated_at: r.get(5)?,
                         next_attempt_at: state.waits().then(|| r.get(6).map(rfc3339_ms)).transpose()?,
+                        offered_at: r.get::<_, Option<i64>>(7)?.map(rfc3339_ms),
                     })
                 })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -51,12 +51,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     segment         INTEGER,
     env_offset      INTEGER,
     env_len         INTEGER,
-    env_crc32       INTEGER
+    env_crc32       INTEGER,
+    offered_ms      INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_segment ON deliveries(segment) WHERE segment IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_holding ON deliveries(state, updated_ms) WHERE segment IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_boxed ON deliveries(target, message_id)
+    WHERE state = 'in_flight' AND offered_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit (
     seq           INTEGER PRIMARY KEY,
     submission_id TEXT,
@@ -94,7 +97,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     submission_id TEXT NOT NULL,
     PRIMARY KEY (portal, key)
 ) WITHOUT ROWID;
-PRAGMA user_version = 5;
+PRAGMA user_version = 6;
 "
 );
 
@@ -168,7 +171,7 @@ PRAGMA user_version = 4;
 );
 
 /// The schema version this gateway writes.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// Version 5: the last error's class in a column of its own (what portals see of
 /// an error), and idempotency keys stored as SHA-256, not in clear.
@@ -201,6 +204,18 @@ fn migrate_4_to_5(conn: &mut Connection) -> Result<(), StoreError> {
         )?;
     }
     tx.execute_batch("PRAGMA user_version = 5;")?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Version 6: the message box (`xta` targets): since when a delivery waits
+/// for its reader.
+fn migrate_5_to_6(conn: &mut Connection) -> Result<(), StoreError> {
+    tracing::info!("migrating the store from schema version 5 to 6: message boxes");
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    tx.execute_batch(
+        "ALTER TABLE deliveries ADD COLUMN offered_ms INTEGER; PRAGMA user_version = 6;",
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -268,6 +283,10 @@ pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), 
     }
     if version == 4 {
         migrate_4_to_5(conn)?;
+        version = 5;
+    }
+    if version == 5 {
+        migrate_5_to_6(conn)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "the store has schema version {version}, newer than this gateway ({SCHEMA_VERSION}): run the newer version"

@@ -87,7 +87,7 @@ pub(super) fn read_submission(
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT target, message_id, state, attempts, last_error, updated_at, receipt, last_class, next_attempt_at FROM deliveries
+        "SELECT target, message_id, state, attempts, last_error, updated_at, receipt, last_class, next_attempt_at, offered_ms FROM deliveries
          WHERE submission_id = ?1 ORDER BY target",
     )?;
     let rows = stmt.query_map(params![id], |r| {
@@ -101,6 +101,7 @@ pub(super) fn read_submission(
             r.get::<_, Option<String>>(6)?,
             r.get::<_, Option<String>>(7)?,
             r.get::<_, i64>(8)?,
+            r.get::<_, Option<i64>>(9)?,
         ))
     })?;
     let mut deliveries = Vec::new();
@@ -115,6 +116,7 @@ pub(super) fn read_submission(
             receipt,
             error_class,
             due,
+            offered_ms,
         ) = row?;
         let state = DeliveryState::parse(&state).ok_or_else(|| {
             StoreError::Corrupt(format!("delivery {message_id} has unknown state {state:?}"))
@@ -129,6 +131,9 @@ pub(super) fn read_submission(
             receipt,
             updated_at,
             next_attempt_at: state.waits().then(|| rfc3339_ms(due)),
+            offered_at: offered_ms.map(rfc3339_ms),
+            offered_ms,
+            pickup_overdue: false,
         });
     }
     Ok(Some(SubmissionStatus {
