@@ -4,7 +4,7 @@ WSDL, over HTTPS with a client certificate. The Rust integration tests use it to
 talk to the gateway's XTA server the way a Fachverfahren would.
 
     python3 xta_client.py --wsdl XTA.wsdl --url URL --cert CERT.pem --key KEY.pem \
-        --ca CA.pem --account ID [--dump-dir DIR] COMMAND [ARGS]
+        --ca CA.pem --account ID [--dump-dir DIR] [--check-schemas DIR] COMMAND [ARGS]
 
 All three port types (management, send, msgBox) are bound to URL (the WSDL's
 address is a placeholder). zeep adds the WS-Addressing headers (wsa:Action,
@@ -39,6 +39,14 @@ xta:*Exception in the Detail, or null>, "code": <errorCode/code>, "name":
 --dump-dir DIR writes every raw HTTP response body received (faults too) to
 DIR/NNN-<operation>.xml, NNN continuing after the highest number already there,
 <operation> being the WSDL operation name (xta_validate.py --op auto reads it).
+
+--check-schemas DIR validates every response with xta_validate.py --op <operation>
+against the XSDs in DIR before trusting it: zeep itself accepts responses that
+miss required attributes or carry invalid values, so without it a schema
+violation of the server goes unnoticed.
+
+Plain http:// URLs work too (then --cert/--key/--ca are not needed). The
+environment's REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE and proxy variables are ignored.
 """
 import argparse
 import json
@@ -402,6 +410,23 @@ def fault_json(f):
     return {"fault": exc, "code": code, "name": name, "reason": f.message, "soap_code": f.code}
 
 
+def check_schemas(a, dumper):
+    """With --check-schemas: the last response must pass xta_validate.py --op."""
+    if a.check_schemas is None:
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import xta_validate
+
+    try:
+        env_schema, schema = xta_validate.load_schemas(a.check_schemas)
+    except SystemExit as e:
+        out({"error": str(e.code)}, 2)
+    errors, _ = xta_validate.check_bytes(dumper.last, env_schema, schema, dumper.op)
+    if errors:
+        out({"error": f"the {dumper.op} response violates the XTA schemas",
+             "operation": dumper.op, "details": errors}, 2)
+
+
 def parser():
     ap = argparse.ArgumentParser(description="XTA 2 client (zeep, from the official WSDL)")
     ap.add_argument("--wsdl", required=True)
@@ -415,6 +440,9 @@ def parser():
     ap.add_argument("--author-category", help="Identifier/@category of the Author (optional)")
     ap.add_argument("--dump-dir", help="write each raw response body to DIR/NNN-<op>.xml")
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--check-schemas", metavar="DIR",
+                    help="also validate every response with xta_validate.py --op against the "
+                         "XSDs in DIR; a violation is an error (exit 2)")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("check-account")
     sub.add_parser("create-id")
@@ -473,7 +501,9 @@ def main(argv=None):
         out({"error": f"zeep missing: {e}"}, 2)
     try:
         result = run(a, dumper)
+        check_schemas(a, dumper)
     except Fault as f:
+        check_schemas(a, dumper)
         j = fault_json(f)
         if a.command == "check-account":
             j["active"] = False

@@ -589,7 +589,7 @@ pub async fn states(
 pub fn python() -> PathBuf {
     let has_jwcrypto = |py: &std::path::Path| {
         Command::new(py)
-            .args(["-c", "import jwcrypto"])
+            .args(["-c", "import jwcrypto, zeep, lxml"])
             .output()
             .is_ok_and(|o| o.status.success())
     };
@@ -614,8 +614,28 @@ pub fn python() -> PathBuf {
             .status();
         assert!(
             installed.is_ok_and(|s| s.success()),
-            "installing jwcrypto failed (needs PyPI)"
+            "installing jwcrypto, zeep and lxml failed (needs PyPI)"
         );
     }
     py
+}
+
+/// Runs `bin open ENVELOPE` as the demo recipient `stem` (its key and
+/// certificate), trusting the demo CA and seal, writing the parts to `out`.
+pub fn open_envelope(bin: &str, envelope: &Path, stem: &str, out: &Path) -> std::process::Output {
+    Command::new(bin)
+        .arg("open")
+        .arg(envelope)
+        .arg("--key")
+        .arg(demo(&format!("{stem}.key")))
+        .arg("--cert")
+        .arg(demo(&format!("{stem}.pem")))
+        .arg("--trust")
+        .arg(demo("ca.pem"))
+        .arg("--seal")
+        .arg(demo("seal.pem"))
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("the gateway binary runs")
 }

@@ -255,23 +255,7 @@ async fn open_writes_the_parts_and_refuses_a_tampered_envelope() {
     let envelope = gw.store.envelope(&d.message_id).await.unwrap().unwrap();
     std::fs::write(&env_path, &envelope).unwrap();
     let out = scratch.path().join("out");
-    let open = |env: &std::path::Path| {
-        Command::new(BIN)
-            .arg("open")
-            .arg(env)
-            .arg("--key")
-            .arg(demo("recipient-rsa.key"))
-            .arg("--cert")
-            .arg(demo("recipient-rsa.pem"))
-            .arg("--trust")
-            .arg(demo("ca.pem"))
-            .arg("--seal")
-            .arg(demo("seal.pem"))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap()
-    };
+    let open = |env: &std::path::Path| open_envelope(BIN, env, "recipient-rsa", &out);
     let ok = open(&env_path);
     assert!(
         ok.status.success(),

@@ -84,21 +84,7 @@ async fn an_xdomea_target_gets_one_sealed_0201_package_with_every_document() {
     gw.shutdown().await.unwrap();
 
     let open = |envelope: &std::path::Path, recipient: &str, out: &std::path::Path| {
-        let opened = Command::new(BIN)
-            .arg("open")
-            .arg(envelope)
-            .arg("--key")
-            .arg(demo(&format!("{recipient}.key")))
-            .arg("--cert")
-            .arg(demo(&format!("{recipient}.pem")))
-            .arg("--trust")
-            .arg(demo("ca.pem"))
-            .arg("--seal")
-            .arg(demo("seal.pem"))
-            .arg("--out")
-            .arg(out)
-            .output()
-            .unwrap();
+        let opened = open_envelope(BIN, envelope, recipient, out);
         assert!(
             opened.status.success(),
             "{}",

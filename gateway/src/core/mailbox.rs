@@ -15,10 +15,11 @@ use std::time::Duration;
 use crate::core::clock::Clock;
 use crate::core::metrics::{Metrics, TargetLabel};
 use crate::model::audit::AuditRecord;
+use crate::model::delivery::BoxQuery;
 use crate::model::delivery::{Action, Boxed, DeliveryInfo, DeliveryState, Operated, Recorded};
 use crate::model::portal::{Portal, Reader};
 use crate::model::submission::{idempotency_key_hash, SubmissionStatus};
-use crate::store::{BoxQuery, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Why a message-box request is refused.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +195,40 @@ impl MessageBoxes {
             tracing::info!(message_id = %d.message_id, submission_id = %d.submission_id, target_id = %d.target, reader = %reader.account, waited_s = waited, "closed by its reader: delivered");
         }
         Ok(Closed::Now)
+    }
+
+    /// A receipt the reader sends for one of its messages (the xdomea 0202
+    /// naming the package's ProzessID, which is the delivery's message id):
+    /// kept as the delivery's receipt, audited. A message still in the box is
+    /// closed by it.
+    pub async fn confirm(
+        &self,
+        reader: &Reader,
+        message_id: &str,
+        receipt: String,
+    ) -> Result<(), BoxError> {
+        let d = self.own(reader, message_id).await?;
+        let recorded = match (d.state, d.offered_ms) {
+            (DeliveryState::InFlight, Some(_)) => Recorded::Delivered {
+                receipt: Some(receipt),
+            },
+            (DeliveryState::Delivered, _) => Recorded::Confirmed { receipt },
+            _ => return Err(BoxError::Unknown(d.message_id)),
+        };
+        let closes = matches!(recorded, Recorded::Delivered { .. });
+        self.store
+            .record(&d.message_id, recorded, self.clock.now_ms())
+            .await?;
+        if closes {
+            self.metrics
+                .box_closed
+                .get_or_create(&TargetLabel {
+                    target: d.target.clone(),
+                })
+                .inc();
+        }
+        tracing::info!(message_id = %d.message_id, submission_id = %d.submission_id, target_id = %d.target, reader = %reader.account, "receipt (xdomea 0202) kept");
+        Ok(())
     }
 
     /// The submission a sender made under an XTA message id (its idempotency key).

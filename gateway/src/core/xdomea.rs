@@ -99,9 +99,13 @@ fn derived_uuid(submission_id: &str, label: &str) -> String {
 }
 
 /// The `ProzessID` of the package for one submission and target (what a DMS's
-/// `EmpfangBestaetigen.0202` names).
+/// `EmpfangBestaetigen.0202` names): the delivery's message id, so a receipt
+/// that arrives on its own (over XTA) finds its delivery.
 pub fn process_id(submission_id: &str, target: &str) -> String {
-    derived_uuid(submission_id, &format!("prozess:{target}"))
+    match uuid::Uuid::parse_str(submission_id) {
+        Ok(id) => crate::model::submission::message_id(&id, target),
+        Err(_) => derived_uuid(submission_id, &format!("prozess:{target}")),
+    }
 }
 
 /// The Dateiformat code (code list `dateiformat` 1.0) of a media type, and the

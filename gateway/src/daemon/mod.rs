@@ -50,9 +50,14 @@ pub enum DaemonError {
     Store(#[from] StoreError),
 }
 
+/// How often the message boxes are looked through for overdue messages.
+const OVERDUE_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A running gateway.
 pub struct Gateway {
     pub ingest_addr: SocketAddr,
+    /// The XTA listener's address, when `[xta]` is configured.
+    pub xta_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
@@ -84,6 +89,10 @@ impl Gateway {
         let cfg = &setup.config;
         let (ingest_listener, ingest_addr) = bind("ingest", cfg.ingest.listen).await?;
         let (admin_listener, admin_addr) = bind("admin", cfg.admin.listen).await?;
+        let xta_listener = match &cfg.xta {
+            Some(x) => Some(bind("xta", x.listen).await?),
+            None => None,
+        };
         let public_url = cfg
             .ingest
             .public_url
@@ -197,6 +206,36 @@ impl Gateway {
             engine,
             store: store.clone(),
         });
+        let mut xta_tasks = Vec::new();
+        let xta_addr = xta_listener.as_ref().map(|(_, a)| *a);
+        if let (Some((listener, addr)), Some(x)) = (xta_listener, &cfg.xta) {
+            let boxes = Arc::new(crate::core::mailbox::MessageBoxes {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                clock: crate::core::clock::Clock::system(),
+                overdue_after: x.overdue_after,
+                max_list_items: x.max_list_items.max(1),
+            });
+            xta_tasks.push(tokio::spawn(
+                boxes
+                    .clone()
+                    .watch_overdue(OVERDUE_CHECK, shutdown_rx.clone()),
+            ));
+            let xta = Arc::new(crate::listen::xta::Xta {
+                ingest: ingest.clone(),
+                boxes,
+                identity: format!("https://localhost:{}/xta", addr.port()),
+            });
+            xta_tasks.push(tokio::spawn(crate::listen::server::serve(
+                listener,
+                tls.clone(),
+                setup.peer_check.clone(),
+                portals.clone(),
+                xta,
+                shutdown_rx.clone(),
+            )));
+            tracing::info!(xta_addr = %addr, "XTA listener serving");
+        }
         let ingest_task = tokio::spawn(crate::listen::server::serve(
             ingest_listener,
             tls,
@@ -228,22 +267,25 @@ impl Gateway {
             shutdown_rx,
         ));
         tracing::info!(%ingest_addr, %admin_addr, store = %cfg.store.describe(), "ozg-gateway serving");
+        let mut tasks = vec![
+            ingest_task,
+            admin_task,
+            expiry_task,
+            crl_task,
+            engine_task,
+            hangup_task,
+            audit_task,
+            retention_task,
+        ];
+        tasks.extend(xta_tasks);
         Ok(Gateway {
             ingest_addr,
+            xta_addr,
             admin_addr,
             metrics,
             store,
             shutdown,
-            tasks: vec![
-                ingest_task,
-                admin_task,
-                expiry_task,
-                crl_task,
-                engine_task,
-                hangup_task,
-                audit_task,
-                retention_task,
-            ],
+            tasks,
         })
     }
 

@@ -56,6 +56,8 @@ pub enum EventKind {
     Delivered,
     /// In the message box of an `xta` target, waiting for its reader.
     Offered,
+    /// A delivered delivery's receipt arrived afterwards (xdomea 0202 over XTA).
+    Confirmed,
     /// Dead-lettered: waits for an operator.
     Parked,
     /// An operator made a delivery due again.
@@ -81,6 +83,7 @@ impl EventKind {
             EventKind::AttemptFailed => "attempt_failed",
             EventKind::Delivered => "delivered",
             EventKind::Offered => "offered",
+            EventKind::Confirmed => "confirmed",
             EventKind::Parked => "parked",
             EventKind::Retried => "retried",
             EventKind::Discarded => "discarded",
@@ -193,6 +196,10 @@ impl AuditEvent {
                 serde_json::json!({"attempt": attempt, "receipt": receipt}),
             ),
             Recorded::Offered => (EventKind::Offered, serde_json::json!({"attempt": attempt})),
+            Recorded::Confirmed { receipt } => (
+                EventKind::Confirmed,
+                serde_json::json!({"receipt": receipt}),
+            ),
             Recorded::RetryAt { at_ms, failure } => (
                 EventKind::AttemptFailed,
                 serde_json::json!({"attempt": attempt, "class": failure.class, "retry_at": rfc3339_ms(*at_ms)}),

@@ -70,6 +70,11 @@ pub enum Recorded {
     /// In the gateway's message box (an `xta` target): stays `in_flight` until
     /// its reader fetches and closes it, which records `Delivered`.
     Offered,
+    /// A `delivered` delivery's receipt, sent by the target afterwards (an
+    /// xdomea `EmpfangBestaetigen.0202` over XTA).
+    Confirmed {
+        receipt: String,
+    },
     /// Wait until `at_ms`, then try again.
     RetryAt {
         at_ms: i64,
@@ -88,7 +93,7 @@ impl Recorded {
     /// messages may name hosts or paths).
     pub fn class(&self) -> Option<&str> {
         match self {
-            Recorded::Delivered { .. } | Recorded::Offered => None,
+            Recorded::Delivered { .. } | Recorded::Offered | Recorded::Confirmed { .. } => None,
             Recorded::RetryAt { failure, .. } | Recorded::Parked { failure, .. } => {
                 Some(&failure.class)
             }
@@ -99,7 +104,7 @@ impl Recorded {
     /// may carry anything).
     pub fn loggable_error(&self) -> Option<String> {
         match self {
-            Recorded::Delivered { .. } | Recorded::Offered => None,
+            Recorded::Delivered { .. } | Recorded::Offered | Recorded::Confirmed { .. } => None,
             Recorded::RetryAt { failure, .. } | Recorded::Parked { failure, .. } => {
                 Some(failure.loggable())
             }
@@ -109,7 +114,7 @@ impl Recorded {
     /// The last error as operators and the status show it.
     pub fn last_error(&self) -> Option<String> {
         match self {
-            Recorded::Delivered { .. } | Recorded::Offered => None,
+            Recorded::Delivered { .. } | Recorded::Offered | Recorded::Confirmed { .. } => None,
             Recorded::RetryAt { failure, .. } => Some(failure.to_string()),
             Recorded::Parked {
                 failure,
@@ -160,6 +165,22 @@ pub struct DeliveryRow {
     pub offered_at: Option<String>,
 }
 
+/// Which messages a message box lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoxQuery {
+    /// The reader's targets.
+    pub targets: Vec<String>,
+    /// Only messages after this message id (ids sort by time: paging).
+    pub after: Option<String>,
+    /// Only these message ids (when given).
+    pub ids: Vec<String>,
+    /// Only messages put in the box at or after / before this time (ms).
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Most messages returned.
+    pub limit: usize,
+}
+
 /// A message waiting in the message box of an `xta` target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boxed {
@@ -174,6 +195,8 @@ pub struct Boxed {
     pub leistung: String,
     /// The portal that sent it (the XTA author).
     pub portal: String,
+    /// When the submission was accepted (RFC 3339).
+    pub received_at: String,
 }
 
 /// One delivery as the message box looks it up.

@@ -16,8 +16,8 @@ use std::pin::Pin;
 
 use crate::model::audit::{self, Checkpoint, Head};
 use crate::model::delivery::{
-    Action, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated, QueueDepth,
-    Recorded,
+    Action, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated,
+    QueueDepth, Recorded,
 };
 use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
 
@@ -29,22 +29,6 @@ pub struct Purge {
     /// Parked deliveries untouched since before this (ms) are discarded, their envelopes go.
     pub parked_before_ms: i64,
     /// Most submissions / deliveries per run (keeps one commit short).
-    pub limit: usize,
-}
-
-/// Which messages a message box lists.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BoxQuery {
-    /// The reader's targets.
-    pub targets: Vec<String>,
-    /// Only messages after this message id (ids sort by time: paging).
-    pub after: Option<String>,
-    /// Only these message ids (when given).
-    pub ids: Vec<String>,
-    /// Only messages put in the box at or after / before this time (ms).
-    pub from_ms: Option<i64>,
-    pub to_ms: Option<i64>,
-    /// Most messages returned.
     pub limit: usize,
 }
 

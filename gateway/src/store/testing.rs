@@ -128,7 +128,7 @@ impl<S: Store> Store for Timeless<S> {
     fn rebase(&self, target: &str, latest_ms: i64) -> StoreFuture<'_, u64> {
         Box::pin(held(self.0.rebase(target, latest_ms)))
     }
-    fn mailbox(&self, query: crate::store::BoxQuery) -> StoreFuture<'_, Vec<Boxed>> {
+    fn mailbox(&self, query: crate::model::delivery::BoxQuery) -> StoreFuture<'_, Vec<Boxed>> {
         Box::pin(held(self.0.mailbox(query)))
     }
     fn delivery(&self, message_id: &str) -> StoreFuture<'_, Option<DeliveryInfo>> {

@@ -201,6 +201,12 @@ pub const DEMO_FILES: &[(&str, &str, Usage, Algorithm)] = &[
     ("portal", "portal-demo", Usage::Client, Algorithm::EcP256),
     ("portal2", "portal2-demo", Usage::Client, Algorithm::EcP256),
     (
+        "fachverfahren",
+        "fachverfahren-demo",
+        Usage::Client,
+        Algorithm::EcP256,
+    ),
+    (
         "operator",
         "operator-demo",
         Usage::Client,

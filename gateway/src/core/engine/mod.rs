@@ -447,6 +447,7 @@ async fn finish(
     let kind = match rec {
         Recorded::Delivered { .. } => "delivered",
         Recorded::Offered => "offered",
+        Recorded::Confirmed { .. } => "confirmed",
         Recorded::RetryAt { .. } => "retry",
         Recorded::Parked { .. } => "parked",
     };

@@ -17,19 +17,19 @@ pub(super) const LINGER: std::time::Duration = std::time::Duration::from_secs(5)
 /// A pause in the client's sending that ends the lingering drain.
 const LINGER_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
 
-pub(super) type BodyStream = BoxStream<'static, Result<Bytes, hyper::Error>>;
+pub(crate) type BodyStream = BoxStream<'static, Result<Bytes, hyper::Error>>;
 
 /// A request body that the parser streams from and that can still be drained
 /// after the parser gave up on it.
 #[derive(Clone)]
-pub(super) struct SharedBody(Arc<Mutex<Body>>);
+pub(crate) struct SharedBody(Arc<Mutex<Body>>);
 
 impl SharedBody {
-    pub(super) fn new(body: Body) -> Self {
+    pub(crate) fn new(body: Body) -> Self {
         SharedBody(Arc::new(Mutex::new(body)))
     }
 
-    pub(super) fn stream(&self) -> BodyStream {
+    pub(crate) fn stream(&self) -> BodyStream {
         Box::pin(futures_util::stream::unfold(
             self.0.clone(),
             |body| async move {

@@ -16,7 +16,7 @@ use super::body::BodyStream;
 
 /// Why a counted body stream ended early.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum BodyError {
+pub(crate) enum BodyError {
     #[error("reading the body failed: {0}")]
     Read(#[from] hyper::Error),
     #[error("the gateway's memory budget for request bodies is used up")]
@@ -25,14 +25,14 @@ pub(super) enum BodyError {
 
 /// The bytes one request holds of the budget, given back when it is dropped.
 #[derive(Default)]
-pub(super) struct Held {
+pub(crate) struct Held {
     permits: Mutex<Option<OwnedSemaphorePermit>>,
     /// The budget ran out while this request was being read.
     exhausted: AtomicBool,
 }
 
 impl Held {
-    pub(super) fn exhausted(&self) -> bool {
+    pub(crate) fn exhausted(&self) -> bool {
         self.exhausted.load(Ordering::Relaxed)
     }
 }
@@ -40,7 +40,7 @@ impl Held {
 /// Wraps a request body so every chunk is counted against `budget` before the
 /// reader gets it; a chunk that does not fit ends the stream with
 /// [`BodyError::Budget`] and marks `held` as exhausted.
-pub(super) fn counted(
+pub(crate) fn counted(
     body: BodyStream,
     budget: Arc<Semaphore>,
     held: Arc<Held>,

@@ -143,7 +143,7 @@ where
 /// (`Rechnung\u{202e}fdp.exe`), Windows device names (`CON`, `LPT1.txt`),
 /// alternate data streams (`a.pdf:evil.exe`), a trailing dot or space. The name
 /// is normalised to NFC, so look-alike spellings of one name are one name.
-fn check_filename(name: Option<String>, n: usize) -> Result<String, Problem> {
+pub(crate) fn check_filename(name: Option<String>, n: usize) -> Result<String, Problem> {
     let bad =
         |why: &str| Problem::bad_request("attachment-invalid", format!("attachment {n}: {why}"));
     let name = name.ok_or_else(|| bad("no filename in its Content-Disposition"))?;

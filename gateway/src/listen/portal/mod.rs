@@ -12,8 +12,8 @@
 //! Every refusal is a [`Problem`] (RFC 9457), counted in
 //! `ozg_requests_refused{listener="ingest",reason=...}`, and stores nothing.
 
-mod body;
-mod budget;
+pub(crate) mod body;
+pub(crate) mod budget;
 pub mod form;
 mod operator;
 mod submit;
@@ -73,6 +73,34 @@ pub fn problem_response(metrics: &Metrics, listener: &'static str, p: &Problem) 
         );
     }
     resp
+}
+
+/// Counts and logs an accepted submission (or the replay of one), whichever
+/// listener took it (`via`).
+pub(crate) fn count_accepted(
+    metrics: &Metrics,
+    answer: &crate::core::intake::Answer,
+    portal: &Portal,
+    metadata: &crate::core::intake::Metadata,
+    bytes: u64,
+    via: &'static str,
+) {
+    if answer.replayed {
+        metrics.replayed.inc();
+        tracing::info!(submission_id = %answer.submission_id, portal = %portal.id, via, "idempotent replay answered");
+    } else {
+        metrics.accepted.inc();
+        metrics.accepted_bytes.inc_by(bytes);
+        tracing::info!(
+            submission_id = %answer.submission_id,
+            portal = %portal.id,
+            leistung = %metadata.leistung,
+            destination = %metadata.destination,
+            bytes,
+            via,
+            "submission accepted"
+        );
+    }
 }
 
 fn json_response(status: StatusCode, body: String) -> HttpResponse {

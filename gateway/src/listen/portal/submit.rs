@@ -104,21 +104,14 @@ impl Ingest {
                 idempotency_key,
             })
             .await?;
-        if answer.replayed {
-            self.metrics.replayed.inc();
-            tracing::info!(submission_id = %answer.submission_id, portal = %portal.id, "idempotent replay answered");
-        } else {
-            self.metrics.accepted.inc();
-            self.metrics.accepted_bytes.inc_by(bytes);
-            tracing::info!(
-                submission_id = %answer.submission_id,
-                portal = %portal.id,
-                leistung = %metadata.leistung,
-                destination = %metadata.destination,
-                bytes,
-                "submission accepted"
-            );
-        }
+        super::count_accepted(
+            &self.metrics,
+            &answer,
+            &portal,
+            &metadata,
+            bytes,
+            "portal API",
+        );
         let mut resp = json_response(StatusCode::ACCEPTED, answer.body);
         if let Ok(v) =
             header::HeaderValue::from_str(&format!("/v1/submissions/{}", answer.submission_id))

@@ -230,6 +230,9 @@ pub enum Exception {
     ParameterIsNotValid,
     InvalidMessageId,
     TechnicalProblem,
+    MessageSchemaViolation,
+    CancelDenied,
+    SyncAsync,
 }
 
 impl Exception {
@@ -239,6 +242,9 @@ impl Exception {
             Exception::ParameterIsNotValid => "ParameterIsNotValidException",
             Exception::InvalidMessageId => "InvalidMessageIDException",
             Exception::TechnicalProblem => "XTAWSTechnicalProblemException",
+            Exception::MessageSchemaViolation => "MessageSchemaViolationException",
+            Exception::CancelDenied => "CancelDeniedException",
+            Exception::SyncAsync => "SyncAsyncException",
         }
     }
 

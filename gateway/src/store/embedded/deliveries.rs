@@ -223,6 +223,12 @@ pub(super) fn record(
                  WHERE message_id = ?1 AND state = 'in_flight'",
             )?
             .execute(params![message_id, receipt, now, now_ms])?,
+        Recorded::Confirmed { receipt } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET receipt = ?2, updated_at = ?3
+                 WHERE message_id = ?1 AND state = 'delivered'",
+            )?
+            .execute(params![message_id, receipt, now])?,
         Recorded::Offered => conn
             .prepare_cached(
                 "UPDATE deliveries SET offered_ms = ?3, updated_at = ?2, updated_ms = ?3
@@ -243,8 +249,12 @@ pub(super) fn record(
             .execute(params![message_id, last_error, now, now_ms, last_class])?,
     };
     if changed != 1 {
+        let expected = match outcome {
+            Recorded::Confirmed { .. } => "delivered",
+            _ => "in flight",
+        };
         return Err(StoreError::Corrupt(format!(
-            "delivery {message_id} is not in flight"
+            "delivery {message_id} is not {expected}"
         )));
     }
     head.append(

@@ -4,8 +4,9 @@
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
+use crate::model::delivery::BoxQuery;
 use crate::model::delivery::{Boxed, DeliveryInfo, DeliveryState};
-use crate::store::{BoxQuery, Overdue, StoreError};
+use crate::store::{Overdue, StoreError};
 
 /// Messages waiting in the boxes of `q.targets`, by message id (= by time).
 pub(super) fn mailbox(conn: &Connection, q: &BoxQuery) -> Result<Vec<Boxed>, StoreError> {
@@ -13,7 +14,7 @@ pub(super) fn mailbox(conn: &Connection, q: &BoxQuery) -> Result<Vec<Boxed>, Sto
         return Ok(Vec::new());
     }
     let mut sql = String::from(
-        "SELECT d.message_id, d.submission_id, d.target, d.offered_ms, COALESCE(d.env_len, 0), s.leistung, s.portal
+        "SELECT d.message_id, d.submission_id, d.target, d.offered_ms, COALESCE(d.env_len, 0), s.leistung, s.portal, s.received_at
          FROM deliveries d JOIN submissions s ON s.id = d.submission_id
          WHERE d.state = 'in_flight' AND d.offered_ms IS NOT NULL AND d.target IN (",
     );
@@ -55,6 +56,7 @@ pub(super) fn mailbox(conn: &Connection, q: &BoxQuery) -> Result<Vec<Boxed>, Sto
             size: r.get::<_, i64>(4)?.max(0) as u64,
             leistung: r.get(5)?,
             portal: r.get(6)?,
+            received_at: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -430,7 +430,7 @@ impl Store for EmbeddedStore {
         self.read(move |conn| read_audit_texts(conn, from, to))
     }
 
-    fn mailbox(&self, query: crate::store::BoxQuery) -> StoreFuture<'_, Vec<Boxed>> {
+    fn mailbox(&self, query: crate::model::delivery::BoxQuery) -> StoreFuture<'_, Vec<Boxed>> {
         self.read(move |conn| mailbox::mailbox(conn, &query))
     }
 

@@ -213,9 +213,15 @@ fn migrate_4_to_5(conn: &mut Connection) -> Result<(), StoreError> {
 fn migrate_5_to_6(conn: &mut Connection) -> Result<(), StoreError> {
     tracing::info!("migrating the store from schema version 5 to 6: message boxes");
     let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-    tx.execute_batch(
-        "ALTER TABLE deliveries ADD COLUMN offered_ms INTEGER; PRAGMA user_version = 6;",
+    let has_column: i64 = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('deliveries') WHERE name = 'offered_ms'",
+        [],
+        |r| r.get(0),
     )?;
+    if has_column == 0 {
+        tx.execute_batch("ALTER TABLE deliveries ADD COLUMN offered_ms INTEGER;")?;
+    }
+    tx.execute_batch("PRAGMA user_version = 6;")?;
     tx.commit()?;
     Ok(())
 }
