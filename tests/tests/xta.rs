@@ -153,7 +153,7 @@ fn validate_all(dump: &Path) {
 /// The test config with the XTA listener, two message-box targets for
 /// Leistung 99999999999999 (destination `fv2` → the second reader's box) and
 /// the demo portal allowed to send over XTA.
-async fn start_xta() -> (TestConfig, ozg_gateway::daemon::Gateway) {
+async fn start_xta(overdue_after: &str) -> (TestConfig, ozg_gateway::daemon::Gateway) {
     let tc = test_config(&Options::default());
     let mut text = std::fs::read_to_string(&tc.path).unwrap();
     text.push_str(&format!(
@@ -161,6 +161,7 @@ async fn start_xta() -> (TestConfig, ozg_gateway::daemon::Gateway) {
 [xta]
 listen = "127.0.0.1:0"
 max_list_items = 3
+overdue_after = "{overdue_after}"
 
 [targets.fv-xta]
 certificate = "{ec}"
@@ -234,7 +235,7 @@ async fn a_reader_lists_fetches_and_closes_over_xta_and_a_second_reader_sees_non
     if xta_schemas().is_none() {
         return;
     }
-    let (_tc, gw) = start_xta().await;
+    let (_tc, gw) = start_xta("3d").await;
     let addr = gw.xta_addr.expect("xta listener");
     let dump = tempfile::tempdir().unwrap();
     let reader = Client::new(addr, "fachverfahren", "fachverfahren-demo", dump.path());
@@ -424,7 +425,7 @@ async fn a_message_sent_over_xta_reaches_its_targets_like_one_from_the_portal_ap
     if xta_schemas().is_none() {
         return;
     }
-    let (tc, gw) = start_xta().await;
+    let (tc, gw) = start_xta("3d").await;
     let addr = gw.xta_addr.unwrap();
     let dump = tempfile::tempdir().unwrap();
     let sender = Client::new(addr, "portal", "portal-demo", dump.path());
@@ -562,7 +563,7 @@ async fn hostile_soap_gets_faults_and_changes_nothing() {
     if xta_schemas().is_none() {
         return;
     }
-    let (_tc, gw) = start_xta().await;
+    let (_tc, gw) = start_xta("1s").await;
     let addr = gw.xta_addr.unwrap();
     let id = submit(&gw, &request("05315000", "hostile")).await;
     let mid = boxed(&gw, &id, "fv-xta").await;
@@ -697,6 +698,26 @@ async fn hostile_soap_gets_faults_and_changes_nothing() {
         assert!(text.contains("PermissionDeniedException"), "{text}");
     }
     assert_eq!(state(&gw, &id, "fv-xta").await, "in_flight");
+    // Not picked up within overdue_after (1 s here): the status and a metric say so.
+    eventually(Duration::from_secs(10), "overdue in the metric", || async {
+        let n = metric(
+            gw.admin_addr,
+            "ozg_pickup_overdue_messages{target=\"fv-xta\"}",
+        )
+        .await;
+        (n >= 1.0).then_some(())
+    })
+    .await;
+    let status = client::status(
+        &portal_client("portal"),
+        &format!("{}/v1/submissions/{id}", base_url(gw.ingest_addr)),
+    )
+    .await
+    .unwrap();
+    let d = &status.body["deliveries"][0];
+    assert_eq!(d["target"], "fv-xta");
+    assert_eq!(d["pickup_overdue"], true, "{}", status.body);
+    assert!(d["offered_at"].is_string(), "{}", status.body);
     assert!(
         metric(
             gw.admin_addr,

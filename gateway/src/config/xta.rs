@@ -27,7 +27,14 @@ pub struct XtaConfig {
 }
 
 fn three_days() -> Duration {
-    Duration::from_secs(3 * 86400)
+    XtaConfig::default_overdue()
+}
+
+impl XtaConfig {
+    /// `overdue_after` when not configured: 3 days, as FIT-Connect notifies.
+    pub fn default_overdue() -> Duration {
+        Duration::from_secs(3 * 86400)
+    }
 }
 
 fn max_list_items() -> usize {

@@ -20,6 +20,8 @@ pub struct Operations {
     pub wakers: Arc<Wakers>,
     /// The targets' circuit breakers, as the engine publishes them.
     pub breakers: Arc<BreakerBoard>,
+    /// A message waiting in a box longer than this is marked `pickup_overdue`.
+    pub overdue_after: std::time::Duration,
 }
 
 fn unavailable(e: StoreError) -> Refusal {
@@ -64,7 +66,8 @@ impl Operations {
         } else {
             self.store.submission(id).await.map_err(unavailable)?
         };
-        let s = found.ok_or_else(|| Refusal::not_found(format!("no submission {id}")))?;
+        let mut s = found.ok_or_else(|| Refusal::not_found(format!("no submission {id}")))?;
+        crate::core::status::mark_overdue(&mut s, self.overdue_after);
         let breakers = s
             .deliveries
             .iter()

@@ -17,6 +17,16 @@ pub(crate) const MAX_ID: usize = 64;
 /// Reads submissions on behalf of the portal that made them.
 pub struct Submissions {
     pub store: Arc<dyn Store>,
+    /// A message waiting in a box longer than this is marked `pickup_overdue`.
+    pub overdue_after: std::time::Duration,
+}
+
+/// Marks the deliveries waiting in a message box longer than `after` as overdue.
+pub fn mark_overdue(s: &mut SubmissionStatus, after: std::time::Duration) {
+    let before = crate::model::time::now_ms() - after.as_millis().min(i64::MAX as u128) as i64;
+    for d in &mut s.deliveries {
+        d.mark_overdue(before);
+    }
 }
 
 fn unavailable(what: &'static str) -> impl Fn(StoreError) -> Refusal {
@@ -45,6 +55,7 @@ impl Submissions {
                 for d in &mut s.deliveries {
                     d.last_error = None;
                 }
+                mark_overdue(&mut s, self.overdue_after);
                 Ok(s)
             }
             _ => Err(not_found()),

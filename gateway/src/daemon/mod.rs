@@ -50,7 +50,7 @@ pub enum DaemonError {
     Store(#[from] StoreError),
 }
 
-/// How often the message boxes are looked through for overdue messages.
+/// How often (at most) the message boxes are looked through for overdue messages.
 const OVERDUE_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A running gateway.
@@ -175,15 +175,22 @@ impl Gateway {
             metrics.clone(),
             shutdown_rx.clone(),
         ));
+        let overdue_after = cfg
+            .xta
+            .as_ref()
+            .map(|x| x.overdue_after)
+            .unwrap_or_else(crate::config::XtaConfig::default_overdue);
         let ingest = Arc::new(Ingest {
             intake: intake.clone(),
             submissions: Submissions {
                 store: store.clone(),
+                overdue_after,
             },
             operations: Operations {
                 store: store.clone(),
                 wakers,
                 breakers,
+                overdue_after,
             },
             limits: ArcSwap::from_pointee(cfg.ingest.limits.clone()),
             metrics: metrics.clone(),
@@ -216,10 +223,10 @@ impl Gateway {
                 overdue_after: x.overdue_after,
                 max_list_items: x.max_list_items.max(1),
             });
+            let every =
+                (x.overdue_after / 2).clamp(std::time::Duration::from_secs(1), OVERDUE_CHECK);
             xta_tasks.push(tokio::spawn(
-                boxes
-                    .clone()
-                    .watch_overdue(OVERDUE_CHECK, shutdown_rx.clone()),
+                boxes.clone().watch_overdue(every, shutdown_rx.clone()),
             ));
             let xta = Arc::new(crate::listen::xta::Xta {
                 ingest: ingest.clone(),
