@@ -42,6 +42,9 @@ pub(super) enum Command {
     },
     /// Drive a running gateway with many portal connections and report rates and latencies.
     Loadgen(LoadgenArgs),
+    /// Empty message boxes over XTA as several Fachverfahren would (getStatusList,
+    /// getMessage, close) and report messages/s, MiB/s and latencies (see bench/xta.sh).
+    XtaReaders(XtaReadersArgs),
     /// Measure the machine's limits for the benchmark (see bench/run.sh).
     Bench {
         #[command(subcommand)]
@@ -264,6 +267,32 @@ pub(super) enum ConfigCommand {
         #[arg(long, short, default_value = "config/gateway.toml")]
         config: PathBuf,
     },
+}
+
+/// Empty message boxes over XTA and report rates and latencies.
+#[derive(clap::Args)]
+pub(super) struct XtaReadersArgs {
+    /// The XTA endpoint.
+    #[arg(long, default_value = "https://localhost:8444/xta")]
+    pub(super) url: String,
+    /// CA of the gateway's server certificate.
+    #[arg(long, default_value = "certs-example/ca.pem")]
+    pub(super) ca: PathBuf,
+    /// A reader as CERT:KEY:ACCOUNT (repeatable).
+    #[arg(long = "reader", required = true)]
+    pub(super) readers: Vec<String>,
+    /// Connections per reader fetching and closing at once.
+    #[arg(long, default_value_t = 4)]
+    pub(super) workers: usize,
+    /// Longest run.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(super) duration: std::time::Duration,
+    /// Stop once every box was empty this long (rates count until the last message).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(super) idle_stop: Option<std::time::Duration>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(super) json: bool,
 }
 
 /// Drive a running gateway with many portal connections and report rates and latencies.

@@ -133,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry { message_ids, op } => operator::action("retry", &message_ids, &op),
         Command::Discard { message_ids, op } => operator::action("discard", &message_ids, &op),
         Command::Loadgen(args) => portal::loadgen(args),
+        Command::XtaReaders(args) => portal::xta_readers(args),
         Command::Bench { command } => match command {
             BenchCommand::Crypto {
                 config,

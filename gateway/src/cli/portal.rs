@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::args::{LoadgenArgs, PortalArgs, StatusArgs, SubmitArgs};
+use super::args::{LoadgenArgs, PortalArgs, StatusArgs, SubmitArgs, XtaReadersArgs};
 use crate::tools::client::{self, PortalIdentity, SubmitRequest};
 
 pub(super) fn submit(
@@ -117,6 +117,55 @@ pub(super) fn loadgen(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn xta_readers(a: XtaReadersArgs) -> anyhow::Result<ExitCode> {
+    use crate::tools::xta_readers::{run, ReaderIdentity, ReaderOptions};
+    let readers = a
+        .readers
+        .iter()
+        .map(|r| {
+            let mut it = r.splitn(3, ':');
+            match (it.next(), it.next(), it.next()) {
+                (Some(cert), Some(key), Some(account)) if !account.is_empty() => {
+                    Ok(ReaderIdentity {
+                        cert: cert.into(),
+                        key: key.into(),
+                        account: account.into(),
+                    })
+                }
+                _ => anyhow::bail!("--reader {r:?}: write CERT:KEY:ACCOUNT"),
+            }
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let o = ReaderOptions {
+        url: a.url,
+        ca: a.ca,
+        readers,
+        workers: a.workers,
+        duration: a.duration,
+        idle_stop: a.idle_stop,
+    };
+    let report = tokio::runtime::Runtime::new()?
+        .block_on(run(&o))
+        .map_err(anyhow::Error::msg)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} reader(s) x {} connection(s), {:.1} s: {} messages fetched and closed, {:.0}/s, {:.1} MiB/s of envelopes; fetch+close p50 {:.1} ms, p99 {:.1} ms; {} error(s)",
+            report.readers,
+            report.workers_per_reader,
+            report.seconds,
+            report.messages,
+            report.messages_per_second,
+            report.envelope_mib_per_second,
+            report.fetch_close_latency_ms.p50,
+            report.fetch_close_latency_ms.p99,
+            report.errors
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -144,7 +144,7 @@ pub struct LoadReport {
     pub delivery_latency_p50_ms: Option<f64>,
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -6,3 +6,4 @@ pub mod client;
 pub mod demo_pki;
 pub mod demo_receiver;
 pub mod loadgen;
+pub mod xta_readers;
