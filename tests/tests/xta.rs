@@ -154,7 +154,11 @@ fn validate_all(dump: &Path) {
 /// Leistung 99999999999999 (destination `fv2` → the second reader's box) and
 /// the demo portal allowed to send over XTA.
 async fn start_xta(overdue_after: &str) -> (TestConfig, ozg_gateway::daemon::Gateway) {
-    let tc = test_config(&Options::default());
+    // A fixed admin port: `ozg-gateway reload` finds the daemon by it.
+    let tc = test_config(&Options {
+        admin_port: free_port(),
+        ..Default::default()
+    });
     let mut text = std::fs::read_to_string(&tc.path).unwrap();
     text.push_str(&format!(
         r#"
@@ -727,4 +731,65 @@ async fn hostile_soap_gets_faults_and_changes_nothing() {
             >= 1.0
     );
     gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_a_message_box_and_its_reader() {
+    if xta_schemas().is_none() {
+        return;
+    }
+    let (tc, gw) = start_xta("3d").await;
+    let addr = gw.xta_addr.unwrap();
+    let dump = tempfile::tempdir().unwrap();
+    // The operator's certificate reads no box yet.
+    let late = Client::new(addr, "operator", "late", dump.path());
+    let (fault, _) = late.fault(&["status-list"]);
+    assert_eq!(fault, "PermissionDeniedException");
+    let mut text = std::fs::read_to_string(&tc.path).unwrap();
+    text = text.replace(
+        "[[routes]]\nleistung = \"99999999999999\"\ndestination = \"fv2\"",
+        "[[routes]]\nleistung = \"99999999999999\"\ndestination = \"late\"\ntargets = [\"late-xta\"]\n\n[[routes]]\nleistung = \"99999999999999\"\ndestination = \"fv2\"",
+    );
+    text.push_str(&format!(
+        "\n[targets.late-xta]\ncertificate = \"{}\"\nadapter = {{ type = \"xta\", account = \"late\", certificate = \"{}\" }}\n",
+        demo("recipient-ec.pem").display(),
+        demo("operator.pem").display()
+    ));
+    std::fs::write(&tc.path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["reload", "--config"])
+        .arg(&tc.path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = submit(&gw, &request("late", "after the reload")).await;
+    boxed(&gw, &id, "late-xta").await;
+    let list = late.ok(&["status-list"]);
+    assert_eq!(list["messages"].as_array().unwrap().len(), 1, "{list}");
+    gw.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_message_box_without_an_xta_listener_is_refused_at_start() {
+    let tc = test_config(&Options::default());
+    let mut text = std::fs::read_to_string(&tc.path).unwrap();
+    text.push_str(&format!(
+        "\n[targets.fv-xta]\ncertificate = \"{}\"\nadapter = {{ type = \"xta\", account = \"fv\", certificate = \"{}\" }}\n",
+        demo("recipient-ec.pem").display(),
+        demo("fachverfahren.pem").display()
+    ));
+    std::fs::write(&tc.path, text).unwrap();
+    let config = ozg_gateway::config::Config::load(&tc.path).unwrap();
+    let refused = ozg_gateway::daemon::setup::setup(config)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        refused.contains("targets.fv-xta.adapter") && refused.contains("no XTA listener"),
+        "{refused}"
+    );
 }

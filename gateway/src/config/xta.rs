@@ -17,6 +17,10 @@ use serde::Deserialize;
 pub struct XtaConfig {
     /// Address to bind, e.g. `127.0.0.1:8444` (port 0 picks a free port).
     pub listen: SocketAddr,
+    /// How clients reach the listener; named in transport reports
+    /// (`XTAServerIdentity`). Default: `https://localhost:<port>/xta`.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// A message not closed by its reader this long after it was put in the
     /// box is overdue: a metric, a log line and the delivery's status say so.
     #[serde(with = "humantime_serde", default = "three_days")]

@@ -231,7 +231,10 @@ impl Gateway {
             let xta = Arc::new(crate::listen::xta::Xta {
                 ingest: ingest.clone(),
                 boxes,
-                identity: format!("https://localhost:{}/xta", addr.port()),
+                identity: x
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("https://localhost:{}/xta", addr.port())),
             });
             xta_tasks.push(tokio::spawn(crate::listen::server::serve(
                 listener,

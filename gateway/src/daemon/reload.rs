@@ -68,6 +68,9 @@ fn start_only(c: &Config) -> Vec<(&'static str, String)> {
             format!("{:?}", l.validation_timeout),
         ),
         ("admin", format!("{:?}", c.admin)),
+        // The XTA listener, its overdue limit and list size (message-box targets
+        // and their readers are reloaded like other targets and clients).
+        ("xta", format!("{:?}", c.xta)),
         ("pki", format!("{:?}", c.pki)),
         ("log", format!("{:?}", c.log)),
         ("audit", format!("{:?}", c.audit)),

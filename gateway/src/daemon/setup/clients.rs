@@ -149,6 +149,15 @@ fn readers(config: &Config, errors: &mut Vec<ConfigError>, portals: &mut Portals
                 .push((id, b));
         }
     }
+    if config.xta.is_none() {
+        if let Some((id, _)) = accounts.values().flatten().next() {
+            errors.push(config.error(
+                format!("targets.{id}.adapter"),
+                "a message-box target, but no XTA listener: its reader could never fetch",
+                "add [xta] with listen = \"<address>:8444\", or give the target another adapter",
+            ));
+        }
+    }
     for (account, boxes) in accounts {
         let reader = Arc::new(Reader {
             account: account.to_owned(),

@@ -243,6 +243,12 @@ impl Service for Xta {
             Ok(xml) => soap_response(StatusCode::OK, xml, false),
             Err((action, relates_to, fault)) => {
                 self.ingest.metrics.refuse("xta", fault.slug());
+                // Before the request's action is known: WS-Addressing's fault action.
+                let action = if action.is_empty() {
+                    "http://www.w3.org/2005/08/addressing/soap/fault".to_owned()
+                } else {
+                    action
+                };
                 let xml = soap::fault(
                     &action,
                     relates_to.as_deref(),
