@@ -770,6 +770,7 @@ async fn a_reload_adds_a_message_box_and_its_reader() {
     boxed(&gw, &id, "late-xta").await;
     let list = late.ok(&["status-list"]);
     assert_eq!(list["messages"].as_array().unwrap().len(), 1, "{list}");
+    validate_all(dump.path());
     gw.shutdown().await.unwrap();
 }
 
