@@ -219,7 +219,13 @@ impl Service for Xta {
         let body = SharedBody::new(body);
         let limits = self.ingest.limits.load_full();
         let answer = match client {
-            Err(p) => Err((String::new(), None, Fault::denied(p.detail))),
+            Err(p) => {
+                // The fault answers the request's operation where the request
+                // is small enough to read for that (an unknown client's is
+                // never read further).
+                let (action, relates) = self.peek(&body).await;
+                Err((action, relates, Fault::denied(p.detail)))
+            }
             Ok(caller) => {
                 match tokio::time::timeout(
                     limits.request_timeout,
@@ -264,6 +270,9 @@ impl Service for Xta {
         }
     }
 }
+
+/// Most bytes of an unidentified client's request read to answer its operation.
+const PEEK: usize = 64 << 10;
 
 /// A refused request: the action and request id it answers, and the fault.
 type Refused = (String, Option<String>, Fault);
@@ -340,6 +349,24 @@ impl Xta {
     }
 
     /// The request body, within `max_body` and the memory budget.
+    /// The action and request id of a request up to [`PEEK`] bytes, for a
+    /// fault to an unidentified client; nothing for anything else.
+    async fn peek(&self, body: &SharedBody) -> (String, Option<String>) {
+        let held = Arc::new(Held::default());
+        let mut stream = counted(body.stream(), self.ingest.body_budget.clone(), held);
+        let mut xml = Vec::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            if xml.len() + chunk.len() > PEEK {
+                return (String::new(), None);
+            }
+            xml.extend_from_slice(&chunk);
+        }
+        match soap::read(&xml) {
+            Ok(r) => (r.action, r.message_id),
+            Err(_) => (String::new(), None),
+        }
+    }
+
     /// The bytes stay counted against the budget while the `Held` lives.
     async fn read_body(
         &self,
