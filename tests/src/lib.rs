@@ -589,7 +589,7 @@ pub async fn states(
 pub fn python() -> PathBuf {
     let has_jwcrypto = |py: &std::path::Path| {
         Command::new(py)
-            .args(["-c", "import jwcrypto, zeep, lxml"])
+            .args(["-c", "import jwcrypto, zeep, lxml, fitconnect"])
             .output()
             .is_ok_and(|o| o.status.success())
     };
@@ -614,7 +614,7 @@ pub fn python() -> PathBuf {
             .status();
         assert!(
             installed.is_ok_and(|s| s.success()),
-            "installing jwcrypto, zeep and lxml failed (needs PyPI)"
+            "installing jwcrypto, zeep, lxml and fitconnect failed (needs PyPI)"
         );
     }
     py

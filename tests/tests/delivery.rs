@@ -74,6 +74,7 @@ async fn the_shipped_config_delivers_the_quick_start_to_filedrop_and_http() {
         .replace("127.0.0.1:8443", "127.0.0.1:0")
         .replace("127.0.0.1:9090", "127.0.0.1:0")
         .replace("127.0.0.1:8444", "127.0.0.1:0")
+        .replace("127.0.0.1:8445", "127.0.0.1:0")
         .replace("https://localhost:9443/inbox", &receiver.url());
     let path = scratch.path().join("gateway.toml");
     std::fs::write(&path, text).unwrap();

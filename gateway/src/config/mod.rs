@@ -16,15 +16,17 @@ use ozg_adapter_filedrop::FiledropConfig;
 use ozg_adapter_http::HttpConfig;
 use serde::Deserialize;
 
+mod fitconnect;
 mod limits;
 mod pki;
 mod size;
 mod xta;
 pub use crate::store::backends::StoreConfig;
+pub use fitconnect::{FitClientConfig, FitConnectConfig, FitDestinationConfig, FitRole};
 pub use limits::Limits;
 pub use pki::{CrlSource, PkiConfig};
 pub use size::ByteSize;
-pub use xta::{MessageBoxConfig, XtaConfig};
+pub use xta::{message_box, MessageBoxConfig, XtaConfig};
 
 use crate::model::policy::BreakerConfig;
 use crate::model::policy::{RetryOverride, RetryPolicy};
@@ -81,6 +83,9 @@ pub struct Config {
     /// The XTA 2 listener (message boxes, sending, management), if wanted.
     #[serde(default)]
     pub xta: Option<XtaConfig>,
+    /// The FIT-Connect Zustelldienst (Submission and Subscriber API v1), if wanted.
+    #[serde(default)]
+    pub fitconnect: Option<FitConnectConfig>,
     /// Trust anchors and the gateway's seal.
     pub pki: PkiConfig,
     /// Log output.
@@ -505,6 +510,11 @@ impl Config {
         for t in self.targets.values_mut() {
             fix(&mut t.certificate);
             t.adapter.settings_mut().resolve_paths(base);
+        }
+        if let Some(f) = &mut self.fitconnect {
+            for d in f.destinations.values_mut() {
+                fix(&mut d.certificate);
+            }
         }
     }
 

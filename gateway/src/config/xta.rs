@@ -67,6 +67,11 @@ pub struct MessageBoxConfig {
 /// Delivering to a message box is putting the envelope in it.
 struct MessageBox;
 
+/// The adapter of a message box (`xta` targets, FIT-Connect destinations).
+pub fn message_box() -> Arc<dyn Adapter> {
+    Arc::new(MessageBox)
+}
+
 impl Adapter for MessageBox {
     fn kind(&self) -> &'static str {
         "xta"

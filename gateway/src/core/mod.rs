@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod clock;
 pub mod engine;
+pub mod fitconnect;
 pub mod intake;
 pub mod mailbox;
 pub mod metrics;

@@ -9,6 +9,7 @@
 //! them while the daemon runs.
 
 pub mod crl;
+mod fitconnect;
 pub mod reload;
 pub mod setup;
 
@@ -58,6 +59,8 @@ pub struct Gateway {
     pub ingest_addr: SocketAddr,
     /// The XTA listener's address, when `[xta]` is configured.
     pub xta_addr: Option<SocketAddr>,
+    /// The FIT-Connect listener's address, when `[fitconnect]` is configured.
+    pub fitconnect_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
@@ -91,6 +94,10 @@ impl Gateway {
         let (admin_listener, admin_addr) = bind("admin", cfg.admin.listen).await?;
         let xta_listener = match &cfg.xta {
             Some(x) => Some(bind("xta", x.listen).await?),
+            None => None,
+        };
+        let fit_listener = match &cfg.fitconnect {
+            Some(f) => Some(bind("fitconnect", f.listen).await?),
             None => None,
         };
         let public_url = cfg
@@ -129,6 +136,7 @@ impl Gateway {
         ));
         let breakers = Arc::new(crate::core::engine::BreakerBoard::default());
         let wakers = Arc::new(crate::core::engine::Wakers::default());
+        let wakers_for_fit = wakers.clone();
         let engine = crate::core::engine::Engine {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -246,6 +254,27 @@ impl Gateway {
             )));
             tracing::info!(xta_addr = %addr, "XTA listener serving");
         }
+        let fitconnect_addr = fit_listener.as_ref().map(|(_, a)| *a);
+        if let (Some(bound), Some(f), Some(fit)) = (fit_listener, &cfg.fitconnect, setup.fitconnect)
+        {
+            xta_tasks.extend(fitconnect::start(
+                bound,
+                f,
+                fit,
+                fitconnect::Parts {
+                    store: store.clone(),
+                    store_config: cfg.store.clone(),
+                    ingest: ingest.clone(),
+                    seal: setup.seal.clone(),
+                    privacy: setup.privacy.clone(),
+                    wakers: wakers_for_fit.clone(),
+                    tls: tls.clone(),
+                    peer_check: setup.peer_check.clone(),
+                    portals: portals.clone(),
+                },
+                shutdown_rx.clone(),
+            )?);
+        }
         let ingest_task = tokio::spawn(crate::listen::server::serve(
             ingest_listener,
             tls,
@@ -291,6 +320,7 @@ impl Gateway {
         Ok(Gateway {
             ingest_addr,
             xta_addr,
+            fitconnect_addr,
             admin_addr,
             metrics,
             store,

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod dn;
+pub mod fitconnect;
 pub mod guard;
 pub mod identity;
 pub mod portal;

@@ -47,6 +47,11 @@ pub trait Service: Send + Sync + 'static {
     const NAME: &'static str;
     /// The registered client a (chain-checked) certificate belongs to.
     fn identify(portals: &Portals, cert: &PeerCert) -> Option<Self::Client>;
+    /// The client of every connection when the listener identifies its
+    /// clients per request (bearer tokens) instead of by certificate.
+    fn anonymous() -> Option<Self::Client> {
+        None
+    }
     /// The key a client's connections are counted under.
     fn client_key(client: &Self::Client) -> String;
     /// Request limits (read per connection: a reload applies to the next one).
@@ -213,7 +218,10 @@ pub async fn serve<S: Service>(
             // Who the client is, checked at the handshake and again at the next
             // request after the CRLs changed (a connection may outlive a revocation).
             let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
-            let mut first = identify::<S>(&peer_check, &portals.load(), chain.as_deref(), remote);
+            let mut first = match S::anonymous() {
+                Some(anyone) => Ok(anyone),
+                None => identify::<S>(&peer_check, &portals.load(), chain.as_deref(), remote),
+            };
             // One portal or operator cannot hold all connections either; a
             // connection over its client's cap stays refused.
             let (_client_counted, over_cap) = match &first {
@@ -233,7 +241,7 @@ pub async fn serve<S: Service>(
                     let mut known = identity.lock().unwrap_or_else(|e| e.into_inner());
                     let now = Basis::now(&peer_check, &portals);
                     // A connection over its client's cap stays refused.
-                    if !known.0.same(&now) && !over_cap {
+                    if !known.0.same(&now) && !over_cap && S::anonymous().is_none() {
                         let client = identify::<S>(&peer_check, &now.1, chain.as_deref(), remote);
                         *known = (now, client);
                     }

@@ -81,6 +81,27 @@ pub enum StoreError {
     Damaged(String),
 }
 
+/// A submission being put together, as staged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub meta: Vec<u8>,
+    /// (part name, bytes), in no particular order.
+    pub parts: Vec<(String, Vec<u8>)>,
+}
+
+/// Submissions still being put together (FIT-Connect's incomplete state):
+/// durable per write, removed once the submission is stored or expired.
+pub trait Staging: Send + Sync {
+    /// Starts one, with its description.
+    fn create(&self, id: &str, meta: Vec<u8>) -> StoreFuture<'_, ()>;
+    /// Adds a part; `false` if a part of that name is there already (kept).
+    fn put(&self, id: &str, part: &str, bytes: Vec<u8>) -> StoreFuture<'_, bool>;
+    fn load(&self, id: &str) -> StoreFuture<'_, Option<Staged>>;
+    fn remove(&self, id: &str) -> StoreFuture<'_, ()>;
+    /// Removes those started longer ago than `older_than`; returns how many.
+    fn expire(&self, older_than: std::time::Duration) -> StoreFuture<'_, u64>;
+}
+
 /// Read access to the audit log, for verification and inclusion proofs.
 /// Synchronous: the daemon runs it through [`Store::read_audit`], the CLI on a
 /// read-only copy of the data directory.

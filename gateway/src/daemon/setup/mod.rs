@@ -49,6 +49,8 @@ pub struct Setup {
     pub watched: Vec<Watched>,
     /// Things an operator must know but that do not stop the start (demo keys, expiry).
     pub warnings: Vec<String>,
+    /// The FIT-Connect Zustelldienst's clients and destinations, when configured.
+    pub fitconnect: Option<fitconnect::FitSetup>,
 }
 
 impl Setup {
@@ -121,6 +123,7 @@ pub fn expiry_warnings(
 }
 
 mod clients;
+pub mod fitconnect;
 mod pki;
 mod targets;
 
@@ -156,7 +159,9 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let crls = revocation.ders();
     let tls = ingest_tls(&mut c, &crls);
     let targets = target_certificates(&mut c, &trust, &crls);
-    let deliveries = delivery_runtimes(&mut c);
+    let mut deliveries = delivery_runtimes(&mut c);
+    let fitconnect = fitconnect::fitconnect(&mut c);
+    deliveries.extend(fitconnect::destination_runtimes(&c, fitconnect.as_ref()));
     let router = routes(&mut c);
     let portals = clients(&mut c);
     unrouted_leistungen(&mut c, &router);
@@ -187,6 +192,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 revocation,
                 watched,
                 warnings,
+                fitconnect,
             })
         }
         _ => Err(ConfigErrors(errors)),

@@ -63,6 +63,7 @@ mod mailbox;
 pub mod offline;
 mod schema;
 pub mod segments;
+pub mod staging;
 mod submissions;
 mod writer;
 

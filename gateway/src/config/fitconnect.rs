@@ -1,0 +1,88 @@
+//! `[fitconnect]`: the gateway as a self-hosted FIT-Connect Zustelldienst
+//! (Submission and Subscriber API v1): its listener, the API clients with
+//! their hashed secrets and bindings, and the destinations with their
+//! encryption certificates.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitConnectConfig {
+    /// Address to bind (HTTPS with the ingest listener's certificate; clients
+    /// authenticate with OAuth2 client credentials, not certificates).
+    pub listen: SocketAddr,
+    /// Base URL clients reach it at (`iss`/`aud` of tokens); the API is at
+    /// `<public_url>/v1`, tokens at `<public_url>/token`. Default: `https://localhost:<port>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// How long an access token is valid (FIT-Connect: at most 30 minutes).
+    #[serde(with = "humantime_serde", default = "thirty_minutes")]
+    pub token_lifetime: Duration,
+    /// A submission created but not submitted this long is deleted with its attachments.
+    #[serde(with = "humantime_serde", default = "one_day")]
+    pub incomplete_after: Duration,
+    /// API clients (senders: online services; subscribers: the authority's side).
+    #[serde(default)]
+    pub clients: Vec<FitClientConfig>,
+    /// Destinations (Zustellpunkte) by their UUID.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, FitDestinationConfig>,
+}
+
+fn thirty_minutes() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+fn one_day() -> Duration {
+    Duration::from_secs(86400)
+}
+
+/// What an API client may do.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FitRole {
+    /// Creates and submits submissions to its destinations.
+    Sender,
+    /// Lists, fetches and confirms the submissions of its destinations.
+    Subscriber,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitClientConfig {
+    /// The OAuth2 `client_id`.
+    pub id: String,
+    /// SHA-256 (hex) of its `client_secret`; the secret itself is never stored
+    /// (make both with `ozg-gateway fitconnect-client`).
+    pub secret_sha256: String,
+    pub role: FitRole,
+    /// Destinations (UUIDs) it may send to or subscribe to.
+    pub destinations: Vec<String>,
+    /// Leistungen (`*` and prefixes allowed) a sender may submit for.
+    #[serde(default = "any")]
+    pub leistungen: Vec<String>,
+}
+
+fn any() -> Vec<String> {
+    vec!["*".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitDestinationConfig {
+    /// The destination's encryption certificate (PEM, RSA with at least 4096
+    /// bits, chaining to `pki.trust_anchors`): published as its JWK; senders
+    /// encrypt for it, only the holder of its key reads the submissions.
+    pub certificate: PathBuf,
+    /// Leistungen (`*` and prefixes) it takes.
+    #[serde(default = "any")]
+    pub leistungen: Vec<String>,
+    /// Free text for operators.
+    #[serde(default)]
+    pub description: Option<String>,
+}

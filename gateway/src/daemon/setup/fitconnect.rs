@@ -1,0 +1,142 @@
+//! `[fitconnect]` checked and built: the API clients (secret hashes, roles,
+//! bindings to existing destinations) and the destinations (RSA ≥ 4096
+//! encryption certificates, published as JWKs), and one message-box target
+//! per destination for the delivery engine.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::{read, Checks};
+use crate::config::FitRole;
+use crate::core::engine::TargetRuntime;
+use crate::core::fitconnect::keys::DestinationKey;
+use crate::core::fitconnect::{box_target, Client, Destination, Role};
+use crate::model::routing::{Pattern, PatternSet};
+
+/// The Zustelldienst's clients and destinations.
+#[derive(Debug, Default)]
+pub struct FitSetup {
+    pub clients: HashMap<String, Arc<Client>>,
+    pub destinations: BTreeMap<String, Arc<Destination>>,
+}
+
+fn patterns(list: &[String]) -> Result<PatternSet, String> {
+    list.iter()
+        .map(|s| Pattern::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map(PatternSet)
+}
+
+pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
+    let config = c.config;
+    let f = config.fitconnect.as_ref()?;
+    let errors = &mut c.errors;
+    let mut out = FitSetup::default();
+    for (id, d) in &f.destinations {
+        let at = format!("fitconnect.destinations.{id}");
+        if uuid::Uuid::parse_str(id).is_err() {
+            errors.push(config.error(
+                &at,
+                "a destination id must be a UUID",
+                "use e.g. the output of `uuidgen`",
+            ));
+            continue;
+        }
+        let key = read(&d.certificate)
+            .and_then(|pem| {
+                ozg_adapter_sdk::keys::Certificate::from_pem(&pem).map_err(|e| e.to_string())
+            })
+            .and_then(|cert| DestinationKey::from_certificate(cert.der()));
+        let leistungen = patterns(&d.leistungen);
+        match (key, leistungen) {
+            (Ok(key), Ok(leistungen)) => {
+                out.destinations.insert(
+                    id.clone(),
+                    Arc::new(Destination {
+                        id: id.clone(),
+                        leistungen,
+                        key,
+                    }),
+                );
+            }
+            (Err(e), _) => errors.push(config.error(
+                format!("{at}.certificate"),
+                e,
+                "give the destination's RSA-4096 encryption certificate (PEM)",
+            )),
+            (_, Err(e)) => errors.push(config.error(
+                format!("{at}.leistungen"),
+                e,
+                "write a Leistung, a prefix ending in `*`, or `*`",
+            )),
+        }
+    }
+    for (i, cl) in f.clients.iter().enumerate() {
+        let at = |k: &str| format!("fitconnect.clients[{i}].{k}");
+        let mut hash = [0u8; 32];
+        if hex::decode_to_slice(cl.secret_sha256.trim(), &mut hash).is_err() {
+            errors.push(config.error(
+                at("secret_sha256"),
+                "not a SHA-256 (64 hex digits)",
+                "make a client with `ozg-gateway fitconnect-client`",
+            ));
+        }
+        for d in &cl.destinations {
+            if !f.destinations.contains_key(d) {
+                errors.push(config.error(
+                    at("destinations"),
+                    format!("unknown destination {d}"),
+                    "bind the client to a destination of [fitconnect.destinations]",
+                ));
+            }
+        }
+        let leistungen = patterns(&cl.leistungen).unwrap_or_else(|e| {
+            errors.push(config.error(
+                at("leistungen"),
+                e,
+                "write a Leistung, a prefix ending in `*`, or `*`",
+            ));
+            PatternSet(vec![])
+        });
+        let client = Arc::new(Client {
+            id: cl.id.clone(),
+            secret_sha256: hash,
+            role: match cl.role {
+                FitRole::Sender => Role::Sender,
+                FitRole::Subscriber => Role::Subscriber,
+            },
+            destinations: cl.destinations.clone(),
+            leistungen,
+        });
+        if out.clients.insert(cl.id.clone(), client).is_some() {
+            errors.push(config.error(
+                at("id"),
+                format!("client id {:?} is used twice", cl.id),
+                "give every client its own id",
+            ));
+        }
+    }
+    Some(out)
+}
+
+/// One message-box target per destination: its subscriber fetches from it.
+pub(super) fn destination_runtimes(c: &Checks, fit: Option<&FitSetup>) -> Vec<Arc<TargetRuntime>> {
+    let d = &c.config.delivery;
+    fit.map(|f| {
+        f.destinations
+            .keys()
+            .map(|id| {
+                Arc::new(TargetRuntime {
+                    id: box_target(id),
+                    adapter: crate::config::message_box(),
+                    policy: d.retry,
+                    breaker: d.breaker,
+                    concurrency: d.concurrency.max(1),
+                    attempt_timeout: d.attempt_timeout,
+                    payload: Default::default(),
+                })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
