@@ -1,0 +1,407 @@
+//! The gateway as a FIT-Connect Zustelldienst, driven by the unmodified
+//! `fitconnect` SDK from PyPI (`tests/interop/fitconnect_roundtrip.py`): a
+//! sender sends JSON data and an attachment, the subscriber lists, fetches and
+//! decrypts them with the destination's key. Raw requests check who may do
+//! what, and that the gateway never holds the plaintext.
+
+use std::process::Command;
+
+use ozg_e2e::*;
+use serde_json::Value;
+
+const DEST: &str = "5f1a6c2e-8b3d-4e9a-9c71-2d4f6b8a0e13";
+const OTHER: &str = "0c6f7a9e-3b21-4d5e-8f40-1a2b3c4d5e6f";
+const LEISTUNG: &str = "99050012104000";
+/// DEMO ONLY secrets (their SHA-256 are in config/gateway.toml).
+const SENDER: (&str, &str) = (
+    "demo-sender",
+    "DEMO-ONLY-esAA34ZHp6eHQG1oq11e0KQ0hpiRPEIVFC2jfkhwG6Y",
+);
+const SUBSCRIBER: (&str, &str) = (
+    "demo-subscriber",
+    "DEMO-ONLY-GKAMMow50fOomKIxT8NcdTJK51IpwiXnDSfI-JurXNs",
+);
+
+fn sha256(s: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        s.as_bytes(),
+    ))
+}
+
+/// The test config with the Zustelldienst: the demo destination and a second
+/// one, each with its own sender and subscriber.
+async fn start_fit() -> (TestConfig, ozg_gateway::daemon::Gateway) {
+    let tc = test_config(&Options::default());
+    let mut text = std::fs::read_to_string(&tc.path).unwrap();
+    let cert = demo("fitconnect-destination.pem").display().to_string();
+    text.push_str(&format!(
+        r#"
+[fitconnect]
+listen = "127.0.0.1:0"
+
+[fitconnect.destinations.{DEST}]
+certificate = "{cert}"
+leistungen = ["{LEISTUNG}"]
+
+[fitconnect.destinations.{OTHER}]
+certificate = "{cert}"
+
+[[fitconnect.clients]]
+id = "{sender}"
+role = "sender"
+secret_sha256 = "{sender_hash}"
+destinations = ["{DEST}"]
+
+[[fitconnect.clients]]
+id = "{subscriber}"
+role = "subscriber"
+secret_sha256 = "{subscriber_hash}"
+destinations = ["{DEST}"]
+
+[[fitconnect.clients]]
+id = "other-sender"
+role = "sender"
+secret_sha256 = "{other_hash}"
+destinations = ["{OTHER}"]
+
+[[fitconnect.clients]]
+id = "other-subscriber"
+role = "subscriber"
+secret_sha256 = "{other_hash}"
+destinations = ["{OTHER}"]
+"#,
+        sender = SENDER.0,
+        subscriber = SUBSCRIBER.0,
+        sender_hash = sha256(SENDER.1),
+        subscriber_hash = sha256(SUBSCRIBER.1),
+        other_hash = sha256("other-secret"),
+    ));
+    std::fs::write(&tc.path, text).unwrap();
+    let gw = start_from(&tc).await;
+    (tc, gw)
+}
+
+fn http() -> reqwest::Client {
+    anonymous_client()
+}
+
+async fn token(base: &str, id: &str, secret: &str) -> (u16, Value) {
+    let r = http()
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn bearer(base: &str, id: &str, secret: &str) -> String {
+    let (status, body) = token(base, id, secret).await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = http().request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
+    let (tc, gw) = start_fit().await;
+    let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
+    let marker = format!("Erika-{}", uuid::Uuid::new_v4());
+    let out = Command::new(python())
+        .arg(repo().join("tests/interop/fitconnect_roundtrip.py"))
+        .args([&base, DEST, SENDER.0, SENDER.1, SUBSCRIBER.0, SUBSCRIBER.1])
+        .arg(demo("fitconnect-destination.key"))
+        .args([LEISTUNG, &marker])
+        .env("REQUESTS_CA_BUNDLE", demo("ca.pem"))
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let id = got["submission_id"].as_str().unwrap();
+    assert!(
+        got["listed"].as_array().unwrap().iter().any(|s| s == id),
+        "{got}"
+    );
+    assert_eq!(got["data"]["antragsteller"], marker.as_str());
+    assert_eq!(
+        got["attachments"][0],
+        format!("%PDF-1.7 FIT-Connect demo attachment {marker}")
+    );
+    // Stored durably, audited, waiting in the destination's box.
+    let s = gw.store.submission(id).await.unwrap().unwrap();
+    assert_eq!(s.deliveries[0].target, format!("fitconnect:{DEST}"));
+    assert_eq!(s.deliveries[0].state.as_str(), "in_flight");
+    let events: Vec<String> = gw
+        .store
+        .trace(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(events, ["received", "sealed", "offered"]);
+    gw.shutdown().await.unwrap();
+    // The gateway was only the Zustelldienst: the plaintext is nowhere in its data.
+    assert!(
+        !dir_contains(&tc.data_dir, marker.as_bytes()),
+        "plaintext in the data directory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_reach_only_their_own_destinations() {
+    let (_tc, gw) = start_fit().await;
+    let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
+    let v1 = format!("{base}/v1");
+
+    // Wrong secret, unknown client, other grant: OAuth2 errors.
+    assert_eq!(token(&base, SENDER.0, "wrong").await.0, 401);
+    assert_eq!(token(&base, "nobody", "x").await.0, 401);
+    let r = http()
+        .post(format!("{base}/token"))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // No token, a forged token: 401 with a problem type.
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{v1}/destinations/{DEST}"),
+        "x.y.z",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["type"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://schema.fitko.de/fit-connect/"));
+
+    let sender = bearer(&base, SENDER.0, SENDER.1).await;
+    let (status, d) = call(
+        reqwest::Method::GET,
+        format!("{v1}/destinations/{DEST}"),
+        &sender,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{d}");
+    let kid = d["encryptionKid"].as_str().unwrap();
+    let (status, key) = call(
+        reqwest::Method::GET,
+        format!("{v1}/destinations/{DEST}/keys/{kid}"),
+        &sender,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(key["key_ops"], serde_json::json!(["wrapKey"]));
+    assert_eq!(key["alg"], "RSA-OAEP-256");
+    assert_eq!(key["n"].as_str().unwrap().len(), 683, "RSA-4096");
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{v1}/destinations/00000000-0000-4000-8000-000000000000"),
+        &sender,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/destination-not-found"),
+        "{body}"
+    );
+
+    // A sender cannot submit to a destination it is not bound to, nor for a Leistung it does not take.
+    let create = |dest: &str, leistung: &str| serde_json::json!({"destinationId": dest, "announcedAttachments": [], "serviceType": {"name": "", "identifier": leistung}});
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{v1}/submissions"),
+        &sender,
+        Some(create(OTHER, LEISTUNG)),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = call(
+        reqwest::Method::POST,
+        format!("{v1}/submissions"),
+        &sender,
+        Some(create(DEST, "99000000000000")),
+    )
+    .await;
+    assert_eq!(status, 422);
+    // Submitting before the announced attachment is there: refused.
+    let aid = uuid::Uuid::new_v4().to_string();
+    let (status, created) = call(
+        reqwest::Method::POST,
+        format!("{v1}/submissions"),
+        &sender,
+        Some(serde_json::json!({"destinationId": DEST, "announcedAttachments": [aid], "serviceType": {"name": "", "identifier": LEISTUNG}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let sid = created["submissionId"].as_str().unwrap().to_owned();
+    let jwe = "eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0.a2V5.aXY.Y2lwaGVy.dGFn";
+    let (status, body) = call(
+        reqwest::Method::PUT,
+        format!("{v1}/submissions/{sid}"),
+        &sender,
+        Some(serde_json::json!({"encryptedMetadata": jwe, "encryptedData": jwe})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["type"]
+        .as_str()
+        .unwrap()
+        .ends_with("/missing-attachments"));
+    // Not a JWE: refused; the other sender cannot upload into this submission.
+    let put = |token: String, body: &'static str| {
+        let url = format!("{v1}/submissions/{sid}/attachments/{aid}");
+        async move {
+            http()
+                .put(url)
+                .bearer_auth(token)
+                .header("content-type", "application/jose")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(put(sender.clone(), "plaintext, not encrypted").await, 422);
+    let other_sender = bearer(&base, "other-sender", "other-secret").await;
+    assert_eq!(put(other_sender, jwe).await, 404);
+    assert_eq!(put(sender.clone(), jwe).await, 204);
+    let (status, body) = call(
+        reqwest::Method::PUT,
+        format!("{v1}/submissions/{sid}"),
+        &sender,
+        Some(serde_json::json!({"encryptedMetadata": jwe, "encryptedData": jwe})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    // Submitted again: the same answer, nothing new.
+    let (status, again) = call(
+        reqwest::Method::PUT,
+        format!("{v1}/submissions/{sid}"),
+        &sender,
+        Some(serde_json::json!({"encryptedMetadata": jwe, "encryptedData": jwe})),
+    )
+    .await;
+    assert_eq!((status, &again), (202, &body));
+    assert_eq!(
+        gw.store
+            .submission(&sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .deliveries
+            .len(),
+        1
+    );
+
+    // A sender does not list; the other destination's subscriber sees none of it.
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("{v1}/submissions"),
+        &sender,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let other = bearer(&base, "other-subscriber", "other-secret").await;
+    let list = eventually(std::time::Duration::from_secs(10), "in the box", || {
+        let (v1, sub) = (v1.clone(), SUBSCRIBER);
+        let sid = sid.clone();
+        let base = base.clone();
+        async move {
+            let t = bearer(&base, sub.0, sub.1).await;
+            let (_, l) = call(reqwest::Method::GET, format!("{v1}/submissions"), &t, None).await;
+            l["submissions"]
+                .as_array()?
+                .iter()
+                .any(|s| s["submissionId"] == sid.as_str())
+                .then_some(l)
+        }
+    })
+    .await;
+    assert_eq!(list["submissions"][0]["destinationId"], DEST);
+    let (status, l) = call(
+        reqwest::Method::GET,
+        format!("{v1}/submissions"),
+        &other,
+        None,
+    )
+    .await;
+    assert_eq!((status, l["totalCount"].as_u64()), (200, Some(0)), "{l}");
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{v1}/submissions/{sid}"),
+        &other,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/submission-not-found"),
+        "{body}"
+    );
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("{v1}/submissions/{sid}/attachments/{aid}"),
+        &other,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // Its own subscriber gets the JWEs as they came.
+    let subscriber = bearer(&base, SUBSCRIBER.0, SUBSCRIBER.1).await;
+    let (status, got) = call(
+        reqwest::Method::GET,
+        format!("{v1}/submissions/{sid}"),
+        &subscriber,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(got["encryptedMetadata"], jwe);
+    assert_eq!(got["attachments"], serde_json::json!([aid]));
+    gw.shutdown().await.unwrap();
+}
