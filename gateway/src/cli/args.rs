@@ -103,6 +103,20 @@ pub(super) enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Make a FIT-Connect API client: prints a new random client secret (give
+    /// it to the client, once) and the `[[fitconnect.clients]]` entry with its
+    /// SHA-256 (the gateway stores only that).
+    FitconnectClient {
+        /// The client id.
+        #[arg(long)]
+        id: String,
+        /// `sender` (an online service) or `subscriber` (the authority's side).
+        #[arg(long, default_value = "sender")]
+        role: String,
+        /// A destination (UUID) it is bound to (repeatable).
+        #[arg(long = "destination", required = true)]
+        destinations: Vec<String>,
+    },
     /// Create a new privacy key file (`pki.privacy_key`), readable by its owner
     /// only; refuses to overwrite one.
     PrivacyKey {

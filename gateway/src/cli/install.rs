@@ -81,3 +81,39 @@ pub(super) fn privacy_key(out: &Path) -> anyhow::Result<ExitCode> {
     println!("privacy key written to {} (mode 600)", out.display());
     Ok(ExitCode::SUCCESS)
 }
+
+/// A new FIT-Connect client: its secret (shown once) and its config entry.
+pub(super) fn fitconnect_client(
+    id: &str,
+    role: &str,
+    destinations: &[String],
+) -> anyhow::Result<ExitCode> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    if !matches!(role, "sender" | "subscriber") {
+        anyhow::bail!("--role must be sender or subscriber");
+    }
+    if let Some(d) = destinations
+        .iter()
+        .find(|d| uuid::Uuid::parse_str(d).is_err())
+    {
+        anyhow::bail!("--destination {d:?} is not a UUID");
+    }
+    let mut raw = [0u8; 32];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let secret = ozg_adapter_sdk::base64url::encode(&raw);
+    let hash = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        secret.as_bytes(),
+    ));
+    let list = destinations
+        .iter()
+        .map(|d| format!("\"{d}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!("client_secret for {id} (give it to the client now; it is not stored):");
+    eprintln!("{secret}");
+    println!("[[fitconnect.clients]]\nid = \"{id}\"\nrole = \"{role}\"\nsecret_sha256 = \"{hash}\"\ndestinations = [{list}]");
+    Ok(ExitCode::SUCCESS)
+}

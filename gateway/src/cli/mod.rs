@@ -112,6 +112,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions { shell } => install::completions(shell),
         Command::Man { out } => install::man_pages(&out),
         Command::PrivacyKey { out } => install::privacy_key(&out),
+        Command::FitconnectClient {
+            id,
+            role,
+            destinations,
+        } => install::fitconnect_client(&id, &role, &destinations),
         Command::Receipt {
             command:
                 args::ReceiptCommand::Verify {
