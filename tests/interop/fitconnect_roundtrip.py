@@ -5,12 +5,21 @@
 
 Sends one submission (JSON data with MARKER, one small attachment) as the sender,
 then, as the subscriber, lists the destination's submissions and retrieves it with
-the destination's private key (the SDK decrypts and checks every hash). Prints one
-JSON line: {"submission_id", "listed", "data", "attachments"}. REQUESTS_CA_BUNDLE
-must name the CA of the gateway's certificate.
+the destination's private key (the SDK decrypts and checks every hash). The SDK
+has no event log, so the subscriber then accepts with requests and jwcrypto: a
+PS512 Security Event Token with the authentication tags of what it received,
+posted to the case's event log; the log is read back and the gateway's
+`submit-submission` event verified with its published JWKS. Prints one JSON line:
+{"submission_id", "listed", "data", "attachments", "events", "submit_event_verified"}.
+REQUESTS_CA_BUNDLE must name the CA of the gateway's certificate.
 """
 import json
 import sys
+import time
+import uuid
+
+import requests
+from jwcrypto import jws, jwt
 
 from jwcrypto import jwk
 
@@ -44,12 +53,53 @@ def main():
         lines = [l for l in f.read().splitlines(keepends=True) if not l.startswith(b"#")]
     private = json.loads(jwk.JWK.from_pem(b"".join(lines)).export_private())
     got = subscriber.retrieve_submission(submission_id, private)
+    events, verified = accept(base, rid, rsec, submission_id, got)
     print(json.dumps({
         "submission_id": submission_id,
         "listed": listed,
         "data": got["data_json"],
         "attachments": [a.decode("latin-1") for a in got["attachments"].values()],
+        "events": events,
+        "submit_event_verified": verified,
     }))
+
+
+def accept(base, rid, rsec, submission_id, got):
+    token = requests.post(f"{base}/token", data={
+        "grant_type": "client_credentials", "client_id": rid, "client_secret": rsec}).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    case = got["caseId"]
+    tags = {
+        "metadata": got["encryptedMetadata"].split(".")[-1],
+        "data": got["encryptedData"].split(".")[-1],
+        "attachments": {},
+    }
+    for aid in got["attachments"]:
+        raw = requests.get(f"{base}/v1/submissions/{submission_id}/attachments/{aid}", headers=auth)
+        tags["attachments"][aid] = raw.text.split(".")[-1]
+    signing = jwk.JWK.generate(kty="RSA", size=4096)
+    set_ = jwt.JWT(
+        header={"typ": "secevent+jwt", "alg": "PS512", "kid": signing.thumbprint()},
+        claims={
+            "$schema": "https://schema.fitko.de/fit-connect/set-payload/1.0.0/set-payload.schema.json",
+            "jti": str(uuid.uuid4()), "iss": got["destinationId"], "iat": int(time.time()),
+            "sub": f"submission:{submission_id}", "txn": f"case:{case}",
+            "events": {"https://schema.fitko.de/fit-connect/events/accept-submission": {"authenticationTags": tags}},
+        },
+    )
+    set_.make_signed_token(signing)
+    posted = requests.post(f"{base}/v1/cases/{case}/events", data=set_.serialize(),
+                           headers={**auth, "Content-Type": "application/jose"})
+    if posted.status_code != 204:
+        raise SystemExit(f"accept-submission refused: {posted.status_code} {posted.text}")
+    log = requests.get(f"{base}/v1/cases/{case}/events", headers=auth).json()["eventLog"]
+    keys = jwk.JWKSet.from_json(requests.get(f"{base}/.well-known/jwks.json").text)
+    first = jws.JWS()
+    first.deserialize(log[0])
+    first.verify(keys.get_key(json.loads(first.objects["protected"])["kid"]), alg="PS512")
+    payload = json.loads(first.payload)
+    verified = "https://schema.fitko.de/fit-connect/events/submit-submission" in payload["events"]
+    return log, verified
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ async fn start_fit() -> (TestConfig, ozg_gateway::daemon::Gateway) {
         r#"
 [fitconnect]
 listen = "127.0.0.1:0"
+signing_key = "{signing_key}"
+signing_certificate = "{signing_cert}"
 
 [fitconnect.destinations.{DEST}]
 certificate = "{cert}"
@@ -76,6 +78,8 @@ destinations = ["{OTHER}"]
         sender_hash = sha256(SENDER.1),
         subscriber_hash = sha256(SUBSCRIBER.1),
         other_hash = sha256("other-secret"),
+        signing_key = demo("fitconnect-signing.key").display(),
+        signing_cert = demo("fitconnect-signing.pem").display(),
     ));
     std::fs::write(&tc.path, text).unwrap();
     let gw = start_from(&tc).await;
@@ -156,10 +160,18 @@ async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
         got["attachments"][0],
         format!("%PDF-1.7 FIT-Connect demo attachment {marker}")
     );
-    // Stored durably, audited, waiting in the destination's box.
+    // The event log: the gateway's submit-submission (verified by the script
+    // with the published JWKS) and the subscriber's accept-submission.
+    assert_eq!(got["submit_event_verified"], true, "{got}");
+    assert_eq!(got["events"].as_array().unwrap().len(), 2, "{got}");
+    // Stored durably, delivered by the accept with the SET as its receipt, audited.
     let s = gw.store.submission(id).await.unwrap().unwrap();
     assert_eq!(s.deliveries[0].target, format!("fitconnect:{DEST}"));
-    assert_eq!(s.deliveries[0].state.as_str(), "in_flight");
+    assert_eq!(s.deliveries[0].state.as_str(), "delivered");
+    assert_eq!(
+        s.deliveries[0].receipt.as_deref(),
+        got["events"][1].as_str()
+    );
     let events: Vec<String> = gw
         .store
         .trace(id)
@@ -168,7 +180,7 @@ async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
         .into_iter()
         .map(|r| r.event)
         .collect();
-    assert_eq!(events, ["received", "sealed", "offered"]);
+    assert_eq!(events, ["received", "sealed", "offered", "delivered"]);
     gw.shutdown().await.unwrap();
     // The gateway was only the Zustelldienst: the plaintext is nowhere in its data.
     assert!(
@@ -403,5 +415,74 @@ async fn clients_reach_only_their_own_destinations() {
     assert_eq!(status, 200);
     assert_eq!(got["encryptedMetadata"], jwe);
     assert_eq!(got["attachments"], serde_json::json!([aid]));
+
+    // The event log: only its destination's subscriber decides; tags must match.
+    let case = created["caseId"].as_str().unwrap();
+    let set = |event: &str, body: Value| {
+        let enc = |v: Value| ozg_adapter_sdk::base64url::encode(v.to_string().as_bytes());
+        format!(
+            "{}.{}.c2lnbmF0dXJl",
+            enc(serde_json::json!({"typ": "secevent+jwt", "alg": "PS512"})),
+            enc(
+                serde_json::json!({"sub": format!("submission:{sid}"), "txn": format!("case:{case}"),
+                "events": {format!("https://schema.fitko.de/fit-connect/events/{event}"): body}})
+            )
+        )
+    };
+    let post = |token: String, set: String| {
+        let url = format!("{v1}/cases/{case}/events");
+        async move {
+            let r = http()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/jose")
+                .body(set)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let wrong_tags = set(
+        "accept-submission",
+        serde_json::json!({"authenticationTags": {"metadata": "x", "attachments": {}}}),
+    );
+    assert_eq!(post(other.clone(), wrong_tags.clone()).await.0, 404);
+    let (status, body) = post(subscriber.clone(), wrong_tags).await;
+    assert_eq!(status, 422, "{body}");
+    let reject = set(
+        "reject-submission",
+        serde_json::json!({"problems": [{"type": "https://schema.fitko.de/fit-connect/events/problems/invalid-data", "title": "invalid"}]}),
+    );
+    assert_eq!(post(subscriber.clone(), reject.clone()).await.0, 204);
+    let decided = gw.store.submission(&sid).await.unwrap().unwrap();
+    assert_eq!(decided.deliveries[0].state.as_str(), "parked");
+    assert_eq!(
+        decided.deliveries[0].error_class.as_deref(),
+        Some("rejected-by-subscriber")
+    );
+    assert_eq!(
+        post(subscriber.clone(), reject.clone()).await.0,
+        409,
+        "decided once"
+    );
+    let (status, log) = call(
+        reqwest::Method::GET,
+        format!("{v1}/cases/{case}/events"),
+        &sender,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["eventLog"].as_array().unwrap().len(), 2);
+    assert_eq!(log["eventLog"][1], reject.as_str());
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("{v1}/cases/{case}/events"),
+        &other,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
     gw.shutdown().await.unwrap();
 }

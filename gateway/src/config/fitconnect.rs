@@ -20,6 +20,10 @@ pub struct FitConnectConfig {
     /// `<public_url>/v1`, tokens at `<public_url>/token`. Default: `https://localhost:<port>`.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// The gateway's event signing key (PKCS#8 PEM, RSA ≥ 4096) and its
+    /// certificate: signs Security Event Tokens (PS512), published as a JWKS.
+    pub signing_key: PathBuf,
+    pub signing_certificate: PathBuf,
     /// How long an access token is valid (FIT-Connect: at most 30 minutes).
     #[serde(with = "humantime_serde", default = "thirty_minutes")]
     pub token_lifetime: Duration,

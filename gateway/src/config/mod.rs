@@ -512,6 +512,8 @@ impl Config {
             t.adapter.settings_mut().resolve_paths(base);
         }
         if let Some(f) = &mut self.fitconnect {
+            fix(&mut f.signing_key);
+            fix(&mut f.signing_certificate);
             for d in f.destinations.values_mut() {
                 fix(&mut d.certificate);
             }

@@ -45,6 +45,7 @@ pub(super) fn start(
 ) -> Result<Vec<JoinHandle<()>>, DaemonError> {
     let StoreConfig::Embedded { data_dir, .. } = &p.store_config;
     let staging = Arc::new(FileStaging::open(data_dir)?);
+    let events = Arc::new(FileStaging::open_at(&data_dir.join("fitconnect-events"))?);
     let public_url = config
         .public_url
         .clone()
@@ -62,6 +63,8 @@ pub(super) fn start(
         privacy: p.privacy,
         wakers: p.wakers,
         tokens,
+        signer: fit.signer,
+        events,
         clients: fit.clients,
         destinations: fit.destinations,
         incomplete_after: config.incomplete_after,

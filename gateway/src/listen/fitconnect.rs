@@ -173,6 +173,12 @@ impl FitConnect {
         max: u64,
     ) -> Result<HttpResponse, FitError> {
         let path = head.uri.path().trim_end_matches('/');
+        if head.method == Method::GET && path == "/.well-known/jwks.json" {
+            return Ok(json(
+                200,
+                &serde_json::json!({"keys": [self.service.signer.jwk]}),
+            ));
+        }
         if head.method == Method::POST && path == "/token" {
             let (form, _held) = self.read(body, 16 << 10).await?;
             return Ok(self.token(&form));
@@ -244,6 +250,16 @@ impl FitConnect {
             (&Method::PUT, ["submissions", id, "attachments", aid]) => {
                 let (b, _held) = self.read(body, max).await?;
                 s.put_attachment(&client, id, aid, &b).await?;
+                Ok(respond(204, "text/plain", Bytes::new()))
+            }
+            (&Method::GET, ["cases", case, "events"]) => {
+                Ok(json(200, &s.events(&client, case).await?))
+            }
+            (&Method::POST, ["cases", case, "events"]) => {
+                let (b, _held) = self.read(body, 64 << 10).await?;
+                let set = std::str::from_utf8(&b)
+                    .map_err(|_| FitError::invalid("the event is not a compact JWS"))?;
+                s.post_event(&client, case, set).await?;
                 Ok(respond(204, "text/plain", Bytes::new()))
             }
             (&Method::GET, ["submissions", id, "attachments", aid]) => {

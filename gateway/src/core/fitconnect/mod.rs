@@ -8,6 +8,7 @@
 //! one delivery to the destination's message box (target
 //! `fitconnect:<destination>`), from which its subscriber fetches it.
 
+pub mod events;
 pub mod keys;
 pub mod submissions;
 mod token;
@@ -126,6 +127,10 @@ pub struct Zustelldienst {
     /// Tells the delivery engine a destination's box has new work.
     pub wakers: Arc<crate::core::engine::Wakers>,
     pub tokens: Tokens,
+    /// Signs the gateway's events (`submit-submission`); its JWKS is published.
+    pub signer: Arc<events::EventSigner>,
+    /// The events subscribers posted, per case.
+    pub events: Arc<dyn Staging>,
     pub clients: HashMap<String, Arc<Client>>,
     pub destinations: BTreeMap<String, Arc<Destination>>,
     /// A submission not submitted this long is removed.

@@ -82,15 +82,9 @@ fn not_found(id: &str) -> FitError {
     )
 }
 
-/// The case of a submission: one per submission, derived from its id.
+/// The case of a submission (see `events::case_of`).
 fn case_id(submission_id: &uuid::Uuid) -> String {
-    let h = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        format!("case:{submission_id}").as_bytes(),
-    );
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&h.as_ref()[..16]);
-    uuid::Uuid::new_v8(b).to_string()
+    super::events::case_of(submission_id).to_string()
 }
 
 /// A compact JWE as FIT-Connect senders make it: five base64url parts, an
@@ -440,8 +434,24 @@ impl Zustelldienst {
         )
     }
 
-    /// A submission of one of the subscriber's destinations, as stored.
+    /// A submission of one of the subscriber's destinations, as stored, while
+    /// it waits for its subscriber's decision or after it accepted it.
     pub async fn fetch(&self, client: &Client, id: &str) -> Result<Stored, FitError> {
+        self.stored_for(
+            client,
+            id,
+            &[DeliveryState::InFlight, DeliveryState::Delivered],
+        )
+        .await
+    }
+
+    /// A submission of one of the subscriber's destinations in one of `states`.
+    pub(super) async fn stored_for(
+        &self,
+        client: &Client,
+        id: &str,
+        states: &[DeliveryState],
+    ) -> Result<Stored, FitError> {
         let client = self.subscriber(client)?;
         let sid = uuid::Uuid::parse_str(id).map_err(|_| not_found(id))?;
         for d in &client.destinations {
@@ -449,11 +459,7 @@ impl Zustelldienst {
             let Some(info) = self.store.delivery(&mid).await? else {
                 continue;
             };
-            if !matches!(
-                info.state,
-                DeliveryState::InFlight | DeliveryState::Delivered
-            ) || info.offered_ms.is_none()
-            {
+            if !states.contains(&info.state) || info.offered_ms.is_none() {
                 return Err(not_found(id));
             }
             let env = self

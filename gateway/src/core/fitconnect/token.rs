@@ -35,6 +35,11 @@ impl Tokens {
         })
     }
 
+    /// The issuer (`iss`): the Zustelldienst's public URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// A token for `client` and its lifetime.
     pub fn issue(&self, client: &Client) -> (String, Duration) {
         let iat = now();

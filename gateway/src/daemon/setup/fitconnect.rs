@@ -9,15 +9,17 @@ use std::sync::Arc;
 use super::{read, Checks};
 use crate::config::FitRole;
 use crate::core::engine::TargetRuntime;
+use crate::core::fitconnect::events::EventSigner;
 use crate::core::fitconnect::keys::DestinationKey;
 use crate::core::fitconnect::{box_target, Client, Destination, Role};
 use crate::model::routing::{Pattern, PatternSet};
+use rustls_pki_types::pem::PemObject as _;
 
-/// The Zustelldienst's clients and destinations.
-#[derive(Debug, Default)]
+/// The Zustelldienst's clients, destinations and event signing key.
 pub struct FitSetup {
     pub clients: HashMap<String, Arc<Client>>,
     pub destinations: BTreeMap<String, Arc<Destination>>,
+    pub signer: Arc<EventSigner>,
 }
 
 fn patterns(list: &[String]) -> Result<PatternSet, String> {
@@ -31,7 +33,33 @@ pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
     let config = c.config;
     let f = config.fitconnect.as_ref()?;
     let errors = &mut c.errors;
-    let mut out = FitSetup::default();
+    let signer = read(&f.signing_key)
+        .and_then(|pem| {
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(&pem)
+                .map_err(|e| format!("{}: not a PEM private key: {e}", f.signing_key.display()))
+        })
+        .and_then(|key| {
+            let cert = read(&f.signing_certificate)?;
+            let cert =
+                ozg_adapter_sdk::keys::Certificate::from_pem(&cert).map_err(|e| e.to_string())?;
+            EventSigner::new(key.secret_der(), cert.der())
+        });
+    let signer = match signer {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            errors.push(config.error(
+                "fitconnect.signing_key",
+                e,
+                "give an RSA-4096 key (PKCS#8 PEM) and its certificate",
+            ));
+            return None;
+        }
+    };
+    let mut out = FitSetup {
+        clients: HashMap::new(),
+        destinations: BTreeMap::new(),
+        signer,
+    };
     for (id, d) in &f.destinations {
         let at = format!("fitconnect.destinations.{id}");
         if uuid::Uuid::parse_str(id).is_err() {

@@ -47,9 +47,15 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
 impl FileStaging {
     /// Staging under `data_dir/staging` (created if missing).
     pub fn open(data_dir: &Path) -> Result<FileStaging, StoreError> {
-        let dir = data_dir.join("staging");
-        fs::create_dir_all(&dir)?;
-        Ok(FileStaging { dir })
+        Self::open_at(&data_dir.join("staging"))
+    }
+
+    /// Staging in `dir` (created if missing).
+    pub fn open_at(dir: &Path) -> Result<FileStaging, StoreError> {
+        fs::create_dir_all(dir)?;
+        Ok(FileStaging {
+            dir: dir.to_owned(),
+        })
     }
 
     fn run<T: Send + 'static>(
