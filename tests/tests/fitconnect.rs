@@ -31,7 +31,7 @@ fn sha256(s: &str) -> String {
 
 /// The test config with the Zustelldienst: the demo destination and a second
 /// one, each with its own sender and subscriber.
-async fn start_fit() -> (TestConfig, ozg_gateway::daemon::Gateway) {
+async fn start_fit(extra: &str) -> (TestConfig, ozg_gateway::daemon::Gateway) {
     let tc = test_config(&Options::default());
     let mut text = std::fs::read_to_string(&tc.path).unwrap();
     let cert = demo("fitconnect-destination.pem").display().to_string();
@@ -41,6 +41,7 @@ async fn start_fit() -> (TestConfig, ozg_gateway::daemon::Gateway) {
 listen = "127.0.0.1:0"
 signing_key = "{signing_key}"
 signing_certificate = "{signing_cert}"
+{extra}
 
 [fitconnect.destinations.{DEST}]
 certificate = "{cert}"
@@ -131,7 +132,7 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
-    let (tc, gw) = start_fit().await;
+    let (tc, gw) = start_fit("").await;
     let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
     let marker = format!("Erika-{}", uuid::Uuid::new_v4());
     let out = Command::new(python())
@@ -191,7 +192,7 @@ async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_reach_only_their_own_destinations() {
-    let (_tc, gw) = start_fit().await;
+    let (_tc, gw) = start_fit("").await;
     let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
     let v1 = format!("{base}/v1");
 
@@ -484,5 +485,62 @@ async fn clients_reach_only_their_own_destinations() {
     )
     .await;
     assert_eq!(status, 404);
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_nobody_decides_on_is_rejected_by_the_gateway() {
+    let (_tc, gw) = start_fit(r#"auto_reject_after = "2s""#).await;
+    let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
+    let v1 = format!("{base}/v1");
+    let sender = bearer(&base, SENDER.0, SENDER.1).await;
+    let (status, created) = call(
+        reqwest::Method::POST,
+        format!("{v1}/submissions"),
+        &sender,
+        Some(serde_json::json!({"destinationId": DEST, "announcedAttachments": [], "serviceType": {"name": "", "identifier": LEISTUNG}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let sid = created["submissionId"].as_str().unwrap().to_owned();
+    let jwe = "eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0.a2V5.aXY.Y2lwaGVy.dGFn";
+    let (status, body) = call(
+        reqwest::Method::PUT,
+        format!("{v1}/submissions/{sid}"),
+        &sender,
+        Some(serde_json::json!({"encryptedMetadata": jwe, "encryptedData": jwe})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let class = eventually(
+        std::time::Duration::from_secs(15),
+        "rejected automatically",
+        || async {
+            let s = gw.store.submission(&sid).await.unwrap()?;
+            s.deliveries[0].error_class.clone()
+        },
+    )
+    .await;
+    assert_eq!(class, "rejected-automatically");
+    let case = created["caseId"].as_str().unwrap();
+    let (status, log) = call(
+        reqwest::Method::GET,
+        format!("{v1}/cases/{case}/events"),
+        &sender,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    let entries = log["eventLog"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{log}");
+    let payload = entries[1].as_str().unwrap().split('.').nth(1).unwrap();
+    let payload: Value =
+        serde_json::from_slice(&ozg_adapter_sdk::base64url::decode(payload).unwrap()).unwrap();
+    assert!(
+        payload["events"]
+            .get("https://schema.fitko.de/fit-connect/events/reject-submission")
+            .is_some(),
+        "{payload}"
+    );
     gw.shutdown().await.unwrap();
 }

@@ -27,6 +27,10 @@ pub struct FitConnectConfig {
     /// How long an access token is valid (FIT-Connect: at most 30 minutes).
     #[serde(with = "humantime_serde", default = "thirty_minutes")]
     pub token_lifetime: Duration,
+    /// A submission its subscriber neither accepted nor rejected this long
+    /// after it was submitted is rejected by the gateway (FIT-Connect: 14 days).
+    #[serde(with = "humantime_serde", default = "fourteen_days")]
+    pub auto_reject_after: Duration,
     /// A submission created but not submitted this long is deleted with its attachments.
     #[serde(with = "humantime_serde", default = "one_day")]
     pub incomplete_after: Duration,
@@ -40,6 +44,10 @@ pub struct FitConnectConfig {
 
 fn thirty_minutes() -> Duration {
     Duration::from_secs(30 * 60)
+}
+
+fn fourteen_days() -> Duration {
+    Duration::from_secs(14 * 86400)
 }
 
 fn one_day() -> Duration {

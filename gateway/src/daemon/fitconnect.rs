@@ -20,7 +20,7 @@ use crate::store::backends::StoreConfig;
 use crate::store::embedded::staging::FileStaging;
 use crate::store::Store;
 
-/// How often submissions never submitted are looked for.
+/// How often submissions never submitted, and ones never decided, are looked for.
 const EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
 /// What the listener needs from the daemon.
@@ -68,11 +68,14 @@ pub(super) fn start(
         clients: fit.clients,
         destinations: fit.destinations,
         incomplete_after: config.incomplete_after,
+        auto_reject_after: config.auto_reject_after,
         max_part: limits.max_body.0,
         max_parts: limits.max_parts,
     });
     let mut tasks = Vec::new();
     let expiring = service.clone();
+    let every = (config.auto_reject_after.min(config.incomplete_after) / 2)
+        .clamp(Duration::from_secs(1), EXPIRY_CHECK);
     let mut stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {
         loop {
@@ -81,8 +84,11 @@ pub(super) fn start(
                 Ok(n) => tracing::info!(submissions = n, "FIT-Connect submissions never submitted were removed"),
                 Err(e) => tracing::warn!(error = %e.detail, "cannot remove expired FIT-Connect submissions"),
             }
+            if let Err(e) = expiring.reject_undecided().await {
+                tracing::warn!(error = %e.detail, "cannot reject undecided FIT-Connect submissions");
+            }
             tokio::select! {
-                _ = tokio::time::sleep(EXPIRY_CHECK) => {}
+                _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => return,
             }
         }

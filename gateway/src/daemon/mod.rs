@@ -223,22 +223,25 @@ impl Gateway {
         });
         let mut xta_tasks = Vec::new();
         let xta_addr = xta_listener.as_ref().map(|(_, a)| *a);
-        if let (Some((listener, addr)), Some(x)) = (xta_listener, &cfg.xta) {
-            let boxes = Arc::new(crate::core::mailbox::MessageBoxes {
-                store: store.clone(),
-                metrics: metrics.clone(),
-                clock: crate::core::clock::Clock::system(),
-                overdue_after: x.overdue_after,
-                max_list_items: x.max_list_items.max(1),
-            });
-            let every =
-                (x.overdue_after / 2).clamp(std::time::Duration::from_secs(1), OVERDUE_CHECK);
+        // Message boxes exist with XTA readers and FIT-Connect destinations:
+        // messages nobody picks up are watched for in both.
+        let boxes = Arc::new(crate::core::mailbox::MessageBoxes {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            clock: crate::core::clock::Clock::system(),
+            overdue_after,
+            max_list_items: cfg.xta.as_ref().map_or(1000, |x| x.max_list_items.max(1)),
+        });
+        if cfg.xta.is_some() || cfg.fitconnect.is_some() {
+            let every = (overdue_after / 2).clamp(std::time::Duration::from_secs(1), OVERDUE_CHECK);
             xta_tasks.push(tokio::spawn(
                 boxes.clone().watch_overdue(every, shutdown_rx.clone()),
             ));
+        }
+        if let (Some((listener, addr)), Some(x)) = (xta_listener, &cfg.xta) {
             let xta = Arc::new(crate::listen::xta::Xta {
                 ingest: ingest.clone(),
-                boxes,
+                boxes: boxes.clone(),
                 identity: x
                     .public_url
                     .clone()

@@ -278,6 +278,75 @@ impl Zustelldienst {
     }
 }
 
+impl Zustelldienst {
+    /// Rejects the submissions no subscriber decided on within
+    /// `auto_reject_after`: a `reject-submission` signed by the gateway in
+    /// the case's log, the delivery parked as `rejected-automatically`.
+    /// Returns how many.
+    pub async fn reject_undecided(&self) -> Result<u64, FitError> {
+        let cut = crate::model::time::now_ms()
+            - self.auto_reject_after.as_millis().min(i64::MAX as u128) as i64;
+        let targets: Vec<String> = self
+            .destinations
+            .keys()
+            .map(|d| super::box_target(d))
+            .collect();
+        let due = self
+            .store
+            .mailbox(crate::model::delivery::BoxQuery {
+                targets,
+                to_ms: Some(cut),
+                limit: 500,
+                ..Default::default()
+            })
+            .await?;
+        let mut n = 0;
+        for e in due {
+            let Ok(sid) = uuid::Uuid::parse_str(&e.submission_id) else {
+                continue;
+            };
+            let case = case_of(&sid).to_string();
+            let set = self.signer.sign(&json!({
+                "$schema": SET_SCHEMA,
+                "jti": uuid::Uuid::new_v4().to_string(),
+                "iss": self.tokens.issuer(),
+                "iat": crate::model::time::now_ms() / 1000,
+                "sub": format!("submission:{sid}"),
+                "txn": format!("case:{case}"),
+                "events": {format!("{EVENT_PREFIX}reject-submission"): {"problems": [{
+                    "type": "https://schema.fitko.de/fit-connect/events/problems/submission-not-accepted-in-time",
+                    "title": "Not accepted in time",
+                    "detail": format!("no subscriber accepted or rejected the submission within {}", humantime::format_duration(self.auto_reject_after)),
+                }]}},
+            }))?;
+            let _ = self.events.create(&case, b"{}".to_vec()).await;
+            self.events
+                .put(&case, &uuid::Uuid::now_v7().to_string(), set.into_bytes())
+                .await?;
+            let failure = Failure::new("rejected-automatically", "no subscriber decided in time");
+            match self
+                .store
+                .record(
+                    &e.message_id,
+                    Recorded::Parked {
+                        failure,
+                        gave_up_after: None,
+                    },
+                    crate::model::time::now_ms(),
+                )
+                .await
+            {
+                Ok(()) => n += 1,
+                // Decided meanwhile by its subscriber.
+                Err(crate::store::StoreError::Corrupt(_)) => {}
+                Err(err) => return Err(err.into()),
+            }
+            tracing::warn!(submission_id = %sid, target_id = %e.target, "FIT-Connect submission rejected: no subscriber decided in time");
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,6 +135,8 @@ pub struct Zustelldienst {
     pub destinations: BTreeMap<String, Arc<Destination>>,
     /// A submission not submitted this long is removed.
     pub incomplete_after: Duration,
+    /// A submission not accepted or rejected this long is rejected by the gateway.
+    pub auto_reject_after: Duration,
     /// Largest JWE taken per part, and most attachments per submission.
     pub max_part: u64,
     pub max_parts: usize,
