@@ -14,6 +14,7 @@ posted to the case's event log; the log is read back and the gateway's
 REQUESTS_CA_BUNDLE must name the CA of the gateway's certificate.
 """
 import json
+import os
 import sys
 import time
 import uuid
@@ -77,7 +78,14 @@ def accept(base, rid, rsec, submission_id, got):
     for aid in got["attachments"]:
         raw = requests.get(f"{base}/v1/submissions/{submission_id}/attachments/{aid}", headers=auth)
         tags["attachments"][aid] = raw.text.split(".")[-1]
-    signing = jwk.JWK.generate(kty="RSA", size=4096)
+    # The subscriber's signature key: the one the gateway has its certificate of,
+    # or a fresh one where the gateway checks no signature.
+    key_file = os.environ.get("FIT_SUBSCRIBER_KEY")
+    if key_file:
+        with open(key_file, "rb") as f:
+            signing = jwk.JWK.from_pem(f.read())
+    else:
+        signing = jwk.JWK.generate(kty="RSA", size=4096)
     set_ = jwt.JWT(
         header={"typ": "secevent+jwt", "alg": "PS512", "kid": signing.thumbprint()},
         claims={

@@ -31,7 +31,13 @@ fn sha256(s: &str) -> String {
 
 /// The test config with the Zustelldienst: the demo destination and a second
 /// one, each with its own sender and subscriber.
-async fn start_fit(extra: &str) -> (TestConfig, ozg_gateway::daemon::Gateway) {
+async fn start_fit(
+    extra: &str,
+    subscriber_cert: Option<&std::path::Path>,
+) -> (TestConfig, ozg_gateway::daemon::Gateway) {
+    let signing = subscriber_cert
+        .map(|p| format!("signing_certificate = \"{}\"", p.display()))
+        .unwrap_or_default();
     let tc = test_config(&Options::default());
     let mut text = std::fs::read_to_string(&tc.path).unwrap();
     let cert = demo("fitconnect-destination.pem").display().to_string();
@@ -61,6 +67,7 @@ id = "{subscriber}"
 role = "subscriber"
 secret_sha256 = "{subscriber_hash}"
 destinations = ["{DEST}"]
+{signing}
 
 [[fitconnect.clients]]
 id = "other-sender"
@@ -132,7 +139,33 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
-    let (tc, gw) = start_fit("").await;
+    // The subscriber's signature key: the gateway checks its accept-submission with it.
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = (keys.path().join("sub.key"), keys.path().join("sub.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:4096",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=subscriber-signature",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (tc, gw) = start_fit("", Some(&cert)).await;
     let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
     let marker = format!("Erika-{}", uuid::Uuid::new_v4());
     let out = Command::new(python())
@@ -141,6 +174,7 @@ async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
         .arg(demo("fitconnect-destination.key"))
         .args([LEISTUNG, &marker])
         .env("REQUESTS_CA_BUNDLE", demo("ca.pem"))
+        .env("FIT_SUBSCRIBER_KEY", &key)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .output()
         .expect("python runs");
@@ -182,6 +216,31 @@ async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
         .map(|r| r.event)
         .collect();
     assert_eq!(events, ["received", "sealed", "offered", "delivered"]);
+    // An event not signed by the subscriber's key is refused.
+    let subscriber = bearer(&base, SUBSCRIBER.0, SUBSCRIBER.1).await;
+    let (_, sub) = call(
+        reqwest::Method::GET,
+        format!("{base}/v1/submissions/{id}"),
+        &subscriber,
+        None,
+    )
+    .await;
+    let case = sub["caseId"].as_str().unwrap();
+    let forged = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        ozg_adapter_sdk::base64url::encode(br#"{"typ":"secevent+jwt","alg":"PS512"}"#),
+        ozg_adapter_sdk::base64url::encode(format!(r#"{{"sub":"submission:{id}","txn":"case:{case}","events":{{"https://schema.fitko.de/fit-connect/events/reject-submission":{{}}}}}}"#).as_bytes())
+    );
+    let r = http()
+        .post(format!("{base}/v1/cases/{case}/events"))
+        .bearer_auth(&subscriber)
+        .header("content-type", "application/jose")
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    assert!(r.text().await.unwrap().contains("signature"));
     gw.shutdown().await.unwrap();
     // The gateway was only the Zustelldienst: the plaintext is nowhere in its data.
     assert!(
@@ -192,7 +251,7 @@ async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_reach_only_their_own_destinations() {
-    let (_tc, gw) = start_fit("").await;
+    let (_tc, gw) = start_fit("", None).await;
     let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
     let v1 = format!("{base}/v1");
 
@@ -490,7 +549,7 @@ async fn clients_reach_only_their_own_destinations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_nobody_decides_on_is_rejected_by_the_gateway() {
-    let (_tc, gw) = start_fit(r#"auto_reject_after = "2s""#).await;
+    let (_tc, gw) = start_fit(r#"auto_reject_after = "2s""#, None).await;
     let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
     let v1 = format!("{base}/v1");
     let sender = bearer(&base, SENDER.0, SENDER.1).await;

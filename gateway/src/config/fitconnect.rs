@@ -78,6 +78,11 @@ pub struct FitClientConfig {
     /// Leistungen (`*` and prefixes allowed) a sender may submit for.
     #[serde(default = "any")]
     pub leistungen: Vec<String>,
+    /// A subscriber's signature certificate (PEM, RSA): the events it posts
+    /// must be signed (PS512) by its key. Without one, its events are taken
+    /// on its token alone (the daemon warns).
+    #[serde(default)]
+    pub signing_certificate: Option<PathBuf>,
 }
 
 fn any() -> Vec<String> {

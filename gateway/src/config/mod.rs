@@ -514,6 +514,11 @@ impl Config {
         if let Some(f) = &mut self.fitconnect {
             fix(&mut f.signing_key);
             fix(&mut f.signing_certificate);
+            for c in &mut f.clients {
+                if let Some(p) = &mut c.signing_certificate {
+                    fix(p);
+                }
+            }
             for d in f.destinations.values_mut() {
                 fix(&mut d.certificate);
             }

@@ -205,6 +205,21 @@ impl Zustelldienst {
         if sig.is_empty() || set.len() > 64 << 10 {
             return Err(bad("not a signed SET".into()));
         }
+        if let Some(key) = &client.signing_key {
+            let signature = base64url::decode(sig)
+                .ok_or_else(|| bad("the signature is not base64url".into()))?;
+            aws_lc_rs::signature::UnparsedPublicKey::new(
+                &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA512,
+                key,
+            )
+            .verify(format!("{h}.{p}").as_bytes(), &signature)
+            .map_err(|_| {
+                bad(
+                    "the SET's signature does not verify with the subscriber's signing certificate"
+                        .into(),
+                )
+            })?;
+        }
         let decode = |part: &str| -> Option<Value> {
             serde_json::from_slice(&base64url::decode(part)?).ok()
         };

@@ -107,6 +107,8 @@ pub struct Client {
     pub role: Role,
     pub destinations: Vec<String>,
     pub leistungen: PatternSet,
+    /// A subscriber's signature key (PKCS#1 RSA public key): its events must verify.
+    pub signing_key: Option<Vec<u8>>,
 }
 
 /// A destination (Zustellpunkt).

@@ -97,6 +97,7 @@ mod tests {
             role: Role::Sender,
             destinations: vec![],
             leistungen: PatternSet(vec![]),
+            signing_key: None,
         }
     }
 

@@ -126,6 +126,36 @@ pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
             ));
             PatternSet(vec![])
         });
+        let signing_key = cl.signing_certificate.as_ref().and_then(|path| {
+            let cert = read(path).and_then(|pem| {
+                ozg_adapter_sdk::keys::Certificate::from_pem(&pem).map_err(|e| e.to_string())
+            });
+            match cert.map(|c| c.public_key().clone()) {
+                Ok(ozg_adapter_sdk::keys::PublicKey::Rsa { pkcs1, .. }) => Some(pkcs1),
+                Ok(_) => {
+                    errors.push(config.error(
+                        at("signing_certificate"),
+                        "not an RSA certificate",
+                        "FIT-Connect events are signed with PS512 (RSA)",
+                    ));
+                    None
+                }
+                Err(e) => {
+                    errors.push(config.error(
+                        at("signing_certificate"),
+                        e,
+                        "give the subscriber's signature certificate (PEM)",
+                    ));
+                    None
+                }
+            }
+        });
+        if cl.role == FitRole::Subscriber && cl.signing_certificate.is_none() {
+            c.warnings.push(format!(
+                "fitconnect.clients[{i}]: subscriber {:?} has no signing_certificate: the events it posts are taken without checking their signature",
+                cl.id
+            ));
+        }
         let client = Arc::new(Client {
             id: cl.id.clone(),
             secret_sha256: hash,
@@ -135,6 +165,7 @@ pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
             },
             destinations: cl.destinations.clone(),
             leistungen,
+            signing_key,
         });
         if out.clients.insert(cl.id.clone(), client).is_some() {
             errors.push(config.error(
