@@ -3,6 +3,9 @@
     python3 fitconnect_roundtrip.py BASE_URL DESTINATION SENDER_ID SENDER_SECRET \
         SUBSCRIBER_ID SUBSCRIBER_SECRET DESTINATION_KEY_PEM LEISTUNG MARKER
 
+With `--send-only` after MARKER: only sends (Hundesteuer data with MARKER as the
+applicant's name) and prints {"submission_id", "case_id"}.
+
 Sends one submission (JSON data with MARKER, one small attachment) as the sender,
 then, as the subscriber, lists the destination's submissions and retrieves it with
 the destination's private key (the SDK decrypts and checks every hash). The SDK
@@ -40,6 +43,16 @@ def client(base, client_id, secret):
 def main():
     base, dest, sid, ssec, rid, rsec, key_pem, leistung, marker = sys.argv[1:10]
     sender = client(base, sid, ssec)
+    if sys.argv[10:] == ["--send-only"]:
+        # Hundesteuer data as the example schema wants them (no $schema member:
+        # the schema reference goes in the metadata).
+        data = {"antragsteller": {"name": marker, "anschrift": "Heidestraße 17, 51147 Köln"},
+                "hund": {"rasse": "Mischling", "geburtsjahr": 2021}}
+        sent = sender.submission(dest, leistung, data=data, attachments=[b"%PDF-1.7 " + marker.encode()],
+                                 data_schema={"schemaUri": "https://schema.example/hundesteuer.schema.json",
+                                              "mimeType": "application/json"})
+        print(json.dumps({"submission_id": sent["submissionId"], "case_id": sent.get("caseId")}))
+        return
     data = {
         "$schema": "https://schema.example/hundesteuer.schema.json",
         "antragsteller": marker,

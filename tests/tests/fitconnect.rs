@@ -9,6 +9,7 @@ use std::process::Command;
 use ozg_e2e::*;
 use serde_json::Value;
 
+const BIN: &str = env!("CARGO_BIN_EXE_ozg-gateway-e2e");
 const DEST: &str = "5f1a6c2e-8b3d-4e9a-9c71-2d4f6b8a0e13";
 const OTHER: &str = "0c6f7a9e-3b21-4d5e-8f40-1a2b3c4d5e6f";
 const LEISTUNG: &str = "99050012104000";
@@ -141,30 +142,7 @@ async fn call(
 async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
     // The subscriber's signature key: the gateway checks its accept-submission with it.
     let keys = tempfile::tempdir().unwrap();
-    let (key, cert) = (keys.path().join("sub.key"), keys.path().join("sub.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:4096",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=subscriber-signature",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (key, cert) = signature_key(keys.path());
     let (tc, gw) = start_fit("", Some(&cert)).await;
     let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
     let marker = format!("Erika-{}", uuid::Uuid::new_v4());
@@ -602,4 +580,146 @@ async fn a_submission_nobody_decides_on_is_rejected_by_the_gateway() {
         "{payload}"
     );
     gw.shutdown().await.unwrap();
+}
+
+/// An RSA-4096 key (PKCS#8) and a self-signed certificate for it, in `dir`.
+fn signature_key(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (key, cert) = (dir.join("sub.key"), dir.join("sub.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:4096",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=subscriber-signature",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (key, cert)
+}
+
+/// Two gateways: the SDK sends to A (the Zustelldienst); B subscribes to A for
+/// the destination, decrypts, checks, takes the application into its own
+/// intake and delivers it to its filedrop DMS; A's event log then holds B's
+/// accept-submission, verified against B's signature certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_subscribes_decrypts_delivers_and_accepts() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = signature_key(keys.path());
+    let (_a_tc, a) = start_fit("", Some(&cert)).await;
+    let a_base = format!("https://localhost:{}", a.fitconnect_addr.unwrap().port());
+
+    let b_tc = test_config(&Options::default());
+    let mut text = std::fs::read_to_string(&b_tc.path).unwrap();
+    text.push_str(&format!(
+        r#"
+[[fitconnect_subscriptions]]
+destination = "{DEST}"
+api_url = "{a_base}/v1"
+token_url = "{a_base}/token"
+client_id = "{id}"
+client_secret = "{secret}"
+destination_key = "{dkey}"
+signing_key = "{skey}"
+server_ca = "{ca}"
+poll_interval = "200ms"
+
+[[routes]]
+leistung = "{LEISTUNG}"
+destination = "{DEST}"
+targets = ["dms-demo"]
+"#,
+        id = SUBSCRIBER.0,
+        secret = SUBSCRIBER.1,
+        dkey = demo("fitconnect-destination.key").display(),
+        skey = key.display(),
+        ca = demo("ca.pem").display(),
+    ));
+    std::fs::write(&b_tc.path, text).unwrap();
+    let b = start_from(&b_tc).await;
+
+    let marker = format!("Erika-{}", uuid::Uuid::new_v4());
+    let out = Command::new(python())
+        .arg(repo().join("tests/interop/fitconnect_roundtrip.py"))
+        .args([
+            &a_base,
+            DEST,
+            SENDER.0,
+            SENDER.1,
+            SUBSCRIBER.0,
+            SUBSCRIBER.1,
+        ])
+        .arg(demo("fitconnect-destination.key"))
+        .args([LEISTUNG, &marker, "--send-only"])
+        .env("REQUESTS_CA_BUNDLE", demo("ca.pem"))
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let fit_id = sent["submission_id"].as_str().unwrap().to_owned();
+
+    // A: delivered by B's accept (its signature checked against B's certificate).
+    let receipt = eventually(
+        std::time::Duration::from_secs(20),
+        "accepted at A",
+        || async {
+            let s = a.store.submission(&fit_id).await.unwrap()?;
+            (s.deliveries[0].state.as_str() == "delivered")
+                .then(|| s.deliveries[0].receipt.clone())?
+        },
+    )
+    .await;
+    assert!(receipt.split('.').nth(1).is_some_and(|p| {
+        let p = ozg_adapter_sdk::base64url::decode(p).unwrap();
+        String::from_utf8_lossy(&p).contains("accept-submission")
+    }));
+    // B: one envelope for its DMS, holding the decrypted application.
+    let files = eventually(
+        std::time::Duration::from_secs(20),
+        "delivered at B",
+        || async {
+            let f = files_under(&b_tc.outbox);
+            (!f.is_empty()).then_some(f)
+        },
+    )
+    .await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    let opened = keys.path().join("opened");
+    let run = open_envelope(BIN, &files[0], "recipient-rsa", &opened);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        dir_contains(&opened, marker.as_bytes()),
+        "the application reached B's DMS"
+    );
+    // A only ever held ciphertext.
+    a.shutdown().await.unwrap();
+    assert!(!dir_contains(&_a_tc.data_dir, marker.as_bytes()));
+    // B stored it once, whatever the polls did.
+    b.shutdown().await.unwrap();
+    let b = start_from(&b_tc).await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(files_under(&b_tc.outbox).len(), 1);
+    b.shutdown().await.unwrap();
 }

@@ -103,3 +103,39 @@ pub struct FitDestinationConfig {
     #[serde(default)]
     pub description: Option<String>,
 }
+
+/// `[[fitconnect_subscriptions]]`: the gateway as the subscriber of a
+/// destination at a (hosted or self-hosted) FIT-Connect Zustelldienst. It
+/// fetches, decrypts with the destination's key, checks every hash, hands
+/// each application to its own intake (routing by Leistung and `route_as`),
+/// and accepts it there only once it is durable here (or rejects it when its
+/// data are refused).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitSubscriptionConfig {
+    /// The destination (UUID) at the Zustelldienst.
+    pub destination: String,
+    /// The Submission/Subscriber API, e.g. `https://zustelldienst.example/v1`.
+    pub api_url: String,
+    /// Its OAuth2 token endpoint.
+    pub token_url: String,
+    pub client_id: String,
+    /// The client secret (use `${ENV}`).
+    pub client_secret: String,
+    /// The destination's private key (PKCS#8 PEM, RSA): decrypts what senders sent.
+    pub destination_key: PathBuf,
+    /// This subscriber's signature key (PKCS#8 PEM, RSA): signs accept/reject events (PS512).
+    pub signing_key: PathBuf,
+    /// CA of the Zustelldienst's TLS certificate (PEM).
+    pub server_ca: PathBuf,
+    /// How often it looks for new submissions.
+    #[serde(with = "humantime_serde", default = "thirty_seconds")]
+    pub poll_interval: Duration,
+    /// The destination the local routes see (default: the FIT-Connect destination id).
+    #[serde(default)]
+    pub route_as: Option<String>,
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}

@@ -22,7 +22,9 @@ mod pki;
 mod size;
 mod xta;
 pub use crate::store::backends::StoreConfig;
-pub use fitconnect::{FitClientConfig, FitConnectConfig, FitDestinationConfig, FitRole};
+pub use fitconnect::{
+    FitClientConfig, FitConnectConfig, FitDestinationConfig, FitRole, FitSubscriptionConfig,
+};
 pub use limits::Limits;
 pub use pki::{CrlSource, PkiConfig};
 pub use size::ByteSize;
@@ -86,6 +88,9 @@ pub struct Config {
     /// The FIT-Connect Zustelldienst (Submission and Subscriber API v1), if wanted.
     #[serde(default)]
     pub fitconnect: Option<FitConnectConfig>,
+    /// Destinations at FIT-Connect Zustelldienste this gateway subscribes to.
+    #[serde(default)]
+    pub fitconnect_subscriptions: Vec<FitSubscriptionConfig>,
     /// Trust anchors and the gateway's seal.
     pub pki: PkiConfig,
     /// Log output.
@@ -510,6 +515,11 @@ impl Config {
         for t in self.targets.values_mut() {
             fix(&mut t.certificate);
             t.adapter.settings_mut().resolve_paths(base);
+        }
+        for sub in &mut self.fitconnect_subscriptions {
+            fix(&mut sub.destination_key);
+            fix(&mut sub.signing_key);
+            fix(&mut sub.server_ca);
         }
         if let Some(f) = &mut self.fitconnect {
             fix(&mut f.signing_key);

@@ -49,6 +49,8 @@ pub enum DaemonError {
     },
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Start(String),
 }
 
 /// How often (at most) the message boxes are looked through for overdue messages.
@@ -188,6 +190,7 @@ impl Gateway {
             .as_ref()
             .map(|x| x.overdue_after)
             .unwrap_or_else(crate::config::XtaConfig::default_overdue);
+        let intake_for_fit = intake.clone();
         let ingest = Arc::new(Ingest {
             intake: intake.clone(),
             submissions: Submissions {
@@ -277,6 +280,22 @@ impl Gateway {
                 },
                 shutdown_rx.clone(),
             )?);
+        }
+        for sub in &cfg.fitconnect_subscriptions {
+            let max_part = cfg.ingest.limits.max_part.0;
+            let s = crate::listen::fitconnect_subscriber::Subscription::new(
+                sub.clone(),
+                intake_for_fit.clone(),
+                max_part,
+            )
+            .map_err(|e| {
+                DaemonError::Start(format!(
+                    "fitconnect_subscriptions (destination {}): {e}",
+                    sub.destination
+                ))
+            })?;
+            xta_tasks.push(tokio::spawn(Arc::new(s).run(shutdown_rx.clone())));
+            tracing::info!(destination = %sub.destination, zustelldienst = %sub.api_url, "subscribed to a FIT-Connect destination");
         }
         let ingest_task = tokio::spawn(crate::listen::server::serve(
             ingest_listener,

@@ -18,6 +18,8 @@ use crate::model::submission::message_id;
 use ozg_adapter_sdk::base64url;
 use ozg_adapter_sdk::Failure;
 
+/// The `$schema` of a SET payload.
+pub const SET_SCHEMA_URI: &str = SET_SCHEMA;
 pub const EVENT_PREFIX: &str = "https://schema.fitko.de/fit-connect/events/";
 const SET_SCHEMA: &str =
     "https://schema.fitko.de/fit-connect/set-payload/1.0.0/set-payload.schema.json";
@@ -61,23 +63,30 @@ impl EventSigner {
 
     /// A signed SET over `payload`.
     pub fn sign(&self, payload: &Value) -> Result<String, FitError> {
-        let header = json!({"typ": "secevent+jwt", "alg": "PS512", "kid": self.kid});
-        let input = format!(
-            "{}.{}",
-            base64url::encode(header.to_string().as_bytes()),
-            base64url::encode(payload.to_string().as_bytes())
-        );
-        let mut sig = vec![0u8; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &RSA_PSS_SHA512,
-                &SystemRandom::new(),
-                input.as_bytes(),
-                &mut sig,
-            )
-            .map_err(|_| FitError::unavailable("the event could not be signed"))?;
-        Ok(format!("{input}.{}", base64url::encode(&sig)))
+        sign_set(&self.key, Some(&self.kid), payload)
     }
+}
+
+/// A Security Event Token over `payload`, signed PS512 with `key`.
+pub fn sign_set(key: &RsaKeyPair, kid: Option<&str>, payload: &Value) -> Result<String, FitError> {
+    let mut header = json!({"typ": "secevent+jwt", "alg": "PS512"});
+    if let Some(kid) = kid {
+        header["kid"] = json!(kid);
+    }
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(payload.to_string().as_bytes())
+    );
+    let mut sig = vec![0u8; key.public_modulus_len()];
+    key.sign(
+        &RSA_PSS_SHA512,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .map_err(|_| FitError::unavailable("the event could not be signed"))?;
+    Ok(format!("{input}.{}", base64url::encode(&sig)))
 }
 
 /// The case id of a submission and back: the submission id with fixed bits

@@ -178,6 +178,64 @@ pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
     Some(out)
 }
 
+/// `[[fitconnect_subscriptions]]`: ids, URLs and keys that load.
+pub(super) fn subscriptions(c: &mut Checks) {
+    let config = c.config;
+    for (i, s) in config.fitconnect_subscriptions.iter().enumerate() {
+        let at = |k: &str| format!("fitconnect_subscriptions[{i}].{k}");
+        if uuid::Uuid::parse_str(&s.destination).is_err() {
+            c.errors.push(config.error(
+                at("destination"),
+                "not a UUID",
+                "the destination id as the Zustelldienst names it",
+            ));
+        }
+        for (key, url) in [("api_url", &s.api_url), ("token_url", &s.token_url)] {
+            if !url.starts_with("https://") {
+                c.errors.push(config.error(
+                    at(key),
+                    format!("{url:?} is not an https:// URL"),
+                    "FIT-Connect is spoken over HTTPS",
+                ));
+            }
+        }
+        let key = read(&s.destination_key).and_then(|pem| {
+            ozg_adapter_sdk::keys::RecipientPrivateKey::from_pem(&pem, None)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = key {
+            c.errors.push(config.error(
+                at("destination_key"),
+                e,
+                "the destination's private key (PKCS#8 PEM, RSA ≥ 4096)",
+            ));
+        }
+        let signing = read(&s.signing_key).and_then(|pem| {
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string())
+        });
+        match signing {
+            Ok(k) if aws_lc_rs::signature::RsaKeyPair::from_pkcs8(k.secret_der()).is_ok() => {}
+            Ok(_) => c.errors.push(config.error(
+                at("signing_key"),
+                "not an RSA PKCS#8 key",
+                "events are signed PS512 (RSA)",
+            )),
+            Err(e) => c.errors.push(config.error(
+                at("signing_key"),
+                e,
+                "this subscriber's signature key (PKCS#8 PEM, RSA)",
+            )),
+        }
+        if let Err(e) = read(&s.server_ca) {
+            c.errors.push(config.error(
+                at("server_ca"),
+                e,
+                "the CA of the Zustelldienst's TLS certificate (PEM)",
+            ));
+        }
+    }
+}
+
 /// One message-box target per destination: its subscriber fetches from it.
 pub(super) fn destination_runtimes(c: &Checks, fit: Option<&FitSetup>) -> Vec<Arc<TargetRuntime>> {
     let d = &c.config.delivery;

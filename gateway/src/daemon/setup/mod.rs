@@ -161,6 +161,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let targets = target_certificates(&mut c, &trust, &crls);
     let mut deliveries = delivery_runtimes(&mut c);
     let fitconnect = fitconnect::fitconnect(&mut c);
+    fitconnect::subscriptions(&mut c);
     deliveries.extend(fitconnect::destination_runtimes(&c, fitconnect.as_ref()));
     let router = routes(&mut c);
     let portals = clients(&mut c);
