@@ -43,6 +43,13 @@ def client(base, client_id, secret):
 def main():
     base, dest, sid, ssec, rid, rsec, key_pem, leistung, marker = sys.argv[1:10]
     sender = client(base, sid, ssec)
+    if sys.argv[10:] == ["--send-only-invalid"]:
+        # Data the Hundesteuer schema refuses (no dog).
+        sent = sender.submission(dest, leistung, data={"antragsteller": {"name": marker, "anschrift": "x"}},
+                                 data_schema={"schemaUri": "https://schema.example/hundesteuer.schema.json",
+                                              "mimeType": "application/json"})
+        print(json.dumps({"submission_id": sent["submissionId"], "case_id": sent.get("caseId")}))
+        return
     if sys.argv[10:] == ["--send-only"]:
         # Hundesteuer data as the example schema wants them (no $schema member:
         # the schema reference goes in the metadata).

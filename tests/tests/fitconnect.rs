@@ -622,59 +622,11 @@ async fn a_second_gateway_subscribes_decrypts_delivers_and_accepts() {
     let (_a_tc, a) = start_fit("", Some(&cert)).await;
     let a_base = format!("https://localhost:{}", a.fitconnect_addr.unwrap().port());
 
-    let b_tc = test_config(&Options::default());
-    let mut text = std::fs::read_to_string(&b_tc.path).unwrap();
-    text.push_str(&format!(
-        r#"
-[[fitconnect_subscriptions]]
-destination = "{DEST}"
-api_url = "{a_base}/v1"
-token_url = "{a_base}/token"
-client_id = "{id}"
-client_secret = "{secret}"
-destination_key = "{dkey}"
-signing_key = "{skey}"
-server_ca = "{ca}"
-poll_interval = "200ms"
-
-[[routes]]
-leistung = "{LEISTUNG}"
-destination = "{DEST}"
-targets = ["dms-demo"]
-"#,
-        id = SUBSCRIBER.0,
-        secret = SUBSCRIBER.1,
-        dkey = demo("fitconnect-destination.key").display(),
-        skey = key.display(),
-        ca = demo("ca.pem").display(),
-    ));
-    std::fs::write(&b_tc.path, text).unwrap();
+    let b_tc = subscriber_config(&a_base, &key);
     let b = start_from(&b_tc).await;
 
     let marker = format!("Erika-{}", uuid::Uuid::new_v4());
-    let out = Command::new(python())
-        .arg(repo().join("tests/interop/fitconnect_roundtrip.py"))
-        .args([
-            &a_base,
-            DEST,
-            SENDER.0,
-            SENDER.1,
-            SUBSCRIBER.0,
-            SUBSCRIBER.1,
-        ])
-        .arg(demo("fitconnect-destination.key"))
-        .args([LEISTUNG, &marker, "--send-only"])
-        .env("REQUESTS_CA_BUNDLE", demo("ca.pem"))
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: Value = serde_json::from_str(stdout.trim()).unwrap();
-    let fit_id = sent["submission_id"].as_str().unwrap().to_owned();
+    let fit_id = sdk_send(&a_base, &marker, "--send-only");
 
     // A: delivered by B's accept (its signature checked against B's certificate).
     let receipt = eventually(
@@ -722,4 +674,119 @@ targets = ["dms-demo"]
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert_eq!(files_under(&b_tc.outbox).len(), 1);
     b.shutdown().await.unwrap();
+}
+
+/// Gateway B's config: subscribed to A's destination with `key` as its
+/// signature key, routing it to its filedrop DMS.
+fn subscriber_config(a_base: &str, key: &std::path::Path) -> TestConfig {
+    let b_tc = test_config(&Options::default());
+    let mut text = std::fs::read_to_string(&b_tc.path).unwrap();
+    text.push_str(&format!(
+        r#"
+[[fitconnect_subscriptions]]
+destination = "{DEST}"
+api_url = "{a_base}/v1"
+token_url = "{a_base}/token"
+client_id = "{id}"
+client_secret = "{secret}"
+destination_key = "{dkey}"
+signing_key = "{skey}"
+server_ca = "{ca}"
+poll_interval = "200ms"
+
+[[routes]]
+leistung = "{LEISTUNG}"
+destination = "{DEST}"
+targets = ["dms-demo"]
+"#,
+        id = SUBSCRIBER.0,
+        secret = SUBSCRIBER.1,
+        dkey = demo("fitconnect-destination.key").display(),
+        skey = key.display(),
+        ca = demo("ca.pem").display(),
+    ));
+    std::fs::write(&b_tc.path, text).unwrap();
+    b_tc
+}
+
+/// Sends with the SDK (`mode`: `--send-only` or `--send-only-invalid`); the
+/// FIT-Connect submission id.
+fn sdk_send(base: &str, marker: &str, mode: &str) -> String {
+    let out = Command::new(python())
+        .arg(repo().join("tests/interop/fitconnect_roundtrip.py"))
+        .args([base, DEST, SENDER.0, SENDER.1, SUBSCRIBER.0, SUBSCRIBER.1])
+        .arg(demo("fitconnect-destination.key"))
+        .args([LEISTUNG, marker, mode])
+        .env("REQUESTS_CA_BUNDLE", demo("ca.pem"))
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Value = serde_json::from_str(stdout.trim()).unwrap();
+    sent["submission_id"].as_str().unwrap().to_owned()
+}
+
+/// Data B's intake refuses are rejected at A with the problem; and a
+/// submission sent while A is down for B is taken in, stored once and
+/// accepted once A is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_data_are_rejected_and_an_outage_stores_nothing_twice() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = signature_key(keys.path());
+    let (a_tc, a) = start_fit("", Some(&cert)).await;
+    let port = a.fitconnect_addr.unwrap().port();
+    let a_base = format!("https://localhost:{port}");
+    let b_tc = subscriber_config(&a_base, &key);
+    let b = start_from(&b_tc).await;
+
+    let refused = sdk_send(&a_base, "no-dog", "--send-only-invalid");
+    let class = eventually(
+        std::time::Duration::from_secs(20),
+        "rejected at A",
+        || async {
+            let s = a.store.submission(&refused).await.unwrap()?;
+            s.deliveries[0].error_class.clone()
+        },
+    )
+    .await;
+    assert_eq!(class, "rejected-by-subscriber");
+    assert!(
+        files_under(&b_tc.outbox).is_empty(),
+        "refused data reach no target"
+    );
+
+    // A submission waits at A while B is down, then A goes down too.
+    b.shutdown().await.unwrap();
+    let marker = format!("Max-{}", uuid::Uuid::new_v4());
+    let fit_id = sdk_send(&a_base, &marker, "--send-only");
+    a.shutdown().await.unwrap();
+    // B polls an absent A: nothing fetched, nothing stored.
+    let b = start_from(&b_tc).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(files_under(&b_tc.outbox).is_empty());
+    // A back on its port: B fetches, stores and accepts — once.
+    let text = std::fs::read_to_string(&a_tc.path).unwrap().replacen(
+        "[fitconnect]\nlisten = \"127.0.0.1:0\"",
+        &format!("[fitconnect]\nlisten = \"127.0.0.1:{port}\""),
+        1,
+    );
+    std::fs::write(&a_tc.path, text).unwrap();
+    let a = start_from(&a_tc).await;
+    eventually(
+        std::time::Duration::from_secs(20),
+        "accepted at A",
+        || async {
+            let s = a.store.submission(&fit_id).await.unwrap()?;
+            (s.deliveries[0].state.as_str() == "delivered").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(files_under(&b_tc.outbox).len(), 1);
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
 }
