@@ -790,3 +790,51 @@ async fn refused_data_are_rejected_and_an_outage_stores_nothing_twice() {
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+/// A destination with local targets: the filedrop DMS gets the submission as it
+/// came — the sender's JWEs, never decrypted by the gateway — and opens it with
+/// the destination's key (here: jwcrypto).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destinations_local_targets_get_the_jwes_as_they_came() {
+    let (tc, gw) = start_fit("", None).await;
+    gw.shutdown().await.unwrap();
+    let text = std::fs::read_to_string(&tc.path).unwrap().replacen(
+        &format!("leistungen = [\"{LEISTUNG}\"]"),
+        &format!("leistungen = [\"{LEISTUNG}\"]\ntargets = [\"dms-demo\"]"),
+        1,
+    );
+    std::fs::write(&tc.path, text).unwrap();
+    let gw = start_from(&tc).await;
+    let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
+    let marker = format!("Fanout-{}", uuid::Uuid::new_v4());
+    let id = sdk_send(&base, &marker, "--send-only");
+    let files = eventually(std::time::Duration::from_secs(20), "at the DMS", || async {
+        let f = files_under(&tc.outbox);
+        (!f.is_empty()).then_some(f)
+    })
+    .await;
+    let got: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(got["submissionId"], id.as_str());
+    assert!(
+        !dir_contains(&tc.outbox, marker.as_bytes()),
+        "no plaintext on the way"
+    );
+    let script = "import json,sys\nfrom jwcrypto import jwk, jwe\nk=jwk.JWK.from_pem(b''.join(l for l in open(sys.argv[2],'rb').read().splitlines(True) if not l.startswith(b'#')))\ns=json.load(open(sys.argv[1]))\nt=jwe.JWE()\nt.deserialize(s['encryptedData'], key=k)\nsys.stdout.write(t.payload.decode())";
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(&files[0])
+        .arg(demo("fitconnect-destination.key"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&marker));
+    // The destination's box has it too, for its subscriber.
+    let s = gw.store.submission(&id).await.unwrap().unwrap();
+    assert_eq!(s.deliveries.len(), 2);
+    gw.shutdown().await.unwrap();
+    assert!(!dir_contains(&tc.data_dir, marker.as_bytes()));
+}

@@ -99,6 +99,12 @@ pub struct FitDestinationConfig {
     /// Leistungen (`*` and prefixes) it takes.
     #[serde(default = "any")]
     pub leistungen: Vec<String>,
+    /// Local targets that get every submission as it came (the `fitconnect`
+    /// payload: the submission JSON with the sender's JWEs, never decrypted
+    /// here), besides the destination's box: for receivers that hold the
+    /// destination's key.
+    #[serde(default)]
+    pub targets: Vec<String>,
     /// Free text for operators.
     #[serde(default)]
     pub description: Option<String>,

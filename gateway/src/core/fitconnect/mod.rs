@@ -115,6 +115,8 @@ pub struct Client {
 #[derive(Debug)]
 pub struct Destination {
     pub id: String,
+    /// Local targets that get the submission's JWEs as they came.
+    pub targets: Vec<String>,
     pub leistungen: PatternSet,
     /// Its encryption key as published (JWK with `kid`).
     pub key: keys::DestinationKey,

@@ -350,12 +350,20 @@ impl Zustelldienst {
                 request_hash: self.privacy.request_mac(&canonical),
                 legacy_request_hash: String::new(),
             }),
-            deliveries: vec![NewDelivery {
-                message_id: message_id(&sid, &target),
-                target: target.clone(),
-                envelope_crc32: envelope_checksum(&envelope),
-                envelope,
-            }],
+            deliveries: std::iter::once(target.clone())
+                .chain(
+                    self.destinations
+                        .get(&meta.destination_id)
+                        .map(|d| d.targets.clone())
+                        .unwrap_or_default(),
+                )
+                .map(|t| NewDelivery {
+                    message_id: message_id(&sid, &t),
+                    envelope_crc32: envelope_checksum(&envelope),
+                    envelope: envelope.clone(),
+                    target: t,
+                })
+                .collect(),
             parts: named
                 .iter()
                 .map(|(pid, jwe)| AuditPart {
@@ -383,6 +391,9 @@ impl Zustelldienst {
         }
         self.staging.remove(id).await?;
         self.wakers.wake(&target);
+        if let Some(d) = self.destinations.get(&meta.destination_id) {
+            d.targets.iter().for_each(|t| self.wakers.wake(t));
+        }
         tracing::info!(submission_id = %id, client = %client.id, destination = %meta.destination_id, "FIT-Connect submission submitted");
         Ok(answer)
     }

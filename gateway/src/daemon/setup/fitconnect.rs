@@ -82,6 +82,7 @@ pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
                     id.clone(),
                     Arc::new(Destination {
                         id: id.clone(),
+                        targets: d.targets.clone(),
                         leistungen,
                         key,
                     }),
@@ -97,6 +98,17 @@ pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
                 e,
                 "write a Leistung, a prefix ending in `*`, or `*`",
             )),
+        }
+    }
+    for (id, d) in &f.destinations {
+        for t in &d.targets {
+            if !config.targets.contains_key(t) {
+                errors.push(config.error(
+                    format!("fitconnect.destinations.{id}.targets"),
+                    format!("unknown target {t:?}"),
+                    "name targets of [targets]",
+                ));
+            }
         }
     }
     for (i, cl) in f.clients.iter().enumerate() {
