@@ -537,7 +537,11 @@ async fn portals_see_error_classes_and_keys_are_not_stored_in_clear() {
     // Nothing listens at the http target: connection refused, retried. (The
     // attempt counts from its start; wait for its outcome to be recorded.)
     eventually(Duration::from_secs(10), "a failed attempt", || async {
-        http_delivery(&gw, &id).await.last_error.is_some().then_some(())
+        http_delivery(&gw, &id)
+            .await
+            .last_error
+            .is_some()
+            .then_some(())
     })
     .await;
     let status = client::status(
