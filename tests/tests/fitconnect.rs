@@ -138,6 +138,39 @@ async fn call(
     )
 }
 
+/// A well-formed compact JWE (its content is not looked at by the Zustelldienst).
+const JWE: &str = "eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0.a2V5.aXY.Y2lwaGVy.dGFn";
+
+/// `POST /v1/submissions` for `dest` and Leistung `leistung`, announcing `attachments`.
+async fn create(
+    v1: &str,
+    token: &str,
+    dest: &str,
+    leistung: &str,
+    attachments: &[&str],
+) -> (u16, Value) {
+    let body = serde_json::json!({"destinationId": dest, "announcedAttachments": attachments, "serviceType": {"name": "", "identifier": leistung}});
+    call(
+        reqwest::Method::POST,
+        format!("{v1}/submissions"),
+        token,
+        Some(body),
+    )
+    .await
+}
+
+/// `PUT /v1/submissions/{sid}` with [`JWE`] as metadata and data.
+async fn submit(v1: &str, token: &str, sid: &str) -> (u16, Value) {
+    let body = serde_json::json!({"encryptedMetadata": JWE, "encryptedData": JWE});
+    call(
+        reqwest::Method::PUT,
+        format!("{v1}/submissions/{sid}"),
+        token,
+        Some(body),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
     // The subscriber's signature key: the gateway checks its accept-submission with it.
@@ -295,42 +328,17 @@ async fn clients_reach_only_their_own_destinations() {
     );
 
     // A sender cannot submit to a destination it is not bound to, nor for a Leistung it does not take.
-    let create = |dest: &str, leistung: &str| serde_json::json!({"destinationId": dest, "announcedAttachments": [], "serviceType": {"name": "", "identifier": leistung}});
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{v1}/submissions"),
-        &sender,
-        Some(create(OTHER, LEISTUNG)),
-    )
-    .await;
+    let (status, body) = create(&v1, &sender, OTHER, LEISTUNG, &[]).await;
     assert_eq!(status, 403, "{body}");
-    let (status, _) = call(
-        reqwest::Method::POST,
-        format!("{v1}/submissions"),
-        &sender,
-        Some(create(DEST, "99000000000000")),
-    )
-    .await;
+    let (status, _) = create(&v1, &sender, DEST, "99000000000000", &[]).await;
     assert_eq!(status, 422);
     // Submitting before the announced attachment is there: refused.
     let aid = uuid::Uuid::new_v4().to_string();
-    let (status, created) = call(
-        reqwest::Method::POST,
-        format!("{v1}/submissions"),
-        &sender,
-        Some(serde_json::json!({"destinationId": DEST, "announcedAttachments": [aid], "serviceType": {"name": "", "identifier": LEISTUNG}})),
-    )
-    .await;
+    let (status, created) = create(&v1, &sender, DEST, LEISTUNG, &[&aid]).await;
     assert_eq!(status, 201, "{created}");
     let sid = created["submissionId"].as_str().unwrap().to_owned();
-    let jwe = "eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0.a2V5.aXY.Y2lwaGVy.dGFn";
-    let (status, body) = call(
-        reqwest::Method::PUT,
-        format!("{v1}/submissions/{sid}"),
-        &sender,
-        Some(serde_json::json!({"encryptedMetadata": jwe, "encryptedData": jwe})),
-    )
-    .await;
+    let jwe = JWE;
+    let (status, body) = submit(&v1, &sender, &sid).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["type"]
         .as_str()
@@ -356,22 +364,10 @@ async fn clients_reach_only_their_own_destinations() {
     let other_sender = bearer(&base, "other-sender", "other-secret").await;
     assert_eq!(put(other_sender, jwe).await, 404);
     assert_eq!(put(sender.clone(), jwe).await, 204);
-    let (status, body) = call(
-        reqwest::Method::PUT,
-        format!("{v1}/submissions/{sid}"),
-        &sender,
-        Some(serde_json::json!({"encryptedMetadata": jwe, "encryptedData": jwe})),
-    )
-    .await;
+    let (status, body) = submit(&v1, &sender, &sid).await;
     assert_eq!(status, 202, "{body}");
     // Submitted again: the same answer, nothing new.
-    let (status, again) = call(
-        reqwest::Method::PUT,
-        format!("{v1}/submissions/{sid}"),
-        &sender,
-        Some(serde_json::json!({"encryptedMetadata": jwe, "encryptedData": jwe})),
-    )
-    .await;
+    let (status, again) = submit(&v1, &sender, &sid).await;
     assert_eq!((status, &again), (202, &body));
     assert_eq!(
         gw.store
@@ -531,23 +527,11 @@ async fn a_submission_nobody_decides_on_is_rejected_by_the_gateway() {
     let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
     let v1 = format!("{base}/v1");
     let sender = bearer(&base, SENDER.0, SENDER.1).await;
-    let (status, created) = call(
-        reqwest::Method::POST,
-        format!("{v1}/submissions"),
-        &sender,
-        Some(serde_json::json!({"destinationId": DEST, "announcedAttachments": [], "serviceType": {"name": "", "identifier": LEISTUNG}})),
-    )
-    .await;
+    let (status, created) = create(&v1, &sender, DEST, LEISTUNG, &[]).await;
     assert_eq!(status, 201, "{created}");
     let sid = created["submissionId"].as_str().unwrap().to_owned();
-    let jwe = "eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0.a2V5.aXY.Y2lwaGVy.dGFn";
-    let (status, body) = call(
-        reqwest::Method::PUT,
-        format!("{v1}/submissions/{sid}"),
-        &sender,
-        Some(serde_json::json!({"encryptedMetadata": jwe, "encryptedData": jwe})),
-    )
-    .await;
+    let jwe = JWE;
+    let (status, body) = submit(&v1, &sender, &sid).await;
     assert_eq!(status, 202, "{body}");
     let class = eventually(
         std::time::Duration::from_secs(15),

@@ -105,19 +105,7 @@ impl Loader {
         let Some(ca) = server_ca else {
             return Ok(Loader::default());
         };
-        let mut roots = rustls::RootCertStore::empty();
-        for c in crate::listen::tls::load_chain(ca)? {
-            roots
-                .add(c)
-                .map_err(|e| format!("{}: not a usable CA certificate: {e}", ca.display()))?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = crate::listen::tls::server_only_client_config(ca)?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(Duration::from_secs(30))

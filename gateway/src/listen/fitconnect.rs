@@ -15,7 +15,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming as Body;
@@ -23,7 +22,7 @@ use hyper::body::Incoming as Body;
 use crate::core::fitconnect::{FitError, Zustelldienst};
 use crate::listen::identity::Portals;
 use crate::listen::portal::body::SharedBody;
-use crate::listen::portal::budget::{counted, Held};
+use crate::listen::portal::budget::{read_all, Held, ReadAllError};
 use crate::listen::portal::{HttpResponse, Ingest};
 use crate::listen::problem::Problem;
 use crate::listen::server::Service;
@@ -144,26 +143,16 @@ impl FitConnect {
     }
 
     async fn read(&self, body: &SharedBody, max: u64) -> Result<(Vec<u8>, Arc<Held>), FitError> {
-        let held = Arc::new(Held::default());
-        let mut stream = counted(body.stream(), self.ingest.body_budget.clone(), held.clone());
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| {
-                FitError::unavailable(
+        read_all(body.stream(), self.ingest.body_budget.clone(), max)
+            .await
+            .map_err(|e| match e {
+                ReadAllError::TooLarge(_) => {
+                    FitError::new(413, "payload-too-large", "Payload too large", e.to_string())
+                }
+                ReadAllError::Body(_) => FitError::unavailable(
                     "the request body could not be read or the gateway is busy; retry",
-                )
-            })?;
-            if (out.len() + chunk.len()) as u64 > max {
-                return Err(FitError::new(
-                    413,
-                    "payload-too-large",
-                    "Payload too large",
-                    format!("the body exceeds {max} bytes"),
-                ));
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok((out, held))
+                ),
+            })
     }
 
     async fn route(

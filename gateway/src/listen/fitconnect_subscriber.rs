@@ -63,17 +63,7 @@ impl Subscription {
         let key = RecipientPrivateKey::from_pem(&key_pem, None).map_err(|e| e.to_string())?;
         let signer = RsaKeyPair::from_pkcs8(&pkcs8(&config.signing_key)?)
             .map_err(|e| format!("{}: not an RSA key: {e}", config.signing_key.display()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in crate::listen::tls::load_chain(&config.server_ca)? {
-            roots.add(c).map_err(|e| e.to_string())?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = crate::listen::tls::server_only_client_config(&config.server_ca)?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(Duration::from_secs(60))

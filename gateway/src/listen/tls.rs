@@ -371,6 +371,24 @@ pub fn server_config(
     Ok((Arc::new(config), peer_check))
 }
 
+/// A TLS client config trusting only the CA certificates in `ca`, presenting
+/// no client certificate (CRL downloads, a FIT-Connect Zustelldienst).
+pub fn server_only_client_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    for c in load_chain(ca)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: not a usable CA certificate: {e}", ca.display()))?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
 /// A TLS client config presenting a client certificate and trusting `ca` (for
 /// `ozg-gateway submit`, the load generator and tests).
 pub fn client_config(

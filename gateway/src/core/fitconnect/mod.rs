@@ -91,6 +91,15 @@ impl From<crate::store::StoreError> for FitError {
     }
 }
 
+fn destination_not_found(id: &str) -> FitError {
+    FitError::new(
+        404,
+        "destination-not-found",
+        "Destination not found",
+        format!("no destination {id}"),
+    )
+}
+
 /// What a client may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -180,14 +189,10 @@ impl Zustelldienst {
         client: &Client,
         id: &str,
     ) -> Result<&Arc<Destination>, FitError> {
-        let d = self.destinations.get(id).ok_or_else(|| {
-            FitError::new(
-                404,
-                "destination-not-found",
-                "Destination not found",
-                format!("no destination {id}"),
-            )
-        })?;
+        let d = self
+            .destinations
+            .get(id)
+            .ok_or_else(|| destination_not_found(id))?;
         if !client.destinations.iter().any(|x| x == id) {
             return Err(FitError::forbidden(format!(
                 "client {} is not bound to destination {id}",
@@ -199,14 +204,10 @@ impl Zustelldienst {
 
     /// The public description of a destination (any authenticated client).
     pub fn describe(&self, id: &str) -> Result<serde_json::Value, FitError> {
-        let d = self.destinations.get(id).ok_or_else(|| {
-            FitError::new(
-                404,
-                "destination-not-found",
-                "Destination not found",
-                format!("no destination {id}"),
-            )
-        })?;
+        let d = self
+            .destinations
+            .get(id)
+            .ok_or_else(|| destination_not_found(id))?;
         let services: Vec<_> = d
             .leistungen
             .0
@@ -229,14 +230,10 @@ impl Zustelldienst {
 
     /// The destination's encryption key as a JWK.
     pub fn key(&self, id: &str, kid: &str) -> Result<serde_json::Value, FitError> {
-        let d = self.destinations.get(id).ok_or_else(|| {
-            FitError::new(
-                404,
-                "destination-not-found",
-                "Destination not found",
-                format!("no destination {id}"),
-            )
-        })?;
+        let d = self
+            .destinations
+            .get(id)
+            .ok_or_else(|| destination_not_found(id))?;
         if d.key.kid != kid {
             return Err(FitError::new(
                 404,

@@ -66,6 +66,35 @@ pub(crate) fn counted(
     }))
 }
 
+/// Why a whole body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadAllError {
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("the body exceeds {0} bytes")]
+    TooLarge(u64),
+}
+
+/// Reads a whole body of at most `max` bytes, counted against `budget`; the
+/// bytes stay counted while the returned `Held` lives.
+pub(crate) async fn read_all(
+    body: BodyStream,
+    budget: Arc<Semaphore>,
+    max: u64,
+) -> Result<(Vec<u8>, Arc<Held>), ReadAllError> {
+    let held = Arc::new(Held::default());
+    let mut stream = counted(body, budget, held.clone());
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if (out.len() + chunk.len()) as u64 > max {
+            return Err(ReadAllError::TooLarge(max));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, held))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,7 @@ use crate::core::mailbox::{BoxError, MessageBoxes};
 use crate::core::refusal::{Kind, Refusal};
 use crate::listen::identity::{Portals, XtaCaller};
 use crate::listen::portal::body::SharedBody;
-use crate::listen::portal::budget::{counted, Held};
+use crate::listen::portal::budget::{counted, read_all, Held, ReadAllError};
 use crate::listen::portal::{HttpResponse, Ingest};
 use crate::listen::problem::Problem;
 use crate::listen::server::Service;
@@ -373,30 +373,21 @@ impl Xta {
         body: &SharedBody,
         limits: &crate::config::Limits,
     ) -> Result<(Vec<u8>, Arc<Held>), Fault> {
-        let held = Arc::new(Held::default());
-        let mut stream = counted(body.stream(), self.ingest.body_budget.clone(), held.clone());
-        let mut xml = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| match e {
-                crate::listen::portal::budget::BodyError::Budget => Fault::technical(
-                    "the gateway holds as many request bodies as its memory budget allows; nothing was accepted, retry shortly",
-                ),
-                crate::listen::portal::budget::BodyError::Read(_) => {
-                    Fault::invalid("the request body could not be read")
-                }
-            })?;
-            if (xml.len() + chunk.len()) as u64 > limits.max_body.0 {
-                return Err(Fault::new(
+        use crate::listen::portal::budget::BodyError;
+        read_all(body.stream(), self.ingest.body_budget.clone(), limits.max_body.0)
+            .await
+            .map_err(|e| match e {
+                ReadAllError::TooLarge(max) => Fault::new(
                     Exception::ParameterIsNotValid,
                     code::SIZE,
-                    format!(
-                        "the request exceeds the limit of {} bytes",
-                        limits.max_body.0
-                    ),
-                ));
-            }
-            xml.extend_from_slice(&chunk);
-        }
-        Ok((xml, held))
+                    format!("the request exceeds the limit of {max} bytes"),
+                ),
+                ReadAllError::Body(BodyError::Budget) => Fault::technical(
+                    "the gateway holds as many request bodies as its memory budget allows; nothing was accepted, retry shortly",
+                ),
+                ReadAllError::Body(BodyError::Read(_)) => {
+                    Fault::invalid("the request body could not be read")
+                }
+            })
     }
 }
