@@ -43,6 +43,17 @@ def client(base, client_id, secret):
 def main():
     base, dest, sid, ssec, rid, rsec, key_pem, leistung, marker = sys.argv[1:10]
     sender = client(base, sid, ssec)
+    if sys.argv[10:11] == ["--send-many"]:
+        ids = []
+        for n in range(int(sys.argv[11])):
+            data = {"antragsteller": {"name": f"{marker}-{n}", "anschrift": "Heidestraße 17, 51147 Köln"},
+                    "hund": {"rasse": "Mischling", "geburtsjahr": 2021}}
+            sent = sender.submission(dest, leistung, data=data,
+                                     data_schema={"schemaUri": "https://schema.example/hundesteuer.schema.json",
+                                                  "mimeType": "application/json"})
+            ids.append(sent["submissionId"])
+        print(json.dumps({"submission_ids": ids}))
+        return
     if sys.argv[10:] == ["--send-only-invalid"]:
         # Data the Hundesteuer schema refuses (no dog).
         sent = sender.submission(dest, leistung, data={"antragsteller": {"name": marker, "anschrift": "x"}},

@@ -822,3 +822,125 @@ async fn a_destinations_local_targets_get_the_jwes_as_they_came() {
     gw.shutdown().await.unwrap();
     assert!(!dir_contains(&tc.data_dir, marker.as_bytes()));
 }
+
+/// The subscriber killed with SIGKILL again and again while it fetches,
+/// stores and accepts: every submission reaches B's DMS once per message id,
+/// and A's event log holds exactly one accept for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriber_survives_kill_9_without_losing_or_doubling_anything() {
+    const N: usize = 24;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = signature_key(keys.path());
+    let (a_tc, a) = start_fit("", Some(&cert)).await;
+    let a_base = format!("https://localhost:{}", a.fitconnect_addr.unwrap().port());
+    let out = Command::new(python())
+        .arg(repo().join("tests/interop/fitconnect_roundtrip.py"))
+        .args([
+            &a_base,
+            DEST,
+            SENDER.0,
+            SENDER.1,
+            SUBSCRIBER.0,
+            SUBSCRIBER.1,
+        ])
+        .arg(demo("fitconnect-destination.key"))
+        .args([LEISTUNG, "Kill", "--send-many", &N.to_string()])
+        .env("REQUESTS_CA_BUNDLE", demo("ca.pem"))
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<String> = sent["submission_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), N);
+
+    // B as a process of its own, on fixed ports, killed at random moments.
+    let ingest_port = free_port();
+    let b_tc = subscriber_config(&a_base, &key);
+    let text = std::fs::read_to_string(&b_tc.path).unwrap().replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{ingest_port}\""),
+        1,
+    );
+    std::fs::write(&b_tc.path, text).unwrap();
+    let delivered = |a: &ozg_gateway::daemon::Gateway, ids: Vec<String>| {
+        let store = a.store.clone();
+        async move {
+            let mut n = 0;
+            for id in &ids {
+                let s = store.submission(id).await.unwrap().unwrap();
+                n += usize::from(s.deliveries[0].state.as_str() == "delivered");
+            }
+            n
+        }
+    };
+    for round in 0..5u64 {
+        let b = DaemonProcess::spawn(BIN, &b_tc.path, ingest_port);
+        tokio::time::sleep(std::time::Duration::from_millis(40 + 60 * round)).await;
+        b.kill_9();
+        let stored = files_under(&b_tc.outbox).len();
+        let accepted = delivered(&a, ids.clone()).await;
+        eprintln!("kill -9 #{round}: {stored} stored at B, {accepted} accepted at A");
+    }
+    let b = DaemonProcess::spawn(BIN, &b_tc.path, ingest_port);
+    eventually(
+        std::time::Duration::from_secs(60),
+        "all accepted at A",
+        || {
+            let ids = ids.clone();
+            let d = delivered(&a, ids);
+            async move { (d.await == N).then_some(()) }
+        },
+    )
+    .await;
+    drop(b);
+    // Once per message id at B's DMS.
+    let files = files_under(&b_tc.outbox);
+    let json: Vec<_> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(json.len(), N, "{files:?}");
+    // Exactly one accept per case in A's event log.
+    let sender = bearer(&a_base, SENDER.0, SENDER.1).await;
+    let subscriber = bearer(&a_base, SUBSCRIBER.0, SUBSCRIBER.1).await;
+    for id in &ids {
+        let (status, s) = call(
+            reqwest::Method::GET,
+            format!("{a_base}/v1/submissions/{id}"),
+            &subscriber,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{s}");
+        let case = s["caseId"].as_str().unwrap();
+        let (_, log) = call(
+            reqwest::Method::GET,
+            format!("{a_base}/v1/cases/{case}/events"),
+            &sender,
+            None,
+        )
+        .await;
+        let accepts = log["eventLog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                let p = e.as_str().unwrap().split('.').nth(1).unwrap();
+                String::from_utf8_lossy(&ozg_adapter_sdk::base64url::decode(p).unwrap())
+                    .contains("accept-submission")
+            })
+            .count();
+        assert_eq!(accepts, 1, "case {case}: {log}");
+    }
+    a.shutdown().await.unwrap();
+    drop((a_tc, b_tc));
+}

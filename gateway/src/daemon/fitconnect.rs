@@ -65,6 +65,7 @@ pub(super) fn start(
         tokens,
         signer: fit.signer,
         events,
+        decisions: Arc::default(),
         clients: fit.clients,
         destinations: fit.destinations,
         incomplete_after: config.incomplete_after,

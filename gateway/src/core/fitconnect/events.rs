@@ -254,6 +254,7 @@ impl Zustelldienst {
             &submission_of(&uuid::Uuid::parse_str(case_id).unwrap_or_default()),
             &super::box_target(dest),
         );
+        let decision = self.decisions.clone().lock_owned().await;
         let info = self
             .store
             .delivery(&mid)
@@ -287,16 +288,23 @@ impl Zustelldienst {
             },
             _ => return Err(bad(format!("{uri} is not an event a subscriber posts"))),
         };
-        // Kept before it counts: a crash after this leaves the event, and the
-        // subscriber's retry finds the submission decided.
-        let _ = self.events.create(case_id, b"{}".to_vec()).await;
-        let name = uuid::Uuid::now_v7().to_string();
-        self.events
-            .put(case_id, &name, set.trim().as_bytes().to_vec())
-            .await?;
-        self.store
-            .record(&mid, recorded, crate::model::time::now_ms())
-            .await?;
+        // The event is kept, then the decision recorded, in a task of its own:
+        // a subscriber that drops the connection mid-request (or dies) cannot
+        // leave an event kept without its decision, which a retry would post a
+        // second time.
+        let (events, store) = (self.events.clone(), self.store.clone());
+        let (case, set) = (case_id.to_owned(), set.trim().to_owned());
+        tokio::spawn(async move {
+            let _decision = decision;
+            let _ = events.create(&case, b"{}".to_vec()).await;
+            let name = uuid::Uuid::now_v7().to_string();
+            events.put(&case, &name, set.into_bytes()).await?;
+            store
+                .record(&mid, recorded, crate::model::time::now_ms())
+                .await
+        })
+        .await
+        .map_err(|_| FitError::unavailable("the decision could not be recorded; retry"))??;
         tracing::info!(submission_id = %sid, client = %client.id, event = %uri.trim_start_matches(EVENT_PREFIX), "FIT-Connect event posted");
         Ok(())
     }
@@ -329,6 +337,11 @@ impl Zustelldienst {
             let Ok(sid) = uuid::Uuid::parse_str(&e.submission_id) else {
                 continue;
             };
+            let _decision = self.decisions.lock().await;
+            match self.store.delivery(&e.message_id).await? {
+                Some(d) if d.state == DeliveryState::InFlight => {}
+                _ => continue,
+            }
             let case = case_of(&sid).to_string();
             let set = self.signer.sign(&json!({
                 "$schema": SET_SCHEMA,

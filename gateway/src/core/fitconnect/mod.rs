@@ -144,6 +144,9 @@ pub struct Zustelldienst {
     pub signer: Arc<events::EventSigner>,
     /// The events subscribers posted, per case.
     pub events: Arc<dyn Staging>,
+    /// One decision (accept, reject, automatic reject) at a time: the state
+    /// check, the kept event and the recorded decision go together.
+    pub decisions: Arc<tokio::sync::Mutex<()>>,
     pub clients: HashMap<String, Arc<Client>>,
     pub destinations: BTreeMap<String, Arc<Destination>>,
     /// A submission not submitted this long is removed.
