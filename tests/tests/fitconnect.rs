@@ -530,7 +530,6 @@ async fn a_submission_nobody_decides_on_is_rejected_by_the_gateway() {
     let (status, created) = create(&v1, &sender, DEST, LEISTUNG, &[]).await;
     assert_eq!(status, 201, "{created}");
     let sid = created["submissionId"].as_str().unwrap().to_owned();
-    let jwe = JWE;
     let (status, body) = submit(&v1, &sender, &sid).await;
     assert_eq!(status, 202, "{body}");
     let class = eventually(
