@@ -943,3 +943,69 @@ async fn the_subscriber_survives_kill_9_without_losing_or_doubling_anything() {
     a.shutdown().await.unwrap();
     drop((a_tc, b_tc));
 }
+
+/// Callbacks: A tells B about a new submission (HMAC-SHA-512 over
+/// `<timestamp>.<body>`); B, which would poll only hourly, fetches at once. A
+/// callback with a wrong HMAC is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_makes_the_subscriber_fetch_at_once() {
+    let secret = "callback-secret-of-at-least-32-characters";
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = signature_key(keys.path());
+    let callback_port = free_port();
+    let (a_tc, a) = start_fit("", Some(&cert)).await;
+    a.shutdown().await.unwrap();
+    let text = std::fs::read_to_string(&a_tc.path).unwrap().replacen(
+        &format!("leistungen = [\"{LEISTUNG}\"]"),
+        &format!(
+            "leistungen = [\"{LEISTUNG}\"]\ncallback_url = \"https://localhost:{callback_port}/callbacks/fit-connect\"\ncallback_secret = \"{secret}\"\ncallback_ca = \"{}\"",
+            demo("ca.pem").display()
+        ),
+        1,
+    );
+    std::fs::write(&a_tc.path, text).unwrap();
+    let a = start_from(&a_tc).await;
+    let a_base = format!("https://localhost:{}", a.fitconnect_addr.unwrap().port());
+    let b_tc = subscriber_config(&a_base, &key);
+    let text = std::fs::read_to_string(&b_tc.path).unwrap().replacen(
+        "poll_interval = \"200ms\"",
+        &format!("poll_interval = \"1h\"\ncallback_listen = \"127.0.0.1:{callback_port}\"\ncallback_secret = \"{secret}\""),
+        1,
+    );
+    std::fs::write(&b_tc.path, text).unwrap();
+    let b = start_from(&b_tc).await;
+    // B's first poll (at start) finds nothing; only the callback brings it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let forged = http()
+        .post(format!(
+            "https://localhost:{callback_port}/callbacks/fit-connect"
+        ))
+        .header(
+            "callback-timestamp",
+            (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs())
+            .to_string(),
+        )
+        .header("callback-authentication", "00".repeat(64))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    let marker = format!("Callback-{}", uuid::Uuid::new_v4());
+    let fit_id = sdk_send(&a_base, &marker, "--send-only");
+    eventually(
+        std::time::Duration::from_secs(15),
+        "fetched through the callback",
+        || async {
+            let s = a.store.submission(&fit_id).await.unwrap()?;
+            (s.deliveries[0].state.as_str() == "delivered").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(files_under(&b_tc.outbox).len(), 1);
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

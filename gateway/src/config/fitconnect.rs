@@ -105,6 +105,15 @@ pub struct FitDestinationConfig {
     /// destination's key.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Where the subscriber takes callbacks (`https://…`): told about every new
+    /// submission, HMAC-SHA-512 over `<timestamp>.<body>` with `callback_secret`.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub callback_secret: Option<String>,
+    /// CA of the callback endpoint's TLS certificate (PEM).
+    #[serde(default)]
+    pub callback_ca: Option<PathBuf>,
     /// Free text for operators.
     #[serde(default)]
     pub description: Option<String>,
@@ -140,6 +149,13 @@ pub struct FitSubscriptionConfig {
     /// The destination the local routes see (default: the FIT-Connect destination id).
     #[serde(default)]
     pub route_as: Option<String>,
+    /// Where to take the Zustelldienst's callbacks (HTTPS with the ingest
+    /// listener's certificate, any path): a valid one makes it poll at once.
+    #[serde(default)]
+    pub callback_listen: Option<std::net::SocketAddr>,
+    /// The callback secret agreed with the Zustelldienst (use `${ENV}`).
+    #[serde(default)]
+    pub callback_secret: Option<String>,
 }
 
 fn thirty_seconds() -> Duration {

@@ -531,6 +531,9 @@ impl Config {
             }
             for d in f.destinations.values_mut() {
                 fix(&mut d.certificate);
+                if let Some(ca) = &mut d.callback_ca {
+                    fix(ca);
+                }
             }
         }
     }

@@ -294,6 +294,23 @@ impl Gateway {
                     sub.destination
                 ))
             })?;
+            if let (Some(addr), Some(secret)) = (sub.callback_listen, &sub.callback_secret) {
+                let bound = bind("fitconnect-callback", addr).await?;
+                let listener = Arc::new(crate::listen::fitconnect_callback::CallbackListener {
+                    ingest: ingest.clone(),
+                    secret: secret.clone(),
+                    wake: s.wake.clone(),
+                });
+                xta_tasks.push(tokio::spawn(crate::listen::server::serve(
+                    bound.0,
+                    tls.clone(),
+                    setup.peer_check.clone(),
+                    portals.clone(),
+                    listener,
+                    shutdown_rx.clone(),
+                )));
+                tracing::info!(callback_addr = %bound.1, destination = %sub.destination, "taking FIT-Connect callbacks");
+            }
             xta_tasks.push(tokio::spawn(Arc::new(s).run(shutdown_rx.clone())));
             tracing::info!(destination = %sub.destination, zustelldienst = %sub.api_url, "subscribed to a FIT-Connect destination");
         }

@@ -39,6 +39,8 @@ pub struct Subscription {
     intake: Arc<Intake>,
     /// Largest plaintext taken per part.
     max_part: u64,
+    /// A callback makes it poll at once.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 fn pkcs8(path: &std::path::Path) -> Result<Vec<u8>, String> {
@@ -84,6 +86,7 @@ impl Subscription {
             portal,
             intake,
             max_part,
+            wake: Arc::default(),
         })
     }
 
@@ -101,6 +104,7 @@ impl Subscription {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = self.wake.notified() => {}
                 _ = shutdown.changed() => return,
             }
         }

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod dn;
 pub mod fitconnect;
+pub mod fitconnect_callback;
 pub mod fitconnect_subscriber;
 pub mod guard;
 pub mod identity;

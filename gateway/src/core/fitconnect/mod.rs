@@ -8,6 +8,7 @@
 //! one delivery to the destination's message box (target
 //! `fitconnect:<destination>`), from which its subscriber fetches it.
 
+pub mod callback;
 pub mod events;
 pub mod keys;
 pub mod submissions;
@@ -121,11 +122,12 @@ pub struct Client {
 }
 
 /// A destination (Zustellpunkt).
-#[derive(Debug)]
 pub struct Destination {
     pub id: String,
     /// Local targets that get the submission's JWEs as they came.
     pub targets: Vec<String>,
+    /// Its subscriber's callback, if it takes them.
+    pub callback: Option<Arc<callback::Callback>>,
     pub leistungen: PatternSet,
     /// Its encryption key as published (JWK with `kid`).
     pub key: keys::DestinationKey,

@@ -393,6 +393,10 @@ impl Zustelldienst {
         self.wakers.wake(&target);
         if let Some(d) = self.destinations.get(&meta.destination_id) {
             d.targets.iter().for_each(|t| self.wakers.wake(t));
+            if let Some(cb) = d.callback.clone() {
+                let (dest, sid, case) = (d.id.clone(), id.to_owned(), meta.case_id.clone());
+                tokio::spawn(async move { cb.new_submission(&dest, &sid, &case).await });
+            }
         }
         tracing::info!(submission_id = %id, client = %client.id, destination = %meta.destination_id, "FIT-Connect submission submitted");
         Ok(answer)

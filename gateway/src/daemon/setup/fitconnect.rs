@@ -78,11 +78,50 @@ pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
         let leistungen = patterns(&d.leistungen);
         match (key, leistungen) {
             (Ok(key), Ok(leistungen)) => {
+                let callback = match (&d.callback_url, &d.callback_secret) {
+                    (None, None) => None,
+                    (Some(url), Some(secret))
+                        if url.starts_with("https://") && secret.len() >= 32 =>
+                    {
+                        let tls = match &d.callback_ca {
+                            Some(ca) => crate::listen::tls::server_only_client_config(ca),
+                            None => Err("callback_ca is missing".into()),
+                        };
+                        match tls.and_then(|tls| {
+                            reqwest::Client::builder()
+                                .use_preconfigured_tls(tls)
+                                .timeout(std::time::Duration::from_secs(10))
+                                .build()
+                                .map_err(|e| e.to_string())
+                        }) {
+                            Ok(client) => {
+                                Some(Arc::new(crate::core::fitconnect::callback::Callback {
+                                    url: url.clone(),
+                                    secret: secret.clone(),
+                                    client,
+                                }))
+                            }
+                            Err(e) => {
+                                errors.push(config.error(
+                                    format!("{at}.callback_ca"),
+                                    e,
+                                    "the CA of the callback endpoint's certificate (PEM)",
+                                ));
+                                None
+                            }
+                        }
+                    }
+                    _ => {
+                        errors.push(config.error(format!("{at}.callback_url"), "a callback needs an https:// callback_url and a callback_secret of at least 32 characters", "set both, or neither"));
+                        None
+                    }
+                };
                 out.destinations.insert(
                     id.clone(),
                     Arc::new(Destination {
                         id: id.clone(),
                         targets: d.targets.clone(),
+                        callback,
                         leistungen,
                         key,
                     }),
@@ -236,6 +275,15 @@ pub(super) fn subscriptions(c: &mut Checks) {
                 at("signing_key"),
                 e,
                 "this subscriber's signature key (PKCS#8 PEM, RSA)",
+            )),
+        }
+        match (&s.callback_listen, &s.callback_secret) {
+            (None, None) => {}
+            (Some(_), Some(secret)) if secret.len() >= 32 => {}
+            _ => c.errors.push(config.error(
+                at("callback_listen"),
+                "callbacks need callback_listen and a callback_secret of at least 32 characters",
+                "set both (the secret as agreed with the Zustelldienst), or neither",
             )),
         }
         if let Err(e) = read(&s.server_ca) {
