@@ -28,6 +28,9 @@ use crate::model::portal::Portal;
 use crate::model::routing::{Pattern, PatternSet};
 use ozg_adapter_sdk::keys::RecipientPrivateKey;
 
+/// The longest wait after a failed poll.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
 /// One subscription, ready to poll.
 pub struct Subscription {
     pub config: FitSubscriptionConfig,
@@ -93,17 +96,21 @@ impl Subscription {
     /// Polls every `poll_interval` until shutdown.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            match self.poll().await {
-                Ok(0) => {}
+            // After a failed poll it tries again soon, whatever the interval.
+            let wait = match self.poll().await {
                 Ok(n) => {
-                    tracing::info!(destination = %self.config.destination, submissions = n, "FIT-Connect submissions taken in")
+                    if n > 0 {
+                        tracing::info!(destination = %self.config.destination, submissions = n, "FIT-Connect submissions taken in");
+                    }
+                    self.config.poll_interval
                 }
                 Err(e) => {
-                    tracing::warn!(destination = %self.config.destination, error = %e, "FIT-Connect poll failed; trying again")
+                    tracing::warn!(destination = %self.config.destination, error = %e, "FIT-Connect poll failed; trying again");
+                    self.config.poll_interval.min(RETRY_AFTER_FAILURE)
                 }
-            }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = self.wake.notified() => {}
                 _ = shutdown.changed() => return,
             }

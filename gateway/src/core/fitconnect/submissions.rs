@@ -293,6 +293,7 @@ impl Zustelldienst {
             ));
         }
         let sid = uuid::Uuid::parse_str(id).map_err(|_| not_found(id))?;
+        let sid_uuid = sid;
         let target = box_target(&meta.destination_id);
         let stored = Stored {
             destination_id: meta.destination_id.clone(),
@@ -395,7 +396,18 @@ impl Zustelldienst {
             d.targets.iter().for_each(|t| self.wakers.wake(t));
             if let Some(cb) = d.callback.clone() {
                 let (dest, sid, case) = (d.id.clone(), id.to_owned(), meta.case_id.clone());
-                tokio::spawn(async move { cb.new_submission(&dest, &sid, &case).await });
+                let (store, mid) = (self.store.clone(), message_id(&sid_uuid, &target));
+                tokio::spawn(async move {
+                    // Told once its subscriber can list it: when the engine
+                    // has put it in the box (within moments).
+                    for _ in 0..100 {
+                        match store.delivery(&mid).await {
+                            Ok(Some(d)) if d.offered_ms.is_some() => break,
+                            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                        }
+                    }
+                    cb.new_submission(&dest, &sid, &case).await
+                });
             }
         }
         tracing::info!(submission_id = %id, client = %client.id, destination = %meta.destination_id, "FIT-Connect submission submitted");
