@@ -644,10 +644,33 @@ async fn a_second_gateway_subscribes_decrypts_delivers_and_accepts() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    // An xdomea 0201 package, holding the application.
+    let package = files_under(&opened)
+        .into_iter()
+        .find(|f| {
+            f.to_string_lossy()
+                .ends_with("_Geschaeftsgang.Geschaeftsgang.0201.zip")
+        })
+        .expect("an xdomea package");
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&package).unwrap()).unwrap();
+    let mut names = Vec::new();
+    let mut found = false;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        names.push(entry.name().to_owned());
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        found |= content
+            .windows(marker.len())
+            .any(|w| w == marker.as_bytes());
+    }
     assert!(
-        dir_contains(&opened, marker.as_bytes()),
-        "the application reached B's DMS"
+        names
+            .iter()
+            .any(|n| n.ends_with("_Geschaeftsgang.Geschaeftsgang.0201.xml")),
+        "{names:?}"
     );
+    assert!(found, "the application reached B's DMS: {names:?}");
     // A only ever held ciphertext.
     a.shutdown().await.unwrap();
     assert!(!dir_contains(&_a_tc.data_dir, marker.as_bytes()));
@@ -677,16 +700,23 @@ signing_key = "{skey}"
 server_ca = "{ca}"
 poll_interval = "200ms"
 
+[targets.dms-xdomea]
+certificate = "{rsa}"
+payload = "xdomea"
+adapter = {{ type = "filedrop", dir = "{outbox}" }}
+
 [[routes]]
 leistung = "{LEISTUNG}"
 destination = "{DEST}"
-targets = ["dms-demo"]
+targets = ["dms-xdomea"]
 "#,
         id = SUBSCRIBER.0,
         secret = SUBSCRIBER.1,
         dkey = demo("fitconnect-destination.key").display(),
         skey = key.display(),
         ca = demo("ca.pem").display(),
+        rsa = demo("recipient-rsa.pem").display(),
+        outbox = b_tc.outbox.display(),
     ));
     std::fs::write(&b_tc.path, text).unwrap();
     b_tc
@@ -1008,4 +1038,30 @@ async fn a_callback_makes_the_subscriber_fetch_at_once() {
     assert_eq!(files_under(&b_tc.outbox).len(), 1);
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
+}
+
+/// A destination's encryption certificate must be issued under
+/// `pki.trust_anchors`, like a target's: a self-signed one is refused at start.
+#[test]
+fn a_destination_certificate_outside_the_trust_anchors_is_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let (_, self_signed) = signature_key(keys.path());
+    let tc = test_config(&Options::default());
+    let mut text = std::fs::read_to_string(&tc.path).unwrap();
+    text.push_str(&format!(
+        "\n[fitconnect]\nlisten = \"127.0.0.1:0\"\nsigning_key = \"{}\"\nsigning_certificate = \"{}\"\n\n[fitconnect.destinations.{DEST}]\ncertificate = \"{}\"\n",
+        demo("fitconnect-signing.key").display(),
+        demo("fitconnect-signing.pem").display(),
+        self_signed.display()
+    ));
+    std::fs::write(&tc.path, text).unwrap();
+    let refused =
+        ozg_gateway::daemon::setup::setup(ozg_gateway::config::Config::load(&tc.path).unwrap())
+            .err()
+            .expect("refused")
+            .to_string();
+    assert!(
+        refused.contains(&format!("fitconnect.destinations.{DEST}.certificate")),
+        "{refused}"
+    );
 }

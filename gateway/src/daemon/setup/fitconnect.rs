@@ -29,7 +29,11 @@ fn patterns(list: &[String]) -> Result<PatternSet, String> {
         .map(PatternSet)
 }
 
-pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
+pub(super) fn fitconnect(
+    c: &mut Checks,
+    trust: &Option<ozg_adapter_sdk::keys::TrustAnchors>,
+    crls: &[rustls_pki_types::CertificateRevocationListDer<'static>],
+) -> Option<FitSetup> {
     let config = c.config;
     let f = config.fitconnect.as_ref()?;
     let errors = &mut c.errors;
@@ -70,11 +74,20 @@ pub(super) fn fitconnect(c: &mut Checks) -> Option<FitSetup> {
             ));
             continue;
         }
+        let now = c.now;
         let key = read(&d.certificate)
             .and_then(|pem| {
                 ozg_adapter_sdk::keys::Certificate::from_pem(&pem).map_err(|e| e.to_string())
             })
-            .and_then(|cert| DestinationKey::from_certificate(cert.der()));
+            .and_then(|cert| {
+                // Issued under pki.trust_anchors (and not revoked), like a target's.
+                if let Some(trust) = trust {
+                    trust
+                        .verify_recipient_with_crls(cert.der(), &[], now, crls)
+                        .map_err(|e| e.to_string())?;
+                }
+                DestinationKey::from_certificate(cert.der())
+            });
         let leistungen = patterns(&d.leistungen);
         match (key, leistungen) {
             (Ok(key), Ok(leistungen)) => {

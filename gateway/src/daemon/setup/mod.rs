@@ -160,7 +160,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let tls = ingest_tls(&mut c, &crls);
     let targets = target_certificates(&mut c, &trust, &crls);
     let mut deliveries = delivery_runtimes(&mut c);
-    let fitconnect = fitconnect::fitconnect(&mut c);
+    let fitconnect = fitconnect::fitconnect(&mut c, &trust, &crls);
     fitconnect::subscriptions(&mut c);
     deliveries.extend(fitconnect::destination_runtimes(&c, fitconnect.as_ref()));
     let router = routes(&mut c);
