@@ -8,6 +8,7 @@
 
 pub mod backends;
 pub mod embedded;
+pub mod postgres;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -1,0 +1,100 @@
+//! The cluster store's PostgreSQL side (issue 14, first part): a pooled
+//! connection ([`deadpool_postgres`] over [`tokio_postgres`]) and the schema,
+//! created and migrated at start by whichever instance comes first.
+//!
+//! Migrations run under a PostgreSQL advisory lock held for the whole
+//! migration, each in one transaction, so several instances may start at
+//! once: the first applies, the others wait and find the schema current.
+//! The schema (`schema_v1.sql`) mirrors the embedded store's tables, with the
+//! sealed envelopes as `BYTEA` in the deliveries (PostgreSQL keeps them
+//! durable and replicated with everything else; no second system to back up)
+//! and an outbox table for the broker relay.
+//!
+//! Not wired into `[store]` yet: the `Store` trait's backend on top of it,
+//! and the RabbitMQ side, come next.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::store::StoreError;
+
+/// The schema version this gateway writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The migrations, in order: (version it brings the schema to, SQL).
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("schema_v1.sql"))];
+
+/// The advisory lock key migrations hold ("ozg-gw-m" as a number).
+const MIGRATION_LOCK: i64 = 0x6f7a_672d_6777_2d6d;
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+/// A connection pool to `url` (a libpq URL or key=value string).
+pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let config: tokio_postgres::Config = url.parse().map_err(backend)?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .build()
+        .map_err(backend)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]; returns the version found before.
+/// Safe to run from several instances at once. A database of a newer schema
+/// is refused.
+pub async fn migrate(pool: &Pool) -> Result<i32, StoreError> {
+    let mut conn = pool.get().await.map_err(backend)?;
+    conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(backend)?;
+    let result = migrate_locked(&mut conn).await;
+    let unlocked = conn
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    let before = result?;
+    unlocked.map_err(backend)?;
+    Ok(before)
+}
+
+async fn migrate_locked(conn: &mut deadpool_postgres::Object) -> Result<i32, StoreError> {
+    conn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS ozg_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+         INSERT INTO ozg_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;",
+    )
+    .await
+    .map_err(backend)?;
+    let before: i32 = conn
+        .query_one("SELECT version FROM ozg_schema WHERE id = 1", &[])
+        .await
+        .map_err(backend)?
+        .get(0);
+    if before > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {before}, newer than this gateway ({SCHEMA_VERSION}): run the newer version"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > before) {
+        let tx = conn.transaction().await.map_err(backend)?;
+        tx.batch_execute(sql).await.map_err(backend)?;
+        tx.execute(
+            "UPDATE ozg_schema SET version = $1 WHERE id = 1",
+            &[version],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        tracing::info!(version, "PostgreSQL store migrated");
+    }
+    Ok(before)
+}
+
+#[cfg(test)]
+mod tests;

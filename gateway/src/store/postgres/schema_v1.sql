@@ -1,0 +1,60 @@
+-- ozg-gateway cluster store, schema version 1 (PostgreSQL). Applied by
+-- store::postgres::migrate under an advisory lock, in one transaction.
+CREATE TABLE submissions (
+    id           TEXT PRIMARY KEY,
+    portal       TEXT NOT NULL,
+    leistung     TEXT NOT NULL,
+    destination  TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    response     TEXT NOT NULL
+);
+CREATE TABLE deliveries (
+    message_id      TEXT PRIMARY KEY,
+    submission_id   TEXT NOT NULL REFERENCES submissions(id),
+    target          TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    created_at_ms   BIGINT NOT NULL,
+    last_error      TEXT,
+    last_class      TEXT,
+    receipt         TEXT,
+    updated_at      TEXT NOT NULL,
+    updated_ms      BIGINT NOT NULL DEFAULT 0,
+    offered_ms      BIGINT,
+    -- The sealed envelope (already encrypted for the target); NULL once retention removed it.
+    envelope        BYTEA,
+    envelope_crc32  BIGINT
+);
+CREATE INDEX deliveries_by_submission ON deliveries(submission_id);
+CREATE INDEX deliveries_due ON deliveries(target, state, next_attempt_at);
+CREATE INDEX deliveries_boxed ON deliveries(target, message_id)
+    WHERE state = 'in_flight' AND offered_ms IS NOT NULL;
+CREATE TABLE idempotency (
+    portal        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    submission_id TEXT NOT NULL,
+    PRIMARY KEY (portal, key)
+);
+CREATE TABLE audit (
+    seq           BIGINT PRIMARY KEY,
+    submission_id TEXT,
+    record        TEXT NOT NULL,
+    hash          TEXT NOT NULL
+);
+CREATE INDEX audit_by_submission ON audit(submission_id);
+CREATE TABLE audit_checkpoints (
+    seq        BIGINT PRIMARY KEY,
+    head       TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    jws        TEXT NOT NULL,
+    first_seq  BIGINT,
+    root       TEXT
+);
+-- The outbox: deliveries committed but not yet confirmed by the broker.
+CREATE TABLE outbox (
+    message_id  TEXT PRIMARY KEY REFERENCES deliveries(message_id),
+    target      TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL
+);

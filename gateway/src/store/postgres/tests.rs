@@ -1,0 +1,104 @@
+//! Against the machine's PostgreSQL (127.0.0.1:5432, started by `.ci/run`):
+//! a fresh database per test, dropped afterwards.
+
+use super::*;
+
+const ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
+
+/// A new, empty database; dropped when the guard goes.
+struct Scratch {
+    name: String,
+}
+
+impl Scratch {
+    async fn new() -> Scratch {
+        let name = format!("ozg_test_{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(ADMIN, NoTls)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        Scratch { name }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port=5432 user=postgres dbname={}",
+            self.name
+        )
+    }
+
+    async fn drop_it(self, pool: Pool) {
+        drop(pool);
+        let (client, conn) = tokio_postgres::connect(ADMIN, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn several_instances_migrating_at_once_apply_the_schema_once() {
+    let db = Scratch::new().await;
+    let pools: Vec<Pool> = (0..4).map(|_| pool(&db.url(), 2).unwrap()).collect();
+    let runs = futures_util::future::join_all(pools.iter().map(migrate)).await;
+    let befores: Vec<i32> = runs.into_iter().map(|r| r.unwrap()).collect();
+    // Exactly one found the empty database; the others found it current.
+    assert_eq!(
+        befores.iter().filter(|b| **b == 0).count(),
+        1,
+        "{befores:?}"
+    );
+    assert!(befores.iter().all(|b| *b == 0 || *b == SCHEMA_VERSION));
+    let conn = pools[0].get().await.unwrap();
+    let tables: Vec<String> = conn
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for t in [
+        "audit",
+        "audit_checkpoints",
+        "deliveries",
+        "idempotency",
+        "outbox",
+        "ozg_schema",
+        "submissions",
+    ] {
+        assert!(tables.iter().any(|x| x == t), "{t} missing: {tables:?}");
+    }
+    // Again: nothing to do.
+    assert_eq!(migrate(&pools[1]).await.unwrap(), SCHEMA_VERSION);
+    drop(conn);
+    for p in pools.into_iter().skip(1) {
+        drop(p);
+    }
+    let first = pool(&db.url(), 1).unwrap();
+    db.drop_it(first).await;
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let db = Scratch::new().await;
+    let p = pool(&db.url(), 1).unwrap();
+    migrate(&p).await.unwrap();
+    p.get()
+        .await
+        .unwrap()
+        .execute("UPDATE ozg_schema SET version = 99", &[])
+        .await
+        .unwrap();
+    let err = migrate(&p).await.unwrap_err().to_string();
+    assert!(err.contains("newer than this gateway"), "{err}");
+    db.drop_it(p).await;
+}
