@@ -13,6 +13,8 @@
 //! Not wired into `[store]` yet: the `Store` trait's backend on top of it,
 //! and the RabbitMQ side, come next.
 
+pub mod audit;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -27,7 +29,7 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("schema_v1.sql"))];
 /// The advisory lock key migrations hold ("ozg-gw-m" as a number).
 const MIGRATION_LOCK: i64 = 0x6f7a_672d_6777_2d6d;
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+pub(super) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 

@@ -44,6 +44,14 @@ CREATE TABLE audit (
     hash          TEXT NOT NULL
 );
 CREATE INDEX audit_by_submission ON audit(submission_id);
+-- The chain's head: one row, locked by every appender (FOR UPDATE), so the
+-- instances of a cluster write one chain, in one order.
+CREATE TABLE audit_head (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    seq   BIGINT NOT NULL,
+    hash  TEXT NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, repeat('0', 64));
 CREATE TABLE audit_checkpoints (
     seq        BIGINT PRIMARY KEY,
     head       TEXT NOT NULL,

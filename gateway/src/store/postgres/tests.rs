@@ -1,6 +1,7 @@
 //! Against the machine's PostgreSQL (127.0.0.1:5432, started by `.ci/run`):
 //! a fresh database per test, dropped afterwards.
 
+use super::audit::append;
 use super::*;
 
 const ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
@@ -100,5 +101,44 @@ async fn a_newer_schema_is_refused() {
         .unwrap();
     let err = migrate(&p).await.unwrap_err().to_string();
     assert!(err.contains("newer than this gateway"), "{err}");
+    db.drop_it(p).await;
+}
+
+#[tokio::test]
+async fn instances_appending_at_once_write_one_chain() {
+    use crate::model::audit::{record_hash, AuditEvent, AuditRecord, GENESIS};
+    let db = Scratch::new().await;
+    let p = pool(&db.url(), 8).unwrap();
+    migrate(&p).await.unwrap();
+    // Eight writers (as eight instances would), 25 records each, one transaction per record.
+    let writers = (0..8).map(|w| {
+        let p = p.clone();
+        async move {
+            for i in 0..25 {
+                let mut conn = p.get().await.unwrap();
+                let tx = conn.transaction().await.unwrap();
+                let e = AuditEvent::started(&format!("w{w}-{i}"), "cfg", &[]);
+                append(&tx, "2026-12-01T00:00:00Z", e).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }
+    });
+    futures_util::future::join_all(writers).await;
+    let conn = p.get().await.unwrap();
+    let rows = conn
+        .query("SELECT seq, record, hash FROM audit ORDER BY seq", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 200);
+    let mut prev = GENESIS.to_owned();
+    for (i, r) in rows.iter().enumerate() {
+        let (seq, text, hash): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(seq, i as i64 + 1, "no gaps, no duplicates");
+        assert_eq!(record_hash(&text), hash);
+        let record: AuditRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(record.prev, prev, "record {seq} follows the one before");
+        prev = hash;
+    }
+    drop(conn);
     db.drop_it(p).await;
 }
