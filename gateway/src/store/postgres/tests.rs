@@ -142,3 +142,70 @@ async fn instances_appending_at_once_write_one_chain() {
     drop(conn);
     db.drop_it(p).await;
 }
+
+#[tokio::test]
+async fn a_submission_is_stored_with_its_outbox_and_audit_records_and_keys_answer_again() {
+    use crate::model::submission::{Accepted, IdempotencyKey};
+    let db = Scratch::new().await;
+    let p = pool(&db.url(), 4).unwrap();
+    migrate(&p).await.unwrap();
+    let key = |hash: &str| IdempotencyKey {
+        key: "k1".into(),
+        request_hash: hash.into(),
+        legacy_request_hash: String::new(),
+    };
+    let mut s = crate::store::testing::submission("s1", "dms");
+    s.idempotency = Some(key("h1"));
+    assert_eq!(
+        super::submissions::accept(&p, &s).await.unwrap(),
+        Accepted::Stored
+    );
+    // The same key and content: the first answer; other content: a conflict.
+    let mut again = crate::store::testing::submission("s2", "dms");
+    again.idempotency = Some(key("h1"));
+    assert_eq!(
+        super::submissions::accept(&p, &again).await.unwrap(),
+        Accepted::Replay {
+            submission_id: "s1".into(),
+            response: s.response.clone()
+        }
+    );
+    again.idempotency = Some(key("h2"));
+    assert_eq!(
+        super::submissions::accept(&p, &again).await.unwrap(),
+        Accepted::Conflict {
+            submission_id: "s1".into()
+        }
+    );
+    let conn = p.get().await.unwrap();
+    let count = |sql: &'static str| {
+        let conn = &conn;
+        async move { conn.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM submissions").await,
+        1,
+        "nothing of the replays stored"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM deliveries WHERE state = 'pending'").await,
+        1
+    );
+    assert_eq!(count("SELECT count(*) FROM outbox").await, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM audit").await,
+        2,
+        "received and sealed"
+    );
+    let env: Vec<u8> = conn
+        .query_one(
+            "SELECT envelope FROM deliveries WHERE message_id = 's1-dms'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(env, s.deliveries[0].envelope);
+    drop(conn);
+    db.drop_it(p).await;
+}
