@@ -14,6 +14,7 @@
 //! and the RabbitMQ side, come next.
 
 pub mod audit;
+pub mod deliveries;
 pub mod submissions;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

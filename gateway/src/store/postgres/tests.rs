@@ -209,3 +209,78 @@ async fn a_submission_is_stored_with_its_outbox_and_audit_records_and_keys_answe
     drop(conn);
     db.drop_it(p).await;
 }
+
+#[tokio::test]
+async fn a_delivery_is_taken_once_and_its_outcome_recorded_and_audited() {
+    use super::deliveries::{envelope, record, take};
+    use crate::model::delivery::Recorded;
+    use crate::model::submission::Accepted;
+    let db = Scratch::new().await;
+    let p = pool(&db.url(), 4).unwrap();
+    migrate(&p).await.unwrap();
+    let s = crate::store::testing::submission("s1", "dms");
+    assert_eq!(
+        super::submissions::accept(&p, &s).await.unwrap(),
+        Accepted::Stored
+    );
+    // Two instances receive the same broker message: only one takes it.
+    let (a, b) = tokio::join!(take(&p, "s1-dms", 1_000), take(&p, "s1-dms", 1_000));
+    assert_eq!(
+        usize::from(a.unwrap().is_some()) + usize::from(b.unwrap().is_some()),
+        1
+    );
+    assert_eq!(
+        envelope(&p, "s1-dms").await.unwrap().unwrap(),
+        s.deliveries[0].envelope
+    );
+    let failure = ozg_adapter_sdk::Failure::new("http-503", "busy");
+    record(
+        &p,
+        "s1-dms",
+        &Recorded::RetryAt {
+            at_ms: 5_000,
+            failure,
+        },
+        2_000,
+    )
+    .await
+    .unwrap();
+    let again = take(&p, "s1-dms", 6_000).await.unwrap().unwrap();
+    assert_eq!(again.attempts, 2);
+    record(
+        &p,
+        "s1-dms",
+        &Recorded::Delivered {
+            receipt: Some("r".into()),
+        },
+        7_000,
+    )
+    .await
+    .unwrap();
+    // A redelivered message for a delivered delivery is not taken again.
+    assert!(take(&p, "s1-dms", 8_000).await.unwrap().is_none());
+    assert!(
+        record(&p, "s1-dms", &Recorded::Delivered { receipt: None }, 9_000)
+            .await
+            .is_err()
+    );
+    let conn = p.get().await.unwrap();
+    let events: Vec<String> = conn
+        .query("SELECT record FROM audit ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(0)).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        ["received", "sealed", "attempt_failed", "delivered"]
+    );
+    drop(conn);
+    db.drop_it(p).await;
+}
