@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod deliveries;
+pub mod outbox;
 pub mod submissions;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

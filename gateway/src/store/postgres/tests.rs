@@ -284,3 +284,38 @@ async fn a_delivery_is_taken_once_and_its_outcome_recorded_and_audited() {
     drop(conn);
     db.drop_it(p).await;
 }
+
+#[tokio::test]
+async fn the_outbox_holds_each_delivery_until_the_broker_confirmed_it() {
+    use super::outbox::{confirmed, pending, Pending};
+    let db = Scratch::new().await;
+    let p = pool(&db.url(), 2).unwrap();
+    migrate(&p).await.unwrap();
+    for id in ["s1", "s2", "s3"] {
+        super::submissions::accept(&p, &crate::store::testing::submission(id, "dms"))
+            .await
+            .unwrap();
+    }
+    let first = pending(&p, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        first[0],
+        Pending {
+            message_id: "s1-dms".into(),
+            target: "dms".into()
+        }
+    );
+    // Confirmed ones go; an unconfirmed one stays to be published again.
+    assert_eq!(
+        confirmed(&p, &[first[0].message_id.clone()]).await.unwrap(),
+        1
+    );
+    let left: Vec<String> = pending(&p, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.message_id)
+        .collect();
+    assert_eq!(left, ["s2-dms", "s3-dms"]);
+    db.drop_it(p).await;
+}
