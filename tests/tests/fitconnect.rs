@@ -138,6 +138,11 @@ async fn call(
     )
 }
 
+/// `GET url` with a bearer token.
+async fn get(url: String, token: &str) -> (u16, Value) {
+    call(reqwest::Method::GET, url, token, None).await
+}
+
 /// A well-formed compact JWE (its content is not looked at by the Zustelldienst).
 const JWE: &str = "eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0.a2V5.aXY.Y2lwaGVy.dGFn";
 
@@ -229,13 +234,7 @@ async fn the_unmodified_sdk_sends_and_receives_through_the_gateway() {
     assert_eq!(events, ["received", "sealed", "offered", "delivered"]);
     // An event not signed by the subscriber's key is refused.
     let subscriber = bearer(&base, SUBSCRIBER.0, SUBSCRIBER.1).await;
-    let (_, sub) = call(
-        reqwest::Method::GET,
-        format!("{base}/v1/submissions/{id}"),
-        &subscriber,
-        None,
-    )
-    .await;
+    let (_, sub) = get(format!("{base}/v1/submissions/{id}"), &subscriber).await;
     let case = sub["caseId"].as_str().unwrap();
     let forged = format!(
         "{}.{}.c2lnbmF0dXJl",
@@ -291,31 +290,17 @@ async fn clients_reach_only_their_own_destinations() {
         .starts_with("https://schema.fitko.de/fit-connect/"));
 
     let sender = bearer(&base, SENDER.0, SENDER.1).await;
-    let (status, d) = call(
-        reqwest::Method::GET,
-        format!("{v1}/destinations/{DEST}"),
-        &sender,
-        None,
-    )
-    .await;
+    let (status, d) = get(format!("{v1}/destinations/{DEST}"), &sender).await;
     assert_eq!(status, 200, "{d}");
     let kid = d["encryptionKid"].as_str().unwrap();
-    let (status, key) = call(
-        reqwest::Method::GET,
-        format!("{v1}/destinations/{DEST}/keys/{kid}"),
-        &sender,
-        None,
-    )
-    .await;
+    let (status, key) = get(format!("{v1}/destinations/{DEST}/keys/{kid}"), &sender).await;
     assert_eq!(status, 200);
     assert_eq!(key["key_ops"], serde_json::json!(["wrapKey"]));
     assert_eq!(key["alg"], "RSA-OAEP-256");
     assert_eq!(key["n"].as_str().unwrap().len(), 683, "RSA-4096");
-    let (status, body) = call(
-        reqwest::Method::GET,
+    let (status, body) = get(
         format!("{v1}/destinations/00000000-0000-4000-8000-000000000000"),
         &sender,
-        None,
     )
     .await;
     assert_eq!(status, 404);
@@ -381,13 +366,7 @@ async fn clients_reach_only_their_own_destinations() {
     );
 
     // A sender does not list; the other destination's subscriber sees none of it.
-    let (status, _) = call(
-        reqwest::Method::GET,
-        format!("{v1}/submissions"),
-        &sender,
-        None,
-    )
-    .await;
+    let (status, _) = get(format!("{v1}/submissions"), &sender).await;
     assert_eq!(status, 403);
     let other = bearer(&base, "other-subscriber", "other-secret").await;
     let list = eventually(std::time::Duration::from_secs(10), "in the box", || {
@@ -396,7 +375,7 @@ async fn clients_reach_only_their_own_destinations() {
         let base = base.clone();
         async move {
             let t = bearer(&base, sub.0, sub.1).await;
-            let (_, l) = call(reqwest::Method::GET, format!("{v1}/submissions"), &t, None).await;
+            let (_, l) = get(format!("{v1}/submissions"), &t).await;
             l["submissions"]
                 .as_array()?
                 .iter()
@@ -406,21 +385,9 @@ async fn clients_reach_only_their_own_destinations() {
     })
     .await;
     assert_eq!(list["submissions"][0]["destinationId"], DEST);
-    let (status, l) = call(
-        reqwest::Method::GET,
-        format!("{v1}/submissions"),
-        &other,
-        None,
-    )
-    .await;
+    let (status, l) = get(format!("{v1}/submissions"), &other).await;
     assert_eq!((status, l["totalCount"].as_u64()), (200, Some(0)), "{l}");
-    let (status, body) = call(
-        reqwest::Method::GET,
-        format!("{v1}/submissions/{sid}"),
-        &other,
-        None,
-    )
-    .await;
+    let (status, body) = get(format!("{v1}/submissions/{sid}"), &other).await;
     assert_eq!(status, 404);
     assert!(
         body["type"]
@@ -429,23 +396,11 @@ async fn clients_reach_only_their_own_destinations() {
             .ends_with("/submission-not-found"),
         "{body}"
     );
-    let (status, _) = call(
-        reqwest::Method::GET,
-        format!("{v1}/submissions/{sid}/attachments/{aid}"),
-        &other,
-        None,
-    )
-    .await;
+    let (status, _) = get(format!("{v1}/submissions/{sid}/attachments/{aid}"), &other).await;
     assert_eq!(status, 404);
     // Its own subscriber gets the JWEs as they came.
     let subscriber = bearer(&base, SUBSCRIBER.0, SUBSCRIBER.1).await;
-    let (status, got) = call(
-        reqwest::Method::GET,
-        format!("{v1}/submissions/{sid}"),
-        &subscriber,
-        None,
-    )
-    .await;
+    let (status, got) = get(format!("{v1}/submissions/{sid}"), &subscriber).await;
     assert_eq!(status, 200);
     assert_eq!(got["encryptedMetadata"], jwe);
     assert_eq!(got["attachments"], serde_json::json!([aid]));
@@ -500,23 +455,11 @@ async fn clients_reach_only_their_own_destinations() {
         409,
         "decided once"
     );
-    let (status, log) = call(
-        reqwest::Method::GET,
-        format!("{v1}/cases/{case}/events"),
-        &sender,
-        None,
-    )
-    .await;
+    let (status, log) = get(format!("{v1}/cases/{case}/events"), &sender).await;
     assert_eq!(status, 200, "{log}");
     assert_eq!(log["eventLog"].as_array().unwrap().len(), 2);
     assert_eq!(log["eventLog"][1], reject.as_str());
-    let (status, _) = call(
-        reqwest::Method::GET,
-        format!("{v1}/cases/{case}/events"),
-        &other,
-        None,
-    )
-    .await;
+    let (status, _) = get(format!("{v1}/cases/{case}/events"), &other).await;
     assert_eq!(status, 404);
     gw.shutdown().await.unwrap();
 }
@@ -543,13 +486,7 @@ async fn a_submission_nobody_decides_on_is_rejected_by_the_gateway() {
     .await;
     assert_eq!(class, "rejected-automatically");
     let case = created["caseId"].as_str().unwrap();
-    let (status, log) = call(
-        reqwest::Method::GET,
-        format!("{v1}/cases/{case}/events"),
-        &sender,
-        None,
-    )
-    .await;
+    let (status, log) = get(format!("{v1}/cases/{case}/events"), &sender).await;
     assert_eq!(status, 200, "{log}");
     let entries = log["eventLog"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{log}");
@@ -942,22 +879,10 @@ async fn the_subscriber_survives_kill_9_without_losing_or_doubling_anything() {
     let sender = bearer(&a_base, SENDER.0, SENDER.1).await;
     let subscriber = bearer(&a_base, SUBSCRIBER.0, SUBSCRIBER.1).await;
     for id in &ids {
-        let (status, s) = call(
-            reqwest::Method::GET,
-            format!("{a_base}/v1/submissions/{id}"),
-            &subscriber,
-            None,
-        )
-        .await;
+        let (status, s) = get(format!("{a_base}/v1/submissions/{id}"), &subscriber).await;
         assert_eq!(status, 200, "{s}");
         let case = s["caseId"].as_str().unwrap();
-        let (_, log) = call(
-            reqwest::Method::GET,
-            format!("{a_base}/v1/cases/{case}/events"),
-            &sender,
-            None,
-        )
-        .await;
+        let (_, log) = get(format!("{a_base}/v1/cases/{case}/events"), &sender).await;
         let accepts = log["eventLog"]
             .as_array()
             .unwrap()

@@ -20,13 +20,11 @@ use http_body_util::Full;
 use hyper::body::Incoming as Body;
 
 use crate::core::fitconnect::{FitError, Zustelldienst};
-use crate::listen::identity::Portals;
 use crate::listen::portal::body::SharedBody;
 use crate::listen::portal::budget::{read_all, Held, ReadAllError};
 use crate::listen::portal::{HttpResponse, Ingest};
 use crate::listen::problem::Problem;
 use crate::listen::server::Service;
-use crate::listen::tls::PeerCert;
 
 /// The FIT-Connect listener's state.
 pub struct FitConnect {
@@ -83,24 +81,12 @@ impl Service for FitConnect {
     type Client = ();
     const NAME: &'static str = "fitconnect";
 
-    fn identify(_portals: &Portals, _cert: &PeerCert) -> Option<()> {
-        Some(())
-    }
-
     fn anonymous() -> Option<()> {
         Some(())
     }
 
-    fn client_key(_client: &()) -> String {
-        "fitconnect".into()
-    }
-
-    fn limits(&self) -> Arc<crate::config::Limits> {
-        self.ingest.limits.load_full()
-    }
-
-    fn metrics(&self) -> &crate::core::metrics::Metrics {
-        &self.ingest.metrics
+    fn ingest(&self) -> &Ingest {
+        &self.ingest
     }
 
     async fn handle(

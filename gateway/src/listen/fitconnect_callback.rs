@@ -14,13 +14,11 @@ use hyper::body::Incoming as Body;
 use tokio::sync::Notify;
 
 use crate::core::fitconnect::callback;
-use crate::listen::identity::Portals;
 use crate::listen::portal::body::SharedBody;
 use crate::listen::portal::budget::read_all;
 use crate::listen::portal::{HttpResponse, Ingest};
 use crate::listen::problem::Problem;
 use crate::listen::server::Service;
-use crate::listen::tls::PeerCert;
 
 /// Most bytes of a callback read.
 const MAX_CALLBACK: u64 = 64 << 10;
@@ -42,24 +40,12 @@ impl Service for CallbackListener {
     type Client = ();
     const NAME: &'static str = "fitconnect-callback";
 
-    fn identify(_portals: &Portals, _cert: &PeerCert) -> Option<()> {
-        Some(())
-    }
-
     fn anonymous() -> Option<()> {
         Some(())
     }
 
-    fn client_key(_client: &()) -> String {
-        "fitconnect-callback".into()
-    }
-
-    fn limits(&self) -> Arc<crate::config::Limits> {
-        self.ingest.limits.load_full()
-    }
-
-    fn metrics(&self) -> &crate::core::metrics::Metrics {
-        &self.ingest.metrics
+    fn ingest(&self) -> &Ingest {
+        &self.ingest
     }
 
     async fn handle(

@@ -216,7 +216,14 @@ impl Subscription {
             .as_str()
             .ok_or("no encryptedMetadata")?;
         let metadata: Value = serde_json::from_slice(&self.open("metadata", metadata_jwe)?)
-            .map_err(|e| format!("metadata: {e}"))?;
+            .map_err(|e| {
+                // serde's message may quote the decrypted metadata: only where it broke.
+                format!(
+                    "metadata: not JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            })?;
         let structure = &metadata["contentStructure"];
         let mut tags = json!({"metadata": metadata_jwe.rsplit('.').next(), "attachments": {}});
         let mut problems = Vec::new();

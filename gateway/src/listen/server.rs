@@ -45,18 +45,24 @@ pub trait Service: Send + Sync + 'static {
     type Client: Clone + Send + Sync + 'static;
     /// The listener's name in metrics (`ingest`, `xta`).
     const NAME: &'static str;
-    /// The registered client a (chain-checked) certificate belongs to.
-    fn identify(portals: &Portals, cert: &PeerCert) -> Option<Self::Client>;
+    /// The registered client a (chain-checked) certificate belongs to
+    /// (listeners whose clients are [`Service::anonymous`] know none).
+    fn identify(_portals: &Portals, _cert: &PeerCert) -> Option<Self::Client> {
+        None
+    }
     /// The client of every connection when the listener identifies its
-    /// clients per request (bearer tokens) instead of by certificate.
+    /// clients per request (bearer tokens, HMACs) instead of by certificate.
     fn anonymous() -> Option<Self::Client> {
         None
     }
-    /// The key a client's connections are counted under.
-    fn client_key(client: &Self::Client) -> String;
-    /// Request limits (read per connection: a reload applies to the next one).
-    fn limits(&self) -> Arc<crate::config::Limits>;
-    fn metrics(&self) -> &crate::core::metrics::Metrics;
+    /// The key a client's connections are counted under (default: one key
+    /// for the whole listener).
+    fn client_key(_client: &Self::Client) -> String {
+        Self::NAME.to_owned()
+    }
+    /// The portal API's state every listener shares: its request limits (read
+    /// per connection: a reload applies to the next one), metrics, body budget.
+    fn ingest(&self) -> &Ingest;
     /// Answers one request of an identified client (or refuses the connection's client).
     fn handle(
         self: Arc<Self>,
@@ -80,12 +86,8 @@ impl Service for Ingest {
         }
     }
 
-    fn limits(&self) -> Arc<crate::config::Limits> {
-        self.limits.load_full()
-    }
-
-    fn metrics(&self) -> &crate::core::metrics::Metrics {
-        &self.metrics
+    fn ingest(&self) -> &Ingest {
+        self
     }
 
     async fn handle(
@@ -153,12 +155,14 @@ pub async fn serve<S: Service>(
     tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
     peer_check: PeerCheck,
     portals: Arc<arc_swap::ArcSwap<Portals>>,
-    ingest: Arc<S>,
+    service: Arc<S>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // The number of slots is fixed at start; every other limit is read per
     // connection, so a reload applies to the next one.
-    let slots = Arc::new(Semaphore::new(ingest.limits().max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(
+        service.ingest().limits.load_full().max_connections.max(1),
+    ));
     let per_address = Arc::new(PerAddress::default());
     let per_client: Arc<PerKey<String>> = Arc::default();
     let graceful = GracefulShutdown::new();
@@ -178,15 +182,16 @@ pub async fn serve<S: Service>(
             },
             _ = shutdown.changed() => break,
         };
-        let limits = ingest.limits();
+        let limits = service.ingest().limits.load_full();
         // One address cannot take the slots of all: beyond its share, closed at once.
         let Some(counted) = PerAddress::admit(
             &per_address,
             remote.ip(),
             limits.max_connections_per_address.max(1),
         ) else {
-            ingest
-                .metrics()
+            service
+                .ingest()
+                .metrics
                 .refuse(S::NAME, "too-many-connections-from-address");
             drop(tcp);
             continue;
@@ -196,7 +201,7 @@ pub async fn serve<S: Service>(
         let acceptor = TlsAcceptor::from(tls.load_full());
         let peer_check = peer_check.clone();
         let portals = portals.clone();
-        let ingest = ingest.clone();
+        let service = service.clone();
         let per_client = per_client.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -206,12 +211,15 @@ pub async fn serve<S: Service>(
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
-                        ingest.metrics().refuse(S::NAME, "tls-handshake");
+                        service.ingest().metrics.refuse(S::NAME, "tls-handshake");
                         tracing::debug!(%remote, error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
-                        ingest.metrics().refuse(S::NAME, "tls-handshake-timeout");
+                        service
+                            .ingest()
+                            .metrics
+                            .refuse(S::NAME, "tls-handshake-timeout");
                         return;
                     }
                 };
@@ -235,8 +243,8 @@ pub async fn serve<S: Service>(
                 Err(_) => (None, false),
             };
             let identity = std::sync::Mutex::new((Basis::now(&peer_check, &portals), first));
-            let service = service_fn(move |req: Request<Body>| {
-                let ingest = ingest.clone();
+            let http = service_fn(move |req: Request<Body>| {
+                let service = service.clone();
                 let client = {
                     let mut known = identity.lock().unwrap_or_else(|e| e.into_inner());
                     let now = Basis::now(&peer_check, &portals);
@@ -247,7 +255,7 @@ pub async fn serve<S: Service>(
                     }
                     known.1.clone()
                 };
-                async move { Ok::<_, std::convert::Infallible>(S::handle(ingest, client, req).await) }
+                async move { Ok::<_, std::convert::Infallible>(S::handle(service, client, req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -256,7 +264,7 @@ pub async fn serve<S: Service>(
                 .max_buf_size((limits.max_header.0 as usize).max(8192))
                 .keep_alive(true);
             let io = WriteTimeout::new(tls, limits.write_timeout);
-            let conn = builder.serve_connection(TokioIo::new(io), service);
+            let conn = builder.serve_connection(TokioIo::new(io), http);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }

@@ -278,6 +278,29 @@ impl AuditEvent {
     }
 }
 
+/// The record that follows `head` with event `e` at `ts`: the record, its
+/// stored text and its hash — what every backend appends, so all chains are
+/// verified alike.
+pub fn chained(
+    head: &Head,
+    ts: &str,
+    e: AuditEvent,
+) -> Result<(AuditRecord, String, String), serde_json::Error> {
+    let record = AuditRecord {
+        seq: head.seq + 1,
+        ts: ts.to_owned(),
+        event: e.kind.as_str().to_owned(),
+        submission_id: e.submission_id,
+        message_id: e.message_id,
+        target: e.target,
+        detail: e.detail,
+        prev: head.hash.clone(),
+    };
+    let text = serde_json::to_string(&record)?;
+    let hash = record_hash(&text);
+    Ok((record, text, hash))
+}
+
 /// Hex SHA-256 of a stored record.
 pub fn record_hash(record: &str) -> String {
     hex::encode(digest(&SHA256, record.as_bytes()))

@@ -202,12 +202,8 @@ impl Service for Xta {
         format!("xta {}", client.accounts())
     }
 
-    fn limits(&self) -> Arc<crate::config::Limits> {
-        self.ingest.limits.load_full()
-    }
-
-    fn metrics(&self) -> &crate::core::metrics::Metrics {
-        &self.ingest.metrics
+    fn ingest(&self) -> &Ingest {
+        &self.ingest
     }
 
     async fn handle(

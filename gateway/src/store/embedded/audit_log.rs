@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::model::audit::{record_hash, AuditEvent, AuditRecord, Checkpoint, Head, GENESIS};
+use crate::model::audit::{chained, AuditEvent, AuditRecord, Checkpoint, Head, GENESIS};
 use crate::store::{AuditLogRead, StoreError};
 
 /// Reading and extending the chain in the embedded database.
@@ -34,19 +34,8 @@ impl Chain for Head {
     }
 
     fn append(&mut self, conn: &Connection, ts: &str, e: AuditEvent) -> Result<(), StoreError> {
-        let record = AuditRecord {
-            seq: self.seq + 1,
-            ts: ts.to_owned(),
-            event: e.kind.as_str().to_owned(),
-            submission_id: e.submission_id,
-            message_id: e.message_id,
-            target: e.target,
-            detail: e.detail,
-            prev: self.hash.clone(),
-        };
-        let text =
-            serde_json::to_string(&record).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        let hash = record_hash(&text);
+        let (record, text, hash) =
+            chained(self, ts, e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
         conn.prepare_cached(
             "INSERT INTO audit (seq, submission_id, record, hash) VALUES (?1, ?2, ?3, ?4)",
         )?

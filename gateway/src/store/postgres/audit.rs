@@ -8,7 +8,7 @@
 use tokio_postgres::Transaction;
 
 use super::backend;
-use crate::model::audit::{record_hash, AuditEvent, AuditRecord};
+use crate::model::audit::{chained, AuditEvent, Head};
 use crate::store::StoreError;
 
 /// Appends `e` after the head, in `tx`; returns its sequence number.
@@ -21,19 +21,12 @@ pub async fn append(tx: &Transaction<'_>, ts: &str, e: AuditEvent) -> Result<u64
         .await
         .map_err(backend)?;
     let (seq, prev): (i64, String) = (head.get(0), head.get(1));
-    let record = AuditRecord {
-        seq: seq as u64 + 1,
-        ts: ts.to_owned(),
-        event: e.kind.as_str().to_owned(),
-        submission_id: e.submission_id,
-        message_id: e.message_id,
-        target: e.target,
-        detail: e.detail,
-        prev,
+    let head = Head {
+        seq: seq as u64,
+        hash: prev,
     };
-    let text =
-        serde_json::to_string(&record).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-    let hash = record_hash(&text);
+    let (record, text, hash) =
+        chained(&head, ts, e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
     let next = seq + 1;
     tx.execute(
         "INSERT INTO audit (seq, submission_id, record, hash) VALUES ($1, $2, $3, $4)",
