@@ -50,5 +50,6 @@ pub mod core;
 pub mod daemon;
 pub mod listen;
 pub mod model;
+pub mod queue;
 pub mod store;
 pub mod tools;

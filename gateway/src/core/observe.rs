@@ -12,6 +12,8 @@ use crate::store::Store;
 pub struct Observe {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    /// Cluster mode's broker.
+    pub broker: Option<Arc<crate::queue::Broker>>,
 }
 
 impl Observe {
@@ -24,6 +26,19 @@ impl Observe {
     /// the store's last commit failed (a full disk, I/O errors) and none
     /// succeeded since; ready again with the next successful commit.
     pub fn ready(&self) -> Result<(), Refusal> {
+        if let Some(broker) = &self.broker {
+            if self.store.stats().write_failing {
+                return Err(Refusal::unavailable(
+                    "PostgreSQL does not answer: submissions are refused (503) until it does",
+                ));
+            }
+            if broker.state() != crate::queue::BrokerState::Connected {
+                return Err(Refusal::unavailable(
+                    "not connected to RabbitMQ: deliveries wait until it is back (accepted submissions are kept in PostgreSQL)",
+                ));
+            }
+            return Ok(());
+        }
         if self.store.stats().write_failing {
             return Err(Refusal::unavailable(
                 "the store's last write failed (disk full or I/O errors?): submissions are refused until a write succeeds; check the data directory's disk",

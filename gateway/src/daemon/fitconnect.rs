@@ -43,7 +43,11 @@ pub(super) fn start(
     p: Parts,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, DaemonError> {
-    let StoreConfig::Embedded { data_dir, .. } = &p.store_config;
+    let StoreConfig::Embedded { data_dir, .. } = &p.store_config else {
+        return Err(DaemonError::Start(
+            "[fitconnect] (the self-hosted Zustelldienst) keeps submissions being put together and its events on the local disk: it runs with the embedded store only, not in cluster mode; remove [fitconnect] from the cluster config or run it on an embedded instance".into(),
+        ));
+    };
     let staging = Arc::new(FileStaging::open(data_dir)?);
     let events = Arc::new(FileStaging::open_at(&data_dir.join("fitconnect-events"))?);
     let public_url = config

@@ -68,6 +68,8 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Cluster mode: the broker connection's task, stopped last.
+    broker: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Gateway {
@@ -89,7 +91,11 @@ impl Gateway {
                 .set(w.cert.not_after());
         }
 
-        let store = setup.config.store.open()?;
+        let store = setup.config.store.open().await?;
+        let broker = match setup.config.store.broker() {
+            Some(b) => Some(crate::queue::Broker::new(b.clone()).map_err(DaemonError::Start)?),
+            None => None,
+        };
 
         let cfg = &setup.config;
         let (ingest_listener, ingest_addr) = bind("ingest", cfg.ingest.listen).await?;
@@ -123,6 +129,10 @@ impl Gateway {
             ))
             .await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // The broker's connection outlives the engine at shutdown: running
+        // attempts acknowledge their messages before it closes.
+        let (broker_stop, broker_stop_rx) = watch::channel(false);
+        let broker_task = broker.clone().map(|b| tokio::spawn(b.run(broker_stop_rx)));
         let retention_task = tokio::spawn(crate::core::retention::run(
             store.clone(),
             cfg.retention,
@@ -146,8 +156,17 @@ impl Gateway {
             clock: Clock::system(),
             breakers: breakers.clone(),
             wakers: wakers.clone(),
+            queue: broker.clone(),
         }
         .start(setup.deliveries.clone(), shutdown_rx.clone());
+        let relay_task = broker.clone().map(|b| {
+            tokio::spawn(crate::queue::run_relay(
+                store.clone(),
+                b,
+                wakers.any(),
+                shutdown_rx.clone(),
+            ))
+        });
         let engine_task = tokio::spawn({
             let engine = engine.clone();
             async move { engine.join().await }
@@ -334,6 +353,7 @@ impl Gateway {
             Arc::new(Observe {
                 store: store.clone(),
                 metrics: metrics.clone(),
+                broker: broker.clone(),
             }),
             reload_hook,
             shutdown_rx.clone(),
@@ -356,6 +376,7 @@ impl Gateway {
             retention_task,
         ];
         tasks.extend(xta_tasks);
+        tasks.extend(relay_task);
         Ok(Gateway {
             ingest_addr,
             xta_addr,
@@ -365,6 +386,7 @@ impl Gateway {
             store,
             shutdown,
             tasks,
+            broker: broker_task.map(|t| (broker_stop, t)),
         })
     }
 
@@ -374,6 +396,10 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some((stop, task)) = self.broker {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
         self.store.close().await?;
         tracing::info!("ozg-gateway stopped");

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::queue::BrokerConfig;
 use crate::store::embedded::{self, EmbeddedStore};
+use crate::store::postgres::{self, PostgresStore};
 use crate::store::{AuditLogRead, Store, StoreError};
 
 /// The store backend (`[store] type = "…"`).
@@ -22,10 +24,27 @@ pub enum StoreConfig {
         #[serde(default = "default_group_commit_max")]
         group_commit_max: usize,
     },
+    /// Cluster mode: several instances share PostgreSQL (state, envelopes,
+    /// audit log) and RabbitMQ (delivery work in quorum queues).
+    Cluster {
+        /// libpq connection string or URL, e.g. `host=127.0.0.1 user=ozg
+        /// password=${PGPASSWORD} dbname=ozg_gateway`; the database is created
+        /// if missing, the schema at start.
+        database: String,
+        /// Connections per instance.
+        #[serde(default = "default_pool_size")]
+        pool_size: usize,
+        /// The broker (`[store.broker]`).
+        broker: BrokerConfig,
+    },
 }
 
 fn default_group_commit_max() -> usize {
     256
+}
+
+fn default_pool_size() -> usize {
+    16
 }
 
 /// A problem with the store's config: the key under `[store]`, what is wrong, the fix.
@@ -41,6 +60,7 @@ impl StoreConfig {
     pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         match self {
             StoreConfig::Embedded { data_dir, .. } => vec![data_dir],
+            StoreConfig::Cluster { broker, .. } => broker.ca.iter_mut().collect(),
         }
     }
 
@@ -48,6 +68,7 @@ impl StoreConfig {
     pub fn data_dirs(&self) -> Vec<&Path> {
         match self {
             StoreConfig::Embedded { data_dir, .. } => vec![data_dir.as_path()],
+            StoreConfig::Cluster { .. } => Vec::new(),
         }
     }
 
@@ -74,6 +95,33 @@ impl StoreConfig {
                     });
                 }
             }
+            StoreConfig::Cluster {
+                database,
+                pool_size,
+                broker,
+            } => {
+                if let Err(e) = database.parse::<tokio_postgres::Config>() {
+                    problems.push(ConfigProblem {
+                        key: "store.database",
+                        problem: format!("not a PostgreSQL connection string: {e}"),
+                        fix: "e.g. \"host=127.0.0.1 port=5432 user=postgres dbname=ozg_gateway\"",
+                    });
+                }
+                if *pool_size == 0 {
+                    problems.push(ConfigProblem {
+                        key: "store.pool_size",
+                        problem: "must be at least 1".into(),
+                        fix: "use e.g. 16",
+                    });
+                }
+                if let Err(e) = crate::queue::Broker::new(broker.clone()) {
+                    problems.push(ConfigProblem {
+                        key: "store.broker",
+                        problem: e,
+                        fix: "see config/cluster.toml",
+                    });
+                }
+            }
         }
         problems
     }
@@ -82,16 +130,37 @@ impl StoreConfig {
     pub fn describe(&self) -> String {
         match self {
             StoreConfig::Embedded { data_dir, .. } => data_dir.display().to_string(),
+            StoreConfig::Cluster { database, .. } => format!(
+                "cluster: PostgreSQL database {}",
+                database
+                    .parse::<tokio_postgres::Config>()
+                    .ok()
+                    .and_then(|c| c.get_dbname().map(str::to_owned))
+                    .unwrap_or_else(|| "?".into())
+            ),
         }
     }
 
     /// Opens the store (and starts what it runs, e.g. the embedded writer thread).
-    pub fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+    pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
         match self {
             StoreConfig::Embedded {
                 data_dir,
                 group_commit_max,
             } => Ok(Arc::new(EmbeddedStore::open(data_dir, *group_commit_max)?)),
+            StoreConfig::Cluster {
+                database,
+                pool_size,
+                ..
+            } => Ok(Arc::new(PostgresStore::open(database, *pool_size).await?)),
+        }
+    }
+
+    /// The broker, in cluster mode.
+    pub fn broker(&self) -> Option<&BrokerConfig> {
+        match self {
+            StoreConfig::Embedded { .. } => None,
+            StoreConfig::Cluster { broker, .. } => Some(broker),
         }
     }
 
@@ -105,6 +174,15 @@ impl StoreConfig {
             } => Ok(Box::new(embedded::open_read_only(
                 data_dir.unwrap_or(configured),
             )?)),
+            StoreConfig::Cluster { database, .. } => {
+                if let Some(dir) = data_dir {
+                    return Err(StoreError::Corrupt(format!(
+                        "--data-dir {} reads an embedded store's copy; this config is cluster mode (PostgreSQL): drop --data-dir",
+                        dir.display()
+                    )));
+                }
+                Ok(Box::new(postgres::reads::AuditReader::connect(database)?))
+            }
         }
     }
 }

@@ -77,9 +77,56 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the write could not be committed ({0}); nothing of it was stored — check disk space and the data directory")]
     CommitFailed(String),
+    /// The delivery is no longer in the state the change needs: another
+    /// instance changed it first (cluster mode).
+    #[error("changed meanwhile: {0}")]
+    Superseded(String),
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
+    /// The database cannot be reached (down, restarting, network): the
+    /// caller waits and tries again; nothing was changed.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
     /// A stored envelope is gone or does not match its checksum: retrying cannot help.
     #[error("sealed envelope damaged on disk: {0}")]
     Damaged(String),
+}
+
+/// What a queue message found when it came to take its delivery (cluster mode).
+#[derive(Debug, Clone)]
+pub enum Take {
+    /// Taken for an attempt (`in_flight`).
+    Claimed(Claimed),
+    /// Still waiting for it, due at `at_ms`: the message came early (a wait
+    /// queue's delay is the longest that does not overshoot).
+    NotDue { at_ms: i64 },
+    /// Nothing for this message to do: delivered, parked, attempted again
+    /// since, or being attempted by a live instance (a duplicate message).
+    Stale,
+}
+
+/// A delivery the broker relay is to publish a message for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub message_id: String,
+    pub target: String,
+    /// The delivery's attempt count the message takes it at (see [`Take`]).
+    pub ticket: u32,
+    /// When it is due (ms): a message due later goes to a wait queue.
+    pub due_ms: i64,
+}
+
+/// The transactional outbox of a store that works with a broker: every change
+/// that needs a queue message commits a row with it; the relay leases rows,
+/// publishes them with confirms and removes what the broker confirmed. A
+/// lease that runs out (the relay died) makes the rows available again.
+pub trait Outbox: Send + Sync {
+    /// Leases up to `limit` of the oldest unleased rows for `lease_ms`.
+    fn lease(&self, limit: usize, lease_ms: i64) -> StoreFuture<'_, Vec<Wanted>>;
+    /// The broker confirmed these: their rows go (unless wanted again since).
+    fn published(&self, done: Vec<Wanted>) -> StoreFuture<'_, u64>;
+    /// Rows waiting (leased or not).
+    fn backlog(&self) -> StoreFuture<'_, u64>;
 }
 
 /// A submission being put together, as staged.
@@ -191,6 +238,25 @@ pub trait Store: Send + Sync {
     fn submission_by_key(&self, portal: &str, key_hash: &str) -> StoreFuture<'_, Option<String>>;
     /// Per target: the messages waiting in its box since before `before_ms`.
     fn overdue(&self, before_ms: i64) -> StoreFuture<'_, Vec<Overdue>>;
+    /// Takes the delivery a queue message names (cluster mode; see [`Take`]).
+    fn take(
+        &self,
+        message_id: &str,
+        ticket: u32,
+        redelivered: bool,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Take> {
+        let _ = (message_id, ticket, redelivered, now_ms);
+        Box::pin(async {
+            Err(StoreError::Unsupported(
+                "taking deliveries by queue message",
+            ))
+        })
+    }
+    /// The outbox, for a store that works with a broker.
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        None
+    }
     /// Counters.
     fn stats(&self) -> StoreStats;
     /// Finishes pending writes and closes.

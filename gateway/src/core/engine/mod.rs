@@ -14,6 +14,7 @@
 //! envelopes per target in memory.
 
 pub mod breaker;
+mod queued;
 mod running;
 
 use std::collections::{HashMap, HashSet};
@@ -56,16 +57,23 @@ pub struct TargetRuntime {
     pub payload: crate::model::routing::Payload,
 }
 
-/// Wakes a target's task when new work for it was stored.
+/// Wakes a target's task when new work for it was stored (and, in cluster
+/// mode, the outbox relay: [`Wakers::any`]).
 #[derive(Default)]
-pub struct Wakers(std::sync::RwLock<HashMap<String, Arc<Notify>>>);
+pub struct Wakers(std::sync::RwLock<HashMap<String, Arc<Notify>>>, Arc<Notify>);
 
 impl Wakers {
     pub fn wake(&self, target: &str) {
+        self.1.notify_one();
         let map = self.0.read().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = map.get(target) {
             n.notify_one();
         }
+    }
+
+    /// Notified on every wake, whatever the target.
+    pub fn any(&self) -> Arc<Notify> {
+        self.1.clone()
     }
 
     /// The target's waker, made on first use.
@@ -87,6 +95,8 @@ fn unit_random() -> f64 {
 enum Health {
     Up,
     Down,
+    /// A probe the breaker admitted found nothing to attempt.
+    Unused,
 }
 
 /// The engine: one task per target.
@@ -101,6 +111,8 @@ pub struct Engine {
     pub breakers: Arc<BreakerBoard>,
     /// Wakes a target's task when new work for it was stored.
     pub wakers: Arc<Wakers>,
+    /// Cluster mode: work comes from the broker's queues, not from polling the store.
+    pub queue: Option<Arc<crate::queue::Broker>>,
 }
 
 impl Engine {
@@ -153,6 +165,40 @@ async fn rebase_waits(t: &TargetRuntime, store: &dyn Store, clock: Clock) {
     }
 }
 
+/// Feeds an attempt's health to the target's breaker, publishes its state
+/// for operators, and says when it opens or closes.
+fn apply_health(
+    id: &str,
+    h: Health,
+    breaker: &mut Breaker,
+    board: &BreakerBoard,
+    metrics: &Metrics,
+) {
+    let was_open = breaker.is_open();
+    match h {
+        Health::Up => breaker.success(),
+        Health::Down => breaker.failure(Instant::now()),
+        Health::Unused => breaker.probe_unused(),
+    }
+    board.publish(
+        id,
+        breaker.view(Instant::now(), std::time::SystemTime::now()),
+    );
+    if breaker.is_open() != was_open {
+        metrics
+            .breaker_open
+            .get_or_create(&crate::core::metrics::TargetLabel {
+                target: id.to_owned(),
+            })
+            .set(i64::from(breaker.is_open()));
+        if breaker.is_open() {
+            tracing::warn!(target_id = %id, "target keeps failing: paused (circuit breaker open), probing later");
+        } else {
+            tracing::info!(target_id = %id, "target answers again: circuit breaker closed");
+        }
+    }
+}
+
 /// One target's task. `runtime` brings new settings (a reload): they apply from
 /// the next round on; the breaker keeps its state.
 async fn run_target(
@@ -161,6 +207,9 @@ async fn run_target(
     notify: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if let Some(queue) = engine.queue.clone() {
+        return queued::run_target(runtime, engine, queue, shutdown).await;
+    }
     let (store, metrics, board) = (&engine.store, &engine.metrics, &engine.breakers);
     let (grace, clock) = (engine.shutdown_grace, engine.clock);
     let mut t = runtime.borrow_and_update().clone();
@@ -176,28 +225,7 @@ async fn run_target(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Health>();
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut attempts = JoinSet::new();
-    let apply = |h: Health, breaker: &mut Breaker| {
-        let was_open = breaker.is_open();
-        match h {
-            Health::Up => breaker.success(),
-            Health::Down => breaker.failure(Instant::now()),
-        }
-        board.publish(
-            &id,
-            breaker.view(Instant::now(), std::time::SystemTime::now()),
-        );
-        if breaker.is_open() != was_open {
-            metrics
-                .breaker_open
-                .get_or_create(&crate::core::metrics::TargetLabel { target: id.clone() })
-                .set(i64::from(breaker.is_open()));
-            if breaker.is_open() {
-                tracing::warn!(target_id = %id, "target keeps failing: paused (circuit breaker open), probing later");
-            } else {
-                tracing::info!(target_id = %id, "target answers again: circuit breaker closed");
-            }
-        }
-    };
+    let apply = |h: Health, breaker: &mut Breaker| apply_health(&id, h, breaker, board, metrics);
     loop {
         if runtime.has_changed().unwrap_or(false) {
             let before = t.concurrency.max(1);
@@ -298,7 +326,7 @@ async fn run_target(
             );
             attempts.spawn(async move {
                 let id = c.message_id.clone();
-                let health = attempt(&t, store.as_ref(), &metrics, clock, c, permit).await;
+                let (health, _) = attempt(&t, store.as_ref(), &metrics, clock, c, permit).await;
                 if let Ok(mut set) = in_flight.lock() {
                     set.remove(&id);
                 }
@@ -327,7 +355,8 @@ async fn run_target(
     }
 }
 
-/// One attempt: deliver, decide, record. Returns what it says about the target's health.
+/// One attempt: deliver, decide, record. Returns what it says about the
+/// target's health, and whether the outcome was recorded.
 /// `slot` is the target's concurrency permit: it is given back as soon as the
 /// target has answered, so waiting for the durable record does not keep the
 /// next delivery from going out (the concurrency limit counts requests to the
@@ -339,7 +368,7 @@ async fn attempt(
     clock: Clock,
     c: Claimed,
     slot: tokio::sync::OwnedSemaphorePermit,
-) -> Health {
+) -> (Health, bool) {
     let envelope = match store.envelope(&c.message_id).await {
         Ok(Some(e)) => e,
         Ok(None) => {
@@ -347,8 +376,7 @@ async fn attempt(
                 failure: Failure::new("envelope-missing", "the envelope is missing from the store"),
                 gave_up_after: None,
             };
-            finish(t, store, metrics, clock, &c, rec).await;
-            return Health::Up;
+            return (Health::Up, finish(t, store, metrics, clock, &c, rec).await);
         }
         Err(StoreError::Damaged(what)) => {
             tracing::error!(message_id = %c.message_id, what = %what, "sealed envelope damaged on disk: parked; restore the data directory's envelopes/ from a backup, then retry it");
@@ -359,8 +387,7 @@ async fn attempt(
                 ),
                 gave_up_after: None,
             };
-            finish(t, store, metrics, clock, &c, rec).await;
-            return Health::Up;
+            return (Health::Up, finish(t, store, metrics, clock, &c, rec).await);
         }
         Err(e) => {
             tracing::error!(message_id = %c.message_id, error = %e, "cannot read the envelope");
@@ -368,8 +395,7 @@ async fn attempt(
                 at_ms: clock.now_ms() + STORE_BACKOFF.as_millis() as i64,
                 failure: Failure::new("store", "the envelope could not be read"),
             };
-            finish(t, store, metrics, clock, &c, rec).await;
-            return Health::Up;
+            return (Health::Up, finish(t, store, metrics, clock, &c, rec).await);
         }
     };
     let delivery = Delivery {
@@ -432,10 +458,11 @@ async fn attempt(
             })
             .observe(age.as_secs_f64());
     }
-    finish(t, store, metrics, clock, &c, rec).await;
-    health
+    (health, finish(t, store, metrics, clock, &c, rec).await)
 }
 
+/// Records the outcome; `false` if the store closed first (the delivery is
+/// attempted again after the next start).
 async fn finish(
     t: &TargetRuntime,
     store: &dyn Store,
@@ -443,7 +470,7 @@ async fn finish(
     clock: Clock,
     c: &Claimed,
     rec: Recorded,
-) {
+) -> bool {
     let kind = match rec {
         Recorded::Delivered { .. } => "delivered",
         Recorded::Offered => "offered",
@@ -467,7 +494,13 @@ async fn finish(
             Ok(()) => break,
             Err(StoreError::Closed) => {
                 tracing::warn!(message_id = %c.message_id, "store closed before the outcome was recorded; the next start delivers it again");
-                return;
+                return false;
+            }
+            // Cluster mode: an instance that took this attempt over (this one's
+            // broker connection had gone) recorded it first.
+            Err(StoreError::Superseded(why)) => {
+                tracing::warn!(message_id = %c.message_id, why = %why, "outcome not recorded: another instance recorded this attempt first (the target may have got it twice, with the same message_id)");
+                return true;
             }
             Err(e) => {
                 failures += 1;
@@ -498,6 +531,7 @@ async fn finish(
             tracing::info!(message_id = %c.message_id, target_id = %t.id, attempt = c.attempts, error = error.as_deref().unwrap_or(""), "attempt failed; will retry")
         }
     }
+    true
 }
 
 #[cfg(test)]

@@ -166,6 +166,7 @@ impl Plan {
             clock,
             breakers: Arc::default(),
             wakers: Arc::default(),
+            queue: None,
         }
         .start(
             vec![Arc::new(TargetRuntime {

@@ -1,9 +1,9 @@
 //! A delivery's life in PostgreSQL as the broker's consumers drive it: `take`
-//! one (by its message id, as a queue message names it) for an attempt,
-//! read its envelope, and `record` the outcome with its audit record — each
-//! in one transaction. A message id whose delivery is not waiting (already
-//! delivered, parked, or being attempted by another instance) is not taken:
-//! a redelivered broker message is then acknowledged without delivering again.
+//! one (by its message id and ticket, as a queue message names them) for an
+//! attempt, read its envelope, and `record` the outcome with its audit record
+//! — each in one transaction. A message whose delivery is not waiting for it
+//! (already delivered, parked, attempted again since, or being attempted by a
+//! live instance) is stale: it is acknowledged without delivering again.
 
 use deadpool_postgres::Pool;
 
@@ -13,30 +13,65 @@ use crate::model::audit::AuditEvent;
 use crate::model::delivery::{Claimed, Recorded};
 use crate::model::time::rfc3339_ms;
 use crate::store::StoreError;
+use crate::store::Take;
 
-/// Marks a waiting delivery `in_flight` for an attempt; `None` if it is not waiting.
+/// Takes the delivery a queue message names for an attempt (see [`Take`]):
+/// a waiting delivery whose attempt count is still the message's `ticket`
+/// and whose time has come is marked `in_flight`. A message the broker
+/// redelivers because its consumer died mid-attempt (`redelivered`) takes
+/// over that attempt: the delivery is `in_flight` with exactly one attempt
+/// more than the ticket.
 pub async fn take(
     pool: &Pool,
     message_id: &str,
+    ticket: u32,
+    redelivered: bool,
     now_ms: i64,
-) -> Result<Option<Claimed>, StoreError> {
+) -> Result<Take, StoreError> {
     let conn = pool.get().await.map_err(backend)?;
+    let ticket = ticket as i32;
     let row = conn
         .query_opt(
             "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, updated_at = $2
-             WHERE message_id = $1 AND state IN ('pending', 'retry_wait')
+             WHERE message_id = $1 AND state IN ('pending', 'retry_wait') AND attempts = $3 AND next_attempt_at <= $4
              RETURNING submission_id, target, attempts, created_at_ms",
-            &[&message_id, &rfc3339_ms(now_ms)],
+            &[&message_id, &rfc3339_ms(now_ms), &ticket, &now_ms],
         )
         .await
         .map_err(backend)?;
-    Ok(row.map(|r| Claimed {
+    if let Some(r) = row {
+        return Ok(Take::Claimed(claimed(message_id, &r)));
+    }
+    let Some(r) = conn
+        .query_opt(
+            "SELECT submission_id, target, attempts, created_at_ms, state, next_attempt_at, offered_ms
+             FROM deliveries WHERE message_id = $1",
+            &[&message_id],
+        )
+        .await
+        .map_err(backend)?
+    else {
+        return Ok(Take::Stale);
+    };
+    let (attempts, state, due, offered): (i32, String, i64, Option<i64>) =
+        (r.get(2), r.get(4), r.get(5), r.get(6));
+    Ok(match state.as_str() {
+        "pending" | "retry_wait" if attempts == ticket => Take::NotDue { at_ms: due },
+        "in_flight" if redelivered && offered.is_none() && attempts == ticket + 1 => {
+            Take::Claimed(claimed(message_id, &r))
+        }
+        _ => Take::Stale,
+    })
+}
+
+fn claimed(message_id: &str, r: &tokio_postgres::Row) -> Claimed {
+    Claimed {
         message_id: message_id.to_owned(),
         submission_id: r.get(0),
         target: r.get(1),
         attempts: r.get::<_, i32>(2) as u32,
         created_at_ms: r.get(3),
-    }))
+    }
 }
 
 /// The sealed envelope of a delivery, if it is still kept.
@@ -101,9 +136,14 @@ pub async fn record(
             .await,
     }
     .map_err(backend)?
-    .ok_or_else(|| StoreError::Corrupt(format!("delivery {message_id} is not in the state this outcome needs")))?;
+    .ok_or_else(|| StoreError::Superseded(format!("delivery {message_id} is not in the state this outcome needs")))?;
     let (submission_id, target, attempts): (String, String, i32) =
         (row.get(0), row.get(1), row.get(2));
+    if let Recorded::RetryAt { at_ms, .. } = outcome {
+        // The next attempt's message, in the same transaction: a crash between
+        // this commit and the broker's confirm cannot strand the delivery.
+        want_message(&tx, message_id, &target, attempts, *at_ms, now_ms).await?;
+    }
     append(
         &tx,
         &now,
@@ -117,5 +157,25 @@ pub async fn record(
     )
     .await?;
     tx.commit().await.map_err(backend)?;
+    Ok(())
+}
+
+/// Asks the relay for a message that takes `message_id` at attempt count
+/// `ticket` from `due_ms` on (replacing one not yet published).
+pub async fn want_message(
+    tx: &tokio_postgres::Transaction<'_>,
+    message_id: &str,
+    target: &str,
+    ticket: i32,
+    due_ms: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO outbox (message_id, target, ticket, due_ms, created_ms) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (message_id) DO UPDATE SET ticket = EXCLUDED.ticket, due_ms = EXCLUDED.due_ms, created_ms = EXCLUDED.created_ms, lease_ms = 0",
+        &[&message_id, &target, &ticket, &due_ms, &now_ms],
+    )
+    .await
+    .map_err(backend)?;
     Ok(())
 }

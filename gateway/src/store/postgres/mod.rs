@@ -10,13 +10,18 @@
 //! durable and replicated with everything else; no second system to back up)
 //! and an outbox table for the broker relay.
 //!
-//! Not wired into `[store]` yet: the `Store` trait's backend on top of it,
-//! and the RabbitMQ side, come next.
+//! [`PostgresStore`] is the `Store` trait on top of it (`[store] type =
+//! "postgres"`); the broker side lives in `crate::queue`.
 
 pub mod audit;
 pub mod deliveries;
+mod ops;
 pub mod outbox;
+pub mod reads;
+mod store;
 pub mod submissions;
+
+pub use store::PostgresStore;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -32,8 +37,39 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("schema_v1.sql"))];
 /// The advisory lock key migrations hold ("ozg-gw-m" as a number).
 const MIGRATION_LOCK: i64 = 0x6f7a_672d_6777_2d6d;
 
+/// A database error as a [`StoreError`]: one that means the database cannot
+/// be reached right now (connection refused or lost, the server shutting down
+/// or starting, the pool waiting in vain) is `Unavailable` — the caller waits
+/// and tries again; anything else is `Backend`.
 pub(super) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Backend(Box::new(e))
+    let e: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+    let pg = e.downcast_ref::<tokio_postgres::Error>().or_else(|| match e
+        .downcast_ref::<deadpool_postgres::PoolError>(
+    ) {
+        Some(deadpool_postgres::PoolError::Backend(pg)) => Some(pg),
+        _ => None,
+    });
+    let unreachable = match pg {
+        Some(pg) => match pg.as_db_error() {
+            // Class 08 (connection exception), 57P01..57P03 (shutting down, starting).
+            Some(db) => {
+                let code = db.code().code();
+                code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+            }
+            // Lost or refused connections; not conversion errors (our bug).
+            None => {
+                pg.is_closed()
+                    || std::error::Error::source(pg).is_some_and(|s| s.is::<std::io::Error>())
+                    || pg.to_string().starts_with("error connecting")
+            }
+        },
+        None => e.downcast_ref::<deadpool_postgres::PoolError>().is_some(),
+    };
+    if unreachable {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Backend(e)
+    }
 }
 
 /// A connection pool to `url` (a libpq URL or key=value string).

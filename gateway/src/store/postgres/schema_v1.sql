@@ -61,8 +61,18 @@ CREATE TABLE audit_checkpoints (
     root       TEXT
 );
 -- The outbox: deliveries committed but not yet confirmed by the broker.
+-- `ticket` is the delivery's attempt count when the message was wanted: a
+-- queue message takes its delivery only while that count is unchanged, so a
+-- duplicate (a republish after a crash) is recognised and dropped.
 CREATE TABLE outbox (
     message_id  TEXT PRIMARY KEY REFERENCES deliveries(message_id),
     target      TEXT NOT NULL,
-    created_ms  BIGINT NOT NULL
+    ticket      INTEGER NOT NULL DEFAULT 0,
+    -- When the delivery is due (ms): the relay publishes a message due
+    -- later to the wait queue of the longest delay that does not overshoot.
+    due_ms      BIGINT NOT NULL DEFAULT 0,
+    created_ms  BIGINT NOT NULL,
+    -- Until when a relay holds the row (ms); 0 when none does.
+    lease_ms    BIGINT NOT NULL DEFAULT 0
 );
+CREATE INDEX outbox_oldest ON outbox(created_ms);

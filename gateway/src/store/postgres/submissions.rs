@@ -9,6 +9,7 @@ use deadpool_postgres::Pool;
 
 use super::audit::append;
 use super::backend;
+use super::deliveries::want_message;
 use crate::model::audit::AuditEvent;
 use crate::model::submission::{Accepted, NewSubmission};
 use crate::model::time::{now_ms, rfc3339_ms};
@@ -39,14 +40,16 @@ pub async fn accept(pool: &Pool, s: &NewSubmission) -> Result<Accepted, StoreErr
                 .map_err(backend)?;
             let (hash, submission_id, response): (String, String, String) =
                 (prior.get(0), prior.get(1), prior.get(2));
-            return Ok(if hash == idem.request_hash {
-                Accepted::Replay {
-                    submission_id,
-                    response,
-                }
-            } else {
-                Accepted::Conflict { submission_id }
-            });
+            return Ok(
+                if hash == idem.request_hash || hash == idem.legacy_request_hash {
+                    Accepted::Replay {
+                        submission_id,
+                        response,
+                    }
+                } else {
+                    Accepted::Conflict { submission_id }
+                },
+            );
         }
     }
     tx.execute(
@@ -66,12 +69,7 @@ pub async fn accept(pool: &Pool, s: &NewSubmission) -> Result<Accepted, StoreErr
         )
         .await
         .map_err(backend)?;
-        tx.execute(
-            "INSERT INTO outbox (message_id, target, created_ms) VALUES ($1, $2, $3)",
-            &[&d.message_id, &d.target, &now],
-        )
-        .await
-        .map_err(backend)?;
+        want_message(&tx, &d.message_id, &d.target, 0, now, now).await?;
     }
     append(&tx, &ts, AuditEvent::received(s)).await?;
     append(&tx, &ts, AuditEvent::sealed(s)).await?;

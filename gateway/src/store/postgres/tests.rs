@@ -210,11 +210,19 @@ async fn a_submission_is_stored_with_its_outbox_and_audit_records_and_keys_answe
     db.drop_it(p).await;
 }
 
+fn claimed(t: crate::store::Take) -> Option<crate::model::delivery::Claimed> {
+    match t {
+        crate::store::Take::Claimed(c) => Some(c),
+        _ => None,
+    }
+}
+
 #[tokio::test]
-async fn a_delivery_is_taken_once_and_its_outcome_recorded_and_audited() {
+async fn a_delivery_is_taken_once_per_ticket_and_its_outcome_recorded_and_audited() {
     use super::deliveries::{envelope, record, take};
     use crate::model::delivery::Recorded;
     use crate::model::submission::Accepted;
+    use crate::store::Take;
     let db = Scratch::new().await;
     let p = pool(&db.url(), 4).unwrap();
     migrate(&p).await.unwrap();
@@ -223,29 +231,60 @@ async fn a_delivery_is_taken_once_and_its_outcome_recorded_and_audited() {
         super::submissions::accept(&p, &s).await.unwrap(),
         Accepted::Stored
     );
-    // Two instances receive the same broker message: only one takes it.
-    let (a, b) = tokio::join!(take(&p, "s1-dms", 1_000), take(&p, "s1-dms", 1_000));
-    assert_eq!(
-        usize::from(a.unwrap().is_some()) + usize::from(b.unwrap().is_some()),
-        1
+    let now = crate::model::time::now_ms();
+    // Two copies of the same message (a relay republished it): one takes it.
+    let (a, b) = tokio::join!(
+        take(&p, "s1-dms", 0, false, now),
+        take(&p, "s1-dms", 0, false, now)
     );
+    let (a, b) = (claimed(a.unwrap()), claimed(b.unwrap()));
+    assert_eq!(usize::from(a.is_some()) + usize::from(b.is_some()), 1);
+    assert_eq!(a.or(b).unwrap().attempts, 1);
+    // While it is attempted, a copy that is not a redelivery is stale ...
+    assert!(matches!(
+        take(&p, "s1-dms", 0, false, now).await.unwrap(),
+        Take::Stale
+    ));
+    // ... and a redelivery (its consumer died mid-attempt) takes the attempt over.
+    let over = claimed(take(&p, "s1-dms", 0, true, now).await.unwrap()).unwrap();
+    assert_eq!(over.attempts, 1, "the same attempt, taken over");
     assert_eq!(
         envelope(&p, "s1-dms").await.unwrap().unwrap(),
         s.deliveries[0].envelope
     );
     let failure = ozg_adapter_sdk::Failure::new("http-503", "busy");
+    let due = now + 60_000;
     record(
         &p,
         "s1-dms",
         &Recorded::RetryAt {
-            at_ms: 5_000,
+            at_ms: due,
             failure,
         },
-        2_000,
+        now,
     )
     .await
     .unwrap();
-    let again = take(&p, "s1-dms", 6_000).await.unwrap().unwrap();
+    // The retry wanted its message in the same transaction, at ticket 1.
+    let conn = p.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT ticket, due_ms FROM outbox WHERE message_id = 's1-dms'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i64>(1)), (1, due));
+    // A message of the old ticket is stale; the new one early is not due yet.
+    assert!(matches!(
+        take(&p, "s1-dms", 0, true, now).await.unwrap(),
+        Take::Stale
+    ));
+    assert!(matches!(
+        take(&p, "s1-dms", 1, false, now).await.unwrap(),
+        Take::NotDue { at_ms } if at_ms == due
+    ));
+    let again = claimed(take(&p, "s1-dms", 1, false, due).await.unwrap()).unwrap();
     assert_eq!(again.attempts, 2);
     record(
         &p,
@@ -253,18 +292,28 @@ async fn a_delivery_is_taken_once_and_its_outcome_recorded_and_audited() {
         &Recorded::Delivered {
             receipt: Some("r".into()),
         },
-        7_000,
+        due + 1,
     )
     .await
     .unwrap();
-    // A redelivered message for a delivered delivery is not taken again.
-    assert!(take(&p, "s1-dms", 8_000).await.unwrap().is_none());
-    assert!(
-        record(&p, "s1-dms", &Recorded::Delivered { receipt: None }, 9_000)
-            .await
-            .is_err()
-    );
-    let conn = p.get().await.unwrap();
+    // A redelivered message for a delivered delivery is not taken again, and
+    // an outcome recorded by a second taker is refused as superseded.
+    for ticket in [0, 1, 2] {
+        assert!(matches!(
+            take(&p, "s1-dms", ticket, true, due + 2).await.unwrap(),
+            Take::Stale
+        ));
+    }
+    assert!(matches!(
+        record(
+            &p,
+            "s1-dms",
+            &Recorded::Delivered { receipt: None },
+            due + 3
+        )
+        .await,
+        Err(crate::store::StoreError::Superseded(_))
+    ));
     let events: Vec<String> = conn
         .query("SELECT record FROM audit ORDER BY seq", &[])
         .await
@@ -286,8 +335,8 @@ async fn a_delivery_is_taken_once_and_its_outcome_recorded_and_audited() {
 }
 
 #[tokio::test]
-async fn the_outbox_holds_each_delivery_until_the_broker_confirmed_it() {
-    use super::outbox::{confirmed, pending, Pending};
+async fn the_outbox_holds_each_message_until_the_broker_confirmed_it_and_leases_expire() {
+    use super::outbox::{lease, published};
     let db = Scratch::new().await;
     let p = pool(&db.url(), 2).unwrap();
     migrate(&p).await.unwrap();
@@ -296,26 +345,45 @@ async fn the_outbox_holds_each_delivery_until_the_broker_confirmed_it() {
             .await
             .unwrap();
     }
-    let first = pending(&p, 2).await.unwrap();
+    let first = lease(&p, 2, 60_000).await.unwrap();
     assert_eq!(first.len(), 2);
     assert_eq!(
-        first[0],
-        Pending {
-            message_id: "s1-dms".into(),
-            target: "dms".into()
-        }
+        (
+            first[0].message_id.as_str(),
+            first[0].target.as_str(),
+            first[0].ticket
+        ),
+        ("s1-dms", "dms", 0)
     );
-    // Confirmed ones go; an unconfirmed one stays to be published again.
-    assert_eq!(
-        confirmed(&p, &[first[0].message_id.clone()]).await.unwrap(),
-        1
-    );
-    let left: Vec<String> = pending(&p, 10)
+    // A second relay does not get leased rows.
+    let second = lease(&p, 10, 60_000).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].message_id, "s3-dms");
+    // Confirmed ones go; an unconfirmed one stays, and is leased again once
+    // its lease ran out (its relay died).
+    assert_eq!(published(&p, &first[..1]).await.unwrap(), 1);
+    assert!(lease(&p, 10, 60_000).await.unwrap().is_empty());
+    p.get()
         .await
         .unwrap()
-        .into_iter()
-        .map(|x| x.message_id)
-        .collect();
-    assert_eq!(left, ["s2-dms", "s3-dms"]);
+        .execute(
+            "UPDATE outbox SET lease_ms = 0 WHERE message_id = 's2-dms'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let again = lease(&p, 10, 60_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message_id, "s2-dms");
+    // A row wanted again meanwhile (another ticket) survives the old confirm.
+    let conn = p.get().await.unwrap();
+    conn.execute(
+        "UPDATE outbox SET ticket = 5 WHERE message_id = 's3-dms'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(published(&p, &second).await.unwrap(), 0);
+    drop(conn);
     db.drop_it(p).await;
 }

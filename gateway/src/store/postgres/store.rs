@@ -1,0 +1,353 @@
+//! [`PostgresStore`]: the [`Store`] trait on PostgreSQL, for cluster mode.
+//!
+//! Every instance of a cluster opens one on the same database. The database
+//! is created if it does not exist yet, and migrated under a lock (see
+//! [`super::migrate`]). A probe asks the database every second whether it
+//! answers: while it does not, `/readyz` says so and portals get `503`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio_postgres::NoTls;
+
+use super::{backend, deliveries, ops, outbox, reads, submissions};
+use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
+use crate::model::delivery::{
+    Action, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated,
+    QueueDepth, Recorded,
+};
+use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
+use crate::store::{
+    AuditJob, Outbox, Overdue, Purge, Store, StoreError, StoreFuture, StoreStats, Take, Wanted,
+};
+
+/// How often the probe asks the database whether it answers.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The cluster store.
+pub struct PostgresStore {
+    pool: Pool,
+    url: String,
+    counters: Arc<Counters>,
+    probe: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    submissions: AtomicU64,
+    unreachable: AtomicBool,
+}
+
+impl PostgresStore {
+    /// Connects (creating the database if it is missing), migrates, starts the probe.
+    pub async fn open(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
+        create_database_if_missing(url).await?;
+        let pool = super::pool(url, pool_size)?;
+        let before = super::migrate(&pool).await?;
+        if before == 0 {
+            tracing::info!("PostgreSQL store created");
+        }
+        let counters = Arc::new(Counters::default());
+        let probe = tokio::spawn(probe(pool.clone(), counters.clone()));
+        Ok(PostgresStore {
+            pool,
+            url: url.to_owned(),
+            counters,
+            probe,
+        })
+    }
+
+    /// The pool, for tests and tools.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn committed(&self) {
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.probe.abort();
+    }
+}
+
+async fn probe(pool: Pool, counters: Arc<Counters>) {
+    let mut was_down = false;
+    loop {
+        let ok = match tokio::time::timeout(PROBE_EVERY * 3, pool.get()).await {
+            Ok(Ok(conn)) => conn.simple_query("SELECT 1").await.is_ok(),
+            _ => false,
+        };
+        counters.unreachable.store(!ok, Ordering::Relaxed);
+        if ok == was_down {
+            if ok {
+                tracing::info!("PostgreSQL answers again");
+            } else {
+                tracing::error!(
+                    "PostgreSQL does not answer: not ready, portals get 503 until it does"
+                );
+            }
+            was_down = !ok;
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
+/// Creates the database `url` names if it does not exist (a fresh machine:
+/// `serve --config config/cluster.toml` needs no other step).
+async fn create_database_if_missing(url: &str) -> Result<(), StoreError> {
+    let config: tokio_postgres::Config = url.parse().map_err(backend)?;
+    match config.connect(NoTls).await {
+        Ok(_) => return Ok(()),
+        Err(e)
+            if e.as_db_error().map(|d| d.code())
+                == Some(&tokio_postgres::error::SqlState::UNDEFINED_DATABASE) => {}
+        Err(e) => return Err(backend(e)),
+    }
+    let Some(name) = config.get_dbname().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin.connect(NoTls).await.map_err(backend)?;
+    let task = tokio::spawn(connection);
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    match client
+        .batch_execute(&format!("CREATE DATABASE {quoted}"))
+        .await
+    {
+        Ok(()) => tracing::info!(database = %name, "PostgreSQL database created"),
+        // Another instance created it meanwhile.
+        Err(e)
+            if e.as_db_error().map(|d| d.code())
+                == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+        Err(e) => {
+            task.abort();
+            return Err(backend(e));
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted> {
+        Box::pin(async move {
+            let r = submissions::accept(&self.pool, &submission).await?;
+            self.committed();
+            if r == Accepted::Stored {
+                self.counters.submissions.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r)
+        })
+    }
+
+    fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>> {
+        let id = id.to_owned();
+        Box::pin(async move { reads::submission(&self.pool, &id).await })
+    }
+
+    fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
+        let id = message_id.to_owned();
+        Box::pin(async move { deliveries::envelope(&self.pool, &id).await })
+    }
+
+    fn claim(&self, _target: &str, _now_ms: i64, _limit: usize) -> StoreFuture<'_, Vec<Claimed>> {
+        // Cluster mode takes deliveries by queue message (`take`), never by polling.
+        Box::pin(async {
+            Err(StoreError::Unsupported(
+                "claiming by polling in cluster mode",
+            ))
+        })
+    }
+
+    fn take(
+        &self,
+        message_id: &str,
+        ticket: u32,
+        redelivered: bool,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Take> {
+        let id = message_id.to_owned();
+        Box::pin(async move {
+            let t = deliveries::take(&self.pool, &id, ticket, redelivered, now_ms).await?;
+            if matches!(t, Take::Claimed(_)) {
+                self.committed();
+            }
+            Ok(t)
+        })
+    }
+
+    fn record(&self, message_id: &str, outcome: Recorded, now_ms: i64) -> StoreFuture<'_, ()> {
+        let id = message_id.to_owned();
+        Box::pin(async move {
+            deliveries::record(&self.pool, &id, &outcome, now_ms).await?;
+            self.committed();
+            Ok(())
+        })
+    }
+
+    fn release(&self, message_ids: Vec<String>) -> StoreFuture<'_, ()> {
+        Box::pin(async move { ops::release(&self.pool, &message_ids).await })
+    }
+
+    fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>> {
+        let target = target.to_owned();
+        Box::pin(async move { reads::next_due(&self.pool, &target).await })
+    }
+
+    fn queue_depths(&self) -> StoreFuture<'_, Vec<QueueDepth>> {
+        Box::pin(reads::queue_depths(&self.pool))
+    }
+
+    fn audit(&self, event: AuditEvent) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            ops::audit(&self.pool, event).await?;
+            self.committed();
+            Ok(())
+        })
+    }
+
+    fn trace(&self, submission_id: &str) -> StoreFuture<'_, Vec<AuditRecord>> {
+        let id = submission_id.to_owned();
+        Box::pin(async move { reads::trace(&self.pool, &id).await })
+    }
+
+    fn read_audit(&self, job: AuditJob) -> StoreFuture<'_, ()> {
+        let url = self.url.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let reader = reads::AuditReader::connect(&url)?;
+                job(&reader);
+                Ok(())
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn audit_head(&self) -> StoreFuture<'_, Head> {
+        Box::pin(async move {
+            let conn = self.pool.get().await.map_err(backend)?;
+            let r = conn
+                .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
+                .await
+                .map_err(backend)?;
+            Ok(Head {
+                seq: r.get::<_, i64>(0) as u64,
+                hash: r.get(1),
+            })
+        })
+    }
+
+    fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
+        Box::pin(async move { ops::add_checkpoint(&self.pool, &checkpoint).await })
+    }
+
+    fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await.map_err(backend)?;
+            reads::latest_checkpoint(&conn).await
+        })
+    }
+
+    fn audit_texts(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await.map_err(backend)?;
+            reads::audit_texts(&conn, from, to).await
+        })
+    }
+
+    fn operate(
+        &self,
+        message_id: &str,
+        action: Action,
+        operator: &str,
+    ) -> StoreFuture<'_, Operated> {
+        let (id, operator) = (message_id.to_owned(), operator.to_owned());
+        Box::pin(async move { ops::operate(&self.pool, &id, action, &operator).await })
+    }
+
+    fn deliveries(
+        &self,
+        state: DeliveryState,
+        target: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<DeliveryRow>> {
+        let target = target.map(str::to_owned);
+        Box::pin(
+            async move { reads::deliveries(&self.pool, state, target.as_deref(), limit).await },
+        )
+    }
+
+    fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {
+        Box::pin(ops::purge(&self.pool, purge))
+    }
+
+    fn rebase(&self, target: &str, latest_ms: i64) -> StoreFuture<'_, u64> {
+        let target = target.to_owned();
+        Box::pin(async move { ops::rebase(&self.pool, &target, latest_ms).await })
+    }
+
+    fn mailbox(&self, query: BoxQuery) -> StoreFuture<'_, Vec<Boxed>> {
+        Box::pin(async move { reads::mailbox(&self.pool, &query).await })
+    }
+
+    fn delivery(&self, message_id: &str) -> StoreFuture<'_, Option<DeliveryInfo>> {
+        let id = message_id.to_owned();
+        Box::pin(async move { reads::delivery(&self.pool, &id).await })
+    }
+
+    fn submission_by_key(&self, portal: &str, key_hash: &str) -> StoreFuture<'_, Option<String>> {
+        let (portal, key) = (portal.to_owned(), key_hash.to_owned());
+        Box::pin(async move { reads::submission_by_key(&self.pool, &portal, &key).await })
+    }
+
+    fn overdue(&self, before_ms: i64) -> StoreFuture<'_, Vec<Overdue>> {
+        Box::pin(reads::overdue(&self.pool, before_ms))
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+
+    fn stats(&self) -> StoreStats {
+        let submissions = self.counters.submissions.load(Ordering::Relaxed);
+        StoreStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            submission_commits: submissions,
+            submissions,
+            largest_group: 1,
+            envelope_bytes: 0,
+            write_failing: self.counters.unreachable.load(Ordering::Relaxed),
+        }
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.probe.abort();
+            self.pool.close();
+            Ok(())
+        })
+    }
+}
+
+impl Outbox for PostgresStore {
+    fn lease(&self, limit: usize, lease_ms: i64) -> StoreFuture<'_, Vec<Wanted>> {
+        Box::pin(outbox::lease(&self.pool, limit, lease_ms))
+    }
+
+    fn published(&self, done: Vec<Wanted>) -> StoreFuture<'_, u64> {
+        Box::pin(async move { outbox::published(&self.pool, &done).await })
+    }
+
+    fn backlog(&self) -> StoreFuture<'_, u64> {
+        Box::pin(outbox::backlog(&self.pool))
+    }
+}
