@@ -62,6 +62,8 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// Its client certificate and key files.
     pub amqp_client: Option<(PathBuf, PathBuf)>,
+    /// Cluster mode: (PostgreSQL database name, broker prefix) instead of the embedded store.
+    pub cluster: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -83,6 +85,7 @@ impl Default for Options {
             amqp: None,
             amqp_url: None,
             amqp_client: None,
+            cluster: None,
         }
     }
 }
@@ -191,9 +194,7 @@ pub fn test_config(o: &Options) -> TestConfig {
         .to_string();
     let text = format!(
         r#"
-[store]
-type = "embedded"
-data_dir = "{data_dir}"
+{store}
 
 [ingest]
 listen = "127.0.0.1:{ingest_port}"
@@ -272,7 +273,15 @@ leistung = "99777777777777"
 targets = ["dms-demo"]
 {amqp}
 "#,
-        data_dir = data_dir.display(),
+        store = match &o.cluster {
+            Some((database, prefix)) => format!(
+                "[store]\ntype = \"cluster\"\ndatabase = \"host=127.0.0.1 port=5432 user=postgres dbname={database}\"\npool_size = 8\n\n[store.broker]\nurl = \"{AMQP_URL}\"\nprefix = \"{prefix}\"\n"
+            ),
+            None => format!(
+                "[store]\ntype = \"embedded\"\ndata_dir = \"{}\"\n",
+                data_dir.display()
+            ),
+        },
         outbox = dir.path().join("outbox").display(),
         receiver_url = o.receiver_url,
         delivery = o.delivery,

@@ -373,7 +373,9 @@ fn star() -> String {
     "*".into()
 }
 
-/// Replaces `${NAME}` with the environment variable `NAME`.
+/// Replaces `${NAME}` with the environment variable `NAME`, and
+/// `${NAME:-default}` with it or, when unset or empty, with `default` (one
+/// config for several instances on one machine, each with its own ports).
 fn interpolate(text: &str, file: &Path) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -387,12 +389,19 @@ fn interpolate(text: &str, file: &Path) -> Result<String, ConfigError> {
             fix: "write `${NAME}` to insert the environment variable NAME, or remove the `${`"
                 .into(),
         })?;
-        let name = &after[..end];
-        let value = std::env::var(name).map_err(|_| ConfigError {
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (&after[..end], None),
+        };
+        let value = std::env::var(name)
+            .ok()
+            .filter(|v| default.is_none() || !v.is_empty())
+            .or_else(|| default.map(str::to_owned))
+            .ok_or_else(|| ConfigError {
             file: file.into(),
             key: format!("${{{name}}}"),
             problem: format!("environment variable {name} is not set"),
-            fix: format!("set {name} in the daemon's environment (e.g. an EnvironmentFile of the systemd unit)"),
+            fix: format!("set {name} in the daemon's environment (e.g. an EnvironmentFile of the systemd unit), or give a default: ${{{name}:-value}}"),
         })?;
         out.push_str(&value);
         rest = &after[end + 1..];
@@ -646,6 +655,33 @@ mod tests {
         let err =
             interpolate("url = \"${OZG_SURELY_UNSET_VAR}\"", Path::new("x.toml")).unwrap_err();
         assert!(err.problem.contains("OZG_SURELY_UNSET_VAR"));
+    }
+
+    #[test]
+    fn an_env_var_default_applies_when_the_variable_is_unset_or_empty() {
+        let path = Path::new("x.toml");
+        assert_eq!(
+            interpolate("listen = \"127.0.0.1:${OZG_SURELY_UNSET_VAR:-8443}\"", path).unwrap(),
+            "listen = \"127.0.0.1:8443\""
+        );
+        // PATH is set in every test run: the variable wins over the default.
+        let path_var = std::env::var("PATH").unwrap();
+        assert_eq!(interpolate("${PATH:-x}", path).unwrap(), path_var);
+        assert_eq!(interpolate("${OZG_SURELY_UNSET_VAR:-}", path).unwrap(), "");
+    }
+
+    #[test]
+    fn shipped_cluster_config_parses() {
+        let c = Config::parse(
+            include_str!("../../../config/cluster.toml"),
+            Path::new("/etc/ozg/cluster.toml"),
+        )
+        .unwrap();
+        assert!(c.store.broker().is_some());
+        assert!(
+            c.fitconnect.is_none(),
+            "the Zustelldienst runs embedded only"
+        );
     }
 
     #[test]

@@ -1,0 +1,409 @@
+//! Cluster mode against the machine's PostgreSQL and RabbitMQ: two instances
+//! share the work; one is killed under load and started again; the broker
+//! and the database restart. Every accepted submission is delivered,
+//! duplicates only with the same `message_id`, and the audit log verifies.
+//! Its own test binary, because it stops the services every other test shares;
+//! its tests run one at a time.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ozg_e2e::receiver::{Mode, Receiver};
+use ozg_e2e::*;
+use ozg_gateway::tools::client::{self, SubmitRequest};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ozg-gateway-e2e");
+const ADMIN_DB: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
+
+/// One test at a time: they stop the shared broker and database.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A database name and broker prefix of this test's own; dropped at the end.
+struct Cluster {
+    database: String,
+    prefix: String,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        Cluster {
+            database: format!("ozg_cluster_{tag}"),
+            prefix: format!("ozgtest-{tag}"),
+        }
+    }
+
+    fn options(&self, receiver: &Receiver) -> Options {
+        Options {
+            ingest_port: free_port(),
+            admin_port: free_port(),
+            receiver_url: receiver.url(),
+            cluster: Some((self.database.clone(), self.prefix.clone())),
+            ..Default::default()
+        }
+    }
+
+    /// Drops the database and deletes the queues and exchanges.
+    async fn remove(self, targets: &[&str]) {
+        let (client, conn) = tokio_postgres::connect(ADMIN_DB, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
+            ))
+            .await
+            .unwrap();
+        let ch = amqp_channel().await;
+        let p = &self.prefix;
+        let mut queues: Vec<String> = (0..18)
+            .map(|k| format!("{p}.wait.{}ms", 1000u64 << k))
+            .collect();
+        for t in targets {
+            queues.push(format!("{p}.deliver.{t}"));
+            queues.push(format!("{p}.parked.{t}"));
+        }
+        for q in &queues {
+            let _ = ch
+                .queue_delete(q, lapin::options::QueueDeleteOptions::default())
+                .await;
+        }
+        let mut exchanges: Vec<String> = (0..18)
+            .map(|k| format!("{p}.wait.{}ms", 1000u64 << k))
+            .collect();
+        exchanges.push(format!("{p}.deliver"));
+        exchanges.push(format!("{p}.parked"));
+        for x in &exchanges {
+            let _ = ch
+                .exchange_delete(x, lapin::options::ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let ok = Command::new(program)
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{program} {args:?} failed (the test needs the local services)"
+    );
+}
+
+/// Starts a stopped service again when dropped, also when the test fails.
+struct StartAgain(&'static str, Vec<String>);
+
+impl StartAgain {
+    fn stop(program: &'static str, stop: &[&str], start: &[&str]) -> StartAgain {
+        run(program, stop);
+        StartAgain(program, start.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+impl Drop for StartAgain {
+    fn drop(&mut self) {
+        let args: Vec<&str> = self.1.iter().map(String::as_str).collect();
+        let status = Command::new(self.0).args(&args).status();
+        eprintln!("started again: {} {args:?}: {status:?}", self.0);
+        if self.0 == "rabbitmqctl" {
+            let _ = Command::new("rabbitmqctl").arg("await_startup").status();
+        } else {
+            for _ in 0..60 {
+                let ok = Command::new("pg_isready")
+                    .args(["-h", "127.0.0.1", "-p", "5432"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+fn postgres_cluster() -> String {
+    std::fs::read_dir("/etc/postgresql")
+        .expect("PostgreSQL from Debian's packages")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a PostgreSQL version under /etc/postgresql")
+}
+
+fn request(n: usize) -> SubmitRequest {
+    SubmitRequest {
+        leistung: "99115005001000".into(),
+        destination: "05315000".into(),
+        data: format!("<antrag><n>{n}</n></antrag>").into_bytes(),
+        data_media_type: "application/xml".into(),
+        ..Default::default()
+    }
+}
+
+fn message_id(submission: &str, target: &str) -> String {
+    ozg_gateway::model::submission::message_id(&uuid::Uuid::parse_str(submission).unwrap(), target)
+}
+
+async fn ready(admin: u16) -> Option<bool> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let r = reqwest::get(format!("http://127.0.0.1:{admin}/readyz"))
+        .await
+        .ok()?;
+    Some(r.status().is_success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_one_killed_and_a_broker_restart_under_load_lose_nothing() {
+    let _serial = SERIAL.lock().await;
+    let receiver = Receiver::start(Mode::Accept).await;
+    let cluster = Cluster::new();
+    let (oa, ob) = (cluster.options(&receiver), cluster.options(&receiver));
+    let (ta, tb) = (test_config(&oa), test_config(&ob));
+    let mut a = DaemonProcess::spawn(BIN, &ta.path, oa.ingest_port);
+    let b = DaemonProcess::spawn(BIN, &tb.path, ob.ingest_port);
+    let bases = [
+        format!("https://localhost:{}", oa.ingest_port),
+        format!("https://localhost:{}", ob.ingest_port),
+    ];
+
+    // Four portals' worth of load, spread over both instances; a refused
+    // submission (an instance down) is tried at the other one.
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (accepted, refused, stop, bases, counter) = (
+            accepted.clone(),
+            refused.clone(),
+            stop.clone(),
+            bases.clone(),
+            counter.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let portal = portal_client("portal");
+            let mut at = w % 2;
+            while !stop.load(Ordering::Relaxed) {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                match client::submit(&portal, &bases[at], &request(n)).await {
+                    Ok(r) if r.status == 202 => accepted
+                        .lock()
+                        .unwrap()
+                        .push(r.body["submission_id"].as_str().unwrap().to_owned()),
+                    _ => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                at = 1 - at;
+            }
+        }));
+    }
+    let count = || accepted.lock().unwrap().len();
+    eventually(Duration::from_secs(60), "load runs", || async {
+        (count() >= 150).then_some(())
+    })
+    .await;
+    // One instance dies without a word, mid-delivery, and comes back.
+    a.kill_9();
+    let at_kill = count();
+    eventually(Duration::from_secs(60), "the other carries on", || async {
+        (count() >= at_kill + 100).then_some(())
+    })
+    .await;
+    a = DaemonProcess::spawn(BIN, &ta.path, oa.ingest_port);
+    // The broker restarts under load: instances wait and reconnect; portals
+    // still get 202 (the outbox keeps the work in PostgreSQL meanwhile).
+    let broker_down = StartAgain::stop("rabbitmqctl", &["stop_app"], &["start_app"]);
+    eventually(
+        Duration::from_secs(20),
+        "readyz says the broker is gone",
+        || async { (ready(ob.admin_port).await == Some(false)).then_some(()) },
+    )
+    .await;
+    let during = count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let accepted_while_down = count() - during;
+    drop(broker_down);
+    eventually(Duration::from_secs(60), "both ready again", || async {
+        (ready(oa.admin_port).await == Some(true) && ready(ob.admin_port).await == Some(true))
+            .then_some(())
+    })
+    .await;
+    let after = count();
+    eventually(Duration::from_secs(60), "load runs again", || async {
+        (count() >= after + 100).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let expected: HashSet<String> = accepted
+        .iter()
+        .map(|id| message_id(id, "fachverfahren-demo"))
+        .collect();
+    let files: Vec<String> = accepted
+        .iter()
+        .map(|id| message_id(id, "dms-demo"))
+        .collect();
+    let has_file = |m: &str| {
+        [&ta.outbox, &tb.outbox]
+            .iter()
+            .any(|d| d.join(format!("{m}.json")).exists())
+    };
+    let lost = eventually(
+        Duration::from_secs(120),
+        "every accepted submission arrives",
+        || async {
+            let got = receiver.accepted();
+            let missing = expected.iter().filter(|m| !got.contains_key(*m)).count()
+                + files.iter().filter(|m| !has_file(m)).count();
+            (missing == 0).then_some(missing)
+        },
+    )
+    .await;
+    let got = receiver.accepted();
+    let duplicates: usize = got.values().map(|c| c - 1).sum();
+    let unexpected = got.keys().filter(|m| !expected.contains(*m)).count();
+    println!(
+        "cluster: 2 instances, 1 x kill -9, 1 broker restart; {} accepted (202), {} refused and retried, {} accepted while the broker was down; http receiver: {} distinct message_ids, {duplicates} duplicates (same message_id), {unexpected} without a 202; lost: {lost}",
+        accepted.len(),
+        refused.load(Ordering::Relaxed),
+        accepted_while_down,
+        got.len(),
+    );
+    assert_eq!(lost, 0);
+    assert!(
+        accepted_while_down > 0,
+        "portals were refused while only the broker was down"
+    );
+
+    // Any instance answers for any submission, and every delivery is recorded.
+    let operator = portal_client("portal");
+    for id in accepted.iter().step_by(97) {
+        for base in &bases {
+            let s: serde_json::Value = eventually(Duration::from_secs(30), "recorded", || async {
+                let s: serde_json::Value = operator
+                    .get(format!("{base}/v1/submissions/{id}"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let states: Vec<&str> = s["deliveries"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|d| d["state"].as_str())
+                    .collect();
+                (states == ["delivered", "delivered"]).then_some(s)
+            })
+            .await;
+            assert_eq!(s["submission_id"], id.as_str());
+        }
+    }
+    drop(a);
+    drop(b);
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--config"])
+        .arg(&ta.path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    println!("audit: {}", text.lines().next().unwrap_or_default());
+    cluster.remove(&["dms-demo", "fachverfahren-demo"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_makes_the_instance_wait_and_portals_get_503_not_a_lie() {
+    let _serial = SERIAL.lock().await;
+    let receiver = Receiver::start(Mode::Accept).await;
+    let cluster = Cluster::new();
+    let o = cluster.options(&receiver);
+    let tc = test_config(&o);
+    let gw = DaemonProcess::spawn(BIN, &tc.path, o.ingest_port);
+    let base = format!("https://localhost:{}", o.ingest_port);
+    let portal = portal_client("portal");
+    let mut ids = Vec::new();
+    let submit = |n: usize| {
+        let (portal, base) = (portal.clone(), base.clone());
+        async move {
+            client::submit(&portal, &base, &request(n))
+                .await
+                .expect("an answer")
+        }
+    };
+    for n in 0..5 {
+        let r = submit(n).await;
+        assert_eq!(r.status, 202);
+        ids.push(r.body["submission_id"].as_str().unwrap().to_owned());
+    }
+    let version = postgres_cluster();
+    run(
+        "pg_ctlcluster",
+        &[
+            "--skip-systemctl-redirect",
+            &version,
+            "main",
+            "stop",
+            "-m",
+            "fast",
+        ],
+    );
+    let outcome = async {
+        eventually(
+            Duration::from_secs(20),
+            "readyz says the database is gone",
+            || async { (ready(o.admin_port).await == Some(false)).then_some(()) },
+        )
+        .await;
+        let r = submit(100).await;
+        r.status
+    }
+    .await;
+    run(
+        "pg_ctlcluster",
+        &["--skip-systemctl-redirect", &version, "main", "start"],
+    );
+    assert_eq!(
+        outcome, 503,
+        "a submission that cannot be stored is refused, not acknowledged"
+    );
+    eventually(Duration::from_secs(60), "ready again", || async {
+        (ready(o.admin_port).await == Some(true)).then_some(())
+    })
+    .await;
+    for n in 5..10 {
+        let r = eventually(Duration::from_secs(30), "accepted again", || {
+            let s = submit(n);
+            async move { Some(s.await).filter(|r| r.status == 202) }
+        })
+        .await;
+        ids.push(r.body["submission_id"].as_str().unwrap().to_owned());
+    }
+    let expected: HashMap<String, ()> = ids
+        .iter()
+        .map(|id| (message_id(id, "fachverfahren-demo"), ()))
+        .collect();
+    eventually(Duration::from_secs(60), "all delivered", || async {
+        let got = receiver.accepted();
+        expected.keys().all(|m| got.contains_key(m)).then_some(())
+    })
+    .await;
+    drop(gw);
+    cluster.remove(&["dms-demo", "fachverfahren-demo"]).await;
+}
