@@ -26,6 +26,10 @@ use crate::store::Wanted;
 pub struct BrokerConfig {
     /// `amqp://user:${AMQP_PASSWORD}@host:5672/%2f` or `amqps://…`.
     pub url: String,
+    /// The broker cluster's other nodes, tried in turn when the connection to
+    /// one goes (quorum queues keep serving from the remaining nodes).
+    #[serde(default)]
+    pub failover_urls: Vec<String>,
     /// CA certificate(s) (PEM) for `amqps://` (only these are trusted).
     #[serde(default)]
     pub ca: Option<PathBuf>,
@@ -95,6 +99,8 @@ pub struct Broker {
     ca_pem: Option<String>,
     session: watch::Sender<Option<Arc<Session>>>,
     state: watch::Sender<BrokerState>,
+    /// Which of the URLs to try next.
+    next_url: std::sync::atomic::AtomicUsize,
 }
 
 /// First and longest wait between two connection attempts.
@@ -122,7 +128,10 @@ impl Broker {
                 std::fs::read_to_string(p)
                     .map_err(|e| format!("broker.ca: cannot read {}: {e}", p.display()))?,
             ),
-            None if config.url.starts_with("amqps://") => {
+            None if std::iter::once(&config.url)
+                .chain(&config.failover_urls)
+                .any(|u| u.starts_with("amqps://")) =>
+            {
                 return Err("broker.ca is required with amqps:// (only that CA is trusted)".into())
             }
             None => None,
@@ -134,6 +143,7 @@ impl Broker {
             ca_pem,
             session: watch::channel(None).0,
             state: watch::channel(BrokerState::Connecting).0,
+            next_url: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -193,6 +203,9 @@ impl Broker {
                         break;
                     }
                     self.state.send_replace(BrokerState::Lost);
+                    // The node may be gone: the next connection starts with the next one.
+                    self.next_url
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::error!("lost the connection to RabbitMQ: not ready; deliveries wait (accepted submissions stay in PostgreSQL's outbox), reconnecting");
                 }
                 Err(e) => {
@@ -211,7 +224,35 @@ impl Broker {
         self.session.send_replace(None);
     }
 
+    /// Connects to the node that answered last, else to the next one in turn.
     async fn connect(&self) -> Result<Session, QueueError> {
+        use std::sync::atomic::Ordering;
+        let urls: Vec<&String> = std::iter::once(&self.config.url)
+            .chain(&self.config.failover_urls)
+            .collect();
+        let mut last = QueueError::Disconnected;
+        for _ in 0..urls.len() {
+            let at = self.next_url.load(Ordering::Relaxed) % urls.len();
+            match self.connect_to(urls[at]).await {
+                Ok(s) => {
+                    if urls.len() > 1 {
+                        tracing::info!(
+                            node = at,
+                            "broker node connected (0 = url, 1.. = failover_urls)"
+                        );
+                    }
+                    return Ok(s);
+                }
+                Err(e) => {
+                    last = e;
+                    self.next_url.store(at + 1, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn connect_to(&self, url: &str) -> Result<Session, QueueError> {
         let props = ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio::current())
@@ -222,7 +263,7 @@ impl Broker {
         };
         let conn = tokio::time::timeout(
             Duration::from_secs(10),
-            Connection::connect_with_config(&self.config.url, props, tls),
+            Connection::connect_with_config(url, props, tls),
         )
         .await
         .map_err(|_| QueueError::Timeout)??;
