@@ -50,6 +50,5 @@ pub mod core;
 pub mod daemon;
 pub mod listen;
 pub mod model;
-pub mod queue;
 pub mod store;
 pub mod tools;

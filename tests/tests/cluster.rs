@@ -407,3 +407,131 @@ async fn a_database_restart_makes_the_instance_wait_and_portals_get_503_not_a_li
     drop(gw);
     cluster.remove(&["dms-demo", "fachverfahren-demo"]).await;
 }
+
+/// The point of quorum queues: a three-node RabbitMQ cluster (started by
+/// `bench/rabbitmq-cluster.sh`), the node the gateway is connected to killed
+/// with SIGKILL under load — the queues keep serving from the other two, the
+/// gateway moves to them (`failover_urls`), nothing is lost. Outside CI (it
+/// starts three broker nodes):
+/// `cargo test -p ozg-e2e --test cluster -- --ignored --nocapture three_broker_nodes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "starts a three-node RabbitMQ cluster; run by hand, figures in BENCHMARKS.md"]
+async fn three_broker_nodes_one_killed_under_load_lose_nothing() {
+    let _serial = SERIAL.lock().await;
+    let script = repo().join("bench/rabbitmq-cluster.sh");
+    let rmq = |args: &[&str]| run(script.to_str().unwrap(), args);
+    rmq(&["stop"]);
+    rmq(&["start"]);
+    struct StopCluster(std::path::PathBuf);
+    impl Drop for StopCluster {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.0).arg("stop").status();
+        }
+    }
+    let _stop = StopCluster(script.clone());
+    let receiver = Receiver::start(Mode::Accept).await;
+    let cluster = Cluster::new();
+    let o = cluster.options(&receiver);
+    let tc = test_config(&o);
+    let text = std::fs::read_to_string(&tc.path).unwrap().replace(
+        &format!("url = \"{AMQP_URL}\""),
+        "url = \"amqp://guest:guest@127.0.0.1:5681/%2f\"\nfailover_urls = [\"amqp://guest:guest@127.0.0.1:5682/%2f\", \"amqp://guest:guest@127.0.0.1:5683/%2f\"]",
+    );
+    std::fs::write(&tc.path, text).unwrap();
+    let gw = DaemonProcess::spawn(BIN, &tc.path, o.ingest_port);
+    let base = format!("https://localhost:{}", o.ingest_port);
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (accepted, stop, base, counter) = (
+            accepted.clone(),
+            stop.clone(),
+            base.clone(),
+            counter.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let portal = portal_client("portal");
+            while !stop.load(Ordering::Relaxed) {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                match client::submit(&portal, &base, &request(n)).await {
+                    Ok(r) if r.status == 202 => accepted
+                        .lock()
+                        .unwrap()
+                        .push(r.body["submission_id"].as_str().unwrap().to_owned()),
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }));
+    }
+    let count = || accepted.lock().unwrap().len();
+    eventually(Duration::from_secs(60), "load runs", || async {
+        (count() >= 300).then_some(())
+    })
+    .await;
+    let delivered_before = receiver.accepted().len();
+    rmq(&["kill", "1"]);
+    let at_kill = count();
+    eventually(
+        Duration::from_secs(90),
+        "delivering on the other two nodes",
+        || async {
+            (receiver.accepted().len() >= delivered_before + 300 && count() >= at_kill + 300)
+                .then_some(())
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let expected: HashSet<String> = accepted
+        .iter()
+        .map(|id| message_id(id, "fachverfahren-demo"))
+        .collect();
+    let files: Vec<String> = accepted
+        .iter()
+        .map(|id| message_id(id, "dms-demo"))
+        .collect();
+    let lost = eventually(
+        Duration::from_secs(120),
+        "every accepted submission arrives",
+        || async {
+            let got = receiver.accepted();
+            let missing = expected.iter().filter(|m| !got.contains_key(*m)).count()
+                + files
+                    .iter()
+                    .filter(|m| !tc.outbox.join(format!("{m}.json")).exists())
+                    .count();
+            (missing == 0).then_some(missing)
+        },
+    )
+    .await;
+    let got = receiver.accepted();
+    let duplicates: usize = got.values().map(|c| c - 1).sum();
+    println!(
+        "three broker nodes, the gateway's node killed under load: {} accepted (202), {at_kill} before the kill; http receiver: {} distinct message_ids, {duplicates} duplicates (same message_id); lost: {lost}",
+        accepted.len(),
+        got.len(),
+    );
+    assert_eq!(lost, 0);
+    drop(gw);
+    let _ = Command::new(BIN)
+        .args(["audit", "verify", "--config"])
+        .arg(&tc.path)
+        .status();
+    // The database goes; the broker's queues go with its nodes.
+    let (client, conn) = tokio_postgres::connect(ADMIN_DB, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            cluster.database
+        ))
+        .await
+        .unwrap();
+}

@@ -26,6 +26,7 @@ pub mod observe;
 pub mod operator;
 pub mod privacy;
 pub mod refusal;
+pub mod relay;
 pub mod retention;
 pub mod revoked;
 pub mod status;

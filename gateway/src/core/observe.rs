@@ -13,7 +13,7 @@ pub struct Observe {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     /// Cluster mode's broker.
-    pub broker: Option<Arc<crate::queue::Broker>>,
+    pub broker: Option<Arc<dyn crate::store::queue::WorkQueue>>,
 }
 
 impl Observe {
@@ -32,7 +32,7 @@ impl Observe {
                     "PostgreSQL does not answer: submissions are refused (503) until it does",
                 ));
             }
-            if broker.state() != crate::queue::BrokerState::Connected {
+            if !broker.connected() {
                 return Err(Refusal::unavailable(
                     "not connected to RabbitMQ: deliveries wait until it is back (accepted submissions are kept in PostgreSQL)",
                 ));

@@ -93,9 +93,12 @@ impl Gateway {
 
         let store = setup.config.store.open().await?;
         let broker = match setup.config.store.broker() {
-            Some(b) => Some(crate::queue::Broker::new(b.clone()).map_err(DaemonError::Start)?),
+            Some(b) => Some(b.map_err(DaemonError::Start)?),
             None => None,
         };
+        let queue = broker
+            .clone()
+            .map(|b| b as Arc<dyn crate::store::queue::WorkQueue>);
 
         let cfg = &setup.config;
         let (ingest_listener, ingest_addr) = bind("ingest", cfg.ingest.listen).await?;
@@ -156,11 +159,11 @@ impl Gateway {
             clock: Clock::system(),
             breakers: breakers.clone(),
             wakers: wakers.clone(),
-            queue: broker.clone(),
+            queue: queue.clone(),
         }
         .start(setup.deliveries.clone(), shutdown_rx.clone());
-        let relay_task = broker.clone().map(|b| {
-            tokio::spawn(crate::queue::run_relay(
+        let relay_task = queue.clone().map(|b| {
+            tokio::spawn(crate::core::relay::run(
                 store.clone(),
                 b,
                 wakers.any(),
@@ -353,7 +356,7 @@ impl Gateway {
             Arc::new(Observe {
                 store: store.clone(),
                 metrics: metrics.clone(),
-                broker: broker.clone(),
+                broker: queue.clone(),
             }),
             reload_hook,
             shutdown_rx.clone(),

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::queue::BrokerConfig;
 use crate::store::embedded::{self, EmbeddedStore};
 use crate::store::postgres::{self, PostgresStore};
+use crate::store::rabbitmq::{Broker, BrokerConfig};
 use crate::store::{AuditLogRead, Store, StoreError};
 
 /// The store backend (`[store] type = "…"`).
@@ -114,7 +114,7 @@ impl StoreConfig {
                         fix: "use e.g. 16",
                     });
                 }
-                if let Err(e) = crate::queue::Broker::new(broker.clone()) {
+                if let Err(e) = Broker::new(broker.clone()) {
                     problems.push(ConfigProblem {
                         key: "store.broker",
                         problem: e,
@@ -156,11 +156,11 @@ impl StoreConfig {
         }
     }
 
-    /// The broker, in cluster mode.
-    pub fn broker(&self) -> Option<&BrokerConfig> {
+    /// The broker, in cluster mode (not connected yet: see [`Broker::run`]).
+    pub fn broker(&self) -> Option<Result<Arc<Broker>, String>> {
         match self {
             StoreConfig::Embedded { .. } => None,
-            StoreConfig::Cluster { broker, .. } => Some(broker),
+            StoreConfig::Cluster { broker, .. } => Some(Broker::new(broker.clone())),
         }
     }
 

@@ -9,6 +9,8 @@
 pub mod backends;
 pub mod embedded;
 pub mod postgres;
+pub mod queue;
+pub mod rabbitmq;
 #[cfg(test)]
 pub(crate) mod testing;
 

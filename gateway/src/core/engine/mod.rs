@@ -112,7 +112,7 @@ pub struct Engine {
     /// Wakes a target's task when new work for it was stored.
     pub wakers: Arc<Wakers>,
     /// Cluster mode: work comes from the broker's queues, not from polling the store.
-    pub queue: Option<Arc<crate::queue::Broker>>,
+    pub queue: Option<Arc<dyn crate::store::queue::WorkQueue>>,
 }
 
 impl Engine {

@@ -1,5 +1,5 @@
 //! The engine in cluster mode: a target's work comes from its broker queue
-//! (see `crate::queue`), not from polling the store.
+//! (see `crate::store::queue`), not from polling the store.
 //!
 //! Per message: take its delivery in the store (by message id and ticket),
 //! attempt it as in the embedded mode, record the outcome — a retry's next
@@ -27,7 +27,7 @@ use super::{
     apply_health, attempt, finish, rebase_waits, Admit, Breaker, Engine, Health, TargetRuntime,
 };
 use crate::model::delivery::Recorded;
-use crate::queue::{Broker, Job, Kind};
+use crate::store::queue::{Job, Kind, WorkQueue};
 use crate::store::{StoreError, Take, Wanted};
 
 /// Wait after the store failed before taking the message again.
@@ -41,7 +41,7 @@ type Here = Arc<Mutex<HashMap<String, Vec<Job>>>>;
 pub(super) async fn run_target(
     mut runtime: watch::Receiver<Arc<TargetRuntime>>,
     engine: Arc<Engine>,
-    queue: Arc<Broker>,
+    queue: Arc<dyn WorkQueue>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (board, metrics) = (&engine.breakers, &engine.metrics);
@@ -55,8 +55,8 @@ pub(super) async fn run_target(
         breaker.view(Instant::now(), std::time::SystemTime::now()),
     );
     let prefetch = |t: &TargetRuntime| u16::try_from(t.concurrency.max(1)).unwrap_or(u16::MAX);
-    let mut jobs = queue.jobs(&id, Kind::Deliver, prefetch(&t));
-    let mut parked = queue.jobs(&id, Kind::Parked, 4);
+    let mut jobs = queue.clone().jobs(&id, Kind::Deliver, prefetch(&t));
+    let mut parked = queue.clone().jobs(&id, Kind::Parked, 4);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Health>();
     let here: Here = Arc::default();
     let mut attempts = JoinSet::new();
@@ -69,7 +69,7 @@ pub(super) async fn run_target(
             if t.concurrency.max(1) != before {
                 slots = Arc::new(Semaphore::new(t.concurrency.max(1)));
                 // The prefetch is the consumer's: subscribe again with the new one.
-                jobs = queue.jobs(&id, Kind::Deliver, prefetch(&t));
+                jobs = queue.clone().jobs(&id, Kind::Deliver, prefetch(&t));
             }
             tracing::info!(target_id = %id, "target settings reloaded");
         }
@@ -171,7 +171,7 @@ pub(super) async fn run_target(
 struct Work {
     t: Arc<TargetRuntime>,
     engine: Arc<Engine>,
-    queue: Arc<Broker>,
+    queue: Arc<dyn WorkQueue>,
     here: Here,
     done: mpsc::UnboundedSender<Health>,
 }

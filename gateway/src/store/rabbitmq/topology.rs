@@ -1,4 +1,4 @@
-//! Names and declarations of the exchanges and queues (drawn in `queue`).
+//! Names and declarations of the exchanges and queues (drawn in `store::rabbitmq`).
 //! Declaring is idempotent: every instance declares at start, with the same
 //! arguments (a queue declared before with other arguments is an error the
 //! broker names — an operator changed them by hand).

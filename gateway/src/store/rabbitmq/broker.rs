@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::topology::{self, Names};
 use super::{QueueError, WorkMessage};
+use crate::store::queue::{Jobs, Kind, QueueFuture, WorkQueue};
 use crate::store::Wanted;
 
 /// `[store.broker]`: the RabbitMQ cluster mode uses.
@@ -382,4 +383,26 @@ pub(super) fn error_class(e: &lapin::Error) -> String {
         .chars()
         .take(160)
         .collect()
+}
+
+impl WorkQueue for Broker {
+    fn jobs(self: Arc<Self>, target: &str, kind: Kind, prefetch: u16) -> Jobs {
+        self.consume(target, kind, prefetch)
+    }
+
+    fn publish(&self, wanted: Vec<Wanted>, now_ms: i64) -> QueueFuture<'_, Vec<Wanted>> {
+        Box::pin(Broker::publish(self, wanted, now_ms))
+    }
+
+    fn connected(&self) -> bool {
+        self.state() == BrokerState::Connected
+    }
+
+    fn until_connected(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            self.session().await;
+        })
+    }
 }

@@ -12,61 +12,38 @@ use lapin::types::FieldTable;
 use tokio::sync::mpsc;
 
 use super::{Broker, QueueError, WorkMessage};
+use crate::store::queue::{Job, Jobs, Kind, QueueFuture, Settle};
 
-/// One queue message: what to take, and how to settle it.
-pub struct Job {
-    pub message_id: String,
-    pub ticket: u32,
-    /// The broker gives it again after its consumer went without settling it.
-    pub redelivered: bool,
-    acker: Acker,
-}
+/// Settles one message on the channel it came on.
+struct Settler(Acker);
 
-impl Job {
-    /// Done with it: the broker forgets it.
-    pub async fn ack(&self) -> Result<(), QueueError> {
-        self.acker.ack(BasicAckOptions::default()).await?;
-        Ok(())
+impl Settle for Settler {
+    fn ack(&self) -> QueueFuture<'_, ()> {
+        Box::pin(async move {
+            self.0.ack(BasicAckOptions::default()).await?;
+            Ok(())
+        })
     }
 
-    /// Not now: back to the queue for another try.
-    pub async fn requeue(&self) -> Result<(), QueueError> {
-        self.acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await?;
-        Ok(())
+    fn requeue(&self) -> QueueFuture<'_, ()> {
+        Box::pin(async move {
+            self.0
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        })
     }
-}
-
-/// The jobs of one queue; ends only when dropped.
-/// Dropping it ends its task: the task sees the receiver gone and closes its
-/// channel, which hands unacknowledged messages back to the queue.
-pub struct Jobs {
-    rx: mpsc::Receiver<Job>,
-}
-
-impl Jobs {
-    pub async fn recv(&mut self) -> Option<Job> {
-        self.rx.recv().await
-    }
-}
-
-/// Which of a target's queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Deliver,
-    Parked,
 }
 
 impl Broker {
     /// Consumes `target`'s queue with at most `prefetch` unacknowledged messages.
-    pub fn jobs(self: &Arc<Self>, target: &str, kind: Kind, prefetch: u16) -> Jobs {
+    pub(super) fn consume(self: Arc<Self>, target: &str, kind: Kind, prefetch: u16) -> Jobs {
         let (tx, rx) = mpsc::channel(usize::from(prefetch.max(1)));
-        tokio::spawn(consume(self.clone(), target.to_owned(), kind, prefetch, tx));
-        Jobs { rx }
+        tokio::spawn(consume(self, target.to_owned(), kind, prefetch, tx));
+        Jobs::new(rx)
     }
 }
 
@@ -138,12 +115,12 @@ async fn consume(
                     .await;
                 continue;
             };
-            let job = Job {
-                message_id: m.message_id,
-                ticket: m.ticket,
-                redelivered: d.redelivered,
-                acker: d.acker,
-            };
+            let job = Job::new(
+                m.message_id,
+                m.ticket,
+                d.redelivered,
+                Box::new(Settler(d.acker)),
+            );
             if tx.send(job).await.is_err() {
                 // Dropped: the channel's close hands unacknowledged messages back.
                 let _ = ch.close(200, "consumer stops").await;

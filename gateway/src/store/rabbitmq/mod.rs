@@ -1,4 +1,5 @@
-//! Cluster mode's delivery work queue: RabbitMQ quorum queues, through `lapin`.
+//! Cluster mode's work queue backend ([`super::queue::WorkQueue`]): RabbitMQ
+//! quorum queues, through `lapin`.
 //!
 //! PostgreSQL holds every delivery's state (see `store::postgres`); the broker
 //! carries the *work*: one small message per delivery that is due — its
@@ -47,12 +48,10 @@
 
 mod broker;
 mod jobs;
-mod relay;
 mod topology;
 
+pub(super) use super::queue::QueueError;
 pub use broker::{Broker, BrokerConfig, BrokerState};
-pub use jobs::{Job, Jobs, Kind};
-pub use relay::run_relay;
 
 /// What a queue message says.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -63,17 +62,6 @@ pub struct WorkMessage {
     /// The attempt count it takes the delivery at.
     #[serde(rename = "t")]
     pub ticket: u32,
-}
-
-/// A broker failure; nothing was lost by it (the caller keeps the work and tries again).
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("the broker is not connected")]
-    Disconnected,
-    #[error("broker: {0}")]
-    Broker(String),
-    #[error("the broker did not confirm in time")]
-    Timeout,
 }
 
 impl From<lapin::Error> for QueueError {

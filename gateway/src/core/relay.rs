@@ -1,4 +1,4 @@
-//! The outbox relay: every instance runs one. It leases the oldest outbox
+//! The outbox relay of cluster mode: every instance runs one. It leases the oldest outbox
 //! rows (so two relays never publish the same rows at once), publishes their
 //! messages with confirms and deletes the confirmed rows. Woken when this
 //! instance committed something that wants a message; otherwise it looks
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use super::Broker;
 use crate::model::time::now_ms;
+use crate::store::queue::WorkQueue;
 use crate::store::Store;
 
 /// Rows per round.
@@ -21,9 +21,9 @@ const LEASE_MS: i64 = 5_000;
 const IDLE: Duration = Duration::from_millis(500);
 
 /// Runs until shutdown.
-pub async fn run_relay(
+pub async fn run(
     store: Arc<dyn Store>,
-    broker: Arc<Broker>,
+    broker: Arc<dyn WorkQueue>,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -39,7 +39,7 @@ pub async fn run_relay(
         // Without a broker there is nothing to publish to: wait for it first,
         // so rows are not leased in vain.
         tokio::select! {
-            _ = broker.session() => {}
+            _ = broker.until_connected() => {}
             _ = shutdown.changed() => continue,
         }
         let Some(outbox) = store.outbox() else { return };
