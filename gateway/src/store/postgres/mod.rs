@@ -11,7 +11,7 @@
 //! and an outbox table for the broker relay.
 //!
 //! [`PostgresStore`] is the `Store` trait on top of it (`[store] type =
-//! "postgres"`); the broker side is `crate::store::rabbitmq` behind `crate::store::queue`.
+//! "cluster"`); the broker side is `crate::store::rabbitmq` behind `crate::store::queue`.
 
 pub mod audit;
 pub mod deliveries;
