@@ -153,6 +153,77 @@ fn message_id(submission: &str, target: &str) -> String {
     ozg_gateway::model::submission::message_id(&uuid::Uuid::parse_str(submission).unwrap(), target)
 }
 
+/// Four portal workers submitting to `bases` in turn until stopped; a
+/// refused submission is tried at the next base.
+struct Load {
+    accepted: Arc<Mutex<Vec<String>>>,
+    refused: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(bases: &[String]) -> Load {
+        let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+        let refused = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = Arc::new(AtomicUsize::new(0));
+        let workers = (0..4)
+            .map(|w| {
+                let (accepted, refused, stop, counter) = (
+                    accepted.clone(),
+                    refused.clone(),
+                    stop.clone(),
+                    counter.clone(),
+                );
+                let bases = bases.to_vec();
+                tokio::spawn(async move {
+                    let portal = portal_client("portal");
+                    let mut at = w % bases.len();
+                    while !stop.load(Ordering::Relaxed) {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        match client::submit(&portal, &bases[at], &request(n)).await {
+                            Ok(r) if r.status == 202 => accepted
+                                .lock()
+                                .unwrap()
+                                .push(r.body["submission_id"].as_str().unwrap().to_owned()),
+                            _ => {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                        at = (at + 1) % bases.len();
+                    }
+                })
+            })
+            .collect();
+        Load {
+            accepted,
+            refused,
+            stop,
+            workers,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.lock().unwrap().len()
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Stops the workers; the ids of every accepted submission.
+    async fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.await.unwrap();
+        }
+        let ids = self.accepted.lock().unwrap().clone();
+        ids
+    }
+}
+
 async fn ready(admin: u16) -> Option<bool> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let r = reqwest::get(format!("http://127.0.0.1:{admin}/readyz"))
@@ -177,39 +248,8 @@ async fn two_instances_one_killed_and_a_broker_restart_under_load_lose_nothing()
 
     // Four portals' worth of load, spread over both instances; a refused
     // submission (an instance down) is tried at the other one.
-    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
-    let refused = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let counter = Arc::new(AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for w in 0..4 {
-        let (accepted, refused, stop, bases, counter) = (
-            accepted.clone(),
-            refused.clone(),
-            stop.clone(),
-            bases.clone(),
-            counter.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            let portal = portal_client("portal");
-            let mut at = w % 2;
-            while !stop.load(Ordering::Relaxed) {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                match client::submit(&portal, &bases[at], &request(n)).await {
-                    Ok(r) if r.status == 202 => accepted
-                        .lock()
-                        .unwrap()
-                        .push(r.body["submission_id"].as_str().unwrap().to_owned()),
-                    _ => {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-                at = 1 - at;
-            }
-        }));
-    }
-    let count = || accepted.lock().unwrap().len();
+    let load = Load::start(&bases);
+    let count = || load.accepted();
     eventually(Duration::from_secs(60), "load runs", || async {
         (count() >= 150).then_some(())
     })
@@ -245,11 +285,8 @@ async fn two_instances_one_killed_and_a_broker_restart_under_load_lose_nothing()
         (count() >= after + 100).then_some(())
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let accepted = accepted.lock().unwrap().clone();
+    let refused = load.refused();
+    let accepted = load.stop().await;
     let expected: HashSet<String> = accepted
         .iter()
         .map(|id| message_id(id, "fachverfahren-demo"))
@@ -280,7 +317,7 @@ async fn two_instances_one_killed_and_a_broker_restart_under_load_lose_nothing()
     println!(
         "cluster: 2 instances, 1 x kill -9, 1 broker restart; {} accepted (202), {} refused and retried, {} accepted while the broker was down; http receiver: {} distinct message_ids, {duplicates} duplicates (same message_id), {unexpected} without a 202; lost: {lost}",
         accepted.len(),
-        refused.load(Ordering::Relaxed),
+        refused,
         accepted_while_down,
         got.len(),
     );
@@ -440,32 +477,8 @@ async fn three_broker_nodes_one_killed_under_load_lose_nothing() {
     std::fs::write(&tc.path, text).unwrap();
     let gw = DaemonProcess::spawn(BIN, &tc.path, o.ingest_port);
     let base = format!("https://localhost:{}", o.ingest_port);
-    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let counter = Arc::new(AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..4 {
-        let (accepted, stop, base, counter) = (
-            accepted.clone(),
-            stop.clone(),
-            base.clone(),
-            counter.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            let portal = portal_client("portal");
-            while !stop.load(Ordering::Relaxed) {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                match client::submit(&portal, &base, &request(n)).await {
-                    Ok(r) if r.status == 202 => accepted
-                        .lock()
-                        .unwrap()
-                        .push(r.body["submission_id"].as_str().unwrap().to_owned()),
-                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-        }));
-    }
-    let count = || accepted.lock().unwrap().len();
+    let load = Load::start(&[base]);
+    let count = || load.accepted();
     eventually(Duration::from_secs(60), "load runs", || async {
         (count() >= 300).then_some(())
     })
@@ -482,11 +495,7 @@ async fn three_broker_nodes_one_killed_under_load_lose_nothing() {
         },
     )
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let accepted = accepted.lock().unwrap().clone();
+    let accepted = load.stop().await;
     let expected: HashSet<String> = accepted
         .iter()
         .map(|id| message_id(id, "fachverfahren-demo"))

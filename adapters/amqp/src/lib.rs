@@ -268,7 +268,7 @@ fn read_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> 
 }
 
 /// A short error description without URLs (they may carry credentials).
-fn error_class(e: &lapin::Error) -> String {
+pub fn error_class(e: &lapin::Error) -> String {
     let s = e.to_string();
     s.split("amqp")
         .next()

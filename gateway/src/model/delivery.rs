@@ -134,6 +134,17 @@ pub enum Action {
     Discard,
 }
 
+impl Action {
+    /// Whether the action applies to a delivery in `state` (`offered`: it
+    /// waits in a message box). A message in a box may be taken out of it
+    /// (discarded), not retried.
+    pub fn applies_to(self, state: DeliveryState, offered: bool) -> bool {
+        let boxed = state == DeliveryState::InFlight && offered;
+        matches!(state, DeliveryState::Parked | DeliveryState::RetryWait)
+            || (self == Action::Discard && (state == DeliveryState::Pending || boxed))
+    }
+}
+
 /// The result of an operator action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operated {

@@ -66,11 +66,7 @@ pub(super) fn operate(
     };
     let state = DeliveryState::parse(&state)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state}")))?;
-    // A message waiting in a box may be taken out of it (discarded), not retried.
-    let boxed = state == DeliveryState::InFlight && offered.is_some();
-    let eligible = matches!(state, DeliveryState::Parked | DeliveryState::RetryWait)
-        || (action == Action::Discard && (state == DeliveryState::Pending || boxed));
-    if !eligible {
+    if !action.applies_to(state, offered.is_some()) {
         return Ok(Operated::WrongState(state));
     }
     let now = now_ms();

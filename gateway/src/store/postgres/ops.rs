@@ -42,10 +42,7 @@ pub async fn operate(
     ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
     let state = DeliveryState::parse(&state)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state}")))?;
-    let boxed = state == DeliveryState::InFlight && offered.is_some();
-    let eligible = matches!(state, DeliveryState::Parked | DeliveryState::RetryWait)
-        || (action == Action::Discard && (state == DeliveryState::Pending || boxed));
-    if !eligible {
+    if !action.applies_to(state, offered.is_some()) {
         return Ok(Operated::WrongState(state));
     }
     let now = now_ms();

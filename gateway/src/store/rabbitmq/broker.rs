@@ -376,13 +376,7 @@ impl Broker {
 
 /// A short error description without URLs (they may carry credentials).
 pub(super) fn error_class(e: &lapin::Error) -> String {
-    let s = e.to_string();
-    s.split("amqp")
-        .next()
-        .unwrap_or(&s)
-        .chars()
-        .take(160)
-        .collect()
+    ozg_adapter_amqp::error_class(e)
 }
 
 impl WorkQueue for Broker {
