@@ -208,6 +208,40 @@ pub(super) enum BenchCommand {
         #[arg(long, default_value = "127.0.0.1:8444")]
         listen: std::net::SocketAddr,
     },
+    /// Publish with confirms into a scratch quorum queue on the config's broker
+    /// (cluster mode), messages of the relay's size; deleted afterwards.
+    RawAmqp {
+        #[arg(long, short, default_value = "config/cluster.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Bytes per message: the relay's work message (`{"m":<message id>,"t":<ticket>}`)
+        /// and its message-id property together are about this long.
+        #[arg(long, default_value_t = 96)]
+        size: usize,
+        #[arg(long, default_value_t = 4)]
+        channels: usize,
+        /// Messages published before their confirms are awaited together (the relay's batch).
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Insert and commit the rows of sealed submissions of a profile into a scratch
+    /// database beside the config's (cluster mode); dropped afterwards.
+    RawPostgres {
+        #[arg(long, short, default_value = "config/cluster.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "small")]
+        profile: String,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Connections writing at once (default: the config's pool_size).
+        #[arg(long)]
+        connections: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which store an `audit` command reads.

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use crate::config::{Config, LogFormat};
+use crate::store::backends::StoreConfig;
 use anyhow::Context as _;
 use clap::Parser;
 
@@ -178,6 +179,70 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(anyhow::Error::msg)?;
                 Ok(ExitCode::SUCCESS)
             }
+            BenchCommand::RawAmqp {
+                config,
+                seconds,
+                size,
+                channels,
+                batch,
+                json,
+            } => {
+                let setup = match load(&config) {
+                    Ok(s) => s,
+                    Err(code) => return Ok(code),
+                };
+                let StoreConfig::Cluster { broker, .. } = &setup.config.store else {
+                    anyhow::bail!("{} is not a cluster-mode config", config.display());
+                };
+                let runtime = tokio::runtime::Runtime::new()?;
+                let r = runtime
+                    .block_on(crate::tools::engines::amqp(
+                        &broker.url,
+                        &broker.prefix,
+                        size,
+                        channels,
+                        batch,
+                        seconds,
+                    ))
+                    .map_err(anyhow::Error::msg)?;
+                print_raw(&r, json)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            BenchCommand::RawPostgres {
+                config,
+                profile,
+                seconds,
+                connections,
+                json,
+            } => {
+                let setup = match load(&config) {
+                    Ok(s) => s,
+                    Err(code) => return Ok(code),
+                };
+                let StoreConfig::Cluster {
+                    database,
+                    pool_size,
+                    ..
+                } = &setup.config.store
+                else {
+                    anyhow::bail!("{} is not a cluster-mode config", config.display());
+                };
+                let p = crate::tools::loadgen::Profile::named(&profile)
+                    .with_context(|| format!("unknown profile {profile:?}"))?;
+                let samples =
+                    crate::tools::bench::samples(&setup, &p, 64).map_err(anyhow::Error::msg)?;
+                let runtime = tokio::runtime::Runtime::new()?;
+                let r = runtime
+                    .block_on(crate::tools::engines::postgres(
+                        database,
+                        samples,
+                        connections.unwrap_or(*pool_size),
+                        seconds,
+                    ))
+                    .map_err(anyhow::Error::msg)?;
+                print_raw(&r, json)?;
+                Ok(ExitCode::SUCCESS)
+            }
         },
         Command::DemoPki { out, force } => {
             if out.join("ca.pem").exists() && !force {
@@ -213,4 +278,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Status(args) => portal::status(args),
     }
+}
+
+/// One raw engine limit, as JSON or a line.
+fn print_raw(r: &crate::tools::engines::RawReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        println!(
+            "{} raw limit, {} workers, {:.1} s: {:.0} {}/s",
+            r.engine, r.workers, r.seconds, r.per_second, r.unit
+        );
+    }
+    Ok(())
 }

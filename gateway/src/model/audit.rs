@@ -286,16 +286,33 @@ pub fn chained(
     ts: &str,
     e: AuditEvent,
 ) -> Result<(AuditRecord, String, String), serde_json::Error> {
-    let record = AuditRecord {
-        seq: head.seq + 1,
+    placed(head, unplaced(ts, e))
+}
+
+/// `e` as a record that has no place in the chain yet (`seq` 0, no `prev`):
+/// what a writer that does not hold the chain's head stores until it is
+/// [`placed`] (the cluster store's deferred chaining).
+pub fn unplaced(ts: &str, e: AuditEvent) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
         ts: ts.to_owned(),
         event: e.kind.as_str().to_owned(),
         submission_id: e.submission_id,
         message_id: e.message_id,
         target: e.target,
         detail: e.detail,
-        prev: head.hash.clone(),
-    };
+        prev: String::new(),
+    }
+}
+
+/// `record` placed after `head`: its sequence number and `prev` set; with its
+/// stored text and hash.
+pub fn placed(
+    head: &Head,
+    mut record: AuditRecord,
+) -> Result<(AuditRecord, String, String), serde_json::Error> {
+    record.seq = head.seq + 1;
+    record.prev = head.hash.clone();
     let text = serde_json::to_string(&record)?;
     let hash = record_hash(&text);
     Ok((record, text, hash))

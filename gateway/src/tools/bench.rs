@@ -20,6 +20,7 @@ use crate::core::intake::pool::ValidationPool;
 use crate::core::intake::validate::DataLimits;
 use crate::core::intake::{Incoming, Intake, Metadata, Part, Routes};
 use crate::daemon::setup::Setup;
+use crate::model::submission::NewSubmission;
 use crate::tools::loadgen::Profile;
 
 /// Result of the crypto limit.
@@ -34,51 +35,122 @@ pub struct CryptoReport {
     pub payload_mib_per_second: f64,
 }
 
+/// The intake pipeline of `setup` over a scratch embedded store (removed on drop),
+/// the targets `profile` routes to, and a function making one incoming submission.
+struct Rig {
+    pipeline: Arc<Intake>,
+    targets: Vec<String>,
+    scratch: std::path::PathBuf,
+    incoming: Arc<dyn Fn() -> Incoming + Send + Sync>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+impl Rig {
+    fn new(setup: &Setup, profile: &Profile) -> Result<Rig, String> {
+        let targets = setup
+            .router
+            .route(&profile.leistung, &profile.destination)
+            .ok_or_else(|| format!("no route for Leistung {} in this config", profile.leistung))?
+            .to_vec();
+        let portal = setup
+            .portals
+            .any()
+            .ok_or_else(|| "the config has no portal".to_string())?;
+        let scratch = std::env::temp_dir().join(format!(
+            "ozg-bench-crypto-{}-{}",
+            std::process::id(),
+            profile.name
+        ));
+        let store: Arc<dyn crate::store::Store> = Arc::new(
+            crate::store::embedded::EmbeddedStore::open(&scratch, 1).map_err(|e| e.to_string())?,
+        );
+        let pipeline = Arc::new(Intake {
+            checks: DataChecks {
+                rules: arc_swap::ArcSwap::from_pointee(CheckRules {
+                    limits: DataLimits::of(&Default::default()),
+                    schemas: Default::default(),
+                    xsds: Default::default(),
+                }),
+                pool: ValidationPool::new(1, Duration::from_secs(1)),
+            },
+            seal: setup.seal.clone(),
+            routes: arc_swap::ArcSwap::from_pointee(Routes {
+                router: setup.router.clone(),
+                targets: setup.targets.clone(),
+                payloads: setup.payloads(),
+            }),
+            store,
+            public_url: "https://localhost".into(),
+            wakers: Arc::default(),
+            revoked: Arc::default(),
+            privacy: setup.privacy.clone(),
+        });
+        let (body, _) = profile.body();
+        let data = Bytes::from(vec![b'x'; profile.data_size]);
+        let attachment = (profile.attachment_size > 0).then(|| {
+            Bytes::from(
+                body.slice(0..profile.attachment_size.min(body.len()))
+                    .to_vec(),
+            )
+        });
+        let (leistung, destination) = (profile.leistung.clone(), profile.destination.clone());
+        let incoming = Arc::new(move || Incoming {
+            portal: portal.clone(),
+            metadata: Metadata {
+                leistung: leistung.clone(),
+                destination: destination.clone(),
+                reference: None,
+                payment: None,
+                reply_channel: None,
+            },
+            data: Part {
+                media_type: "application/xml".into(),
+                filename: None,
+                data: data.clone(),
+            },
+            attachments: attachment
+                .iter()
+                .map(|a| Part {
+                    media_type: "application/pdf".into(),
+                    filename: Some("Nachweis.pdf".into()),
+                    data: a.clone(),
+                })
+                .collect(),
+            idempotency_key: None,
+        });
+        Ok(Rig {
+            pipeline,
+            targets,
+            scratch,
+            incoming,
+        })
+    }
+
+    fn prepare(&self) -> Result<NewSubmission, String> {
+        let routes = self.pipeline.routes.load();
+        self.pipeline
+            .prepare(&routes, (self.incoming)(), self.targets.clone())
+            .map(|(s, _)| s)
+            .map_err(|r| format!("{}: {}", r.slug, r.detail))
+    }
+}
+
+/// `n` submissions of `profile` as the gateway seals them (for the raw
+/// PostgreSQL limit: rows of the same sizes).
+pub fn samples(setup: &Setup, profile: &Profile, n: usize) -> Result<Vec<NewSubmission>, String> {
+    let rig = Rig::new(setup, profile)?;
+    (0..n).map(|_| rig.prepare()).collect()
+}
+
 /// Seals and encrypts submissions of `profile` for the targets its Leistung routes
 /// to, on every core, for `seconds`.
 pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoReport, String> {
-    let targets = setup
-        .router
-        .route(&profile.leistung, &profile.destination)
-        .ok_or_else(|| format!("no route for Leistung {} in this config", profile.leistung))?
-        .to_vec();
-    let portal = setup
-        .portals
-        .any()
-        .ok_or_else(|| "the config has no portal".to_string())?;
-    let scratch = std::env::temp_dir().join(format!("ozg-bench-crypto-{}", std::process::id()));
-    let store: Arc<dyn crate::store::Store> = Arc::new(
-        crate::store::embedded::EmbeddedStore::open(&scratch, 1).map_err(|e| e.to_string())?,
-    );
-    let pipeline = Arc::new(Intake {
-        checks: DataChecks {
-            rules: arc_swap::ArcSwap::from_pointee(CheckRules {
-                limits: DataLimits::of(&Default::default()),
-                schemas: Default::default(),
-                xsds: Default::default(),
-            }),
-            pool: ValidationPool::new(1, Duration::from_secs(1)),
-        },
-        seal: setup.seal.clone(),
-        routes: arc_swap::ArcSwap::from_pointee(Routes {
-            router: setup.router.clone(),
-            targets: setup.targets.clone(),
-            payloads: setup.payloads(),
-        }),
-        store,
-        public_url: "https://localhost".into(),
-        wakers: Arc::default(),
-        revoked: Arc::default(),
-        privacy: setup.privacy.clone(),
-    });
-    let (body, _) = profile.body();
-    let data = Bytes::from(vec![b'x'; profile.data_size]);
-    let attachment = (profile.attachment_size > 0).then(|| {
-        Bytes::from(
-            body.slice(0..profile.attachment_size.min(body.len()))
-                .to_vec(),
-        )
-    });
+    let rig = Arc::new(Rig::new(setup, profile)?);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -87,44 +159,10 @@ pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoRe
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let (pipeline, targets, portal, data, attachment, done, stop) = (
-                pipeline.clone(),
-                targets.clone(),
-                portal.clone(),
-                data.clone(),
-                attachment.clone(),
-                done.clone(),
-                stop.clone(),
-            );
-            let (leistung, destination) = (profile.leistung.clone(), profile.destination.clone());
+            let (rig, done, stop) = (rig.clone(), done.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let incoming = Incoming {
-                        portal: portal.clone(),
-                        metadata: Metadata {
-                            leistung: leistung.clone(),
-                            destination: destination.clone(),
-                            reference: None,
-                            payment: None,
-                            reply_channel: None,
-                        },
-                        data: Part {
-                            media_type: "application/xml".into(),
-                            filename: None,
-                            data: data.clone(),
-                        },
-                        attachments: attachment
-                            .iter()
-                            .map(|a| Part {
-                                media_type: "application/pdf".into(),
-                                filename: Some("Nachweis.pdf".into()),
-                                data: a.clone(),
-                            })
-                            .collect(),
-                        idempotency_key: None,
-                    };
-                    let routes = pipeline.routes.load();
-                    if pipeline.prepare(&routes, incoming, targets.clone()).is_ok() {
+                    if rig.prepare().is_ok() {
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -137,12 +175,11 @@ pub fn crypto(setup: &Setup, profile: &Profile, seconds: f64) -> Result<CryptoRe
         let _ = h.join();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let _ = std::fs::remove_dir_all(&scratch);
     let n = done.load(Ordering::Relaxed);
     Ok(CryptoReport {
         profile: profile.name.clone(),
         threads,
-        targets: targets.len(),
+        targets: rig.targets.len(),
         seconds: elapsed,
         submissions: n,
         submissions_per_second: n as f64 / elapsed,

@@ -100,8 +100,12 @@ impl Profile {
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
+    /// The gateway's portal URL; several, comma-separated, for the instances
+    /// of a cluster (the connections are spread over them in turn).
     pub url: String,
-    /// Admin listener for delivery figures (`http://127.0.0.1:9090`), if any.
+    /// Admin listener for delivery figures (`http://127.0.0.1:9090`), if any;
+    /// several, comma-separated, for a cluster's instances (deliveries are
+    /// summed; the backlog is the store's, the same from any instance).
     pub admin: Option<String>,
     pub connections: usize,
     pub duration: Option<Duration>,
@@ -208,6 +212,31 @@ async fn scrape(client: &reqwest::Client, admin: &str) -> Option<Scrape> {
     Some(s)
 }
 
+/// [`scrape`] of every comma-separated admin URL, delivered counts and
+/// histograms summed, the backlog (one store's) taken once.
+async fn scrape_all(client: &reqwest::Client, admins: &str) -> Option<Scrape> {
+    let mut total: Option<Scrape> = None;
+    for admin in admins.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let s = scrape(client, admin).await?;
+        total = Some(match total {
+            None => s,
+            Some(mut t) => {
+                t.delivered += s.delivered;
+                t.backlog = t.backlog.max(s.backlog);
+                for (le, c) in s.buckets {
+                    match t.buckets.iter_mut().find(|(b, _)| *b == le) {
+                        Some((_, tc)) => *tc += c,
+                        None => t.buckets.push((le, c)),
+                    }
+                }
+                t.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                t
+            }
+        });
+    }
+    total
+}
+
 /// The upper bound of the bucket holding the median of the deliveries between two scrapes.
 fn median_from_buckets(before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<f64> {
     let delta: Vec<(f64, f64)> = after
@@ -262,7 +291,16 @@ fn progress_task(
 /// Runs the load and reports.
 pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, String> {
     let (body, content_type) = profile.body();
-    let url = format!("{}/v1/submissions", o.url.trim_end_matches('/'));
+    let urls: Vec<String> = o
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| format!("{}/v1/submissions", u.trim_end_matches('/')))
+        .collect();
+    if urls.is_empty() {
+        return Err("no gateway URL given".into());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
@@ -278,12 +316,13 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
         .build()
         .map_err(|e| e.to_string())?;
     let before = match &o.admin {
-        Some(a) => scrape(&admin_client, a).await,
+        Some(a) => scrape_all(&admin_client, a).await,
         None => None,
     };
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..o.connections.max(1) {
+    for i in 0..o.connections.max(1) {
+        let url = &urls[i % urls.len()];
         let tls =
             crate::listen::tls::client_config(&o.identity.cert, &o.identity.key, &o.identity.ca)?;
         let client = reqwest::Client::builder()
@@ -360,7 +399,7 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
         eprintln!();
     }
     let after = match &o.admin {
-        Some(a) => scrape(&admin_client, a).await,
+        Some(a) => scrape_all(&admin_client, a).await,
         None => None,
     };
     let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();

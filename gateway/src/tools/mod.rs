@@ -5,5 +5,6 @@ pub mod bench;
 pub mod client;
 pub mod demo_pki;
 pub mod demo_receiver;
+pub mod engines;
 pub mod loadgen;
 pub mod xta_readers;

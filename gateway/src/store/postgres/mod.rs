@@ -29,10 +29,13 @@ use tokio_postgres::NoTls;
 use crate::store::StoreError;
 
 /// The schema version this gateway writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The migrations, in order: (version it brings the schema to, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("schema_v1.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("schema_v1.sql")),
+    (2, include_str!("schema_v2.sql")),
+];
 
 /// The advisory lock key migrations hold ("ozg-gw-m" as a number).
 const MIGRATION_LOCK: i64 = 0x6f7a_672d_6777_2d6d;
@@ -74,7 +77,11 @@ pub(super) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Stor
 
 /// A connection pool to `url` (a libpq URL or key=value string).
 pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
-    let config: tokio_postgres::Config = url.parse().map_err(backend)?;
+    pool_of(url.parse().map_err(backend)?, size)
+}
+
+/// A connection pool of `size` connections to the database `config` names.
+pub fn pool_of(config: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         config,
         NoTls,

@@ -307,9 +307,11 @@ impl AuditReader {
             .enable_all()
             .build()?;
         let client = runtime.block_on(async {
-            let (client, connection) =
+            let (mut client, connection) =
                 tokio_postgres::connect(url, NoTls).await.map_err(backend)?;
             tokio::spawn(connection);
+            // Records committed but not placed yet (see `super::audit`) belong to the log read here.
+            super::audit::chain_all(&mut client).await?;
             Ok::<_, StoreError>(client)
         })?;
         Ok(AuditReader { runtime, client })

@@ -4,6 +4,7 @@
 //! is created if it does not exist yet, and migrated under a lock (see
 //! [`super::migrate`]). A probe asks the database every second whether it
 //! answers: while it does not, `/readyz` says so and portals get `503`.
+//! A chainer places committed audit records in the chain (see [`super::audit`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio_postgres::NoTls;
 
-use super::{backend, deliveries, ops, outbox, reads, submissions};
+use super::{audit, backend, deliveries, ops, outbox, reads, submissions};
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
 use crate::model::delivery::{
     Action, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated,
@@ -25,6 +26,9 @@ use crate::store::{
 
 /// How often the probe asks the database whether it answers.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often the chainer looks for pending audit records without being woken
+/// (records another instance left when it died).
+const CHAIN_EVERY: Duration = Duration::from_millis(500);
 
 /// The cluster store.
 pub struct PostgresStore {
@@ -32,6 +36,9 @@ pub struct PostgresStore {
     url: String,
     counters: Arc<Counters>,
     probe: tokio::task::JoinHandle<()>,
+    chainer: tokio::task::JoinHandle<()>,
+    /// Wakes the chainer after a commit.
+    chain: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
@@ -52,11 +59,15 @@ impl PostgresStore {
         }
         let counters = Arc::new(Counters::default());
         let probe = tokio::spawn(probe(pool.clone(), counters.clone()));
+        let chain = Arc::new(tokio::sync::Notify::new());
+        let chainer = tokio::spawn(chainer(pool.clone(), chain.clone()));
         Ok(PostgresStore {
             pool,
             url: url.to_owned(),
             counters,
             probe,
+            chainer,
+            chain,
         })
     }
 
@@ -67,12 +78,44 @@ impl PostgresStore {
 
     fn committed(&self) {
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.chain.notify_one();
     }
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.probe.abort();
+        self.chainer.abort();
+    }
+}
+
+/// Places pending audit records in the chain after commits (and every
+/// [`CHAIN_EVERY`]) while the store is open.
+async fn chainer(pool: Pool, wake: Arc<tokio::sync::Notify>) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(CHAIN_EVERY) => {}
+        }
+        loop {
+            match audit::chain_round(&pool).await {
+                Ok(true) => continue,
+                Ok(false) => {
+                    if failing {
+                        tracing::info!("audit records are placed in the chain again");
+                    }
+                    failing = false;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "placing audit records in the chain failed; they stay committed and pending until it works");
+                    }
+                    failing = true;
+                }
+            }
+            break;
+        }
     }
 }
 
@@ -216,12 +259,16 @@ impl Store for PostgresStore {
 
     fn trace(&self, submission_id: &str) -> StoreFuture<'_, Vec<AuditRecord>> {
         let id = submission_id.to_owned();
-        Box::pin(async move { reads::trace(&self.pool, &id).await })
+        Box::pin(async move {
+            audit::chain_all_in(&self.pool).await?;
+            reads::trace(&self.pool, &id).await
+        })
     }
 
     fn read_audit(&self, job: AuditJob) -> StoreFuture<'_, ()> {
         let url = self.url.clone();
         Box::pin(async move {
+            audit::chain_all_in(&self.pool).await?;
             tokio::task::spawn_blocking(move || {
                 let reader = reads::AuditReader::connect(&url)?;
                 job(&reader);
@@ -332,6 +379,11 @@ impl Store for PostgresStore {
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.probe.abort();
+            self.chainer.abort();
+            // Leave nothing of ours pending (another instance would place it, or the next start).
+            if let Err(e) = audit::chain_all_in(&self.pool).await {
+                tracing::warn!(error = %e, "audit records left pending at shutdown; the next instance to run places them");
+            }
             self.pool.close();
             Ok(())
         })

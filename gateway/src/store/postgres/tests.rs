@@ -105,12 +105,31 @@ async fn a_newer_schema_is_refused() {
 }
 
 #[tokio::test]
-async fn instances_appending_at_once_write_one_chain() {
+async fn instances_appending_and_chaining_at_once_write_one_chain_in_each_writers_order() {
+    use super::audit::{chain_all_in, chain_round};
     use crate::model::audit::{record_hash, AuditEvent, AuditRecord, GENESIS};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     let db = Scratch::new().await;
-    let p = pool(&db.url(), 8).unwrap();
+    let p = pool(&db.url(), 12).unwrap();
     migrate(&p).await.unwrap();
-    // Eight writers (as eight instances would), 25 records each, one transaction per record.
+    // Three chainers (as three instances' would) place records while eight
+    // writers append them, 25 each, one transaction per record.
+    let writing = Arc::new(AtomicBool::new(true));
+    let chainers: Vec<_> = (0..3)
+        .map(|_| {
+            let (p, writing) = (p.clone(), writing.clone());
+            tokio::spawn(async move {
+                let mut rounds = 0;
+                while writing.load(Ordering::Relaxed) {
+                    chain_round(&p).await.unwrap();
+                    rounds += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                rounds
+            })
+        })
+        .collect();
     let writers = (0..8).map(|w| {
         let p = p.clone();
         async move {
@@ -124,21 +143,45 @@ async fn instances_appending_at_once_write_one_chain() {
         }
     });
     futures_util::future::join_all(writers).await;
+    writing.store(false, Ordering::Relaxed);
+    for c in chainers {
+        assert!(c.await.unwrap() > 0);
+    }
+    chain_all_in(&p).await.unwrap();
     let conn = p.get().await.unwrap();
+    let left: i64 = conn
+        .query_one("SELECT count(*) FROM audit_pending", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "every record placed");
     let rows = conn
         .query("SELECT seq, record, hash FROM audit ORDER BY seq", &[])
         .await
         .unwrap();
     assert_eq!(rows.len(), 200);
     let mut prev = GENESIS.to_owned();
+    let mut next_of_writer = [0usize; 8];
     for (i, r) in rows.iter().enumerate() {
         let (seq, text, hash): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
         assert_eq!(seq, i as i64 + 1, "no gaps, no duplicates");
         assert_eq!(record_hash(&text), hash);
         let record: AuditRecord = serde_json::from_str(&text).unwrap();
         assert_eq!(record.prev, prev, "record {seq} follows the one before");
+        // Each writer's records in the order it committed them.
+        let version = record.detail["version"].as_str().unwrap().to_owned();
+        let (w, i) = version[1..].split_once('-').unwrap();
+        let (w, i): (usize, usize) = (w.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next_of_writer[w], "writer {w}'s records in order");
+        next_of_writer[w] += 1;
         prev = hash;
     }
+    let head: String = conn
+        .query_one("SELECT hash FROM audit_head WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(head, prev, "the head is the last record");
     drop(conn);
     db.drop_it(p).await;
 }
@@ -193,9 +236,15 @@ async fn a_submission_is_stored_with_its_outbox_and_audit_records_and_keys_answe
     );
     assert_eq!(count("SELECT count(*) FROM outbox").await, 1);
     assert_eq!(
+        count("SELECT count(*) FROM audit_pending").await,
+        2,
+        "received and sealed, committed with the submission"
+    );
+    assert_eq!(super::audit::chain_all_in(&p).await.unwrap(), 2);
+    assert_eq!(
         count("SELECT count(*) FROM audit").await,
         2,
-        "received and sealed"
+        "placed in the chain"
     );
     let env: Vec<u8> = conn
         .query_one(
@@ -314,22 +363,30 @@ async fn a_delivery_is_taken_once_per_ticket_and_its_outcome_recorded_and_audite
         .await,
         Err(crate::store::StoreError::Superseded(_))
     ));
-    let events: Vec<String> = conn
+    super::audit::chain_all_in(&p).await.unwrap();
+    let records: Vec<serde_json::Value> = conn
         .query("SELECT record FROM audit ORDER BY seq", &[])
         .await
         .unwrap()
         .iter()
-        .map(|r| {
-            serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(0)).unwrap()["event"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+        .collect();
+    let events: Vec<&str> = records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
         .collect();
     assert_eq!(
         events,
         ["received", "sealed", "attempt_failed", "delivered"]
     );
+    // Each outcome's record names its delivery and the attempt it records.
+    for (r, attempt) in records[2..].iter().zip([1, 2]) {
+        assert_eq!(r["message_id"], "s1-dms");
+        assert_eq!(r["target"], "dms");
+        assert_eq!(r["submission_id"], "s1");
+        assert_eq!(r["detail"]["attempt"], attempt, "{r}");
+    }
+    assert_eq!(records[2]["detail"]["class"], "http-503");
     drop(conn);
     db.drop_it(p).await;
 }
