@@ -70,12 +70,24 @@ run_phase() { # name instances
   done
   load() { "$BIN" loadgen --url "$urls" --admin "$admins" --json "$@"; }
   load --profile small --connections "$CONN" --duration "${SECS}s" > "$W/$name-small.json"
-  sleep 5   # let the backlog drain before the next profile
+  drain "${admins%%,*}" > "$W/$name-small-drain"
   load --profile typical --connections "$((CONN / 2))" --duration "${SECS}s" > "$W/$name-typical.json"
   local rss=0
   for p in "${pids[@]}"; do rss=$(( $(rss_kib "$p") > rss ? $(rss_kib "$p") : rss )); done
   echo "$rss" > "$W/$name-rss"
+  drain "${admins%%,*}" > "$W/$name-typical-drain"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+}
+# Waits (up to 5 minutes) until no delivery waits; prints the seconds it took.
+drain() {
+  local start=$SECONDS
+  while (( SECONDS - start < 300 )); do
+    local waiting
+    waiting=$(curl -sf "$1/metrics" | awk '/^ozg_deliveries\{/ && /state="(pending|retry_wait|in_flight)"/ {n += $2} END {print n + 0}')
+    [[ "$waiting" == 0 ]] && break
+    sleep 1
+  done
+  echo $((SECONDS - start))
 }
 run_phase one 1
 run_phase two 2
@@ -105,6 +117,7 @@ for name, n in (("one", 1), ("two", 2)):
         limit = min(pg["per_second"], amqp["per_second"] / per)
         print(f"| {n} | {prof} ({r['connections']} conn.) | {r['accepted_per_second']:.0f} | {r['payload_mib_per_second']:.1f} | {l['p50']:.1f} / {l['p90']:.1f} / {l['p99']:.1f} / {l['max']:.1f} | {r.get('delivered_per_second', 0):.0f} | {r.get('backlog_start', 0):.0f} → {r.get('backlog_end', 0):.0f} | {r['refused']} / {r['errors']} | {r['accepted_per_second']/limit:.0%} |")
 print()
-for name in ("one", "two"):
-    print(f"Peak RSS, {name} instance(s) (largest instance): {int(open(os.path.join(w, name + '-rss')).read())/1024:.0f} MiB")
+for name, n in (("one", 1), ("two", 2)):
+    t = lambda p: int(open(os.path.join(w, f"{name}-{p}-drain")).read())
+    print(f"{n} instance(s): peak RSS (largest instance) {int(open(os.path.join(w, name + '-rss')).read())/1024:.0f} MiB; backlog delivered within {t('small')} s after `small`, {t('typical')} s after `typical`")
 PY

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod cluster;
 pub mod pki;
 pub mod receiver;
 pub mod tls_proxy;
@@ -485,6 +486,31 @@ pub async fn metric(admin: SocketAddr, name_and_labels: &str) -> f64 {
         })
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// A small xorshift for random moments in the crash tests (seeded from the
+/// clock and printed, so a failing run can be repeated).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from the clock; prints the seed.
+    pub fn from_clock() -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+        println!("seed {seed}");
+        Rng(seed)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
 }
 
 /// The daemon as a child process (for kill -9 tests).

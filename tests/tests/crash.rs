@@ -14,17 +14,6 @@ use ozg_gateway::tools::client::{self, SubmitRequest};
 const BIN: &str = env!("CARGO_BIN_EXE_ozg-gateway-e2e");
 const KILLS: usize = 5;
 
-/// A small xorshift: random moments without another dependency.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing() {
     let receiver = Receiver::start(Mode::Accept).await;
@@ -35,13 +24,7 @@ async fn kill_9_under_load_loses_nothing() {
         receiver_url: receiver.url(),
         ..Default::default()
     });
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_clock();
     let mut daemon = DaemonProcess::spawn(BIN, &tc.path, ingest_port);
     let base = format!("https://localhost:{ingest_port}");
 

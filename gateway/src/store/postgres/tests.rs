@@ -6,9 +6,34 @@ use super::*;
 
 const ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
 
-/// A new, empty database; dropped when the guard goes.
+/// A new, empty database; dropped by `drop_it`, or when the guard goes in a
+/// test that failed midway.
 struct Scratch {
     name: String,
+    dropped: bool,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.dropped {
+            let _ = std::process::Command::new("psql")
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                ])
+                .arg(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .status();
+        }
+    }
 }
 
 impl Scratch {
@@ -22,7 +47,10 @@ impl Scratch {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap();
-        Scratch { name }
+        Scratch {
+            name,
+            dropped: false,
+        }
     }
 
     fn url(&self) -> String {
@@ -32,7 +60,7 @@ impl Scratch {
         )
     }
 
-    async fn drop_it(self, pool: Pool) {
+    async fn drop_it(mut self, pool: Pool) {
         drop(pool);
         let (client, conn) = tokio_postgres::connect(ADMIN, NoTls).await.unwrap();
         tokio::spawn(conn);
@@ -40,6 +68,7 @@ impl Scratch {
             .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
             .await
             .unwrap();
+        self.dropped = true;
     }
 }
 
