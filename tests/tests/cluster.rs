@@ -68,12 +68,18 @@ async fn two_instances_one_killed_and_a_broker_restart_under_load_lose_nothing()
     let during = count();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let accepted_while_down = count() - during;
+    // The operator sees why: no broker, and the outbox holding the work.
+    let admin_b: std::net::SocketAddr = ([127, 0, 0, 1], ob.admin_port).into();
+    assert_eq!(metric(admin_b, "ozg_broker_connected").await, 0.0);
+    let held = metric(admin_b, "ozg_outbox_backlog").await;
+    assert!(held > 0.0, "accepted work waits in the outbox: {held}");
     drop(broker_down);
     eventually(Duration::from_secs(60), "both ready again", || async {
         (ready(oa.admin_port).await == Some(true) && ready(ob.admin_port).await == Some(true))
             .then_some(())
     })
     .await;
+    assert_eq!(metric(admin_b, "ozg_broker_connected").await, 1.0);
     let after = count();
     eventually(patience, "load runs again", || async {
         (count() >= (after + 100).max(goal)).then_some(())
@@ -102,6 +108,17 @@ async fn two_instances_one_killed_and_a_broker_restart_under_load_lose_nothing()
             let missing = expected.iter().filter(|m| !got.contains_key(*m)).count()
                 + files.iter().filter(|m| !has_file(m)).count();
             (missing == 0).then_some(missing)
+        },
+    )
+    .await;
+    // Once everything arrived, nothing waits in the outbox or outside the chain.
+    eventually(
+        Duration::from_secs(30),
+        "outbox and chain caught up",
+        || async {
+            (metric(admin_b, "ozg_outbox_backlog").await == 0.0
+                && metric(admin_b, "ozg_audit_unplaced_records").await == 0.0)
+                .then_some(())
         },
     )
     .await;

@@ -81,6 +81,15 @@ pub struct Metrics {
     pub audit_head: Gauge,
     pub audit_checkpoint: Gauge,
     queue: Family<QueueLabels, Gauge>,
+    /// Cluster mode's figures (see [`Metrics::for_cluster`]).
+    cluster: Option<ClusterGauges>,
+}
+
+/// What an operator of a cluster watches besides the queues.
+struct ClusterGauges {
+    broker_connected: Gauge,
+    outbox: Gauge,
+    audit_unplaced: Gauge,
 }
 
 impl Default for Metrics {
@@ -115,6 +124,7 @@ impl Metrics {
             audit_head: Gauge::default(),
             audit_checkpoint: Gauge::default(),
             queue: Family::default(),
+            cluster: None,
             registry: Registry::default(),
         };
         registry.register(
@@ -246,8 +256,57 @@ impl Metrics {
             .inc();
     }
 
-    /// Renders the text exposition format, refreshing store figures first.
-    pub async fn render(&self, store: &Arc<dyn Store>) -> String {
+    /// The metrics of cluster mode: these and the broker's connection, the
+    /// outbox's backlog and the audit records not placed in the chain yet.
+    pub fn for_cluster() -> Self {
+        let mut m = Self::new();
+        let c = ClusterGauges {
+            broker_connected: Gauge::default(),
+            outbox: Gauge::default(),
+            audit_unplaced: Gauge::default(),
+        };
+        m.registry.register(
+            "broker_connected",
+            "1 while this instance is connected to RabbitMQ (cluster mode)",
+            c.broker_connected.clone(),
+        );
+        m.registry.register(
+            "outbox_backlog",
+            "Queue messages committed in PostgreSQL and not yet confirmed by RabbitMQ (cluster mode; grows while the broker is away)",
+            c.outbox.clone(),
+        );
+        m.registry.register(
+            "audit_unplaced_records",
+            "Audit records committed and not yet placed in the chain (cluster mode; placed within a second while PostgreSQL answers)",
+            c.audit_unplaced.clone(),
+        );
+        m.cluster = Some(c);
+        m
+    }
+
+    /// Renders the text exposition format, refreshing store figures first
+    /// (and, in cluster mode, whether the broker is connected).
+    pub async fn render(&self, store: &Arc<dyn Store>, broker_connected: Option<bool>) -> String {
+        if let Some(c) = &self.cluster {
+            c.broker_connected
+                .set(i64::from(broker_connected.unwrap_or(false)));
+            if let Some(outbox) = store.outbox() {
+                match outbox.backlog().await {
+                    Ok(n) => {
+                        c.outbox.set(i64::try_from(n).unwrap_or(i64::MAX));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "outbox backlog unavailable for /metrics"),
+                }
+            }
+            match store.audit_unplaced().await {
+                Ok(n) => {
+                    c.audit_unplaced.set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "unplaced audit records unavailable for /metrics")
+                }
+            }
+        }
         match store.queue_depths().await {
             Ok(depths) => {
                 self.queue.clear();

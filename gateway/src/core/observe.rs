@@ -19,7 +19,8 @@ pub struct Observe {
 impl Observe {
     /// The OpenMetrics text of every metric.
     pub async fn metrics_text(&self) -> String {
-        self.metrics.render(&self.store).await
+        let connected = self.broker.as_ref().map(|b| b.connected());
+        self.metrics.render(&self.store, connected).await
     }
 
     /// Whether the gateway can take submissions now: `/readyz`. Not ready while

@@ -81,7 +81,15 @@ impl Gateway {
         for w in &setup.warnings {
             tracing::warn!("{w}");
         }
-        let metrics = Arc::new(Metrics::new());
+        let cluster = matches!(
+            setup.config.store,
+            crate::store::backends::StoreConfig::Cluster { .. }
+        );
+        let metrics = Arc::new(if cluster {
+            Metrics::for_cluster()
+        } else {
+            Metrics::new()
+        });
         for w in &setup.watched {
             metrics
                 .cert_not_after

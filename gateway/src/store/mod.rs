@@ -259,6 +259,11 @@ pub trait Store: Send + Sync {
     fn outbox(&self) -> Option<&dyn Outbox> {
         None
     }
+    /// Audit records committed but not yet placed in the chain (a store that
+    /// chains them later, in batches); 0 for one that chains as it writes.
+    fn audit_unplaced(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async { Ok(0) })
+    }
     /// Counters.
     fn stats(&self) -> StoreStats;
     /// Finishes pending writes and closes.

@@ -364,6 +364,10 @@ impl Store for PostgresStore {
         Some(self)
     }
 
+    fn audit_unplaced(&self) -> StoreFuture<'_, u64> {
+        Box::pin(audit::pending(&self.pool))
+    }
+
     fn stats(&self) -> StoreStats {
         let submissions = self.counters.submissions.load(Ordering::Relaxed);
         StoreStats {
