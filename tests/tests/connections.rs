@@ -26,9 +26,18 @@ async fn try_tls_from(
     from: &str,
     to: SocketAddr,
 ) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+    try_tls_as("portal", from, to).await
+}
+
+/// A TLS connection as the demo client `stem` (its `.pem` and `.key`).
+async fn try_tls_as(
+    stem: &str,
+    from: &str,
+    to: SocketAddr,
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
     let tls = ozg_gateway::listen::tls::client_config(
-        &demo("portal.pem"),
-        &demo("portal.key"),
+        &demo(&format!("{stem}.pem")),
+        &demo(&format!("{stem}.key")),
         &demo("ca.pem"),
     )
     .unwrap();
@@ -210,5 +219,121 @@ async fn a_client_that_vanishes_mid_body_is_counted_as_incomplete_not_malformed(
     )
     .await;
     assert_eq!(reason("multipart-malformed").await, 0.0);
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_over_its_rate_or_its_uploads_gets_429_and_the_others_are_served() {
+    use ozg_gateway::tools::client::{self, SubmitRequest};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tc = test_config(&Options::default());
+    // portal-demo may send 2 a second; portal2-demo one upload at a time.
+    let text = std::fs::read_to_string(&tc.path)
+        .unwrap()
+        .replace("id = \"portal-demo\"\n", "id = \"portal-demo\"\nrate = 2\n")
+        .replace(
+            "id = \"portal2-demo\"\n",
+            "id = \"portal2-demo\"\nuploads = 1\n",
+        );
+    std::fs::write(&tc.path, text).unwrap();
+    let gw = start_from(&tc).await;
+    let base = base_url(gw.ingest_addr);
+    let req = SubmitRequest {
+        leistung: "99115005001000".into(),
+        destination: "05315000".into(),
+        data: b"<antrag/>".to_vec(),
+        data_media_type: "application/xml".into(),
+        ..Default::default()
+    };
+    let slug = |a: &client::SubmitAnswer| {
+        a.body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // Rate: a burst of one second's worth, then 429 with the time to wait.
+    let portal = portal_client("portal");
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(client::submit(&portal, &base, &req).await.unwrap());
+    }
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses[..2], [202, 202], "{statuses:?}");
+    let refused = answers.iter().find(|a| a.status == 429).expect("a 429");
+    assert_eq!(slug(refused), "portal-rate-limited", "{}", refused.body);
+    // The answer says when to come back (an empty form uses up a token when admitted).
+    let mut raw = None;
+    for _ in 0..10 {
+        let r = portal
+            .post(format!("{base}/v1/submissions"))
+            .header("content-type", "multipart/form-data; boundary=B")
+            .body("--B--\r\n")
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 429 {
+            raw = Some(r);
+            break;
+        }
+    }
+    let raw = raw.expect("a 429 while the bucket is empty");
+    let wait: u64 = raw.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    // Another portal is not slowed down by it.
+    let portal2 = portal_client("portal2");
+    for _ in 0..4 {
+        assert_eq!(
+            client::submit(&portal2, &base, &req).await.unwrap().status,
+            202
+        );
+    }
+
+    // Uploads: portal2 holds one submission open mid-body; its next is refused,
+    // portal-demo's (after its bucket refilled) is not.
+    let mut open = try_tls_as("portal2", "127.0.0.1", gw.ingest_addr)
+        .await
+        .unwrap();
+    let head = "POST /v1/submissions HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n--B\r\n";
+    open.write_all(head.as_bytes()).await.unwrap();
+    open.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = client::submit(&portal2, &base, &req).await.unwrap();
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert_eq!(slug(&second), "portal-too-many-uploads");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        client::submit(&portal, &base, &req).await.unwrap().status,
+        202
+    );
+    // The slot comes back when the held upload goes.
+    drop(open);
+    eventually(
+        Duration::from_secs(10),
+        "portal2 has its slot back",
+        || async {
+            (client::submit(&portal2, &base, &req).await.ok()?.status == 202).then_some(())
+        },
+    )
+    .await;
+    let refused = |r: &'static str| {
+        let admin = gw.admin_addr;
+        async move {
+            metric(
+                admin,
+                &format!("ozg_requests_refused_total{{listener=\"ingest\",reason=\"{r}\"}}"),
+            )
+            .await
+        }
+    };
+    assert!(refused("portal-rate-limited").await >= 1.0);
+    assert!(refused("portal-too-many-uploads").await >= 1.0);
     gw.shutdown().await.unwrap();
 }

@@ -34,6 +34,14 @@ pub struct Limits {
     /// Most connections of one registered portal or operator at once; further ones
     /// get `429 too-many-connections` and are closed.
     pub max_connections_per_client: usize,
+    /// Submissions a second each portal may send (bursts up to one second's
+    /// worth); beyond it `429 portal-rate-limited` with `Retry-After`. None: no
+    /// rate limit. A portal's own `rate` replaces it.
+    pub portal_rate: Option<f64>,
+    /// Submissions each portal may have in progress at once (uploading, being
+    /// checked or stored); beyond it `429 portal-too-many-uploads`. A portal's own
+    /// `uploads` replaces it.
+    pub portal_uploads: usize,
     /// A connection whose client does not read an answer for this long is closed.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
@@ -91,6 +99,8 @@ impl Default for Limits {
             max_connections: 4096,
             max_connections_per_address: 256,
             max_connections_per_client: 512,
+            portal_rate: None,
+            portal_uploads: 128,
             write_timeout: Duration::from_secs(30),
             memory_budget: ByteSize(256 << 20),
         }

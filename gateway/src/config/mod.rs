@@ -203,6 +203,14 @@ pub struct PortalConfig {
     /// Its XTA account (`Identifier`) when it sends over XTA (default: its id).
     #[serde(default)]
     pub xta_account: Option<String>,
+    /// Submissions a second this portal may send (bursts up to one second's
+    /// worth); beyond it `429` with `Retry-After`. Default: `[ingest.limits] portal_rate`.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Submissions this portal may have in progress at once; beyond it `429`.
+    /// Default: `[ingest.limits] portal_uploads`.
+    #[serde(default)]
+    pub uploads: Option<usize>,
 }
 
 fn any() -> Vec<String> {

@@ -240,6 +240,7 @@ impl Gateway {
                     .unwrap_or(usize::MAX)
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
+            quota: Default::default(),
         });
         let portals = Arc::new(ArcSwap::from_pointee(setup.portals));
         let tls = Arc::new(ArcSwap::new(setup.ingest_tls.clone()));

@@ -80,6 +80,8 @@ impl Subscription {
             leistungen: PatternSet(vec![Pattern::Prefix(String::new())]),
             destinations: PatternSet(vec![Pattern::Prefix(String::new())]),
             xta_account: id,
+            rate: None,
+            uploads: None,
         });
         Ok(Subscription {
             config,

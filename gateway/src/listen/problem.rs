@@ -16,6 +16,8 @@ pub struct Problem {
     pub detail: String,
     /// The submission an idempotency conflict refers to.
     pub submission_id: Option<String>,
+    /// Seconds a client should wait before trying again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -36,7 +38,14 @@ impl Problem {
             slug,
             detail: detail.into(),
             submission_id: None,
+            retry_after: None,
         }
+    }
+
+    /// The same, answered with `Retry-After: seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
@@ -53,6 +62,8 @@ impl Problem {
             "client-certificate-revoked" => "Client certificate revoked",
             "client-certificate-invalid" => "Client certificate not acceptable",
             "unknown-client" => "Unknown client",
+            "portal-rate-limited" => "Too many submissions from this portal",
+            "portal-too-many-uploads" => "Too many uploads at once from this portal",
             "leistung-not-allowed" => "Leistung or destination not allowed for this portal",
             "no-route" => "No route for this Leistung and destination",
             "body-too-large" => "Request body too large",
@@ -133,6 +144,7 @@ impl From<Refusal> for Problem {
             slug: r.slug,
             detail: r.detail,
             submission_id: r.submission_id,
+            retry_after: None,
         }
     }
 }

@@ -11,6 +11,10 @@ pub struct Portal {
     pub destinations: PatternSet,
     /// Its XTA account when it sends over XTA.
     pub xta_account: String,
+    /// Submissions a second it may send (instead of `[ingest.limits] portal_rate`).
+    pub rate: Option<f64>,
+    /// Submissions it may have in progress at once (instead of `portal_uploads`).
+    pub uploads: Option<usize>,
 }
 
 /// A reader of message boxes (a Fachverfahren or DMS fetching over XTA): its

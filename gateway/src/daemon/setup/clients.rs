@@ -79,6 +79,20 @@ pub(super) fn clients(c: &mut Checks) -> Portals {
                 "give every portal its own id",
             ));
         }
+        if p.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            errors.push(config.error(
+                at("rate"),
+                "must be a number of submissions a second above 0",
+                "e.g. rate = 20, or leave it out for [ingest.limits] portal_rate",
+            ));
+        }
+        if p.uploads == Some(0) {
+            errors.push(config.error(
+                at("uploads"),
+                "must be at least 1",
+                "e.g. uploads = 16, or leave it out for [ingest.limits] portal_uploads",
+            ));
+        }
         let patterns = |list: &[String], key: &str, errors: &mut Vec<ConfigError>| {
             PatternSet(
                 list.iter()
@@ -101,6 +115,8 @@ pub(super) fn clients(c: &mut Checks) -> Portals {
             leistungen: patterns(&p.leistungen, "leistungen", errors),
             destinations: patterns(&p.destinations, "destinations", errors),
             xta_account: p.xta_account.clone().unwrap_or_else(|| p.id.clone()),
+            rate: p.rate,
+            uploads: p.uploads,
         });
         for pin in pins(
             config,

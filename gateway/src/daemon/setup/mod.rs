@@ -218,6 +218,23 @@ fn listeners_and_store(c: &mut Checks) {
             "make it a multiple of max_body (the default is 256MiB)",
         ));
     }
+    if limits
+        .portal_rate
+        .is_some_and(|r| !(r.is_finite() && r > 0.0))
+    {
+        errors.push(config.error(
+            "ingest.limits.portal_rate",
+            "must be a number of submissions a second above 0",
+            "e.g. portal_rate = 50, or leave it out for no rate limit",
+        ));
+    }
+    if limits.portal_uploads == 0 {
+        errors.push(config.error(
+            "ingest.limits.portal_uploads",
+            "must be at least 1",
+            "the default is 128",
+        ));
+    }
     if !config.admin.listen.ip().is_loopback() {
         errors.push(config.error(
             "admin.listen",

@@ -16,6 +16,7 @@ pub(crate) mod body;
 pub(crate) mod budget;
 pub mod form;
 mod operator;
+pub mod quota;
 mod submit;
 
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct Ingest {
     pub metrics: Arc<Metrics>,
     /// What request bodies may hold in memory at once, in bytes (see `budget`).
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// Each portal's submission rate and uploads at once (see `quota`).
+    pub quota: quota::PortalQuota,
 }
 
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -60,7 +63,10 @@ pub fn problem_response(metrics: &Metrics, listener: &'static str, p: &Problem) 
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/problem+json"),
     );
-    if p.status == 503 {
+    if let Some(seconds) = p.retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    } else if p.status == 503 {
         // Nothing was accepted; the condition is usually over within seconds.
         resp.headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));

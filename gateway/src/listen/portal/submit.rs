@@ -22,6 +22,8 @@ impl Ingest {
     ) -> Result<HttpResponse, Problem> {
         let limits_now = self.limits.load_full();
         let limits = &*limits_now;
+        // Before anything of the body is read: this portal's rate and uploads at once.
+        let _slot = self.quota.admit(&portal, limits)?;
         let headers = &head.headers;
         let idempotency_key = match headers.get("idempotency-key") {
             None => None,
