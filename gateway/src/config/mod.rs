@@ -201,15 +201,10 @@ pub struct PortalConfig {
     #[serde(default = "any")]
     pub destinations: Vec<String>,
     /// Its XTA account (`Identifier`) when it sends over XTA (default: its id).
-    #[serde(default)]
     pub xta_account: Option<String>,
-    /// Submissions a second this portal may send (bursts up to one second's
-    /// worth); beyond it `429` with `Retry-After`. Default: `[ingest.limits] portal_rate`.
-    #[serde(default)]
+    /// Submissions a second (default `[ingest.limits] portal_rate`); beyond it 429.
     pub rate: Option<f64>,
-    /// Submissions this portal may have in progress at once; beyond it `429`.
-    /// Default: `[ingest.limits] portal_uploads`.
-    #[serde(default)]
+    /// Submissions in progress at once (default `portal_uploads`); beyond it 429.
     pub uploads: Option<usize>,
 }
 

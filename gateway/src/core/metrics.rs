@@ -83,6 +83,11 @@ pub struct Metrics {
     queue: Family<QueueLabels, Gauge>,
     /// Cluster mode's figures (see [`Metrics::for_cluster`]).
     cluster: Option<ClusterGauges>,
+    /// 1 while `/readyz` says ready.
+    ready: Gauge,
+    /// The data directory's file system (embedded store).
+    disk_available: Gauge,
+    disk_size: Gauge,
 }
 
 /// What an operator of a cluster watches besides the queues.
@@ -99,7 +104,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    fn common() -> Self {
         let mut registry = Registry::with_prefix("ozg");
         let m = Metrics {
             accepted: Counter::default(),
@@ -125,6 +130,9 @@ impl Metrics {
             audit_checkpoint: Gauge::default(),
             queue: Family::default(),
             cluster: None,
+            ready: Gauge::default(),
+            disk_available: Gauge::default(),
+            disk_size: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -233,6 +241,11 @@ impl Metrics {
             m.audit_head.clone(),
         );
         registry.register(
+            "ready",
+            "1 while the daemon is ready to take submissions (/readyz), 0 while not",
+            m.ready.clone(),
+        );
+        registry.register(
             "audit_checkpoint_seq",
             "Sequence number the newest signed audit checkpoint covers; copy checkpoints off the machine",
             m.audit_checkpoint.clone(),
@@ -256,10 +269,27 @@ impl Metrics {
             .inc();
     }
 
-    /// The metrics of cluster mode: these and the broker's connection, the
-    /// outbox's backlog and the audit records not placed in the chain yet.
+    /// The metrics of the embedded store: the common ones and the data
+    /// directory's disk.
+    pub fn new() -> Self {
+        let mut m = Self::common();
+        m.registry.register(
+            "data_dir_available_bytes",
+            "Bytes available to the daemon on the data directory's file system",
+            m.disk_available.clone(),
+        );
+        m.registry.register(
+            "data_dir_size_bytes",
+            "Size of the data directory's file system in bytes",
+            m.disk_size.clone(),
+        );
+        m
+    }
+
+    /// The metrics of cluster mode: the common ones and the broker's connection,
+    /// the outbox's backlog and the audit records not placed in the chain yet.
     pub fn for_cluster() -> Self {
-        let mut m = Self::new();
+        let mut m = Self::common();
         let c = ClusterGauges {
             broker_connected: Gauge::default(),
             outbox: Gauge::default(),
@@ -285,8 +315,15 @@ impl Metrics {
     }
 
     /// Renders the text exposition format, refreshing store figures first
-    /// (and, in cluster mode, whether the broker is connected).
-    pub async fn render(&self, store: &Arc<dyn Store>, broker_connected: Option<bool>) -> String {
+    /// (whether the daemon is `ready`, and in cluster mode whether the broker
+    /// is connected).
+    pub async fn render(
+        &self,
+        store: &Arc<dyn Store>,
+        ready: bool,
+        broker_connected: Option<bool>,
+    ) -> String {
+        self.ready.set(i64::from(ready));
         if let Some(c) = &self.cluster {
             c.broker_connected
                 .set(i64::from(broker_connected.unwrap_or(false)));
@@ -333,8 +370,57 @@ impl Metrics {
         self.store_largest_group.set(s.largest_group as i64);
         self.store_envelope_bytes
             .set(i64::try_from(s.envelope_bytes).unwrap_or(i64::MAX));
+        if let Some(d) = s.disk {
+            self.disk_available
+                .set(i64::try_from(d.available).unwrap_or(i64::MAX));
+            self.disk_size
+                .set(i64::try_from(d.size).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The OpenMetrics text `render` makes, in the Prometheus text format 0.0.4
+/// (for clients that do not ask for OpenMetrics: curl, `promtool check
+/// metrics`, older scrapers): a counter's `HELP` and `TYPE` name its sample
+/// (`…_total`), and OpenMetrics' `# UNIT` and `# EOF` lines go.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod text_tests {
+    #[test]
+    fn counters_are_named_by_their_samples_and_openmetrics_markers_go() {
+        let om = "# HELP ozg_x Things.\n# TYPE ozg_x counter\nozg_x_total 3\n# HELP ozg_g A gauge.\n# TYPE ozg_g gauge\n# UNIT ozg_g bytes\nozg_g 1\n# EOF\n";
+        assert_eq!(
+            super::prometheus_text(om),
+            "# HELP ozg_x_total Things.\n# TYPE ozg_x_total counter\nozg_x_total 3\n# HELP ozg_g A gauge.\n# TYPE ozg_g gauge\nozg_g 1\n"
+        );
     }
 }

@@ -20,7 +20,9 @@ impl Observe {
     /// The OpenMetrics text of every metric.
     pub async fn metrics_text(&self) -> String {
         let connected = self.broker.as_ref().map(|b| b.connected());
-        self.metrics.render(&self.store, connected).await
+        self.metrics
+            .render(&self.store, self.ready().is_ok(), connected)
+            .await
     }
 
     /// Whether the gateway can take submissions now: `/readyz`. Not ready while

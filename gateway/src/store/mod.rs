@@ -61,6 +61,15 @@ pub struct StoreStats {
     /// The last commit failed and none succeeded since (disk full, I/O errors):
     /// the store cannot take submissions right now.
     pub write_failing: bool,
+    /// The file system under a store that keeps its data on the local disk.
+    pub disk: Option<DiskSpace>,
+}
+
+/// Bytes available to the daemon on a file system, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    pub available: u64,
+    pub size: u64,
 }
 
 /// Store failures. None of them means an accepted submission was lost: a

@@ -161,9 +161,9 @@ pub async fn postgres(
         .await
         .map_err(|e| format!("connecting to PostgreSQL: {e}"))?;
     tokio::spawn(task);
-    let drop = format!("DROP DATABASE IF EXISTS \"{scratch}\"");
+    let drop_scratch = format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)");
     client
-        .batch_execute(&drop)
+        .batch_execute(&drop_scratch)
         .await
         .map_err(|e| e.to_string())?;
     client
@@ -212,7 +212,7 @@ pub async fn postgres(
     }
     let elapsed = started.elapsed().as_secs_f64();
     drop_pool(pool).await;
-    let _ = client.batch_execute(&drop).await;
+    let _ = client.batch_execute(&drop_scratch).await;
     if let Some(e) = failed {
         return Err(format!("inserting: {e}"));
     }

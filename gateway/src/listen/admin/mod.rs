@@ -171,11 +171,30 @@ async fn admin(observe: &Observe, req: Request<Body>) -> Response<Full<Bytes>> {
             ),
             Err(r) => problem_response(metrics, "admin", &r.into()),
         },
-        "/metrics" => text(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            observe.metrics_text().await,
-        ),
+        // OpenMetrics for scrapers that ask for it (Prometheus does), the
+        // Prometheus text format for everyone else.
+        "/metrics" => {
+            let openmetrics = req
+                .headers()
+                .get_all(http::header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.contains("application/openmetrics-text"));
+            let body = observe.metrics_text().await;
+            if openmetrics {
+                text(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body,
+                )
+            } else {
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    crate::core::metrics::prometheus_text(&body),
+                )
+            }
+        }
         other => problem_response(
             metrics,
             "admin",

@@ -59,6 +59,7 @@ use tokio::sync::{mpsc, oneshot};
 pub mod anchor;
 pub mod audit_log;
 mod deliveries;
+mod disk;
 mod mailbox;
 pub mod offline;
 mod schema;
@@ -100,6 +101,7 @@ pub struct EmbeddedStore {
     reader: Arc<Mutex<Connection>>,
     counters: Arc<Counters>,
     _lock: File,
+    dir: std::path::PathBuf,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -213,6 +215,7 @@ impl EmbeddedStore {
             reader: Arc::new(Mutex::new(reader)),
             counters,
             _lock: lock,
+            dir: data_dir.to_path_buf(),
         })
     }
 
@@ -514,6 +517,7 @@ impl Store for EmbeddedStore {
             largest_group: self.counters.largest_group.load(Ordering::Relaxed),
             envelope_bytes: self.segments.disk_bytes(),
             write_failing: self.counters.failing.load(Ordering::Relaxed),
+            disk: disk::space(&self.dir),
         }
     }
 

@@ -377,6 +377,7 @@ impl Store for PostgresStore {
             largest_group: 1,
             envelope_bytes: 0,
             write_failing: self.counters.unreachable.load(Ordering::Relaxed),
+            disk: None,
         }
     }
 
