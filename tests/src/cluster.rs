@@ -264,3 +264,57 @@ pub async fn ready(admin: u16) -> Option<bool> {
         .ok()?;
     Some(r.status().is_success())
 }
+
+/// What reached the two targets of the cluster tests' route once every
+/// accepted submission had arrived (see [`arrivals`]).
+pub struct Arrivals {
+    /// Accepted submissions missing at either target (0: `arrivals` waits for all).
+    pub lost: usize,
+    /// Distinct message ids at the http receiver.
+    pub distinct: usize,
+    /// Deliveries the http receiver got more than once (same `message_id`).
+    pub duplicates: usize,
+    /// Message ids at the http receiver of submissions that got no `202`.
+    pub unexpected: usize,
+    /// Files the filedrop target should hold (one per accepted submission).
+    pub files: usize,
+}
+
+/// Waits up to `within` until every `accepted` submission reached the http
+/// receiver (`fachverfahren-demo`) and left a file in one of `outboxes`
+/// (`dms-demo`); fails the test naming what is missing otherwise.
+pub async fn arrivals(
+    receiver: &Receiver,
+    accepted: &[String],
+    outboxes: &[&std::path::Path],
+    within: Duration,
+) -> Arrivals {
+    let expected: std::collections::HashSet<String> = accepted
+        .iter()
+        .map(|id| message_id(id, "fachverfahren-demo"))
+        .collect();
+    let files: Vec<String> = accepted
+        .iter()
+        .map(|id| message_id(id, "dms-demo"))
+        .collect();
+    let has_file = |m: &str| {
+        outboxes
+            .iter()
+            .any(|d| d.join(format!("{m}.json")).exists())
+    };
+    let lost = crate::eventually(within, "every accepted submission arrives", || async {
+        let got = receiver.accepted();
+        let missing = expected.iter().filter(|m| !got.contains_key(*m)).count()
+            + files.iter().filter(|m| !has_file(m)).count();
+        (missing == 0).then_some(missing)
+    })
+    .await;
+    let got = receiver.accepted();
+    Arrivals {
+        lost,
+        distinct: got.len(),
+        duplicates: got.values().map(|c| c - 1).sum(),
+        unexpected: got.keys().filter(|m| !expected.contains(*m)).count(),
+        files: files.len(),
+    }
+}

@@ -5,7 +5,7 @@
 //! Its own test binary, because it stops the services every other test shares;
 //! its tests run one at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -87,28 +87,11 @@ async fn two_instances_one_killed_and_a_broker_restart_under_load_lose_nothing()
     .await;
     let refused = load.refused();
     let accepted = load.stop().await;
-    let expected: HashSet<String> = accepted
-        .iter()
-        .map(|id| message_id(id, "fachverfahren-demo"))
-        .collect();
-    let files: Vec<String> = accepted
-        .iter()
-        .map(|id| message_id(id, "dms-demo"))
-        .collect();
-    let has_file = |m: &str| {
-        [&ta.outbox, &tb.outbox]
-            .iter()
-            .any(|d| d.join(format!("{m}.json")).exists())
-    };
-    let lost = eventually(
+    let arrived = arrivals(
+        &receiver,
+        &accepted,
+        &[&ta.outbox, &tb.outbox],
         patience * 2,
-        "every accepted submission arrives",
-        || async {
-            let got = receiver.accepted();
-            let missing = expected.iter().filter(|m| !got.contains_key(*m)).count()
-                + files.iter().filter(|m| !has_file(m)).count();
-            (missing == 0).then_some(missing)
-        },
     )
     .await;
     // Once everything arrived, nothing waits in the outbox or outside the chain.
@@ -122,17 +105,17 @@ async fn two_instances_one_killed_and_a_broker_restart_under_load_lose_nothing()
         },
     )
     .await;
-    let got = receiver.accepted();
-    let duplicates: usize = got.values().map(|c| c - 1).sum();
-    let unexpected = got.keys().filter(|m| !expected.contains(*m)).count();
     println!(
-        "cluster: 2 instances, 1 x kill -9, 1 broker restart; {} accepted (202), {} refused and retried, {} accepted while the broker was down; http receiver: {} distinct message_ids, {duplicates} duplicates (same message_id), {unexpected} without a 202; lost: {lost}",
+        "cluster: 2 instances, 1 x kill -9, 1 broker restart; {} accepted (202), {} refused and retried, {} accepted while the broker was down; http receiver: {} distinct message_ids, {} duplicates (same message_id), {} without a 202; lost: {}",
         accepted.len(),
         refused,
         accepted_while_down,
-        got.len(),
+        arrived.distinct,
+        arrived.duplicates,
+        arrived.unexpected,
+        arrived.lost,
     );
-    assert_eq!(lost, 0);
+    assert_eq!(arrived.lost, 0);
     assert!(
         accepted_while_down > 0,
         "portals were refused while only the broker was down"
@@ -307,36 +290,21 @@ async fn three_broker_nodes_one_killed_under_load_lose_nothing() {
     )
     .await;
     let accepted = load.stop().await;
-    let expected: HashSet<String> = accepted
-        .iter()
-        .map(|id| message_id(id, "fachverfahren-demo"))
-        .collect();
-    let files: Vec<String> = accepted
-        .iter()
-        .map(|id| message_id(id, "dms-demo"))
-        .collect();
-    let lost = eventually(
+    let arrived = arrivals(
+        &receiver,
+        &accepted,
+        &[&tc.outbox],
         Duration::from_secs(120),
-        "every accepted submission arrives",
-        || async {
-            let got = receiver.accepted();
-            let missing = expected.iter().filter(|m| !got.contains_key(*m)).count()
-                + files
-                    .iter()
-                    .filter(|m| !tc.outbox.join(format!("{m}.json")).exists())
-                    .count();
-            (missing == 0).then_some(missing)
-        },
     )
     .await;
-    let got = receiver.accepted();
-    let duplicates: usize = got.values().map(|c| c - 1).sum();
     println!(
-        "three broker nodes, the gateway's node killed under load: {} accepted (202), {at_kill} before the kill; http receiver: {} distinct message_ids, {duplicates} duplicates (same message_id); lost: {lost}",
+        "three broker nodes, the gateway's node killed under load: {} accepted (202), {at_kill} before the kill; http receiver: {} distinct message_ids, {} duplicates (same message_id); lost: {}",
         accepted.len(),
-        got.len(),
+        arrived.distinct,
+        arrived.duplicates,
+        arrived.lost,
     );
-    assert_eq!(lost, 0);
+    assert_eq!(arrived.lost, 0);
     drop(gw);
     let _ = Command::new(BIN)
         .args(["audit", "verify", "--config"])

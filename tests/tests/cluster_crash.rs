@@ -5,10 +5,10 @@
 //! `message_id`), every delivery must end recorded `delivered` with its
 //! audit records, and `audit verify` must pass. Prints the counts and the seed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use ozg_e2e::cluster::{message_id, Cluster, Load};
+use ozg_e2e::cluster::{arrivals, Cluster, Load};
 use ozg_e2e::receiver::{Mode, Receiver};
 use ozg_e2e::*;
 
@@ -54,42 +54,20 @@ async fn two_instances_killed_at_random_moments_lose_nothing() {
         accepted.len()
     );
 
-    let expected: HashSet<String> = accepted
-        .iter()
-        .map(|id| message_id(id, "fachverfahren-demo"))
-        .collect();
-    let files: Vec<String> = accepted
-        .iter()
-        .map(|id| message_id(id, "dms-demo"))
-        .collect();
-    let has_file = |m: &str| {
-        configs
-            .iter()
-            .any(|c| c.outbox.join(format!("{m}.json")).exists())
-    };
-    let lost = eventually(
-        Duration::from_secs(120),
-        "every accepted submission arrives",
-        || async {
-            let got = receiver.accepted();
-            let missing = expected.iter().filter(|m| !got.contains_key(*m)).count()
-                + files.iter().filter(|m| !has_file(m)).count();
-            (missing == 0).then_some(missing)
-        },
-    )
-    .await;
-    let got = receiver.accepted();
-    let duplicates: usize = got.values().map(|c| c - 1).sum();
-    let unexpected = got.keys().filter(|m| !expected.contains(*m)).count();
+    let outboxes: Vec<&std::path::Path> = configs.iter().map(|c| c.outbox.as_path()).collect();
+    let arrived = arrivals(&receiver, &accepted, &outboxes, Duration::from_secs(120)).await;
     println!(
-        "cluster crash oracle: 2 instances, {KILLS} x kill -9 (a {}, b {}); {} accepted (202), {refused} refused and tried at the other; http receiver: {} distinct message_ids, {duplicates} duplicates (same message_id), {unexpected} without a 202; filedrop: {} files; lost: {lost}",
+        "cluster crash oracle: 2 instances, {KILLS} x kill -9 (a {}, b {}); {} accepted (202), {refused} refused and tried at the other; http receiver: {} distinct message_ids, {} duplicates (same message_id), {} without a 202; filedrop: {} files; lost: {}",
         killed[0],
         killed[1],
         accepted.len(),
-        got.len(),
-        files.len()
+        arrived.distinct,
+        arrived.duplicates,
+        arrived.unexpected,
+        arrived.files,
+        arrived.lost,
     );
-    assert_eq!(lost, 0);
+    assert_eq!(arrived.lost, 0);
 
     // Every delivery ends recorded as delivered (a receiver may hold an
     // envelope a moment before its outcome is committed, or the instance
