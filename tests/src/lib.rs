@@ -65,6 +65,13 @@ pub struct Options {
     pub amqp_client: Option<(PathBuf, PathBuf)>,
     /// Cluster mode: (PostgreSQL database name, broker prefix) instead of the embedded store.
     pub cluster: Option<(String, String)>,
+    /// Tenants: portal-demo and dms-demo belong to `musterstadt`,
+    /// portal2-demo and fachverfahren-demo to `beispielkreis`; operator-demo sees all.
+    pub tenants: bool,
+    /// The admin listener over HTTPS (`[admin] tls = true`).
+    pub admin_tls: bool,
+    /// TOML appended to the config (e.g. more `[[operators]]`).
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -87,6 +94,9 @@ impl Default for Options {
             amqp_url: None,
             amqp_client: None,
             cluster: None,
+            tenants: false,
+            admin_tls: false,
+            extra: String::new(),
         }
     }
 }
@@ -217,6 +227,7 @@ write_timeout = "{write_timeout}"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
+tls = {admin_tls}
 
 [pki]
 trust_anchors = "{ca}"
@@ -231,16 +242,19 @@ level = "warn"
 id = "portal-demo"
 certificate = "{portal}"
 leistungen = ["99050012104000", "99115005001000", "99999999999999", "99888888888888", "99777777777777"]
+{tenant_a}
 
 [[operators]]
 id = "operator-demo"
 certificate = "{operator}"
+{all_tenants}
 
 [[portals]]
 id = "portal2-demo"
 certificate = "{portal2}"
 leistungen = ["99115005001000"]
 destinations = ["05*"]
+{tenant_b}
 
 [leistungen.99050012104000]
 name = "Hundesteuer Anmeldung (example)"
@@ -256,10 +270,12 @@ schema = "{xsd}"
 [targets.dms-demo]
 certificate = "{rsa}"
 adapter = {{ type = "filedrop", dir = "{outbox}" }}
+{tenant_a}
 
 [targets.fachverfahren-demo]
 certificate = "{ec}"
 adapter = {{ type = "http", url = "{receiver_url}", server_ca = "{ca}", timeout = "1s" }}
+{tenant_b}
 
 [[routes]]
 leistung = "99050012104000"
@@ -273,6 +289,7 @@ targets = ["dms-demo", "fachverfahren-demo"]
 leistung = "99777777777777"
 targets = ["dms-demo"]
 {amqp}
+{extra}
 "#,
         store = match &o.cluster {
             Some((database, prefix)) => format!(
@@ -284,6 +301,11 @@ targets = ["dms-demo"]
             ),
         },
         outbox = dir.path().join("outbox").display(),
+        admin_tls = o.admin_tls,
+        tenant_a = if o.tenants { "tenant = \"musterstadt\"" } else { "" },
+        tenant_b = if o.tenants { "tenant = \"beispielkreis\"" } else { "" },
+        all_tenants = if o.tenants { "tenants = [\"*\"]" } else { "" },
+        extra = o.extra,
         receiver_url = o.receiver_url,
         delivery = o.delivery,
         amqp = match &o.amqp {
@@ -461,6 +483,20 @@ pub fn expired_client(dir: &Path) -> reqwest::Client {
     client_from_issued(dir, "expired", &issued)
 }
 
+/// A client certificate of the test client CA for `cn`, written into `dir`:
+/// (certificate, key) files, to register and to present.
+pub fn issue_client(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let issued = test_client_ca()
+        .0
+        .issue(cn, Usage::Client, Algorithm::EcP256, 1)
+        .expect("leaf");
+    let cert = dir.join(format!("{cn}.pem"));
+    let key = dir.join(format!("{cn}.key"));
+    std::fs::write(&cert, &issued.cert_pem).expect("write cert");
+    std::fs::write(&key, &issued.key_pem).expect("write key");
+    (cert, key)
+}
+
 /// A valid client certificate of a trusted client CA that no portal or operator is registered for.
 pub fn unregistered_client(dir: &Path) -> reqwest::Client {
     let issued = test_client_ca()
@@ -468,6 +504,12 @@ pub fn unregistered_client(dir: &Path) -> reqwest::Client {
         .issue("stranger", Usage::Client, Algorithm::EcP256, 1)
         .expect("leaf");
     client_from_issued(dir, "stranger", &issued)
+}
+
+/// A client for plain HTTP (the admin listener on loopback).
+pub fn plain_client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// Reads one sample of a Prometheus metric (0 if absent).

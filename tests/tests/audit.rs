@@ -382,8 +382,15 @@ async fn retention_deletes_sealed_parts_but_keeps_the_audit_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
-    let (receiver, tc, gw) = start_with_receiver(Mode::Status(422, None)).await;
-    let port = gw.ingest_addr.port();
+    // The operator API over HTTPS: the operator is known by certificate.
+    let receiver = ozg_e2e::receiver::Receiver::start(Mode::Status(422, None)).await;
+    let (tc, gw) = start(&Options {
+        receiver_url: receiver.url(),
+        admin_tls: true,
+        ..Default::default()
+    })
+    .await;
+    let port = gw.admin_addr.port();
     let mut ids = Vec::new();
     for n in 0..2 {
         let req = SubmitRequest {
@@ -427,7 +434,7 @@ async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
                 + &String::from_utf8_lossy(&out.stderr),
         )
     };
-    let (ok, listing) = cli(&["deliveries", "--state", "parked"]);
+    let (ok, listing) = cli(&["queue", "list", "--state", "parked"]);
     assert!(ok, "{listing}");
     let mid = |id: &str| {
         ozg_gateway::model::submission::message_id(
@@ -443,9 +450,9 @@ async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
 
     // The receiver is fixed; the operator retries one and discards the other.
     receiver.set_mode(Mode::Accept);
-    let (ok, text) = cli(&["retry", &m0]);
+    let (ok, text) = cli(&["queue", "retry", &m0]);
     assert!(ok, "{text}");
-    let (ok, text) = cli(&["discard", &m1]);
+    let (ok, text) = cli(&["queue", "discard", &m1]);
     assert!(ok, "{text}");
     eventually(
         Duration::from_secs(10),
@@ -464,7 +471,7 @@ async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
         states(&gw, &ids[1]).await["fachverfahren-demo"],
         "discarded"
     );
-    let (ok, text) = cli(&["retry", &m1]);
+    let (ok, text) = cli(&["queue", "retry", &m1]);
     assert!(
         !ok && text.contains("409"),
         "a discarded delivery cannot be retried: {text}"
@@ -473,8 +480,7 @@ async fn operators_retry_and_discard_parked_deliveries_and_are_audited() {
     // A portal may not act as an operator.
     let r = portal_client("portal")
         .post(format!(
-            "{}/v1/admin/deliveries/{m1}/retry",
-            base_url(gw.ingest_addr)
+            "https://localhost:{port}/admin/v1/deliveries/{m1}/retry"
         ))
         .send()
         .await

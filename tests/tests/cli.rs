@@ -472,28 +472,24 @@ fn a_closed_output_pipe_ends_a_command_quietly() {
     assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
 
-/// The operator's `retry` passes on the server's explanation when it is refused.
+/// The operator's `queue retry` passes on the server's explanation when it is
+/// refused, with the exit code for "not found".
 #[test]
 fn a_refused_retry_says_why() {
     let ingest_port = free_port();
+    let admin_port = free_port();
     let tc = test_config(&Options {
         ingest_port,
-        admin_port: free_port(),
+        admin_port,
         ..Default::default()
     });
     let _daemon = DaemonProcess::spawn(BIN, &tc.path, ingest_port);
     let out = Command::new(BIN)
-        .args(["retry", "no-such-delivery", "--url"])
-        .arg(format!("https://localhost:{ingest_port}"))
-        .arg("--cert")
-        .arg(demo("operator.pem"))
-        .arg("--key")
-        .arg(demo("operator.key"))
-        .arg("--ca")
-        .arg(demo("ca.pem"))
+        .args(["queue", "retry", "no-such-delivery", "--url"])
+        .arg(format!("http://127.0.0.1:{admin_port}"))
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("retry refused: 404 no delivery no-such-delivery"),
@@ -501,15 +497,16 @@ fn a_refused_retry_says_why() {
     );
 }
 
-/// `deliveries` shows the queue by default — a delivery waiting for its next
-/// attempt included — and `--help` lists the states.
+/// `queue list` shows the queue by default — a delivery waiting for its next
+/// attempt included — and a wrong state is a usage error naming the states.
 #[test]
-fn deliveries_shows_the_whole_queue_by_default() {
+fn queue_list_shows_the_whole_queue_by_default() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let ingest_port = free_port();
+    let admin_port = free_port();
     let tc = test_config(&Options {
         ingest_port,
-        admin_port: free_port(),
+        admin_port,
         ..Default::default()
     });
     let _daemon = DaemonProcess::spawn(BIN, &tc.path, ingest_port);
@@ -531,18 +528,16 @@ fn deliveries_shows_the_whole_queue_by_default() {
     assert_eq!(answer.status, 202);
     let operator = |state: Option<&str>| {
         let mut c = Command::new(BIN);
-        c.args(["deliveries", "--url", &url]);
+        c.args([
+            "queue",
+            "list",
+            "--url",
+            &format!("http://127.0.0.1:{admin_port}"),
+        ]);
         if let Some(s) = state {
             c.args(["--state", s]);
         }
-        c.arg("--cert")
-            .arg(demo("operator.pem"))
-            .arg("--key")
-            .arg(demo("operator.key"))
-            .arg("--ca")
-            .arg(demo("ca.pem"))
-            .output()
-            .unwrap()
+        c.output().unwrap()
     };
     // Nothing listens at the http target: its delivery waits for a retry.
     let mut listing = String::new();
@@ -795,7 +790,9 @@ fn privacy_key_man_pages_and_completions_for_an_installation() {
         assert!(out.status.success());
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(
-            script.contains("deliveries") && script.contains("match-parts"),
+            script.contains("queue")
+                && script.contains("all-parked")
+                && script.contains("match-parts"),
             "{shell}"
         );
     }

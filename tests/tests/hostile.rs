@@ -230,24 +230,71 @@ async fn hostile_requests_are_refused_precisely_and_leave_nothing() {
 }
 
 /// An operator's request for an admin path that does not exist is a 404, not a
-/// listing of deliveries.
+/// listing of deliveries; the ingest listener has no operator API at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_admin_paths_are_not_found() {
     let (_tc, gw) = start(&Options::default()).await;
     let operator = client_with(&demo("operator.pem"), &demo("operator.key"));
     let base = base_url(gw.ingest_addr);
-    for path in ["/v1/admin/anything", "/v1/admin/", "/v1/admin/deliveriesx"] {
-        let r = operator.get(format!("{base}{path}")).send().await.unwrap();
-        assert_eq!(r.status().as_u16(), 404, "{path}");
-        let body: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(body["type"], "/problems/not-found", "{path}");
-    }
     let r = operator
         .get(format!("{base}/v1/admin/deliveries"))
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let admin = format!("http://{}", gw.admin_addr);
+    let http = plain_client();
+    for path in [
+        "/admin/v1/anything",
+        "/admin/v1/",
+        "/admin/v1/deliveriesx",
+        "/admin/v1/deliveries/x/explode",
+        "/admin/v1/targets/dms-demo/parked/park",
+        "/v1/admin/deliveries",
+    ] {
+        for post in [false, true] {
+            let r = if post {
+                http.post(format!("{admin}{path}"))
+            } else {
+                http.get(format!("{admin}{path}"))
+            };
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 404, "{path}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["type"], "/problems/not-found", "{path}");
+        }
+    }
+    // Bad queries are named, not ignored.
+    for q in [
+        "state=stuck",
+        "limit=0",
+        "limit=5000",
+        "older_than=soon",
+        "colour=red",
+        "after=%ZZ",
+        "state=parked&state=pending",
+    ] {
+        let r = http
+            .get(format!("{admin}/admin/v1/deliveries?{q}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{q}");
+    }
+    let r = http
+        .get(format!("{admin}/admin/v1/deliveries"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    // A body beyond the admin listener's bound is refused.
+    let r = http
+        .post(format!("{admin}/admin/v1/targets/dms-demo/pause"))
+        .body(vec![b' '; 100 << 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
     gw.shutdown().await.unwrap();
 }
 

@@ -642,7 +642,13 @@ async fn revoked_client_certificates_are_refused_and_crls_are_refreshed() {
     );
     assert_eq!(submit(portal.clone()).await.0, 202);
     assert_eq!(submit(portal2.clone()).await.0, 202);
-    assert_eq!(deliveries(operator.clone()).await.0, 200);
+    // A valid operator certificate is told where the operator API is (404 here).
+    let (status, body) = deliveries(operator.clone()).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("admin listener"),
+        "{body}"
+    );
 
     demo_ca.revoke(&demo("portal2.pem"));
     demo_ca.revoke(&demo("operator.pem"));

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub(super) use super::operator_args::{OperatorArgs, QueueAction, QueueCommand, TargetCommand};
 use crate::tools::client::{self, PortalIdentity};
 
 #[derive(Parser)]
@@ -70,23 +71,32 @@ pub(super) enum Command {
     Submit(SubmitArgs),
     /// Open an envelope as a recipient: decrypt, verify the seal and every hash, write the parts.
     Open(OpenArgs),
-    /// List deliveries by state, as an operator (default: the whole queue), with
-    /// next attempt times and paused targets.
-    Deliveries(DeliveriesArgs),
-    /// Retry parked or waiting deliveries now, as an operator (audited with your id).
-    Retry {
-        message_ids: Vec<String>,
+    /// The delivery queues, as an operator: list, show a submission, retry,
+    /// park, discard (over the admin listener's operator API; audited with
+    /// your id). Exit codes: 0 done, 1 refused, 3 not found, 4 gateway
+    /// unreachable or failing.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Delivery targets, as an operator: their queues, breakers and last
+    /// errors; pause and resume them.
+    Target {
+        #[command(subcommand)]
+        command: TargetCommand,
+    },
+    /// The gateway at a glance, as an operator: ready or not, the queues,
+    /// paused and failing targets. Exit 0 when nothing needs attention, 1
+    /// when something does (not ready, parked deliveries, a paused target or
+    /// an open breaker), 4 when the gateway cannot be reached.
+    Status {
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         op: OperatorArgs,
     },
-    /// Discard parked or waiting deliveries, as an operator (audited; the sealed envelope is deleted).
-    Discard {
-        message_ids: Vec<String>,
-        #[command(flatten)]
-        op: OperatorArgs,
-    },
-    /// Show a submission's status (as the submitting portal).
-    Status(StatusArgs),
+    /// Show a submission's status as the portal that sent it.
+    Submission(StatusArgs),
     /// Check an Eingangsquittung (the receipt of a 202) as a portal or a court would.
     Receipt {
         #[command(subcommand)]
@@ -123,9 +133,6 @@ pub(super) enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Show any submission as an operator: deliveries, next attempts, last
-    /// errors, the targets' breakers.
-    Show(ShowArgs),
 }
 
 /// How a portal reaches the gateway (defaults: the local daemon and the demo portal).
@@ -163,29 +170,6 @@ pub(super) fn tls_client(
         ca: ca.into(),
     })
     .map_err(anyhow::Error::msg)
-}
-
-/// How an operator reaches the gateway: flags, else environment variables, else
-/// an operator settings file (TOML with `url`, `certificate`, `key`, `ca`), else —
-/// in a checkout — the DEMO ONLY operator of `./certs-example`.
-#[derive(clap::Args)]
-pub(super) struct OperatorArgs {
-    /// Operator settings file [default: ~/.config/ozg-gateway/operator.toml, then
-    /// /etc/ozg-gateway/operator.toml, whichever exists].
-    #[arg(long, env = "OZG_OPERATOR_CONFIG")]
-    pub(super) operator_config: Option<PathBuf>,
-    /// Gateway base URL (e.g. https://gateway.example:8443).
-    #[arg(long, env = "OZG_GATEWAY_URL")]
-    pub(super) url: Option<String>,
-    /// Operator client certificate (PEM).
-    #[arg(long, env = "OZG_OPERATOR_CERT")]
-    pub(super) cert: Option<PathBuf>,
-    /// Operator client key (PEM).
-    #[arg(long, env = "OZG_OPERATOR_KEY")]
-    pub(super) key: Option<PathBuf>,
-    /// CA certificate(s) of the gateway's server certificate (PEM).
-    #[arg(long, env = "OZG_GATEWAY_CA")]
-    pub(super) ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -460,20 +444,6 @@ pub(super) struct OpenArgs {
 
 /// List deliveries by state, as an operator (default: the queue — everything
 /// not delivered or discarded yet).
-#[derive(clap::Args)]
-pub(super) struct DeliveriesArgs {
-    /// `queue` (pending, in_flight, retry_wait, parked), `waiting` (pending,
-    /// retry_wait), `all`, or one state: pending, in_flight, retry_wait, parked,
-    /// delivered, discarded.
-    #[arg(long, default_value = "queue", value_parser = [
-        "queue", "waiting", "all", "pending", "in_flight", "retry_wait", "parked", "delivered", "discarded",
-    ])]
-    pub(super) state: String,
-    #[arg(long)]
-    pub(super) target: Option<String>,
-    #[command(flatten)]
-    pub(super) op: OperatorArgs,
-}
 
 #[derive(Subcommand)]
 pub(super) enum ReceiptCommand {
@@ -500,17 +470,6 @@ pub(super) enum ReceiptCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// One submission, as an operator sees it.
-#[derive(clap::Args)]
-pub(super) struct ShowArgs {
-    pub(super) submission_id: String,
-    /// The operator API's JSON instead of a table.
-    #[arg(long)]
-    pub(super) json: bool,
-    #[command(flatten)]
-    pub(super) op: OperatorArgs,
 }
 
 /// Show a submission's status (as the submitting portal).

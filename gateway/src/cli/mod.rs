@@ -12,6 +12,8 @@ mod args;
 mod audit;
 mod install;
 mod operator;
+mod operator_args;
+mod operator_client;
 mod portal;
 mod tools;
 
@@ -107,8 +109,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(code) => Ok(code),
         },
         Command::Audit { command } => audit(command),
-        Command::Deliveries(args) => operator::deliveries(args),
-        Command::Show(args) => operator::show(args),
+        Command::Queue { command } => operator::queue(command),
+        Command::Target { command } => operator::target(command),
+        Command::Status { json, op } => operator::status(json, op),
         Command::Reload { config } => operator::reload(&config),
         Command::Completions { shell } => install::completions(shell),
         Command::Man { out } => install::man_pages(&out),
@@ -136,8 +139,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &attachments,
             json,
         ),
-        Command::Retry { message_ids, op } => operator::action("retry", &message_ids, &op),
-        Command::Discard { message_ids, op } => operator::action("discard", &message_ids, &op),
         Command::Loadgen(args) => portal::loadgen(args),
         Command::XtaReaders(args) => portal::xta_readers(args),
         Command::Bench { command } => match command {
@@ -276,7 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cert.as_deref(),
             out.as_deref(),
         ),
-        Command::Status(args) => portal::status(args),
+        Command::Submission(args) => portal::status(args),
     }
 }
 

@@ -1,124 +1,54 @@
-//! The operator's commands over the operator API: `deliveries`, `show`,
-//! `retry`, `discard` — and where they find the gateway and the operator's
-//! certificate (flags, environment, an operator settings file).
+//! The operator's commands over the operator API (postqueue in spirit):
+//! `queue list|show|retry|park|discard`, `target list|show|pause|resume`,
+//! `status`, `reload` — tables for people, `--json` for scripts, and exit
+//! codes scripts can rely on ([`Exit`]). Where they find the admin listener
+//! and the operator's certificate: flags, environment, an operator settings
+//! file, the gateway's config.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::args::{tls_client, DeliveriesArgs, OperatorArgs, ShowArgs};
-use crate::tools::client;
+use super::args::{OperatorArgs, QueueAction, QueueCommand, TargetCommand};
 
-/// An operator settings file (`--operator-config`, `OZG_OPERATOR_CONFIG`,
-/// `~/.config/ozg-gateway/operator.toml` or `/etc/ozg-gateway/operator.toml`).
-/// Relative paths are relative to the file's directory.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    url: Option<String>,
-    certificate: Option<PathBuf>,
-    key: Option<PathBuf>,
-    ca: Option<PathBuf>,
+/// The exit codes of the operator commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exit {
+    /// Done; `status`: nothing needs attention.
+    Ok = 0,
+    /// The gateway refused (a wrong state, not allowed); `status`: something
+    /// needs attention.
+    Refused = 1,
+    /// No such delivery, submission or target (or not yours to see).
+    NotFound = 3,
+    /// The gateway cannot be reached, or failed (5xx).
+    Unreachable = 4,
 }
 
-/// The demo operator of a checkout, used only when nothing else is configured.
-const DEMO_DIR: &str = "certs-example";
-
-/// Where the operator settings file is looked for when none is named.
-fn default_settings_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    if let Some(home) = std::env::var_os("HOME") {
-        files.push(Path::new(&home).join(".config/ozg-gateway/operator.toml"));
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
     }
-    files.push("/etc/ozg-gateway/operator.toml".into());
-    files
 }
 
-fn read_settings(path: &Path) -> anyhow::Result<Settings> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading operator settings {}", path.display()))?;
-    let mut s: Settings =
-        toml::from_str(&text).with_context(|| format!("operator settings {}", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    for p in [&mut s.certificate, &mut s.key, &mut s.ca]
-        .into_iter()
-        .flatten()
-    {
-        if p.is_relative() {
-            *p = base.join(&*p);
+impl Exit {
+    fn of(status: u16) -> Exit {
+        match status {
+            200..=299 => Exit::Ok,
+            404 => Exit::NotFound,
+            500.. => Exit::Unreachable,
+            _ => Exit::Refused,
         }
     }
-    Ok(s)
-}
 
-/// The gateway's operator API and a client with the operator's certificate.
-pub(super) struct Operator {
-    pub(super) url: String,
-    pub(super) http: reqwest::Client,
-}
-
-impl OperatorArgs {
-    /// Flags and environment first, then the settings file, then (in a
-    /// checkout, with a notice) the demo operator.
-    pub(super) fn resolve(&self) -> anyhow::Result<Operator> {
-        let file = match &self.operator_config {
-            Some(p) => Some(read_settings(p)?),
-            None => default_settings_files()
-                .into_iter()
-                .find(|p| p.is_file())
-                .map(|p| read_settings(&p))
-                .transpose()?,
-        };
-        let file = file.unwrap_or_default();
-        let url = self.url.clone().or(file.url);
-        let cert = self.cert.clone().or(file.certificate);
-        let key = self.key.clone().or(file.key);
-        let ca = self.ca.clone().or(file.ca);
-        let (url, cert, key, ca) = match (url, cert, key, ca) {
-            (Some(u), Some(c), Some(k), Some(a)) => (u, c, k, a),
-            (u, None, None, None) if Path::new(DEMO_DIR).join("operator.pem").is_file() => {
-                eprintln!("note: no operator certificate configured; using the DEMO ONLY operator of ./{DEMO_DIR}");
-                let demo = |f: &str| Path::new(DEMO_DIR).join(f);
-                (
-                    u.unwrap_or_else(|| "https://localhost:8443".into()),
-                    demo("operator.pem"),
-                    demo("operator.key"),
-                    demo("ca.pem"),
-                )
-            }
-            (u, c, k, a) => {
-                let missing: Vec<&str> = [
-                    (u.is_none(), "url (--url, OZG_GATEWAY_URL)"),
-                    (c.is_none(), "certificate (--cert, OZG_OPERATOR_CERT)"),
-                    (k.is_none(), "key (--key, OZG_OPERATOR_KEY)"),
-                    (a.is_none(), "ca (--ca, OZG_GATEWAY_CA)"),
-                ]
-                .into_iter()
-                .filter_map(|(m, what)| m.then_some(what))
-                .collect();
-                anyhow::bail!(
-                    "operator settings incomplete: no {}; give them as flags, environment variables or in an operator settings file (--operator-config, OZG_OPERATOR_CONFIG, ~/.config/ozg-gateway/operator.toml, /etc/ozg-gateway/operator.toml)",
-                    missing.join(", no ")
-                )
-            }
-        };
-        Ok(Operator {
-            url: url.trim_end_matches('/').to_owned(),
-            http: tls_client(&cert, &key, &ca)?,
-        })
-    }
-}
-
-impl Operator {
-    fn get(&self, runtime: &tokio::runtime::Runtime, path: &str) -> anyhow::Result<(u16, Value)> {
-        let url = format!("{}{path}", self.url);
-        let answer = runtime
-            .block_on(client::status(&self.http, &url))
-            .with_context(|| format!("cannot reach {url}"))?;
-        Ok((answer.status, answer.body))
+    /// The worse of two (for several actions in one command).
+    fn max(self, other: Exit) -> Exit {
+        if (other as u8) > (self as u8) {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -130,201 +60,408 @@ fn refusal(status: u16, body: &Value) -> String {
     }
 }
 
-pub(super) fn action(action: &str, ids: &[String], op: &OperatorArgs) -> anyhow::Result<ExitCode> {
-    let op = op.resolve()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut failed = false;
-    for id in ids {
-        let url = format!("{}/v1/admin/deliveries/{id}/{action}", op.url);
-        let answer = runtime.block_on(async {
-            let r = op.http.post(&url).send().await?;
-            let status = r.status();
-            let body: Value = r.json().await.unwrap_or_default();
-            Ok::<_, reqwest::Error>((status, body))
-        });
-        match answer {
-            Ok((status, body)) if status.is_success() => match action {
-                // Retry makes it due now; delivered is what the engine does next.
-                "retry" => println!(
-                    "{id}: scheduled for delivery now (target {}); `ozg-gateway deliveries --state pending` shows it until it is delivered",
-                    body["target"].as_str().unwrap_or("?")
-                ),
-                _ => println!(
-                    "{id}: discarded (target {}); its sealed envelope is deleted",
-                    body["target"].as_str().unwrap_or("?")
-                ),
-            },
-            Ok((status, body)) => {
-                failed = true;
-                eprintln!("{id}: {action} refused: {}", refusal(status.as_u16(), &body));
+/// Percent-encodes a query value or path segment.
+fn enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
             }
-            Err(e) => {
-                failed = true;
-                eprintln!("{id}: {action} failed: cannot reach {url}: {e}");
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// One line per target whose breaker is not closed.
-fn breaker_lines(breakers: &Value) -> Vec<String> {
-    let Some(map) = breakers.as_object() else {
-        return Vec::new();
-    };
-    map.iter()
-        .filter(|(_, b)| b["state"] != "closed")
-        .map(|(t, b)| match b["state"].as_str() {
-            Some("open") => format!(
-                "target {t}: PAUSED (circuit breaker open after {} failures in a row) until {}; then one probe",
-                b["failures_in_a_row"],
-                b["paused_until"].as_str().unwrap_or("?")
-            ),
-            _ => format!("target {t}: probing (circuit breaker half-open): one attempt decides"),
+            _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
-pub(super) fn deliveries(
-    DeliveriesArgs { state, target, op }: DeliveriesArgs,
-) -> anyhow::Result<ExitCode> {
-    let op = op.resolve()?;
-    let one = [state.as_str()];
-    let states: &[&str] = match state.as_str() {
-        "queue" => &["pending", "in_flight", "retry_wait", "parked"],
-        "waiting" => &["pending", "retry_wait"],
-        "all" => &[
-            "pending",
-            "in_flight",
-            "retry_wait",
-            "parked",
-            "delivered",
-            "discarded",
-        ],
-        _ => &one,
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut rows = Vec::new();
-    let mut breakers = Value::Null;
-    for s in states {
-        let mut path = format!("/v1/admin/deliveries?state={s}");
-        if let Some(t) = &target {
-            path.push_str(&format!("&target={t}"));
+/// Prints what a GET answered (JSON or by `table`); the exit code.
+fn shown(answer: Result<(u16, Value), String>, json: bool, table: impl Fn(&Value)) -> ExitCode {
+    match answer {
+        Ok((200, body)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
+            } else {
+                table(&body);
+            }
+            Exit::Ok.into()
         }
-        let (status, body) = op.get(&runtime, &path)?;
-        if status != 200 {
-            eprintln!("listing refused: {}", refusal(status, &body));
-            return Ok(ExitCode::FAILURE);
+        Ok((status, body)) => {
+            eprintln!("refused: {}", refusal(status, &body));
+            Exit::of(status).into()
         }
-        rows.extend(body["deliveries"].as_array().cloned().unwrap_or_default());
-        breakers = body["breakers"].clone();
+        Err(e) => {
+            eprintln!("{e}");
+            Exit::Unreachable.into()
+        }
     }
-    for line in breaker_lines(&breakers) {
-        println!("{line}");
-    }
-    println!(
-        "{:<38} {:<22} {:<10} {:>8}  {:<26} {:<26} last error",
-        "message_id", "target", "state", "attempts", "since", "next attempt"
-    );
-    for d in &rows {
-        println!(
-            "{:<38} {:<22} {:<10} {:>8}  {:<26} {:<26} {}",
-            d["message_id"].as_str().unwrap_or_default(),
-            d["target"].as_str().unwrap_or_default(),
-            d["state"].as_str().unwrap_or_default(),
-            d["attempts"],
-            d["updated_at"].as_str().unwrap_or_default(),
-            d["next_attempt_at"].as_str().unwrap_or("-"),
-            d["last_error"].as_str().unwrap_or("")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn show(
-    ShowArgs {
-        submission_id,
-        json,
-        op,
-    }: ShowArgs,
-) -> anyhow::Result<ExitCode> {
-    let op = op.resolve()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let (status, body) = op.get(&runtime, &format!("/v1/admin/submissions/{submission_id}"))?;
-    if status != 200 {
-        eprintln!("{submission_id}: {}", refusal(status, &body));
-        return Ok(ExitCode::FAILURE);
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or("-")
+}
+
+/// A breaker as one word and, when not closed, since/until.
+fn breaker_word(b: &Value) -> String {
+    match b["state"].as_str() {
+        Some("open") => format!("OPEN until {}", s(b, "paused_until")),
+        Some("half-open") => "probing".into(),
+        _ => "closed".into(),
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let field = |k: &str| body[k].as_str().unwrap_or("?").to_owned();
-    println!("submission   {}", field("submission_id"));
-    println!("portal       {}", field("portal"));
-    println!("leistung     {}", field("leistung"));
-    println!("destination  {}", field("destination"));
-    println!("received at  {}", field("received_at"));
-    for line in breaker_lines(&body["breakers"]) {
-        println!("{line}");
-    }
+}
+
+fn print_targets(targets: &[Value]) {
     println!(
-        "{:<22} {:<10} {:>8}  {:<26} {:<38} last error",
-        "target", "state", "attempts", "next attempt", "message_id"
+        "{:<22} {:<10} {:>8} {:>8} {:>8} {:>8}  {:<22} {:<10} {:<24} last error",
+        "target",
+        "tenant",
+        "pending",
+        "retry",
+        "parked",
+        "flight",
+        "breaker",
+        "paused",
+        "oldest waiting"
     );
-    for d in body["deliveries"].as_array().into_iter().flatten() {
+    for t in targets {
+        let q = |k: &str| t["queue"][k].as_u64().unwrap_or(0);
         println!(
-            "{:<22} {:<10} {:>8}  {:<26} {:<38} {}",
-            d["target"].as_str().unwrap_or_default(),
-            d["state"].as_str().unwrap_or_default(),
-            d["attempts"],
-            d["next_attempt_at"].as_str().unwrap_or("-"),
-            d["message_id"].as_str().unwrap_or_default(),
+            "{:<22} {:<10} {:>8} {:>8} {:>8} {:>8}  {:<22} {:<10} {:<24} {}",
+            s(t, "id"),
+            s(t, "tenant"),
+            q("pending"),
+            q("retry_wait"),
+            q("parked"),
+            q("in_flight"),
+            breaker_word(&t["breaker"]),
+            if t["paused"].is_object() {
+                "PAUSED"
+            } else {
+                "no"
+            },
+            s(t, "oldest_waiting_at"),
+            t["last_error"].as_str().unwrap_or("")
+        );
+    }
+}
+
+fn print_deliveries(rows: &[Value]) {
+    println!(
+        "{:<38} {:<20} {:<10} {:>8}  {:<16} {:<26} last error",
+        "message_id", "target", "state", "attempts", "leistung", "next attempt"
+    );
+    for d in rows {
+        println!(
+            "{:<38} {:<20} {:<10} {:>8}  {:<16} {:<26} {}",
+            s(d, "message_id"),
+            s(d, "target"),
+            s(d, "state"),
+            d["attempts"].as_u64().unwrap_or(0),
+            s(d, "leistung"),
+            s(d, "next_attempt_at"),
             d["last_error"].as_str().unwrap_or("")
         );
     }
-    println!("Laufzettel: ozg-gateway audit trace {submission_id}");
-    Ok(ExitCode::SUCCESS)
+}
+
+/// `queue …`
+pub(super) fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        QueueCommand::List {
+            state,
+            target,
+            leistung,
+            older_than,
+            limit,
+            json,
+            op,
+        } => {
+            let op = op.resolve()?;
+            let one = [state.as_str()];
+            let states: &[&str] = match state.as_str() {
+                "queue" => &["pending", "in_flight", "retry_wait", "parked"],
+                "waiting" => &["pending", "retry_wait"],
+                "all" => &[""],
+                _ => &one,
+            };
+            let mut rows: Vec<Value> = Vec::new();
+            for st in states {
+                let mut after: Option<String> = None;
+                while rows.len() < limit {
+                    let mut path = format!(
+                        "/admin/v1/deliveries?limit={}",
+                        (limit - rows.len()).min(crate::core::operator::PAGE_MAX)
+                    );
+                    for (k, v) in [
+                        ("state", (!st.is_empty()).then_some(*st)),
+                        ("target", target.as_deref()),
+                        ("leistung", leistung.as_deref()),
+                        ("older_than", older_than.as_deref()),
+                        ("after", after.as_deref()),
+                    ] {
+                        if let Some(v) = v {
+                            path.push_str(&format!("&{k}={}", enc(v)));
+                        }
+                    }
+                    match op.get(&path) {
+                        Ok((200, body)) => {
+                            rows.extend(body["deliveries"].as_array().cloned().unwrap_or_default());
+                            match body["next"].as_str() {
+                                Some(n) => after = Some(n.to_owned()),
+                                None => break,
+                            }
+                        }
+                        other => return Ok(shown(other, json, |_| {})),
+                    }
+                }
+            }
+            rows.sort_by(|a, b| s(a, "message_id").cmp(s(b, "message_id")));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "deliveries": rows }))?
+                );
+            } else {
+                print_deliveries(&rows);
+            }
+            Ok(Exit::Ok.into())
+        }
+        QueueCommand::Show {
+            submission_id,
+            json,
+            op,
+        } => {
+            let op = op.resolve()?;
+            let answer = op.get(&format!("/admin/v1/submissions/{}", enc(&submission_id)));
+            Ok(shown(answer, json, |body| {
+                for k in [
+                    "submission_id",
+                    "portal",
+                    "leistung",
+                    "destination",
+                    "received_at",
+                ] {
+                    println!("{:<14} {}", k.replace('_', " "), s(body, k));
+                }
+                println!();
+                print_deliveries(
+                    body["deliveries"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                );
+                println!("\nLaufzettel:");
+                for r in body["laufzettel"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {:>8}  {}  {:<16} {}",
+                        r["seq"],
+                        s(r, "ts"),
+                        s(r, "event"),
+                        r["target"].as_str().unwrap_or("")
+                    );
+                }
+            }))
+        }
+        QueueCommand::Retry(a) => act("retry", a),
+        QueueCommand::Park(a) => act("park", a),
+        QueueCommand::Discard(a) => act("discard", a),
+    }
+}
+
+fn act(verb: &str, a: QueueAction) -> anyhow::Result<ExitCode> {
+    if a.message_ids.is_empty() && !a.all_parked {
+        anyhow::bail!("name the deliveries (message ids), or --target T --all-parked");
+    }
+    let op = a.op.resolve()?;
+    if a.all_parked {
+        let target = a.target.unwrap_or_default();
+        if verb == "park" {
+            anyhow::bail!("--all-parked goes with retry or discard");
+        }
+        let answer = op.post(&format!(
+            "/admin/v1/targets/{}/parked/{verb}?all=true",
+            enc(&target)
+        ));
+        return Ok(shown(answer, a.json, |b| {
+            println!(
+                "{target}: {verb} of every parked delivery: {} touched",
+                b["touched"]
+            )
+        }));
+    }
+    let mut exit = Exit::Ok;
+    let mut done = Vec::new();
+    for id in &a.message_ids {
+        match op.post(&format!("/admin/v1/deliveries/{}/{verb}", enc(id))) {
+            Ok((200, body)) => {
+                if !a.json {
+                    println!(
+                        "{id}: {} (target {})",
+                        match verb {
+                            "retry" => "due now",
+                            "park" => "parked",
+                            _ => "discarded; its sealed envelope is deleted",
+                        },
+                        s(&body, "target")
+                    );
+                }
+                done.push(body);
+            }
+            Ok((status, body)) => {
+                exit = exit.max(Exit::of(status));
+                eprintln!("{id}: {verb} refused: {}", refusal(status, &body));
+            }
+            Err(e) => {
+                exit = exit.max(Exit::Unreachable);
+                eprintln!("{id}: {e}");
+            }
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+    }
+    Ok(exit.into())
+}
+
+/// `target …`
+pub(super) fn target(command: TargetCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TargetCommand::List { json, op } => {
+            let op = op.resolve()?;
+            Ok(shown(op.get("/admin/v1/targets"), json, |b| {
+                print_targets(
+                    b["targets"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                )
+            }))
+        }
+        TargetCommand::Show { id, json, op } => {
+            let op = op.resolve()?;
+            let answer = op.get(&format!("/admin/v1/targets/{}", enc(&id)));
+            Ok(shown(answer, json, |t| {
+                print_targets(std::slice::from_ref(t))
+            }))
+        }
+        TargetCommand::Pause {
+            id,
+            reason,
+            json,
+            op,
+        } => {
+            let op = op.resolve()?;
+            let mut path = format!("/admin/v1/targets/{}/pause", enc(&id));
+            if let Some(r) = &reason {
+                path.push_str(&format!("?reason={}", enc(r)));
+            }
+            Ok(shown(op.post(&path), json, |t| {
+                println!(
+                    "{}: paused by {}; deliveries wait until `ozg-gateway target resume {}`",
+                    s(t, "id"),
+                    s(&t["paused"], "by"),
+                    s(t, "id")
+                )
+            }))
+        }
+        TargetCommand::Resume { id, json, op } => {
+            let op = op.resolve()?;
+            let answer = op.post(&format!("/admin/v1/targets/{}/resume", enc(&id)));
+            Ok(shown(answer, json, |t| {
+                println!("{}: delivering again", s(t, "id"))
+            }))
+        }
+    }
+}
+
+/// `status`: exit 0 when nothing needs attention.
+pub(super) fn status(json: bool, op: OperatorArgs) -> anyhow::Result<ExitCode> {
+    let op = op.resolve()?;
+    let answer = match op.get("/admin/v1/status") {
+        Ok((200, body)) => body,
+        other => return Ok(shown(other, json, |_| {})),
+    };
+    let parked = answer["queue"]["parked"].as_u64().unwrap_or(0);
+    let empty = Vec::new();
+    let paused = answer["paused"].as_array().unwrap_or(&empty);
+    let open = answer["breakers_open"].as_array().unwrap_or(&empty);
+    let ready = answer["ready"] == true;
+    let attention = !ready || parked > 0 || !paused.is_empty() || !open.is_empty();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!(
+            "ozg-gateway {} at {}: {}",
+            s(&answer, "version"),
+            op.url,
+            if ready {
+                "ready".to_owned()
+            } else {
+                format!("NOT READY: {}", s(&answer, "not_ready_because"))
+            }
+        );
+        println!("operator     {}", s(&answer["operator"], "id"));
+        let q = |k: &str| answer["queue"][k].as_u64().unwrap_or(0);
+        println!(
+            "queue        {} pending, {} in flight, {} waiting for a retry, {} parked; {} delivered",
+            q("pending"),
+            q("in_flight"),
+            q("retry_wait"),
+            parked,
+            q("delivered")
+        );
+        if let Some(secs) = answer["oldest_waiting_seconds"].as_u64() {
+            println!("oldest wait  {secs} s");
+        }
+        let list = |v: &Vec<Value>| {
+            v.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !paused.is_empty() {
+            println!("paused       {}", list(paused));
+        }
+        if !open.is_empty() {
+            println!("failing      {} (circuit breaker open)", list(open));
+        }
+        if parked > 0 {
+            println!("parked deliveries wait for you: ozg-gateway queue list --state parked");
+        }
+    }
+    Ok(if attention { Exit::Refused } else { Exit::Ok }.into())
 }
 
 /// `reload`: asks the admin listener of the daemon that runs with `config`.
 pub(super) fn reload(config: &Path) -> anyhow::Result<ExitCode> {
-    let cfg = match crate::config::Config::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "reload refused, nothing was sent to the daemon; the config in force stays: {e}"
-            );
-            return Ok(ExitCode::FAILURE);
+    if let Err(e) = crate::config::Config::load(config) {
+        eprintln!("reload refused, nothing was sent to the daemon; the config in force stays: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let op = OperatorArgs {
+        operator_config: None,
+        url: std::env::var("OZG_ADMIN_URL").ok(),
+        config: config.to_owned(),
+        cert: std::env::var_os("OZG_OPERATOR_CERT").map(Into::into),
+        key: std::env::var_os("OZG_OPERATOR_KEY").map(Into::into),
+        ca: std::env::var_os("OZG_GATEWAY_CA").map(Into::into),
+    }
+    .resolve()?;
+    match op.post("/reload") {
+        Ok((200, body)) => {
+            println!("reloaded: {}", serde_json::to_string_pretty(&body)?);
+            Ok(ExitCode::SUCCESS)
         }
-    };
-    let url = format!("http://{}/reload", cfg.admin.listen);
-    let runtime = tokio::runtime::Runtime::new()?;
-    let (status, body) = runtime
-        .block_on(async {
-            let r = reqwest::Client::new().post(&url).send().await?;
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.unwrap_or_default();
-            Ok::<_, reqwest::Error>((status, body))
-        })
-        .with_context(|| {
-            format!(
-                "cannot reach the daemon's admin listener at {url}; is it running with {}?",
-                config.display()
-            )
-        })?;
-    if status == 200 {
-        println!("reloaded: {}", serde_json::to_string_pretty(&body)?);
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "reload refused: {}",
-            body["detail"].as_str().unwrap_or("(no detail)")
-        );
-        Ok(ExitCode::FAILURE)
+        Ok((_, body)) => {
+            eprintln!(
+                "reload refused: {}",
+                body["detail"].as_str().unwrap_or("(no detail)")
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("{e}; is the daemon running with {}?", config.display());
+            Ok(Exit::Unreachable.into())
+        }
     }
 }

@@ -16,12 +16,14 @@ use ozg_adapter_filedrop::FiledropConfig;
 use ozg_adapter_http::HttpConfig;
 use serde::Deserialize;
 
+mod access;
 mod fitconnect;
 mod limits;
 mod pki;
 mod size;
 mod xta;
 pub use crate::store::backends::StoreConfig;
+pub use access::{AdminConfig, OperatorConfig, PortalConfig};
 pub use fitconnect::{
     FitClientConfig, FitConnectConfig, FitDestinationConfig, FitRole, FitSubscriptionConfig,
 };
@@ -80,7 +82,7 @@ pub struct Config {
     pub store: StoreConfig,
     /// The portal-facing HTTPS listener.
     pub ingest: IngestConfig,
-    /// The operator listener: health, metrics.
+    /// The admin listener: health, metrics, the operator API.
     pub admin: AdminConfig,
     /// The XTA 2 listener (message boxes, sending, management), if wanted.
     #[serde(default)]
@@ -98,7 +100,7 @@ pub struct Config {
     pub log: LogConfig,
     /// Registered portals (clients of the ingest listener).
     pub portals: Vec<PortalConfig>,
-    /// Operators: may list, retry and discard deliveries (`/v1/admin/…` on the ingest listener).
+    /// Operators of the operator API on the admin listener, and their tenants.
     #[serde(default)]
     pub operators: Vec<OperatorConfig>,
     /// Known Leistungen (FIM-Leistungsschlüssel), with their optional data schema.
@@ -143,14 +145,6 @@ pub struct IngestConfig {
     pub limits: Limits,
 }
 
-/// The admin listener (plain HTTP, loopback only).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Address to bind; must be a loopback address.
-    pub listen: SocketAddr,
-}
-
 /// Log output.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -175,58 +169,6 @@ impl Default for LogConfig {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// A portal: identified by its client certificate, allowed some Leistungen.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortalConfig {
-    /// Portal id; appears as `sender` in envelopes and receipts.
-    pub id: String,
-    /// The portal's client certificate (PEM); pins its SHA-256 fingerprint.
-    #[serde(default)]
-    pub certificate: Option<PathBuf>,
-    /// The client certificate's SHA-256 fingerprint (hex, colons allowed).
-    #[serde(default)]
-    pub certificate_sha256: Option<String>,
-    /// The client certificate's subject, compared attribute by attribute: RFC 4514
-    /// syntax and escaping (`\,` for a comma inside a value), in the certificate's
-    /// order as `openssl x509 -noout -subject` prints it, e.g.
-    /// `C=DE, O=Stadt Musterstadt, CN=buergerportal`.
-    #[serde(default)]
-    pub subject: Option<String>,
-    /// Leistungen this portal may submit for (`*` or a prefix ending in `*` allowed).
-    pub leistungen: Vec<String>,
-    /// Destinations this portal may submit for (patterns as above).
-    #[serde(default = "any")]
-    pub destinations: Vec<String>,
-    /// Its XTA account (`Identifier`) when it sends over XTA (default: its id).
-    pub xta_account: Option<String>,
-    /// Submissions a second (default `[ingest.limits] portal_rate`); beyond it 429.
-    pub rate: Option<f64>,
-    /// Submissions in progress at once (default `portal_uploads`); beyond it 429.
-    pub uploads: Option<usize>,
-}
-
-fn any() -> Vec<String> {
-    vec!["*".into()]
-}
-
-/// An operator, identified by a client certificate like a portal.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OperatorConfig {
-    /// Operator id; recorded in the audit log with every action.
-    pub id: String,
-    /// The operator's client certificate (PEM); pins its SHA-256 fingerprint.
-    #[serde(default)]
-    pub certificate: Option<PathBuf>,
-    /// The client certificate's SHA-256 fingerprint (hex, colons allowed).
-    #[serde(default)]
-    pub certificate_sha256: Option<String>,
-    /// The client certificate's subject (written as for portals).
-    #[serde(default)]
-    pub subject: Option<String>,
 }
 
 /// A Leistung known to the gateway.
@@ -256,6 +198,9 @@ pub struct TargetConfig {
     /// Free text for operators.
     #[serde(default)]
     pub description: Option<String>,
+    /// The tenant (e.g. a municipality) it belongs to; see `[[operators]] tenants`.
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// Most attempts at once for this target (default: `delivery.concurrency`).
     #[serde(default)]
     pub concurrency: Option<usize>,
@@ -290,6 +235,16 @@ impl AdapterConfig {
             AdapterConfig::Http(c) => c,
             AdapterConfig::Amqp(c) => c,
             AdapterConfig::Xta(c) => c,
+        }
+    }
+
+    /// The adapter's type, as written in `type = …`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdapterConfig::Filedrop(_) => "filedrop",
+            AdapterConfig::Http(_) => "http",
+            AdapterConfig::Amqp(_) => "amqp",
+            AdapterConfig::Xta(_) => "xta",
         }
     }
 
@@ -370,6 +325,9 @@ pub struct RouteConfig {
     pub destination: String,
     /// Target ids to deliver to.
     pub targets: Vec<String>,
+    /// The tenant it belongs to (operators of that tenant see it).
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 fn star() -> String {

@@ -298,7 +298,7 @@ impl MessageBoxes {
     /// the sender's account. Refused when every target has it already.
     pub async fn cancel(&self, sender: &Portal, message_id: &str) -> Result<usize, BoxError> {
         let s = self.sent(sender, message_id).await?;
-        let by = format!("xta:{}", sender.xta_account);
+        let by = crate::model::delivery::Actor::new(format!("xta:{}", sender.xta_account), None);
         let mut cancelled = 0;
         for d in &s.deliveries {
             match self

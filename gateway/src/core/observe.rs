@@ -14,6 +14,8 @@ pub struct Observe {
     pub metrics: Arc<Metrics>,
     /// Cluster mode's broker.
     pub broker: Option<Arc<dyn crate::store::queue::WorkQueue>>,
+    /// Set when shutdown began: not ready, so a load balancer sends no more.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl Observe {
@@ -26,9 +28,14 @@ impl Observe {
     }
 
     /// Whether the gateway can take submissions now: `/readyz`. Not ready while
-    /// the store's last commit failed (a full disk, I/O errors) and none
+    /// it shuts down, while the store's last commit failed (a full disk, I/O errors) and none
     /// succeeded since; ready again with the next successful commit.
     pub fn ready(&self) -> Result<(), Refusal> {
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Refusal::unavailable(
+                "shutting down: open requests finish, new submissions go to another instance",
+            ));
+        }
         if let Some(broker) = &self.broker {
             if self.store.stats().write_failing {
                 return Err(Refusal::unavailable(

@@ -8,6 +8,7 @@
 //! [`setup`] loads and checks the config; [`crl`] loads the CRLs and refreshes
 //! them while the daemon runs.
 
+mod admin;
 pub mod crl;
 mod fitconnect;
 pub mod reload;
@@ -68,6 +69,9 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The admin listener, stopped after the rest (readiness says draining).
+    admin: (watch::Sender<bool>, JoinHandle<()>),
+    observe: Arc<Observe>,
     /// Cluster mode: the broker connection's task, stopped last.
     broker: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
@@ -158,6 +162,7 @@ impl Gateway {
             shutdown_rx.clone(),
         ));
         let breakers = Arc::new(crate::core::engine::BreakerBoard::default());
+        let pauses = admin::load_pauses(store.as_ref()).await?;
         let wakers = Arc::new(crate::core::engine::Wakers::default());
         let wakers_for_fit = wakers.clone();
         let engine = crate::core::engine::Engine {
@@ -168,6 +173,7 @@ impl Gateway {
             breakers: breakers.clone(),
             wakers: wakers.clone(),
             queue: queue.clone(),
+            pauses: pauses.clone(),
         }
         .start(setup.deliveries.clone(), shutdown_rx.clone());
         let relay_task = queue.clone().map(|b| {
@@ -221,16 +227,14 @@ impl Gateway {
             .map(|x| x.overdue_after)
             .unwrap_or_else(crate::config::XtaConfig::default_overdue);
         let intake_for_fit = intake.clone();
+        let operations = Arc::new(Operations {
+            directory: ArcSwap::from_pointee(setup.directory.clone()),
+            ..Operations::new(store.clone(), wakers, breakers, pauses, overdue_after)
+        });
         let ingest = Arc::new(Ingest {
             intake: intake.clone(),
             submissions: Submissions {
                 store: store.clone(),
-                overdue_after,
-            },
-            operations: Operations {
-                store: store.clone(),
-                wakers,
-                breakers,
                 overdue_after,
             },
             limits: ArcSwap::from_pointee(cfg.ingest.limits.clone()),
@@ -254,6 +258,7 @@ impl Gateway {
             portals: portals.clone(),
             engine,
             store: store.clone(),
+            operations: operations.clone(),
         });
         let mut xta_tasks = Vec::new();
         let xta_addr = xta_listener.as_ref().map(|(_, a)| *a);
@@ -345,31 +350,30 @@ impl Gateway {
             xta_tasks.push(tokio::spawn(Arc::new(s).run(shutdown_rx.clone())));
             tracing::info!(destination = %sub.destination, zustelldienst = %sub.api_url, "subscribed to a FIT-Connect destination");
         }
+        let admin_tls = cfg.admin.tls.then(|| admin::Tls {
+            config: tls.clone(),
+            peer_check: setup.peer_check.clone(),
+            portals: portals.clone(),
+        });
         let ingest_task = tokio::spawn(crate::listen::server::serve(
             ingest_listener,
             tls,
             setup.peer_check.clone(),
             portals,
-            ingest,
+            ingest.clone(),
             shutdown_rx.clone(),
         ));
-        let reload_hook: crate::listen::admin::Reload = {
-            let reloader = reloader.clone();
-            Arc::new(move || {
-                let reloader = reloader.clone();
-                Box::pin(async move { reloader.reload().await })
-            })
-        };
-        let admin_task = tokio::spawn(crate::listen::admin::serve(
+        let admin = admin::start(
             admin_listener,
-            Arc::new(Observe {
-                store: store.clone(),
-                metrics: metrics.clone(),
+            admin::Parts {
+                reloader: reloader.clone(),
+                operations,
+                ingest,
+                tls: admin_tls,
                 broker: queue.clone(),
-            }),
-            reload_hook,
+            },
             shutdown_rx.clone(),
-        ));
+        );
         let hangup_task = tokio::spawn(reload_on_hangup(hangup, reloader, shutdown_rx.clone()));
         let expiry_task = tokio::spawn(watch_expiry(
             setup.watched.clone(),
@@ -379,7 +383,7 @@ impl Gateway {
         tracing::info!(%ingest_addr, %admin_addr, store = %cfg.store.describe(), "ozg-gateway serving");
         let mut tasks = vec![
             ingest_task,
-            admin_task,
+            admin.pauses,
             expiry_task,
             crl_task,
             engine_task,
@@ -398,6 +402,8 @@ impl Gateway {
             store,
             shutdown,
             tasks,
+            admin: (admin.stop, admin.task),
+            observe: admin.observe,
             broker: broker_task.map(|t| (broker_stop, t)),
         })
     }
@@ -405,10 +411,15 @@ impl Gateway {
     /// Graceful shutdown: stop accepting, finish open requests and running delivery
     /// attempts (bounded; the rest is handed back to `pending`), close the store.
     pub async fn shutdown(self) -> Result<(), DaemonError> {
+        self.observe
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        let _ = self.admin.0.send(true);
+        let _ = self.admin.1.await;
         if let Some((stop, task)) = self.broker {
             let _ = stop.send(true);
             let _ = task.await;

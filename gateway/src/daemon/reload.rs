@@ -39,6 +39,8 @@ pub struct Reloader {
     /// The ingest listener's TLS (a renewed certificate is taken).
     pub tls: Arc<ArcSwap<rustls::ServerConfig>>,
     pub metrics: Arc<crate::core::metrics::Metrics>,
+    /// The operator API's view of tenants and targets.
+    pub operations: Arc<crate::core::operator::Operations>,
 }
 
 /// The sections and keys that are read at start only: (key, its value as text).
@@ -156,6 +158,9 @@ impl Reloader {
             targets: setup.targets,
         }));
         self.ingest.limits.store(Arc::new(limits.clone()));
+        self.operations
+            .directory
+            .store(Arc::new(setup.directory.clone()));
         self.tls.store(setup.ingest_tls.clone());
         for w in &setup.watched {
             self.metrics

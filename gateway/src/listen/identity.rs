@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use crate::listen::dn::Dn;
 use crate::listen::tls::PeerCert;
-use crate::model::portal::{Portal, Reader};
+use crate::model::portal::{Operator, Portal, Reader};
 
 /// Who a client certificate belongs to.
 #[derive(Debug, Clone)]
 pub enum Client {
     Portal(Arc<Portal>),
-    /// An operator, by id.
-    Operator(Arc<str>),
+    /// An operator of the operator API.
+    Operator(Arc<Operator>),
 }
 
 /// Who a client of the XTA listener is: a sender (a registered portal), the
@@ -62,8 +62,8 @@ pub enum Pin {
 pub struct Portals {
     by_fingerprint: HashMap<String, Arc<Portal>>,
     by_subject: HashMap<Dn, Arc<Portal>>,
-    operators_by_fingerprint: HashMap<String, Arc<str>>,
-    operators_by_subject: HashMap<Dn, Arc<str>>,
+    operators_by_fingerprint: HashMap<String, Arc<Operator>>,
+    operators_by_subject: HashMap<Dn, Arc<Operator>>,
     readers_by_fingerprint: HashMap<String, Arc<Reader>>,
     readers_by_subject: HashMap<Dn, Arc<Reader>>,
 }
@@ -77,8 +77,8 @@ impl Portals {
         };
     }
 
-    /// Registers an operator (by id) for a certificate.
-    pub fn add_operator(&mut self, pin: Pin, id: Arc<str>) {
+    /// Registers an operator for a certificate.
+    pub fn add_operator(&mut self, pin: Pin, id: Arc<Operator>) {
         match pin {
             Pin::Fingerprint(fp) => self.operators_by_fingerprint.insert(fp, id),
             Pin::Subject(subject) => self.operators_by_subject.insert(subject, id),
@@ -130,9 +130,15 @@ impl Portals {
         if let Some(p) = portal {
             return Some(Client::Portal(p.clone()));
         }
+        self.operator(peer).map(Client::Operator)
+    }
+
+    /// The operator a (chain-checked) client certificate belongs to.
+    pub fn operator(&self, peer: &PeerCert) -> Option<Arc<Operator>> {
+        let dn = peer.subject_dn.as_ref();
         self.operators_by_fingerprint
             .get(&peer.sha256)
             .or_else(|| dn.and_then(|dn| self.operators_by_subject.get(dn)))
-            .map(|id| Client::Operator(id.clone()))
+            .cloned()
     }
 }

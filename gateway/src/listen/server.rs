@@ -82,7 +82,7 @@ impl Service for Ingest {
     fn client_key(client: &Client) -> String {
         match client {
             Client::Portal(p) => format!("portal {}", p.id),
-            Client::Operator(o) => format!("operator {o}"),
+            Client::Operator(o) => format!("operator {}", o.id),
         }
     }
 

@@ -16,7 +16,7 @@
 use aws_lc_rs::digest::{digest, SHA256};
 use serde::{Deserialize, Serialize};
 
-use crate::model::delivery::{Action, DeliveryState, Recorded};
+use crate::model::delivery::{Action, Actor, DeliveryState, Recorded};
 use crate::model::submission::NewSubmission;
 use crate::model::time::rfc3339_ms;
 
@@ -72,6 +72,9 @@ pub enum EventKind {
     Purged,
     /// The daemon took a changed config while running (SIGHUP, `reload`).
     Reloaded,
+    /// An operator changed a setting at run time (paused or resumed a target,
+    /// registered or removed a target or route).
+    Changed,
 }
 
 impl EventKind {
@@ -91,6 +94,7 @@ impl EventKind {
             EventKind::Recovered => "recovered",
             EventKind::Purged => "purged",
             EventKind::Reloaded => "reloaded",
+            EventKind::Changed => "changed",
         }
     }
 }
@@ -218,15 +222,38 @@ impl AuditEvent {
         message_id: &str,
         target: &str,
         action: Action,
-        operator: &str,
+        by: &Actor,
         from: DeliveryState,
     ) -> Self {
         let kind = match action {
             Action::Retry => EventKind::Retried,
             Action::Discard => EventKind::Discarded,
+            Action::Park => EventKind::Parked,
         };
-        let detail = serde_json::json!({"by": operator, "from": from.as_str()});
+        let mut detail = serde_json::json!({"by": by.id, "from": from.as_str()});
+        if let Some(t) = &by.tenant {
+            detail["tenant"] = t.as_str().into();
+        }
         Self::delivery(kind, submission_id, message_id, target, detail)
+    }
+
+    /// An operator changed a run-time setting: `what` (e.g. `target`),
+    /// `id`, `change` (e.g. `paused`), and the SHA-256 of the new value when
+    /// there is one (the value itself may name hosts; its hash proves which).
+    pub fn changed(what: &str, id: &str, change: &str, value: Option<&str>, by: &Actor) -> Self {
+        let mut detail =
+            serde_json::json!({"by": by.id, "setting": what, "id": id, "change": change});
+        if let Some(t) = &by.tenant {
+            detail["tenant"] = t.as_str().into();
+        }
+        if let Some(v) = value {
+            detail["value_sha256"] = hex::encode(digest(&SHA256, v.as_bytes())).into();
+        }
+        let mut e = Self::new(EventKind::Changed, detail);
+        if what == "target" {
+            e.target = Some(id.to_owned());
+        }
+        e
     }
 
     /// A parked delivery nobody acted on, discarded by retention.

@@ -132,6 +132,8 @@ pub enum Action {
     Retry,
     /// Parked or waiting → discarded; the sealed envelope is deleted.
     Discard,
+    /// Waiting → parked: kept, not attempted until an operator retries it.
+    Park,
 }
 
 impl Action {
@@ -140,9 +142,66 @@ impl Action {
     /// (discarded), not retried.
     pub fn applies_to(self, state: DeliveryState, offered: bool) -> bool {
         let boxed = state == DeliveryState::InFlight && offered;
-        matches!(state, DeliveryState::Parked | DeliveryState::RetryWait)
-            || (self == Action::Discard && (state == DeliveryState::Pending || boxed))
+        match self {
+            Action::Park => state.waits(),
+            Action::Retry => matches!(state, DeliveryState::Parked | DeliveryState::RetryWait),
+            Action::Discard => {
+                matches!(state, DeliveryState::Parked | DeliveryState::RetryWait)
+                    || state == DeliveryState::Pending
+                    || boxed
+            }
+        }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Retry => "retry",
+            Action::Discard => "discard",
+            Action::Park => "park",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "retry" => Action::Retry,
+            "discard" => Action::Discard,
+            "park" => Action::Park,
+            _ => return None,
+        })
+    }
+}
+
+/// Who acts: an operator's id and the tenant of what they act on (`None`:
+/// it belongs to no tenant). Both go into the audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: String,
+    pub tenant: Option<String>,
+}
+
+impl Actor {
+    pub fn new(id: impl Into<String>, tenant: Option<&str>) -> Self {
+        Actor {
+            id: id.into(),
+            tenant: tenant.map(str::to_owned),
+        }
+    }
+}
+
+/// Which deliveries an operator lists: every filter is optional; pages follow
+/// the message id (ids sort by creation time).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    pub state: Option<DeliveryState>,
+    /// Only these targets (`None`: every target; an empty list: none).
+    pub targets: Option<Vec<String>>,
+    pub leistung: Option<String>,
+    /// Only deliveries of submissions accepted before this (ms).
+    pub created_before_ms: Option<i64>,
+    /// Only deliveries after this message id (the previous page's last).
+    pub after: Option<String>,
+    /// Most rows returned.
+    pub limit: usize,
 }
 
 /// The result of an operator action.
@@ -164,6 +223,10 @@ pub struct DeliveryRow {
     pub submission_id: String,
     pub target: String,
     pub state: DeliveryState,
+    /// The submission's Leistung.
+    pub leistung: String,
+    /// When the submission was accepted (RFC 3339).
+    pub created_at: String,
     pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -219,6 +282,19 @@ pub struct DeliveryInfo {
     pub state: DeliveryState,
     /// Set while (or since) it waits in a message box.
     pub offered_ms: Option<i64>,
+}
+
+/// A target's waiting and failing, as operators see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub target: String,
+    /// When the submission of its oldest waiting (`pending`, `retry_wait`)
+    /// delivery was accepted (ms).
+    pub oldest_waiting_ms: Option<i64>,
+    /// The newest error of a delivery that waits for a retry or is parked.
+    pub last_error: Option<String>,
+    /// When that delivery last changed (ms).
+    pub last_error_ms: Option<i64>,
 }
 
 /// Number of deliveries per target and state.

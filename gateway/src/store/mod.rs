@@ -19,8 +19,8 @@ use std::pin::Pin;
 
 use crate::model::audit::{self, Checkpoint, Head};
 use crate::model::delivery::{
-    Action, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated,
-    QueueDepth, Recorded,
+    Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
+    QueueDepth, Recorded, TargetHealth,
 };
 use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
 
@@ -221,20 +221,26 @@ pub trait Store: Send + Sync {
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
     /// The stored text of audit records `from..=to` (a checkpoint's batch).
     fn audit_texts(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<String>>;
-    /// An operator's action on one delivery, audited with the operator's id.
-    fn operate(
+    /// An operator's action on one delivery, audited with the operator's id
+    /// and tenant.
+    fn operate(&self, message_id: &str, action: Action, by: &Actor) -> StoreFuture<'_, Operated>;
+    /// Deliveries as an operator lists them, in message id order (pages).
+    fn deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, Vec<DeliveryRow>>;
+    /// Per target with waiting or failed deliveries: the oldest waiting one
+    /// and the newest error.
+    fn target_health(&self) -> StoreFuture<'_, Vec<TargetHealth>>;
+    /// The settings operators made at run time of one kind (`pause`,
+    /// `target`, `route`): (id, value), by id.
+    fn settings(&self, kind: &str) -> StoreFuture<'_, Vec<(String, String)>>;
+    /// Sets (`Some`) or removes (`None`) a setting; its audit record is
+    /// committed with it.
+    fn set_setting(
         &self,
-        message_id: &str,
-        action: Action,
-        operator: &str,
-    ) -> StoreFuture<'_, Operated>;
-    /// Deliveries in a state (optionally of one target), oldest change first.
-    fn deliveries(
-        &self,
-        state: DeliveryState,
-        target: Option<&str>,
-        limit: usize,
-    ) -> StoreFuture<'_, Vec<DeliveryRow>>;
+        kind: &str,
+        id: &str,
+        value: Option<String>,
+        event: audit::AuditEvent,
+    ) -> StoreFuture<'_, ()>;
     /// Deletes envelopes whose retention ended; returns how many.
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64>;
     /// Waiting deliveries of `target` due after `latest_ms` become due then

@@ -14,8 +14,8 @@ use std::future::Future;
 use super::{AuditJob, Purge, Store, StoreFuture, StoreStats};
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
 use crate::model::delivery::{
-    Action, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated, QueueDepth,
-    Recorded,
+    Action, Actor, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated, QueueDepth,
+    Recorded, TargetHealth,
 };
 use crate::model::submission::{
     envelope_checksum, Accepted, NewDelivery, NewSubmission, SubmissionStatus,
@@ -106,21 +106,26 @@ impl<S: Store> Store for Timeless<S> {
     fn audit_texts(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<String>> {
         Box::pin(held(self.0.audit_texts(from, to)))
     }
-    fn operate(
-        &self,
-        message_id: &str,
-        action: Action,
-        operator: &str,
-    ) -> StoreFuture<'_, Operated> {
-        Box::pin(held(self.0.operate(message_id, action, operator)))
+    fn operate(&self, message_id: &str, action: Action, by: &Actor) -> StoreFuture<'_, Operated> {
+        Box::pin(held(self.0.operate(message_id, action, by)))
     }
-    fn deliveries(
+    fn deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, Vec<DeliveryRow>> {
+        Box::pin(held(self.0.deliveries(query)))
+    }
+    fn target_health(&self) -> StoreFuture<'_, Vec<TargetHealth>> {
+        Box::pin(held(self.0.target_health()))
+    }
+    fn settings(&self, kind: &str) -> StoreFuture<'_, Vec<(String, String)>> {
+        Box::pin(held(self.0.settings(kind)))
+    }
+    fn set_setting(
         &self,
-        state: DeliveryState,
-        target: Option<&str>,
-        limit: usize,
-    ) -> StoreFuture<'_, Vec<DeliveryRow>> {
-        Box::pin(held(self.0.deliveries(state, target, limit)))
+        kind: &str,
+        id: &str,
+        value: Option<String>,
+        event: AuditEvent,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(held(self.0.set_setting(kind, id, value, event)))
     }
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {
         Box::pin(held(self.0.purge(purge)))

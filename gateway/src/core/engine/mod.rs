@@ -14,6 +14,7 @@
 //! envelopes per target in memory.
 
 pub mod breaker;
+pub mod pauses;
 mod queued;
 mod running;
 
@@ -43,6 +44,8 @@ const RECORD_RETRY_FIRST: Duration = Duration::from_millis(500);
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Wait after a store error before trying again.
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait of a paused target's task before it looks again.
+const PAUSE_POLL: Duration = Duration::from_secs(1);
 
 /// Everything the engine needs about one target.
 pub struct TargetRuntime {
@@ -113,6 +116,8 @@ pub struct Engine {
     pub wakers: Arc<Wakers>,
     /// Cluster mode: work comes from the broker's queues, not from polling the store.
     pub queue: Option<Arc<dyn crate::store::queue::WorkQueue>>,
+    /// Targets an operator paused: none of their deliveries is attempted.
+    pub pauses: Arc<pauses::Pauses>,
 }
 
 impl Engine {
@@ -244,6 +249,15 @@ async fn run_target(
         while attempts.try_join_next().is_some() {}
         if *shutdown.borrow() {
             break;
+        }
+        if engine.pauses.is_paused(&id) {
+            tokio::select! {
+                _ = engine.pauses.changed() => {}
+                _ = tokio::time::sleep(PAUSE_POLL) => {}
+                Some(h) = done_rx.recv() => apply(h, &mut breaker),
+                _ = shutdown.changed() => {}
+            }
+            continue;
         }
         if slots.available_permits() == 0 {
             tokio::select! {

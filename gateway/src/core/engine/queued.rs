@@ -80,6 +80,17 @@ pub(super) async fn run_target(
         if *shutdown.borrow() {
             break;
         }
+        // Paused: the messages stay in the queue (or unacknowledged with this
+        // consumer) until the target is resumed.
+        if engine.pauses.is_paused(&id) {
+            tokio::select! {
+                _ = engine.pauses.changed() => {}
+                _ = tokio::time::sleep(super::PAUSE_POLL) => {}
+                Some(h) = done_rx.recv() => apply(h, &mut breaker),
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
         if slots.available_permits() == 0 {
             tokio::select! {
                 Some(h) = done_rx.recv() => apply(h, &mut breaker),

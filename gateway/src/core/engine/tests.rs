@@ -103,6 +103,8 @@ struct Plan {
     otherwise: Outcome,
     /// Recording an outcome fails this many times first.
     failing_records: u32,
+    /// The operators' paused targets.
+    pauses: Arc<super::pauses::Pauses>,
 }
 
 impl Default for Plan {
@@ -115,6 +117,7 @@ impl Default for Plan {
             script: vec![],
             otherwise: delivered(),
             failing_records: 0,
+            pauses: Arc::default(),
         }
     }
 }
@@ -167,6 +170,7 @@ impl Plan {
             breakers: Arc::default(),
             wakers: Arc::default(),
             queue: None,
+            pauses: self.pauses.clone(),
         }
         .start(
             vec![Arc::new(TargetRuntime {
@@ -387,6 +391,7 @@ async fn a_failing_target_is_paused_then_probed_with_one_attempt_at_a_time() {
         script: vec![unavailable(); 5],
         otherwise: delivered(),
         failing_records: 0,
+        pauses: Arc::default(),
     }
     .start()
     .await;
@@ -465,5 +470,30 @@ async fn an_outcome_the_store_refuses_is_recorded_again_until_it_sticks() {
         events(&rig.audit(0).await),
         ["received", "sealed", "delivered"]
     );
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_target_gets_no_attempt_until_it_is_resumed() {
+    let pauses: Arc<super::pauses::Pauses> = Arc::default();
+    let paused = super::pauses::Paused {
+        by: "op".into(),
+        since: "2026-01-01T00:00:00.000Z".into(),
+        reason: None,
+    };
+    pauses.set(TARGET, Some(paused));
+    let rig = Plan {
+        pauses: pauses.clone(),
+        ..Plan::default()
+    }
+    .start()
+    .await;
+    rig.until(30.0).await;
+    assert!(rig.attempts().is_empty(), "paused: nothing attempted");
+    assert_eq!(rig.delivery(0).await.state, DeliveryState::Pending);
+    pauses.set(TARGET, None);
+    rig.until(31.5).await;
+    assert_eq!(rig.attempts().len(), 1, "resumed: attempted at once");
+    assert_eq!(rig.delivery(0).await.state, DeliveryState::Delivered);
     rig.stop().await;
 }

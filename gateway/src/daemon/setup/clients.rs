@@ -132,9 +132,48 @@ pub(super) fn clients(c: &mut Checks) -> Portals {
         }
     }
 
+    // Tenants are optional; once anything names one, every operator must say
+    // which they see (forgetting it must not show a municipality everything).
+    let tenanted = config.portals.iter().any(|p| p.tenant.is_some())
+        || config.targets.values().any(|t| t.tenant.is_some())
+        || config.routes.iter().any(|r| r.tenant.is_some());
     for (i, o) in config.operators.iter().enumerate() {
         let at = |k: &str| format!("operators[{i}].{k}");
-        let id: Arc<str> = Arc::from(o.id.as_str());
+        let tenants = match &o.tenants {
+            None if tenanted => {
+                errors.push(config.error(
+                    at("tenants"),
+                    format!("operator {:?} names no tenants, but this config assigns portals, targets or routes to tenants", o.id),
+                    "add tenants = [\"<tenant>\", …], or tenants = [\"*\"] for an operator of the service provider who sees all",
+                ));
+                None
+            }
+            None => None,
+            Some(list) if list.is_empty() => {
+                errors.push(config.error(
+                    at("tenants"),
+                    "an empty list would let the operator see nothing",
+                    "name the operator's tenants, or [\"*\"] for all",
+                ));
+                Some(Default::default())
+            }
+            Some(list) if list.iter().any(|t| t == "*") => None,
+            Some(list) => Some(list.iter().cloned().collect()),
+        };
+        if let Some(targets) = &o.targets {
+            for t in targets.iter().filter(|t| !config.targets.contains_key(*t)) {
+                errors.push(config.error(
+                    at("targets"),
+                    format!("no target {t:?} is configured"),
+                    "name targets of the [targets] section",
+                ));
+            }
+        }
+        let id = Arc::new(crate::model::portal::Operator {
+            id: o.id.clone(),
+            tenants,
+            targets: o.targets.as_ref().map(|t| t.iter().cloned().collect()),
+        });
         for pin in pins(
             config,
             "operator",

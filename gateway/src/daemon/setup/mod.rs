@@ -51,6 +51,8 @@ pub struct Setup {
     pub warnings: Vec<String>,
     /// The FIT-Connect Zustelldienst's clients and destinations, when configured.
     pub fitconnect: Option<fitconnect::FitSetup>,
+    /// Which tenant each target and portal belongs to, for the operator API.
+    pub directory: crate::core::operator::Directory,
 }
 
 impl Setup {
@@ -179,7 +181,6 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
             warnings.extend(expiry_warnings(&watched, config.pki.expiry_warning, now));
             warnings.dedup();
             Ok(Setup {
-                config,
                 portals,
                 router,
                 targets,
@@ -194,6 +195,8 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 watched,
                 warnings,
                 fitconnect,
+                directory: crate::core::operator::Directory::of(&config),
+                config,
             })
         }
         _ => Err(ConfigErrors(errors)),
@@ -235,14 +238,14 @@ fn listeners_and_store(c: &mut Checks) {
             "the default is 128",
         ));
     }
-    if !config.admin.listen.ip().is_loopback() {
+    if !config.admin.listen.ip().is_loopback() && !config.admin.tls {
         errors.push(config.error(
             "admin.listen",
             format!(
-                "{} is not a loopback address; the admin listener has no TLS",
+                "{} is not a loopback address, and the admin listener would answer in plain HTTP to anyone who reaches it",
                 config.admin.listen
             ),
-            "bind it to 127.0.0.1 or ::1 and reach it through a TLS-terminating proxy",
+            "set tls = true in [admin] (HTTPS; operators need their client certificates), or bind it to 127.0.0.1 or ::1",
         ));
     }
     let limits = &config.ingest.limits;

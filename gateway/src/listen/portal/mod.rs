@@ -15,7 +15,6 @@
 pub(crate) mod body;
 pub(crate) mod budget;
 pub mod form;
-mod operator;
 pub mod quota;
 mod submit;
 
@@ -30,7 +29,6 @@ use hyper::body::Incoming as Body;
 use crate::config::Limits;
 use crate::core::intake::Intake;
 use crate::core::metrics::Metrics;
-use crate::core::operator::Operations;
 use crate::core::status::Submissions;
 use crate::listen::identity::Client;
 use crate::listen::problem::Problem;
@@ -42,7 +40,6 @@ pub use form::{read_form, Form};
 pub struct Ingest {
     pub intake: Arc<Intake>,
     pub submissions: Submissions,
-    pub operations: Operations,
     /// Request limits; replaced by a reload (read once per request).
     pub limits: arc_swap::ArcSwap<Limits>,
     pub metrics: Arc<Metrics>,
@@ -109,7 +106,7 @@ pub(crate) fn count_accepted(
     }
 }
 
-fn json_response(status: StatusCode, body: String) -> HttpResponse {
+pub(crate) fn json_response(status: StatusCode, body: String) -> HttpResponse {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
@@ -185,20 +182,20 @@ impl Ingest {
             _ => client,
         };
         let result = match client {
-            Ok(Client::Portal(portal)) if !admin => self.route(portal, &head, &body).await,
-            Ok(Client::Operator(operator)) if admin => self.operate(&operator, &head).await,
-            Ok(Client::Portal(p)) => Err(Problem::new(
-                403,
-                "operators-only",
-                format!(
-                    "{} is a portal; /v1/admin/ is for registered operators",
-                    p.id
-                ),
+            // The operator API is on the admin listener.
+            Ok(_) if admin => Err(Problem::new(
+                404,
+                "not-found",
+                "the operator API is served by the admin listener under /admin/v1/ ([admin] listen)",
             )),
+            Ok(Client::Portal(portal)) => self.route(portal, &head, &body).await,
             Ok(Client::Operator(o)) => Err(Problem::new(
                 403,
                 "portals-only",
-                format!("{o} is an operator; submissions are made by registered portals"),
+                format!(
+                    "{} is an operator; submissions are made by registered portals, and the operator API is on the admin listener",
+                    o.id
+                ),
             )),
             Err(p) => Err(p),
         };

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::audit_log::Chain as _;
 use crate::model::audit::{AuditEvent, Head};
-use crate::model::delivery::{Action, Claimed, DeliveryState, Operated, Recorded};
+use crate::model::delivery::{Action, Actor, Claimed, DeliveryState, Operated, Recorded};
 use crate::model::time::{now_ms, rfc3339_ms};
 use crate::store::{Purge, StoreError};
 
@@ -50,7 +50,7 @@ pub(super) fn operate(
     conn: &Connection,
     message_id: &str,
     action: Action,
-    operator: &str,
+    by: &Actor,
     head: &mut Head,
 ) -> Result<Operated, StoreError> {
     let row: Option<(String, String, String, Option<i64>)> = conn
@@ -85,11 +85,18 @@ pub(super) fn operate(
                 .execute(params![message_id, ts, now])?;
             DeliveryState::Discarded
         }
+        Action::Park => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET state = 'parked', updated_at = ?2, updated_ms = ?3 WHERE message_id = ?1",
+            )?
+            .execute(params![message_id, ts, now])?;
+            DeliveryState::Parked
+        }
     };
     head.append(
         conn,
         &ts,
-        AuditEvent::operated(&submission_id, message_id, &target, action, operator, state),
+        AuditEvent::operated(&submission_id, message_id, &target, action, by, state),
     )?;
     Ok(Operated::Done {
         target,

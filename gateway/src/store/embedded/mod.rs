@@ -62,6 +62,7 @@ mod deliveries;
 mod disk;
 mod mailbox;
 pub mod offline;
+mod operator;
 mod schema;
 pub mod segments;
 pub mod staging;
@@ -75,11 +76,11 @@ mod tests;
 
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
 use crate::model::delivery::{
-    Action, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated, QueueDepth,
-    Recorded,
+    Action, Actor, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, DeliveryState,
+    Operated, QueueDepth, Recorded, TargetHealth,
 };
 use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
-use crate::model::time::rfc3339_ms;
+
 use crate::store::{AuditJob, Purge, Store, StoreError, StoreFuture, StoreStats};
 use audit_log::Chain as _;
 pub use audit_log::{read_audit_texts, read_latest_checkpoint, read_trace};
@@ -452,48 +453,44 @@ impl Store for EmbeddedStore {
         self.read(move |conn| mailbox::overdue(conn, before_ms))
     }
 
-    fn operate(
-        &self,
-        message_id: &str,
-        action: Action,
-        operator: &str,
-    ) -> StoreFuture<'_, Operated> {
-        let (message_id, operator) = (message_id.to_owned(), operator.to_owned());
+    fn operate(&self, message_id: &str, action: Action, by: &Actor) -> StoreFuture<'_, Operated> {
+        let (message_id, by) = (message_id.to_owned(), by.clone());
         Box::pin(self.request(move |reply| Op::Operate {
             message_id,
             action,
-            operator,
+            by,
             reply,
         }))
     }
 
-    fn deliveries(
+    fn deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, Vec<DeliveryRow>> {
+        self.read(move |conn| operator::deliveries(conn, &query))
+    }
+
+    fn target_health(&self) -> StoreFuture<'_, Vec<TargetHealth>> {
+        self.read(operator::target_health)
+    }
+
+    fn settings(&self, kind: &str) -> StoreFuture<'_, Vec<(String, String)>> {
+        let kind = kind.to_owned();
+        self.read(move |conn| operator::settings(conn, &kind))
+    }
+
+    fn set_setting(
         &self,
-        state: DeliveryState,
-        target: Option<&str>,
-        limit: usize,
-    ) -> StoreFuture<'_, Vec<DeliveryRow>> {
-        let target = target.map(str::to_owned);
-        self.read(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT message_id, submission_id, target, attempts, last_error, updated_at, next_attempt_at, offered_ms FROM deliveries
-                     WHERE state = ?1 AND (?2 IS NULL OR target = ?2) ORDER BY updated_ms LIMIT ?3",
-                )?;
-                let rows = stmt.query_map(params![state.as_str(), target, limit as i64], |r| {
-                    Ok(DeliveryRow {
-                        message_id: r.get(0)?,
-                        submission_id: r.get(1)?,
-                        target: r.get(2)?,
-                        state,
-                        attempts: r.get(3)?,
-                        last_error: r.get(4)?,
-                        updated_at: r.get(5)?,
-                        next_attempt_at: state.waits().then(|| r.get(6).map(rfc3339_ms)).transpose()?,
-                        offered_at: r.get::<_, Option<i64>>(7)?.map(rfc3339_ms),
-                    })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        kind: &str,
+        id: &str,
+        value: Option<String>,
+        event: AuditEvent,
+    ) -> StoreFuture<'_, ()> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        Box::pin(self.request(move |reply| Op::Setting {
+            kind,
+            id,
+            value,
+            event,
+            reply,
+        }))
     }
 
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {

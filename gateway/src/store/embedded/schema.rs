@@ -97,7 +97,14 @@ CREATE TABLE IF NOT EXISTS idempotency (
     submission_id TEXT NOT NULL,
     PRIMARY KEY (portal, key)
 ) WITHOUT ROWID;
-PRAGMA user_version = 6;
+CREATE TABLE IF NOT EXISTS settings (
+    kind        TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+PRAGMA user_version = 7;
 "
 );
 
@@ -171,7 +178,7 @@ PRAGMA user_version = 4;
 );
 
 /// The schema version this gateway writes.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// Version 5: the last error's class in a column of its own (what portals see of
 /// an error), and idempotency keys stored as SHA-256, not in clear.
@@ -293,6 +300,13 @@ pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), 
     }
     if version == 5 {
         migrate_5_to_6(conn)?;
+        version = 6;
+    }
+    if version == 6 {
+        // Version 7 adds the `settings` table (operators' run-time settings),
+        // which `SCHEMA` creates right after the migrations.
+        tracing::info!("migrating the store from schema version 6 to 7: run-time settings");
+        conn.execute_batch("PRAGMA user_version = 7;")?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "the store has schema version {version}, newer than this gateway ({SCHEMA_VERSION}): run the newer version"

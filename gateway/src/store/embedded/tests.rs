@@ -405,8 +405,22 @@ async fn delivery_counts_follow_every_change_of_state() {
     // An operator retries the parked one and discards the waiting one.
     let parked = &claimed[3].message_id;
     let waiting = &claimed[2].message_id;
-    store.operate(parked, Action::Retry, "op").await.unwrap();
-    store.operate(waiting, Action::Discard, "op").await.unwrap();
+    store
+        .operate(
+            parked,
+            Action::Retry,
+            &crate::model::delivery::Actor::new("op", None),
+        )
+        .await
+        .unwrap();
+    store
+        .operate(
+            waiting,
+            Action::Discard,
+            &crate::model::delivery::Actor::new("op", None),
+        )
+        .await
+        .unwrap();
     counts();
     // A crash with one in flight: recovery hands it back to pending.
     store.claim("t", now_ms() + 1, 1).await.unwrap();

@@ -11,10 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::anchor;
 use super::audit_log::{add_checkpoint, Chain as _};
 use super::deliveries::{claim, operate, purge, rebase, record, release};
+use super::operator::set_setting;
 use super::segments::{Location, Segments};
 use super::submissions::insert_one;
 use crate::model::audit::{AuditEvent, Checkpoint, Head};
-use crate::model::delivery::{Action, Claimed, Operated, Recorded};
+use crate::model::delivery::{Action, Actor, Claimed, Operated, Recorded};
 use crate::model::submission::{Accepted, NewSubmission};
 use crate::model::time::{now_ms, rfc3339_ms};
 use crate::store::{Purge, StoreError};
@@ -55,8 +56,16 @@ pub(super) enum Op {
     Operate {
         message_id: String,
         action: Action,
-        operator: String,
+        by: Actor,
         reply: Reply<Operated>,
+    },
+    /// An operator's run-time setting, with its audit record.
+    Setting {
+        kind: String,
+        id: String,
+        value: Option<String>,
+        event: AuditEvent,
+        reply: Reply<()>,
     },
 }
 
@@ -402,13 +411,24 @@ fn apply_group(
                 let ok = r.is_ok();
                 (Done::Unit(reply, r), ok)
             }
+            Op::Setting {
+                kind,
+                id,
+                value,
+                event,
+                reply,
+            } => {
+                let r = set_setting(&sp, &kind, &id, value.as_deref(), event, head);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
             Op::Operate {
                 message_id,
                 action,
-                operator,
+                by,
                 reply,
             } => {
-                let r = operate(&sp, &message_id, action, &operator, head);
+                let r = operate(&sp, &message_id, action, &by, head);
                 let ok = r.is_ok();
                 (Done::Operated(reply, r), ok)
             }
@@ -490,6 +510,7 @@ fn refused(op: Op, e: StoreError) -> Done {
         Op::Record { reply, .. }
         | Op::Release { reply, .. }
         | Op::Audit(_, reply)
+        | Op::Setting { reply, .. }
         | Op::Checkpoint(_, reply) => Done::Unit(reply, Err(e)),
     }
 }

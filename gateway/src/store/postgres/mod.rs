@@ -29,12 +29,13 @@ use tokio_postgres::NoTls;
 use crate::store::StoreError;
 
 /// The schema version this gateway writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The migrations, in order: (version it brings the schema to, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("schema_v1.sql")),
     (2, include_str!("schema_v2.sql")),
+    (3, include_str!("schema_v3.sql")),
 ];
 
 /// The advisory lock key migrations hold ("ozg-gw-m" as a number).

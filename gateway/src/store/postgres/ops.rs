@@ -8,7 +8,7 @@ use super::audit::append;
 use super::backend;
 use super::deliveries::want_message;
 use crate::model::audit::{AuditEvent, Checkpoint};
-use crate::model::delivery::{Action, DeliveryState, Operated};
+use crate::model::delivery::{Action, Actor, DeliveryState, Operated};
 use crate::model::time::{now_ms, rfc3339_ms};
 use crate::store::{Purge, StoreError};
 
@@ -19,7 +19,7 @@ pub async fn operate(
     pool: &Pool,
     message_id: &str,
     action: Action,
-    operator: &str,
+    by: &Actor,
 ) -> Result<Operated, StoreError> {
     let mut conn = pool.get().await.map_err(backend)?;
     let tx = conn.transaction().await.map_err(backend)?;
@@ -70,11 +70,24 @@ pub async fn operate(
                 .map_err(backend)?;
             DeliveryState::Discarded
         }
+        Action::Park => {
+            // Its queue message finds it parked and is dropped (`take`: stale).
+            tx.execute(
+                "UPDATE deliveries SET state = 'parked', updated_at = $2, updated_ms = $3 WHERE message_id = $1",
+                &[&message_id, &ts, &now],
+            )
+            .await
+            .map_err(backend)?;
+            tx.execute("DELETE FROM outbox WHERE message_id = $1", &[&message_id])
+                .await
+                .map_err(backend)?;
+            DeliveryState::Parked
+        }
     };
     append(
         &tx,
         &ts,
-        AuditEvent::operated(&submission_id, message_id, &target, action, operator, state),
+        AuditEvent::operated(&submission_id, message_id, &target, action, by, state),
     )
     .await?;
     tx.commit().await.map_err(backend)?;
@@ -247,6 +260,39 @@ pub async fn add_checkpoint(pool: &Pool, c: &Checkpoint) -> Result<(), StoreErro
     )
     .await
     .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(())
+}
+
+/// Sets or removes a run-time setting, with its audit record.
+pub async fn set_setting(
+    pool: &Pool,
+    kind: &str,
+    id: &str,
+    value: Option<&str>,
+    event: AuditEvent,
+) -> Result<(), StoreError> {
+    let mut conn = pool.get().await.map_err(backend)?;
+    let tx = conn.transaction().await.map_err(backend)?;
+    let ts = rfc3339_ms(now_ms());
+    match value {
+        Some(v) => tx
+            .execute(
+                "INSERT INTO settings (kind, id, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (kind, id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                &[&kind, &id, &v, &ts],
+            )
+            .await
+            .map_err(backend)?,
+        None => tx
+            .execute(
+                "DELETE FROM settings WHERE kind = $1 AND id = $2",
+                &[&kind, &id],
+            )
+            .await
+            .map_err(backend)?,
+    };
+    append(&tx, &ts, event).await?;
     tx.commit().await.map_err(backend)?;
     Ok(())
 }

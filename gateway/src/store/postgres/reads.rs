@@ -11,7 +11,8 @@ use tokio_postgres::{Client, NoTls};
 use super::backend;
 use crate::model::audit::{AuditRecord, Checkpoint};
 use crate::model::delivery::{
-    BoxQuery, Boxed, DeliveryInfo, DeliveryRow, DeliveryState, QueueDepth,
+    BoxQuery, Boxed, DeliveryInfo, DeliveryQuery, DeliveryRow, DeliveryState, QueueDepth,
+    TargetHealth,
 };
 use crate::model::submission::{DeliveryStatus, SubmissionStatus};
 use crate::model::time::rfc3339_ms;
@@ -97,35 +98,110 @@ pub async fn queue_depths(pool: &Pool) -> Result<Vec<QueueDepth>, StoreError> {
     Ok(out)
 }
 
-pub async fn deliveries(
-    pool: &Pool,
-    state: DeliveryState,
-    target: Option<&str>,
-    limit: usize,
-) -> Result<Vec<DeliveryRow>, StoreError> {
+pub async fn deliveries(pool: &Pool, q: &DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError> {
+    if q.targets.as_ref().is_some_and(Vec::is_empty) || q.limit == 0 {
+        return Ok(Vec::new());
+    }
     let conn = pool.get().await.map_err(backend)?;
     let rows = conn
         .query(
-            "SELECT message_id, submission_id, target, attempts, last_error, updated_at, next_attempt_at, offered_ms FROM deliveries
-             WHERE state = $1 AND ($2::TEXT IS NULL OR target = $2) ORDER BY updated_ms LIMIT $3",
-            &[&state.as_str(), &target, &(limit.min(i64::MAX as usize) as i64)],
+            "SELECT d.message_id, d.submission_id, d.target, d.state, d.attempts, d.last_error, d.updated_at,
+                    d.next_attempt_at, d.offered_ms, s.leistung, d.created_at_ms
+             FROM deliveries d JOIN submissions s ON s.id = d.submission_id
+             WHERE ($1::TEXT IS NULL OR d.state = $1)
+               AND ($2::TEXT[] IS NULL OR d.target = ANY($2))
+               AND ($3::TEXT IS NULL OR s.leistung = $3)
+               AND ($4::BIGINT IS NULL OR d.created_at_ms < $4)
+               AND ($5::TEXT IS NULL OR d.message_id > $5)
+             ORDER BY d.message_id LIMIT $6",
+            &[
+                &q.state.map(DeliveryState::as_str),
+                &q.targets,
+                &q.leistung,
+                &q.created_before_ms,
+                &q.after,
+                &(q.limit.min(i64::MAX as usize) as i64),
+            ],
         )
         .await
         .map_err(backend)?;
     Ok(rows
         .iter()
-        .map(|r| DeliveryRow {
-            message_id: r.get(0),
-            submission_id: r.get(1),
-            target: r.get(2),
-            state,
-            attempts: r.get::<_, i32>(3) as u32,
-            last_error: r.get(4),
-            updated_at: r.get(5),
-            next_attempt_at: state.waits().then(|| rfc3339_ms(r.get(6))),
-            offered_at: r.get::<_, Option<i64>>(7).map(rfc3339_ms),
+        .map(|r| {
+            let state = DeliveryState::parse(r.get(3)).unwrap_or(DeliveryState::Pending);
+            DeliveryRow {
+                message_id: r.get(0),
+                submission_id: r.get(1),
+                target: r.get(2),
+                state,
+                attempts: r.get::<_, i32>(4) as u32,
+                last_error: r.get(5),
+                updated_at: r.get(6),
+                next_attempt_at: state.waits().then(|| rfc3339_ms(r.get(7))),
+                offered_at: r.get::<_, Option<i64>>(8).map(rfc3339_ms),
+                leistung: r.get(9),
+                created_at: rfc3339_ms(r.get(10)),
+            }
         })
         .collect())
+}
+
+/// Per target: its oldest waiting delivery and its newest error.
+pub async fn target_health(pool: &Pool) -> Result<Vec<TargetHealth>, StoreError> {
+    let conn = pool.get().await.map_err(backend)?;
+    let mut by_target = std::collections::BTreeMap::<String, TargetHealth>::new();
+    for r in conn
+        .query(
+            "SELECT target, MIN(created_at_ms) FROM deliveries
+             WHERE state IN ('pending', 'retry_wait') GROUP BY target",
+            &[],
+        )
+        .await
+        .map_err(backend)?
+    {
+        let target: String = r.get(0);
+        by_target
+            .entry(target.clone())
+            .or_insert_with(|| TargetHealth {
+                target,
+                ..Default::default()
+            })
+            .oldest_waiting_ms = r.get(1);
+    }
+    for r in conn
+        .query(
+            "SELECT DISTINCT ON (target) target, last_error, updated_ms FROM deliveries
+             WHERE state IN ('retry_wait', 'parked') AND last_error IS NOT NULL
+             ORDER BY target, updated_ms DESC",
+            &[],
+        )
+        .await
+        .map_err(backend)?
+    {
+        let target: String = r.get(0);
+        let h = by_target
+            .entry(target.clone())
+            .or_insert_with(|| TargetHealth {
+                target,
+                ..Default::default()
+            });
+        h.last_error = r.get(1);
+        h.last_error_ms = r.get(2);
+    }
+    Ok(by_target.into_values().collect())
+}
+
+/// The settings of one kind, by id.
+pub async fn settings(pool: &Pool, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let conn = pool.get().await.map_err(backend)?;
+    let rows = conn
+        .query(
+            "SELECT id, value FROM settings WHERE kind = $1 ORDER BY id",
+            &[&kind],
+        )
+        .await
+        .map_err(backend)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 pub async fn next_due(pool: &Pool, target: &str) -> Result<Option<i64>, StoreError> {

@@ -16,8 +16,8 @@ use tokio_postgres::NoTls;
 use super::{audit, backend, deliveries, ops, outbox, reads, submissions};
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
 use crate::model::delivery::{
-    Action, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryRow, DeliveryState, Operated,
-    QueueDepth, Recorded,
+    Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
+    QueueDepth, Recorded, TargetHealth,
 };
 use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
 use crate::store::{
@@ -311,25 +311,34 @@ impl Store for PostgresStore {
         })
     }
 
-    fn operate(
-        &self,
-        message_id: &str,
-        action: Action,
-        operator: &str,
-    ) -> StoreFuture<'_, Operated> {
-        let (id, operator) = (message_id.to_owned(), operator.to_owned());
-        Box::pin(async move { ops::operate(&self.pool, &id, action, &operator).await })
+    fn operate(&self, message_id: &str, action: Action, by: &Actor) -> StoreFuture<'_, Operated> {
+        let (id, by) = (message_id.to_owned(), by.clone());
+        Box::pin(async move { ops::operate(&self.pool, &id, action, &by).await })
     }
 
-    fn deliveries(
+    fn deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, Vec<DeliveryRow>> {
+        Box::pin(async move { reads::deliveries(&self.pool, &query).await })
+    }
+
+    fn target_health(&self) -> StoreFuture<'_, Vec<TargetHealth>> {
+        Box::pin(reads::target_health(&self.pool))
+    }
+
+    fn settings(&self, kind: &str) -> StoreFuture<'_, Vec<(String, String)>> {
+        let kind = kind.to_owned();
+        Box::pin(async move { reads::settings(&self.pool, &kind).await })
+    }
+
+    fn set_setting(
         &self,
-        state: DeliveryState,
-        target: Option<&str>,
-        limit: usize,
-    ) -> StoreFuture<'_, Vec<DeliveryRow>> {
-        let target = target.map(str::to_owned);
+        kind: &str,
+        id: &str,
+        value: Option<String>,
+        event: AuditEvent,
+    ) -> StoreFuture<'_, ()> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
         Box::pin(
-            async move { reads::deliveries(&self.pool, state, target.as_deref(), limit).await },
+            async move { ops::set_setting(&self.pool, &kind, &id, value.as_deref(), event).await },
         )
     }
 

@@ -1,0 +1,85 @@
+//! Who may talk to the gateway: portals, operators, and the admin listener.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The admin listener: health, readiness, metrics and the operator API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to bind. Plain HTTP is allowed on a loopback address only
+    /// (whoever can reach it is an operator of every tenant: `local`).
+    pub listen: SocketAddr,
+    /// HTTPS with the ingest listener's certificate, its client CA and CRLs:
+    /// every operator request needs a registered operator's client
+    /// certificate. Required when `listen` is not a loopback address.
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// A portal: identified by its client certificate, allowed some Leistungen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Portal id; appears as `sender` in envelopes and receipts.
+    pub id: String,
+    /// The portal's client certificate (PEM); pins its SHA-256 fingerprint.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// The client certificate's SHA-256 fingerprint (hex, colons allowed).
+    #[serde(default)]
+    pub certificate_sha256: Option<String>,
+    /// The client certificate's subject, compared attribute by attribute: RFC 4514
+    /// syntax and escaping (`\,` for a comma inside a value), in the certificate's
+    /// order as `openssl x509 -noout -subject` prints it, e.g.
+    /// `C=DE, O=Stadt Musterstadt, CN=buergerportal`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Leistungen this portal may submit for (`*` or a prefix ending in `*` allowed).
+    pub leistungen: Vec<String>,
+    /// Destinations this portal may submit for (patterns as above).
+    #[serde(default = "any")]
+    pub destinations: Vec<String>,
+    /// Its XTA account (`Identifier`) when it sends over XTA (default: its id).
+    pub xta_account: Option<String>,
+    /// Submissions a second (default `[ingest.limits] portal_rate`); beyond it 429.
+    pub rate: Option<f64>,
+    /// Submissions in progress at once (default `portal_uploads`); beyond it 429.
+    pub uploads: Option<usize>,
+    /// The tenant it belongs to: operators of that tenant see its submissions.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+fn any() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// An operator, identified by a client certificate like a portal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Operator id; recorded in the audit log with every action.
+    pub id: String,
+    /// The operator's client certificate (PEM); pins its SHA-256 fingerprint.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// The client certificate's SHA-256 fingerprint (hex, colons allowed).
+    #[serde(default)]
+    pub certificate_sha256: Option<String>,
+    /// The client certificate's subject (written as for portals).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The tenants whose portals, targets and routes this operator sees and
+    /// acts on; `["*"]`: all (the service provider). Required as soon as
+    /// anything in the config names a tenant; without tenants anywhere, an
+    /// operator sees everything.
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
+    /// Only these targets (a vendor's own certificate): it sees their
+    /// deliveries, acts on them, and may test and change their registration.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
+}
