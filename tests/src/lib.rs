@@ -506,6 +506,27 @@ pub fn unregistered_client(dir: &Path) -> reqwest::Client {
     client_from_issued(dir, "stranger", &issued)
 }
 
+/// Every audit record of `event` (e.g. `changed`), in order, as JSON.
+pub async fn audit_records(gw: &Gateway, event: &str) -> Vec<serde_json::Value> {
+    let found = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = found.clone();
+    let event = event.to_owned();
+    gw.store
+        .read_audit(Box::new(move |log| {
+            let _ = log.each_record(&mut |_, text, _| {
+                let r: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if r["event"] == event.as_str() {
+                    out.lock().unwrap().push(r);
+                }
+                true
+            });
+        }))
+        .await
+        .expect("audit log readable");
+    let records = found.lock().unwrap().clone();
+    records
+}
+
 /// A client for plain HTTP (the admin listener on loopback).
 pub fn plain_client() -> reqwest::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -350,30 +350,17 @@ async fn a_paused_target_stays_paused_across_a_restart_and_delivers_when_resumed
     )
     .await;
     // Both changes are in the audit log, with who and what.
-    let changes: Vec<(String, String)> = {
-        let found = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let out = found.clone();
-        gw.store
-            .read_audit(Box::new(move |log| {
-                let _ = log.each_record(&mut |_, text, _| {
-                    let r: Value = serde_json::from_str(&text).unwrap_or_default();
-                    if r["event"] == "changed" {
-                        out.lock().unwrap().push((
-                            r["detail"]["change"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_owned(),
-                            r["detail"]["by"].as_str().unwrap_or_default().to_owned(),
-                        ));
-                    }
-                    true
-                });
-            }))
-            .await
-            .unwrap();
-        let v = found.lock().unwrap().clone();
-        v
-    };
+    let changes: Vec<(String, String)> = audit_records(&gw, "changed")
+        .await
+        .iter()
+        .map(|r| {
+            let d = &r["detail"];
+            (
+                d["change"].as_str().unwrap_or_default().to_owned(),
+                d["by"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
     assert_eq!(
         changes,
         [

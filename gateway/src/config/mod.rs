@@ -20,6 +20,7 @@ mod access;
 mod fitconnect;
 mod limits;
 mod pki;
+pub mod registered;
 mod size;
 mod xta;
 pub use crate::store::backends::StoreConfig;
@@ -189,6 +190,12 @@ pub struct LeistungConfig {
 pub struct TargetConfig {
     /// The target's encryption certificate (PEM): RSA >= 3072 or EC P-256, chaining to `pki.trust_anchors`.
     pub certificate: PathBuf,
+    /// A registered target's certificate itself (instead of a file).
+    #[serde(skip)]
+    pub certificate_pem: Option<String>,
+    /// Registered over the operator API (not in the config file).
+    #[serde(skip)]
+    pub registered: bool,
     /// How envelopes travel to the target.
     pub adapter: AdapterConfig,
     /// What the envelope holds: `raw` (the parts as sent; the default) or
@@ -328,6 +335,9 @@ pub struct RouteConfig {
     /// The tenant it belongs to (operators of that tenant see it).
     #[serde(default)]
     pub tenant: Option<String>,
+    /// Registered over the operator API (not in the config file).
+    #[serde(skip)]
+    pub registered: bool,
 }
 
 fn star() -> String {

@@ -4,6 +4,7 @@
 //! - [`engine`]: deliver due deliveries through the targets' adapters.
 //! - [`audit`]: signed checkpoints, verification and inclusion proofs of the audit log.
 //! - [`status`] and [`operator`]: what portals read of their submissions; operators' queue tools.
+//! - [`registry`]: targets and routes registered at run time, and a target's test message.
 //! - [`throttle`]: repeated identical errors logged once per interval.
 //! - [`refusal`]: why the core refuses a request, for the listeners to answer.
 //! - [`revoked`]: targets whose certificate was revoked at run time (intake refuses them).
@@ -26,6 +27,7 @@ pub mod observe;
 pub mod operator;
 pub mod privacy;
 pub mod refusal;
+pub mod registry;
 pub mod relay;
 pub mod retention;
 pub mod revoked;

@@ -39,6 +39,20 @@ pub struct TargetEntry {
     /// The adapter's type (`http`, `amqp`, `filedrop`, `xta`).
     pub adapter: &'static str,
     pub description: Option<String>,
+    /// Registered over the operator API (else: from the config file).
+    pub registered: bool,
+}
+
+/// A route as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteEntry {
+    pub leistung: String,
+    pub destination: String,
+    pub targets: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// `config` (the file) or `api` (registered at run time).
+    pub origin: &'static str,
 }
 
 /// Which tenant each target and portal belongs to (from the config; a reload
@@ -47,6 +61,7 @@ pub struct TargetEntry {
 pub struct Directory {
     pub targets: BTreeMap<String, TargetEntry>,
     pub portals: BTreeMap<String, Option<String>>,
+    pub routes: Vec<RouteEntry>,
 }
 
 impl Directory {
@@ -60,6 +75,7 @@ impl Directory {
                         tenant: t.tenant.clone(),
                         adapter: t.adapter.kind(),
                         description: t.description.clone(),
+                        registered: t.registered,
                     };
                     (id.clone(), entry)
                 })
@@ -69,16 +85,42 @@ impl Directory {
                 .iter()
                 .map(|p| (p.id.clone(), p.tenant.clone()))
                 .collect(),
+            routes: config
+                .routes
+                .iter()
+                .map(|r| RouteEntry {
+                    leistung: r.leistung.clone(),
+                    destination: r.destination.clone(),
+                    targets: r.targets.clone(),
+                    tenant: r.tenant.clone(),
+                    origin: if r.registered { "api" } else { "config" },
+                })
+                .collect(),
         }
     }
 
-    fn tenant_of(&self, target: &str) -> Option<&str> {
+    /// The routes `op` sees: their tenant's, or ones that name a target of theirs.
+    pub fn routes_for(&self, op: &Operator) -> Vec<RouteEntry> {
+        self.routes
+            .iter()
+            .filter(|r| {
+                op.sees_all()
+                    || (op.targets.is_none()
+                        && r.tenant.is_some()
+                        && op.sees_tenant(r.tenant.as_deref()))
+                    || r.targets.iter().any(|t| self.sees(op, t))
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub fn tenant_of(&self, target: &str) -> Option<&str> {
         self.targets.get(target).and_then(|t| t.tenant.as_deref())
     }
 
     /// Whether `op` sees target `id`. A target no longer configured (its
     /// deliveries stay in the store) belongs to no tenant.
-    fn sees(&self, op: &Operator, id: &str) -> bool {
+    pub fn sees(&self, op: &Operator, id: &str) -> bool {
         op.sees_target(id, self.tenant_of(id))
     }
 }
@@ -94,6 +136,9 @@ pub struct TargetView {
     pub adapter: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// `config` (the file), `api` (registered at run time), or `none` (no
+    /// longer configured; its deliveries remain).
+    pub origin: &'static str,
     /// Deliveries per state (states without any are left out).
     pub queue: BTreeMap<&'static str, u64>,
     pub breaker: BreakerView,
@@ -208,6 +253,11 @@ impl Operations {
                     tenant: entry.and_then(|e| e.tenant.clone()),
                     adapter: entry.map(|e| e.adapter),
                     description: entry.and_then(|e| e.description.clone()),
+                    origin: match entry {
+                        Some(e) if e.registered => "api",
+                        Some(_) => "config",
+                        None => "none",
+                    },
                     queue,
                     breaker: breakers.get(&id).cloned().unwrap_or_default(),
                     paused: self.pauses.get(&id),

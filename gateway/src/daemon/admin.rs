@@ -19,8 +19,8 @@ use crate::listen::identity::Portals;
 use crate::listen::tls::PeerCheck;
 use crate::store::Store;
 
-/// How often the pauses are read from the store.
-const PAUSES_REFRESH: Duration = Duration::from_secs(3);
+/// How often the pauses and registrations are read from the store.
+const REFRESH: Duration = Duration::from_secs(3);
 
 /// What serving the admin listener over HTTPS takes from the ingest listener.
 pub(super) struct Tls {
@@ -55,8 +55,9 @@ pub(super) struct Started {
 /// Serves the admin listener and keeps the operators' pauses in step.
 pub(super) fn start(listener: TcpListener, p: Parts, shutdown: watch::Receiver<bool>) -> Started {
     let (stop, stopped) = watch::channel(false);
+    let registry: Arc<dyn crate::core::registry::Registry> = p.reloader.clone();
     let reload: crate::listen::admin::Reload = {
-        let reloader = p.reloader;
+        let reloader = p.reloader.clone();
         Arc::new(move || {
             let reloader = reloader.clone();
             Box::pin(async move { reloader.reload().await })
@@ -69,11 +70,12 @@ pub(super) fn start(listener: TcpListener, p: Parts, shutdown: watch::Receiver<b
         broker: p.broker,
         draining: Default::default(),
     });
-    let pauses = refresh_pauses(p.operations.clone(), shutdown);
+    let pauses = refresh(p.operations.clone(), p.reloader.clone(), shutdown);
     let admin = Arc::new(Admin {
         observe: observe.clone(),
         reload,
         operations: p.operations,
+        registry,
         ingest: p.ingest,
         tls: p.tls.is_some(),
     });
@@ -107,23 +109,29 @@ pub(super) async fn load_pauses(store: &dyn Store) -> Result<Arc<Pauses>, Daemon
     Ok(pauses)
 }
 
-/// Reads the pauses from the store now and then until `shutdown`.
-fn refresh_pauses(
+/// Reads the pauses and the registered targets and routes from the store now
+/// and then until `shutdown` (another instance of a cluster may change them).
+fn refresh(
     operations: Arc<Operations>,
+    reloader: Arc<Reloader>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut failing = false;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(PAUSES_REFRESH) => {}
+                _ = tokio::time::sleep(REFRESH) => {}
                 _ = shutdown.changed() => return,
             }
-            match operations.refresh_pauses().await {
+            let read = match operations.refresh_pauses().await {
+                Ok(()) => reloader.sync_registered().await,
+                Err(e) => Err(e),
+            };
+            match read {
                 Ok(()) => failing = false,
                 Err(e) if !failing => {
                     failing = true;
-                    tracing::warn!(error = %e, "cannot read the paused targets from the store; the ones known stay paused");
+                    tracing::warn!(error = %e, "cannot read the paused targets and registrations from the store; the ones known stay in force");
                 }
                 Err(_) => {}
             }

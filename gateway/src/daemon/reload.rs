@@ -22,6 +22,7 @@ use crate::core::engine::Running;
 use crate::core::intake::check::CheckRules;
 use crate::core::intake::validate::DataLimits;
 use crate::core::intake::{Intake, Routes};
+use crate::daemon::setup::Setup;
 use crate::listen::identity::Portals;
 use crate::listen::portal::Ingest;
 use crate::model::audit::AuditEvent;
@@ -41,6 +42,9 @@ pub struct Reloader {
     pub metrics: Arc<crate::core::metrics::Metrics>,
     /// The operator API's view of tenants and targets.
     pub operations: Arc<crate::core::operator::Operations>,
+    /// The registered targets and routes last applied (their rows' digest):
+    /// another instance of a cluster may have changed them.
+    pub registered_seen: std::sync::Mutex<Option<String>>,
 }
 
 /// The sections and keys that are read at start only: (key, its value as text).
@@ -108,18 +112,27 @@ fn diff<'a>(
 }
 
 impl Reloader {
-    /// Loads, checks and applies the config file; `Ok` says what changed.
+    /// Loads, checks and applies the config file (with the targets and routes
+    /// registered over the operator API); `Ok` says what changed.
     pub async fn reload(&self) -> Result<serde_json::Value, String> {
         // One reload at a time: the lock on the config in force.
         let mut current = self.current.lock().await;
+        let (targets, routes) = crate::daemon::registry::registered(self.store.as_ref())
+            .await
+            .map_err(|e| {
+                format!("the config in force stays: the registered targets and routes cannot be read: {e}")
+            })?;
         let source = self.source.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            let config = Config::load(&source).map_err(|e| e.to_string())?;
-            crate::daemon::setup::setup(config).map_err(|e| e.to_string())
+            let mut config = Config::load(&source).map_err(|e| e.to_string())?;
+            let set_aside = crate::config::registered::merge(&mut config, &targets, &routes);
+            crate::daemon::setup::setup(config)
+                .map(|s| (s, set_aside))
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|_| "the config check failed to run".to_owned())?;
-        let setup = match checked {
+        let (setup, set_aside) = match checked {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("reload refused; the config in force stays: {e}");
@@ -135,9 +148,25 @@ impl Reloader {
             tracing::error!("reload refused: {why}");
             return Err(why);
         }
-        for w in &setup.warnings {
+        for w in setup.warnings.iter().chain(&set_aside) {
             tracing::warn!("{w}");
         }
+        let changes = self.apply(&mut current, setup);
+        let config_sha256 = crate::daemon::config_sha256(&self.source);
+        if let Err(e) = self
+            .store
+            .audit(AuditEvent::reloaded(&config_sha256, changes.clone()))
+            .await
+        {
+            tracing::error!(error = %e, "the reload took effect but could not be audited");
+        }
+        tracing::info!(%changes, "config reloaded");
+        Ok(changes)
+    }
+
+    /// Puts a checked setup in force (portals, operators, schemas, routes,
+    /// targets, limits, the ingest certificate); says what changed.
+    pub(super) fn apply(&self, current: &mut Config, setup: Setup) -> serde_json::Value {
         let new = &setup.config;
         let changes = serde_json::json!({
             "portals": diff(current.portals.iter().map(|p| p.id.as_str()), new.portals.iter().map(|p| p.id.as_str())),
@@ -175,19 +204,10 @@ impl Reloader {
         changes["targets"] = serde_json::json!({
             "started": engine.started, "updated": engine.updated, "stopped": engine.stopped,
         });
-        let config_sha256 = crate::daemon::config_sha256(&self.source);
-        if let Err(e) = self
-            .store
-            .audit(AuditEvent::reloaded(&config_sha256, changes.clone()))
-            .await
-        {
-            tracing::error!(error = %e, "the reload took effect but could not be audited");
-        }
         if !engine.stopped.is_empty() {
-            tracing::warn!(targets = ?engine.stopped, "targets removed by the reload: their waiting deliveries stay in the store until the target is configured again or an operator discards them");
+            tracing::warn!(targets = ?engine.stopped, "targets removed: their waiting deliveries stay in the store until the target is configured again or an operator discards them");
         }
-        tracing::info!(%changes, "config reloaded");
         *current = setup.config;
-        Ok(changes)
+        changes
     }
 }

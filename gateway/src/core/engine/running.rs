@@ -98,6 +98,12 @@ impl Running {
         done
     }
 
+    /// A running target's current settings and adapter.
+    pub fn runtime(&self, id: &str) -> Option<Arc<TargetRuntime>> {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.get(id).map(|t| t.settings.borrow().clone())
+    }
+
     /// Waits until every task has stopped (after the daemon's shutdown began).
     pub async fn join(&self) {
         loop {

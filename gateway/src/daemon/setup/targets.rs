@@ -24,8 +24,11 @@ pub(super) fn target_certificates(
     let mut targets = BTreeMap::new();
     for (id, t) in &config.targets {
         let key = format!("targets.{id}.certificate");
-        let cert = read(&t.certificate)
-            .and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()));
+        let pem = match &t.certificate_pem {
+            Some(pem) => Ok(pem.as_bytes().to_vec()),
+            None => read(&t.certificate),
+        };
+        let cert = pem.and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()));
         match (cert, &trust) {
             (Ok(cert), Some(trust)) => {
                 match trust.verify_recipient_with_crls(cert.der(), &[], now, crls) {

@@ -7,11 +7,15 @@
 //! - `GET  /admin/v1/deliveries?state=&target=&leistung=&older_than=&after=&limit=`
 //! - `POST /admin/v1/deliveries/{message_id}/retry|park|discard`
 //! - `GET  /admin/v1/submissions/{id}` — with its deliveries and Laufzettel
+//! - `POST /admin/v1/targets`, `PUT|DELETE /admin/v1/targets/{id}`,
+//!   `POST /admin/v1/targets/{id}/test` — targets registered at run time
+//! - `GET|POST /admin/v1/routes`, `DELETE /admin/v1/routes?leistung=&destination=`
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use super::{text, Admin};
+use crate::config::registered::{RegisteredRoute, RegisteredTarget};
 use crate::core::operator::PAGE_MAX;
 use crate::listen::portal::HttpResponse;
 use crate::listen::problem::Problem;
@@ -103,6 +107,34 @@ fn get<'a>(pairs: &'a [(&str, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A JSON body as `T`; `id`, when given, is the path's and fills a missing `id`.
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes, id: Option<&str>) -> Result<T, Problem> {
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::bad_request("body-invalid", format!("the body is not JSON: {e}")))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(Problem::bad_request(
+            "body-invalid",
+            "the body is a JSON object",
+        ));
+    };
+    if let Some(id) = id {
+        match object.get("id") {
+            None => {
+                object.insert("id".into(), id.into());
+            }
+            Some(v) if v == id => {}
+            Some(_) => {
+                return Err(Problem::bad_request(
+                    "body-invalid",
+                    "the body's id is not the path's",
+                ))
+            }
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| Problem::bad_request("body-invalid", format!("the body: {e}")))
+}
+
 /// One path segment: an id, not empty, no slash.
 fn segment(s: &str) -> Option<&str> {
     (!s.is_empty() && !s.contains('/')).then_some(s)
@@ -152,6 +184,75 @@ pub(super) async fn route(
             Ok(json(
                 StatusCode::OK,
                 serde_json::json!({ "targets": targets }),
+            ))
+        }
+        (&Method::POST, ["targets"]) => {
+            query(head, &[])?;
+            let target: RegisteredTarget = parse(body, None)?;
+            let t = admin.registry.put_target(op, target, true).await?;
+            Ok(json(
+                StatusCode::CREATED,
+                serde_json::to_value(t).unwrap_or_default(),
+            ))
+        }
+        (&Method::PUT, ["targets", id]) if segment(id).is_some() => {
+            query(head, &[])?;
+            let target: RegisteredTarget = parse(body, Some(id))?;
+            let t = admin.registry.put_target(op, target, false).await?;
+            Ok(json(
+                StatusCode::OK,
+                serde_json::to_value(t).unwrap_or_default(),
+            ))
+        }
+        (&Method::DELETE, ["targets", id]) if segment(id).is_some() => {
+            query(head, &[])?;
+            admin.registry.remove_target(op, id).await?;
+            Ok(json(
+                StatusCode::OK,
+                serde_json::json!({"removed": id, "by": op.id}),
+            ))
+        }
+        (&Method::POST, ["targets", id, "test"]) if segment(id).is_some() => {
+            query(head, &[])?;
+            let outcome = admin.registry.test_target(op, id).await?;
+            Ok(json(
+                StatusCode::OK,
+                serde_json::to_value(outcome).unwrap_or_default(),
+            ))
+        }
+        (&Method::GET, ["routes"]) => {
+            query(head, &[])?;
+            let routes = ops.directory.load().routes_for(op);
+            Ok(json(
+                StatusCode::OK,
+                serde_json::json!({ "routes": routes }),
+            ))
+        }
+        (&Method::POST, ["routes"]) => {
+            query(head, &[])?;
+            let route: RegisteredRoute = parse(body, None)?;
+            let r = admin.registry.put_route(op, route).await?;
+            Ok(json(
+                StatusCode::CREATED,
+                serde_json::to_value(r).unwrap_or_default(),
+            ))
+        }
+        (&Method::DELETE, ["routes"]) => {
+            let q = query(head, &["leistung", "destination"])?;
+            let Some(leistung) = get(&q, "leistung") else {
+                return Err(Problem::bad_request(
+                    "query-invalid",
+                    "name the route's leistung= (and destination=, default *)",
+                ));
+            };
+            let destination = get(&q, "destination").unwrap_or("*");
+            admin
+                .registry
+                .remove_route(op, leistung, destination)
+                .await?;
+            Ok(json(
+                StatusCode::OK,
+                serde_json::json!({"removed": {"leistung": leistung, "destination": destination}, "by": op.id}),
             ))
         }
         (&Method::GET, ["targets", id]) if segment(id).is_some() => {

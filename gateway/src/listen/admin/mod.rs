@@ -55,6 +55,8 @@ pub struct Admin {
     pub observe: Arc<Observe>,
     pub reload: Reload,
     pub operations: Arc<Operations>,
+    /// Registering targets and routes at run time.
+    pub registry: Arc<dyn crate::core::registry::Registry>,
     /// The ingest listener's limits and metrics (the TLS accept loop's).
     pub ingest: Arc<Ingest>,
     /// Plain HTTP on loopback (`false`) or HTTPS with operators' certificates.
