@@ -314,5 +314,74 @@ async fn a_target_registered_at_run_time_is_tested_delivered_to_and_kept() {
             "target removed local"
         ]
     );
+
+    // The same from the command line.
+    let cert = scratch.path().join("fv-cli.pem");
+    std::fs::write(&cert, &good).unwrap();
+    let url = format!("http://127.0.0.1:{}", gw.admin_addr.port());
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ozg-gateway-e2e"))
+            .args(args)
+            .args(["--url", &url])
+            .env("HOME", scratch.path())
+            .env_remove("OZG_OPERATOR_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let adapter =
+        json!({"type": "http", "url": inbox.url(), "server_ca": demo("ca.pem")}).to_string();
+    let cert_arg = cert.display().to_string();
+    let (code, text) = cli(&[
+        "target",
+        "add",
+        "fv-cli",
+        "--certificate",
+        &cert_arg,
+        "--adapter",
+        &adapter,
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = cli(&["target", "test", "fv-cli"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("delivered"), "{text}");
+    let (code, text) = cli(&[
+        "route",
+        "add",
+        "--leistung",
+        "99050012104000",
+        "--destination",
+        "05888888",
+        "--target",
+        "fv-cli",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = cli(&["route", "list"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("05888888") && l.contains("api") && l.contains("fv-cli")),
+        "{text}"
+    );
+    let (code, text) = cli(&["target", "remove", "fv-cli"]);
+    assert_eq!(code, Some(1), "routed: refused; {text}");
+    let (code, text) = cli(&[
+        "route",
+        "remove",
+        "--leistung",
+        "99050012104000",
+        "--destination",
+        "05888888",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = cli(&["target", "remove", "fv-cli"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = cli(&["target", "remove", "dms-demo"]);
+    assert_eq!(code, Some(1), "the config file's: refused; {text}");
+    assert!(text.contains("config file"), "{text}");
     gw.shutdown().await.unwrap();
 }

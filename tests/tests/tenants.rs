@@ -58,6 +58,7 @@ async fn an_operator_of_one_tenant_sees_and_touches_only_that_tenants_things() {
     let certs = tempfile::tempdir().unwrap();
     let (muster_pem, muster_key) = issue_client(certs.path(), "op-musterstadt");
     let (kreis_pem, kreis_key) = issue_client(certs.path(), "op-beispielkreis");
+    let (vendor_pem, vendor_key) = issue_client(certs.path(), "vendor-fv");
     let receiver = Receiver::start(Mode::Status(503, None)).await;
     let (tc, gw) = start(&Options {
         receiver_url: receiver.url(),
@@ -65,9 +66,10 @@ async fn an_operator_of_one_tenant_sees_and_touches_only_that_tenants_things() {
         tenants: true,
         admin_tls: true,
         extra: format!(
-            "[[operators]]\nid = \"op-musterstadt\"\ncertificate = \"{}\"\ntenants = [\"musterstadt\"]\n\n[[operators]]\nid = \"op-beispielkreis\"\ncertificate = \"{}\"\ntenants = [\"beispielkreis\"]\n\n[[routes]]\nleistung = \"99115005001000\"\ndestination = \"05999999\"\ntargets = [\"fachverfahren-demo\"]\n",
+            "[[operators]]\nid = \"op-musterstadt\"\ncertificate = \"{}\"\ntenants = [\"musterstadt\"]\n\n[[operators]]\nid = \"op-beispielkreis\"\ncertificate = \"{}\"\ntenants = [\"beispielkreis\"]\n\n[[operators]]\nid = \"vendor-fv\"\ncertificate = \"{}\"\ntenants = [\"beispielkreis\"]\ntargets = [\"fv-vendor\"]\n\n[[routes]]\nleistung = \"99115005001000\"\ndestination = \"05999999\"\ntargets = [\"fachverfahren-demo\"]\n",
             muster_pem.display(),
-            kreis_pem.display()
+            kreis_pem.display(),
+            vendor_pem.display()
         ),
         ..Default::default()
     })
@@ -257,6 +259,55 @@ async fn an_operator_of_one_tenant_sees_and_touches_only_that_tenants_things() {
         (403, Some("/problems/unknown-client")),
         "{body}"
     );
+
+    // A vendor's certificate manages its own target only: registers it (in
+    // its tenant), sees it alone, may not register others or routes.
+    let vendor = client_with(&vendor_pem, &vendor_key);
+    let registration = |id: &str| {
+        serde_json::json!({
+            "id": id,
+            "certificate": std::fs::read_to_string(demo("recipient-ec.pem")).unwrap(),
+            "adapter": {"type": "http", "url": receiver.url(), "server_ca": demo("ca.pem")},
+        })
+    };
+    let r = vendor
+        .post(format!("{admin}/admin/v1/targets"))
+        .json(&registration("fv-vendor"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["tenant"], "beispielkreis", "{body}");
+    let r = vendor
+        .post(format!("{admin}/admin/v1/targets"))
+        .json(&registration("fv-other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let route = serde_json::json!({"leistung": "99050012104000", "targets": ["fv-vendor"]});
+    let r = vendor
+        .post(format!("{admin}/admin/v1/routes"))
+        .json(&route)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let (_, body) = get(&vendor, format!("{admin}/admin/v1/targets")).await;
+    assert_eq!(ids(&body, "targets", "id"), ["fv-vendor"]);
+    let (status, _) = post(
+        &vendor,
+        format!("{admin}/admin/v1/targets/fachverfahren-demo/test"),
+    )
+    .await;
+    assert_eq!(status, 404, "not its target");
+    // Musterstadt does not see it; Beispielkreis does.
+    let (status, _) = get(&muster, format!("{admin}/admin/v1/targets/fv-vendor")).await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&kreis, format!("{admin}/admin/v1/targets/fv-vendor")).await;
+    assert_eq!(status, 200);
 
     // The CLI with Musterstadt's certificate: the same view, the same refusals.
     let cli = |args: &[&str]| {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-pub(super) use super::operator_args::{OperatorArgs, QueueAction, QueueCommand, TargetCommand};
+pub(super) use super::operator_args::{
+    OperatorArgs, QueueAction, QueueCommand, RouteCommand, TargetAdd, TargetCommand,
+};
 use crate::tools::client::{self, PortalIdentity};
 
 #[derive(Parser)]
@@ -80,10 +82,15 @@ pub(super) enum Command {
         command: QueueCommand,
     },
     /// Delivery targets, as an operator: their queues, breakers and last
-    /// errors; pause and resume them.
+    /// errors; pause, resume and test them; register and remove targets.
     Target {
         #[command(subcommand)]
         command: TargetCommand,
+    },
+    /// Routes, as an operator: list them, register and remove routes.
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
     },
     /// The gateway at a glance, as an operator: ready or not, the queues,
     /// paused and failing targets. Exit 0 when nothing needs attention, 1

@@ -15,6 +15,7 @@ mod operator;
 mod operator_args;
 mod operator_client;
 mod portal;
+mod registry;
 mod tools;
 
 use args::{BenchCommand, Cli, Command, ConfigCommand, OpenArgs};
@@ -111,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => audit(command),
         Command::Queue { command } => operator::queue(command),
         Command::Target { command } => operator::target(command),
+        Command::Route { command } => registry::route(command),
         Command::Status { json, op } => operator::status(json, op),
         Command::Reload { config } => operator::reload(&config),
         Command::Completions { shell } => install::completions(shell),

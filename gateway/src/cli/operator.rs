@@ -53,7 +53,7 @@ impl Exit {
 }
 
 /// The server's explanation of a refusal: its problem detail, else the status.
-fn refusal(status: u16, body: &Value) -> String {
+pub(super) fn refusal(status: u16, body: &Value) -> String {
     match body["detail"].as_str() {
         Some(d) => format!("{status} {d}"),
         None => format!("HTTP {status}"),
@@ -61,7 +61,7 @@ fn refusal(status: u16, body: &Value) -> String {
 }
 
 /// Percent-encodes a query value or path segment.
-fn enc(v: &str) -> String {
+pub(super) fn enc(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -73,7 +73,11 @@ fn enc(v: &str) -> String {
 }
 
 /// Prints what a GET answered (JSON or by `table`); the exit code.
-fn shown(answer: Result<(u16, Value), String>, json: bool, table: impl Fn(&Value)) -> ExitCode {
+pub(super) fn shown(
+    answer: Result<(u16, Value), String>,
+    json: bool,
+    table: impl Fn(&Value),
+) -> ExitCode {
     match answer {
         Ok((200, body)) => {
             if json {
@@ -97,7 +101,7 @@ fn shown(answer: Result<(u16, Value), String>, json: bool, table: impl Fn(&Value
     }
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+pub(super) fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or("-")
 }
 
@@ -364,6 +368,9 @@ pub(super) fn target(command: TargetCommand) -> anyhow::Result<ExitCode> {
                 )
             }))
         }
+        TargetCommand::Test { id, json, op } => super::registry::test(&id, json, op),
+        TargetCommand::Add(a) => super::registry::add(a),
+        TargetCommand::Remove { id, json, op } => super::registry::remove(&id, json, op),
         TargetCommand::Resume { id, json, op } => {
             let op = op.resolve()?;
             let answer = op.post(&format!("/admin/v1/targets/{}/resume", enc(&id)));

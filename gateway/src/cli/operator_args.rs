@@ -119,9 +119,94 @@ pub(super) enum TargetCommand {
         #[command(flatten)]
         op: OperatorArgs,
     },
+    /// Send a sealed test message (no personal data) through the target's
+    /// adapter and show what it met; exit 0 only when it was delivered.
+    Test {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Register a target at run time (checked like the config file, kept in
+    /// the store, in force without a restart); --replace changes one.
+    Add(TargetAdd),
+    /// Remove a registered target (not while a route names it).
+    Remove {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
     /// Deliver to a paused target again.
     Resume {
         id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+}
+
+/// A target to register.
+#[derive(clap::Args)]
+pub(super) struct TargetAdd {
+    pub(super) id: String,
+    /// The target's encryption certificate (PEM file).
+    #[arg(long)]
+    pub(super) certificate: PathBuf,
+    /// The adapter as JSON, as `[targets.<id>.adapter]` in the config file,
+    /// e.g. '{"type": "http", "url": "https://fv.example/inbox", "server_ca": "/etc/ozg-gateway/ca.pem"}'.
+    #[arg(long)]
+    pub(super) adapter: String,
+    /// `raw` (default) or `xdomea`.
+    #[arg(long)]
+    pub(super) payload: Option<String>,
+    #[arg(long)]
+    pub(super) tenant: Option<String>,
+    #[arg(long)]
+    pub(super) description: Option<String>,
+    /// Change a registered target instead of adding one.
+    #[arg(long)]
+    pub(super) replace: bool,
+    #[arg(long)]
+    pub(super) json: bool,
+    #[command(flatten)]
+    pub(super) op: OperatorArgs,
+}
+
+#[derive(Subcommand)]
+pub(super) enum RouteCommand {
+    /// The routes you see: from the config file and registered at run time.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Register a route: (Leistung, destination) to targets.
+    Add {
+        #[arg(long)]
+        leistung: String,
+        #[arg(long, default_value = "*")]
+        destination: String,
+        /// A target it goes to (repeatable).
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Remove a registered route.
+    Remove {
+        #[arg(long)]
+        leistung: String,
+        #[arg(long, default_value = "*")]
+        destination: String,
         #[arg(long)]
         json: bool,
         #[command(flatten)]

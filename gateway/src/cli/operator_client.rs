@@ -158,6 +158,24 @@ impl Operator {
             .map_err(|e| format!("cannot reach the operator API at {url}: {e}"))
     }
 
+    /// A request with a JSON body.
+    pub(super) fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), String> {
+        let url = format!("{}{path}", self.url);
+        self.runtime
+            .block_on(async {
+                let r = self.http.request(method, &url).json(body).send().await?;
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or_default();
+                Ok::<_, reqwest::Error>((status, body))
+            })
+            .map_err(|e| format!("cannot reach the operator API at {url}: {e}"))
+    }
+
     pub(super) fn get(&self, path: &str) -> Result<(u16, Value), String> {
         self.call(reqwest::Method::GET, path)
     }

@@ -160,12 +160,16 @@ pub(super) fn clients(c: &mut Checks) -> Portals {
             Some(list) if list.iter().any(|t| t == "*") => None,
             Some(list) => Some(list.iter().cloned().collect()),
         };
+        // A vendor's target may not exist yet: the vendor registers it.
         if let Some(targets) = &o.targets {
-            for t in targets.iter().filter(|t| !config.targets.contains_key(*t)) {
+            for t in targets
+                .iter()
+                .filter(|t| !crate::config::registered::valid_id(t))
+            {
                 errors.push(config.error(
                     at("targets"),
-                    format!("no target {t:?} is configured"),
-                    "name targets of the [targets] section",
+                    format!("{t:?} is no target id"),
+                    "name targets by their ids (letters, digits, '-', '_', '.')",
                 ));
             }
         }
