@@ -109,6 +109,26 @@ fn tenant_for(op: &Operator, named: Option<&str>) -> Result<Option<String>, Refu
     }
 }
 
+/// What a registration by an operator of some tenants (or a vendor) may not
+/// ask of the gateway's machine: an adapter that writes into its directories
+/// (`filedrop`) or serves from its message boxes (`xta`), or a client key
+/// file of the gateway's to authenticate with. Operators of every tenant may.
+fn local_files_refused(op: &Operator, adapter: &serde_json::Value) -> Option<String> {
+    if op.sees_all() {
+        return None;
+    }
+    let kind = adapter["type"].as_str().unwrap_or_default();
+    if !matches!(kind, "http" | "amqp") {
+        return Some(format!(
+            "an operator of some tenants registers http or amqp targets; a {kind:?} target works with the gateway's own directories and is registered by the service provider"
+        ));
+    }
+    ["client_certificate", "client_key"]
+        .iter()
+        .find(|k| !adapter[**k].is_null())
+        .map(|k| format!("{k} names a key file on the gateway's machine; the service provider configures client keys"))
+}
+
 /// Whether `op` may register, change or remove target `id` (of `tenant`).
 fn may_manage(op: &Operator, id: &str, tenant: Option<&str>) -> bool {
     op.sees_target(id, tenant) && (op.tenants.is_none() || tenant.is_some())
@@ -243,6 +263,9 @@ impl Registry for Reloader {
                 if !may_manage(op, &target.id, targets[i].tenant.as_deref()) {
                     return Err(Refusal::not_found(format!("no target {}", target.id)));
                 }
+            }
+            if let Some(why) = local_files_refused(op, &target.adapter) {
+                return Err(refused(Kind::Forbidden, "not-allowed", why));
             }
             target.tenant = tenant_for(op, target.tenant.as_deref())?;
             if !may_manage(op, &target.id, target.tenant.as_deref()) {
