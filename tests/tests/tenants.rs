@@ -389,8 +389,11 @@ async fn a_paused_target_stays_paused_across_a_restart_and_delivers_when_resumed
         serde_json::json!(["dms-demo"]),
         "{status}"
     );
+    let gauge = "ozg_target_paused_by_operator{target=\"dms-demo\"}";
+    assert_eq!(metric(gw.admin_addr, gauge).await, 1.0);
     let (status, _) = post(&http, format!("{admin}/admin/v1/targets/dms-demo/resume")).await;
     assert_eq!(status, 200);
+    assert_eq!(metric(gw.admin_addr, gauge).await, 0.0);
     eventually(
         Duration::from_secs(10),
         "delivered once resumed",

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub delivery_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
     pub breaker_open: Family<TargetLabel, Gauge>,
+    /// 1 while an operator has paused the target (set at scrape time).
+    pub operator_paused: Family<TargetLabel, Gauge>,
     /// Messages in a target's box longer than `xta.overdue_after`.
     pub pickup_overdue: Family<TargetLabel, Gauge>,
     /// Messages fetched from / closed in a target's box over XTA.
@@ -123,6 +125,7 @@ impl Metrics {
             attempts: Family::default(),
             delivery_seconds: Family::new_with_constructor(delivery_histogram),
             breaker_open: Family::default(),
+            operator_paused: Family::default(),
             pickup_overdue: Family::default(),
             box_fetched: Family::default(),
             box_closed: Family::default(),
@@ -229,6 +232,11 @@ impl Metrics {
             "target_paused",
             "1 while a target's circuit breaker is open",
             m.breaker_open.clone(),
+        );
+        registry.register(
+            "target_paused_by_operator",
+            "1 while an operator has paused the target",
+            m.operator_paused.clone(),
         );
         registry.register(
             "deliveries",

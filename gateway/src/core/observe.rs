@@ -16,12 +16,21 @@ pub struct Observe {
     pub broker: Option<Arc<dyn crate::store::queue::WorkQueue>>,
     /// Set when shutdown began: not ready, so a load balancer sends no more.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Targets an operator paused.
+    pub pauses: Arc<crate::core::engine::pauses::Pauses>,
 }
 
 impl Observe {
     /// The OpenMetrics text of every metric.
     pub async fn metrics_text(&self) -> String {
         let connected = self.broker.as_ref().map(|b| b.connected());
+        let paused = &self.metrics.operator_paused;
+        paused.clear();
+        for target in self.pauses.all().into_keys() {
+            paused
+                .get_or_create(&crate::core::metrics::TargetLabel { target })
+                .set(1);
+        }
         self.metrics
             .render(&self.store, self.ready().is_ok(), connected)
             .await

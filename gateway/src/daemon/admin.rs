@@ -69,6 +69,7 @@ pub(super) fn start(listener: TcpListener, p: Parts, shutdown: watch::Receiver<b
         metrics: ingest.metrics.clone(),
         broker: p.broker,
         draining: Default::default(),
+        pauses: p.operations.pauses.clone(),
     });
     let pauses = refresh(p.operations.clone(), p.reloader.clone(), shutdown);
     let admin = Arc::new(Admin {
