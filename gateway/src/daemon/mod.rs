@@ -106,7 +106,7 @@ impl Gateway {
 
         let store = setup.config.store.open().await?;
         // Targets and routes registered over the operator API join the file's.
-        let setup = registry::with_registered(setup, store.as_ref()).await?;
+        let (setup, registered_seen) = registry::with_registered(setup, store.as_ref()).await?;
         let broker = match setup.config.store.broker() {
             Some(b) => Some(b.map_err(DaemonError::Start)?),
             None => None,
@@ -262,7 +262,7 @@ impl Gateway {
             engine,
             store: store.clone(),
             operations: operations.clone(),
-            registered_seen: Default::default(),
+            registered_seen: std::sync::Mutex::new(Some(registered_seen)),
         });
         let mut xta_tasks = Vec::new();
         let xta_addr = xta_listener.as_ref().map(|(_, a)| *a);

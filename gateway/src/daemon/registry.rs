@@ -57,13 +57,18 @@ fn digest_of(targets: &[RegisteredTarget], routes: &[RegisteredRoute]) -> String
 /// The setup at start with the registered targets and routes added. When
 /// they no longer pass the checks (a certificate expired while the daemon was
 /// down, say), the daemon starts with the config file's alone and says so:
-/// their deliveries wait in the store.
-pub async fn with_registered(setup: Setup, store: &dyn Store) -> Result<Setup, DaemonError> {
+/// their deliveries wait in the store. Also returns the digest of what it
+/// read (see [`Reloader::sync_registered`]).
+pub async fn with_registered(
+    setup: Setup,
+    store: &dyn Store,
+) -> Result<(Setup, String), DaemonError> {
     let (targets, routes) = registered(store).await.map_err(|e| {
         DaemonError::Start(format!("reading the registered targets and routes: {e}"))
     })?;
+    let seen = digest_of(&targets, &routes);
     if targets.is_empty() && routes.is_empty() {
-        return Ok(setup);
+        return Ok((setup, seen));
     }
     let mut config = setup.config.clone();
     let set_aside = merge(&mut config, &targets, &routes);
@@ -71,10 +76,10 @@ pub async fn with_registered(setup: Setup, store: &dyn Store) -> Result<Setup, D
         tracing::warn!("{w}");
     }
     match tokio::task::spawn_blocking(move || super::setup::setup(config)).await {
-        Ok(Ok(merged)) => Ok(merged),
+        Ok(Ok(merged)) => Ok((merged, seen)),
         Ok(Err(e)) => {
             tracing::error!("the targets and routes registered over the operator API do not pass the checks now; starting with the config file's alone (their deliveries wait in the store): {e}");
-            Ok(setup)
+            Ok((setup, seen))
         }
         Err(_) => Err(DaemonError::Start("the config check failed to run".into())),
     }
