@@ -125,6 +125,7 @@ fn target(id: &str, certificate: &str, url: &str) -> Value {
         "certificate": certificate,
         "adapter": {"type": "http", "url": url, "server_ca": demo("ca.pem"), "timeout": "2s"},
         "description": "Fachverfahren Bauantrag (registered in a test)",
+        "retry": {"initial": "100ms", "max_attempts": 50},
     })
 }
 

@@ -391,9 +391,19 @@ async fn a_paused_target_stays_paused_across_a_restart_and_delivers_when_resumed
     );
     let gauge = "ozg_target_paused_by_operator{target=\"dms-demo\"}";
     assert_eq!(metric(gw.admin_addr, gauge).await, 1.0);
+    // Its delivery waits, and the gauge of the oldest wait says how long.
+    let age = "ozg_target_oldest_waiting_seconds{target=\"dms-demo\"}";
+    let waited = metric(gw.admin_addr, age).await;
+    assert!((1.0..60.0).contains(&waited), "{waited}");
     let (status, _) = post(&http, format!("{admin}/admin/v1/targets/dms-demo/resume")).await;
     assert_eq!(status, 200);
     assert_eq!(metric(gw.admin_addr, gauge).await, 0.0);
+    eventually(
+        Duration::from_secs(10),
+        "no delivery waits any more",
+        || async { (metric(gw.admin_addr, age).await == 0.0).then_some(()) },
+    )
+    .await;
     eventually(
         Duration::from_secs(10),
         "delivered once resumed",

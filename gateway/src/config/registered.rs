@@ -42,6 +42,9 @@ pub struct RegisteredTarget {
     pub tenant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// Changes to `[delivery] retry` for this target, as `[targets.<id>.retry]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<serde_json::Value>,
     /// Set by the gateway: who registered it, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registered_by: Option<String>,
@@ -102,6 +105,10 @@ impl RegisteredTarget {
             Some("xdomea") => crate::model::routing::Payload::Xdomea,
             Some(other) => return Err(format!("payload {other:?}: use raw or xdomea")),
         };
+        let retry = match &self.retry {
+            None => Default::default(),
+            Some(r) => serde_json::from_value(r.clone()).map_err(|e| format!("retry: {e}"))?,
+        };
         if !self.certificate.contains("-----BEGIN CERTIFICATE-----") {
             return Err("certificate: give the target's encryption certificate as PEM".into());
         }
@@ -114,7 +121,7 @@ impl RegisteredTarget {
             description: self.description.clone(),
             tenant: self.tenant.clone(),
             concurrency: self.concurrency,
-            retry: Default::default(),
+            retry,
         })
     }
 }

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub breaker_open: Family<TargetLabel, Gauge>,
     /// 1 while an operator has paused the target (set at scrape time).
     pub operator_paused: Family<TargetLabel, Gauge>,
+    /// Seconds since the submission of each target's oldest waiting delivery was accepted.
+    pub oldest_waiting: Family<TargetLabel, Gauge>,
     /// Messages in a target's box longer than `xta.overdue_after`.
     pub pickup_overdue: Family<TargetLabel, Gauge>,
     /// Messages fetched from / closed in a target's box over XTA.
@@ -126,6 +128,7 @@ impl Metrics {
             delivery_seconds: Family::new_with_constructor(delivery_histogram),
             breaker_open: Family::default(),
             operator_paused: Family::default(),
+            oldest_waiting: Family::default(),
             pickup_overdue: Family::default(),
             box_fetched: Family::default(),
             box_closed: Family::default(),
@@ -232,6 +235,11 @@ impl Metrics {
             "target_paused",
             "1 while a target's circuit breaker is open",
             m.breaker_open.clone(),
+        );
+        registry.register(
+            "target_oldest_waiting_seconds",
+            "Age of each target's oldest waiting (pending or retry_wait) delivery",
+            m.oldest_waiting.clone(),
         );
         registry.register(
             "target_paused_by_operator",
@@ -355,6 +363,26 @@ impl Metrics {
         match store.queue_depths().await {
             Ok(depths) => {
                 self.queue.clear();
+                let mut waiting: Vec<String> = depths
+                    .iter()
+                    .filter(|d| d.state.waits() && d.count > 0)
+                    .map(|d| d.target.clone())
+                    .collect();
+                waiting.dedup();
+                self.oldest_waiting.clear();
+                match store.oldest_waiting(waiting).await {
+                    Ok(oldest) => {
+                        let now = crate::model::time::now_ms();
+                        for (target, ms) in oldest {
+                            self.oldest_waiting
+                                .get_or_create(&TargetLabel { target })
+                                .set((now - ms).max(0) / 1000);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "oldest waiting deliveries unavailable for /metrics")
+                    }
+                }
                 for d in depths {
                     self.queue
                         .get_or_create(&QueueLabels {

@@ -226,6 +226,10 @@ pub trait Store: Send + Sync {
     fn operate(&self, message_id: &str, action: Action, by: &Actor) -> StoreFuture<'_, Operated>;
     /// Deliveries as an operator lists them, in message id order (pages).
     fn deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, Vec<DeliveryRow>>;
+    /// For each of `targets`: when the submission of its oldest waiting
+    /// (`pending`, `retry_wait`) delivery was accepted (ms); targets with none
+    /// are left out. An index lookup per target and state, for every scrape.
+    fn oldest_waiting(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<(String, i64)>>;
     /// Per target with waiting or failed deliveries: the oldest waiting one
     /// and the newest error.
     fn target_health(&self) -> StoreFuture<'_, Vec<TargetHealth>>;

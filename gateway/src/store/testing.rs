@@ -112,6 +112,9 @@ impl<S: Store> Store for Timeless<S> {
     fn deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, Vec<DeliveryRow>> {
         Box::pin(held(self.0.deliveries(query)))
     }
+    fn oldest_waiting(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<(String, i64)>> {
+        Box::pin(held(self.0.oldest_waiting(targets)))
+    }
     fn target_health(&self) -> StoreFuture<'_, Vec<TargetHealth>> {
         Box::pin(held(self.0.target_health()))
     }

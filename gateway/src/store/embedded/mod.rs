@@ -467,6 +467,10 @@ impl Store for EmbeddedStore {
         self.read(move |conn| operator::deliveries(conn, &query))
     }
 
+    fn oldest_waiting(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<(String, i64)>> {
+        self.read(move |conn| operator::oldest_waiting(conn, &targets))
+    }
+
     fn target_health(&self) -> StoreFuture<'_, Vec<TargetHealth>> {
         self.read(operator::target_health)
     }

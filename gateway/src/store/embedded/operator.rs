@@ -66,6 +66,31 @@ pub(super) fn deliveries(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// For each target: its oldest waiting delivery's acceptance (ms), by index.
+pub(super) fn oldest_waiting(
+    conn: &Connection,
+    targets: &[String],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT MIN(created_at_ms) FROM deliveries WHERE target = ?1 AND state = ?2",
+    )?;
+    let mut out = Vec::new();
+    for t in targets {
+        let mut oldest: Option<i64> = None;
+        for state in ["pending", "retry_wait"] {
+            let ms: Option<i64> = stmt.query_row(params![t, state], |r| r.get(0))?;
+            oldest = match (oldest, ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if let Some(ms) = oldest {
+            out.push((t.clone(), ms));
+        }
+    }
+    Ok(out)
+}
+
 /// Per target: its oldest waiting delivery and its newest error.
 pub(super) fn target_health(conn: &Connection) -> Result<Vec<TargetHealth>, StoreError> {
     let mut by_target = std::collections::BTreeMap::<String, TargetHealth>::new();

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_age ON deliveries(target, state, created_at_ms);
 CREATE INDEX IF NOT EXISTS deliveries_by_segment ON deliveries(segment) WHERE segment IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_holding ON deliveries(state, updated_ms) WHERE segment IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_boxed ON deliveries(target, message_id)

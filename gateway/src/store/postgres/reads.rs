@@ -146,6 +146,30 @@ pub async fn deliveries(pool: &Pool, q: &DeliveryQuery) -> Result<Vec<DeliveryRo
         .collect())
 }
 
+/// For each target: its oldest waiting delivery's acceptance (ms), by index.
+pub async fn oldest_waiting(
+    pool: &Pool,
+    targets: &[String],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let conn = pool.get().await.map_err(backend)?;
+    let stmt = conn
+        .prepare_cached(
+            "SELECT LEAST(
+                (SELECT MIN(created_at_ms) FROM deliveries WHERE target = $1 AND state = 'pending'),
+                (SELECT MIN(created_at_ms) FROM deliveries WHERE target = $1 AND state = 'retry_wait'))",
+        )
+        .await
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for t in targets {
+        let row = conn.query_one(&stmt, &[t]).await.map_err(backend)?;
+        if let Some(ms) = row.get::<_, Option<i64>>(0) {
+            out.push((t.clone(), ms));
+        }
+    }
+    Ok(out)
+}
+
 /// Per target: its oldest waiting delivery and its newest error.
 pub async fn target_health(pool: &Pool) -> Result<Vec<TargetHealth>, StoreError> {
     let conn = pool.get().await.map_err(backend)?;

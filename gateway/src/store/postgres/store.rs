@@ -320,6 +320,10 @@ impl Store for PostgresStore {
         Box::pin(async move { reads::deliveries(&self.pool, &query).await })
     }
 
+    fn oldest_waiting(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<(String, i64)>> {
+        Box::pin(async move { reads::oldest_waiting(&self.pool, &targets).await })
+    }
+
     fn target_health(&self) -> StoreFuture<'_, Vec<TargetHealth>> {
         Box::pin(reads::target_health(&self.pool))
     }
