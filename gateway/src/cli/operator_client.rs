@@ -145,17 +145,31 @@ fn login_header() -> reqwest::header::HeaderMap {
 }
 
 impl Operator {
-    /// One request; the status and the JSON body, or why the gateway could not be asked.
-    pub(super) fn call(&self, method: reqwest::Method, path: &str) -> Result<(u16, Value), String> {
+    /// One request (with a JSON body, if given); the status and the JSON
+    /// body, or why the gateway could not be asked.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
         let url = format!("{}{path}", self.url);
         self.runtime
             .block_on(async {
-                let r = self.http.request(method, &url).send().await?;
+                let mut r = self.http.request(method, &url);
+                if let Some(b) = body {
+                    r = r.json(b);
+                }
+                let r = r.send().await?;
                 let status = r.status().as_u16();
                 let body: Value = r.json().await.unwrap_or_default();
                 Ok::<_, reqwest::Error>((status, body))
             })
             .map_err(|e| format!("cannot reach the operator API at {url}: {e}"))
+    }
+
+    pub(super) fn call(&self, method: reqwest::Method, path: &str) -> Result<(u16, Value), String> {
+        self.request(method, path, None)
     }
 
     /// A request with a JSON body.
@@ -165,15 +179,7 @@ impl Operator {
         path: &str,
         body: &Value,
     ) -> Result<(u16, Value), String> {
-        let url = format!("{}{path}", self.url);
-        self.runtime
-            .block_on(async {
-                let r = self.http.request(method, &url).json(body).send().await?;
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.unwrap_or_default();
-                Ok::<_, reqwest::Error>((status, body))
-            })
-            .map_err(|e| format!("cannot reach the operator API at {url}: {e}"))
+        self.request(method, path, Some(body))
     }
 
     pub(super) fn get(&self, path: &str) -> Result<(u16, Value), String> {

@@ -363,13 +363,8 @@ impl Metrics {
         match store.queue_depths().await {
             Ok(depths) => {
                 self.queue.clear();
-                let mut waiting: Vec<String> = depths
-                    .iter()
-                    .filter(|d| d.state.waits() && d.count > 0)
-                    .map(|d| d.target.clone())
-                    .collect();
-                waiting.dedup();
                 self.oldest_waiting.clear();
+                let waiting = crate::model::delivery::waiting_targets(&depths);
                 match store.oldest_waiting(waiting).await {
                     Ok(oldest) => {
                         let now = crate::model::time::now_ms();

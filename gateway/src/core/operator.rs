@@ -118,6 +118,11 @@ impl Directory {
         self.targets.get(target).and_then(|t| t.tenant.as_deref())
     }
 
+    /// Whether `op` sees what portal `id` sent (a vendor sees only its targets').
+    pub fn sees_portal(&self, op: &Operator, id: &str) -> bool {
+        op.targets.is_none() && op.sees_tenant(self.portals.get(id).and_then(|t| t.as_deref()))
+    }
+
     /// Whether `op` sees target `id`. A target no longer configured (its
     /// deliveries stay in the store) belongs to no tenant.
     pub fn sees(&self, op: &Operator, id: &str) -> bool {
@@ -232,6 +237,13 @@ impl Operations {
         let dir = self.directory.load_full();
         let depths = self.store.queue_depths().await.map_err(unavailable)?;
         let health = self.store.target_health().await.map_err(unavailable)?;
+        let oldest: BTreeMap<String, i64> = self
+            .store
+            .oldest_waiting(crate::model::delivery::waiting_targets(&depths))
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .collect();
         let mut ids: BTreeSet<String> = dir.targets.keys().cloned().collect();
         ids.extend(depths.iter().map(|d| d.target.clone()));
         let health: BTreeMap<&str, &TargetHealth> =
@@ -248,7 +260,7 @@ impl Operations {
                     queue.insert(d.state.as_str(), d.count);
                 }
                 let h = health.get(id.as_str());
-                let oldest = h.and_then(|h| h.oldest_waiting_ms);
+                let oldest = oldest.get(&id).copied();
                 TargetView {
                     tenant: entry.and_then(|e| e.tenant.clone()),
                     adapter: entry.map(|e| e.adapter),
@@ -364,8 +376,7 @@ impl Operations {
             .map_err(unavailable)?
             .ok_or_else(missing)?;
         let dir = self.directory.load_full();
-        let portal_seen = op.targets.is_none()
-            && op.sees_tenant(dir.portals.get(&s.portal).and_then(|t| t.as_deref()));
+        let portal_seen = dir.sees_portal(op, &s.portal);
         // Deliveries to targets of other tenants are not shown, even of a
         // submission their own portal sent.
         s.deliveries.retain(|d| dir.sees(op, &d.target));

@@ -284,17 +284,27 @@ pub struct DeliveryInfo {
     pub offered_ms: Option<i64>,
 }
 
-/// A target's waiting and failing, as operators see it.
+/// A target's newest error, as operators see it (its oldest waiting
+/// delivery comes from `Store::oldest_waiting`, by index).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetHealth {
     pub target: String,
-    /// When the submission of its oldest waiting (`pending`, `retry_wait`)
-    /// delivery was accepted (ms).
-    pub oldest_waiting_ms: Option<i64>,
     /// The newest error of a delivery that waits for a retry or is parked.
     pub last_error: Option<String>,
     /// When that delivery last changed (ms).
     pub last_error_ms: Option<i64>,
+}
+
+/// The targets with deliveries waiting (`pending`, `retry_wait`), each once.
+pub fn waiting_targets(depths: &[QueueDepth]) -> Vec<String> {
+    let mut targets: Vec<String> = depths
+        .iter()
+        .filter(|d| d.state.waits() && d.count > 0)
+        .map(|d| d.target.clone())
+        .collect();
+    targets.sort();
+    targets.dedup();
+    targets
 }
 
 /// Number of deliveries per target and state.

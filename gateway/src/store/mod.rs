@@ -230,8 +230,8 @@ pub trait Store: Send + Sync {
     /// (`pending`, `retry_wait`) delivery was accepted (ms); targets with none
     /// are left out. An index lookup per target and state, for every scrape.
     fn oldest_waiting(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<(String, i64)>>;
-    /// Per target with waiting or failed deliveries: the oldest waiting one
-    /// and the newest error.
+    /// Per target with failed deliveries: the newest error of one waiting
+    /// for a retry or parked.
     fn target_health(&self) -> StoreFuture<'_, Vec<TargetHealth>>;
     /// The settings operators made at run time of one kind (`pause`,
     /// `target`, `route`): (id, value), by id.

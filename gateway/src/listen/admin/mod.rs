@@ -280,13 +280,8 @@ impl Admin {
         let mut body = self.observe.metrics_text().await;
         if !op.sees_all() {
             let dir = self.operations.directory.load_full();
-            let target = |id: &str| {
-                op.sees_target(id, dir.targets.get(id).and_then(|t| t.tenant.as_deref()))
-            };
-            let portal = |id: &str| {
-                op.targets.is_none()
-                    && op.sees_tenant(dir.portals.get(id).and_then(|t| t.as_deref()))
-            };
+            let target = |id: &str| dir.sees(op, id);
+            let portal = |id: &str| dir.sees_portal(op, id);
             body = api::scoped_metrics(&body, |label, value| match label {
                 "target" => target(value),
                 "portal" => portal(value),

@@ -91,23 +91,9 @@ pub(super) fn oldest_waiting(
     Ok(out)
 }
 
-/// Per target: its oldest waiting delivery and its newest error.
+/// Per target: the newest error of a delivery waiting for a retry or parked.
 pub(super) fn target_health(conn: &Connection) -> Result<Vec<TargetHealth>, StoreError> {
     let mut by_target = std::collections::BTreeMap::<String, TargetHealth>::new();
-    let mut oldest = conn.prepare_cached(
-        "SELECT target, MIN(created_at_ms) FROM deliveries
-         WHERE state IN ('pending', 'retry_wait') GROUP BY target",
-    )?;
-    for row in oldest.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (target, ms) = row?;
-        by_target
-            .entry(target.clone())
-            .or_insert_with(|| TargetHealth {
-                target,
-                ..Default::default()
-            })
-            .oldest_waiting_ms = Some(ms);
-    }
     // SQLite takes the other columns from the row that has the MAX.
     let mut errors = conn.prepare_cached(
         "SELECT target, last_error, MAX(updated_ms) FROM deliveries

@@ -170,28 +170,10 @@ pub async fn oldest_waiting(
     Ok(out)
 }
 
-/// Per target: its oldest waiting delivery and its newest error.
+/// Per target: the newest error of a delivery waiting for a retry or parked.
 pub async fn target_health(pool: &Pool) -> Result<Vec<TargetHealth>, StoreError> {
     let conn = pool.get().await.map_err(backend)?;
     let mut by_target = std::collections::BTreeMap::<String, TargetHealth>::new();
-    for r in conn
-        .query(
-            "SELECT target, MIN(created_at_ms) FROM deliveries
-             WHERE state IN ('pending', 'retry_wait') GROUP BY target",
-            &[],
-        )
-        .await
-        .map_err(backend)?
-    {
-        let target: String = r.get(0);
-        by_target
-            .entry(target.clone())
-            .or_insert_with(|| TargetHealth {
-                target,
-                ..Default::default()
-            })
-            .oldest_waiting_ms = r.get(1);
-    }
     for r in conn
         .query(
             "SELECT DISTINCT ON (target) target, last_error, updated_ms FROM deliveries
