@@ -472,3 +472,112 @@ pub(super) fn reload(config: &Path) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// What `stats` asks for.
+pub(super) struct StatsArgs {
+    pub by: String,
+    pub period: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub csv: bool,
+    pub json: bool,
+}
+
+/// `stats`: the case statistics as a table, CSV or JSON.
+pub(super) fn stats(a: StatsArgs, op: OperatorArgs) -> anyhow::Result<ExitCode> {
+    let op = op.resolve()?;
+    let mut path = format!("/admin/v1/stats?period={}", enc(&a.period));
+    if !a.by.is_empty() {
+        path.push_str(&format!("&by={}", enc(&a.by)));
+    }
+    for (k, v) in [("from", &a.from), ("to", &a.to)] {
+        if let Some(v) = v {
+            path.push_str(&format!("&{k}={}", enc(v)));
+        }
+    }
+    if a.csv {
+        path.push_str("&format=csv");
+    }
+    let answer = op.get(&path);
+    if a.csv {
+        if let Ok((200, Value::String(csv))) = &answer {
+            print!("{csv}");
+            return Ok(Exit::Ok.into());
+        }
+    }
+    Ok(shown(answer, a.json, |body| {
+        let by: Vec<&str> = body["by"]
+            .as_array()
+            .map(|b| b.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let secs = |v: &Value| v.as_f64().map(|s| format!("{s:.1}")).unwrap_or("-".into());
+        let mut table: Vec<Vec<String>> = vec![[
+            vec!["PERIOD"],
+            by.iter().map(|d| d as &str).collect(),
+            vec![
+                "ACCEPTED",
+                "DELIVERED",
+                "PARKED",
+                "DISCARDED",
+                "MEDIAN_S",
+                "P95_S",
+            ],
+        ]
+        .concat()
+        .iter()
+        .map(|h| h.to_uppercase())
+        .collect()];
+        let row = |label: String, dims: Vec<String>, c: &Value| {
+            let n = |k: &str| c[k].as_u64().unwrap_or(0).to_string();
+            [
+                vec![label],
+                dims,
+                vec![
+                    n("accepted"),
+                    n("delivered"),
+                    n("parked"),
+                    n("discarded"),
+                    secs(&c["delivery_median_seconds"]),
+                    secs(&c["delivery_p95_seconds"]),
+                ],
+            ]
+            .concat()
+        };
+        for r in body["rows"].as_array().into_iter().flatten() {
+            let dims = by
+                .iter()
+                .map(|d| r[*d].as_str().unwrap_or("-").to_owned())
+                .collect();
+            table.push(row(s(r, "period").to_owned(), dims, r));
+        }
+        table.push(row(
+            "total".into(),
+            by.iter().map(|_| String::new()).collect(),
+            &body["totals"],
+        ));
+        let widths: Vec<usize> = (0..table[0].len())
+            .map(|i| {
+                table
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        println!(
+            "case statistics {} to {} by {} ({})",
+            s(body, "from"),
+            s(body, "to"),
+            s(body, "period"),
+            s(body, "time_zone")
+        );
+        for r in &table {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            println!("{}", cells.join("  ").trim_end());
+        }
+    }))
+}

@@ -146,7 +146,8 @@ fn login_header() -> reqwest::header::HeaderMap {
 
 impl Operator {
     /// One request (with a JSON body, if given); the status and the JSON
-    /// body, or why the gateway could not be asked.
+    /// body (a text body such as CSV as a JSON string), or why the gateway
+    /// could not be asked.
     fn request(
         &self,
         method: reqwest::Method,
@@ -162,7 +163,17 @@ impl Operator {
                 }
                 let r = r.send().await?;
                 let status = r.status().as_u16();
-                let body: Value = r.json().await.unwrap_or_default();
+                let csv = r
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("text/csv"));
+                let text = r.text().await?;
+                let body: Value = if csv {
+                    Value::String(text)
+                } else {
+                    serde_json::from_str(&text).unwrap_or_default()
+                };
                 Ok::<_, reqwest::Error>((status, body))
             })
             .map_err(|e| format!("cannot reach the operator API at {url}: {e}"))

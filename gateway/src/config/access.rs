@@ -17,6 +17,11 @@ pub struct AdminConfig {
     /// certificate. Required when `listen` is not a loopback address.
     #[serde(default)]
     pub tls: bool,
+    /// The time zone whose days, weeks and months the case statistics count
+    /// in: `Europe/Berlin` (the default) or `UTC`. A change applies to what
+    /// happens from then on; counts already made keep their days.
+    #[serde(default)]
+    pub statistics_time_zone: crate::model::cases::StatsZone,
 }
 
 /// A portal: identified by its client certificate, allowed some Leistungen.

@@ -31,6 +31,7 @@ pub mod registry;
 pub mod relay;
 pub mod retention;
 pub mod revoked;
+pub mod stats;
 pub mod status;
 pub mod throttle;
 pub mod xdomea;

@@ -202,6 +202,8 @@ pub struct Operations {
     pub directory: ArcSwap<Directory>,
     /// A message waiting in a box longer than this is marked `pickup_overdue`.
     pub overdue_after: std::time::Duration,
+    /// The time zone of the case statistics' days.
+    pub zone: crate::model::cases::StatsZone,
 }
 
 fn unavailable(e: StoreError) -> Refusal {
@@ -229,6 +231,7 @@ impl Operations {
             pauses,
             directory: ArcSwap::from_pointee(Directory::default()),
             overdue_after,
+            zone: Default::default(),
         }
     }
 

@@ -99,8 +99,16 @@ pub(super) fn start(listener: TcpListener, p: Parts, shutdown: watch::Receiver<b
     }
 }
 
-/// The targets operators paused (they stay paused across a restart).
-pub(super) async fn load_pauses(store: &dyn Store) -> Result<Arc<Pauses>, DaemonError> {
+/// Sets the case statistics' time zone in the store, and reads the targets
+/// operators paused (they stay paused across a restart).
+pub(super) async fn load_state(
+    store: &dyn Store,
+    zone: crate::model::cases::StatsZone,
+) -> Result<Arc<Pauses>, DaemonError> {
+    store
+        .set_case_zone(zone)
+        .await
+        .map_err(|e| DaemonError::Start(format!("setting the statistics' time zone: {e}")))?;
     let pauses = Arc::new(Pauses::default());
     let rows = store
         .settings(crate::core::engine::pauses::KIND)
@@ -123,6 +131,9 @@ fn refresh(
             tokio::select! {
                 _ = tokio::time::sleep(REFRESH) => {}
                 _ = shutdown.changed() => return,
+            }
+            if let Err(e) = operations.store.tidy().await {
+                tracing::debug!(error = %e, "store housekeeping failed; tried again");
             }
             let read = match operations.refresh_pauses().await {
                 Ok(()) => reloader.sync_registered().await,

@@ -165,7 +165,7 @@ impl Gateway {
             shutdown_rx.clone(),
         ));
         let breakers = Arc::new(crate::core::engine::BreakerBoard::default());
-        let pauses = admin::load_pauses(store.as_ref()).await?;
+        let pauses = admin::load_state(store.as_ref(), cfg.admin.statistics_time_zone).await?;
         let wakers = Arc::new(crate::core::engine::Wakers::default());
         let wakers_for_fit = wakers.clone();
         let engine = crate::core::engine::Engine {
@@ -232,6 +232,7 @@ impl Gateway {
         let intake_for_fit = intake.clone();
         let operations = Arc::new(Operations {
             directory: ArcSwap::from_pointee(setup.directory.clone()),
+            zone: cfg.admin.statistics_time_zone,
             ..Operations::new(store.clone(), wakers, breakers, pauses, overdue_after)
         });
         let ingest = Arc::new(Ingest {

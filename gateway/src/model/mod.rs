@@ -3,6 +3,7 @@
 //! delivery policies. Pure data and pure functions — no I/O.
 
 pub mod audit;
+pub mod cases;
 pub mod delivery;
 pub mod policy;
 pub mod portal;

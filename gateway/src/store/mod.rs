@@ -18,6 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::model::audit::{self, Checkpoint, Head};
+use crate::model::cases::{CaseCount, Period, StatsZone};
 use crate::model::delivery::{
     Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
     QueueDepth, Recorded, TargetHealth,
@@ -245,6 +246,11 @@ pub trait Store: Send + Sync {
         value: Option<String>,
         event: audit::AuditEvent,
     ) -> StoreFuture<'_, ()>;
+    /// The case statistics' counters of `period` whose start lies in
+    /// `from..to` (see `model::cases`).
+    fn case_counts(&self, period: Period, from: i64, to: i64) -> StoreFuture<'_, Vec<CaseCount>>;
+    /// The time zone the case statistics count future events in.
+    fn set_case_zone(&self, zone: StatsZone) -> StoreFuture<'_, ()>;
     /// Deletes envelopes whose retention ended; returns how many.
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64>;
     /// Waiting deliveries of `target` due after `latest_ms` become due then
@@ -282,6 +288,11 @@ pub trait Store: Send + Sync {
     /// chains them later, in batches); 0 for one that chains as it writes.
     fn audit_unplaced(&self) -> StoreFuture<'_, u64> {
         Box::pin(async { Ok(0) })
+    }
+    /// Work a store does now and then, called every few seconds (the cluster
+    /// store adds case events into their counters).
+    fn tidy(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
     }
     /// Counters.
     fn stats(&self) -> StoreStats;

@@ -121,6 +121,17 @@ impl<S: Store> Store for Timeless<S> {
     fn settings(&self, kind: &str) -> StoreFuture<'_, Vec<(String, String)>> {
         Box::pin(held(self.0.settings(kind)))
     }
+    fn case_counts(
+        &self,
+        period: crate::model::cases::Period,
+        from: i64,
+        to: i64,
+    ) -> StoreFuture<'_, Vec<crate::model::cases::CaseCount>> {
+        Box::pin(held(self.0.case_counts(period, from, to)))
+    }
+    fn set_case_zone(&self, zone: crate::model::cases::StatsZone) -> StoreFuture<'_, ()> {
+        Box::pin(held(self.0.set_case_zone(zone)))
+    }
     fn set_setting(
         &self,
         kind: &str,

@@ -7,6 +7,7 @@
 //! - `GET  /admin/v1/deliveries?state=&target=&leistung=&older_than=&after=&limit=`
 //! - `POST /admin/v1/deliveries/{message_id}/retry|park|discard`
 //! - `GET  /admin/v1/submissions/{id}` — with its deliveries and Laufzettel
+//! - `GET  /admin/v1/stats?period=&by=&from=&to=&format=` — case statistics (JSON or CSV)
 //! - `POST /admin/v1/targets`, `PUT|DELETE /admin/v1/targets/{id}`,
 //!   `POST /admin/v1/targets/{id}/test` — targets registered at run time
 //! - `GET|POST /admin/v1/routes`, `DELETE /admin/v1/routes?leistung=&destination=`
@@ -17,6 +18,7 @@ use http::{Method, StatusCode};
 use super::{text, Admin};
 use crate::config::registered::{RegisteredRoute, RegisteredTarget};
 use crate::core::operator::PAGE_MAX;
+use crate::core::stats::StatsQuery;
 use crate::listen::portal::HttpResponse;
 use crate::listen::problem::Problem;
 use crate::model::delivery::{Action, DeliveryQuery, DeliveryState};
@@ -378,6 +380,40 @@ pub(super) async fn route(
                 StatusCode::OK,
                 serde_json::json!({"message_id": id, "target": done.target, "state": done.state, "by": op.id}),
             ))
+        }
+        (&Method::GET, ["stats"]) => {
+            let q = query(head, &["period", "by", "from", "to", "format"])?;
+            let sq = StatsQuery::parse(
+                get(&q, "period"),
+                get(&q, "by"),
+                get(&q, "from"),
+                get(&q, "to"),
+            )?;
+            let accept_csv = head
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/csv"));
+            let csv = match get(&q, "format") {
+                None => accept_csv,
+                Some("csv") => true,
+                Some("json") => false,
+                Some(f) => {
+                    return Err(Problem::bad_request(
+                        "query-invalid",
+                        format!("format {f:?}: json or csv"),
+                    ))
+                }
+            };
+            let stats = ops.stats(op, &sq).await?;
+            Ok(if csv {
+                text(StatusCode::OK, "text/csv; charset=utf-8", stats.csv())
+            } else {
+                json(
+                    StatusCode::OK,
+                    serde_json::to_value(stats).unwrap_or_default(),
+                )
+            })
         }
         (&Method::GET, ["submissions", id]) if segment(id).is_some() => {
             query(head, &[])?;

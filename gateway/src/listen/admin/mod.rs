@@ -10,8 +10,12 @@
 //!   ingest listener's certificate, client CA and CRLs: `/healthz` and
 //!   `/readyz` answer anyone; everything else needs a registered operator's
 //!   client certificate, and shows only that operator's tenants.
+//!
+//! The dashboard (`/dashboard/`, see [`dashboard`]) is served to the same
+//! callers. Requests a browser sends on behalf of another site are refused.
 
 pub mod api;
+mod dashboard;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,10 +207,25 @@ impl Admin {
                 ),
             ));
         }
+        if let Some(why) = dashboard::foreign(&head, !self.tls) {
+            return close(problem_response(
+                metrics,
+                "admin",
+                &Problem::new(403, "cross-site-refused", why),
+            ));
+        }
         let op = match caller {
             Ok(op) => op,
             Err(p) => return close(problem_response(metrics, "admin", &p)),
         };
+        if head.method == http::Method::GET {
+            if path == "/" {
+                return dashboard::redirect("/dashboard/");
+            }
+            if let Some(page) = dashboard::asset(&path) {
+                return page;
+            }
+        }
         // Bodies are small; one that is too big or breaks off is refused.
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),

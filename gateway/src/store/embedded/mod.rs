@@ -58,6 +58,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub mod anchor;
 pub mod audit_log;
+mod cases;
 mod deliveries;
 mod disk;
 mod mailbox;
@@ -75,6 +76,7 @@ mod integrity_tests;
 mod tests;
 
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
+use crate::model::cases::{CaseCount, Period, StatsZone};
 use crate::model::delivery::{
     Action, Actor, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, DeliveryState,
     Operated, QueueDepth, Recorded, TargetHealth,
@@ -173,6 +175,9 @@ impl EmbeddedStore {
         let segments = Arc::new(Segments::open(data_dir)?);
         migrate(&mut writer, &segments)?;
         writer.execute_batch(SCHEMA)?;
+        writer.execute_batch(cases::TABLES)?;
+        writer.execute_batch(&cases::triggers())?;
+        cases::init(&writer)?;
         let store_id = anchor::store_id(&writer)?;
         if let Some(a) = &anchored {
             anchor::check(&writer, &store_id, a)?;
@@ -495,6 +500,14 @@ impl Store for EmbeddedStore {
             event,
             reply,
         }))
+    }
+
+    fn case_counts(&self, period: Period, from: i64, to: i64) -> StoreFuture<'_, Vec<CaseCount>> {
+        self.read(move |conn| cases::counts(conn, period, from, to))
+    }
+
+    fn set_case_zone(&self, zone: StatsZone) -> StoreFuture<'_, ()> {
+        Box::pin(self.request(move |reply| Op::Zone(zone, reply)))
     }
 
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {

@@ -105,7 +105,7 @@ CREATE TABLE IF NOT EXISTS settings (
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (kind, id)
 );
-PRAGMA user_version = 7;
+PRAGMA user_version = 8;
 "
 );
 
@@ -179,7 +179,7 @@ PRAGMA user_version = 4;
 );
 
 /// The schema version this gateway writes.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// Version 5: the last error's class in a column of its own (what portals see of
 /// an error), and idempotency keys stored as SHA-256, not in clear.
@@ -230,6 +230,18 @@ fn migrate_5_to_6(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch("ALTER TABLE deliveries ADD COLUMN offered_ms INTEGER;")?;
     }
     tx.execute_batch("PRAGMA user_version = 6;")?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Version 8: case statistics (see `cases`), counted from what the store
+/// holds; the triggers that keep them from now on come with `SCHEMA`.
+fn migrate_7_to_8(conn: &mut Connection) -> Result<(), StoreError> {
+    tracing::info!("migrating the store from schema version 7 to 8: case statistics");
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    tx.execute_batch(super::cases::TABLES)?;
+    super::cases::backfill(&tx)?;
+    tx.execute_batch("PRAGMA user_version = 8;")?;
     tx.commit()?;
     Ok(())
 }
@@ -308,6 +320,10 @@ pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), 
         // which `SCHEMA` creates right after the migrations.
         tracing::info!("migrating the store from schema version 6 to 7: run-time settings");
         conn.execute_batch("PRAGMA user_version = 7;")?;
+        version = 7;
+    }
+    if version == 7 {
+        migrate_7_to_8(conn)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "the store has schema version {version}, newer than this gateway ({SCHEMA_VERSION}): run the newer version"

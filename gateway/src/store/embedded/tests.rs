@@ -202,6 +202,8 @@ async fn migrates_version_1(with_checkpoint_table: bool) {
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = OFF;
          BEGIN;
+         DROP TRIGGER case_accepted; DROP TRIGGER case_delivered; DROP TRIGGER case_parked; DROP TRIGGER case_discarded;
+         DROP TABLE case_counts; DROP TABLE case_zone; DROP TABLE case_buckets;
          CREATE TABLE s1 (id TEXT PRIMARY KEY, portal TEXT NOT NULL, leistung TEXT NOT NULL,
              destination TEXT NOT NULL, received_at TEXT NOT NULL, response TEXT NOT NULL) WITHOUT ROWID;
          INSERT INTO s1 SELECT * FROM submissions; DROP TABLE submissions;
@@ -243,8 +245,8 @@ async fn migrates_version_1(with_checkpoint_table: bool) {
         .unwrap();
     assert_eq!(
         (version, without_rowid),
-        (SCHEMA_VERSION, 2),
-        "only idempotency and delivery_counts are WITHOUT ROWID"
+        (SCHEMA_VERSION, 3),
+        "only idempotency, delivery_counts and case_counts are WITHOUT ROWID"
     );
     assert_counts_are_exact(&conn);
     let bodies: i64 = conn
@@ -460,4 +462,147 @@ fn second_daemon_on_the_same_directory_is_refused() {
         }
         other => panic!("not refused: {:?}", other.map(|_| ())),
     }
+}
+
+/// The case statistics' counters against a count of the rows themselves:
+/// per day and Leistung, accepted submissions and outcomes of deliveries
+/// (as a migration counts them: parked counts every parking, so after a
+/// parked delivery was discarded, only a migrated store's counts match).
+fn assert_case_counts_are_exact(conn: &Connection) {
+    let read = |sql: &str| -> Vec<(String, String, i64)> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let counted = read(
+        "SELECT 'accepted', leistung || '/' || portal, COUNT(*) FROM submissions GROUP BY 2
+         UNION ALL
+         SELECT d.state, s.leistung || '/' || d.target, COUNT(*) FROM deliveries d JOIN submissions s ON s.id = d.submission_id
+         WHERE d.state IN ('delivered', 'parked', 'discarded') GROUP BY 1, 2 ORDER BY 1, 2",
+    );
+    for period in ["day", "week", "month"] {
+        let kept = read(&format!(
+            "SELECT event, leistung || '/' || CASE event WHEN 'accepted' THEN portal ELSE target END, SUM(n)
+             FROM case_counts WHERE period = '{period}' GROUP BY 1, 2 ORDER BY 1, 2"
+        ));
+        assert_eq!(kept, counted, "{period}");
+    }
+    let hours: i64 = conn
+        .query_row(
+            "SELECT SUM(n) FROM case_counts WHERE period = 'hour'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(hours, counted.iter().map(|c| c.2).sum::<i64>());
+}
+
+#[tokio::test]
+async fn case_counts_follow_submissions_and_outcomes_and_survive_a_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    for (i, leistung) in ["a", "a", "b", "b", "c"].iter().enumerate() {
+        let mut s = sub(&format!("s{i}"), None);
+        s.leistung = (*leistung).into();
+        s.received_at = crate::model::time::rfc3339_now();
+        store.accept(s).await.unwrap();
+    }
+    let claimed = store.claim("t", now_ms() + 1, 10).await.unwrap();
+    let outcomes = [
+        Recorded::Delivered { receipt: None },
+        Recorded::Delivered { receipt: None },
+        Recorded::Parked {
+            failure: Failure::new("http-400", "refused"),
+            gave_up_after: None,
+        },
+        Recorded::Parked {
+            failure: Failure::new("http-400", "refused"),
+            gave_up_after: None,
+        },
+    ];
+    for (c, outcome) in claimed.iter().zip(outcomes) {
+        store
+            .record(&c.message_id, outcome, now_ms())
+            .await
+            .unwrap();
+    }
+    let actor = crate::model::delivery::Actor::new("op", None);
+    store
+        .operate(&claimed[3].message_id, Action::Discard, &actor)
+        .await
+        .unwrap();
+    let today = crate::model::cases::StatsZone::EuropeBerlin.day_of(now_ms());
+    let rows = store
+        .case_counts(crate::model::cases::Period::Day, today - 1, today + 2)
+        .await
+        .unwrap();
+    let n = |event: &str| {
+        rows.iter()
+            .filter(|r| r.event == event)
+            .map(|r| r.n)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (n("accepted"), n("delivered"), n("parked"), n("discarded")),
+        (5, 2, 2, 1)
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.event == "delivered")
+            .all(|r| r.bucket > 0),
+        "delivered rows carry their time's bucket"
+    );
+    store.close().await.unwrap();
+    drop(store);
+
+    // A store of schema version 7 (before case statistics) is counted when migrated.
+    let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER case_accepted; DROP TRIGGER case_delivered; DROP TRIGGER case_parked; DROP TRIGGER case_discarded;
+         DROP TABLE case_counts; DROP TABLE case_zone; DROP TABLE case_buckets; PRAGMA user_version = 7;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    assert_case_counts_are_exact(&open_read_only(dir.path()).unwrap());
+}
+
+#[tokio::test]
+async fn case_counts_fall_in_the_local_day_week_and_month() {
+    use crate::model::cases::{parse_date, Period};
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    // 22:30 UTC on 30 June is 00:30 on 1 July in Berlin.
+    let mut s = sub("midnight", None);
+    s.received_at = "2026-06-30T22:30:00.123456789Z".into();
+    store.accept(s).await.unwrap();
+    let july = parse_date("2026-07-01").unwrap();
+    for (period, from) in [
+        (Period::Hour, july * 24),
+        (Period::Day, july),
+        (Period::Week, july - 2),
+        (Period::Month, july),
+    ] {
+        let rows = store.case_counts(period, from, from + 1).await.unwrap();
+        assert_eq!(rows.len(), 1, "{period:?}: {rows:?}");
+        assert_eq!((rows[0].event.as_str(), rows[0].n), ("accepted", 1));
+    }
+    // In UTC it would be 30 June: a zone set now counts what comes from now on.
+    store
+        .set_case_zone(crate::model::cases::StatsZone::Utc)
+        .await
+        .unwrap();
+    let mut s = sub("utc", None);
+    s.received_at = "2026-06-30T22:30:00Z".into();
+    store.accept(s).await.unwrap();
+    let rows = store
+        .case_counts(Period::Day, july - 1, july)
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.n).sum::<u64>(), 1);
 }

@@ -67,6 +67,8 @@ pub(super) enum Op {
         event: AuditEvent,
         reply: Reply<()>,
     },
+    /// The time zone case statistics count future events in.
+    Zone(crate::model::cases::StatsZone, Reply<()>),
 }
 
 impl Op {
@@ -406,6 +408,11 @@ fn apply_group(
                 let ok = r.is_ok();
                 (Done::Unit(reply, r), ok)
             }
+            Op::Zone(zone, reply) => {
+                let r = super::cases::set_zone(&sp, zone);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
             Op::Checkpoint(c, reply) => {
                 let r = add_checkpoint(&sp, &c);
                 let ok = r.is_ok();
@@ -511,6 +518,7 @@ fn refused(op: Op, e: StoreError) -> Done {
         | Op::Release { reply, .. }
         | Op::Audit(_, reply)
         | Op::Setting { reply, .. }
+        | Op::Zone(_, reply)
         | Op::Checkpoint(_, reply) => Done::Unit(reply, Err(e)),
     }
 }

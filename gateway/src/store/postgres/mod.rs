@@ -14,6 +14,7 @@
 //! "cluster"`); the broker side is `crate::store::rabbitmq` behind `crate::store::queue`.
 
 pub mod audit;
+mod cases;
 pub mod deliveries;
 mod ops;
 pub mod outbox;
@@ -29,13 +30,14 @@ use tokio_postgres::NoTls;
 use crate::store::StoreError;
 
 /// The schema version this gateway writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The migrations, in order: (version it brings the schema to, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("schema_v1.sql")),
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
+    (4, include_str!("schema_v4.sql")),
 ];
 
 /// The advisory lock key migrations hold ("ozg-gw-m" as a number).

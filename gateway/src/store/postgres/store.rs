@@ -15,6 +15,7 @@ use tokio_postgres::NoTls;
 
 use super::{audit, backend, deliveries, ops, outbox, reads, submissions};
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
+use crate::model::cases::{CaseCount, Period, StatsZone};
 use crate::model::delivery::{
     Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
     QueueDepth, Recorded, TargetHealth,
@@ -344,6 +345,18 @@ impl Store for PostgresStore {
         Box::pin(
             async move { ops::set_setting(&self.pool, &kind, &id, value.as_deref(), event).await },
         )
+    }
+
+    fn case_counts(&self, period: Period, from: i64, to: i64) -> StoreFuture<'_, Vec<CaseCount>> {
+        Box::pin(async move { super::cases::counts(&self.pool, period, from, to).await })
+    }
+
+    fn set_case_zone(&self, zone: StatsZone) -> StoreFuture<'_, ()> {
+        Box::pin(async move { super::cases::set_zone(&self.pool, zone).await })
+    }
+
+    fn tidy(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move { super::cases::fold(&self.pool, false).await.map(|_| ()) })
     }
 
     fn purge(&self, purge: Purge) -> StoreFuture<'_, u64> {

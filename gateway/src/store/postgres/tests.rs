@@ -473,3 +473,97 @@ async fn the_outbox_holds_each_message_until_the_broker_confirmed_it_and_leases_
     drop(conn);
     db.drop_it(p).await;
 }
+
+#[tokio::test]
+async fn case_counts_are_folded_into_the_periods_of_the_zone() {
+    use super::deliveries::{record, take};
+    use crate::model::cases::{parse_date, Period, StatsZone};
+    use crate::model::delivery::Recorded;
+    let db = Scratch::new().await;
+    let p = pool(&db.url(), 4).unwrap();
+    migrate(&p).await.unwrap();
+    super::cases::set_zone(&p, StatsZone::EuropeBerlin)
+        .await
+        .unwrap();
+    // 22:30 UTC on 30 June is 00:30 on 1 July in Berlin: July's first day,
+    // in the week that began on Monday 29 June.
+    for (i, leistung) in ["a", "a", "b"].iter().enumerate() {
+        let mut s = crate::store::testing::submission(&format!("s{i}"), "dms");
+        s.leistung = (*leistung).into();
+        s.received_at = "2026-06-30T22:30:00.123456789Z".into();
+        super::submissions::accept(&p, &s).await.unwrap();
+    }
+    let now = crate::model::time::now_ms();
+    for (id, outcome) in [
+        ("s0-dms", Recorded::Delivered { receipt: None }),
+        (
+            "s1-dms",
+            Recorded::Parked {
+                failure: ozg_adapter_sdk::Failure::new("http-400", "refused"),
+                gave_up_after: None,
+            },
+        ),
+    ] {
+        take(&p, id, 0, false, now).await.unwrap();
+        record(&p, id, &outcome, now).await.unwrap();
+    }
+    let july = parse_date("2026-07-01").unwrap();
+    let rows = super::cases::counts(&p, Period::Day, july, july + 1)
+        .await
+        .unwrap();
+    let accepted: Vec<(String, u64)> = rows
+        .iter()
+        .filter(|r| r.event == "accepted")
+        .map(|r| (r.leistung.clone(), r.n))
+        .collect();
+    assert_eq!(accepted, [("a".to_owned(), 2), ("b".to_owned(), 1)]);
+    let week = super::cases::counts(&p, Period::Week, july - 2, july - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        week.iter()
+            .filter(|r| r.event == "accepted")
+            .map(|r| r.n)
+            .sum::<u64>(),
+        3
+    );
+    let month = super::cases::counts(&p, Period::Month, july, july + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        month
+            .iter()
+            .filter(|r| r.event == "accepted")
+            .map(|r| r.n)
+            .sum::<u64>(),
+        3
+    );
+    let hour = super::cases::counts(&p, Period::Hour, july * 24, july * 24 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        hour.iter()
+            .filter(|r| r.event == "accepted")
+            .map(|r| r.n)
+            .sum::<u64>(),
+        3
+    );
+    // The outcomes happened today; the delivered one carries its time's bucket.
+    let today = StatsZone::EuropeBerlin.day_of(now);
+    let rows = super::cases::counts(&p, Period::Day, today, today + 1)
+        .await
+        .unwrap();
+    let of = |e: &str| {
+        rows.iter()
+            .filter(|r| r.event == e)
+            .map(|r| r.n)
+            .sum::<u64>()
+    };
+    assert_eq!((of("delivered"), of("parked")), (1, 1));
+    assert!(rows
+        .iter()
+        .any(|r| r.event == "delivered" && r.bucket > 0 && r.target == "dms" && r.leistung == "a"));
+    // Nothing is left to fold, and folding again changes nothing.
+    assert_eq!(super::cases::fold(&p, false).await.unwrap(), 0);
+    db.drop_it(p).await;
+}

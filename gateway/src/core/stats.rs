@@ -1,0 +1,406 @@
+//! Case statistics (Fallzahlen) as operators ask for them: submissions and
+//! delivery outcomes per period, grouped by Leistung, destination, tenant,
+//! portal or target, with the median and 95th percentile of the time from
+//! acceptance to delivery. Read from the store's counters (see
+//! `model::cases`), never from the history, and only ids and counts: no
+//! content, no file names, nothing about the applicant.
+//!
+//! An operator sees the submissions of their tenants' portals and the
+//! outcomes of their tenants' targets (a vendor: of their targets only).
+//! `accepted` is counted per submission, outcomes per delivery: a submission
+//! routed to two targets is one accepted and two delivered.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::core::operator::Operations;
+use crate::core::refusal::Refusal;
+use crate::model::cases::{latency_buckets, parse_date, CaseCount, Period};
+use crate::model::portal::Operator;
+use crate::model::time::now_ms;
+
+/// What statistics can be grouped by.
+pub const DIMENSIONS: [&str; 5] = ["leistung", "destination", "tenant", "portal", "target"];
+/// The longest range a query covers, in days (hours: 31 days).
+const MAX_DAYS: i64 = 3700;
+const MAX_HOUR_DAYS: i64 = 31;
+
+/// A statistics query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsQuery {
+    pub period: Period,
+    /// Some of [`DIMENSIONS`], in the order asked.
+    pub by: Vec<&'static str>,
+    /// First and last local day (inclusive); `None`: the period's default range.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl StatsQuery {
+    /// From the query string's values: `period`, `by` (comma-separated),
+    /// `from`, `to` (`YYYY-MM-DD`).
+    pub fn parse(
+        period: Option<&str>,
+        by: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<StatsQuery, Refusal> {
+        let invalid = |detail: String| Refusal::invalid("query-invalid", detail);
+        let period = match period {
+            None => Period::Day,
+            Some(p) => Period::parse(p)
+                .ok_or_else(|| invalid(format!("period {p:?}: one of hour, day, week, month")))?,
+        };
+        let mut dims = Vec::new();
+        for d in by.unwrap_or_default().split(',').filter(|d| !d.is_empty()) {
+            let Some(dim) = DIMENSIONS.iter().find(|x| **x == d) else {
+                return Err(invalid(format!(
+                    "by {d:?}: one or more of {}",
+                    DIMENSIONS.join(", ")
+                )));
+            };
+            if dims.contains(dim) {
+                return Err(invalid(format!("by names {d} twice")));
+            }
+            if period == Period::Hour && matches!(*dim, "leistung" | "destination") {
+                return Err(invalid(format!(
+                    "hourly counts are kept per portal and target only; group by {d} with period day, week or month"
+                )));
+            }
+            dims.push(*dim);
+        }
+        let date = |name: &str, v: Option<&str>| {
+            v.map(|s| {
+                parse_date(s).ok_or_else(|| invalid(format!("{name} {s:?}: a date YYYY-MM-DD")))
+            })
+            .transpose()
+        };
+        let q = StatsQuery {
+            period,
+            by: dims,
+            from: date("from", from)?,
+            to: date("to", to)?,
+        };
+        if let (Some(f), Some(t)) = (q.from, q.to) {
+            if f > t {
+                return Err(invalid("from is after to".into()));
+            }
+            let max = if period == Period::Hour {
+                MAX_HOUR_DAYS
+            } else {
+                MAX_DAYS
+            };
+            if t - f >= max {
+                return Err(invalid(format!(
+                    "a query covers at most {max} days with period {}",
+                    period.as_str()
+                )));
+            }
+        }
+        Ok(q)
+    }
+
+    /// The days asked for (inclusive), defaults filled in from `today`: the
+    /// last 2 days by hour, 31 by day, 13 weeks, 12 months.
+    pub fn range(&self, today: i64) -> (i64, i64) {
+        let to = self.to.unwrap_or(today);
+        let from = self.from.unwrap_or(match self.period {
+            Period::Hour => to - 1,
+            Period::Day => to - 30,
+            Period::Week => Period::Week.start_of_day(to) - 12 * 7,
+            Period::Month => {
+                let mut m = Period::Month.start_of_day(to);
+                for _ in 0..11 {
+                    m = Period::Month.start_of_day(m - 1);
+                }
+                m
+            }
+        });
+        (from.min(to), to)
+    }
+}
+
+/// One row of the answer: a period and the values of the dimensions asked for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatsRow {
+    pub period: String,
+    /// The period's first day (`YYYY-MM-DD`; for hours, their day).
+    pub start: String,
+    /// The dimensions asked for, in order (`None`: does not apply, e.g. the
+    /// target of `accepted`, or the tenant of something without one).
+    #[serde(flatten)]
+    pub dims: BTreeMap<&'static str, Option<String>>,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// Counts and delivery times of a row (or of all rows).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    pub accepted: u64,
+    pub delivered: u64,
+    pub parked: u64,
+    pub discarded: u64,
+    /// Median time from acceptance to delivery (seconds, estimated from a
+    /// histogram with four buckets per doubling: within 19 %).
+    pub delivery_median_seconds: Option<f64>,
+    pub delivery_p95_seconds: Option<f64>,
+    #[serde(skip)]
+    histogram: BTreeMap<i64, u64>,
+}
+
+impl Counts {
+    fn add(&mut self, c: &CaseCount) {
+        match c.event.as_str() {
+            "accepted" => self.accepted += c.n,
+            "delivered" => {
+                self.delivered += c.n;
+                if c.bucket > 0 {
+                    *self.histogram.entry(c.bucket).or_default() += c.n;
+                }
+            }
+            "parked" => self.parked += c.n,
+            "discarded" => self.discarded += c.n,
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, bounds: &[i64]) {
+        self.delivery_median_seconds = quantile(&self.histogram, bounds, 0.5);
+        self.delivery_p95_seconds = quantile(&self.histogram, bounds, 0.95);
+    }
+}
+
+/// The `q`-quantile of a histogram (upper bound ms → count), in seconds,
+/// interpolated linearly inside its bucket.
+fn quantile(histogram: &BTreeMap<i64, u64>, bounds: &[i64], q: f64) -> Option<f64> {
+    let total: u64 = histogram.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut seen = 0u64;
+    for (&upper, &n) in histogram {
+        if (seen + n) as f64 >= rank {
+            let lower = bounds
+                .iter()
+                .rev()
+                .find(|b| **b < upper)
+                .copied()
+                .unwrap_or(0);
+            // The open last bucket: its lower bound is all that is known.
+            if upper == i64::MAX {
+                return Some(lower as f64 / 1000.0);
+            }
+            let within = ((rank - seen as f64) / n as f64).clamp(0.0, 1.0);
+            let ms = lower as f64 + within * (upper - lower) as f64;
+            return Some((ms / 1000.0 * 1000.0).round() / 1000.0);
+        }
+        seen += n;
+    }
+    None
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    pub period: &'static str,
+    pub from: String,
+    pub to: String,
+    pub time_zone: &'static str,
+    pub by: Vec<&'static str>,
+    pub rows: Vec<StatsRow>,
+    pub totals: Counts,
+}
+
+impl Stats {
+    /// As CSV (RFC 4180; a header row, one line per row). Cells that a
+    /// spreadsheet would take for a formula are prefixed with `'`.
+    pub fn csv(&self) -> String {
+        let mut out = String::from("period,start");
+        for d in &self.by {
+            out.push(',');
+            out.push_str(d);
+        }
+        out.push_str(
+            ",accepted,delivered,parked,discarded,delivery_median_seconds,delivery_p95_seconds\r\n",
+        );
+        let secs = |v: Option<f64>| v.map(|s| s.to_string()).unwrap_or_default();
+        for r in &self.rows {
+            let mut cells = vec![r.period.clone(), r.start.clone()];
+            for d in &self.by {
+                cells.push(r.dims.get(d).cloned().flatten().unwrap_or_default());
+            }
+            let c = &r.counts;
+            cells.extend([
+                c.accepted.to_string(),
+                c.delivered.to_string(),
+                c.parked.to_string(),
+                c.discarded.to_string(),
+                secs(c.delivery_median_seconds),
+                secs(c.delivery_p95_seconds),
+            ]);
+            let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+            out.push_str(&line.join(","));
+            out.push_str("\r\n");
+        }
+        out
+    }
+}
+
+fn csv_cell(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
+fn date(day: i64) -> String {
+    Period::Day.label(day)
+}
+
+impl Operations {
+    /// The case statistics `op` may see.
+    pub async fn stats(&self, op: &Operator, q: &StatsQuery) -> Result<Stats, Refusal> {
+        let today = self.zone.day_of(now_ms());
+        let (from, to) = q.range(today);
+        let (lo, hi) = match q.period {
+            Period::Hour => (from * 24, (to + 1) * 24),
+            p => (p.start_of_day(from), to + 1),
+        };
+        let rows = self
+            .store
+            .case_counts(q.period, lo, hi)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading case statistics failed");
+                Refusal::unavailable("the store cannot be reached right now; retry later")
+            })?;
+        Ok(aggregate(self, op, q, rows, (from, to)))
+    }
+}
+
+fn aggregate(
+    ops: &Operations,
+    op: &Operator,
+    q: &StatsQuery,
+    rows: Vec<CaseCount>,
+    (from, to): (i64, i64),
+) -> Stats {
+    let dir = ops.directory.load_full();
+    let bounds = latency_buckets();
+    let mut groups: BTreeMap<(i64, Vec<Option<String>>), Counts> = BTreeMap::new();
+    let mut totals = Counts::default();
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    for c in rows {
+        let accepted = c.event == "accepted";
+        let visible = if accepted {
+            dir.sees_portal(op, &c.portal)
+        } else {
+            dir.sees(op, &c.target)
+        };
+        if !visible {
+            continue;
+        }
+        let key: Vec<Option<String>> =
+            q.by.iter()
+                .map(|d| match *d {
+                    "leistung" => some(&c.leistung),
+                    "destination" => some(&c.destination),
+                    "portal" => some(&c.portal),
+                    "target" => some(&c.target),
+                    _ if accepted => dir.portals.get(&c.portal).cloned().flatten(),
+                    _ => dir.tenant_of(&c.target).map(str::to_owned),
+                })
+                .collect();
+        groups.entry((c.start, key)).or_default().add(&c);
+        totals.add(&c);
+    }
+    totals.finish(&bounds);
+    let rows = groups
+        .into_iter()
+        .map(|((start, key), mut counts)| {
+            counts.finish(&bounds);
+            let first_day = if q.period == Period::Hour {
+                start.div_euclid(24)
+            } else {
+                start
+            };
+            StatsRow {
+                period: q.period.label(start),
+                start: date(first_day),
+                dims: q.by.iter().copied().zip(key).collect(),
+                counts,
+            }
+        })
+        .collect();
+    Stats {
+        period: q.period.as_str(),
+        from: date(from),
+        to: date(to),
+        time_zone: ops.zone.name(),
+        by: q.by.clone(),
+        rows,
+        totals,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_checked() {
+        let q = StatsQuery::parse(Some("week"), Some("leistung,destination"), None, None).unwrap();
+        assert_eq!(q.by, vec!["leistung", "destination"]);
+        for (p, by, f, t) in [
+            (Some("year"), None, None, None),
+            (None, Some("name"), None, None),
+            (None, Some("leistung,leistung"), None, None),
+            (Some("hour"), Some("leistung"), None, None),
+            (None, None, Some("2026-13-01"), None),
+            (None, None, Some("2026-11-02"), Some("2026-11-01")),
+            (Some("hour"), None, Some("2026-01-01"), Some("2026-11-01")),
+        ] {
+            assert!(
+                StatsQuery::parse(p, by, f, t).is_err(),
+                "{p:?} {by:?} {f:?} {t:?}"
+            );
+        }
+        let today = parse_date("2026-11-30").unwrap();
+        let month = StatsQuery::parse(Some("month"), None, None, None).unwrap();
+        assert_eq!(month.range(today).0, parse_date("2025-12-01").unwrap());
+        let week = StatsQuery::parse(Some("week"), None, None, None).unwrap();
+        assert_eq!(week.range(today), (today - 84, today));
+    }
+
+    #[test]
+    fn quantiles_come_from_the_histogram() {
+        let bounds = latency_buckets();
+        let mut h = BTreeMap::new();
+        // 90 deliveries within 1 s, 10 after about a minute.
+        let second = *bounds.iter().find(|b| **b >= 1000).unwrap();
+        let minute = *bounds.iter().find(|b| **b >= 60_000).unwrap();
+        h.insert(second, 90);
+        h.insert(minute, 10);
+        let median = quantile(&h, &bounds, 0.5).unwrap();
+        assert!(median > 0.8 && median <= second as f64 / 1000.0, "{median}");
+        let p95 = quantile(&h, &bounds, 0.95).unwrap();
+        assert!(p95 > 50.0 && p95 <= minute as f64 / 1000.0, "{p95}");
+        assert_eq!(quantile(&BTreeMap::new(), &bounds, 0.5), None);
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_defused() {
+        assert_eq!(csv_cell("99050012104000"), "99050012104000");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+    }
+}

@@ -1,0 +1,323 @@
+//! Case statistics (Fallzahlen): how many submissions per Leistung,
+//! destination, portal and tenant, and what became of their deliveries, per
+//! hour, day, week and month — counts only, never content or names.
+//!
+//! Both stores keep the counts as they change (triggers in the same
+//! transaction as the submission or the delivery's new state), so a query
+//! reads a few rows per period instead of the history. This module holds
+//! what the stores and the statistics share: the periods, the calendar of
+//! the statistics' time zone, and the histogram of times from acceptance to
+//! delivery.
+
+use serde::Deserialize;
+
+/// Milliseconds of a day and an hour.
+pub const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// What is counted.
+pub const EVENTS: [&str; 4] = ["accepted", "delivered", "parked", "discarded"];
+
+/// The periods counts are kept for. Hours are kept per portal (accepted) and
+/// per target (outcomes) only, for the dashboard's last days; days, weeks and
+/// months with every dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Period> {
+        Some(match s {
+            "hour" => Period::Hour,
+            "day" => Period::Day,
+            "week" => Period::Week,
+            "month" => Period::Month,
+            _ => return None,
+        })
+    }
+
+    /// The number the store keys a period by, for a local day: hours since
+    /// 1970 (for `Hour`, of the day's start), else the day number of the
+    /// period's first day (weeks start on Monday, ISO 8601).
+    pub fn start_of_day(self, day: i64) -> i64 {
+        match self {
+            Period::Hour => day * 24,
+            Period::Day => day,
+            Period::Week => day - (day + 3).rem_euclid(7),
+            Period::Month => {
+                let (y, m, _) = civil_from_days(day);
+                days_from_civil(y, m, 1)
+            }
+        }
+    }
+
+    /// The period after the one starting at `start`.
+    pub fn next(self, start: i64) -> i64 {
+        match self {
+            Period::Hour => start + 1,
+            Period::Day => start + 1,
+            Period::Week => start + 7,
+            Period::Month => {
+                let (y, m, _) = civil_from_days(start);
+                if m == 12 {
+                    days_from_civil(y + 1, 1, 1)
+                } else {
+                    days_from_civil(y, m + 1, 1)
+                }
+            }
+        }
+    }
+
+    /// How a period is named in answers: `2026-11-30T14` (local hour),
+    /// `2026-11-30`, `2026-W49`, `2026-11`.
+    pub fn label(self, start: i64) -> String {
+        match self {
+            Period::Hour => {
+                let (y, m, d) = civil_from_days(start.div_euclid(24));
+                format!("{y:04}-{m:02}-{d:02}T{:02}", start.rem_euclid(24))
+            }
+            Period::Day => {
+                let (y, m, d) = civil_from_days(start);
+                format!("{y:04}-{m:02}-{d:02}")
+            }
+            Period::Week => {
+                // The ISO year is the year of the week's Thursday.
+                let thursday = start + 3;
+                let (y, _, _) = civil_from_days(thursday);
+                let week = (thursday - days_from_civil(y, 1, 1)) / 7 + 1;
+                format!("{y:04}-W{week:02}")
+            }
+            Period::Month => {
+                let (y, m, _) = civil_from_days(start);
+                format!("{y:04}-{m:02}")
+            }
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a date of the proleptic Gregorian calendar.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number (inverse of [`days_from_civil`]).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A `YYYY-MM-DD` date as a day number.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y: i64 = s[0..4].parse().ok()?;
+    let m: u32 = s[5..7].parse().ok()?;
+    let d: u32 = s[8..10].parse().ok()?;
+    if !(1..=12).contains(&m) || d == 0 {
+        return None;
+    }
+    let day = days_from_civil(y, m, d);
+    // Rejects 2026-02-30 and the like.
+    (civil_from_days(day) == (y, m, d)).then_some(day)
+}
+
+/// The time zone whose days, weeks and months the statistics count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum StatsZone {
+    /// Central European time with summer time (the EU rule: from the last
+    /// Sunday of March to the last Sunday of October, 01:00 UTC; the rule in
+    /// force since 1996, applied to every year).
+    #[default]
+    #[serde(rename = "Europe/Berlin")]
+    EuropeBerlin,
+    #[serde(rename = "UTC")]
+    Utc,
+}
+
+impl StatsZone {
+    pub fn name(self) -> &'static str {
+        match self {
+            StatsZone::EuropeBerlin => "Europe/Berlin",
+            StatsZone::Utc => "UTC",
+        }
+    }
+
+    /// The zone's offsets from UTC as (from ms, offset ms), oldest first,
+    /// 1970 to 2100: what the stores convert event times with.
+    pub fn transitions(self) -> Vec<(i64, i64)> {
+        match self {
+            StatsZone::Utc => vec![(0, 0)],
+            StatsZone::EuropeBerlin => {
+                let mut out = vec![(0, HOUR_MS)];
+                for year in 1970..=2100 {
+                    let last_sunday = |month: u32| {
+                        let end = days_from_civil(year, month, 31);
+                        // 1970-01-01 was a Thursday: weekday 0 = Monday.
+                        end - ((end + 3).rem_euclid(7) + 1) % 7
+                    };
+                    out.push((last_sunday(3) * DAY_MS + HOUR_MS, 2 * HOUR_MS));
+                    out.push((last_sunday(10) * DAY_MS + HOUR_MS, HOUR_MS));
+                }
+                out
+            }
+        }
+    }
+
+    /// The offset from UTC at `ms`.
+    pub fn offset_at(self, ms: i64) -> i64 {
+        self.transitions()
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= ms)
+            .map_or(0, |(_, o)| *o)
+    }
+
+    /// The local day number of an instant.
+    pub fn day_of(self, ms: i64) -> i64 {
+        (ms + self.offset_at(ms)).div_euclid(DAY_MS)
+    }
+}
+
+/// Upper bounds (ms) of the histogram of times from acceptance to delivery:
+/// four buckets per doubling (each bound 19 % above the one before, from
+/// 100 ms on; rounded to whole ms below), from
+/// 1 ms to a year, and one for everything longer.
+pub fn latency_buckets() -> Vec<i64> {
+    let mut out: Vec<i64> = Vec::new();
+    let mut k = 0;
+    loop {
+        let b = 2f64.powf(f64::from(k) / 4.0).round() as i64;
+        if out.last() != Some(&b) {
+            out.push(b);
+        }
+        if b > 366 * DAY_MS {
+            break;
+        }
+        k += 1;
+    }
+    out.push(i64::MAX);
+    out
+}
+
+/// One counter row as the stores keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseCount {
+    /// The period's start (see [`Period::start_of_day`]).
+    pub start: i64,
+    /// One of [`EVENTS`].
+    pub event: String,
+    /// Empty for outcomes counted per hour.
+    pub portal: String,
+    /// Empty in hourly counts.
+    pub leistung: String,
+    pub destination: String,
+    /// Empty for `accepted`.
+    pub target: String,
+    /// `delivered`: the upper bound (ms) of its time's histogram bucket; else 0.
+    pub bucket: i64,
+    pub n: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_round_trips_and_names_periods() {
+        for day in [-1000, 0, 59, 365, 10_957, 20_787, 47_482] {
+            let (y, m, d) = civil_from_days(day);
+            assert_eq!(days_from_civil(y, m, d), day);
+        }
+        let day = parse_date("2026-11-30").unwrap();
+        assert_eq!(civil_from_days(day), (2026, 11, 30));
+        assert_eq!(parse_date("2026-02-29"), None);
+        assert_eq!(
+            parse_date("2024-02-29").map(civil_from_days),
+            Some((2024, 2, 29))
+        );
+        // 2026-11-30 is a Monday of ISO week 49; 2027-01-01 (a Friday) is in 2026-W53.
+        assert_eq!(Period::Week.start_of_day(day), day);
+        assert_eq!(Period::Week.label(day), "2026-W49");
+        let new_year = parse_date("2027-01-01").unwrap();
+        assert_eq!(
+            Period::Week.label(Period::Week.start_of_day(new_year)),
+            "2026-W53"
+        );
+        assert_eq!(
+            Period::Week.label(Period::Week.start_of_day(parse_date("2021-01-03").unwrap())),
+            "2020-W53"
+        );
+        assert_eq!(
+            Period::Month.label(Period::Month.start_of_day(day)),
+            "2026-11"
+        );
+        assert_eq!(
+            Period::Month.next(Period::Month.start_of_day(day)),
+            parse_date("2026-12-01").unwrap()
+        );
+        assert_eq!(
+            Period::Month.next(parse_date("2026-12-01").unwrap()),
+            new_year
+        );
+        assert_eq!(Period::Hour.label(day * 24 + 14), "2026-11-30T14");
+    }
+
+    #[test]
+    fn berlin_switches_on_the_last_sundays_at_one_utc() {
+        let z = StatsZone::EuropeBerlin;
+        // 2026: summer time from 29 March to 25 October.
+        let march = parse_date("2026-03-29").unwrap() * DAY_MS;
+        assert_eq!(z.offset_at(march + HOUR_MS - 1), HOUR_MS);
+        assert_eq!(z.offset_at(march + HOUR_MS), 2 * HOUR_MS);
+        let october = parse_date("2026-10-25").unwrap() * DAY_MS;
+        assert_eq!(z.offset_at(october + HOUR_MS - 1), 2 * HOUR_MS);
+        assert_eq!(z.offset_at(october + HOUR_MS), HOUR_MS);
+        // 23:30 UTC on 30 June is already 1 July in Berlin, not in UTC.
+        let late = parse_date("2026-06-30").unwrap() * DAY_MS + 23 * HOUR_MS + 30 * 60_000;
+        assert_eq!(civil_from_days(z.day_of(late)), (2026, 7, 1));
+        assert_eq!(civil_from_days(StatsZone::Utc.day_of(late)), (2026, 6, 30));
+        // Two switches a year, every year.
+        assert_eq!(z.transitions().len(), 1 + 2 * 131);
+    }
+
+    #[test]
+    fn latency_buckets_rise_by_a_fifth_at_most() {
+        let b = latency_buckets();
+        assert_eq!(b[0], 1);
+        assert_eq!(*b.last().unwrap(), i64::MAX);
+        for w in b.windows(2).take(b.len() - 2) {
+            assert!(w[1] > w[0]);
+            if w[0] >= 100 {
+                assert!((w[1] as f64) / (w[0] as f64) < 1.2, "{w:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Case statistics in the embedded store (see `model::cases`): counters kept
+//! by triggers in the transaction of every change they count.
+//!
+//! ```text
+//! case_counts(period, start, event, leistung, destination, portal, target, bucket, n)
+//! case_zone(from_ms, offset_ms)      the statistics' time zone: offset from UTC since from_ms
+//! case_buckets(upper_ms)             the histogram of times from acceptance to delivery
+//! ```
+//!
+//! A submission's insert counts `accepted` at its `received_at`; a delivery
+//! entering `delivered`, `parked` or `discarded` counts that outcome at its
+//! `updated_ms`, `delivered` in the bucket of `updated_ms - created_at_ms`.
+//! Each event adds one to its row of the hour, the day, the week and the
+//! month it falls in (in the zone's local time).
+
+use rusqlite::{params, Connection};
+
+use crate::model::cases::{latency_buckets, CaseCount, Period, StatsZone};
+use crate::store::StoreError;
+
+pub(super) const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS case_counts (
+    period       TEXT NOT NULL,
+    start        INTEGER NOT NULL,
+    event        TEXT NOT NULL,
+    leistung     TEXT NOT NULL,
+    destination  TEXT NOT NULL,
+    portal       TEXT NOT NULL,
+    target       TEXT NOT NULL,
+    bucket       INTEGER NOT NULL,
+    n            INTEGER NOT NULL,
+    PRIMARY KEY (period, start, event, leistung, destination, portal, target, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS case_zone (
+    from_ms    INTEGER PRIMARY KEY,
+    offset_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS case_buckets (
+    upper_ms  INTEGER PRIMARY KEY
+);
+";
+
+/// The statement that counts events in their four periods. `source` is a
+/// SELECT of the events: `at` (ms, UTC), `portal`, `leistung`,
+/// `destination`, `target`, `bucket`.
+fn count(event: &str, source: &str) -> String {
+    format!(
+        "INSERT INTO case_counts (period, start, event, leistung, destination, portal, target, bucket, n)
+    SELECT p.period,
+        CASE p.period WHEN 'hour' THEN e.lms / 3600000
+                      WHEN 'day' THEN e.lms / 86400000
+                      WHEN 'week' THEN e.lms / 86400000 - (e.lms / 86400000 + 3) % 7
+                      ELSE CAST(julianday(date(e.lms / 1000, 'unixepoch', 'start of month')) - 2440587.5 AS INTEGER) END AS start,
+        '{event}',
+        CASE p.period WHEN 'hour' THEN '' ELSE e.leistung END AS leistung,
+        CASE p.period WHEN 'hour' THEN '' ELSE e.destination END AS destination,
+        CASE WHEN p.period = 'hour' AND '{event}' <> 'accepted' THEN '' ELSE e.portal END AS portal,
+        e.target,
+        CASE p.period WHEN 'hour' THEN 0 ELSE e.bucket END AS bucket,
+        count(*)
+    FROM (SELECT x.*, x.at + coalesce((SELECT offset_ms FROM case_zone WHERE from_ms <= x.at ORDER BY from_ms DESC LIMIT 1), 0) AS lms
+          FROM ({source}) AS x) AS e,
+         (SELECT 'hour' AS period UNION ALL SELECT 'day' UNION ALL SELECT 'week' UNION ALL SELECT 'month') AS p
+    WHERE 1
+    GROUP BY 1, 2, 4, 5, 6, 7, 8
+    ON CONFLICT (period, start, event, leistung, destination, portal, target, bucket) DO UPDATE SET n = n + excluded.n;"
+    )
+}
+
+/// A submission's events: `s` is the submissions row.
+fn accepted(s: &str) -> String {
+    format!(
+        "SELECT CAST(strftime('%s', {s}.received_at) AS INTEGER) * 1000 AS at, {s}.portal AS portal,
+                {s}.leistung AS leistung, {s}.destination AS destination, '' AS target, 0 AS bucket"
+    )
+}
+
+/// A delivery's outcome: `d` is the deliveries row, its submission is joined as `s`.
+fn outcome(event: &str, d: &str) -> String {
+    let bucket = if event == "delivered" {
+        format!("(SELECT min(upper_ms) FROM case_buckets WHERE upper_ms >= max({d}.updated_ms - {d}.created_at_ms, 0))")
+    } else {
+        "0".to_owned()
+    };
+    format!(
+        "SELECT CASE WHEN {d}.updated_ms > 0 THEN {d}.updated_ms ELSE CAST(strftime('%s', 'now') AS INTEGER) * 1000 END AS at,
+                s.portal AS portal, s.leistung AS leistung, s.destination AS destination, {d}.target AS target,
+                {bucket} AS bucket"
+    )
+}
+
+/// The triggers (created after the migrations, so that a migration's
+/// back-fill is not counted twice).
+pub(super) fn triggers() -> String {
+    let mut out = format!(
+        "CREATE TRIGGER IF NOT EXISTS case_accepted AFTER INSERT ON submissions BEGIN\n{}\nEND;\n",
+        count("accepted", &accepted("NEW"))
+    );
+    for event in ["delivered", "parked", "discarded"] {
+        let source = format!(
+            "{} FROM submissions AS s WHERE s.id = NEW.submission_id",
+            outcome(event, "NEW")
+        );
+        out.push_str(&format!(
+            "CREATE TRIGGER IF NOT EXISTS case_{event} AFTER UPDATE OF state ON deliveries
+    WHEN NEW.state = '{event}' AND OLD.state IS NOT '{event}' BEGIN\n{}\nEND;\n",
+            count(event, &source)
+        ));
+    }
+    out
+}
+
+/// Fills the bucket table once, and the zone with the default if it has none.
+pub(super) fn init(conn: &Connection) -> Result<(), StoreError> {
+    let buckets: i64 = conn.query_row("SELECT count(*) FROM case_buckets", [], |r| r.get(0))?;
+    if buckets == 0 {
+        let mut insert = conn.prepare("INSERT INTO case_buckets (upper_ms) VALUES (?1)")?;
+        for b in latency_buckets() {
+            insert.execute([b])?;
+        }
+    }
+    let zone: i64 = conn.query_row("SELECT count(*) FROM case_zone", [], |r| r.get(0))?;
+    if zone == 0 {
+        set_zone(conn, StatsZone::default())?;
+    }
+    Ok(())
+}
+
+/// Sets the zone the counts of future events are kept in (counts already
+/// made stay in the days they were counted in).
+pub(super) fn set_zone(conn: &Connection, zone: StatsZone) -> Result<(), StoreError> {
+    let transitions = zone.transitions();
+    let current: Vec<(i64, i64)> = {
+        let mut stmt = conn.prepare("SELECT from_ms, offset_ms FROM case_zone ORDER BY from_ms")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    if current == transitions {
+        return Ok(());
+    }
+    conn.execute("DELETE FROM case_zone", [])?;
+    let mut insert = conn.prepare("INSERT INTO case_zone (from_ms, offset_ms) VALUES (?1, ?2)")?;
+    for (from, offset) in transitions {
+        insert.execute(params![from, offset])?;
+    }
+    Ok(())
+}
+
+/// Counts what the store held before it kept case statistics (the migration
+/// to schema version 8): submissions when they were received, and the
+/// deliveries' present outcomes when they last changed.
+pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
+    init(conn)?;
+    conn.execute("DELETE FROM case_counts", [])?;
+    conn.execute_batch(&count(
+        "accepted",
+        &format!("{} FROM submissions AS x0", accepted("x0")),
+    ))?;
+    for event in ["delivered", "parked", "discarded"] {
+        let source = format!(
+            "{} FROM deliveries AS d JOIN submissions AS s ON s.id = d.submission_id WHERE d.state = '{event}'",
+            outcome(event, "d")
+        );
+        conn.execute_batch(&count(event, &source))?;
+    }
+    Ok(())
+}
+
+/// The counters of `period` whose start lies in `from..to`.
+pub(super) fn counts(
+    conn: &Connection,
+    period: Period,
+    from: i64,
+    to: i64,
+) -> Result<Vec<CaseCount>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT start, event, portal, leistung, destination, target, bucket, n FROM case_counts
+         WHERE period = ?1 AND start >= ?2 AND start < ?3",
+    )?;
+    let rows = stmt.query_map(params![period.as_str(), from, to], |r| {
+        Ok(CaseCount {
+            start: r.get(0)?,
+            event: r.get(1)?,
+            portal: r.get(2)?,
+            leistung: r.get(3)?,
+            destination: r.get(4)?,
+            target: r.get(5)?,
+            bucket: r.get(6)?,
+            n: r.get::<_, i64>(7)?.max(0) as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
