@@ -233,18 +233,24 @@ function svg(tag, attrs, ...children) {
 function barChart(box, labels, series, title) {
   box.replaceChildren();
   const W = 900, H = 220, L = 44, B = 34, top = 12;
-  const max = Math.max(1, ...series.flatMap((s) => s.values));
-  const n = labels.length, group = (W - L - 8) / Math.max(1, n), bar = Math.max(1, (group - 2) / series.length);
+  // Four gridlines at round numbers: a step of 1, 2 or 5 times a power of ten.
+  const top4 = Math.max(4, ...series.flatMap((s) => s.values)) / 4;
+  const pow = Math.pow(10, Math.floor(Math.log10(top4)));
+  const step = [1, 2, 5, 10].map((m) => m * pow).find((x) => x >= top4);
+  const max = step * 4;
+  const n = labels.length, group = (W - L - 8) / Math.max(1, n);
+  const bar = Math.min(40, Math.max(1, (group - 2) / series.length));
   const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title, class: 'bars' });
   chart.append(svg('title', {}, title));
   for (let i = 0; i <= 4; i++) {
-    const v = Math.round((max * i) / 4), y = H - B - ((H - B - top) * i) / 4;
+    const v = step * i, y = H - B - ((H - B - top) * i) / 4;
     chart.append(svg('line', { x1: L, x2: W, y1: y, y2: y, class: 'grid' }), svg('text', { x: L - 4, y: y + 4, class: 'axis', 'text-anchor': 'end' }, v));
   }
   labels.forEach((label, i) => {
     series.forEach((s, j) => {
       const v = s.values[i] || 0, h = ((H - B - top) * v) / max;
-      const r = svg('rect', { x: L + i * group + j * bar + 1, y: H - B - h, width: Math.max(1, bar - 1), height: h, class: s.cls });
+      const x = L + i * group + (group - bar * series.length) / 2 + j * bar;
+      const r = svg('rect', { x, y: H - B - h, width: Math.max(1, bar - 1), height: h, class: s.cls });
       r.append(svg('title', {}, `${label} · ${s.name}: ${v}`));
       chart.append(r);
     });
