@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::core::operator::Operations;
 use crate::core::refusal::Refusal;
-use crate::model::cases::{latency_buckets, parse_date, CaseCount, Period};
+use crate::model::cases::{parse_date, CaseCount, CaseQuery, Period, HISTOGRAM, LATENCY_BOUNDS};
 use crate::model::portal::Operator;
 use crate::model::time::now_ms;
 
@@ -24,6 +24,8 @@ use crate::model::time::now_ms;
 pub const DIMENSIONS: [&str; 5] = ["leistung", "destination", "tenant", "portal", "target"];
 /// The longest range a query covers, in days (hours: 31 days).
 const MAX_DAYS: i64 = 3700;
+/// Most rows one answer holds (more: narrow the query).
+pub const MAX_ROWS: usize = 100_000;
 const MAX_HOUR_DAYS: i64 = 31;
 
 /// A statistics query.
@@ -142,12 +144,12 @@ pub struct Counts {
     pub delivered: u64,
     pub parked: u64,
     pub discarded: u64,
-    /// Median time from acceptance to delivery (seconds, estimated from a
-    /// histogram with four buckets per doubling: within 19 %).
+    /// Median time from acceptance to delivery (seconds), estimated inside
+    /// its bucket of a histogram (a 1-2-5 series from 10 ms to 100,000 s).
     pub delivery_median_seconds: Option<f64>,
     pub delivery_p95_seconds: Option<f64>,
     #[serde(skip)]
-    histogram: BTreeMap<i64, u64>,
+    histogram: [u64; HISTOGRAM],
 }
 
 impl Counts {
@@ -156,8 +158,8 @@ impl Counts {
             "accepted" => self.accepted += c.n,
             "delivered" => {
                 self.delivered += c.n;
-                if c.bucket > 0 {
-                    *self.histogram.entry(c.bucket).or_default() += c.n;
+                for (h, n) in self.histogram.iter_mut().zip(c.histogram) {
+                    *h += n;
                 }
             }
             "parked" => self.parked += c.n,
@@ -166,36 +168,31 @@ impl Counts {
         }
     }
 
-    fn finish(&mut self, bounds: &[i64]) {
-        self.delivery_median_seconds = quantile(&self.histogram, bounds, 0.5);
-        self.delivery_p95_seconds = quantile(&self.histogram, bounds, 0.95);
+    fn finish(&mut self) {
+        self.delivery_median_seconds = quantile(&self.histogram, 0.5);
+        self.delivery_p95_seconds = quantile(&self.histogram, 0.95);
     }
 }
 
-/// The `q`-quantile of a histogram (upper bound ms → count), in seconds,
-/// interpolated linearly inside its bucket.
-fn quantile(histogram: &BTreeMap<i64, u64>, bounds: &[i64], q: f64) -> Option<f64> {
-    let total: u64 = histogram.values().sum();
+/// The `q`-quantile of a histogram over [`LATENCY_BOUNDS`], in seconds,
+/// interpolated linearly inside its bucket (the open last bucket: its
+/// lower bound).
+fn quantile(histogram: &[u64; HISTOGRAM], q: f64) -> Option<f64> {
+    let total: u64 = histogram.iter().sum();
     if total == 0 {
         return None;
     }
     let rank = q * total as f64;
     let mut seen = 0u64;
-    for (&upper, &n) in histogram {
-        if (seen + n) as f64 >= rank {
-            let lower = bounds
-                .iter()
-                .rev()
-                .find(|b| **b < upper)
-                .copied()
-                .unwrap_or(0);
-            // The open last bucket: its lower bound is all that is known.
-            if upper == i64::MAX {
+    for (i, &n) in histogram.iter().enumerate() {
+        if n > 0 && (seen + n) as f64 >= rank {
+            let lower = if i == 0 { 0 } else { LATENCY_BOUNDS[i - 1] };
+            let Some(&upper) = LATENCY_BOUNDS.get(i) else {
                 return Some(lower as f64 / 1000.0);
-            }
+            };
             let within = ((rank - seen as f64) / n as f64).clamp(0.0, 1.0);
             let ms = lower as f64 + within * (upper - lower) as f64;
-            return Some((ms / 1000.0 * 1000.0).round() / 1000.0);
+            return Some(ms.round() / 1000.0);
         }
         seen += n;
     }
@@ -275,40 +272,68 @@ impl Operations {
             Period::Hour => (from * 24, (to + 1) * 24),
             p => (p.start_of_day(from), to + 1),
         };
-        let rows = self
-            .store
-            .case_counts(q.period, lo, hi)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "reading case statistics failed");
-                Refusal::unavailable("the store cannot be reached right now; retry later")
-            })?;
-        Ok(aggregate(self, op, q, rows, (from, to)))
+        let dir = self.directory.load_full();
+        let mut group: Vec<&'static str> = Vec::new();
+        for d in &q.by {
+            let columns: &[&'static str] = match *d {
+                "tenant" => &["portal", "target"],
+                "leistung" => &["leistung"],
+                "destination" => &["destination"],
+                "portal" => &["portal"],
+                _ => &["target"],
+            };
+            for c in columns {
+                if !group.contains(c) {
+                    group.push(c);
+                }
+            }
+        }
+        let (portals, targets) = if op.sees_all() {
+            (None, None)
+        } else {
+            let portals = dir.portals.keys().filter(|p| dir.sees_portal(op, p));
+            let targets = dir.targets.keys().filter(|t| dir.sees(op, t));
+            (
+                Some(portals.cloned().collect()),
+                Some(targets.cloned().collect()),
+            )
+        };
+        let query = CaseQuery {
+            period: q.period,
+            from: lo,
+            to: hi,
+            group,
+            portals,
+            targets,
+            limit: MAX_ROWS + 1,
+        };
+        let rows = self.store.case_counts(query).await.map_err(|e| {
+            tracing::error!(error = %e, "reading case statistics failed");
+            Refusal::unavailable("the store cannot be reached right now; retry later")
+        })?;
+        if rows.len() > MAX_ROWS {
+            return Err(Refusal::new(
+                crate::core::refusal::Kind::TooLarge,
+                "too-many-rows",
+                format!("the answer would hold more than {MAX_ROWS} rows: ask for a shorter range, a longer period or fewer dimensions"),
+            ));
+        }
+        Ok(aggregate(self, q, rows, (from, to)))
     }
 }
 
 fn aggregate(
     ops: &Operations,
-    op: &Operator,
     q: &StatsQuery,
     rows: Vec<CaseCount>,
     (from, to): (i64, i64),
 ) -> Stats {
     let dir = ops.directory.load_full();
-    let bounds = latency_buckets();
     let mut groups: BTreeMap<(i64, Vec<Option<String>>), Counts> = BTreeMap::new();
     let mut totals = Counts::default();
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     for c in rows {
         let accepted = c.event == "accepted";
-        let visible = if accepted {
-            dir.sees_portal(op, &c.portal)
-        } else {
-            dir.sees(op, &c.target)
-        };
-        if !visible {
-            continue;
-        }
         let key: Vec<Option<String>> =
             q.by.iter()
                 .map(|d| match *d {
@@ -323,11 +348,11 @@ fn aggregate(
         groups.entry((c.start, key)).or_default().add(&c);
         totals.add(&c);
     }
-    totals.finish(&bounds);
+    totals.finish();
     let rows = groups
         .into_iter()
         .map(|((start, key), mut counts)| {
-            counts.finish(&bounds);
+            counts.finish();
             let first_day = if q.period == Period::Hour {
                 start.div_euclid(24)
             } else {
@@ -383,18 +408,19 @@ mod tests {
 
     #[test]
     fn quantiles_come_from_the_histogram() {
-        let bounds = latency_buckets();
-        let mut h = BTreeMap::new();
-        // 90 deliveries within 1 s, 10 after about a minute.
-        let second = *bounds.iter().find(|b| **b >= 1000).unwrap();
-        let minute = *bounds.iter().find(|b| **b >= 60_000).unwrap();
-        h.insert(second, 90);
-        h.insert(minute, 10);
-        let median = quantile(&h, &bounds, 0.5).unwrap();
-        assert!(median > 0.8 && median <= second as f64 / 1000.0, "{median}");
-        let p95 = quantile(&h, &bounds, 0.95).unwrap();
-        assert!(p95 > 50.0 && p95 <= minute as f64 / 1000.0, "{p95}");
-        assert_eq!(quantile(&BTreeMap::new(), &bounds, 0.5), None);
+        use crate::model::cases::bucket_of;
+        let mut h = [0u64; HISTOGRAM];
+        // 90 deliveries within about a second, 10 after about a minute.
+        h[bucket_of(900)] = 90;
+        h[bucket_of(55_000)] = 10;
+        let median = quantile(&h, 0.5).unwrap();
+        assert!(median > 0.5 && median <= 1.0, "{median}");
+        let p95 = quantile(&h, 0.95).unwrap();
+        assert!(p95 > 50.0 && p95 <= 100.0, "{p95}");
+        assert_eq!(quantile(&[0; HISTOGRAM], 0.5), None);
+        let mut late = [0u64; HISTOGRAM];
+        late[HISTOGRAM - 1] = 1;
+        assert_eq!(quantile(&late, 0.5), Some(100_000.0));
     }
 
     #[test]

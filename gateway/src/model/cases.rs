@@ -207,43 +207,100 @@ impl StatsZone {
 }
 
 /// Upper bounds (ms) of the histogram of times from acceptance to delivery:
-/// four buckets per doubling (each bound 19 % above the one before, from
-/// 100 ms on; rounded to whole ms below), from
-/// 1 ms to a year, and one for everything longer.
-pub fn latency_buckets() -> Vec<i64> {
-    let mut out: Vec<i64> = Vec::new();
-    let mut k = 0;
-    loop {
-        let b = 2f64.powf(f64::from(k) / 4.0).round() as i64;
-        if out.last() != Some(&b) {
-            out.push(b);
-        }
-        if b > 366 * DAY_MS {
-            break;
-        }
-        k += 1;
-    }
-    out.push(i64::MAX);
-    out
+/// a 1-2-5 series from 10 ms to 100,000 s (28 hours), and one bucket for
+/// everything longer. A median or percentile is estimated inside its bucket.
+pub const LATENCY_BOUNDS: [i64; HISTOGRAM - 1] = [
+    10,
+    20,
+    50,
+    100,
+    200,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    200_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+    20_000_000,
+    50_000_000,
+    100_000_000,
+];
+/// Buckets of the histogram (one more than bounds: the last is open).
+pub const HISTOGRAM: usize = 23;
+
+/// The bucket of a time to delivery (ms).
+pub fn bucket_of(ms: i64) -> usize {
+    LATENCY_BOUNDS.iter().take_while(|b| **b < ms).count()
 }
 
-/// One counter row as the stores keep it.
+/// What to read: one period's counters in a range of starts, summed over
+/// what is not grouped by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseQuery {
+    pub period: Period,
+    /// Period starts `from..to` (see [`Period::start_of_day`]).
+    pub from: i64,
+    pub to: i64,
+    /// Which of `leistung`, `destination`, `portal`, `target` to keep apart.
+    pub group: Vec<&'static str>,
+    /// Only `accepted` of these portals (`None`: all).
+    pub portals: Option<Vec<String>>,
+    /// Only outcomes of these targets (`None`: all).
+    pub targets: Option<Vec<String>>,
+    /// Most rows answered; more is refused by the caller.
+    pub limit: usize,
+}
+
+impl CaseQuery {
+    /// Every counter of `period` with starts `from..to`, kept apart by every column.
+    pub fn all(period: Period, from: i64, to: i64) -> CaseQuery {
+        CaseQuery {
+            period,
+            from,
+            to,
+            group: vec!["leistung", "destination", "portal", "target"],
+            portals: None,
+            targets: None,
+            limit: usize::MAX >> 1,
+        }
+    }
+}
+
+/// One row as the stores answer: counters summed per period, event and the
+/// grouped columns (the others empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseCount {
     /// The period's start (see [`Period::start_of_day`]).
     pub start: i64,
     /// One of [`EVENTS`].
     pub event: String,
-    /// Empty for outcomes counted per hour.
+    /// Empty when not grouped by, and for outcomes counted per hour.
     pub portal: String,
-    /// Empty in hourly counts.
+    /// Empty when not grouped by, and in hourly counts.
     pub leistung: String,
     pub destination: String,
-    /// Empty for `accepted`.
+    /// Empty when not grouped by, and for `accepted`.
     pub target: String,
-    /// `delivered`: the upper bound (ms) of its time's histogram bucket; else 0.
-    pub bucket: i64,
     pub n: u64,
+    /// `delivered`: how many in each bucket of [`LATENCY_BOUNDS`].
+    pub histogram: [u64; HISTOGRAM],
+}
+
+/// The SQL of the histogram's columns: `h0, h1, …` with `prefix` before
+/// each name and `suffix` after it.
+pub fn histogram_columns(prefix: &str, suffix: &str) -> String {
+    (0..HISTOGRAM)
+        .map(|i| format!("{prefix}h{i}{suffix}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -309,15 +366,17 @@ mod tests {
     }
 
     #[test]
-    fn latency_buckets_rise_by_a_fifth_at_most() {
-        let b = latency_buckets();
-        assert_eq!(b[0], 1);
-        assert_eq!(*b.last().unwrap(), i64::MAX);
-        for w in b.windows(2).take(b.len() - 2) {
-            assert!(w[1] > w[0]);
-            if w[0] >= 100 {
-                assert!((w[1] as f64) / (w[0] as f64) < 1.2, "{w:?}");
-            }
-        }
+    fn times_fall_in_their_buckets() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(10), 0);
+        assert_eq!(bucket_of(11), 1);
+        assert_eq!(bucket_of(1_500), 7);
+        assert_eq!(bucket_of(100_000_000), HISTOGRAM - 2);
+        assert_eq!(bucket_of(i64::MAX), HISTOGRAM - 1);
+        assert!(LATENCY_BOUNDS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            histogram_columns("x.", " = 0").split(", ").count(),
+            HISTOGRAM
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! already encrypted.
 
 pub mod backends;
+pub mod cases;
 pub mod embedded;
 pub mod postgres;
 pub mod queue;
@@ -18,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::model::audit::{self, Checkpoint, Head};
-use crate::model::cases::{CaseCount, Period, StatsZone};
+use crate::model::cases::{CaseCount, CaseQuery, StatsZone};
 use crate::model::delivery::{
     Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
     QueueDepth, Recorded, TargetHealth,
@@ -246,9 +247,8 @@ pub trait Store: Send + Sync {
         value: Option<String>,
         event: audit::AuditEvent,
     ) -> StoreFuture<'_, ()>;
-    /// The case statistics' counters of `period` whose start lies in
-    /// `from..to` (see `model::cases`).
-    fn case_counts(&self, period: Period, from: i64, to: i64) -> StoreFuture<'_, Vec<CaseCount>>;
+    /// The case statistics' counters a query asks for, summed (see `model::cases`).
+    fn case_counts(&self, query: CaseQuery) -> StoreFuture<'_, Vec<CaseCount>>;
     /// The time zone the case statistics count future events in.
     fn set_case_zone(&self, zone: StatsZone) -> StoreFuture<'_, ()>;
     /// Deletes envelopes whose retention ended; returns how many.

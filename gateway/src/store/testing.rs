@@ -123,11 +123,9 @@ impl<S: Store> Store for Timeless<S> {
     }
     fn case_counts(
         &self,
-        period: crate::model::cases::Period,
-        from: i64,
-        to: i64,
+        query: crate::model::cases::CaseQuery,
     ) -> StoreFuture<'_, Vec<crate::model::cases::CaseCount>> {
-        Box::pin(held(self.0.case_counts(period, from, to)))
+        Box::pin(held(self.0.case_counts(query)))
     }
     fn set_case_zone(&self, zone: crate::model::cases::StatsZone) -> StoreFuture<'_, ()> {
         Box::pin(held(self.0.set_case_zone(zone)))

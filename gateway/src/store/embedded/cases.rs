@@ -2,23 +2,29 @@
 //! by triggers in the transaction of every change they count.
 //!
 //! ```text
-//! case_counts(period, start, event, leistung, destination, portal, target, bucket, n)
+//! case_counts(period, start, event, leistung, destination, portal, target, n, h0 … h22)
+//!                                    n events; delivered: h<i> of them in bucket i of the times
 //! case_zone(from_ms, offset_ms)      the statistics' time zone: offset from UTC since from_ms
-//! case_buckets(upper_ms)             the histogram of times from acceptance to delivery
+//! case_buckets(upper_ms)             the histogram's bucket bounds (model::cases::LATENCY_BOUNDS)
 //! ```
 //!
 //! A submission's insert counts `accepted` at its `received_at`; a delivery
 //! entering `delivered`, `parked` or `discarded` counts that outcome at its
-//! `updated_ms`, `delivered` in the bucket of `updated_ms - created_at_ms`.
+//! `updated_ms`, `delivered` also in the bucket of `updated_ms - created_at_ms`.
 //! Each event adds one to its row of the hour, the day, the week and the
 //! month it falls in (in the zone's local time).
 
 use rusqlite::{params, Connection};
 
-use crate::model::cases::{latency_buckets, CaseCount, Period, StatsZone};
+use crate::model::cases::{
+    histogram_columns, CaseCount, CaseQuery, StatsZone, HISTOGRAM, LATENCY_BOUNDS,
+};
 use crate::store::StoreError;
 
-pub(super) const TABLES: &str = "
+/// The tables (created by `SCHEMA`'s companion and by the 7 → 8 migration).
+pub(super) fn tables() -> String {
+    format!(
+        "
 CREATE TABLE IF NOT EXISTS case_counts (
     period       TEXT NOT NULL,
     start        INTEGER NOT NULL,
@@ -27,9 +33,9 @@ CREATE TABLE IF NOT EXISTS case_counts (
     destination  TEXT NOT NULL,
     portal       TEXT NOT NULL,
     target       TEXT NOT NULL,
-    bucket       INTEGER NOT NULL,
     n            INTEGER NOT NULL,
-    PRIMARY KEY (period, start, event, leistung, destination, portal, target, bucket)
+    {},
+    PRIMARY KEY (period, start, event, leistung, destination, portal, target)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS case_zone (
     from_ms    INTEGER PRIMARY KEY,
@@ -38,14 +44,23 @@ CREATE TABLE IF NOT EXISTS case_zone (
 CREATE TABLE IF NOT EXISTS case_buckets (
     upper_ms  INTEGER PRIMARY KEY
 );
-";
+",
+        histogram_columns("", " INTEGER NOT NULL DEFAULT 0")
+    )
+}
 
 /// The statement that counts events in their four periods. `source` is a
 /// SELECT of the events: `at` (ms, UTC), `portal`, `leistung`,
-/// `destination`, `target`, `bucket`.
+/// `destination`, `target`, `k` (the histogram bucket of a delivery, else NULL).
 fn count(event: &str, source: &str) -> String {
+    let sums: Vec<String> = (0..HISTOGRAM).map(|i| format!("sum(e.k IS {i})")).collect();
+    let adds = histogram_columns("", "")
+        .split(", ")
+        .map(|h| format!("{h} = {h} + excluded.{h}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "INSERT INTO case_counts (period, start, event, leistung, destination, portal, target, bucket, n)
+        "INSERT INTO case_counts (period, start, event, leistung, destination, portal, target, n, {columns})
     SELECT p.period,
         CASE p.period WHEN 'hour' THEN e.lms / 3600000
                       WHEN 'day' THEN e.lms / 86400000
@@ -56,14 +71,16 @@ fn count(event: &str, source: &str) -> String {
         CASE p.period WHEN 'hour' THEN '' ELSE e.destination END AS destination,
         CASE WHEN p.period = 'hour' AND '{event}' <> 'accepted' THEN '' ELSE e.portal END AS portal,
         e.target,
-        CASE p.period WHEN 'hour' THEN 0 ELSE e.bucket END AS bucket,
-        count(*)
+        count(*),
+        {sums}
     FROM (SELECT x.*, x.at + coalesce((SELECT offset_ms FROM case_zone WHERE from_ms <= x.at ORDER BY from_ms DESC LIMIT 1), 0) AS lms
           FROM ({source}) AS x) AS e,
          (SELECT 'hour' AS period UNION ALL SELECT 'day' UNION ALL SELECT 'week' UNION ALL SELECT 'month') AS p
     WHERE 1
-    GROUP BY 1, 2, 4, 5, 6, 7, 8
-    ON CONFLICT (period, start, event, leistung, destination, portal, target, bucket) DO UPDATE SET n = n + excluded.n;"
+    GROUP BY 1, 2, 4, 5, 6, 7
+    ON CONFLICT (period, start, event, leistung, destination, portal, target) DO UPDATE SET n = n + excluded.n, {adds};",
+        columns = histogram_columns("", ""),
+        sums = sums.join(", "),
     )
 }
 
@@ -71,21 +88,21 @@ fn count(event: &str, source: &str) -> String {
 fn accepted(s: &str) -> String {
     format!(
         "SELECT CAST(strftime('%s', {s}.received_at) AS INTEGER) * 1000 AS at, {s}.portal AS portal,
-                {s}.leistung AS leistung, {s}.destination AS destination, '' AS target, 0 AS bucket"
+                {s}.leistung AS leistung, {s}.destination AS destination, '' AS target, NULL AS k"
     )
 }
 
 /// A delivery's outcome: `d` is the deliveries row, its submission is joined as `s`.
 fn outcome(event: &str, d: &str) -> String {
-    let bucket = if event == "delivered" {
-        format!("(SELECT min(upper_ms) FROM case_buckets WHERE upper_ms >= max({d}.updated_ms - {d}.created_at_ms, 0))")
+    let k = if event == "delivered" {
+        format!("(SELECT count(*) FROM case_buckets WHERE upper_ms < {d}.updated_ms - {d}.created_at_ms)")
     } else {
-        "0".to_owned()
+        "NULL".to_owned()
     };
     format!(
         "SELECT CASE WHEN {d}.updated_ms > 0 THEN {d}.updated_ms ELSE CAST(strftime('%s', 'now') AS INTEGER) * 1000 END AS at,
                 s.portal AS portal, s.leistung AS leistung, s.destination AS destination, {d}.target AS target,
-                {bucket} AS bucket"
+                {k} AS k"
     )
 }
 
@@ -115,7 +132,7 @@ pub(super) fn init(conn: &Connection) -> Result<(), StoreError> {
     let buckets: i64 = conn.query_row("SELECT count(*) FROM case_buckets", [], |r| r.get(0))?;
     if buckets == 0 {
         let mut insert = conn.prepare("INSERT INTO case_buckets (upper_ms) VALUES (?1)")?;
-        for b in latency_buckets() {
+        for b in LATENCY_BOUNDS {
             insert.execute([b])?;
         }
     }
@@ -166,28 +183,37 @@ pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The counters of `period` whose start lies in `from..to`.
-pub(super) fn counts(
-    conn: &Connection,
-    period: Period,
-    from: i64,
-    to: i64,
-) -> Result<Vec<CaseCount>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT start, event, portal, leistung, destination, target, bucket, n FROM case_counts
-         WHERE period = ?1 AND start >= ?2 AND start < ?3",
+/// The counters `q` asks for, summed in the database.
+pub(super) fn counts(conn: &Connection, q: &CaseQuery) -> Result<Vec<CaseCount>, StoreError> {
+    let (sql, portals, targets) = crate::store::cases::query_sql(q, "?");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            q.period.as_str(),
+            q.from,
+            q.to,
+            portals,
+            targets,
+            q.limit as i64
+        ],
+        row,
     )?;
-    let rows = stmt.query_map(params![period.as_str(), from, to], |r| {
-        Ok(CaseCount {
-            start: r.get(0)?,
-            event: r.get(1)?,
-            portal: r.get(2)?,
-            leistung: r.get(3)?,
-            destination: r.get(4)?,
-            target: r.get(5)?,
-            bucket: r.get(6)?,
-            n: r.get::<_, i64>(7)?.max(0) as u64,
-        })
-    })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseCount> {
+    let mut histogram = [0u64; HISTOGRAM];
+    for (i, h) in histogram.iter_mut().enumerate() {
+        *h = r.get::<_, i64>(7 + i)?.max(0) as u64;
+    }
+    Ok(CaseCount {
+        start: r.get(0)?,
+        event: r.get(1)?,
+        leistung: r.get(2)?,
+        destination: r.get(3)?,
+        portal: r.get(4)?,
+        target: r.get(5)?,
+        n: r.get::<_, i64>(6)?.max(0) as u64,
+        histogram,
+    })
 }

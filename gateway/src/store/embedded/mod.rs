@@ -76,7 +76,7 @@ mod integrity_tests;
 mod tests;
 
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
-use crate::model::cases::{CaseCount, Period, StatsZone};
+use crate::model::cases::{CaseCount, CaseQuery, StatsZone};
 use crate::model::delivery::{
     Action, Actor, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, DeliveryState,
     Operated, QueueDepth, Recorded, TargetHealth,
@@ -175,7 +175,7 @@ impl EmbeddedStore {
         let segments = Arc::new(Segments::open(data_dir)?);
         migrate(&mut writer, &segments)?;
         writer.execute_batch(SCHEMA)?;
-        writer.execute_batch(cases::TABLES)?;
+        writer.execute_batch(&cases::tables())?;
         writer.execute_batch(&cases::triggers())?;
         cases::init(&writer)?;
         let store_id = anchor::store_id(&writer)?;
@@ -502,8 +502,8 @@ impl Store for EmbeddedStore {
         }))
     }
 
-    fn case_counts(&self, period: Period, from: i64, to: i64) -> StoreFuture<'_, Vec<CaseCount>> {
-        self.read(move |conn| cases::counts(conn, period, from, to))
+    fn case_counts(&self, query: CaseQuery) -> StoreFuture<'_, Vec<CaseCount>> {
+        self.read(move |conn| cases::counts(conn, &query))
     }
 
     fn set_case_zone(&self, zone: StatsZone) -> StoreFuture<'_, ()> {

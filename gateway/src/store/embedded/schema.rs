@@ -239,7 +239,7 @@ fn migrate_5_to_6(conn: &mut Connection) -> Result<(), StoreError> {
 fn migrate_7_to_8(conn: &mut Connection) -> Result<(), StoreError> {
     tracing::info!("migrating the store from schema version 7 to 8: case statistics");
     let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-    tx.execute_batch(super::cases::TABLES)?;
+    tx.execute_batch(&super::cases::tables())?;
     super::cases::backfill(&tx)?;
     tx.execute_batch("PRAGMA user_version = 8;")?;
     tx.commit()?;

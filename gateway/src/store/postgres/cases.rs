@@ -6,7 +6,9 @@
 use deadpool_postgres::Pool;
 
 use super::backend;
-use crate::model::cases::{latency_buckets, CaseCount, Period, StatsZone};
+use crate::model::cases::{
+    histogram_columns, CaseCount, CaseQuery, StatsZone, HISTOGRAM, LATENCY_BOUNDS,
+};
 use crate::store::StoreError;
 
 /// The advisory lock the fold holds ("ozg-case" as a number).
@@ -14,7 +16,18 @@ const FOLD_LOCK: i64 = 0x6f7a_672d_6361_7365;
 /// Events folded per statement (keeps one transaction short).
 const FOLD_BATCH: i64 = 50_000;
 
-const FOLD: &str = "
+/// Moves up to `$1` events into their counters (see `schema_v4.sql`).
+fn fold_sql() -> String {
+    let sums: Vec<String> = (0..HISTOGRAM)
+        .map(|i| format!("count(*) FILTER (WHERE k = {i})"))
+        .collect();
+    let adds = histogram_columns("", "")
+        .split(", ")
+        .map(|h| format!("{h} = case_counts.{h} + excluded.{h}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "
 WITH moved AS (
     DELETE FROM case_events WHERE id IN (SELECT id FROM case_events ORDER BY id LIMIT $1)
     RETURNING at_ms, event, portal, leistung, destination, target, latency_ms
@@ -22,26 +35,30 @@ WITH moved AS (
     SELECT m.*,
            m.at_ms + coalesce((SELECT offset_ms FROM case_zone z WHERE z.from_ms <= m.at_ms
                                ORDER BY z.from_ms DESC LIMIT 1), 0) AS lms,
-           CASE WHEN m.latency_ms IS NULL THEN 0
-                ELSE (SELECT min(upper_ms) FROM case_buckets WHERE upper_ms >= m.latency_ms) END AS bucket
+           CASE WHEN m.latency_ms IS NULL THEN NULL
+                ELSE (SELECT count(*) FROM case_buckets WHERE upper_ms < m.latency_ms) END AS k
     FROM moved m
 ), rows AS (
     SELECT 'hour' AS period, lms / 3600000 AS start, event, '' AS leistung, '' AS destination,
-           CASE WHEN event = 'accepted' THEN portal ELSE '' END AS portal, target, 0::bigint AS bucket FROM e
+           CASE WHEN event = 'accepted' THEN portal ELSE '' END AS portal, target, k FROM e
     UNION ALL
-    SELECT 'day', lms / 86400000, event, leistung, destination, portal, target, bucket FROM e
+    SELECT 'day', lms / 86400000, event, leistung, destination, portal, target, k FROM e
     UNION ALL
-    SELECT 'week', lms / 86400000 - (lms / 86400000 + 3) % 7, event, leistung, destination, portal, target, bucket FROM e
+    SELECT 'week', lms / 86400000 - (lms / 86400000 + 3) % 7, event, leistung, destination, portal, target, k FROM e
     UNION ALL
     SELECT 'month', (date_trunc('month', date '1970-01-01' + (lms / 86400000)::int)::date - date '1970-01-01')::bigint,
-           event, leistung, destination, portal, target, bucket FROM e
+           event, leistung, destination, portal, target, k FROM e
 )
-INSERT INTO case_counts (period, start, event, leistung, destination, portal, target, bucket, n)
-SELECT period, start, event, leistung, destination, portal, target, bucket, count(*) FROM rows
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-ON CONFLICT (period, start, event, leistung, destination, portal, target, bucket)
-    DO UPDATE SET n = case_counts.n + excluded.n";
+INSERT INTO case_counts (period, start, event, leistung, destination, portal, target, n, {columns})
+SELECT period, start, event, leistung, destination, portal, target, count(*), {sums} FROM rows
+GROUP BY 1, 2, 3, 4, 5, 6, 7
+ORDER BY 1, 2, 3, 4, 5, 6, 7
+ON CONFLICT (period, start, event, leistung, destination, portal, target)
+    DO UPDATE SET n = case_counts.n + excluded.n, {adds}",
+        columns = histogram_columns("", ""),
+        sums = sums.join(", "),
+    )
+}
 
 /// Adds waiting events into the counters; returns how many. `wait`: wait for
 /// an instance folding right now (a query must see every event); else leave
@@ -65,7 +82,10 @@ pub async fn fold(pool: &Pool, wait: bool) -> Result<u64, StoreError> {
                 return Ok(total);
             }
         }
-        let rows = tx.execute(FOLD, &[&FOLD_BATCH]).await.map_err(backend)?;
+        let rows = tx
+            .execute(&fold_sql(), &[&FOLD_BATCH])
+            .await
+            .map_err(backend)?;
         // `rows` counts counter rows written; the events moved are what is left to ask.
         let left: i64 = tx
             .query_one(
@@ -97,7 +117,7 @@ pub async fn set_zone(pool: &Pool, zone: StatsZone) -> Result<(), StoreError> {
         .map_err(backend)?
         .get(0);
     if buckets == 0 {
-        for b in latency_buckets() {
+        for b in LATENCY_BOUNDS {
             tx.execute("INSERT INTO case_buckets (upper_ms) VALUES ($1)", &[&b])
                 .await
                 .map_err(backend)?;
@@ -116,7 +136,9 @@ pub async fn set_zone(pool: &Pool, zone: StatsZone) -> Result<(), StoreError> {
     let transitions = zone.transitions();
     if current != transitions {
         // Events not yet folded are counted in the zone they happened under.
-        tx.execute(FOLD, &[&i64::MAX]).await.map_err(backend)?;
+        tx.execute(&fold_sql(), &[&i64::MAX])
+            .await
+            .map_err(backend)?;
         tx.execute("DELETE FROM case_zone", &[])
             .await
             .map_err(backend)?;
@@ -132,35 +154,42 @@ pub async fn set_zone(pool: &Pool, zone: StatsZone) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The counters of `period` whose start lies in `from..to`, every event
-/// committed before the call included.
-pub async fn counts(
-    pool: &Pool,
-    period: Period,
-    from: i64,
-    to: i64,
-) -> Result<Vec<CaseCount>, StoreError> {
+/// The counters `q` asks for, every event committed before the call included.
+pub async fn counts(pool: &Pool, q: &CaseQuery) -> Result<Vec<CaseCount>, StoreError> {
     fold(pool, true).await?;
+    let (sql, portals, targets) = crate::store::cases::query_sql(q, "$");
     let conn = pool.get().await.map_err(backend)?;
     let rows = conn
         .query(
-            "SELECT start, event, portal, leistung, destination, target, bucket, n FROM case_counts
-             WHERE period = $1 AND start >= $2 AND start < $3",
-            &[&period.as_str(), &from, &to],
+            &sql,
+            &[
+                &q.period.as_str(),
+                &q.from,
+                &q.to,
+                &portals,
+                &targets,
+                &(q.limit as i64),
+            ],
         )
         .await
         .map_err(backend)?;
     Ok(rows
         .iter()
-        .map(|r| CaseCount {
-            start: r.get(0),
-            event: r.get(1),
-            portal: r.get(2),
-            leistung: r.get(3),
-            destination: r.get(4),
-            target: r.get(5),
-            bucket: r.get(6),
-            n: r.get::<_, i64>(7).max(0) as u64,
+        .map(|r| {
+            let mut histogram = [0u64; HISTOGRAM];
+            for (i, h) in histogram.iter_mut().enumerate() {
+                *h = r.get::<_, i64>(7 + i).max(0) as u64;
+            }
+            CaseCount {
+                start: r.get(0),
+                event: r.get(1),
+                leistung: r.get(2),
+                destination: r.get(3),
+                portal: r.get(4),
+                target: r.get(5),
+                n: r.get::<_, i64>(6).max(0) as u64,
+                histogram,
+            }
         })
         .collect())
 }

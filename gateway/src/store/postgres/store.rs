@@ -15,7 +15,7 @@ use tokio_postgres::NoTls;
 
 use super::{audit, backend, deliveries, ops, outbox, reads, submissions};
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
-use crate::model::cases::{CaseCount, Period, StatsZone};
+use crate::model::cases::{CaseCount, CaseQuery, StatsZone};
 use crate::model::delivery::{
     Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
     QueueDepth, Recorded, TargetHealth,
@@ -347,8 +347,8 @@ impl Store for PostgresStore {
         )
     }
 
-    fn case_counts(&self, period: Period, from: i64, to: i64) -> StoreFuture<'_, Vec<CaseCount>> {
-        Box::pin(async move { super::cases::counts(&self.pool, period, from, to).await })
+    fn case_counts(&self, query: CaseQuery) -> StoreFuture<'_, Vec<CaseCount>> {
+        Box::pin(async move { super::cases::counts(&self.pool, &query).await })
     }
 
     fn set_case_zone(&self, zone: StatsZone) -> StoreFuture<'_, ()> {

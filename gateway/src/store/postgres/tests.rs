@@ -508,18 +508,24 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
         record(&p, id, &outcome, now).await.unwrap();
     }
     let july = parse_date("2026-07-01").unwrap();
-    let rows = super::cases::counts(&p, Period::Day, july, july + 1)
-        .await
-        .unwrap();
+    let rows = super::cases::counts(
+        &p,
+        &crate::model::cases::CaseQuery::all(Period::Day, july, july + 1),
+    )
+    .await
+    .unwrap();
     let accepted: Vec<(String, u64)> = rows
         .iter()
         .filter(|r| r.event == "accepted")
         .map(|r| (r.leistung.clone(), r.n))
         .collect();
     assert_eq!(accepted, [("a".to_owned(), 2), ("b".to_owned(), 1)]);
-    let week = super::cases::counts(&p, Period::Week, july - 2, july - 1)
-        .await
-        .unwrap();
+    let week = super::cases::counts(
+        &p,
+        &crate::model::cases::CaseQuery::all(Period::Week, july - 2, july - 1),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         week.iter()
             .filter(|r| r.event == "accepted")
@@ -527,9 +533,12 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
             .sum::<u64>(),
         3
     );
-    let month = super::cases::counts(&p, Period::Month, july, july + 1)
-        .await
-        .unwrap();
+    let month = super::cases::counts(
+        &p,
+        &crate::model::cases::CaseQuery::all(Period::Month, july, july + 1),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         month
             .iter()
@@ -538,9 +547,12 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
             .sum::<u64>(),
         3
     );
-    let hour = super::cases::counts(&p, Period::Hour, july * 24, july * 24 + 1)
-        .await
-        .unwrap();
+    let hour = super::cases::counts(
+        &p,
+        &crate::model::cases::CaseQuery::all(Period::Hour, july * 24, july * 24 + 1),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         hour.iter()
             .filter(|r| r.event == "accepted")
@@ -550,9 +562,12 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
     );
     // The outcomes happened today; the delivered one carries its time's bucket.
     let today = StatsZone::EuropeBerlin.day_of(now);
-    let rows = super::cases::counts(&p, Period::Day, today, today + 1)
-        .await
-        .unwrap();
+    let rows = super::cases::counts(
+        &p,
+        &crate::model::cases::CaseQuery::all(Period::Day, today, today + 1),
+    )
+    .await
+    .unwrap();
     let of = |e: &str| {
         rows.iter()
             .filter(|r| r.event == e)
@@ -560,9 +575,10 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
             .sum::<u64>()
     };
     assert_eq!((of("delivered"), of("parked")), (1, 1));
-    assert!(rows
-        .iter()
-        .any(|r| r.event == "delivered" && r.bucket > 0 && r.target == "dms" && r.leistung == "a"));
+    assert!(rows.iter().any(|r| r.event == "delivered"
+        && r.histogram.iter().sum::<u64>() == r.n
+        && r.target == "dms"
+        && r.leistung == "a"));
     // Nothing is left to fold, and folding again changes nothing.
     assert_eq!(super::cases::fold(&p, false).await.unwrap(), 0);
     db.drop_it(p).await;

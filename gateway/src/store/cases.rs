@@ -1,0 +1,55 @@
+//! The query both stores answer case statistics with (see `model::cases`):
+//! one period's counters in a range, summed over what is not grouped by, in
+//! the database, for the portals and targets the operator sees.
+
+use crate::model::cases::{histogram_columns, CaseQuery};
+
+/// The SELECT of a [`CaseQuery`] with placeholders `{p}1` … `{p}6` (period,
+/// from, to, portals as JSON, targets as JSON, limit), and those two lists.
+pub fn query_sql(q: &CaseQuery, p: &str) -> (String, Option<String>, Option<String>) {
+    let column = |c: &str| {
+        if q.group.contains(&c) {
+            c.to_owned()
+        } else {
+            format!("'' AS {c}")
+        }
+    };
+    let grouped: Vec<&str> = ["leistung", "destination", "portal", "target"]
+        .into_iter()
+        .filter(|c| q.group.contains(c))
+        .collect();
+    let list = |l: &Option<Vec<String>>| {
+        l.as_ref()
+            .map(|v| serde_json::to_string(v).unwrap_or_default())
+    };
+    let (json_each, cast) = if p == "$" {
+        ("jsonb_array_elements_text", "::jsonb")
+    } else {
+        ("json_each", "")
+    };
+    let member = |col: &str, n: u8| {
+        if p == "$" {
+            format!("({p}{n}::text IS NULL OR {col} IN (SELECT {json_each}({p}{n}{cast})))")
+        } else {
+            format!("({p}{n} IS NULL OR {col} IN (SELECT value FROM {json_each}({p}{n})))")
+        }
+    };
+    let sql = format!(
+        "SELECT start, event, {leistung}, {destination}, {portal}, {target}, CAST(sum(n) AS BIGINT), {hist}
+         FROM case_counts
+         WHERE period = {p}1 AND start >= {p}2 AND start < {p}3
+           AND ((event = 'accepted' AND {portals}) OR (event <> 'accepted' AND {targets}))
+         GROUP BY start, event{comma}{grouped}
+         LIMIT {p}6",
+        leistung = column("leistung"),
+        destination = column("destination"),
+        portal = column("portal"),
+        target = column("target"),
+        hist = histogram_columns("CAST(sum(", ") AS BIGINT)"),
+        portals = member("portal", 4),
+        targets = member("target", 5),
+        comma = if grouped.is_empty() { "" } else { ", " },
+        grouped = grouped.join(", "),
+    );
+    (sql, list(&q.portals), list(&q.targets))
+}
