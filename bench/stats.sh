@@ -20,16 +20,16 @@ else
 fi
 W=$(mktemp -d)
 sed -e "s#@DIR@#$W#g" -e "s#@REPO@#$PWD#g" bench/gateway-bench.toml > $W/gateway.toml
-up() {
+up() { # [seconds to wait for readiness, default 60]
   $BIN serve --config $W/gateway.toml 2>>$W/gw.log &
   GW=$!
-  for _ in $(seq 1 60); do curl -sf http://127.0.0.1:19090/readyz >/dev/null && return; sleep 1; done
+  for _ in $(seq 1 ${1:-60}); do curl -sf http://127.0.0.1:19090/readyz >/dev/null && return; sleep 1; done
   echo "the gateway did not come up: $(tail -5 $W/gw.log)"; exit 1
 }
 up; kill $GW; wait $GW
 python3 bench/stats_history.py $W/var $N
 t0=$(date +%s.%N)
-up
+up 3600
 echo "start with the migration that counts the history: $(echo "$(date +%s.%N) - $t0" | bc) s"
 sqlite3 -readonly $W/var/gateway.db "SELECT 'case_counts rows per period: ' || group_concat(period || ' ' || c, ', ') FROM (SELECT period, count(*) c FROM case_counts GROUP BY period)" 2>/dev/null
 today=$(date +%F); year_ago=$(date -d '-364 days' +%F)

@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use crate::core::operator::Operations;
 use crate::core::refusal::Refusal;
-use crate::model::cases::{parse_date, CaseCount, CaseQuery, Period, HISTOGRAM, LATENCY_BOUNDS};
+use crate::model::cases::{
+    parse_date, CaseCount, CaseCounts, CaseQuery, Period, HISTOGRAM, LATENCY_BOUNDS,
+};
 use crate::model::portal::Operator;
 use crate::model::time::now_ms;
 
@@ -146,20 +148,28 @@ pub struct Counts {
     pub discarded: u64,
     /// Median time from acceptance to delivery (seconds), estimated inside
     /// its bucket of a histogram (a 1-2-5 series from 10 ms to 100,000 s).
+    /// Times are kept per Leistung and target: a row grouped by destination
+    /// or portal gets the mix of its Leistungen's and targets' times,
+    /// weighted by its deliveries.
     pub delivery_median_seconds: Option<f64>,
     pub delivery_p95_seconds: Option<f64>,
     #[serde(skip)]
-    histogram: [u64; HISTOGRAM],
+    histogram: [f64; HISTOGRAM],
 }
 
 impl Counts {
-    fn add(&mut self, c: &CaseCount) {
+    /// Adds a row; `times` is the histogram of its Leistung and target in
+    /// its period and how many deliveries it holds.
+    fn add(&mut self, c: &CaseCount, times: Option<&([u64; HISTOGRAM], u64)>) {
         match c.event.as_str() {
             "accepted" => self.accepted += c.n,
             "delivered" => {
                 self.delivered += c.n;
-                for (h, n) in self.histogram.iter_mut().zip(c.histogram) {
-                    *h += n;
+                if let Some((h, total)) = times.filter(|(_, t)| *t > 0) {
+                    let share = c.n as f64 / *total as f64;
+                    for (mine, n) in self.histogram.iter_mut().zip(h) {
+                        *mine += share * *n as f64;
+                    }
                 }
             }
             "parked" => self.parked += c.n,
@@ -177,20 +187,20 @@ impl Counts {
 /// The `q`-quantile of a histogram over [`LATENCY_BOUNDS`], in seconds,
 /// interpolated linearly inside its bucket (the open last bucket: its
 /// lower bound).
-fn quantile(histogram: &[u64; HISTOGRAM], q: f64) -> Option<f64> {
-    let total: u64 = histogram.iter().sum();
-    if total == 0 {
+fn quantile(histogram: &[f64; HISTOGRAM], q: f64) -> Option<f64> {
+    let total: f64 = histogram.iter().sum();
+    if total <= 0.0 {
         return None;
     }
-    let rank = q * total as f64;
-    let mut seen = 0u64;
+    let rank = q * total;
+    let mut seen = 0.0;
     for (i, &n) in histogram.iter().enumerate() {
-        if n > 0 && (seen + n) as f64 >= rank {
+        if n > 0.0 && seen + n >= rank * (1.0 - 1e-12) {
             let lower = if i == 0 { 0 } else { LATENCY_BOUNDS[i - 1] };
             let Some(&upper) = LATENCY_BOUNDS.get(i) else {
                 return Some(lower as f64 / 1000.0);
             };
-            let within = ((rank - seen as f64) / n as f64).clamp(0.0, 1.0);
+            let within = ((rank - seen) / n).clamp(0.0, 1.0);
             let ms = lower as f64 + within * (upper - lower) as f64;
             return Some(ms.round() / 1000.0);
         }
@@ -288,6 +298,13 @@ impl Operations {
                 }
             }
         }
+        // Times to delivery are kept per Leistung and target: rows are read
+        // apart by both to weigh them (and summed below).
+        for c in ["leistung", "target"] {
+            if !group.contains(&c) {
+                group.push(c);
+            }
+        }
         let (portals, targets) = if op.sees_all() {
             (None, None)
         } else {
@@ -305,34 +322,48 @@ impl Operations {
             group,
             portals,
             targets,
-            limit: MAX_ROWS + 1,
+            // One store row per event kind of an answer's row.
+            limit: 4 * MAX_ROWS + 1,
         };
         let rows = self.store.case_counts(query).await.map_err(|e| {
             tracing::error!(error = %e, "reading case statistics failed");
             Refusal::unavailable("the store cannot be reached right now; retry later")
         })?;
-        if rows.len() > MAX_ROWS {
-            return Err(Refusal::new(
+        let too_many = || {
+            Refusal::new(
                 crate::core::refusal::Kind::TooLarge,
                 "too-many-rows",
                 format!("the answer would hold more than {MAX_ROWS} rows: ask for a shorter range, a longer period or fewer dimensions"),
-            ));
+            )
+        };
+        if rows.counts.len() > 4 * MAX_ROWS {
+            return Err(too_many());
         }
-        Ok(aggregate(self, q, rows, (from, to)))
+        let stats = aggregate(self, q, rows, (from, to));
+        if stats.rows.len() > MAX_ROWS {
+            return Err(too_many());
+        }
+        Ok(stats)
     }
 }
 
-fn aggregate(
-    ops: &Operations,
-    q: &StatsQuery,
-    rows: Vec<CaseCount>,
-    (from, to): (i64, i64),
-) -> Stats {
+fn aggregate(ops: &Operations, q: &StatsQuery, rows: CaseCounts, (from, to): (i64, i64)) -> Stats {
     let dir = ops.directory.load_full();
+    let times: std::collections::HashMap<(i64, &str, &str), ([u64; HISTOGRAM], u64)> = rows
+        .latency
+        .iter()
+        .map(|l| {
+            let total = l.histogram.iter().sum();
+            (
+                (l.start, l.leistung.as_str(), l.target.as_str()),
+                (l.histogram, total),
+            )
+        })
+        .collect();
     let mut groups: BTreeMap<(i64, Vec<Option<String>>), Counts> = BTreeMap::new();
     let mut totals = Counts::default();
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    for c in rows {
+    for c in &rows.counts {
         let accepted = c.event == "accepted";
         let key: Vec<Option<String>> =
             q.by.iter()
@@ -345,8 +376,9 @@ fn aggregate(
                     _ => dir.tenant_of(&c.target).map(str::to_owned),
                 })
                 .collect();
-        groups.entry((c.start, key)).or_default().add(&c);
-        totals.add(&c);
+        let t = times.get(&(c.start, c.leistung.as_str(), c.target.as_str()));
+        groups.entry((c.start, key)).or_default().add(c, t);
+        totals.add(c, t);
     }
     totals.finish();
     let rows = groups
@@ -409,17 +441,17 @@ mod tests {
     #[test]
     fn quantiles_come_from_the_histogram() {
         use crate::model::cases::bucket_of;
-        let mut h = [0u64; HISTOGRAM];
+        let mut h = [0f64; HISTOGRAM];
         // 90 deliveries within about a second, 10 after about a minute.
-        h[bucket_of(900)] = 90;
-        h[bucket_of(55_000)] = 10;
+        h[bucket_of(900)] = 90.0;
+        h[bucket_of(55_000)] = 10.0;
         let median = quantile(&h, 0.5).unwrap();
         assert!(median > 0.5 && median <= 1.0, "{median}");
         let p95 = quantile(&h, 0.95).unwrap();
         assert!(p95 > 50.0 && p95 <= 100.0, "{p95}");
-        assert_eq!(quantile(&[0; HISTOGRAM], 0.5), None);
-        let mut late = [0u64; HISTOGRAM];
-        late[HISTOGRAM - 1] = 1;
+        assert_eq!(quantile(&[0.0; HISTOGRAM], 0.5), None);
+        let mut late = [0f64; HISTOGRAM];
+        late[HISTOGRAM - 1] = 1.0;
         assert_eq!(quantile(&late, 0.5), Some(100_000.0));
     }
 

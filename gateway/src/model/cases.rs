@@ -290,8 +290,26 @@ pub struct CaseCount {
     /// Empty when not grouped by, and for `accepted`.
     pub target: String,
     pub n: u64,
-    /// `delivered`: how many in each bucket of [`LATENCY_BOUNDS`].
+}
+
+/// The times from acceptance to delivery of one Leistung (empty per hour)
+/// and target in one period: how many deliveries fell in each bucket of
+/// [`LATENCY_BOUNDS`]. Kept per Leistung and target only: the time depends
+/// on the receiver, not on the municipality or the portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseLatency {
+    pub start: i64,
+    pub leistung: String,
+    pub target: String,
     pub histogram: [u64; HISTOGRAM],
+}
+
+/// What a store answers a [`CaseQuery`] with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaseCounts {
+    pub counts: Vec<CaseCount>,
+    /// Of the period range and the query's targets, every Leistung and target.
+    pub latency: Vec<CaseLatency>,
 }
 
 /// The SQL of the histogram's columns: `h0, h1, …` with `prefix` before

@@ -35,7 +35,7 @@ pub fn query_sql(q: &CaseQuery, p: &str) -> (String, Option<String>, Option<Stri
         }
     };
     let sql = format!(
-        "SELECT start, event, {leistung}, {destination}, {portal}, {target}, CAST(sum(n) AS BIGINT), {hist}
+        "SELECT start, event, {leistung}, {destination}, {portal}, {target}, CAST(sum(n) AS BIGINT)
          FROM case_counts
          WHERE period = {p}1 AND start >= {p}2 AND start < {p}3
            AND ((event = 'accepted' AND {portals}) OR (event <> 'accepted' AND {targets}))
@@ -45,11 +45,24 @@ pub fn query_sql(q: &CaseQuery, p: &str) -> (String, Option<String>, Option<Stri
         destination = column("destination"),
         portal = column("portal"),
         target = column("target"),
-        hist = histogram_columns("CAST(sum(", ") AS BIGINT)"),
         portals = member("portal", 4),
         targets = member("target", 5),
         comma = if grouped.is_empty() { "" } else { ", " },
         grouped = grouped.join(", "),
     );
     (sql, list(&q.portals), list(&q.targets))
+}
+
+/// The histograms of a period range, for the targets in `{p}4` (JSON; NULL: all).
+pub fn latency_sql(p: &str) -> String {
+    let targets = if p == "$" {
+        "($4::text IS NULL OR target IN (SELECT jsonb_array_elements_text($4::jsonb)))".to_owned()
+    } else {
+        format!("({p}4 IS NULL OR target IN (SELECT value FROM json_each({p}4)))")
+    };
+    format!(
+        "SELECT start, leistung, target, {} FROM case_latency
+         WHERE period = {p}1 AND start >= {p}2 AND start < {p}3 AND {targets}",
+        histogram_columns("", "")
+    )
 }

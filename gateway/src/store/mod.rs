@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::model::audit::{self, Checkpoint, Head};
-use crate::model::cases::{CaseCount, CaseQuery, StatsZone};
+use crate::model::cases::{CaseCounts, CaseQuery, StatsZone};
 use crate::model::delivery::{
     Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
     QueueDepth, Recorded, TargetHealth,
@@ -248,7 +248,7 @@ pub trait Store: Send + Sync {
         event: audit::AuditEvent,
     ) -> StoreFuture<'_, ()>;
     /// The case statistics' counters a query asks for, summed (see `model::cases`).
-    fn case_counts(&self, query: CaseQuery) -> StoreFuture<'_, Vec<CaseCount>>;
+    fn case_counts(&self, query: CaseQuery) -> StoreFuture<'_, CaseCounts>;
     /// The time zone the case statistics count future events in.
     fn set_case_zone(&self, zone: StatsZone) -> StoreFuture<'_, ()>;
     /// Deletes envelopes whose retention ended; returns how many.

@@ -124,7 +124,7 @@ impl<S: Store> Store for Timeless<S> {
     fn case_counts(
         &self,
         query: crate::model::cases::CaseQuery,
-    ) -> StoreFuture<'_, Vec<crate::model::cases::CaseCount>> {
+    ) -> StoreFuture<'_, crate::model::cases::CaseCounts> {
         Box::pin(held(self.0.case_counts(query)))
     }
     fn set_case_zone(&self, zone: crate::model::cases::StatsZone) -> StoreFuture<'_, ()> {

@@ -76,7 +76,7 @@ mod integrity_tests;
 mod tests;
 
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
-use crate::model::cases::{CaseCount, CaseQuery, StatsZone};
+use crate::model::cases::{CaseCounts, CaseQuery, StatsZone};
 use crate::model::delivery::{
     Action, Actor, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, DeliveryState,
     Operated, QueueDepth, Recorded, TargetHealth,
@@ -502,7 +502,7 @@ impl Store for EmbeddedStore {
         }))
     }
 
-    fn case_counts(&self, query: CaseQuery) -> StoreFuture<'_, Vec<CaseCount>> {
+    fn case_counts(&self, query: CaseQuery) -> StoreFuture<'_, CaseCounts> {
         self.read(move |conn| cases::counts(conn, &query))
     }
 

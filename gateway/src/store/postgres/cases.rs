@@ -7,7 +7,8 @@ use deadpool_postgres::Pool;
 
 use super::backend;
 use crate::model::cases::{
-    histogram_columns, CaseCount, CaseQuery, StatsZone, HISTOGRAM, LATENCY_BOUNDS,
+    histogram_columns, CaseCount, CaseCounts, CaseLatency, CaseQuery, StatsZone, HISTOGRAM,
+    LATENCY_BOUNDS,
 };
 use crate::store::StoreError;
 
@@ -23,7 +24,7 @@ fn fold_sql() -> String {
         .collect();
     let adds = histogram_columns("", "")
         .split(", ")
-        .map(|h| format!("{h} = case_counts.{h} + excluded.{h}"))
+        .map(|h| format!("{h} = case_latency.{h} + excluded.{h}"))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
@@ -48,19 +49,27 @@ WITH moved AS (
     UNION ALL
     SELECT 'month', (date_trunc('month', date '1970-01-01' + (lms / 86400000)::int)::date - date '1970-01-01')::bigint,
            event, leistung, destination, portal, target, k FROM e
+), counted AS (
+    INSERT INTO case_counts (period, start, event, leistung, destination, portal, target, n)
+    SELECT period, start, event, leistung, destination, portal, target, count(*) FROM rows
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ORDER BY 1, 2, 3, 4, 5, 6, 7
+    ON CONFLICT (period, start, event, leistung, destination, portal, target)
+        DO UPDATE SET n = case_counts.n + excluded.n
+    RETURNING 1
 )
-INSERT INTO case_counts (period, start, event, leistung, destination, portal, target, n, {columns})
-SELECT period, start, event, leistung, destination, portal, target, count(*), {sums} FROM rows
-GROUP BY 1, 2, 3, 4, 5, 6, 7
-ORDER BY 1, 2, 3, 4, 5, 6, 7
-ON CONFLICT (period, start, event, leistung, destination, portal, target)
-    DO UPDATE SET n = case_counts.n + excluded.n, {adds}",
+INSERT INTO case_latency (period, start, leistung, target, {columns})
+SELECT period, start, leistung, target, {sums} FROM rows WHERE k IS NOT NULL
+GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2, 3, 4
+ON CONFLICT (period, start, leistung, target) DO UPDATE SET {adds}",
         columns = histogram_columns("", ""),
         sums = sums.join(", "),
     )
 }
 
-/// Adds waiting events into the counters; returns how many. `wait`: wait for
+/// Adds waiting events into the counters; returns how many histogram rows
+/// it wrote (0: nothing waited, or no delivery among it). `wait`: wait for
 /// an instance folding right now (a query must see every event); else leave
 /// it to that one.
 pub async fn fold(pool: &Pool, wait: bool) -> Result<u64, StoreError> {
@@ -154,16 +163,18 @@ pub async fn set_zone(pool: &Pool, zone: StatsZone) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The counters `q` asks for, every event committed before the call included.
-pub async fn counts(pool: &Pool, q: &CaseQuery) -> Result<Vec<CaseCount>, StoreError> {
+/// The counters `q` asks for and the period range's histograms, every event
+/// committed before the call included.
+pub async fn counts(pool: &Pool, q: &CaseQuery) -> Result<CaseCounts, StoreError> {
     fold(pool, true).await?;
     let (sql, portals, targets) = crate::store::cases::query_sql(q, "$");
     let conn = pool.get().await.map_err(backend)?;
+    let period = q.period.as_str();
     let rows = conn
         .query(
             &sql,
             &[
-                &q.period.as_str(),
+                &period,
                 &q.from,
                 &q.to,
                 &portals,
@@ -173,23 +184,39 @@ pub async fn counts(pool: &Pool, q: &CaseQuery) -> Result<Vec<CaseCount>, StoreE
         )
         .await
         .map_err(backend)?;
-    Ok(rows
+    let counts = rows
+        .iter()
+        .map(|r| CaseCount {
+            start: r.get(0),
+            event: r.get(1),
+            leistung: r.get(2),
+            destination: r.get(3),
+            portal: r.get(4),
+            target: r.get(5),
+            n: r.get::<_, i64>(6).max(0) as u64,
+        })
+        .collect();
+    let rows = conn
+        .query(
+            &crate::store::cases::latency_sql("$"),
+            &[&period, &q.from, &q.to, &targets],
+        )
+        .await
+        .map_err(backend)?;
+    let latency = rows
         .iter()
         .map(|r| {
             let mut histogram = [0u64; HISTOGRAM];
             for (i, h) in histogram.iter_mut().enumerate() {
-                *h = r.get::<_, i64>(7 + i).max(0) as u64;
+                *h = r.get::<_, i64>(3 + i).max(0) as u64;
             }
-            CaseCount {
+            CaseLatency {
                 start: r.get(0),
-                event: r.get(1),
-                leistung: r.get(2),
-                destination: r.get(3),
-                portal: r.get(4),
-                target: r.get(5),
-                n: r.get::<_, i64>(6).max(0) as u64,
+                leistung: r.get(1),
+                target: r.get(2),
                 histogram,
             }
         })
-        .collect())
+        .collect();
+    Ok(CaseCounts { counts, latency })
 }

@@ -22,7 +22,15 @@ CREATE TABLE case_counts (
     portal       TEXT NOT NULL,
     target       TEXT NOT NULL,
     n            BIGINT NOT NULL,
-    -- delivered: how many in each bucket of the times to delivery (model::cases::LATENCY_BOUNDS)
+    PRIMARY KEY (period, start, event, leistung, destination, portal, target)
+);
+-- Deliveries per bucket of the times to delivery (model::cases::LATENCY_BOUNDS),
+-- per Leistung and target.
+CREATE TABLE case_latency (
+    period       TEXT NOT NULL,
+    start        BIGINT NOT NULL,
+    leistung     TEXT NOT NULL,
+    target       TEXT NOT NULL,
     h0 BIGINT NOT NULL DEFAULT 0,
     h1 BIGINT NOT NULL DEFAULT 0,
     h2 BIGINT NOT NULL DEFAULT 0,
@@ -46,7 +54,7 @@ CREATE TABLE case_counts (
     h20 BIGINT NOT NULL DEFAULT 0,
     h21 BIGINT NOT NULL DEFAULT 0,
     h22 BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (period, start, event, leistung, destination, portal, target)
+    PRIMARY KEY (period, start, leistung, target)
 );
 CREATE TABLE case_zone (
     from_ms    BIGINT PRIMARY KEY,

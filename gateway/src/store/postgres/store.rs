@@ -15,7 +15,7 @@ use tokio_postgres::NoTls;
 
 use super::{audit, backend, deliveries, ops, outbox, reads, submissions};
 use crate::model::audit::{AuditEvent, AuditRecord, Checkpoint, Head};
-use crate::model::cases::{CaseCount, CaseQuery, StatsZone};
+use crate::model::cases::{CaseCounts, CaseQuery, StatsZone};
 use crate::model::delivery::{
     Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
     QueueDepth, Recorded, TargetHealth,
@@ -347,7 +347,7 @@ impl Store for PostgresStore {
         )
     }
 
-    fn case_counts(&self, query: CaseQuery) -> StoreFuture<'_, Vec<CaseCount>> {
+    fn case_counts(&self, query: CaseQuery) -> StoreFuture<'_, CaseCounts> {
         Box::pin(async move { super::cases::counts(&self.pool, &query).await })
     }
 

@@ -513,7 +513,8 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
         &crate::model::cases::CaseQuery::all(Period::Day, july, july + 1),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .counts;
     let accepted: Vec<(String, u64)> = rows
         .iter()
         .filter(|r| r.event == "accepted")
@@ -525,7 +526,8 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
         &crate::model::cases::CaseQuery::all(Period::Week, july - 2, july - 1),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .counts;
     assert_eq!(
         week.iter()
             .filter(|r| r.event == "accepted")
@@ -538,7 +540,8 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
         &crate::model::cases::CaseQuery::all(Period::Month, july, july + 1),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .counts;
     assert_eq!(
         month
             .iter()
@@ -552,7 +555,8 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
         &crate::model::cases::CaseQuery::all(Period::Hour, july * 24, july * 24 + 1),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .counts;
     assert_eq!(
         hour.iter()
             .filter(|r| r.event == "accepted")
@@ -562,12 +566,13 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
     );
     // The outcomes happened today; the delivered one carries its time's bucket.
     let today = StatsZone::EuropeBerlin.day_of(now);
-    let rows = super::cases::counts(
+    let answer = super::cases::counts(
         &p,
         &crate::model::cases::CaseQuery::all(Period::Day, today, today + 1),
     )
     .await
     .unwrap();
+    let rows = &answer.counts;
     let of = |e: &str| {
         rows.iter()
             .filter(|r| r.event == e)
@@ -575,10 +580,10 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
             .sum::<u64>()
     };
     assert_eq!((of("delivered"), of("parked")), (1, 1));
-    assert!(rows.iter().any(|r| r.event == "delivered"
-        && r.histogram.iter().sum::<u64>() == r.n
-        && r.target == "dms"
-        && r.leistung == "a"));
+    assert!(answer
+        .latency
+        .iter()
+        .any(|l| l.target == "dms" && l.leistung == "a" && l.histogram.iter().sum::<u64>() == 1));
     // Nothing is left to fold, and folding again changes nothing.
     assert_eq!(super::cases::fold(&p, false).await.unwrap(), 0);
     db.drop_it(p).await;
