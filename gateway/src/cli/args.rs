@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub(super) use super::operator_args::{
-    OperatorArgs, QueueAction, QueueCommand, RouteCommand, TargetAdd, TargetCommand,
+    OperatorArgs, QueueAction, QueueCommand, RouteCommand, StatsArgs, TargetAdd, TargetCommand,
 };
 use crate::tools::client::{self, PortalIdentity};
 
@@ -106,27 +106,7 @@ pub(super) enum Command {
     /// outcomes per period, by Leistung, destination, tenant, portal or
     /// target, with the median and 95th percentile of the time from
     /// acceptance to delivery. Counts only: no content, no names.
-    Stats {
-        /// Group by these, comma-separated: leistung, destination, tenant, portal, target.
-        #[arg(long, default_value = "")]
-        by: String,
-        /// hour (the last two days), day (31 days), week (13 weeks), month (12 months).
-        #[arg(long, default_value = "week", value_parser = ["hour", "day", "week", "month"])]
-        period: String,
-        /// First day (YYYY-MM-DD) [default: as the period says].
-        #[arg(long)]
-        from: Option<String>,
-        /// Last day (YYYY-MM-DD) [default: today].
-        #[arg(long)]
-        to: Option<String>,
-        /// CSV (RFC 4180) instead of a table.
-        #[arg(long, conflicts_with = "json")]
-        csv: bool,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        op: OperatorArgs,
-    },
+    Stats(StatsArgs),
     /// Show a submission's status as the portal that sent it.
     Submission(StatusArgs),
     /// Check an Eingangsquittung (the receipt of a 202) as a portal or a court would.

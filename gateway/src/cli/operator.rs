@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::args::{OperatorArgs, QueueAction, QueueCommand, TargetCommand};
+use super::args::{OperatorArgs, QueueAction, QueueCommand, StatsArgs, TargetCommand};
 
 /// The exit codes of the operator commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,19 +473,9 @@ pub(super) fn reload(config: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What `stats` asks for.
-pub(super) struct StatsArgs {
-    pub by: String,
-    pub period: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub csv: bool,
-    pub json: bool,
-}
-
 /// `stats`: the case statistics as a table, CSV or JSON.
-pub(super) fn stats(a: StatsArgs, op: OperatorArgs) -> anyhow::Result<ExitCode> {
-    let op = op.resolve()?;
+pub(super) fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
+    let op = a.op.resolve()?;
     let mut path = format!("/admin/v1/stats?period={}", enc(&a.period));
     if !a.by.is_empty() {
         path.push_str(&format!("&by={}", enc(&a.by)));
@@ -511,22 +501,15 @@ pub(super) fn stats(a: StatsArgs, op: OperatorArgs) -> anyhow::Result<ExitCode> 
             .map(|b| b.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let secs = |v: &Value| v.as_f64().map(|s| format!("{s:.1}")).unwrap_or("-".into());
-        let mut table: Vec<Vec<String>> = vec![[
-            vec!["PERIOD"],
-            by.iter().map(|d| d as &str).collect(),
-            vec![
-                "ACCEPTED",
-                "DELIVERED",
-                "PARKED",
-                "DISCARDED",
-                "MEDIAN_S",
-                "P95_S",
-            ],
-        ]
-        .concat()
-        .iter()
-        .map(|h| h.to_uppercase())
-        .collect()];
+        let head = ["period"].iter().chain(&by).chain(&[
+            "accepted",
+            "delivered",
+            "parked",
+            "discarded",
+            "median_s",
+            "p95_s",
+        ]);
+        let mut table: Vec<Vec<String>> = vec![head.map(|h| h.to_uppercase()).collect()];
         let row = |label: String, dims: Vec<String>, c: &Value| {
             let n = |k: &str| c[k].as_u64().unwrap_or(0).to_string();
             [

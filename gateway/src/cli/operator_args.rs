@@ -32,6 +32,30 @@ pub(super) struct OperatorArgs {
     pub(super) ca: Option<PathBuf>,
 }
 
+/// `stats`: which case statistics.
+#[derive(clap::Args)]
+pub(super) struct StatsArgs {
+    /// Group by these, comma-separated: leistung, destination, tenant, portal, target.
+    #[arg(long, default_value = "")]
+    pub(super) by: String,
+    /// hour (the last two days), day (31 days), week (13 weeks), month (12 months).
+    #[arg(long, default_value = "week", value_parser = ["hour", "day", "week", "month"])]
+    pub(super) period: String,
+    /// First day (YYYY-MM-DD) [default: as the period says].
+    #[arg(long)]
+    pub(super) from: Option<String>,
+    /// Last day (YYYY-MM-DD) [default: today].
+    #[arg(long)]
+    pub(super) to: Option<String>,
+    /// CSV (RFC 4180) instead of a table.
+    #[arg(long, conflicts_with = "json")]
+    pub(super) csv: bool,
+    #[arg(long)]
+    pub(super) json: bool,
+    #[command(flatten)]
+    pub(super) op: OperatorArgs,
+}
+
 #[derive(Subcommand)]
 pub(super) enum QueueCommand {
     /// Deliveries, oldest first: message id, target, state, attempts, Leistung, last error.
