@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) }),
         "B0undary".to_owned(),
         &limits,
-        |_| Ok(()),
+        |md| ozg_gateway::core::intake::Metadata::parse(md, &DataLimits::of(&limits)),
     ));
     if let Ok(form) = form {
         let shape = DataLimits::of(&limits);

@@ -97,8 +97,13 @@ def main():
         opened.append({"id": part["id"], "size": part["size"], "media_type": part["media_type"]})
 
     jwe_header = json.loads(base64.urlsafe_b64decode(env["manifest"].split(".")[0] + "=="))
-    print(json.dumps({"submission_id": manifest["submission_id"], "seal_alg": header["alg"],
-                      "key_alg": jwe_header["alg"], "parts": opened}))
+    summary = {"submission_id": manifest["submission_id"], "sender": manifest["sender"],
+               "seal_alg": header["alg"], "key_alg": jwe_header["alg"], "parts": opened}
+    # A reply names the submission it answers and its kind.
+    for field in ("in_reply_to", "reply_type"):
+        if field in manifest:
+            summary[field] = manifest[field]
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -199,7 +199,7 @@ async fn case_statistics_match_the_store_per_tenant_and_hold_no_personal_data() 
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("period,start,target,accepted,delivered,parked,discarded,delivery_median_seconds,delivery_p95_seconds")
+        Some("period,start,target,accepted,delivered,parked,discarded,replied,delivery_median_seconds,delivery_p95_seconds")
     );
     let body: Vec<&str> = lines.collect();
     assert!(
@@ -208,7 +208,7 @@ async fn case_statistics_match_the_store_per_tenant_and_hold_no_personal_data() 
         "{csv}"
     );
     assert!(
-        body.iter().any(|l| l.contains(",,2,0,0,0,,")),
+        body.iter().any(|l| l.contains(",,2,0,0,0,0,,")),
         "accepted has no target: {csv}"
     );
     assert!(!csv.contains("dms-demo"));

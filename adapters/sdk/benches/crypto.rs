@@ -43,6 +43,8 @@ fn manifest(data: &[u8]) -> Manifest {
             size: data.len() as u64,
             sha512: sha512_hex(data),
         }],
+        in_reply_to: None,
+        reply_type: None,
     }
 }
 

@@ -50,7 +50,7 @@ pub struct ManifestPart {
 pub struct Manifest {
     pub submission_id: String,
     pub received_at: String,
-    /// Portal id.
+    /// Portal id; on a reply, the id of the target (Fachverfahren) that sent it.
     pub sender: String,
     pub leistung: String,
     pub destination: String,
@@ -58,6 +58,14 @@ pub struct Manifest {
     #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub parts: Vec<ManifestPart>,
+    /// On a reply (a Bescheid or another answer of the authority on its way
+    /// back to the portal): the id of the submission it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    /// On a reply: what kind of answer it is, as its sender names it (e.g.
+    /// `bescheid`, `nachforderung`, `zahlungsaufforderung`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_type: Option<String>,
 }
 
 /// One encrypted part in an envelope.

@@ -65,6 +65,8 @@ fn manifest(submission_id: &str, parts: &[(&str, &[u8])]) -> Manifest {
                 sha512: sha512_hex(data),
             })
             .collect(),
+        in_reply_to: None,
+        reply_type: None,
     }
 }
 

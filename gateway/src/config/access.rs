@@ -56,6 +56,67 @@ pub struct PortalConfig {
     /// The tenant it belongs to: operators of that tenant see its submissions.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// Where the Fachverfahren's replies (Bescheide, Nachforderungen) to its
+    /// submissions go; without it, nobody can reply to them.
+    #[serde(default)]
+    pub replies: Option<RepliesConfig>,
+}
+
+impl PortalConfig {
+    /// Where its replies go, as configured (`None` when `replies` is absent
+    /// or names neither or both ways; `config check` says which).
+    pub fn reply_route(&self) -> Option<crate::model::portal::ReplyRoute> {
+        match self.replies.as_ref()? {
+            RepliesConfig {
+                certificate: Some(_),
+                target: None,
+            } => Some(crate::model::portal::ReplyRoute {
+                target: super::reply_box(&self.id),
+                fetched: true,
+            }),
+            RepliesConfig {
+                certificate: None,
+                target: Some(t),
+            } => Some(crate::model::portal::ReplyRoute {
+                target: t.clone(),
+                fetched: false,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// How a portal receives the replies to its submissions: it fetches them
+/// (`certificate`: they wait in its reply box, `GET /v1/replies`), or the
+/// gateway delivers them to one of its targets (`target`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepliesConfig {
+    /// The portal's (or its Postfach service's) encryption certificate (PEM):
+    /// replies wait encrypted for it in the box `<portal id>.replies`, which the
+    /// portal reads with its client certificate.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// Or: the target the gateway delivers replies to (any adapter; its
+    /// encryption certificate is the one replies are encrypted for).
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// The client certificate a target's Fachverfahren sends replies with
+/// (`[targets.<id>] reply_client = { … }`), pinned like a portal's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPins {
+    /// The client certificate (PEM); pins its SHA-256 fingerprint.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// The client certificate's SHA-256 fingerprint (hex, colons allowed).
+    #[serde(default)]
+    pub certificate_sha256: Option<String>,
+    /// The client certificate's subject (written as for portals).
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 fn any() -> Vec<String> {

@@ -22,15 +22,17 @@ mod limits;
 mod pki;
 pub mod registered;
 mod size;
+mod text;
 mod xta;
 pub use crate::store::backends::StoreConfig;
-pub use access::{AdminConfig, OperatorConfig, PortalConfig};
+pub use access::{AdminConfig, ClientPins, OperatorConfig, PortalConfig, RepliesConfig};
 pub use fitconnect::{
     FitClientConfig, FitConnectConfig, FitDestinationConfig, FitRole, FitSubscriptionConfig,
 };
 pub use limits::Limits;
 pub use pki::{CrlSource, PkiConfig};
 pub use size::ByteSize;
+use text::{interpolate, location, syntax_errors};
 pub use xta::{message_box, MessageBoxConfig, XtaConfig};
 
 use crate::model::policy::BreakerConfig;
@@ -107,6 +109,11 @@ pub struct Config {
     /// Known Leistungen (FIM-Leistungsschlüssel), with their optional data schema.
     #[serde(default)]
     pub leistungen: BTreeMap<String, LeistungConfig>,
+    /// Kinds of replies the targets send back (`bescheid`, …), each with an
+    /// optional schema for the reply's data part. When any is listed, a reply
+    /// of another type is refused.
+    #[serde(default)]
+    pub reply_types: BTreeMap<String, LeistungConfig>,
     /// Retries, concurrency and pausing of deliveries.
     #[serde(default)]
     pub delivery: DeliveryConfig,
@@ -214,6 +221,20 @@ pub struct TargetConfig {
     /// Changes to `delivery.retry` for this target; missing keys keep the global value.
     #[serde(default)]
     pub retry: RetryOverride,
+    /// The client certificate its Fachverfahren sends replies with
+    /// (`POST /v1/submissions/{id}/replies` on the ingest listener). A
+    /// message-box target's reader may reply without it.
+    #[serde(default)]
+    pub reply_client: Option<ClientPins>,
+    /// Set on the reply box the gateway keeps for a portal that fetches its
+    /// replies (`[[portals]] replies = { certificate = … }`): the portal's id.
+    #[serde(skip)]
+    pub replies_of: Option<String>,
+}
+
+/// The id of the reply box of portal `portal`.
+pub fn reply_box(portal: &str) -> String {
+    format!("{portal}.replies")
 }
 
 /// Adapter settings by type; each adapter's own crate documents its keys, and
@@ -344,71 +365,6 @@ fn star() -> String {
     "*".into()
 }
 
-/// Replaces `${NAME}` with the environment variable `NAME`, and
-/// `${NAME:-default}` with it or, when unset or empty, with `default` (one
-/// config for several instances on one machine, each with its own ports).
-fn interpolate(text: &str, file: &Path) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| ConfigError {
-            file: file.into(),
-            key: "${".into(),
-            problem: "unterminated `${` in the file".into(),
-            fix: "write `${NAME}` to insert the environment variable NAME, or remove the `${`"
-                .into(),
-        })?;
-        let (name, default) = match after[..end].split_once(":-") {
-            Some((name, default)) => (name, Some(default)),
-            None => (&after[..end], None),
-        };
-        let value = std::env::var(name)
-            .ok()
-            .filter(|v| default.is_none() || !v.is_empty())
-            .or_else(|| default.map(str::to_owned))
-            .ok_or_else(|| ConfigError {
-            file: file.into(),
-            key: format!("${{{name}}}"),
-            problem: format!("environment variable {name} is not set"),
-            fix: format!("set {name} in the daemon's environment (e.g. an EnvironmentFile of the systemd unit), or give a default: ${{{name}:-value}}"),
-        })?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Most syntax errors reported at once.
-const MAX_SYNTAX_ERRORS: usize = 10;
-
-/// Every TOML syntax error (up to [`MAX_SYNTAX_ERRORS`]) as (place, problem): after
-/// each, its line is blanked (line numbers stay) and the text is parsed again, so
-/// one run names them all instead of one per `config check`.
-fn syntax_errors(text: &str) -> Vec<(String, String)> {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let mut found = Vec::new();
-    let mut blanked = std::collections::BTreeSet::new();
-    while found.len() < MAX_SYNTAX_ERRORS {
-        let current = lines.join("\n");
-        let Err(e) = toml::Deserializer::parse(&current) else {
-            break;
-        };
-        found.push((location(&current, e.span()), e.message().trim().to_owned()));
-        let Some(span) = e.span() else { break };
-        let line = current[..span.start.min(current.len())]
-            .matches('\n')
-            .count();
-        if line >= lines.len() || !blanked.insert(line) {
-            break;
-        }
-        lines[line].clear();
-    }
-    found
-}
-
 impl Config {
     /// Reads and parses a config file; relative paths in it become relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -463,7 +419,50 @@ impl Config {
         config.source = path.to_owned();
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.resolve_paths(&base);
+        config.add_reply_boxes().map_err(one)?;
         Ok(config)
+    }
+
+    /// Adds the reply box of every portal that fetches its replies: a
+    /// message-box target read with the portal's own client certificate.
+    fn add_reply_boxes(&mut self) -> Result<(), ConfigError> {
+        for (i, p) in self.portals.iter().enumerate() {
+            let Some(RepliesConfig {
+                certificate: Some(certificate),
+                ..
+            }) = &p.replies
+            else {
+                continue;
+            };
+            let id = reply_box(&p.id);
+            if self.targets.contains_key(&id) {
+                return Err(self.error(
+                    format!("portals[{i}].replies"),
+                    format!("target {id:?} is the reply box of portal {:?}, but a target of that id is configured", p.id),
+                    "rename that target: ids ending in `.replies` are the portals' reply boxes",
+                ));
+            }
+            let target = TargetConfig {
+                certificate: certificate.clone(),
+                certificate_pem: None,
+                registered: false,
+                adapter: AdapterConfig::Xta(MessageBoxConfig {
+                    account: p.xta_account.clone().unwrap_or_else(|| p.id.clone()),
+                    certificate: p.certificate.clone(),
+                    certificate_sha256: p.certificate_sha256.clone(),
+                    subject: p.subject.clone(),
+                }),
+                payload: Default::default(),
+                description: Some(format!("replies to portal {}, fetched by the portal", p.id)),
+                tenant: p.tenant.clone(),
+                concurrency: None,
+                retry: RetryOverride::default(),
+                reply_client: None,
+                replies_of: Some(p.id.clone()),
+            };
+            self.targets.insert(id, target);
+        }
+        Ok(())
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -481,19 +480,29 @@ impl Config {
             if let Some(c) = &mut p.certificate {
                 fix(c);
             }
+            if let Some(c) = p.replies.as_mut().and_then(|r| r.certificate.as_mut()) {
+                fix(c);
+            }
         }
         for o in &mut self.operators {
             if let Some(c) = &mut o.certificate {
                 fix(c);
             }
         }
-        for l in self.leistungen.values_mut() {
+        for l in self
+            .leistungen
+            .values_mut()
+            .chain(self.reply_types.values_mut())
+        {
             if let Some(s) = &mut l.schema {
                 fix(s);
             }
         }
         for t in self.targets.values_mut() {
             fix(&mut t.certificate);
+            if let Some(c) = t.reply_client.as_mut().and_then(|r| r.certificate.as_mut()) {
+                fix(c);
+            }
             t.adapter.settings_mut().resolve_paths(base);
         }
         for sub in &mut self.fitconnect_subscriptions {
@@ -531,18 +540,6 @@ impl Config {
             problem: problem.into(),
             fix: fix.into(),
         }
-    }
-}
-
-fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    match span {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-            format!("line {line}, column {col}")
-        }
-        None => "position unknown".into(),
     }
 }
 

@@ -122,6 +122,8 @@ impl RegisteredTarget {
             tenant: self.tenant.clone(),
             concurrency: self.concurrency,
             retry,
+            reply_client: None,
+            replies_of: None,
         })
     }
 }

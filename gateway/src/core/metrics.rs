@@ -57,6 +57,8 @@ pub struct Metrics {
     registry: Registry,
     pub accepted: Counter,
     pub replayed: Counter,
+    /// Replies of targets durably accepted.
+    pub replies: Counter,
     pub refused: Family<RefusalLabels, Counter>,
     pub accept_seconds: Histogram,
     pub accepted_bytes: Counter,
@@ -113,6 +115,7 @@ impl Metrics {
         let m = Metrics {
             accepted: Counter::default(),
             replayed: Counter::default(),
+            replies: Counter::default(),
             refused: Family::default(),
             accept_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             accepted_bytes: Counter::default(),
@@ -148,7 +151,7 @@ impl Metrics {
         );
         registry.register(
             "pickup_overdue_messages",
-            "Messages waiting in a target's message box longer than xta.overdue_after",
+            "Messages waiting in a target's message box (or a portal's reply box) longer than xta.overdue_after",
             m.pickup_overdue.clone(),
         );
         registry.register(
@@ -160,6 +163,11 @@ impl Metrics {
             "box_closed",
             "Messages closed by their reader over XTA (delivered)",
             m.box_closed.clone(),
+        );
+        registry.register(
+            "replies_accepted",
+            "Replies of targets (Bescheide and other answers) durably accepted (202)",
+            m.replies.clone(),
         );
         registry.register(
             "submissions_replayed",

@@ -29,6 +29,7 @@ pub mod privacy;
 pub mod refusal;
 pub mod registry;
 pub mod relay;
+pub mod replies;
 pub mod retention;
 pub mod revoked;
 pub mod stats;

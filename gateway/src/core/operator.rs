@@ -391,6 +391,7 @@ impl Operations {
         if !op.sees_all() {
             laufzettel.retain(|r| r.target.as_deref().is_none_or(|t| dir.sees(op, t)));
         }
+        s.replies = crate::core::status::replies_in(&laufzettel);
         let breakers = s
             .deliveries
             .iter()

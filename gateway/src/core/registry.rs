@@ -107,6 +107,8 @@ pub async fn send_test(
             size: data.len() as u64,
             sha512: sha512_hex(&data),
         }],
+        in_reply_to: None,
+        reply_type: None,
     };
     let sealed = seal_manifest(&manifest, seal).map_err(|e| format!("sealing: {e}"))?;
     let message_id = crate::model::submission::message_id(&id, &target.id);

@@ -146,6 +146,9 @@ pub struct Counts {
     pub delivered: u64,
     pub parked: u64,
     pub discarded: u64,
+    /// Replies of the targets (Bescheide and other answers) accepted, by the
+    /// answered submission's Leistung, destination and portal.
+    pub replied: u64,
     /// Median time from acceptance to delivery (seconds), estimated inside
     /// its bucket of a histogram (a 1-2-5 series from 10 ms to 100,000 s).
     /// Times are kept per Leistung and target: a row grouped by destination
@@ -174,6 +177,7 @@ impl Counts {
             }
             "parked" => self.parked += c.n,
             "discarded" => self.discarded += c.n,
+            "replied" => self.replied += c.n,
             _ => {}
         }
     }
@@ -231,7 +235,7 @@ impl Stats {
             out.push_str(d);
         }
         out.push_str(
-            ",accepted,delivered,parked,discarded,delivery_median_seconds,delivery_p95_seconds\r\n",
+            ",accepted,delivered,parked,discarded,replied,delivery_median_seconds,delivery_p95_seconds\r\n",
         );
         let secs = |v: Option<f64>| v.map(|s| s.to_string()).unwrap_or_default();
         for r in &self.rows {
@@ -245,6 +249,7 @@ impl Stats {
                 c.delivered.to_string(),
                 c.parked.to_string(),
                 c.discarded.to_string(),
+                c.replied.to_string(),
                 secs(c.delivery_median_seconds),
                 secs(c.delivery_p95_seconds),
             ]);

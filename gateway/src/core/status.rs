@@ -8,7 +8,7 @@ use ozg_adapter_sdk::audit_proof::ProofDocument;
 
 use crate::core::refusal::Refusal;
 use crate::model::audit::AuditRecord;
-use crate::model::submission::SubmissionStatus;
+use crate::model::submission::{ReplyInfo, SubmissionStatus};
 use crate::store::{Store, StoreError};
 
 /// Longest submission id looked up; longer ones cannot exist.
@@ -27,6 +27,21 @@ pub fn mark_overdue(s: &mut SubmissionStatus, after: std::time::Duration) {
     for d in &mut s.deliveries {
         d.mark_overdue(before);
     }
+}
+
+/// The replies a submission's records name (`replied`), oldest first.
+pub fn replies_in(trace: &[AuditRecord]) -> Vec<ReplyInfo> {
+    let text = |r: &AuditRecord, k: &str| r.detail[k].as_str().unwrap_or_default().to_owned();
+    trace
+        .iter()
+        .filter(|r| r.event == "replied")
+        .map(|r| ReplyInfo {
+            reply_id: text(r, "reply_id"),
+            by: text(r, "by"),
+            reply_type: text(r, "reply_type"),
+            received_at: text(r, "received_at"),
+        })
+        .collect()
 }
 
 fn unavailable(what: &'static str) -> impl Fn(StoreError) -> Refusal {
@@ -56,6 +71,10 @@ impl Submissions {
                     d.last_error = None;
                 }
                 mark_overdue(&mut s, self.overdue_after);
+                if s.in_reply_to.is_none() {
+                    let trace = self.store.trace(id).await.map_err(unavailable("status"))?;
+                    s.replies = replies_in(&trace);
+                }
                 Ok(s)
             }
             _ => Err(not_found()),

@@ -82,7 +82,7 @@ impl Gateway {
     pub async fn start(setup: Setup) -> Result<Gateway, DaemonError> {
         // Before anything binds a port: a SIGHUP must never hit the default
         // action (terminate) of a daemon that is up.
-        let hangup = hangup_signal();
+        let hangup = reload::hangup_signal();
         for w in &setup.warnings {
             tracing::warn!("{w}");
         }
@@ -192,12 +192,14 @@ impl Gateway {
             async move { engine.join().await }
         });
         let revoked = Arc::new(crate::core::revoked::RevokedTargets::default());
+        let replies = setup.reply_routes();
         let intake = Arc::new(Intake {
             checks: DataChecks {
                 rules: ArcSwap::from_pointee(CheckRules {
                     limits: DataLimits::of(&cfg.ingest.limits),
                     schemas: setup.schemas.clone(),
                     xsds: setup.xsds.clone(),
+                    reply_types: cfg.reply_types.keys().cloned().collect(),
                 }),
                 pool: ValidationPool::new(
                     cfg.ingest.limits.validation_slots(),
@@ -210,6 +212,7 @@ impl Gateway {
                 router: setup.router.clone(),
                 targets: setup.targets.clone(),
                 payloads: setup.payloads(),
+                replies: replies.clone(),
             }),
             store: store.clone(),
             public_url,
@@ -235,7 +238,18 @@ impl Gateway {
             zone: cfg.admin.statistics_time_zone,
             ..Operations::new(store.clone(), wakers, breakers, pauses, overdue_after)
         });
+        let boxes = Arc::new(crate::core::mailbox::MessageBoxes {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            clock: crate::core::clock::Clock::system(),
+            overdue_after,
+            max_list_items: cfg.xta.as_ref().map_or(1000, |x| x.max_list_items.max(1)),
+        });
         let ingest = Arc::new(Ingest {
+            replies: Arc::new(crate::core::replies::Replies {
+                intake: intake.clone(),
+                boxes: boxes.clone(),
+            }),
             intake: intake.clone(),
             submissions: Submissions {
                 store: store.clone(),
@@ -267,16 +281,9 @@ impl Gateway {
         });
         let mut xta_tasks = Vec::new();
         let xta_addr = xta_listener.as_ref().map(|(_, a)| *a);
-        // Message boxes exist with XTA readers and FIT-Connect destinations:
-        // messages nobody picks up are watched for in both.
-        let boxes = Arc::new(crate::core::mailbox::MessageBoxes {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            clock: crate::core::clock::Clock::system(),
-            overdue_after,
-            max_list_items: cfg.xta.as_ref().map_or(1000, |x| x.max_list_items.max(1)),
-        });
-        if cfg.xta.is_some() || cfg.fitconnect.is_some() {
+        // Message boxes exist with XTA readers, FIT-Connect destinations and
+        // portals' reply boxes: messages nobody picks up are watched for in all.
+        if cfg.xta.is_some() || cfg.fitconnect.is_some() || !replies.is_empty() {
             let every = (overdue_after / 2).clamp(std::time::Duration::from_secs(1), OVERDUE_CHECK);
             xta_tasks.push(tokio::spawn(
                 boxes.clone().watch_overdue(every, shutdown_rx.clone()),
@@ -379,7 +386,11 @@ impl Gateway {
             },
             shutdown_rx.clone(),
         );
-        let hangup_task = tokio::spawn(reload_on_hangup(hangup, reloader, shutdown_rx.clone()));
+        let hangup_task = tokio::spawn(reload::reload_on_hangup(
+            hangup,
+            reloader,
+            shutdown_rx.clone(),
+        ));
         let expiry_task = tokio::spawn(watch_expiry(
             setup.watched.clone(),
             cfg.pki.expiry_warning,
@@ -452,55 +463,6 @@ async fn bind(
     let listener = TcpListener::bind(addr).await.map_err(err)?;
     let bound = listener.local_addr().map_err(err)?;
     Ok((listener, bound))
-}
-
-/// The SIGHUP stream (None where there are no Unix signals or it cannot be had).
-#[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangup = Option<()>;
-
-fn hangup_signal() -> Hangup {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; use `ozg-gateway reload`");
-                None
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    None
-}
-
-/// Every SIGHUP reloads the config; the outcome is logged (and audited when it
-/// took effect).
-async fn reload_on_hangup(
-    hangup: Hangup,
-    reloader: Arc<reload::Reloader>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    #[cfg(unix)]
-    if let Some(mut hangup) = hangup {
-        loop {
-            tokio::select! {
-                got = hangup.recv() => {
-                    if got.is_none() {
-                        return;
-                    }
-                    tracing::info!("SIGHUP: reloading the config");
-                    // The outcome is logged by the reload itself.
-                    let _ = reloader.reload().await;
-                }
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-    let _ = (&hangup, &reloader);
-    let _ = shutdown.changed().await;
 }
 
 /// Logs a warning for every watched certificate within its expiry window, once a day.

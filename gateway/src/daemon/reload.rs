@@ -175,14 +175,17 @@ impl Reloader {
         });
         let limits = &new.ingest.limits;
         let payloads = setup.payloads();
+        let replies = setup.reply_routes();
         self.portals.store(Arc::new(setup.portals));
         self.intake.checks.rules.store(Arc::new(CheckRules {
             limits: DataLimits::of(limits),
             schemas: setup.schemas,
             xsds: setup.xsds,
+            reply_types: new.reply_types.keys().cloned().collect(),
         }));
         self.intake.routes.store(Arc::new(Routes {
             payloads,
+            replies,
             router: setup.router,
             targets: setup.targets,
         }));
@@ -210,4 +213,53 @@ impl Reloader {
         *current = setup.config;
         changes
     }
+}
+
+/// The SIGHUP stream (None where there are no Unix signals or it cannot be had).
+#[cfg(unix)]
+pub(super) type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+pub(super) type Hangup = Option<()>;
+
+pub(super) fn hangup_signal() -> Hangup {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; use `ozg-gateway reload`");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Every SIGHUP reloads the config; the outcome is logged (and audited when it
+/// took effect).
+pub(super) async fn reload_on_hangup(
+    hangup: Hangup,
+    reloader: Arc<Reloader>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    #[cfg(unix)]
+    if let Some(mut hangup) = hangup {
+        loop {
+            tokio::select! {
+                got = hangup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: reloading the config");
+                    // The outcome is logged by the reload itself.
+                    let _ = reloader.reload().await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+    let _ = (&hangup, &reloader);
+    let _ = shutdown.changed().await;
 }

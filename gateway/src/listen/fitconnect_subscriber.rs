@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::config::FitSubscriptionConfig;
 use crate::core::fitconnect::events::{sign_set, EVENT_PREFIX, SET_SCHEMA_URI};
-use crate::core::intake::{Incoming, Intake, Metadata, Part};
+use crate::core::intake::{Incoming, Intake, Metadata, Part, Sender};
 use crate::core::refusal::Kind;
 use crate::model::portal::Portal;
 use crate::model::routing::{Pattern, PatternSet};
@@ -82,6 +82,7 @@ impl Subscription {
             xta_account: id,
             rate: None,
             uploads: None,
+            replies: None,
         });
         Ok(Subscription {
             config,
@@ -319,7 +320,7 @@ impl Subscription {
             Ok(()) => {
                 self.intake
                     .accept(Incoming {
-                        portal: self.portal.clone(),
+                        sender: Sender::Portal(self.portal.clone()),
                         metadata: md,
                         data,
                         attachments,

@@ -14,6 +14,8 @@ use crate::model::portal::{Operator, Portal, Reader};
 #[derive(Debug, Clone)]
 pub enum Client {
     Portal(Arc<Portal>),
+    /// A Fachverfahren sending replies: the targets it may reply for.
+    Replier(Arc<[String]>),
     /// An operator of the operator API.
     Operator(Arc<Operator>),
 }
@@ -66,6 +68,9 @@ pub struct Portals {
     operators_by_subject: HashMap<Dn, Arc<Operator>>,
     readers_by_fingerprint: HashMap<String, Arc<Reader>>,
     readers_by_subject: HashMap<Dn, Arc<Reader>>,
+    /// Targets whose Fachverfahren sends replies with a certificate (`reply_client`).
+    repliers_by_fingerprint: HashMap<String, Vec<String>>,
+    repliers_by_subject: HashMap<Dn, Vec<String>>,
 }
 
 impl Portals {
@@ -95,6 +100,44 @@ impl Portals {
         before.filter(|b| !Arc::ptr_eq(b, &reader))
     }
 
+    /// Lets a certificate send replies for `target` (its `reply_client`).
+    pub fn add_replier(&mut self, pin: Pin, target: &str) {
+        let list = match pin {
+            Pin::Fingerprint(fp) => self.repliers_by_fingerprint.entry(fp).or_default(),
+            Pin::Subject(subject) => self.repliers_by_subject.entry(subject).or_default(),
+        };
+        list.push(target.to_owned());
+    }
+
+    /// The message-box reader a (chain-checked) client certificate belongs to.
+    pub fn reader(&self, peer: &PeerCert) -> Option<Arc<Reader>> {
+        let dn = peer.subject_dn.as_ref();
+        self.readers_by_fingerprint
+            .get(&peer.sha256)
+            .or_else(|| dn.and_then(|dn| self.readers_by_subject.get(dn)))
+            .cloned()
+    }
+
+    /// The targets a (chain-checked) client certificate may send replies for:
+    /// those it is the `reply_client` of, and the message boxes it reads.
+    pub fn replier(&self, peer: &PeerCert) -> Vec<String> {
+        let dn = peer.subject_dn.as_ref();
+        let mut targets: Vec<String> = self
+            .repliers_by_fingerprint
+            .get(&peer.sha256)
+            .into_iter()
+            .chain(dn.and_then(|dn| self.repliers_by_subject.get(dn)))
+            .flatten()
+            .cloned()
+            .collect();
+        if let Some(r) = self.reader(peer) {
+            targets.extend(r.targets.iter().cloned());
+        }
+        targets.sort();
+        targets.dedup();
+        targets
+    }
+
     /// The XTA caller a (chain-checked) client certificate belongs to.
     pub fn identify_xta(&self, peer: &PeerCert) -> Option<XtaCaller> {
         let dn = peer.subject_dn.as_ref();
@@ -120,7 +163,8 @@ impl Portals {
             .cloned()
     }
 
-    /// The portal or operator a (chain-checked) client certificate belongs to.
+    /// The portal, replier or operator a (chain-checked) client certificate
+    /// belongs to, in that order.
     pub fn identify(&self, peer: &PeerCert) -> Option<Client> {
         let dn = peer.subject_dn.as_ref();
         let portal = self
@@ -129,6 +173,10 @@ impl Portals {
             .or_else(|| dn.and_then(|dn| self.by_subject.get(dn)));
         if let Some(p) = portal {
             return Some(Client::Portal(p.clone()));
+        }
+        let targets = self.replier(peer);
+        if !targets.is_empty() {
+            return Some(Client::Replier(targets.into()));
         }
         self.operator(peer).map(Client::Operator)
     }

@@ -83,6 +83,7 @@ impl Service for Ingest {
         match client {
             Client::Portal(p) => format!("portal {}", p.id),
             Client::Operator(o) => format!("operator {}", o.id),
+            Client::Replier(targets) => format!("replier {}", targets.join(",")),
         }
     }
 

@@ -75,6 +75,9 @@ pub enum EventKind {
     /// An operator changed a setting at run time (paused or resumed a target,
     /// registered or removed a target or route).
     Changed,
+    /// A target answered the submission with a reply (on the submission's
+    /// record: the reply's id, sender and type).
+    Replied,
 }
 
 impl EventKind {
@@ -95,6 +98,7 @@ impl EventKind {
             EventKind::Purged => "purged",
             EventKind::Reloaded => "reloaded",
             EventKind::Changed => "changed",
+            EventKind::Replied => "replied",
         }
     }
 }
@@ -155,18 +159,39 @@ impl AuditEvent {
         )
     }
 
-    /// A submission was accepted.
+    /// A submission was accepted. A reply names its sender (the target), the
+    /// portal it goes to, what it answers and its type.
     pub fn received(s: &NewSubmission) -> Self {
+        let mut detail = serde_json::json!({
+            "sender": s.portal, "leistung": s.leistung, "destination": s.destination,
+            "received_at": s.received_at, "parts": s.parts, "privacy_key": s.privacy_key_id,
+        });
+        if let Some(r) = &s.reply {
+            detail["sender"] = r.by.as_str().into();
+            detail["portal"] = s.portal.as_str().into();
+            detail["in_reply_to"] = r.submission_id.as_str().into();
+            detail["reply_type"] = r.reply_type.as_str().into();
+        }
         AuditEvent {
             submission_id: Some(s.id.clone()),
+            ..Self::new(EventKind::Received, detail)
+        }
+    }
+
+    /// On the answered submission's record: the reply `s` was accepted.
+    pub fn replied(s: &NewSubmission) -> Option<Self> {
+        let r = s.reply.as_ref()?;
+        Some(AuditEvent {
+            submission_id: Some(r.submission_id.clone()),
+            target: Some(r.by.clone()),
             ..Self::new(
-                EventKind::Received,
+                EventKind::Replied,
                 serde_json::json!({
-                    "sender": s.portal, "leistung": s.leistung, "destination": s.destination,
-                    "received_at": s.received_at, "parts": s.parts, "privacy_key": s.privacy_key_id,
+                    "reply_id": s.id, "by": r.by, "reply_type": r.reply_type,
+                    "received_at": s.received_at,
                 }),
             )
-        }
+        })
     }
 
     /// Its envelopes were sealed and stored, one delivery per target.

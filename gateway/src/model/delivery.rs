@@ -271,6 +271,8 @@ pub struct Boxed {
     pub portal: String,
     /// When the submission was accepted (RFC 3339).
     pub received_at: String,
+    /// On a reply (in a portal's reply box): the submission it answers.
+    pub in_reply_to: Option<String>,
 }
 
 /// One delivery as the message box looks it up.

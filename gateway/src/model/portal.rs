@@ -15,6 +15,18 @@ pub struct Portal {
     pub rate: Option<f64>,
     /// Submissions it may have in progress at once (instead of `portal_uploads`).
     pub uploads: Option<usize>,
+    /// Where replies to its submissions go, if anywhere.
+    pub replies: Option<ReplyRoute>,
+}
+
+/// Where the replies to a portal's submissions go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyRoute {
+    /// The target they are encrypted for and delivered to.
+    pub target: String,
+    /// The portal fetches them from that target's box (`GET /v1/replies`);
+    /// otherwise the gateway delivers them through the target's adapter.
+    pub fetched: bool,
 }
 
 /// A reader of message boxes (a Fachverfahren or DMS fetching over XTA): its

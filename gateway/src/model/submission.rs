@@ -26,6 +26,19 @@ pub struct NewSubmission {
     pub privacy_key_id: String,
     /// SHA-256 (hex) of the receipt JWS given to the portal, for the audit record.
     pub receipt_sha256: String,
+    /// Set on a reply: what it answers (then `portal` is the portal it goes back to).
+    pub reply: Option<ReplyOf>,
+}
+
+/// What a reply answers and who sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyOf {
+    /// The submission it answers.
+    pub submission_id: String,
+    /// The target (Fachverfahren) that sent it: one the submission was routed to.
+    pub by: String,
+    /// The kind of answer (`bescheid`, `nachforderung`, …).
+    pub reply_type: String,
 }
 
 impl NewSubmission {
@@ -139,7 +152,23 @@ pub struct SubmissionStatus {
     pub leistung: String,
     pub destination: String,
     pub received_at: String,
+    /// On a reply: the submission it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
     pub deliveries: Vec<DeliveryStatus>,
+    /// The replies of the targets to it, oldest first (from its audit records).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replies: Vec<ReplyInfo>,
+}
+
+/// A reply to a submission as its status lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplyInfo {
+    pub reply_id: String,
+    /// The target that sent it.
+    pub by: String,
+    pub reply_type: String,
+    pub received_at: String,
 }
 
 /// CRC-32 of an envelope (hardware-accelerated, ~10 GB/s), computed where the

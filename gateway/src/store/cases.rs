@@ -38,7 +38,7 @@ pub fn query_sql(q: &CaseQuery, p: &str) -> (String, Option<String>, Option<Stri
         "SELECT start, event, {leistung}, {destination}, {portal}, {target}, CAST(sum(n) AS BIGINT)
          FROM case_counts
          WHERE period = {p}1 AND start >= {p}2 AND start < {p}3
-           AND ((event = 'accepted' AND {portals}) OR (event <> 'accepted' AND {targets}))
+           AND ((event IN ('accepted', 'replied') AND {portals}) OR (event NOT IN ('accepted', 'replied') AND {targets}))
          GROUP BY start, event{comma}{grouped}
          LIMIT {p}6",
         leistung = column("leistung"),

@@ -186,5 +186,6 @@ pub fn submission(id: &str, target: &str) -> NewSubmission {
         parts: vec![],
         privacy_key_id: String::new(),
         receipt_sha256: String::new(),
+        reply: None,
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::core::intake::check::{CheckRules, DataChecks};
 use crate::core::intake::pool::ValidationPool;
 use crate::core::intake::validate::DataLimits;
-use crate::core::intake::{Incoming, Intake, Metadata, Part, Routes};
+use crate::core::intake::{Incoming, Intake, Metadata, Part, Routes, Sender};
 use crate::daemon::setup::Setup;
 use crate::model::submission::NewSubmission;
 use crate::tools::loadgen::Profile;
@@ -75,6 +75,7 @@ impl Rig {
                     limits: DataLimits::of(&Default::default()),
                     schemas: Default::default(),
                     xsds: Default::default(),
+                    reply_types: Vec::new(),
                 }),
                 pool: ValidationPool::new(1, Duration::from_secs(1)),
             },
@@ -83,6 +84,7 @@ impl Rig {
                 router: setup.router.clone(),
                 targets: setup.targets.clone(),
                 payloads: setup.payloads(),
+                replies: setup.reply_routes(),
             }),
             store,
             public_url: "https://localhost".into(),
@@ -100,7 +102,7 @@ impl Rig {
         });
         let (leistung, destination) = (profile.leistung.clone(), profile.destination.clone());
         let incoming = Arc::new(move || Incoming {
-            portal: portal.clone(),
+            sender: Sender::Portal(portal.clone()),
             metadata: Metadata {
                 leistung: leistung.clone(),
                 destination: destination.clone(),

@@ -66,12 +66,44 @@ pub async fn submit(
     base_url: &str,
     req: &SubmitRequest,
 ) -> Result<SubmitAnswer, reqwest::Error> {
-    use reqwest::multipart::{Form, Part};
     let mut metadata =
         serde_json::json!({ "leistung": req.leistung, "destination": req.destination });
     if let Some(r) = &req.reference {
         metadata["reference"] = r.clone().into();
     }
+    let url = format!("{}/v1/submissions", base_url.trim_end_matches('/'));
+    post_form(client, &url, metadata, req).await
+}
+
+/// Sends a target's reply (`reply_type`, e.g. `bescheid`) to submission
+/// `submission_id`; `req`'s Leistung and destination are not sent (a reply
+/// has the submission's).
+pub async fn reply(
+    client: &reqwest::Client,
+    base_url: &str,
+    submission_id: &str,
+    reply_type: &str,
+    req: &SubmitRequest,
+) -> Result<SubmitAnswer, reqwest::Error> {
+    let mut metadata = serde_json::json!({ "reply_type": reply_type });
+    if let Some(r) = &req.reference {
+        metadata["reference"] = r.clone().into();
+    }
+    let url = format!(
+        "{}/v1/submissions/{submission_id}/replies",
+        base_url.trim_end_matches('/')
+    );
+    post_form(client, &url, metadata, req).await
+}
+
+/// Posts `metadata`, the data and the attachments of `req` as `multipart/form-data`.
+async fn post_form(
+    client: &reqwest::Client,
+    url: &str,
+    metadata: serde_json::Value,
+    req: &SubmitRequest,
+) -> Result<SubmitAnswer, reqwest::Error> {
+    use reqwest::multipart::{Form, Part};
     let mut form = Form::new()
         .part(
             "metadata",
@@ -90,9 +122,7 @@ pub async fn submit(
                 .mime_str(mt)?,
         );
     }
-    let mut builder = client
-        .post(format!("{}/v1/submissions", base_url.trim_end_matches('/')))
-        .multipart(form);
+    let mut builder = client.post(url).multipart(form);
     if let Some(k) = &req.idempotency_key {
         builder = builder.header("Idempotency-Key", k);
     }

@@ -378,6 +378,7 @@ impl Zustelldienst {
                 &aws_lc_rs::digest::SHA256,
                 receipt.as_bytes(),
             )),
+            reply: None,
         };
         match self.store.accept(new).await? {
             Accepted::Stored | Accepted::Replay { .. } => {}

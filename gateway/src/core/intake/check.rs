@@ -32,6 +32,8 @@ pub struct CheckRules {
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
     /// XML Schemas by Leistung (XML data).
     pub xsds: HashMap<String, Arc<XsdSchema>>,
+    /// The reply types `[reply_types]` lists (empty: any is taken).
+    pub reply_types: Vec<String>,
 }
 
 /// The data checks: the rules in force and where the larger checks run.
@@ -52,14 +54,48 @@ struct Work {
     rules: Rules,
     data: Bytes,
     limits: DataLimits,
-    leistung: String,
+    /// What the schema is of, for messages (`Leistung 99…`, `reply type bescheid`).
+    of: String,
+}
+
+/// Whose schema a data part is checked against.
+#[derive(Debug, Clone, Copy)]
+pub enum SchemaOf<'a> {
+    /// A submission's data: its Leistung's schema.
+    Leistung(&'a str),
+    /// A reply's data: its reply type's schema (`[reply_types]`).
+    ReplyType(&'a str),
+}
+
+impl SchemaOf<'_> {
+    /// Its key in [`CheckRules`]' maps: a reply type's is `reply/<type>`
+    /// (`/` is in no Leistung key).
+    pub fn key(&self) -> String {
+        match self {
+            SchemaOf::Leistung(l) => (*l).to_owned(),
+            SchemaOf::ReplyType(t) => format!("reply/{t}"),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            SchemaOf::Leistung(l) => format!("Leistung {l}"),
+            SchemaOf::ReplyType(t) => format!("reply type {t}"),
+        }
+    }
 }
 
 impl DataChecks {
     /// Checks the data part against its media type's safety rules and the
     /// Leistung's schema. Error details name positions and codes, never the data.
     pub async fn check(&self, md: &Metadata, data: &Part) -> Result<(), Refusal> {
-        let work = self.work(md, data)?;
+        self.check_of(SchemaOf::Leistung(&md.leistung), data).await
+    }
+
+    /// Checks the data part against its media type's safety rules and the
+    /// schema of `of`, if it has one.
+    pub async fn check_of(&self, of: SchemaOf<'_>, data: &Part) -> Result<(), Refusal> {
+        let work = self.work(of, data)?;
         if data.data.len() <= INLINE_CHECK_BYTES {
             work.run(&Budget::unlimited())
         } else {
@@ -68,10 +104,11 @@ impl DataChecks {
     }
 
     /// Which rules apply, by the data's media type and the Leistung's schema.
-    fn work(&self, md: &Metadata, data: &Part) -> Result<Work, Refusal> {
+    fn work(&self, of: SchemaOf<'_>, data: &Part) -> Result<Work, Refusal> {
         let current = self.rules.load();
-        let schema = current.schemas.get(&md.leistung);
-        let xsd = current.xsds.get(&md.leistung);
+        let key = of.key();
+        let schema = current.schemas.get(&key);
+        let xsd = current.xsds.get(&key);
         let mt = data.media_type.as_str();
         let rules = if mt == "application/xml" || mt == "text/xml" || mt.ends_with("+xml") {
             if schema.is_some() {
@@ -79,8 +116,8 @@ impl DataChecks {
                     Kind::UnsupportedMediaType,
                     "unsupported-media-type",
                     format!(
-                        "Leistung {} expects JSON data matching its schema, not XML",
-                        md.leistung
+                        "{} expects JSON data matching its schema, not XML",
+                        of.name()
                     ),
                 ));
             }
@@ -91,8 +128,8 @@ impl DataChecks {
                     Kind::UnsupportedMediaType,
                     "unsupported-media-type",
                     format!(
-                        "Leistung {} expects XML data matching its XML Schema, not JSON",
-                        md.leistung
+                        "{} expects XML data matching its XML Schema, not JSON",
+                        of.name()
                     ),
                 ));
             }
@@ -108,7 +145,7 @@ impl DataChecks {
             rules,
             data: data.data.clone(),
             limits: current.limits,
-            leistung: md.leistung.clone(),
+            of: of.name(),
         })
     }
 }
@@ -129,8 +166,8 @@ impl Work {
                         Kind::Unprocessable,
                         "schema-violation",
                         format!(
-                            "data does not match the XML Schema of Leistung {} at line {line} (libxml2 error {code})",
-                            self.leistung
+                            "data does not match the XML Schema of {} at line {line} (libxml2 error {code})",
+                            self.of
                         ),
                     ),
                     XsdError::OutOfTime => refusal(validate::too_complex(budget)),
@@ -143,7 +180,7 @@ impl Work {
                 if budget.spent() {
                     return Err(refusal(validate::too_complex(budget)));
                 }
-                validate::check_schema(&schema, &value, &self.leistung)
+                validate::check_schema(&schema, &value, &self.of)
                     .map_err(|i| Refusal::new(Kind::Unprocessable, i.slug, i.detail))
             }
         }

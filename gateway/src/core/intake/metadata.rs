@@ -29,31 +29,7 @@ pub struct Metadata {
 impl Metadata {
     /// Parses and checks the `metadata` part (JSON within the limits).
     pub fn parse(body: &[u8], limits: &validate::DataLimits) -> Result<Metadata, Refusal> {
-        let value = validate::check_json(body, limits, "metadata").map_err(|i| {
-            Refusal::invalid(
-                if i.slug == "json-too-deep" {
-                    i.slug
-                } else {
-                    "metadata-invalid"
-                },
-                i.detail,
-            )
-        })?;
-        // A key given twice is refused, at any depth: "last one wins" would let
-        // two readers of the same metadata see two different applications.
-        serde_json::from_slice::<UniqueKeys>(body).map_err(|e| {
-            Refusal::invalid(
-                "metadata-invalid",
-                format!(
-                    "metadata: {}",
-                    e.to_string().split(" at line").next().unwrap_or("")
-                ),
-            )
-        })?;
-        let md: Metadata = serde_json::from_value(value).map_err(|e| {
-            // serde's messages name fields and expected types, not values.
-            Refusal::invalid("metadata-invalid", format!("metadata: {e}"))
-        })?;
+        let md: Metadata = parse_part(body, limits)?;
         md.check()?;
         Ok(md)
     }
@@ -98,6 +74,75 @@ impl Metadata {
             m.insert("reply_channel".into(), r.clone());
         }
         m
+    }
+}
+
+/// A `metadata` part as `T`: JSON within the limits, no key twice.
+fn parse_part<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    limits: &validate::DataLimits,
+) -> Result<T, Refusal> {
+    let value = validate::check_json(body, limits, "metadata").map_err(|i| {
+        Refusal::invalid(
+            if i.slug == "json-too-deep" {
+                i.slug
+            } else {
+                "metadata-invalid"
+            },
+            i.detail,
+        )
+    })?;
+    // A key given twice is refused, at any depth: "last one wins" would let
+    // two readers of the same metadata see two different applications.
+    serde_json::from_slice::<UniqueKeys>(body).map_err(|e| {
+        Refusal::invalid(
+            "metadata-invalid",
+            format!(
+                "metadata: {}",
+                e.to_string().split(" at line").next().unwrap_or("")
+            ),
+        )
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        // serde's messages name fields and expected types, not values.
+        Refusal::invalid("metadata-invalid", format!("metadata: {e}"))
+    })
+}
+
+/// The `metadata` part of a reply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyMetadata {
+    /// What kind of answer: `bescheid`, `nachforderung`, `zahlungsaufforderung`, …
+    pub reply_type: String,
+    /// The Fachverfahren's own reference (its Aktenzeichen).
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+impl ReplyMetadata {
+    /// Parses and checks a reply's `metadata` part.
+    pub fn parse(body: &[u8], limits: &validate::DataLimits) -> Result<ReplyMetadata, Refusal> {
+        let md: ReplyMetadata = parse_part(body, limits)?;
+        let t = &md.reply_type;
+        if t.is_empty()
+            || t.len() > 64
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            return Err(Refusal::invalid(
+                "metadata-invalid",
+                "metadata.reply_type must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'",
+            ));
+        }
+        if md.reference.as_ref().is_some_and(|r| r.len() > 256) {
+            return Err(Refusal::invalid(
+                "metadata-invalid",
+                "metadata.reference is longer than 256 bytes",
+            ));
+        }
+        Ok(md)
     }
 }
 

@@ -26,23 +26,53 @@ use time::OffsetDateTime;
 
 use crate::core::privacy::PrivacyKey;
 use crate::core::refusal::{Kind, Refusal};
-use crate::model::portal::Portal;
+use crate::model::portal::{Portal, ReplyRoute};
 use crate::model::routing::{Payload, Router};
 use crate::model::submission::{
     envelope_checksum, idempotency_key_hash, message_id, Accepted, AuditPart, IdempotencyKey,
-    NewDelivery, NewSubmission,
+    NewDelivery, NewSubmission, ReplyOf,
 };
 use crate::store::Store;
-pub use metadata::{Metadata, Part};
+pub use metadata::{Metadata, Part, ReplyMetadata};
 
-/// A complete, validated submission.
+/// A complete, validated submission (or reply).
 #[derive(Debug, Clone)]
 pub struct Incoming {
-    pub portal: Arc<Portal>,
+    pub sender: Sender,
+    /// On a reply: the answered submission's Leistung and destination, and
+    /// the replier's reference.
     pub metadata: Metadata,
     pub data: Part,
     pub attachments: Vec<Part>,
     pub idempotency_key: Option<String>,
+}
+
+/// Who sent what is accepted.
+#[derive(Debug, Clone)]
+pub enum Sender {
+    /// A registered portal (or what submits on behalf of one: an XTA sender,
+    /// a FIT-Connect subscription).
+    Portal(Arc<Portal>),
+    /// A Fachverfahren's reply to a submission, going back to the submission's `portal`.
+    Reply { portal: String, of: ReplyOf },
+}
+
+impl Sender {
+    /// The portal the submission is from, or the reply goes to (the submission's portal).
+    pub fn portal(&self) -> &str {
+        match self {
+            Sender::Portal(p) => &p.id,
+            Sender::Reply { portal, .. } => portal,
+        }
+    }
+
+    /// Who signs for the content in the manifest: the portal, or the replying target.
+    fn name(&self) -> &str {
+        match self {
+            Sender::Portal(p) => &p.id,
+            Sender::Reply { of, .. } => &of.by,
+        }
+    }
 }
 
 /// The `202` body.
@@ -93,6 +123,8 @@ pub struct Routes {
     pub targets: BTreeMap<String, Arc<RecipientCert>>,
     /// What each target receives (absent: [`Payload::Raw`]).
     pub payloads: BTreeMap<String, Payload>,
+    /// Where each portal's replies go (portals without replies are absent).
+    pub replies: BTreeMap<String, ReplyRoute>,
 }
 
 /// Submissions up to this many bytes (payload × targets) are sealed on the I/O
@@ -141,10 +173,31 @@ impl Intake {
         }
     }
 
+    /// The target a reply to `portal` goes to.
+    fn reply_target(&self, routes: &Routes, portal: &str) -> Result<Vec<String>, Refusal> {
+        let route = routes.replies.get(portal).ok_or_else(|| {
+            Refusal::new(
+                Kind::Unprocessable,
+                "no-reply-route",
+                format!("portal {portal} receives no replies: the gateway's operator has to give it `replies` in its configuration"),
+            )
+        })?;
+        let targets = vec![route.target.clone()];
+        match self.revoked.first_of(&targets) {
+            None => Ok(targets),
+            Some(t) => Err(Refusal::unavailable(format!(
+                "the encryption certificate of {t}, which replies to portal {portal} are encrypted for, has been revoked; nothing is encrypted for it until an operator gives it a new one. The reply was not accepted, retry later"
+            ))),
+        }
+    }
+
     /// Seals, encrypts for every target and stores; returns once durable.
     pub async fn accept(self: &Arc<Self>, incoming: Incoming) -> Result<Answer, Refusal> {
         let routes = self.routes.load_full();
-        let targets = self.authorize_with(&routes, &incoming.portal, &incoming.metadata)?;
+        let targets = match &incoming.sender {
+            Sender::Portal(p) => self.authorize_with(&routes, p, &incoming.metadata)?,
+            Sender::Reply { portal, .. } => self.reply_target(&routes, portal)?,
+        };
         let this = self.clone();
         // Hashing, signing and encrypting are CPU work. A small submission costs
         // about as much as handing it to the blocking pool and back (two thread
@@ -238,6 +291,10 @@ impl Intake {
             .format(&Rfc3339)
             .map_err(|e| internal("clock", &e))?;
         let md = &incoming.metadata;
+        let reply = match &incoming.sender {
+            Sender::Reply { of, .. } => Some(of),
+            Sender::Portal(_) => None,
+        };
         let mut parts = vec![("data".to_owned(), &incoming.data)];
         for (i, a) in incoming.attachments.iter().enumerate() {
             parts.push((format!("attachment-{}", i + 1), a));
@@ -245,7 +302,7 @@ impl Intake {
         let manifest = Manifest {
             submission_id: id.to_string(),
             received_at: received_at.clone(),
-            sender: incoming.portal.id.clone(),
+            sender: incoming.sender.name().to_owned(),
             leistung: md.leistung.clone(),
             destination: md.destination.clone(),
             metadata: md.extra(),
@@ -259,6 +316,8 @@ impl Intake {
                     sha512: sha512_hex(&p.data),
                 })
                 .collect(),
+            in_reply_to: reply.map(|r| r.submission_id.clone()),
+            reply_type: reply.map(|r| r.reply_type.clone()),
         };
         let sealed =
             seal_manifest(&manifest, &self.seal).map_err(|e| internal("sealing failed", &e))?;
@@ -278,7 +337,12 @@ impl Intake {
                 target: target.clone(),
                 created_at: received_at.clone(),
             };
-            let env = match routes.payloads.get(target).copied().unwrap_or_default() {
+            // A reply is the parts as sent: an xdomea 0201 package is an application.
+            let payload = match reply {
+                Some(_) => Payload::Raw,
+                None => routes.payloads.get(target).copied().unwrap_or_default(),
+            };
+            let env = match payload {
                 Payload::Raw => build_envelope(header, &manifest, &sealed, &bodies, cert),
                 Payload::Xdomea => {
                     let (m, zip) = xdomea_manifest(&manifest, &incoming, target)
@@ -307,18 +371,29 @@ impl Intake {
                 hmac_sha256: self.privacy.part_mac(&p.data),
             })
             .collect();
+        let status_url = match reply {
+            Some(r) => format!(
+                "{}/v1/submissions/{}/replies/{id}",
+                self.public_url, r.submission_id
+            ),
+            None => format!("{}/v1/submissions/{id}", self.public_url),
+        };
         let response = AcceptResponse {
             submission_id: id.to_string(),
             received_at: received_at.clone(),
-            status_url: format!("{}/v1/submissions/{id}", self.public_url),
+            status_url,
             targets,
             parts: receipt_body.parts,
             receipt,
         };
         let canonical = request_canonical(&manifest);
         let idempotency = incoming.idempotency_key.as_ref().map(|key| IdempotencyKey {
-            // Stored hashed: a key may carry a portal's case number.
-            key: idempotency_key_hash(key),
+            // Stored hashed: a key may carry a portal's case number. A
+            // replier's keys are its own, apart from the portal's.
+            key: match reply {
+                Some(r) => idempotency_key_hash(&format!("reply:{}:{key}", r.by)),
+                None => idempotency_key_hash(key),
+            },
             request_hash: self.privacy.request_mac(&canonical),
             legacy_request_hash: hex::encode(digest(&SHA256, &canonical)),
         });
@@ -326,7 +401,7 @@ impl Intake {
             .map_err(|e| internal("response encoding failed", &e))?;
         let submission = NewSubmission {
             id: id.to_string(),
-            portal: incoming.portal.id.clone(),
+            portal: incoming.sender.portal().to_owned(),
             leistung: md.leistung.clone(),
             destination: md.destination.clone(),
             received_at,
@@ -336,6 +411,7 @@ impl Intake {
             parts: parts_for_audit,
             privacy_key_id: self.privacy.id().to_owned(),
             receipt_sha256,
+            reply: reply.cloned(),
         };
         Ok((submission, answer))
     }

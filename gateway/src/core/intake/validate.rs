@@ -308,7 +308,7 @@ fn json_error_class(e: &serde_json::Error) -> &'static str {
 pub fn check_schema(
     validator: &jsonschema::Validator,
     instance: &serde_json::Value,
-    leistung: &str,
+    of: &str,
 ) -> Result<(), Invalid> {
     match validator.iter_errors(instance).next() {
         None => Ok(()),
@@ -322,7 +322,7 @@ pub fn check_schema(
             Err(invalid(
                 "schema-violation",
                 format!(
-                    "data does not match the schema of Leistung {leistung} at {path}: {}",
+                    "data does not match the schema of {of} at {path}: {}",
                     e.masked()
                 ),
             ))

@@ -9,7 +9,7 @@ use super::{read, Checks};
 use crate::config::{AdapterConfig, Config, ConfigError, MessageBoxConfig};
 use crate::listen::dn::Dn;
 use crate::listen::identity::{Pin, Portals};
-use crate::model::portal::{Portal, Reader};
+use crate::model::portal::{Portal, Reader, ReplyRoute};
 use crate::model::routing::{Pattern, PatternSet, Router};
 
 /// The routing table: patterns parse and name existing targets.
@@ -117,6 +117,7 @@ pub(super) fn clients(c: &mut Checks) -> Portals {
             xta_account: p.xta_account.clone().unwrap_or_else(|| p.id.clone()),
             rate: p.rate,
             uploads: p.uploads,
+            replies: reply_route(config, i, p, errors),
         });
         for pin in pins(
             config,
@@ -192,7 +193,53 @@ pub(super) fn clients(c: &mut Checks) -> Portals {
         }
     }
     readers(config, errors, &mut portals);
+    for (id, t) in &config.targets {
+        let Some(r) = &t.reply_client else { continue };
+        let at = |k: &str| format!("targets.{id}.reply_client.{k}");
+        for pin in pins(
+            config,
+            "reply client",
+            id,
+            &at,
+            &r.certificate,
+            &r.certificate_sha256,
+            &r.subject,
+            errors,
+        ) {
+            portals.add_replier(pin, id);
+        }
+    }
     portals
+}
+
+/// Where a portal's replies go (`[[portals]] replies`), checked.
+fn reply_route(
+    config: &Config,
+    i: usize,
+    p: &crate::config::PortalConfig,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ReplyRoute> {
+    p.replies.as_ref()?;
+    let at = format!("portals[{i}].replies");
+    match p.reply_route() {
+        Some(route) if config.targets.contains_key(&route.target) => Some(route),
+        Some(route) => {
+            errors.push(config.error(
+                at,
+                format!("no target {:?} to deliver portal {:?}'s replies to", route.target, p.id),
+                "name a target of [targets], or let the portal fetch its replies: replies = { certificate = \"<its encryption certificate>.pem\" }",
+            ));
+            None
+        }
+        None => {
+            errors.push(config.error(
+                at,
+                "give either `certificate` (the portal fetches its replies) or `target` (the gateway delivers them)",
+                "e.g. replies = { certificate = \"portal-enc.pem\" } or replies = { target = \"postfach\" }",
+            ));
+            None
+        }
+    }
 }
 
 /// The readers of message boxes (`xta` targets), one per account, with the
@@ -200,8 +247,12 @@ pub(super) fn clients(c: &mut Checks) -> Portals {
 fn readers(config: &Config, errors: &mut Vec<ConfigError>, portals: &mut Portals) {
     let mut accounts: std::collections::BTreeMap<&str, Vec<(&String, &MessageBoxConfig)>> =
         Default::default();
+    let mut reply_boxes = Vec::new();
     for (id, t) in &config.targets {
-        if let AdapterConfig::Xta(b) = &t.adapter {
+        if let (AdapterConfig::Xta(b), Some(_)) = (&t.adapter, &t.replies_of) {
+            // Read with the portal's certificate: registered with the portal.
+            reply_boxes.push((id, b));
+        } else if let AdapterConfig::Xta(b) = &t.adapter {
             accounts
                 .entry(b.account.as_str())
                 .or_default()
@@ -215,6 +266,34 @@ fn readers(config: &Config, errors: &mut Vec<ConfigError>, portals: &mut Portals
                 "a message-box target, but no XTA listener: its reader could never fetch",
                 "add [xta] with listen = \"<address>:8444\", or give the target another adapter",
             ));
+        }
+    }
+    for (id, b) in reply_boxes {
+        let reader = Arc::new(Reader {
+            account: b.account.clone(),
+            targets: vec![id.clone()],
+        });
+        let none = |_: &str| String::new();
+        for pin in pins(
+            config,
+            "portal",
+            id,
+            &none,
+            &b.certificate,
+            &b.certificate_sha256,
+            &b.subject,
+            &mut Vec::new(),
+        ) {
+            if let Some(other) = portals.add_reader(pin, reader.clone()) {
+                errors.push(config.error(
+                    format!("targets.{id}"),
+                    format!(
+                        "the portal's certificate also reads account {:?}; one certificate reads one account",
+                        other.account
+                    ),
+                    "give the portal its own certificate, or let it receive its replies through a target (replies = { target = … })",
+                ));
+            }
         }
     }
     for (account, boxes) in accounts {

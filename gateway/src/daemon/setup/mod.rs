@@ -57,6 +57,15 @@ pub struct Setup {
 
 impl Setup {
     /// What each target receives in its envelope.
+    /// Where each portal's replies go (portals without replies left out).
+    pub fn reply_routes(&self) -> BTreeMap<String, crate::model::portal::ReplyRoute> {
+        self.config
+            .portals
+            .iter()
+            .filter_map(|p| Some((p.id.clone(), p.reply_route()?)))
+            .collect()
+    }
+
     pub fn payloads(&self) -> BTreeMap<String, crate::model::routing::Payload> {
         self.config
             .targets

@@ -10,6 +10,7 @@ use rustls::pki_types::CertificateRevocationListDer;
 
 use super::{read, Checks, Watched};
 use crate::core::engine::TargetRuntime;
+use crate::core::intake::check::SchemaOf;
 
 /// Every target's encryption certificate, chaining to the trust anchors.
 pub(super) fn target_certificates(
@@ -128,9 +129,17 @@ pub(super) fn leistung_schemas(
     let errors = &mut c.errors;
     let mut schemas = HashMap::new();
     let mut xsds = HashMap::new();
-    for (leistung, l) in &config.leistungen {
+    let leistungen = config
+        .leistungen
+        .iter()
+        .map(|(l, c)| (SchemaOf::Leistung(l), format!("leistungen.{l}.schema"), c));
+    let replies = config
+        .reply_types
+        .iter()
+        .map(|(t, c)| (SchemaOf::ReplyType(t), format!("reply_types.{t}.schema"), c));
+    for (of, key, l) in leistungen.chain(replies) {
         let Some(path) = &l.schema else { continue };
-        let key = format!("leistungen.{leistung}.schema");
+        let leistung = &of.key();
         if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("xsd"))

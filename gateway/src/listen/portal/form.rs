@@ -4,7 +4,6 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::config::Limits;
-use crate::core::intake::validate::DataLimits;
 use crate::core::intake::{Metadata, Part};
 use crate::core::refusal::Refusal;
 use crate::listen::problem::Problem;
@@ -18,14 +17,15 @@ pub struct Form {
 }
 
 /// Reads and checks a `multipart/form-data` body within `limits`: exactly one
-/// `metadata` (parsed, checked and handed to `authorize` as soon as it is read) and
+/// `metadata` (handed to `metadata` as soon as it is read, which parses,
+/// checks and authorises it: a submission's, or a reply's made into one) and
 /// one `data` part, any number of `attachment` parts with a plain file name and a
 /// media type. The data itself is checked afterwards by the core.
 pub async fn read_form<S, O, E>(
     body: S,
     boundary: String,
     limits: &Limits,
-    mut authorize: impl FnMut(&Metadata) -> Result<(), Refusal>,
+    mut metadata_of: impl FnMut(&[u8]) -> Result<Metadata, Refusal>,
 ) -> Result<Form, Problem>
 where
     S: futures_util::Stream<Item = Result<O, E>> + Send + 'static,
@@ -77,10 +77,8 @@ where
                         "the metadata part was sent twice",
                     ));
                 }
-                let md = Metadata::parse(&body, &DataLimits::of(limits))?;
-                // Authorise before reading further: an unauthorised portal sends no more data into us.
-                authorize(&md).map_err(Problem::from)?;
-                metadata = Some(md);
+                // Authorised before reading further: an unauthorised client sends no more data into us.
+                metadata = Some(metadata_of(&body)?);
             }
             "data" => {
                 if data.is_some() {

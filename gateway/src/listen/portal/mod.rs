@@ -7,6 +7,8 @@
 //!   `attachment` parts; `202` once durable, with the signed receipt ([`submit`]).
 //! - `GET /v1/submissions/{id}[/trace|/proof]` — status per target, Laufzettel,
 //!   inclusion proofs; for the submitting portal only.
+//! - `POST /v1/submissions/{id}/replies`, `/v1/replies…` — the way back: a
+//!   target's reply, a portal's reply box ([`replies`]).
 //! - `/v1/admin/…` — the operators' queue tools ([`operator`]).
 //!
 //! Every refusal is a [`Problem`] (RFC 9457), counted in
@@ -16,6 +18,7 @@ pub(crate) mod body;
 pub(crate) mod budget;
 pub mod form;
 pub mod quota;
+mod replies;
 mod submit;
 
 use std::sync::Arc;
@@ -47,6 +50,8 @@ pub struct Ingest {
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// Each portal's submission rate and uploads at once (see `quota`).
     pub quota: quota::PortalQuota,
+    /// Replies of the targets, and the portals' reply boxes.
+    pub replies: Arc<crate::core::replies::Replies>,
 }
 
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -189,6 +194,7 @@ impl Ingest {
                 "the operator API is served by the admin listener under /admin/v1/ ([admin] listen)",
             )),
             Ok(Client::Portal(portal)) => self.route(portal, &head, &body).await,
+            Ok(Client::Replier(targets)) => self.route_replier(targets, &head, &body).await,
             Ok(Client::Operator(o)) => Err(Problem::new(
                 403,
                 "portals-only",
@@ -221,6 +227,9 @@ impl Ingest {
         body: &SharedBody,
     ) -> Result<HttpResponse, Problem> {
         let path = head.uri.path();
+        if path == "/v1/replies" || path.starts_with("/v1/replies/") {
+            return self.route_replies(&portal, head).await;
+        }
         match (&head.method, path.strip_prefix("/v1/submissions")) {
             (&Method::POST, Some("" | "/")) => {
                 let started = Instant::now();

@@ -90,6 +90,7 @@ mod tests {
             xta_account: "p".into(),
             rate,
             uploads,
+            replies: None,
         }
     }
 

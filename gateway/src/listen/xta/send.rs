@@ -18,7 +18,7 @@ use super::ops::Call;
 use super::reply;
 use super::tree::Node;
 use super::Fault;
-use crate::core::intake::{Incoming, Metadata, Part};
+use crate::core::intake::{Incoming, Metadata, Part, Sender};
 
 impl Call<'_> {
     pub(super) async fn send(&self) -> Result<(String, String), Fault> {
@@ -118,11 +118,12 @@ impl Call<'_> {
             data.data.len() as u64 + attachments.iter().map(|a| a.data.len() as u64).sum::<u64>();
         let answer = intake
             .accept(Incoming {
-                portal: self
-                    .caller
-                    .sender
-                    .clone()
-                    .ok_or_else(|| Fault::denied("no sender"))?,
+                sender: Sender::Portal(
+                    self.caller
+                        .sender
+                        .clone()
+                        .ok_or_else(|| Fault::denied("no sender"))?,
+                ),
                 metadata: metadata.clone(),
                 data,
                 attachments,

@@ -85,7 +85,7 @@ fn count(event: &str, source: &str) -> String {
         "INSERT INTO case_counts (period, start, event, leistung, destination, portal, target, n)
     SELECT p.period, {START}, '{event}', {LEISTUNG},
         CASE p.period WHEN 'hour' THEN '' ELSE e.destination END,
-        CASE WHEN p.period = 'hour' AND '{event}' <> 'accepted' THEN '' ELSE e.portal END,
+        CASE WHEN p.period = 'hour' AND '{event}' NOT IN ('accepted', 'replied') THEN '' ELSE e.portal END,
         e.target,
         count(*)
     {from}
@@ -142,8 +142,12 @@ fn outcome(event: &str, d: &str) -> String {
 /// back-fill is not counted twice).
 pub(super) fn triggers() -> String {
     let mut out = format!(
-        "CREATE TRIGGER IF NOT EXISTS case_accepted AFTER INSERT ON submissions BEGIN\n{}\nEND;\n",
-        count("accepted", &accepted("NEW"))
+        "CREATE TRIGGER IF NOT EXISTS case_accepted AFTER INSERT ON submissions
+    WHEN NEW.in_reply_to IS NULL BEGIN\n{}\nEND;
+CREATE TRIGGER IF NOT EXISTS case_replied AFTER INSERT ON submissions
+    WHEN NEW.in_reply_to IS NOT NULL BEGIN\n{}\nEND;\n",
+        count("accepted", &accepted("NEW")),
+        count("replied", &accepted("NEW"))
     );
     for event in ["delivered", "parked", "discarded"] {
         let source = format!(

@@ -14,7 +14,7 @@ pub(super) fn mailbox(conn: &Connection, q: &BoxQuery) -> Result<Vec<Boxed>, Sto
         return Ok(Vec::new());
     }
     let mut sql = String::from(
-        "SELECT d.message_id, d.submission_id, d.target, d.offered_ms, COALESCE(d.env_len, 0), s.leistung, s.portal, s.received_at
+        "SELECT d.message_id, d.submission_id, d.target, d.offered_ms, COALESCE(d.env_len, 0), s.leistung, s.portal, s.received_at, s.in_reply_to
          FROM deliveries d JOIN submissions s ON s.id = d.submission_id
          WHERE d.state = 'in_flight' AND d.offered_ms IS NOT NULL AND d.target IN (",
     );
@@ -57,6 +57,7 @@ pub(super) fn mailbox(conn: &Connection, q: &BoxQuery) -> Result<Vec<Boxed>, Sto
             leistung: r.get(5)?,
             portal: r.get(6)?,
             received_at: r.get(7)?,
+            in_reply_to: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

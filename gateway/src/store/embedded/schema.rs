@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     leistung     TEXT NOT NULL,
     destination  TEXT NOT NULL,
     received_at  TEXT NOT NULL,
-    response     TEXT NOT NULL
+    response     TEXT NOT NULL,
+    in_reply_to  TEXT
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     message_id      TEXT PRIMARY KEY,
@@ -58,6 +59,7 @@ CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id)
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_age ON deliveries(target, state, created_at_ms);
 CREATE INDEX IF NOT EXISTS deliveries_by_segment ON deliveries(segment) WHERE segment IS NOT NULL;
+CREATE INDEX IF NOT EXISTS submissions_replies ON submissions(in_reply_to) WHERE in_reply_to IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_holding ON deliveries(state, updated_ms) WHERE segment IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_boxed ON deliveries(target, message_id)
     WHERE state = 'in_flight' AND offered_ms IS NOT NULL;
@@ -105,7 +107,7 @@ CREATE TABLE IF NOT EXISTS settings (
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (kind, id)
 );
-PRAGMA user_version = 8;
+PRAGMA user_version = 9;
 "
 );
 
@@ -179,7 +181,7 @@ PRAGMA user_version = 4;
 );
 
 /// The schema version this gateway writes.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// Version 5: the last error's class in a column of its own (what portals see of
 /// an error), and idempotency keys stored as SHA-256, not in clear.
@@ -242,6 +244,20 @@ fn migrate_7_to_8(conn: &mut Connection) -> Result<(), StoreError> {
     tx.execute_batch(&super::cases::tables())?;
     super::cases::backfill(&tx)?;
     tx.execute_batch("PRAGMA user_version = 8;")?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Version 9: replies (a submission's `in_reply_to`); the case statistics'
+/// insert trigger is made again to count them as `replied`, not `accepted`.
+fn migrate_8_to_9(conn: &mut Connection) -> Result<(), StoreError> {
+    tracing::info!("migrating the store from schema version 8 to 9: replies");
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    tx.execute_batch(
+        "ALTER TABLE submissions ADD COLUMN in_reply_to TEXT;
+         DROP TRIGGER IF EXISTS case_accepted;
+         PRAGMA user_version = 9;",
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -324,6 +340,10 @@ pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), 
     }
     if version == 7 {
         migrate_7_to_8(conn)?;
+        version = 8;
+    }
+    if version == 8 {
+        migrate_8_to_9(conn)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "the store has schema version {version}, newer than this gateway ({SCHEMA_VERSION}): run the newer version"

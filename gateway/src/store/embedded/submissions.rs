@@ -44,9 +44,10 @@ pub(super) fn insert_one(
         ));
     }
     conn.prepare_cached(
-        "INSERT INTO submissions (id, portal, leistung, destination, received_at, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO submissions (id, portal, leistung, destination, received_at, response, in_reply_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![s.id, s.portal, s.leistung, s.destination, s.received_at, s.response])?;
+    .execute(params![s.id, s.portal, s.leistung, s.destination, s.received_at, s.response,
+                     s.reply.as_ref().map(|r| &r.submission_id)])?;
     if let Some(idem) = &s.idempotency {
         conn.prepare_cached("INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![s.portal, idem.key, idem.request_hash, s.id])?;
@@ -63,6 +64,9 @@ pub(super) fn insert_one(
     let ts = rfc3339_ms(now_ms);
     head.append(conn, &ts, AuditEvent::received(s))?;
     head.append(conn, &ts, AuditEvent::sealed(s))?;
+    if let Some(replied) = AuditEvent::replied(s) {
+        head.append(conn, &ts, replied)?;
+    }
     Ok(Accepted::Stored)
 }
 
@@ -72,7 +76,7 @@ pub(super) fn read_submission(
 ) -> Result<Option<SubmissionStatus>, StoreError> {
     let head = conn
         .prepare_cached(
-            "SELECT portal, leistung, destination, received_at FROM submissions WHERE id = ?1",
+            "SELECT portal, leistung, destination, received_at, in_reply_to FROM submissions WHERE id = ?1",
         )?
         .query_row(params![id], |r| {
             Ok((
@@ -80,10 +84,11 @@ pub(super) fn read_submission(
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })
         .optional()?;
-    let Some((portal, leistung, destination, received_at)) = head else {
+    let Some((portal, leistung, destination, received_at, in_reply_to)) = head else {
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
@@ -142,6 +147,8 @@ pub(super) fn read_submission(
         leistung,
         destination,
         received_at,
+        in_reply_to,
         deliveries,
+        replies: Vec::new(),
     }))
 }

@@ -29,6 +29,7 @@ pub(super) fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
         parts: vec![],
         privacy_key_id: String::new(),
         receipt_sha256: String::new(),
+        reply: None,
     }
 }
 
@@ -206,7 +207,7 @@ async fn migrates_version_1(with_checkpoint_table: bool) {
          DROP TABLE case_counts; DROP TABLE case_latency; DROP TABLE case_zone; DROP TABLE case_buckets;
          CREATE TABLE s1 (id TEXT PRIMARY KEY, portal TEXT NOT NULL, leistung TEXT NOT NULL,
              destination TEXT NOT NULL, received_at TEXT NOT NULL, response TEXT NOT NULL) WITHOUT ROWID;
-         INSERT INTO s1 SELECT * FROM submissions; DROP TABLE submissions;
+         INSERT INTO s1 SELECT id, portal, leistung, destination, received_at, response FROM submissions; DROP TABLE submissions;
          ALTER TABLE s1 RENAME TO submissions;
          CREATE TABLE envelopes (message_id TEXT PRIMARY KEY REFERENCES deliveries(message_id),
              body BLOB NOT NULL) WITHOUT ROWID;
@@ -586,6 +587,7 @@ async fn case_counts_follow_submissions_and_outcomes_and_survive_a_migration() {
     conn.execute_batch(
         "DROP TRIGGER case_accepted; DROP TRIGGER case_delivered; DROP TRIGGER case_parked; DROP TRIGGER case_discarded;
          DROP TABLE case_counts; DROP TABLE case_latency; DROP TABLE case_zone; DROP TABLE case_buckets;
+         DROP TRIGGER case_replied; DROP INDEX submissions_replies; ALTER TABLE submissions DROP COLUMN in_reply_to;
          PRAGMA user_version = 7;",
     )
     .unwrap();

@@ -41,7 +41,7 @@ WITH moved AS (
     FROM moved m
 ), rows AS (
     SELECT 'hour' AS period, lms / 3600000 AS start, event, '' AS leistung, '' AS destination,
-           CASE WHEN event = 'accepted' THEN portal ELSE '' END AS portal, target, k FROM e
+           CASE WHEN event IN ('accepted', 'replied') THEN portal ELSE '' END AS portal, target, k FROM e
     UNION ALL
     SELECT 'day', lms / 86400000, event, leistung, destination, portal, target, k FROM e
     UNION ALL

@@ -28,7 +28,7 @@ pub async fn submission(pool: &Pool, id: &str) -> Result<Option<SubmissionStatus
     let conn = pool.get().await.map_err(backend)?;
     let Some(head) = conn
         .query_opt(
-            "SELECT portal, leistung, destination, received_at FROM submissions WHERE id = $1",
+            "SELECT portal, leistung, destination, received_at, in_reply_to FROM submissions WHERE id = $1",
             &[&id],
         )
         .await
@@ -70,7 +70,9 @@ pub async fn submission(pool: &Pool, id: &str) -> Result<Option<SubmissionStatus
         leistung: head.get(1),
         destination: head.get(2),
         received_at: head.get(3),
+        in_reply_to: head.get(4),
         deliveries,
+        replies: Vec::new(),
     }))
 }
 
@@ -233,7 +235,7 @@ pub async fn mailbox(pool: &Pool, q: &BoxQuery) -> Result<Vec<Boxed>, StoreError
         [&q.targets, &q.after, &ids, &q.from_ms, &q.to_ms, &limit];
     let rows = conn
         .query(
-            "SELECT d.message_id, d.submission_id, d.target, d.offered_ms, COALESCE(length(d.envelope), 0), s.leistung, s.portal, s.received_at
+            "SELECT d.message_id, d.submission_id, d.target, d.offered_ms, COALESCE(length(d.envelope), 0), s.leistung, s.portal, s.received_at, s.in_reply_to
              FROM deliveries d JOIN submissions s ON s.id = d.submission_id
              WHERE d.state = 'in_flight' AND d.offered_ms IS NOT NULL AND d.target = ANY($1)
                AND ($2::TEXT IS NULL OR d.message_id > $2)
@@ -256,6 +258,7 @@ pub async fn mailbox(pool: &Pool, q: &BoxQuery) -> Result<Vec<Boxed>, StoreError
             leistung: r.get(5),
             portal: r.get(6),
             received_at: r.get(7),
+            in_reply_to: r.get(8),
         })
         .collect())
 }

@@ -1,7 +1,7 @@
 //! Accepting a submission in PostgreSQL: the submission, its deliveries
 //! with their sealed envelopes, its idempotency key, an outbox row per
 //! delivery (the broker relay publishes from it) and the `received` and
-//! `sealed` audit records — one statement (so one transaction and one round
+//! `sealed` audit records (and `replied` on the answered submission) — one statement (so one transaction and one round
 //! trip), committed before the portal hears `202`. An idempotency key seen
 //! before (by any instance) answers with the first submission's stored
 //! answer, or a conflict.
@@ -24,8 +24,8 @@ macro_rules! accept_sql {
             "WITH c AS (",
             $claim,
             "),
-             s AS (INSERT INTO submissions (id, portal, leistung, destination, received_at, response)
-                   SELECT $1, $2, $3, $4, $5, $6 FROM c),
+             s AS (INSERT INTO submissions (id, portal, leistung, destination, received_at, response, in_reply_to)
+                   SELECT $1, $2, $3, $4, $5, $6, $18 FROM c),
              d AS (INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at,
                                            created_at_ms, updated_at, updated_ms, envelope, envelope_crc32)
                    SELECT x.m, $1, x.t, 'pending', 0, $7, $7, $5, $7, x.e, x.crc
@@ -44,7 +44,7 @@ macro_rules! accept_sql {
 
 const ACCEPT: &str = accept_sql!("SELECT 1");
 const ACCEPT_WITH_KEY: &str = accept_sql!(
-    "INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES ($2, $18, $19, $1)
+    "INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES ($2, $19, $20, $1)
      ON CONFLICT (portal, key) DO NOTHING RETURNING 1"
 );
 
@@ -60,7 +60,12 @@ pub async fn accept(pool: &Pool, s: &NewSubmission) -> Result<Accepted, StoreErr
         .iter()
         .map(|d| i64::from(d.envelope_crc32))
         .collect();
-    let records = [AuditEvent::received(s), AuditEvent::sealed(s)].map(|e| unplaced(&ts, e));
+    let records: Vec<_> = [AuditEvent::received(s), AuditEvent::sealed(s)]
+        .into_iter()
+        .chain(AuditEvent::replied(s))
+        .map(|e| unplaced(&ts, e))
+        .collect();
+    let in_reply_to = s.reply.as_ref().map(|r| r.submission_id.as_str());
     let stamps: Vec<&str> = records.iter().map(|r| r.ts.as_str()).collect();
     let events: Vec<&str> = records.iter().map(|r| r.event.as_str()).collect();
     let subs: Vec<Option<&str>> = records.iter().map(|r| r.submission_id.as_deref()).collect();
@@ -88,6 +93,7 @@ pub async fn accept(pool: &Pool, s: &NewSubmission) -> Result<Accepted, StoreErr
         &mids,
         &tgts,
         &details,
+        &in_reply_to,
     ];
     let sql = match &s.idempotency {
         Some(idem) => {

@@ -17,7 +17,7 @@ const T = {
     weeks: 'Wochen (13)', months: 'Monate (12)', csv: 'CSV herunterladen',
     retry: 'Erneut zustellen', discard: 'Verwerfen', retry_all: 'Alle geparkten erneut',
     discard_all: 'Alle geparkten verwerfen', pause: 'Anhalten', resume: 'Fortsetzen',
-    accepted: 'Angenommen', discarded: 'Verworfen', median: 'Median (s)', p95: '95 % (s)',
+    accepted: 'Angenommen', discarded: 'Verworfen', replied: 'Antworten', median: 'Median (s)', p95: '95 % (s)',
     state: 'Zustand', received: 'Eingegangen', laufzettel: 'Laufzettel', event: 'Ereignis',
     time: 'Zeit', none_parked: 'Keine geparkten Zustellungen.', no_targets: 'Keine Ziele.',
     no_data: 'Keine Daten im Zeitraum.', not_found: 'Kein Antrag mit dieser ID (oder nicht für Sie sichtbar).',
@@ -44,7 +44,7 @@ const T = {
     weeks: 'Weeks (13)', months: 'Months (12)', csv: 'Download CSV',
     retry: 'Retry', discard: 'Discard', retry_all: 'Retry all parked',
     discard_all: 'Discard all parked', pause: 'Pause', resume: 'Resume',
-    accepted: 'Accepted', discarded: 'Discarded', median: 'Median (s)', p95: '95th pct (s)',
+    accepted: 'Accepted', discarded: 'Discarded', replied: 'Replies', median: 'Median (s)', p95: '95th pct (s)',
     state: 'State', received: 'Received', laufzettel: 'Laufzettel', event: 'Event',
     time: 'Time', none_parked: 'No parked deliveries.', no_targets: 'No targets.',
     no_data: 'No data in this period.', not_found: 'No submission with this id (or not visible to you).',
@@ -311,12 +311,13 @@ async function renderCases() {
   ], `${t('cases')} ${stats.from} – ${stats.to}`);
   const head = document.querySelector('#cases thead');
   head.replaceChildren(el('tr', {}, el('th', {}, t('period')), el('th', {}, t(by)),
-    ...['accepted', 'delivered', 'parked_n', 'discarded', 'median', 'p95'].map((k) => el('th', { class: 'num' }, t(k)))));
+    ...['accepted', 'delivered', 'parked_n', 'discarded', 'replied', 'median', 'p95'].map((k) => el('th', { class: 'num' }, t(k)))));
   const body = document.querySelector('#cases tbody');
   body.replaceChildren(...stats.rows.slice().reverse().slice(0, 200).map((r) => el('tr', {},
     el('td', {}, r.period), el('td', {}, r[by] || '—'),
     el('td', { class: 'num' }, r.accepted), el('td', { class: 'num' }, r.delivered),
     el('td', { class: 'num' }, r.parked), el('td', { class: 'num' }, r.discarded),
+    el('td', { class: 'num' }, r.replied),
     el('td', { class: 'num' }, r.delivery_median_seconds ?? ''), el('td', { class: 'num' }, r.delivery_p95_seconds ?? ''))));
 }
 
