@@ -286,7 +286,9 @@ def cmd_send(a, svc, dumper):
         "DeliveryAttributes": {},
         "Originators": {"Author": author(a)},
         "Destinations": {"Reader": party(a.reader, a)},
-        "MsgIdentification": {"MessageID": {"_value_1": a.message_id}},
+        "MsgIdentification": ({"MessageID": {"_value_1": a.message_id},
+                               "In-Reply-To": [{"_value_1": a.in_reply_to}]}
+                              if a.in_reply_to else {"MessageID": {"_value_1": a.message_id}}),
         "Qualifier": {
             "Service": a.service,
             "BusinessScenario": scenario,
@@ -462,6 +464,7 @@ def parser():
     p.add_argument("--business-scenario-list", default="urn:de:dataport:codeliste:business.scenario")
     p.add_argument("--business-scenario-version", default="1")
     p.add_argument("--message-type", default="Nachricht", help="MessageType/code")
+    p.add_argument("--in-reply-to", help="MsgIdentification/In-Reply-To: the message answered")
     p.add_argument("--message-type-list", default="urn:de:payloadSchema:elementName")
     p.add_argument("--message-type-version", default="1.0")
     p.add_argument("--payload-schema", default="urn:de:ozg-gateway:xta:payload",

@@ -414,3 +414,90 @@ async fn a_reply_survives_kill_9_right_after_its_202() {
     assert_eq!(summary["reply_type"], "nachforderung");
     drop(daemon);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_pushed_to_a_portals_target_arrive_there_and_are_not_fetched() {
+    let rx = Receiver::start(Mode::Accept).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let postfach = scratch.path().join("postfach");
+    let tc = test_config(&Options {
+        receiver_url: rx.url(),
+        extra: format!(
+            "[targets.postfach]\ncertificate = \"{}\"\nadapter = {{ type = \"filedrop\", dir = \"{}\" }}\n",
+            demo("recipient-ec.pem").display(),
+            postfach.display()
+        ),
+        ..Default::default()
+    });
+    let (dms_cert, _) = issue_client(tc.dir.path(), "dms-replier");
+    with_replies(&tc, &dms_cert);
+    // portal2-demo's replies go to its Postfach service's drop directory instead.
+    let text = std::fs::read_to_string(&tc.path).unwrap();
+    let fetched = format!(
+        "replies = {{ certificate = \"{}\" }}",
+        demo("recipient-ec.pem").display()
+    );
+    // (portal-demo's reply certificate is the RSA one: the first EC one is portal2-demo's.)
+    let text = text.replacen(&fetched, "replies = { target = \"postfach\" }", 1);
+    assert!(text.contains("replies = { target = \"postfach\" }"));
+    std::fs::write(&tc.path, text).unwrap();
+    let gw = start_from(&tc).await;
+    let base = base_url(gw.ingest_addr);
+    let portal2 = portal_client("portal2");
+    let answer = client::submit(
+        &portal2,
+        &base,
+        &SubmitRequest {
+            leistung: "99115005001000".into(),
+            destination: "05315000".into(),
+            data: b"<antrag/>".to_vec(),
+            data_media_type: "application/xml".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let id = answer.body["submission_id"].as_str().unwrap().to_owned();
+    let pdf = b"%PDF-1.7\n% Zahlungsaufforderung\n%%EOF\n".to_vec();
+    let reply = client::reply(
+        &fachverfahren(),
+        &base,
+        &id,
+        "zahlungsaufforderung",
+        &bescheid(&pdf),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let reply_id = reply.body["submission_id"].as_str().unwrap().to_owned();
+    let file = eventually(
+        Duration::from_secs(20),
+        "the reply in the Postfach's directory",
+        || {
+            let postfach = postfach.clone();
+            async move {
+                files_under(&postfach)
+                    .into_iter()
+                    .find(|f| f.extension().is_some_and(|e| e == "json"))
+            }
+        },
+    )
+    .await;
+    let summary = jwcrypto_open(
+        &std::fs::read(&file).unwrap(),
+        "recipient-ec.key",
+        &tc.dir.path().join("opened"),
+    );
+    assert_eq!(summary["submission_id"], reply_id.as_str());
+    assert_eq!(summary["in_reply_to"], id.as_str());
+    assert_eq!(summary["reply_type"], "zahlungsaufforderung");
+    // Nothing to fetch: the portal is told where its replies go.
+    let list = portal2
+        .get(format!("{base}/v1/replies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 409);
+    gw.shutdown().await.unwrap();
+}

@@ -154,6 +154,13 @@ fn validate_all(dump: &Path) {
 /// Leistung 99999999999999 (destination `fv2` → the second reader's box) and
 /// the demo portal allowed to send over XTA.
 async fn start_xta(overdue_after: &str) -> (TestConfig, ozg_gateway::daemon::Gateway) {
+    let tc = xta_config(overdue_after);
+    let gw = start_from(&tc).await;
+    (tc, gw)
+}
+
+/// The test config with the XTA listener and two message-box targets.
+fn xta_config(overdue_after: &str) -> TestConfig {
     // A fixed admin port: `ozg-gateway reload` finds the daemon by it.
     let tc = test_config(&Options {
         admin_port: free_port(),
@@ -191,8 +198,7 @@ targets = ["fv2-xta"]
         other = demo("portal2.pem").display(),
     ));
     std::fs::write(&tc.path, text).unwrap();
-    let gw = start_from(&tc).await;
-    (tc, gw)
+    tc
 }
 
 fn request(destination: &str, marker: &str) -> SubmitRequest {
@@ -793,4 +799,114 @@ fn a_message_box_without_an_xta_listener_is_refused_at_start() {
         refused.contains("targets.fv-xta.adapter") && refused.contains("no XTA listener"),
         "{refused}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_replies_over_xta_and_the_portal_reads_the_reply_from_its_account() {
+    if xta_schemas().is_none() {
+        return;
+    }
+    // portal-demo fetches its replies: over the portal API, or over XTA with
+    // its account, as here.
+    let tc = xta_config("3d");
+    let text = std::fs::read_to_string(&tc.path).unwrap().replacen(
+        "id = \"portal-demo\"\n",
+        &format!(
+            "id = \"portal-demo\"\nreplies = {{ certificate = \"{}\" }}\n",
+            demo("recipient-rsa.pem").display()
+        ),
+        1,
+    );
+    std::fs::write(&tc.path, text).unwrap();
+    let gw = start_from(&tc).await;
+    let addr = gw.xta_addr.expect("xta listener");
+    let dump = tempfile::tempdir().unwrap();
+    let reader = Client::new(addr, "fachverfahren", "fachverfahren-demo", dump.path());
+    let other = Client::new(addr, "portal2", "dms2", dump.path());
+    let portal = Client::new(addr, "portal", "portal-demo", dump.path());
+
+    let id = submit(&gw, &request("05315000", "r0")).await;
+    let mid = boxed(&gw, &id, "fv-xta").await;
+    let xta_id = format!("urn:de:xta:messageid:ozg-gateway:{mid}");
+    let scratch = tempfile::tempdir().unwrap();
+    let bescheid = scratch.path().join("bescheid.xml");
+    std::fs::write(
+        &bescheid,
+        "<bescheid><ergebnis>stattgegeben</ergebnis></bescheid>",
+    )
+    .unwrap();
+    let reply_args = [
+        "--in-reply-to",
+        xta_id.as_str(),
+        "--message-type",
+        "bescheid",
+    ];
+
+    // dms2 reads another box: it did not receive the message and may not answer it.
+    let (code, json) = other.send(
+        "reply-x",
+        "99999999999999",
+        "portal-demo",
+        &bescheid,
+        &reply_args,
+    );
+    assert_eq!(code, 3, "{json}");
+    assert_eq!(json["fault"], "PermissionDeniedException", "{json}");
+    // The reader answers what it received.
+    let (code, json) = reader.send(
+        "reply-1",
+        "99999999999999",
+        "portal-demo",
+        &bescheid,
+        &reply_args,
+    );
+    assert_eq!(code, 0, "{json}");
+
+    // The portal's account holds the reply; it fetches, opens and closes it.
+    let list = portal.ok(&["status-list"]);
+    let listed = list["messages"].as_array().expect("messages");
+    assert_eq!(listed.len(), 1, "{list}");
+    let reply_xta_id = listed[0]["message_id"].as_str().unwrap().to_owned();
+    let got = scratch.path().join("reply.json");
+    portal.ok(&["get", &reply_xta_id, "--out", got.to_str().unwrap()]);
+    let out = scratch.path().join("opened");
+    let open = open_envelope(BIN, &got, "recipient-rsa", &out);
+    assert!(
+        open.status.success(),
+        "{}",
+        String::from_utf8_lossy(&open.stderr)
+    );
+    assert!(dir_contains(&out, b"<ergebnis>stattgegeben</ergebnis>"));
+    let envelope: Value = serde_json::from_slice(&std::fs::read(&got).unwrap()).unwrap();
+    assert_eq!(
+        envelope["sender"], "fv-xta",
+        "the reply's sender is the target"
+    );
+    portal.ok(&["close", &reply_xta_id]);
+    let trace = gw.store.trace(&id).await.unwrap();
+    let replied: Vec<_> = trace.iter().filter(|r| r.event == "replied").collect();
+    assert_eq!(replied.len(), 1);
+    assert_eq!(replied[0].detail["by"], "fv-xta");
+    assert_eq!(replied[0].detail["reply_type"], "bescheid");
+    let reply_id = replied[0].detail["reply_id"].as_str().unwrap();
+    assert_eq!(
+        states(&gw, reply_id)
+            .await
+            .get("portal-demo.replies")
+            .map(String::as_str),
+        Some("delivered")
+    );
+    // Sent again under the same message id: the same reply, nothing new.
+    let (code, json) = reader.send(
+        "reply-1",
+        "99999999999999",
+        "portal-demo",
+        &bescheid,
+        &reply_args,
+    );
+    assert_eq!(code, 0, "{json}");
+    let trace = gw.store.trace(&id).await.unwrap();
+    assert_eq!(trace.iter().filter(|r| r.event == "replied").count(), 1);
+    validate_all(dump.path());
+    gw.shutdown().await.unwrap();
 }

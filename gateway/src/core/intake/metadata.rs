@@ -124,6 +124,13 @@ impl ReplyMetadata {
     /// Parses and checks a reply's `metadata` part.
     pub fn parse(body: &[u8], limits: &validate::DataLimits) -> Result<ReplyMetadata, Refusal> {
         let md: ReplyMetadata = parse_part(body, limits)?;
+        md.check()?;
+        Ok(md)
+    }
+
+    /// Checks the fields' form: the type appears in clear in logs and records.
+    pub fn check(&self) -> Result<(), Refusal> {
+        let md = self;
         let t = &md.reply_type;
         if t.is_empty()
             || t.len() > 64
@@ -142,7 +149,7 @@ impl ReplyMetadata {
                 "metadata.reference is longer than 256 bytes",
             ));
         }
-        Ok(md)
+        Ok(())
     }
 }
 

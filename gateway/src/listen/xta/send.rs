@@ -10,6 +10,10 @@
 //! or the bare key); `Destinations/Reader/Identifier` → destination;
 //! `ContentContainer/Message` → the data part; each `Attachment` → an
 //! attachment with its `filename` and `contentType`.
+//!
+//! A box reader's message with `MsgIdentification/In-Reply-To` (the id of a
+//! message it fetched, or of the submission) is a reply: it goes back to the
+//! submission's portal (see `core::replies`), `MessageType/code` is its type.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -18,7 +22,8 @@ use super::ops::Call;
 use super::reply;
 use super::tree::Node;
 use super::Fault;
-use crate::core::intake::{Incoming, Metadata, Part, Sender};
+use crate::core::intake::{Incoming, Metadata, Part, ReplyMetadata, Sender};
+use crate::core::replies::IncomingReply;
 
 impl Call<'_> {
     pub(super) async fn send(&self) -> Result<(String, String), Fault> {
@@ -32,6 +37,12 @@ impl Call<'_> {
         {
             return self.receipt(meta).await;
         }
+        if let Some(answered) = meta
+            .at(&["MsgIdentification", "In-Reply-To"])
+            .map(Node::value)
+        {
+            return self.reply(meta, answered).await;
+        }
         let sender = self.sender()?;
         let author = meta
             .at(&["Originators", "Author", "Identifier"])
@@ -44,16 +55,7 @@ impl Call<'_> {
                 format!("the client certificate does not belong to account {author:?}"),
             ));
         }
-        let message_id = meta
-            .at(&["MsgIdentification", "MessageID"])
-            .map(Node::value)
-            .filter(|v| !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                Fault::invalid(
-                    "MsgIdentification/MessageID is missing or not 1 to 255 visible characters",
-                )
-            })?
-            .to_owned();
+        let message_id = message_id(meta)?;
         let readers: Vec<&Node> = meta
             .child("Destinations")
             .map(|d| d.all("Reader").collect())
@@ -82,6 +84,53 @@ impl Call<'_> {
         let intake = &self.xta.ingest.intake;
         intake.authorize(sender, &metadata)?;
 
+        let (data, attachments) = self.content()?;
+        intake.checks.check(&metadata, &data).await?;
+        let bytes: u64 =
+            data.data.len() as u64 + attachments.iter().map(|a| a.data.len() as u64).sum::<u64>();
+        let answer = intake
+            .accept(Incoming {
+                sender: Sender::Portal(
+                    self.caller
+                        .sender
+                        .clone()
+                        .ok_or_else(|| Fault::denied("no sender"))?,
+                ),
+                metadata: metadata.clone(),
+                data,
+                attachments,
+                idempotency_key: Some(message_id.clone()),
+            })
+            .await?;
+        crate::listen::portal::count_accepted(
+            &self.xta.ingest.metrics,
+            &answer,
+            sender,
+            &metadata,
+            bytes,
+            "XTA",
+        );
+        Ok((String::new(), String::new()))
+    }
+}
+
+/// `MsgIdentification/MessageID`: 1 to 255 visible characters.
+fn message_id(meta: &Node) -> Result<String, Fault> {
+    meta.at(&["MsgIdentification", "MessageID"])
+        .map(Node::value)
+        .filter(|v| !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Fault::invalid(
+                "MsgIdentification/MessageID is missing or not 1 to 255 visible characters",
+            )
+        })
+}
+
+impl Call<'_> {
+    /// The `ContentContainer`: its `Message` as the data part, each
+    /// `Attachment` as an attachment, within the request limits.
+    fn content(&self) -> Result<(Part, Vec<Part>), Fault> {
         let container = self
             .body("GenericContentContainer")?
             .child("ContentContainer")
@@ -113,31 +162,65 @@ impl Call<'_> {
             p.filename = Some(name);
             attachments.push(p);
         }
-        intake.checks.check(&metadata, &data).await?;
-        let bytes: u64 =
-            data.data.len() as u64 + attachments.iter().map(|a| a.data.len() as u64).sum::<u64>();
-        let answer = intake
-            .accept(Incoming {
-                sender: Sender::Portal(
-                    self.caller
-                        .sender
-                        .clone()
-                        .ok_or_else(|| Fault::denied("no sender"))?,
-                ),
-                metadata: metadata.clone(),
+        Ok((data, attachments))
+    }
+
+    /// A reader's reply to a message it received (`In-Reply-To` names that
+    /// message's id, or the submission's): it goes back to the portal like a
+    /// reply over `POST /v1/submissions/{id}/replies`, its type is the
+    /// `MessageType` code, its message id the idempotency key.
+    async fn reply(&self, meta: &Node, answered: &str) -> Result<(String, String), Fault> {
+        let reader = self.caller.reader.as_deref().ok_or_else(|| {
+            Fault::denied("only the reader of a message box replies to what it received")
+        })?;
+        let author = meta
+            .at(&["Originators", "Author", "Identifier"])
+            .map(Node::value)
+            .unwrap_or_default();
+        if author != reader.account {
+            return Err(Fault::new(
+                super::soap::Exception::PermissionDenied,
+                super::code::NOT_THIS_ACCOUNT,
+                format!("the client certificate does not belong to account {author:?}"),
+            ));
+        }
+        let message_id = message_id(meta)?;
+        // As the box named it (`urn:de:xta:messageid:…`), or a bare id.
+        let answered = reply::message_id(answered.trim());
+        let replies = &self.xta.ingest.replies;
+        // The id of the message it fetched, or the submission's.
+        let submission_id = match self.xta.boxes.store.delivery(answered).await {
+            Ok(Some(d)) => d.submission_id,
+            Ok(None) => answered.to_owned(),
+            Err(e) => return Err(crate::core::mailbox::BoxError::Store(e).into()),
+        };
+        let answering = replies.may_reply(&reader.targets, &submission_id).await?;
+        let metadata = ReplyMetadata {
+            reply_type: meta
+                .at(&["Qualifier", "MessageType", "code"])
+                .map(Node::value)
+                .unwrap_or_default()
+                .to_owned(),
+            reference: None,
+        };
+        metadata.check()?;
+        replies.check_type(&metadata.reply_type)?;
+        let (data, attachments) = self.content()?;
+        let answer = replies
+            .accept(IncomingReply {
+                answering: answering.clone(),
+                metadata,
                 data,
                 attachments,
-                idempotency_key: Some(message_id.clone()),
+                idempotency_key: Some(message_id),
             })
             .await?;
-        crate::listen::portal::count_accepted(
-            &self.xta.ingest.metrics,
-            &answer,
-            sender,
-            &metadata,
-            bytes,
-            "XTA",
-        );
+        if answer.replayed {
+            self.xta.ingest.metrics.replayed.inc();
+        } else {
+            self.xta.ingest.metrics.replies.inc();
+        }
+        tracing::info!(reply_id = %answer.submission_id, submission_id = %answering.submission_id, by = %answering.by, reader = %reader.account, via = "XTA", "reply accepted");
         Ok((String::new(), String::new()))
     }
 }
