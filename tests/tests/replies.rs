@@ -160,7 +160,8 @@ async fn a_bescheid_goes_back_to_the_portal_sealed_encrypted_and_proven() {
     let by_portal = client::reply(&portal, &base, &id, "bescheid", &bescheid(&pdf))
         .await
         .unwrap();
-    assert!(by_portal.status >= 400, "{}", by_portal.body);
+    assert_eq!(by_portal.status, 403, "{}", by_portal.body);
+    assert_eq!(by_portal.body["type"], "/problems/repliers-only");
     let submit_by_replier = client::submit(&fachverfahren(), &base, &hundesteuer())
         .await
         .unwrap();

@@ -277,6 +277,14 @@ impl Ingest {
                     format!("no resource at {path}"),
                 )),
             },
+            (&Method::POST, Some(rest)) if rest.ends_with("/replies") => Err(Problem::new(
+                403,
+                "repliers-only",
+                format!(
+                    "portal {} sends submissions; replies come from the certificate of a target's Fachverfahren",
+                    portal.id
+                ),
+            )),
             (_, Some(_)) => Err(Problem::new(
                 405,
                 "method-not-allowed",
