@@ -808,7 +808,8 @@ async fn a_reader_replies_over_xta_and_the_portal_reads_the_reply_from_its_accou
     }
     // portal-demo fetches its replies: over the portal API, or over XTA with
     // its account, as here.
-    let tc = xta_config("3d");
+    // Overdue after 1 s: a reply the portal does not fetch in time is alerted on.
+    let tc = xta_config("1s");
     let text = std::fs::read_to_string(&tc.path).unwrap().replacen(
         "id = \"portal-demo\"\n",
         &format!(
@@ -861,6 +862,20 @@ async fn a_reader_replies_over_xta_and_the_portal_reads_the_reply_from_its_accou
         &reply_args,
     );
     assert_eq!(code, 0, "{json}");
+
+    eventually(
+        Duration::from_secs(10),
+        "the unfetched reply overdue",
+        || async {
+            let n = metric(
+                gw.admin_addr,
+                "ozg_pickup_overdue_messages{target=\"portal-demo.replies\"}",
+            )
+            .await;
+            (n >= 1.0).then_some(())
+        },
+    )
+    .await;
 
     // The portal's account holds the reply; it fetches, opens and closes it.
     let list = portal.ok(&["status-list"]);

@@ -641,3 +641,51 @@ async fn case_counts_fall_in_the_local_day_week_and_month() {
         .counts;
     assert_eq!(rows.iter().map(|r| r.n).sum::<u64>(), 1);
 }
+
+#[tokio::test]
+async fn a_reply_is_stored_with_what_it_answers_audited_there_and_counted_as_replied() {
+    use crate::model::cases::{CaseQuery, Period};
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    store.accept(sub("s1", None)).await.unwrap();
+    let mut r = sub("r1", None);
+    r.deliveries[0].target = "p.replies".into();
+    r.reply = Some(crate::model::submission::ReplyOf {
+        submission_id: "s1".into(),
+        by: "t".into(),
+        reply_type: "bescheid".into(),
+    });
+    store.accept(r).await.unwrap();
+    let stored = store.submission("r1").await.unwrap().unwrap();
+    assert_eq!(stored.in_reply_to.as_deref(), Some("s1"));
+    assert_eq!(
+        store.submission("s1").await.unwrap().unwrap().in_reply_to,
+        None
+    );
+    let trace = store.trace("s1").await.unwrap();
+    let events: Vec<&str> = trace.iter().map(|r| r.event.as_str()).collect();
+    assert_eq!(events, ["received", "sealed", "replied"]);
+    assert_eq!(trace[2].detail["reply_id"], "r1");
+    assert_eq!(trace[2].target.as_deref(), Some("t"));
+    let day = crate::model::cases::parse_date("2026-11-24").unwrap();
+    let counts = store
+        .case_counts(CaseQuery::all(Period::Day, day, day + 1))
+        .await
+        .unwrap()
+        .counts;
+    let of = |e: &str| {
+        counts
+            .iter()
+            .filter(|c| c.event == e)
+            .map(|c| c.n)
+            .sum::<u64>()
+    };
+    assert_eq!((of("accepted"), of("replied")), (1, 1), "{counts:?}");
+    // Reopened (and so past every migration): still there.
+    store.close().await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    let stored = store.submission("r1").await.unwrap().unwrap();
+    assert_eq!(stored.in_reply_to.as_deref(), Some("s1"));
+    store.close().await.unwrap();
+}

@@ -588,3 +588,54 @@ async fn case_counts_are_folded_into_the_periods_of_the_zone() {
     assert_eq!(super::cases::fold(&p, false).await.unwrap(), 0);
     db.drop_it(p).await;
 }
+
+#[tokio::test]
+async fn a_reply_is_stored_with_what_it_answers_audited_there_and_counted_as_replied() {
+    use crate::model::cases::{CaseQuery, Period};
+    use crate::model::submission::ReplyOf;
+    let db = Scratch::new().await;
+    let p = pool(&db.url(), 4).unwrap();
+    migrate(&p).await.unwrap();
+    let s = crate::store::testing::submission("s1", "dms");
+    super::submissions::accept(&p, &s).await.unwrap();
+    let mut r = crate::store::testing::submission("r1", "portal.replies");
+    r.reply = Some(ReplyOf {
+        submission_id: "s1".into(),
+        by: "dms".into(),
+        reply_type: "bescheid".into(),
+    });
+    super::submissions::accept(&p, &r).await.unwrap();
+    assert_eq!(super::audit::chain_all_in(&p).await.unwrap(), 5);
+    let stored = super::reads::submission(&p, "r1").await.unwrap().unwrap();
+    assert_eq!(stored.in_reply_to.as_deref(), Some("s1"));
+    assert_eq!(stored.portal, "portal");
+    let original = super::reads::submission(&p, "s1").await.unwrap().unwrap();
+    assert_eq!(original.in_reply_to, None);
+    let trace = super::reads::trace(&p, "s1").await.unwrap();
+    let events: Vec<&str> = trace.iter().map(|r| r.event.as_str()).collect();
+    assert_eq!(events, ["received", "sealed", "replied"]);
+    assert_eq!(trace[2].detail["reply_id"], "r1");
+    assert_eq!(trace[2].detail["by"], "dms");
+    let received = &super::reads::trace(&p, "r1").await.unwrap()[0];
+    assert_eq!(received.detail["sender"], "dms");
+    assert_eq!(received.detail["in_reply_to"], "s1");
+    let day = crate::model::cases::parse_date("2026-11-24").unwrap();
+    let counts = super::cases::counts(&p, &CaseQuery::all(Period::Day, day, day + 1))
+        .await
+        .unwrap()
+        .counts;
+    let of = |e: &str| {
+        counts
+            .iter()
+            .filter(|c| c.event == e)
+            .map(|c| (c.portal.as_str(), c.n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of("accepted"),
+        [("portal", 1)],
+        "the reply is no submission"
+    );
+    assert_eq!(of("replied"), [("portal", 1)]);
+    db.drop_it(p).await;
+}
