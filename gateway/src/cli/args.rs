@@ -345,12 +345,21 @@ pub(super) struct LoadgenArgs {
     /// `small` (8 KiB XML) or `typical` (16 KiB XML + 256 KiB attachment).
     #[arg(long, default_value = "small")]
     pub(super) profile: String,
-    /// Leistung to submit for (default: the profile's, as in bench/gateway-bench.toml).
+    /// Leistung to submit for (default: the profile's, as in
+    /// bench/gateway-bench.toml; when the gateway does not take it, the first
+    /// routed Leistung it accepts the profile's data for).
     #[arg(long)]
     pub(super) leistung: Option<String>,
+    /// Destination to submit for (default: 05315000).
+    #[arg(long)]
+    pub(super) destination: Option<String>,
     /// Data size in bytes (overrides the profile).
     #[arg(long)]
     pub(super) data_size: Option<usize>,
+    /// A file to send as the data part instead of generated XML (`.json`:
+    /// JSON, else XML), e.g. data the Leistung's schema accepts.
+    #[arg(long)]
+    pub(super) data: Option<std::path::PathBuf>,
     /// Attachment size in bytes (overrides the profile; 0 = none).
     #[arg(long)]
     pub(super) attachment_size: Option<usize>,

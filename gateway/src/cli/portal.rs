@@ -75,7 +75,9 @@ pub(super) fn loadgen(
     LoadgenArgs {
         profile,
         leistung,
+        destination,
         data_size,
+        data,
         attachment_size,
         connections,
         duration,
@@ -87,11 +89,19 @@ pub(super) fn loadgen(
 ) -> anyhow::Result<ExitCode> {
     let mut p = crate::tools::loadgen::Profile::named(&profile)
         .with_context(|| format!("unknown profile {profile:?}: use small or typical"))?;
+    let fit = leistung.is_none() && destination.is_none();
     if let Some(l) = leistung {
         p.leistung = l;
     }
+    if let Some(d) = destination {
+        p.destination = d;
+    }
     if let Some(d) = data_size {
         p.data_size = d;
+        p.name = format!("{}-custom", p.name);
+    }
+    if let Some(file) = data {
+        p = p.with_data_file(&file).map_err(anyhow::Error::msg)?;
         p.name = format!("{}-custom", p.name);
     }
     if let Some(a) = attachment_size {
@@ -108,6 +118,7 @@ pub(super) fn loadgen(
         count,
         identity: PortalIdentity { cert, key, ca },
         progress: !json,
+        fit,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime

@@ -6,6 +6,9 @@
 //! demo portal's certificate; the multipart body is built once per profile and
 //! sent as is, so the load generator spends its CPU on TLS, not on encoding.
 
+mod probe;
+
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +26,9 @@ pub struct Profile {
     pub destination: String,
     pub data_size: usize,
     pub attachment_size: usize,
+    /// A data part to send instead of the generated XML: (bytes, media type,
+    /// where it came from).
+    pub data: Option<(Bytes, String, String)>,
 }
 
 impl Profile {
@@ -39,7 +45,22 @@ impl Profile {
             destination: "05315000".into(),
             data_size,
             attachment_size,
+            data: None,
         })
+    }
+
+    /// The data part from `path` (`.json`: JSON, else XML).
+    pub fn with_data_file(mut self, path: &std::path::Path) -> Result<Profile, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let json = path.extension().is_some_and(|e| e == "json");
+        let media_type = if json {
+            "application/json"
+        } else {
+            "application/xml"
+        };
+        self.data_size = bytes.len();
+        self.data = Some((bytes.into(), media_type.into(), path.display().to_string()));
+        Ok(self)
     }
 
     /// Bytes of payload (data + attachment) per submission.
@@ -50,11 +71,18 @@ impl Profile {
     /// The multipart body and its content type.
     pub fn body(&self) -> (Bytes, String) {
         let boundary = "ozg-loadgen-7MA4YWxkTrZu0gW";
-        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><antrag><feld>");
-        while xml.len() + 30 < self.data_size {
-            xml.push_str("Lorem ipsum dolor sit amet. ");
-        }
-        xml.push_str("</feld></antrag>");
+        let (data, media_type) = match &self.data {
+            Some((bytes, media_type, _)) => (bytes.to_vec(), media_type.as_str()),
+            None => {
+                let mut xml =
+                    String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><antrag><feld>");
+                while xml.len() + 30 < self.data_size {
+                    xml.push_str("Lorem ipsum dolor sit amet. ");
+                }
+                xml.push_str("</feld></antrag>");
+                (xml.into_bytes(), "application/xml")
+            }
+        };
         let mut body = Vec::with_capacity(self.payload() + 1024);
         let mut part = |headers: &str, content: &[u8]| {
             body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
@@ -70,8 +98,8 @@ impl Profile {
             .as_bytes(),
         );
         part(
-            "Content-Disposition: form-data; name=\"data\"\r\nContent-Type: application/xml",
-            xml.as_bytes(),
+            &format!("Content-Disposition: form-data; name=\"data\"\r\nContent-Type: {media_type}"),
+            &data,
         );
         if self.attachment_size > 0 {
             let mut pdf = b"%PDF-1.7\n".to_vec();
@@ -112,6 +140,9 @@ pub struct LoadOptions {
     pub count: Option<u64>,
     pub identity: PortalIdentity,
     pub progress: bool,
+    /// When the gateway refuses the profile's Leistung, use a routed one it
+    /// accepts (the user named none).
+    pub fit: bool,
 }
 
 /// Latency figures in milliseconds.
@@ -131,6 +162,8 @@ pub struct LoadReport {
     pub seconds: f64,
     pub accepted: u64,
     pub refused: u64,
+    /// The refusals by problem type (`no-route`, `portal-rate-limited`, …).
+    pub refusals: BTreeMap<String, u64>,
     pub errors: u64,
     pub accepted_per_second: f64,
     pub payload_mib_per_second: f64,
@@ -146,6 +179,12 @@ pub struct LoadReport {
     /// Median time from acceptance to delivery (from the histogram; bucket resolution).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_latency_p50_ms: Option<f64>,
+    /// The Leistung and destination sent (the profile's, or what the probe chose).
+    pub leistung: String,
+    pub destination: String,
+    /// Why they differ from the profile's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 pub fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -290,7 +329,6 @@ fn progress_task(
 
 /// Runs the load and reports.
 pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, String> {
-    let (body, content_type) = profile.body();
     let urls: Vec<String> = o
         .url
         .split(',')
@@ -307,6 +345,7 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
     let errors = Arc::new(AtomicU64::new(0));
     let issued = Arc::new(AtomicU64::new(0));
     let latencies: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let reasons: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let admin_client = reqwest::Client::builder()
         .use_preconfigured_tls(crate::listen::tls::client_config(
             &o.identity.cert,
@@ -315,6 +354,15 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
         )?)
         .build()
         .map_err(|e| e.to_string())?;
+    // One submission first: a refusal is explained once, or a Leistung the
+    // gateway takes is chosen.
+    let mut profile = profile.clone();
+    let note = probe::fit(&mut profile, o, &admin_client, &admin_client, &urls[0]).await?;
+    if let (Some(n), true) = (&note, o.progress) {
+        eprintln!("loadgen: {n}");
+    }
+    let profile = &profile;
+    let (body, content_type) = profile.body();
     let before = match &o.admin {
         Some(a) => scrape_all(&admin_client, a).await,
         None => None,
@@ -332,17 +380,19 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
             .build()
             .map_err(|e| e.to_string())?;
         let (url, body, ct) = (url.clone(), body.clone(), content_type.clone());
-        let (stop, accepted, refused, errors, issued, latencies) = (
+        let (stop, accepted, refused, errors, issued, latencies, reasons) = (
             stop.clone(),
             accepted.clone(),
             refused.clone(),
             errors.clone(),
             issued.clone(),
             latencies.clone(),
+            reasons.clone(),
         );
         let count = o.count;
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(4096);
+            let mut why: BTreeMap<String, u64> = BTreeMap::new();
             while !stop.load(Ordering::Relaxed) {
                 if let Some(n) = count {
                     if issued.fetch_add(1, Ordering::Relaxed) >= n {
@@ -359,12 +409,13 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
                 match resp {
                     Ok(r) => {
                         let status = r.status().as_u16();
-                        let _ = r.bytes().await;
+                        let answer = r.bytes().await.unwrap_or_default();
                         if status == 202 {
                             mine.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                             accepted.fetch_add(1, Ordering::Relaxed);
                         } else {
                             refused.fetch_add(1, Ordering::Relaxed);
+                            *why.entry(probe::reason(status, &answer)).or_default() += 1;
                         }
                     }
                     Err(_) => {
@@ -377,6 +428,11 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
                 .lock()
                 .map(|mut l| l.extend_from_slice(&mine))
                 .ok();
+            if let Ok(mut all) = reasons.lock() {
+                for (k, n) in why {
+                    *all.entry(k).or_default() += n;
+                }
+            }
         }));
     }
     let progress = progress_task(
@@ -411,6 +467,7 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
         seconds,
         accepted,
         refused: refused.load(Ordering::Relaxed),
+        refusals: reasons.lock().map(|r| r.clone()).unwrap_or_default(),
         errors: errors.load(Ordering::Relaxed),
         accepted_per_second: accepted as f64 / seconds,
         payload_mib_per_second: accepted as f64 * profile.payload() as f64
@@ -432,6 +489,9 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
             (Some(b), Some(a)) => median_from_buckets(&b.buckets, &a.buckets),
             _ => None,
         },
+        leistung: profile.leistung.clone(),
+        destination: profile.destination.clone(),
+        note,
     })
 }
 
@@ -453,6 +513,17 @@ impl LoadReport {
             self.accept_latency_ms.p99,
             self.accept_latency_ms.max
         );
+        if !self.refusals.is_empty() {
+            let why: Vec<String> = self
+                .refusals
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            s.push_str(&format!("  refusals   {}\n", why.join(" · ")));
+        }
+        if let Some(n) = &self.note {
+            s.push_str(&format!("  note       {n}\n"));
+        }
         if let Some(d) = self.delivered_per_second {
             s.push_str(&format!(
                 "  delivered  {d:.0}/s · backlog {:.0} → {:.0} · delivery latency p50 ≤ {}\n",
