@@ -342,7 +342,8 @@ pub(super) struct XtaReadersArgs {
 /// Drive a running gateway with many portal connections and report rates and latencies.
 #[derive(clap::Args)]
 pub(super) struct LoadgenArgs {
-    /// `small` (8 KiB XML) or `typical` (16 KiB XML + 256 KiB attachment).
+    /// `small` (8 KiB XML), `typical` (16 KiB XML + 256 KiB attachment) or
+    /// `large` (16 KiB XML + 32 MiB attachment).
     #[arg(long, default_value = "small")]
     pub(super) profile: String,
     /// Leistung to submit for (default: the profile's, as in

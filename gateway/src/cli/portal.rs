@@ -88,7 +88,7 @@ pub(super) fn loadgen(
     }: LoadgenArgs,
 ) -> anyhow::Result<ExitCode> {
     let mut p = crate::tools::loadgen::Profile::named(&profile)
-        .with_context(|| format!("unknown profile {profile:?}: use small or typical"))?;
+        .with_context(|| format!("unknown profile {profile:?}: use small, typical or large"))?;
     let fit = leistung.is_none() && destination.is_none();
     if let Some(l) = leistung {
         p.leistung = l;

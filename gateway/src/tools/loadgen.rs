@@ -32,11 +32,14 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// `small`: 8 KiB XML, no attachment. `typical`: 16 KiB XML + 256 KiB PDF-like attachment.
+    /// `small`: 8 KiB XML, no attachment. `typical`: 16 KiB XML + 256 KiB
+    /// PDF-like attachment. `large`: 16 KiB XML + one 32 MiB attachment (a
+    /// Bauantrag's scans).
     pub fn named(name: &str) -> Option<Profile> {
         let (leistung, data_size, attachment_size) = match name {
             "small" => ("99000000000001", 8 << 10, 0),
             "typical" => ("99000000000002", 16 << 10, 256 << 10),
+            "large" => ("99000000000003", 16 << 10, 32 << 20),
             _ => return None,
         };
         Some(Profile {
