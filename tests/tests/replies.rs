@@ -207,11 +207,42 @@ async fn a_bescheid_goes_back_to_the_portal_sealed_encrypted_and_proven() {
         .unwrap();
     assert_eq!(unsafe_xml.status, 400, "{}", unsafe_xml.body);
 
-    // The Fachverfahren replies with its Bescheid.
-    let reply = client::reply(&fachverfahren(), &base, &id, "bescheid", &bescheid(&pdf))
+    // The Fachverfahren replies with its Bescheid (its Aktenzeichen as the key).
+    let keyed = SubmitRequest {
+        idempotency_key: Some("AZ-HST-2026-0042".into()),
+        ..bescheid(&pdf)
+    };
+    let reply = client::reply(&fachverfahren(), &base, &id, "bescheid", &keyed)
         .await
         .unwrap();
     assert_eq!(reply.status, 202, "{}", reply.body);
+    let again = client::reply(&fachverfahren(), &base, &id, "bescheid", &keyed)
+        .await
+        .unwrap();
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(
+        again.body["submission_id"], reply.body["submission_id"],
+        "a replay"
+    );
+    // The same key and content for another submission is a conflict, not a
+    // replay that would leave that submission unanswered.
+    let other = client::submit(&portal, &base, &hundesteuer())
+        .await
+        .unwrap();
+    let other_id = other.body["submission_id"].as_str().unwrap().to_owned();
+    let conflict = client::reply(&fachverfahren(), &base, &other_id, "bescheid", &keyed)
+        .await
+        .unwrap();
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    assert_eq!(conflict.body["type"], "/problems/idempotency-conflict");
+    // The portal's keys are its own: the same key on a submission is no replay.
+    let portal_keyed = SubmitRequest {
+        idempotency_key: Some("AZ-HST-2026-0042".into()),
+        ..hundesteuer()
+    };
+    let own = client::submit(&portal, &base, &portal_keyed).await.unwrap();
+    assert_eq!(own.status, 202, "{}", own.body);
+    assert_ne!(own.body["submission_id"], reply.body["submission_id"]);
     let reply_id = reply.body["submission_id"].as_str().unwrap().to_owned();
     assert!(reply.body["receipt"]
         .as_str()
@@ -369,7 +400,34 @@ async fn a_bescheid_goes_back_to_the_portal_sealed_encrypted_and_proven() {
         "{log}"
     );
 
-    // Case statistics count the reply as replied, not as accepted.
+    // Case statistics count the reply as replied, not as accepted, and its
+    // delivery to the portal's box as no case outcome.
+    let submitted = [
+        id.clone(),
+        other_id.clone(),
+        own.body["submission_id"].as_str().unwrap().to_owned(),
+    ];
+    eventually(
+        Duration::from_secs(20),
+        "the three submissions delivered",
+        || {
+            let (gw, submitted) = (&gw, submitted.clone());
+            async move {
+                for s in &submitted {
+                    if states(gw, s)
+                        .await
+                        .get("fachverfahren-demo")
+                        .map(String::as_str)
+                        != Some("delivered")
+                    {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
     let stats: serde_json::Value = plain_client()
         .get(format!(
             "http://{}/admin/v1/stats?period=month",
@@ -381,8 +439,9 @@ async fn a_bescheid_goes_back_to_the_portal_sealed_encrypted_and_proven() {
         .json()
         .await
         .unwrap();
-    assert_eq!(stats["totals"]["accepted"], 1, "{stats}");
+    assert_eq!(stats["totals"]["accepted"], 3, "{stats}");
     assert_eq!(stats["totals"]["replied"], 1, "{stats}");
+    assert_eq!(stats["totals"]["delivered"], 3, "{stats}");
     gw.shutdown().await.unwrap();
 }
 
@@ -612,4 +671,25 @@ async fn replies_pushed_to_a_portals_target_arrive_there_and_are_not_fetched() {
         .unwrap();
     assert_eq!(list.status(), 409);
     gw.shutdown().await.unwrap();
+}
+
+#[test]
+fn nothing_is_routed_into_a_reply_box() {
+    let tc = test_config(&Options {
+        extra: "[[routes]]\nleistung = \"99999999999999\"\ntargets = [\"portal-demo.replies\"]\n"
+            .into(),
+        ..Default::default()
+    });
+    let dms = tc.dir.path().join("dms.pem");
+    std::fs::copy(demo("operator.pem"), &dms).unwrap();
+    with_replies(&tc, &dms);
+    let config = ozg_gateway::config::Config::load(&tc.path).unwrap();
+    let refused = ozg_gateway::daemon::setup::setup(config)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        refused.contains("reply box of portal \"portal-demo\""),
+        "{refused}"
+    );
 }

@@ -157,6 +157,18 @@ pub fn merge(
         }
     }
     for r in routes {
+        if let Some(t) = r.targets.iter().find(|t| {
+            config
+                .targets
+                .get(t.as_str())
+                .is_some_and(|x| x.replies_of.is_some())
+        }) {
+            set_aside.push(format!(
+                "the registered route {} is set aside: {t} is a portal's reply box, which holds replies only",
+                r.key()
+            ));
+            continue;
+        }
         let clash = config
             .routes
             .iter()

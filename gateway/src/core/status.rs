@@ -72,8 +72,11 @@ impl Submissions {
                 }
                 mark_overdue(&mut s, self.overdue_after);
                 if s.in_reply_to.is_none() {
-                    let trace = self.store.trace(id).await.map_err(unavailable("status"))?;
-                    s.replies = replies_in(&trace);
+                    s.replies = self
+                        .store
+                        .replies_to(id)
+                        .await
+                        .map_err(unavailable("status"))?;
                 }
                 Ok(s)
             }

@@ -282,13 +282,12 @@ impl Gateway {
         let mut xta_tasks = Vec::new();
         let xta_addr = xta_listener.as_ref().map(|(_, a)| *a);
         // Message boxes exist with XTA readers, FIT-Connect destinations and
-        // portals' reply boxes: messages nobody picks up are watched for in all.
-        if cfg.xta.is_some() || cfg.fitconnect.is_some() || !replies.is_empty() {
-            let every = (overdue_after / 2).clamp(std::time::Duration::from_secs(1), OVERDUE_CHECK);
-            xta_tasks.push(tokio::spawn(
-                boxes.clone().watch_overdue(every, shutdown_rx.clone()),
-            ));
-        }
+        // portals' reply boxes, and a reload may add any of them: messages
+        // nobody picks up are always watched for (one indexed query a minute).
+        let every = (overdue_after / 2).clamp(std::time::Duration::from_secs(1), OVERDUE_CHECK);
+        xta_tasks.push(tokio::spawn(
+            boxes.clone().watch_overdue(every, shutdown_rx.clone()),
+        ));
         if let (Some((listener, addr)), Some(x)) = (xta_listener, &cfg.xta) {
             let xta = Arc::new(crate::listen::xta::Xta {
                 ingest: ingest.clone(),

@@ -24,7 +24,7 @@ use crate::model::delivery::{
     Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
     QueueDepth, Recorded, TargetHealth,
 };
-use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
+use crate::model::submission::{Accepted, NewSubmission, ReplyInfo, SubmissionStatus};
 
 /// What retention may delete now.
 #[derive(Debug, Clone, Copy)]
@@ -195,6 +195,8 @@ pub trait Store: Send + Sync {
     fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted>;
     /// A submission and its deliveries.
     fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>>;
+    /// The replies to a submission, oldest first.
+    fn replies_to(&self, submission_id: &str) -> StoreFuture<'_, Vec<ReplyInfo>>;
     /// The sealed envelope (JSON) of one delivery.
     fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
     /// Takes up to `limit` due deliveries of `target` (pending, or retry_wait whose

@@ -18,7 +18,7 @@ use crate::model::delivery::{
     Recorded, TargetHealth,
 };
 use crate::model::submission::{
-    envelope_checksum, Accepted, NewDelivery, NewSubmission, SubmissionStatus,
+    envelope_checksum, Accepted, NewDelivery, NewSubmission, ReplyInfo, SubmissionStatus,
 };
 
 /// A store whose calls hold tokio's paused clock still until they answered; the
@@ -59,6 +59,9 @@ impl<S: Store> Store for Timeless<S> {
     }
     fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>> {
         Box::pin(held(self.0.submission(id)))
+    }
+    fn replies_to(&self, submission_id: &str) -> StoreFuture<'_, Vec<ReplyInfo>> {
+        Box::pin(held(self.0.replies_to(submission_id)))
     }
     fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
         Box::pin(held(self.0.envelope(message_id)))

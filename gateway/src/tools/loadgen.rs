@@ -360,7 +360,7 @@ pub async fn run(profile: &Profile, o: &LoadOptions) -> Result<LoadReport, Strin
     // One submission first: a refusal is explained once, or a Leistung the
     // gateway takes is chosen.
     let mut profile = profile.clone();
-    let note = probe::fit(&mut profile, o, &admin_client, &admin_client, &urls[0]).await?;
+    let note = probe::fit(&mut profile, o, &admin_client, &urls[0]).await?;
     if let (Some(n), true) = (&note, o.progress) {
         eprintln!("loadgen: {n}");
     }

@@ -389,9 +389,10 @@ impl Intake {
         let canonical = request_canonical(&manifest);
         let idempotency = incoming.idempotency_key.as_ref().map(|key| IdempotencyKey {
             // Stored hashed: a key may carry a portal's case number. A
-            // replier's keys are its own, apart from the portal's.
+            // replier's keys are its own, apart from the portal's: the spaces
+            // make a text no portal key (visible characters only) can be.
             key: match reply {
-                Some(r) => idempotency_key_hash(&format!("reply:{}:{key}", r.by)),
+                Some(r) => idempotency_key_hash(&format!("reply {} {key}", r.by)),
                 None => idempotency_key_hash(key),
             },
             request_hash: self.privacy.request_mac(&canonical),
@@ -464,14 +465,26 @@ fn xdomea_manifest(
 
 /// What makes two requests "the same content" for an idempotency key: routing,
 /// metadata and every part's media type, file name and hash (keyed before it is
-/// stored).
+/// stored); for a reply also what it answers and its type (the same Bescheid
+/// template sent to two submissions under one key is a conflict, not a replay).
 fn request_canonical(m: &Manifest) -> Vec<u8> {
     let parts: Vec<_> = m
         .parts
         .iter()
         .map(|p| (&p.media_type, &p.filename, &p.sha512))
         .collect();
-    serde_json::to_vec(&(&m.leistung, &m.destination, &m.metadata, parts)).unwrap_or_default()
+    match &m.in_reply_to {
+        None => serde_json::to_vec(&(&m.leistung, &m.destination, &m.metadata, parts)),
+        Some(answered) => serde_json::to_vec(&(
+            &m.leistung,
+            &m.destination,
+            &m.metadata,
+            parts,
+            answered,
+            &m.reply_type,
+        )),
+    }
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -41,7 +41,13 @@ pub(super) fn routes(c: &mut Checks) -> Router {
             ));
         }
         for t in &r.targets {
-            if !config.targets.contains_key(t) {
+            if let Some(portal) = config.targets.get(t).and_then(|x| x.replies_of.as_ref()) {
+                errors.push(config.error(
+                    at("targets"),
+                    format!("{t:?} is the reply box of portal {portal:?}: what is routed there, that portal could read"),
+                    "route to a target of [targets]; reply boxes hold replies only",
+                ));
+            } else if !config.targets.contains_key(t) {
                 errors.push(config.error(
                     at("targets"),
                     format!("unknown target {t:?}"),
@@ -221,7 +227,21 @@ fn reply_route(
 ) -> Option<ReplyRoute> {
     p.replies.as_ref()?;
     let at = format!("portals[{i}].replies");
+    let reply_box = |t: &str| {
+        config
+            .targets
+            .get(t)
+            .is_some_and(|x| x.replies_of.is_some())
+    };
     match p.reply_route() {
+        Some(route) if !route.fetched && reply_box(&route.target) => {
+            errors.push(config.error(
+                at,
+                format!("{:?} is another portal's reply box", route.target),
+                "name a target of [targets], or let the portal fetch its replies: replies = { certificate = \"<its encryption certificate>.pem\" }",
+            ));
+            None
+        }
         Some(route) if config.targets.contains_key(&route.target) => Some(route),
         Some(route) => {
             errors.push(config.error(

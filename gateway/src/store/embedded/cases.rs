@@ -150,8 +150,9 @@ CREATE TRIGGER IF NOT EXISTS case_replied AFTER INSERT ON submissions
         count("replied", &accepted("NEW"))
     );
     for event in ["delivered", "parked", "discarded"] {
+        // A reply's delivery to its portal is no case outcome.
         let source = format!(
-            "{} FROM submissions AS s WHERE s.id = NEW.submission_id",
+            "{} FROM submissions AS s WHERE s.id = NEW.submission_id AND s.in_reply_to IS NULL",
             outcome(event, "NEW")
         );
         let times = if event == "delivered" {

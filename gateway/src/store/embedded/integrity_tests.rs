@@ -260,7 +260,9 @@ async fn version_4_is_migrated_to_error_classes_and_hashed_idempotency_keys() {
     let conn = Connection::open(EmbeddedStore::db_path(dir.path())).unwrap();
     conn.execute_batch(
         "ALTER TABLE deliveries DROP COLUMN last_class;
-         DROP TRIGGER case_replied; DROP TRIGGER case_accepted; DROP INDEX submissions_replies; ALTER TABLE submissions DROP COLUMN in_reply_to;
+         DROP TRIGGER case_replied; DROP TRIGGER case_accepted; DROP TRIGGER case_delivered; DROP TRIGGER case_parked; DROP TRIGGER case_discarded;
+         DROP INDEX submissions_replies; ALTER TABLE submissions DROP COLUMN in_reply_to;
+         ALTER TABLE submissions DROP COLUMN reply_by; ALTER TABLE submissions DROP COLUMN reply_type;
          INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES ('p', 'AZ-4711', 'h', 'a');
          PRAGMA user_version = 4;",
     )

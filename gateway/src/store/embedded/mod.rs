@@ -81,7 +81,7 @@ use crate::model::delivery::{
     Action, Actor, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, DeliveryState,
     Operated, QueueDepth, Recorded, TargetHealth,
 };
-use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
+use crate::model::submission::{Accepted, NewSubmission, ReplyInfo, SubmissionStatus};
 
 use crate::store::{AuditJob, Purge, Store, StoreError, StoreFuture, StoreStats};
 use audit_log::Chain as _;
@@ -365,6 +365,11 @@ impl Store for EmbeddedStore {
     fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>> {
         let id = id.to_owned();
         self.read(move |conn| read_submission(conn, &id))
+    }
+
+    fn replies_to(&self, submission_id: &str) -> StoreFuture<'_, Vec<ReplyInfo>> {
+        let id = submission_id.to_owned();
+        self.read(move |conn| submissions::read_replies(conn, &id))
     }
 
     fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>> {

@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS submissions (
     destination  TEXT NOT NULL,
     received_at  TEXT NOT NULL,
     response     TEXT NOT NULL,
-    in_reply_to  TEXT
+    in_reply_to  TEXT,
+    reply_by     TEXT,
+    reply_type   TEXT
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     message_id      TEXT PRIMARY KEY,
@@ -248,14 +250,20 @@ fn migrate_7_to_8(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Version 9: replies (a submission's `in_reply_to`); the case statistics'
-/// insert trigger is made again to count them as `replied`, not `accepted`.
+/// Version 9: replies (a submission's `in_reply_to`, the target that sent it
+/// and its type); the case statistics' triggers are made again to count them
+/// as `replied`, not `accepted`, and to leave their deliveries out.
 fn migrate_8_to_9(conn: &mut Connection) -> Result<(), StoreError> {
     tracing::info!("migrating the store from schema version 8 to 9: replies");
     let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
     tx.execute_batch(
         "ALTER TABLE submissions ADD COLUMN in_reply_to TEXT;
+         ALTER TABLE submissions ADD COLUMN reply_by TEXT;
+         ALTER TABLE submissions ADD COLUMN reply_type TEXT;
          DROP TRIGGER IF EXISTS case_accepted;
+         DROP TRIGGER IF EXISTS case_delivered;
+         DROP TRIGGER IF EXISTS case_parked;
+         DROP TRIGGER IF EXISTS case_discarded;
          PRAGMA user_version = 9;",
     )?;
     tx.commit()?;

@@ -7,7 +7,9 @@ use super::audit_log::Chain as _;
 use super::segments::Location;
 use crate::model::audit::{AuditEvent, Head};
 use crate::model::delivery::DeliveryState;
-use crate::model::submission::{Accepted, DeliveryStatus, NewSubmission, SubmissionStatus};
+use crate::model::submission::{
+    Accepted, DeliveryStatus, NewSubmission, ReplyInfo, SubmissionStatus,
+};
 use crate::model::time::{now_ms, rfc3339_ms};
 use crate::store::StoreError;
 
@@ -44,10 +46,12 @@ pub(super) fn insert_one(
         ));
     }
     conn.prepare_cached(
-        "INSERT INTO submissions (id, portal, leistung, destination, received_at, response, in_reply_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO submissions (id, portal, leistung, destination, received_at, response, in_reply_to, reply_by, reply_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![s.id, s.portal, s.leistung, s.destination, s.received_at, s.response,
-                     s.reply.as_ref().map(|r| &r.submission_id)])?;
+                     s.reply.as_ref().map(|r| &r.submission_id), s.reply.as_ref().map(|r| &r.by),
+                     s.reply.as_ref().map(|r| &r.reply_type)])?;
     if let Some(idem) = &s.idempotency {
         conn.prepare_cached("INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![s.portal, idem.key, idem.request_hash, s.id])?;
@@ -68,6 +72,22 @@ pub(super) fn insert_one(
         head.append(conn, &ts, replied)?;
     }
     Ok(Accepted::Stored)
+}
+
+/// The replies to submission `id`, oldest first.
+pub(super) fn read_replies(conn: &Connection, id: &str) -> Result<Vec<ReplyInfo>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, reply_by, reply_type, received_at FROM submissions WHERE in_reply_to = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![id], |r| {
+        Ok(ReplyInfo {
+            reply_id: r.get(0)?,
+            by: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            reply_type: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            received_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub(super) fn read_submission(

@@ -588,6 +588,7 @@ async fn case_counts_follow_submissions_and_outcomes_and_survive_a_migration() {
         "DROP TRIGGER case_accepted; DROP TRIGGER case_delivered; DROP TRIGGER case_parked; DROP TRIGGER case_discarded;
          DROP TABLE case_counts; DROP TABLE case_latency; DROP TABLE case_zone; DROP TABLE case_buckets;
          DROP TRIGGER case_replied; DROP INDEX submissions_replies; ALTER TABLE submissions DROP COLUMN in_reply_to;
+         ALTER TABLE submissions DROP COLUMN reply_by; ALTER TABLE submissions DROP COLUMN reply_type;
          PRAGMA user_version = 7;",
     )
     .unwrap();
@@ -661,6 +662,38 @@ async fn a_reply_is_stored_with_what_it_answers_audited_there_and_counted_as_rep
     assert_eq!(
         store.submission("s1").await.unwrap().unwrap().in_reply_to,
         None
+    );
+    let replies = store.replies_to("s1").await.unwrap();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(
+        (
+            replies[0].reply_id.as_str(),
+            replies[0].by.as_str(),
+            replies[0].reply_type.as_str()
+        ),
+        ("r1", "t", "bescheid")
+    );
+    assert!(store.replies_to("r1").await.unwrap().is_empty());
+    // The reply's delivery to the portal is no case outcome.
+    let claimed = store.claim("p.replies", now_ms() + 1, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .record(
+            &claimed[0].message_id,
+            Recorded::Delivered { receipt: None },
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let today = crate::model::cases::StatsZone::EuropeBerlin.day_of(now_ms());
+    let outcomes = store
+        .case_counts(CaseQuery::all(Period::Day, today, today + 1))
+        .await
+        .unwrap()
+        .counts;
+    assert!(
+        outcomes.iter().all(|c| c.event != "delivered"),
+        "{outcomes:?}"
     );
     let trace = store.trace("s1").await.unwrap();
     let events: Vec<&str> = trace.iter().map(|r| r.event.as_str()).collect();

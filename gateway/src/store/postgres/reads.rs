@@ -14,7 +14,7 @@ use crate::model::delivery::{
     BoxQuery, Boxed, DeliveryInfo, DeliveryQuery, DeliveryRow, DeliveryState, QueueDepth,
     TargetHealth,
 };
-use crate::model::submission::{DeliveryStatus, SubmissionStatus};
+use crate::model::submission::{DeliveryStatus, ReplyInfo, SubmissionStatus};
 use crate::model::time::rfc3339_ms;
 use crate::store::{AuditLogRead, Overdue, StoreError};
 
@@ -74,6 +74,27 @@ pub async fn submission(pool: &Pool, id: &str) -> Result<Option<SubmissionStatus
         deliveries,
         replies: Vec::new(),
     }))
+}
+
+/// The replies to submission `id`, oldest first.
+pub async fn replies_to(pool: &Pool, id: &str) -> Result<Vec<ReplyInfo>, StoreError> {
+    let conn = pool.get().await.map_err(backend)?;
+    let rows = conn
+        .query(
+            "SELECT id, reply_by, reply_type, received_at FROM submissions WHERE in_reply_to = $1 ORDER BY id",
+            &[&id],
+        )
+        .await
+        .map_err(backend)?;
+    Ok(rows
+        .iter()
+        .map(|r| ReplyInfo {
+            reply_id: r.get(0),
+            by: r.get::<_, Option<String>>(1).unwrap_or_default(),
+            reply_type: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            received_at: r.get(3),
+        })
+        .collect())
 }
 
 pub async fn queue_depths(pool: &Pool) -> Result<Vec<QueueDepth>, StoreError> {

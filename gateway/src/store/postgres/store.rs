@@ -20,7 +20,7 @@ use crate::model::delivery::{
     Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
     QueueDepth, Recorded, TargetHealth,
 };
-use crate::model::submission::{Accepted, NewSubmission, SubmissionStatus};
+use crate::model::submission::{Accepted, NewSubmission, ReplyInfo, SubmissionStatus};
 use crate::store::{
     AuditJob, Outbox, Overdue, Purge, Store, StoreError, StoreFuture, StoreStats, Take, Wanted,
 };
@@ -195,6 +195,11 @@ impl Store for PostgresStore {
     fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>> {
         let id = id.to_owned();
         Box::pin(async move { reads::submission(&self.pool, &id).await })
+    }
+
+    fn replies_to(&self, submission_id: &str) -> StoreFuture<'_, Vec<ReplyInfo>> {
+        let id = submission_id.to_owned();
+        Box::pin(async move { reads::replies_to(&self.pool, &id).await })
     }
 
     fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>> {

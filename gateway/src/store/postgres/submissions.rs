@@ -24,8 +24,9 @@ macro_rules! accept_sql {
             "WITH c AS (",
             $claim,
             "),
-             s AS (INSERT INTO submissions (id, portal, leistung, destination, received_at, response, in_reply_to)
-                   SELECT $1, $2, $3, $4, $5, $6, $18 FROM c),
+             s AS (INSERT INTO submissions (id, portal, leistung, destination, received_at, response,
+                                            in_reply_to, reply_by, reply_type)
+                   SELECT $1, $2, $3, $4, $5, $6, $18, $19, $20 FROM c),
              d AS (INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at,
                                            created_at_ms, updated_at, updated_ms, envelope, envelope_crc32)
                    SELECT x.m, $1, x.t, 'pending', 0, $7, $7, $5, $7, x.e, x.crc
@@ -44,7 +45,7 @@ macro_rules! accept_sql {
 
 const ACCEPT: &str = accept_sql!("SELECT 1");
 const ACCEPT_WITH_KEY: &str = accept_sql!(
-    "INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES ($2, $19, $20, $1)
+    "INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES ($2, $21, $22, $1)
      ON CONFLICT (portal, key) DO NOTHING RETURNING 1"
 );
 
@@ -66,6 +67,8 @@ pub async fn accept(pool: &Pool, s: &NewSubmission) -> Result<Accepted, StoreErr
         .map(|e| unplaced(&ts, e))
         .collect();
     let in_reply_to = s.reply.as_ref().map(|r| r.submission_id.as_str());
+    let reply_by = s.reply.as_ref().map(|r| r.by.as_str());
+    let reply_type = s.reply.as_ref().map(|r| r.reply_type.as_str());
     let stamps: Vec<&str> = records.iter().map(|r| r.ts.as_str()).collect();
     let events: Vec<&str> = records.iter().map(|r| r.event.as_str()).collect();
     let subs: Vec<Option<&str>> = records.iter().map(|r| r.submission_id.as_deref()).collect();
@@ -94,6 +97,8 @@ pub async fn accept(pool: &Pool, s: &NewSubmission) -> Result<Accepted, StoreErr
         &tgts,
         &details,
         &in_reply_to,
+        &reply_by,
+        &reply_type,
     ];
     let sql = match &s.idempotency {
         Some(idem) => {

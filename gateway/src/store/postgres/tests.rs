@@ -611,6 +611,16 @@ async fn a_reply_is_stored_with_what_it_answers_audited_there_and_counted_as_rep
     assert_eq!(stored.portal, "portal");
     let original = super::reads::submission(&p, "s1").await.unwrap().unwrap();
     assert_eq!(original.in_reply_to, None);
+    let replies = super::reads::replies_to(&p, "s1").await.unwrap();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(
+        (
+            replies[0].reply_id.as_str(),
+            replies[0].by.as_str(),
+            replies[0].reply_type.as_str()
+        ),
+        ("r1", "dms", "bescheid")
+    );
     let trace = super::reads::trace(&p, "s1").await.unwrap();
     let events: Vec<&str> = trace.iter().map(|r| r.event.as_str()).collect();
     assert_eq!(events, ["received", "sealed", "replied"]);

@@ -141,7 +141,6 @@ pub async fn fit(
     profile: &mut Profile,
     o: &LoadOptions,
     client: &reqwest::Client,
-    admin_client: &reqwest::Client,
     url: &str,
 ) -> Result<Option<String>, String> {
     let Some(first) = probe(client, url, profile).await? else {
@@ -183,7 +182,7 @@ pub async fn fit(
         );
     }
     let mut probes = 0;
-    for (leistung, destination) in routed(admin_client, admin, profile).await {
+    for (leistung, destination) in routed(client, admin, profile).await {
         for variant in &variants {
             if probes == MOST_PROBES {
                 break;
