@@ -2,7 +2,9 @@
 # The `large` profile: one 32 MiB attachment (16 KiB of XML besides) to two
 # targets over 16 connections, against the embedded default with fast local
 # receivers — how fast large uploads are taken and delivered, and how much
-# memory the daemon holds meanwhile (its peak RSS, VmHWM). Prints Markdown.
+# memory the daemon holds meanwhile (its peak RSS, VmHWM); then 100 such uploads
+# stalled before their end against a fresh daemon, and its peak RSS.
+# Prints Markdown.
 #
 #   bench/large.sh [seconds, default 30] [connections, default 16]
 #
@@ -36,9 +38,21 @@ HWM=$(awk '/VmHWM/ {print $2}' /proc/"$GW"/status)
 kill "$GW"; wait "$GW" 2>/dev/null || true
 "$BIN" bench crypto --config "$W/gateway.toml" --profile large --seconds 10 --json > "$W/crypto.json"
 
-python3 - "$W" "$HWM" <<'PY'
+# 100 uploads of the large profile stopped before their end, against a
+# fresh daemon: what it holds for them (its peak RSS while they hang).
+"$BIN" serve --config "$W/gateway.toml" 2>>"$W/gateway.log" &
+GW=$!
+wait_port 18443
+"$BIN" loadgen --url https://localhost:18443 --admin none --json --profile large \
+  --connections 100 --stall --duration 20s > "$W/stalled.json" &
+STALL=$!
+wait "$STALL"
+STALLED_HWM=$(awk '/VmHWM/ {print $2}' /proc/"$GW"/status)
+kill "$GW"; wait "$GW" 2>/dev/null || true
+
+python3 - "$W" "$HWM" "$STALLED_HWM" <<'PY'
 import json, os, platform, sys
-w, hwm = sys.argv[1], int(sys.argv[2])
+w, hwm, stalled_hwm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 r = json.load(open(os.path.join(w, "large.json")))
 c = json.load(open(os.path.join(w, "crypto.json")))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
@@ -50,4 +64,9 @@ why = ", ".join(f"{k} {n}" for k, n in r.get("refusals", {}).items()) or "0"
 print(f"| large ({r['connections']} conn., {r['seconds']:.0f} s) | {r['accepted_per_second']:.1f} | {r['payload_mib_per_second']:.1f} | "
       f"{lat['p50']:.0f} / {lat['p99']:.0f} | {r.get('delivered_per_second') or 0:.1f} | {why} / {r['errors']} | "
       f"{c['submissions_per_second']:.1f}/s | {hwm // 1024} MiB |")
+st = json.load(open(os.path.join(w, "stalled.json")))
+why = ", ".join(f"{k} {n}" for k, n in st["refused"].items()) or "none"
+print(f"\n{st['connections']} uploads of the large profile stalled before their end for 20 s: "
+      f"{st['held']} held, refused early: {why}, errors {st['errors']}, {st['bytes_sent'] / 2**20:.0f} MiB sent; "
+      f"peak RSS of the (fresh) daemon {stalled_hwm // 1024} MiB")
 PY

@@ -136,3 +136,27 @@ async fn against_the_shipped_config_it_sends_the_example_data_a_schema_takes() {
     );
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_are_held_and_nothing_of_them_is_stored() {
+    let (_tc, gw) = start(&Options::default()).await;
+    let (ok, out, err) = loadgen(
+        &gw,
+        &[
+            "--stall",
+            "--duration",
+            "2s",
+            "--leistung",
+            "99115005001000",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(report["held"], 2, "{report}");
+    assert_eq!(report["refused"], serde_json::json!({}), "{report}");
+    assert!(
+        audit_records(&gw, "received").await.is_empty(),
+        "an upload that never ended is no submission"
+    );
+    gw.shutdown().await.unwrap();
+}

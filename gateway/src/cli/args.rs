@@ -380,6 +380,11 @@ pub(super) struct LoadgenArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub(super) json: bool,
+    /// Instead of the load: each connection sends a submission but its last
+    /// bytes (the closing boundary) and holds it for --duration (what a stalled
+    /// upload makes the gateway keep); reports what became of them.
+    #[arg(long)]
+    pub(super) stall: bool,
 }
 
 /// Run an example HTTPS inbox that opens, verifies and stores envelopes (for trying out).

@@ -85,6 +85,7 @@ pub(super) fn loadgen(
         admin,
         portal: PortalArgs { url, cert, key, ca },
         json,
+        stall,
     }: LoadgenArgs,
 ) -> anyhow::Result<ExitCode> {
     let mut p = crate::tools::loadgen::Profile::named(&profile)
@@ -121,6 +122,26 @@ pub(super) fn loadgen(
         fit,
     };
     let runtime = tokio::runtime::Runtime::new()?;
+    if stall {
+        let hold = o.duration.unwrap_or(std::time::Duration::from_secs(10));
+        let r = runtime
+            .block_on(crate::tools::loadgen::stall(&p, &o, hold))
+            .map_err(anyhow::Error::msg)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            println!(
+                "profile {} · {} uploads stalled before their last byte for {hold:?}: {} held, refused {:?}, errors {}, {:.1} MiB sent",
+                r.profile,
+                r.connections,
+                r.held,
+                r.refused,
+                r.errors,
+                r.bytes_sent as f64 / (1 << 20) as f64
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = runtime
         .block_on(crate::tools::loadgen::run(&p, &o))
         .map_err(anyhow::Error::msg)?;

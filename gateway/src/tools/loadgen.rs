@@ -7,6 +7,9 @@
 //! sent as is, so the load generator spends its CPU on TLS, not on encoding.
 
 mod probe;
+mod stall;
+
+pub use stall::{stall, Stalled};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
