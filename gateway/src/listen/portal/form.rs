@@ -64,11 +64,15 @@ where
         }
         let media_type = field.content_type().map(|m| m.essence_str().to_owned());
         let filename = field.file_name().map(str::to_owned);
-        let mut buf = BytesMut::new();
+        // The chunks are kept as they come and joined once at the end: a buffer
+        // grown while the part arrives would double its capacity as it fills,
+        // holding up to twice the part (what the body budget counts) for as
+        // long as the upload lasts, and copying it at every growth.
+        let mut chunks: Vec<Bytes> = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(multipart_problem)? {
-            buf.extend_from_slice(&chunk);
+            chunks.push(chunk);
         }
-        let body = buf.freeze();
+        let body = join(chunks);
         match name.as_str() {
             "metadata" => {
                 if metadata.is_some() {
@@ -133,6 +137,18 @@ where
             .ok_or_else(|| Problem::bad_request("part-missing", "the data part is missing"))?,
         attachments,
     })
+}
+
+/// One buffer of exactly the chunks' bytes (no copy for a single chunk).
+fn join(mut chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut buf = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for c in &chunks {
+        buf.extend_from_slice(c);
+    }
+    buf.freeze()
 }
 
 /// An attachment's file name is kept (encrypted) for the recipient, never used
