@@ -216,19 +216,15 @@ impl Replies {
         if s.in_reply_to.as_deref() != Some(submission_id) {
             return Err(not_found());
         }
-        let trace = self
+        // Sent by one of the caller's targets: its row says which.
+        let sent_by_caller = self
             .intake
             .store
-            .trace(reply_id)
+            .replies_to(submission_id)
             .await
-            .map_err(unavailable)?;
-        // Sent by one of the caller's targets: its `received` record says so.
-        let sent_by_caller = trace.iter().any(|r| {
-            r.event == "received"
-                && r.detail["sender"]
-                    .as_str()
-                    .is_some_and(|by| targets.iter().any(|t| t == by))
-        });
+            .map_err(unavailable)?
+            .iter()
+            .any(|r| r.reply_id == reply_id && targets.contains(&r.by));
         if !sent_by_caller {
             return Err(not_found());
         }

@@ -24,6 +24,7 @@ use super::tree::Node;
 use super::Fault;
 use crate::core::intake::{Incoming, Metadata, Part, ReplyMetadata, Sender};
 use crate::core::replies::IncomingReply;
+use crate::model::portal::Reader;
 
 impl Call<'_> {
     pub(super) async fn send(&self) -> Result<(String, String), Fault> {
@@ -170,20 +171,10 @@ impl Call<'_> {
     /// reply over `POST /v1/submissions/{id}/replies`, its type is the
     /// `MessageType` code, its message id the idempotency key.
     async fn reply(&self, meta: &Node, answered: &str) -> Result<(String, String), Fault> {
-        let reader = self.caller.reader.as_deref().ok_or_else(|| {
-            Fault::denied("only the reader of a message box replies to what it received")
-        })?;
-        let author = meta
-            .at(&["Originators", "Author", "Identifier"])
-            .map(Node::value)
-            .unwrap_or_default();
-        if author != reader.account {
-            return Err(Fault::new(
-                super::soap::Exception::PermissionDenied,
-                super::code::NOT_THIS_ACCOUNT,
-                format!("the client certificate does not belong to account {author:?}"),
-            ));
-        }
+        let reader = self.reader_as_author(
+            meta,
+            "only the reader of a message box replies to what it received",
+        )?;
         let message_id = message_id(meta)?;
         // As the box named it (`urn:de:xta:messageid:…`), or a bare id.
         let answered = reply::message_id(answered.trim());
@@ -229,13 +220,14 @@ impl Call<'_> {
 const RECEIPT: &str = "Geschaeftsgang.EmpfangBestaetigen.0202";
 
 impl Call<'_> {
-    /// A reader's xdomea `EmpfangBestaetigen.0202`: the receipt of the
-    /// package whose ProzessID it names (the delivery's message id), kept as
-    /// that delivery's receipt.
-    async fn receipt(&self, meta: &Node) -> Result<(String, String), Fault> {
-        let reader = self.caller.reader.as_deref().ok_or_else(|| {
-            Fault::denied("only the reader of a message box confirms its messages")
-        })?;
+    /// The caller as the reader whose account is the message's `Author`
+    /// (`not_reader`: why a caller that reads no box may not send this).
+    fn reader_as_author(&self, meta: &Node, not_reader: &str) -> Result<&Reader, Fault> {
+        let reader = self
+            .caller
+            .reader
+            .as_deref()
+            .ok_or_else(|| Fault::denied(not_reader))?;
         let author = meta
             .at(&["Originators", "Author", "Identifier"])
             .map(Node::value)
@@ -247,6 +239,17 @@ impl Call<'_> {
                 format!("the client certificate does not belong to account {author:?}"),
             ));
         }
+        Ok(reader)
+    }
+
+    /// A reader's xdomea `EmpfangBestaetigen.0202`: the receipt of the
+    /// package whose ProzessID it names (the delivery's message id), kept as
+    /// that delivery's receipt.
+    async fn receipt(&self, meta: &Node) -> Result<(String, String), Fault> {
+        let reader = self.reader_as_author(
+            meta,
+            "only the reader of a message box confirms its messages",
+        )?;
         let message = self
             .body("GenericContentContainer")?
             .at(&["ContentContainer", "Message"])
