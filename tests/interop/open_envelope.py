@@ -11,7 +11,8 @@ copy it:
    as the gateway's operator publishes it) issued by the CA, the signature must
    verify with its key;
 3. check the envelope's clear header against the sealed manifest;
-4. decrypt every part and check its size and SHA-512 against the manifest.
+4. decrypt every part (a JWE in the JSON serialization; compact in format 1)
+   and check its size and SHA-512 against the manifest.
 
 Exit status 0 and a JSON summary on success; non-zero with a message otherwise.
 """
@@ -48,11 +49,18 @@ def main():
     env_path, key_path, ca_path, seal_path = sys.argv[1:5]
     out_dir = sys.argv[5] if len(sys.argv) > 5 else None
     env = json.load(open(env_path))
+    if env.get("version") not in (1, 2):
+        fail(f"unsupported envelope version {env.get('version')}")
     key = jwk.JWK.from_pem(open(key_path, "rb").read())
     ca = x509.load_pem_x509_certificate(open(ca_path, "rb").read())
     allowed = ["RSA-OAEP-256", "ECDH-ES+A256KW", "A256GCM"]
 
     def decrypt(token, what):
+        # Envelope format 2: a part is a JWE in the flattened JSON serialization
+        # (its ciphertext shared with the submission's other targets); the
+        # manifest, and every part of format 1, is a compact JWE.
+        if isinstance(token, dict):
+            token = json.dumps(token)
         t = jwe.JWE(algs=allowed)
         try:
             t.deserialize(token, key=key)

@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use ozg_adapter_sdk::envelope::{
-    build_envelope, seal_manifest, sha512_hex, EnvelopeHeader, Receipt,
+    build_envelope, build_envelopes, seal_manifest, sha512_hex, EnvelopeHeader, PartJwe, Receipt,
 };
 use ozg_adapter_sdk::jose;
 use ozg_adapter_sdk::keys::Certificate;
@@ -119,11 +119,12 @@ fn wrong_recipient_is_named() {
 #[test]
 fn tampered_part_fails() {
     let mut env = envelope("recipient-ec", "s-1", &[("data", DATA)]);
-    let mut pieces: Vec<String> = env.parts[0].jwe.split('.').map(str::to_owned).collect();
-    let mut ct = pieces[3].clone().into_bytes();
+    let PartJwe::Json(jwe) = &mut env.parts[0].jwe else {
+        panic!("version 2 parts are JSON")
+    };
+    let mut ct = std::mem::take(&mut jwe.ciphertext).into_bytes();
     ct[2] = if ct[2] == b'A' { b'B' } else { b'A' };
-    pieces[3] = String::from_utf8(ct).unwrap();
-    env.parts[0].jwe = pieces.join(".");
+    jwe.ciphertext = String::from_utf8(ct).unwrap();
     let (_, key) = recipient("recipient-ec");
     match open(&env, &key, &trust(), &seals(), SystemTime::now()).unwrap_err() {
         OpenError::PartDecrypt { id, .. } => assert_eq!(id, "data"),
@@ -276,6 +277,13 @@ fn part_missing_or_added_is_named() {
     );
 }
 
+fn json(jwe: &PartJwe) -> &jose::FlattenedJwe {
+    match jwe {
+        PartJwe::Json(j) => j,
+        PartJwe::Compact(_) => panic!("version 2 parts are JSON"),
+    }
+}
+
 #[test]
 fn an_envelope_establishes_one_key_and_every_jwe_still_opens_alone() {
     for stem in ["recipient-rsa", "recipient-ec"] {
@@ -285,25 +293,155 @@ fn an_envelope_establishes_one_key_and_every_jwe_still_opens_alone() {
             &[("data", DATA), ("attachment-1", b"%PDF-1.7 demo")],
         );
         let (_, key) = recipient(stem);
-        let jwes: Vec<&str> = std::iter::once(env.manifest.as_str())
-            .chain(env.parts.iter().map(|p| p.jwe.as_str()))
-            .collect();
-        let segment = |jwe: &str, i: usize| jwe.split('.').nth(i).unwrap().to_owned();
-        // Same encrypted key (and, for EC, the same epk in the header) ...
-        assert!(jwes.iter().all(|j| segment(j, 1) == segment(jwes[0], 1)));
+        let manifest_ek = env.manifest.split('.').nth(1).unwrap().to_owned();
+        // Same encrypted key in the manifest and every part ...
+        assert!(env
+            .parts
+            .iter()
+            .all(|p| json(&p.jwe).encrypted_key == manifest_ek));
         // ... but every JWE has its own IV.
-        let mut ivs: Vec<String> = jwes.iter().map(|j| segment(j, 2)).collect();
+        let mut ivs: Vec<String> =
+            std::iter::once(env.manifest.split('.').nth(2).unwrap().to_owned())
+                .chain(env.parts.iter().map(|p| json(&p.jwe).iv.clone()))
+                .collect();
         ivs.sort();
         ivs.dedup();
-        assert_eq!(ivs.len(), jwes.len(), "{stem}: IVs must not repeat");
-        // Each JWE is complete on its own: a library without the shared-key
-        // shortcut opens it.
-        let plain = jose::decrypt(&env.parts[1].jwe, &key).unwrap();
+        assert_eq!(ivs.len(), 3, "{stem}: IVs must not repeat");
+        // Each JWE is complete on its own: a fresh decryptor opens it.
+        let plain = jose::Decryptor::new(&key)
+            .decrypt_json(json(&env.parts[1].jwe))
+            .unwrap();
         assert_eq!(plain.plaintext, b"%PDF-1.7 demo");
+        assert_eq!(plain.cty, "application/octet-stream");
         // Two envelopes never share a key.
         let other = envelope(stem, "s-2", &[("data", DATA)]);
-        assert_ne!(segment(&other.manifest, 1), segment(jwes[0], 1));
+        assert_ne!(other.manifest.split('.').nth(1).unwrap(), manifest_ek);
     }
+}
+
+/// Envelopes of one submission for an RSA and an EC target, sharing the parts'
+/// ciphertext, as the gateway stores them (own bytes + shared pieces).
+fn shared_pair(parts: &[(&str, &[u8])]) -> (Vec<ozg_adapter_sdk::Envelope>, Vec<Vec<u8>>) {
+    let m = manifest("s-shared", parts);
+    let sealed = seal_manifest(&m, &seal()).unwrap();
+    let data: Vec<&[u8]> = parts.iter().map(|(_, d)| *d).collect();
+    let (rsa, _) = recipient("recipient-rsa");
+    let (ec, _) = recipient("recipient-ec");
+    let header = |t: &str| EnvelopeHeader {
+        message_id: format!("s-shared-{t}"),
+        target: t.into(),
+        created_at: m.received_at.clone(),
+    };
+    let built = build_envelopes(
+        &[(header("dms"), &rsa), (header("fv"), &ec)],
+        &m,
+        &sealed,
+        &data,
+    )
+    .unwrap();
+    assert_eq!(built.shared.len(), parts.len());
+    let bytes: Vec<Vec<u8>> = built
+        .envelopes
+        .iter()
+        .map(|e| e.assemble(&built.shared))
+        .collect();
+    let envs = bytes
+        .iter()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect();
+    (envs, bytes)
+}
+
+#[test]
+fn targets_of_one_submission_share_each_part_ciphertext_and_open_with_their_own_key() {
+    let (envs, bytes) = shared_pair(&[("data", DATA), ("attachment-1", PDF)]);
+    for (env, raw) in envs.iter().zip(&bytes) {
+        // The assembled bytes are exactly the envelope's JSON.
+        assert_eq!(serde_json::to_vec(env).unwrap(), *raw);
+        assert_eq!(env.version, 2);
+        assert!(!String::from_utf8_lossy(raw).contains("MARKER"));
+    }
+    for i in 0..2 {
+        let (a, b) = (json(&envs[0].parts[i].jwe), json(&envs[1].parts[i].jwe));
+        assert_eq!(
+            (&a.protected, &a.iv, &a.ciphertext, &a.tag),
+            (&b.protected, &b.iv, &b.ciphertext, &b.tag),
+            "part {i}: one ciphertext for both targets"
+        );
+        assert_ne!(a.encrypted_key, b.encrypted_key);
+        assert_eq!(
+            (a.header.alg.as_str(), b.header.alg.as_str()),
+            ("RSA-OAEP-256", "ECDH-ES+A256KW")
+        );
+    }
+    for (env, stem, target) in [
+        (&envs[0], "recipient-rsa", "dms"),
+        (&envs[1], "recipient-ec", "fv"),
+    ] {
+        let (_, key) = recipient(stem);
+        let opened = open(env, &key, &trust(), &seals(), SystemTime::now()).unwrap();
+        assert_eq!(env.target, target);
+        assert_eq!(opened.parts[0].data, DATA);
+        assert_eq!(opened.parts[1].data, PDF);
+    }
+    // The other target's key opens neither.
+    let (_, ec) = recipient("recipient-ec");
+    assert!(open(&envs[0], &ec, &trust(), &seals(), SystemTime::now()).is_err());
+}
+
+#[test]
+fn a_recipient_header_or_key_taken_from_the_other_target_does_not_open() {
+    let (envs, _) = shared_pair(&[("data", DATA)]);
+    let (_, ec) = recipient("recipient-ec");
+    // The EC target's part with the RSA target's encrypted key (and header):
+    // the EC key cannot unwrap it.
+    let mut swapped = envs[1].clone();
+    let PartJwe::Json(jwe) = &mut swapped.parts[0].jwe else {
+        unreachable!()
+    };
+    let rsa_part = json(&envs[0].parts[0].jwe).clone();
+    jwe.encrypted_key = rsa_part.encrypted_key.clone();
+    assert!(open(&swapped, &ec, &trust(), &seals(), SystemTime::now()).is_err());
+    // Another ephemeral key (a fresh one of another envelope) in the
+    // unprotected header: the unwrapped key differs, AES key wrap refuses.
+    let (other, _) = shared_pair(&[("data", DATA)]);
+    let mut forged = envs[1].clone();
+    let PartJwe::Json(jwe) = &mut forged.parts[0].jwe else {
+        unreachable!()
+    };
+    jwe.header.epk = json(&other[1].parts[0].jwe).header.epk.clone();
+    match open(&forged, &ec, &trust(), &seals(), SystemTime::now()).unwrap_err() {
+        OpenError::PartDecrypt { id, .. } => assert_eq!(id, "data"),
+        e => panic!("unexpected {e}"),
+    }
+    // A protected header with a recipient's field in it is refused.
+    let mut added = envs[1].clone();
+    let PartJwe::Json(jwe) = &mut added.parts[0].jwe else {
+        unreachable!()
+    };
+    jwe.protected = ozg_adapter_sdk::base64url::encode(
+        br#"{"enc":"A256GCM","cty":"application/octet-stream","alg":"dir"}"#,
+    );
+    assert!(open(&added, &ec, &trust(), &seals(), SystemTime::now()).is_err());
+}
+
+#[test]
+fn version_1_envelopes_with_compact_parts_still_open() {
+    let (cert, key) = recipient("recipient-ec");
+    let mut env = envelope("recipient-ec", "s-1", &[("data", DATA)]);
+    env.version = 1;
+    env.parts[0].jwe =
+        PartJwe::Compact(jose::encrypt(&cert, "application/octet-stream", DATA).unwrap());
+    let json = env.to_json();
+    assert_eq!(json, serde_json::to_vec(&env).unwrap());
+    let back: ozg_adapter_sdk::Envelope = serde_json::from_slice(&json).unwrap();
+    let opened = open(&back, &key, &trust(), &seals(), SystemTime::now()).unwrap();
+    assert_eq!(opened.parts[0].data, DATA);
+    env.version = 3;
+    assert!(matches!(
+        open(&env, &key, &trust(), &seals(), SystemTime::now()),
+        Err(OpenError::Version(3))
+    ));
 }
 
 #[test]
@@ -317,7 +455,7 @@ fn to_json_writes_what_serde_writes() {
     // Header fields that need escaping are escaped like serde does.
     env.destination = "a\"b\\c\u{1}".into();
     assert_eq!(env.to_json(), serde_json::to_vec(&env).unwrap());
-    // Not a compact JWE: the slow path, still the same bytes.
-    env.parts[0].jwe.push('"');
+    // A compact part that is not a compact JWE: the slow path, still the same bytes.
+    env.parts[0].jwe = PartJwe::Compact("a\"b".into());
     assert_eq!(env.to_json(), serde_json::to_vec(&env).unwrap());
 }

@@ -209,6 +209,15 @@ pub struct TargetConfig {
     /// `xdomea` (one xdomea 3.0.0 Geschaeftsgang.0201 package, for a DMS).
     #[serde(default)]
     pub payload: crate::model::routing::Payload,
+    /// The envelope format this target receives: 2 (the default; parts in the
+    /// JWE JSON serialization, their ciphertext shared with the submission's
+    /// other targets) or 1 (every part a compact JWE encrypted for this target
+    /// alone, for receivers whose JOSE library reads only the compact form).
+    #[serde(
+        default = "envelope_version_default",
+        deserialize_with = "envelope_version"
+    )]
+    pub envelope_version: u32,
     /// Free text for operators.
     #[serde(default)]
     pub description: Option<String>,
@@ -230,6 +239,22 @@ pub struct TargetConfig {
     /// replies (`[[portals]] replies = { certificate = … }`): the portal's id.
     #[serde(skip)]
     pub replies_of: Option<String>,
+}
+
+/// The envelope format the gateway writes unless a target asks for another.
+pub const ENVELOPE_VERSION: u32 = ozg_adapter_sdk::envelope::ENVELOPE_VERSION;
+
+fn envelope_version_default() -> u32 {
+    ENVELOPE_VERSION
+}
+
+fn envelope_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    match u32::deserialize(d)? {
+        v @ (1 | 2) => Ok(v),
+        other => Err(serde::de::Error::custom(format!(
+            "envelope_version {other}: use 2 (the default) or 1 (compact JWE parts, not shared)"
+        ))),
+    }
 }
 
 /// The id of the reply box of portal `portal`.
@@ -453,6 +478,7 @@ impl Config {
                     subject: p.subject.clone(),
                 }),
                 payload: Default::default(),
+                envelope_version: ENVELOPE_VERSION,
                 description: Some(format!("replies to portal {}, fetched by the portal", p.id)),
                 tenant: p.tenant.clone(),
                 concurrency: None,
@@ -616,6 +642,22 @@ mod tests {
             assert!(lines.iter().any(|l| l.starts_with(&want)), "{want}: {err}");
         }
         assert!(err.0.iter().all(|e| e.fix.contains("TOML syntax")));
+    }
+
+    #[test]
+    fn envelope_version_is_2_unless_a_target_asks_for_1() {
+        let text = include_str!("../../../config/gateway.toml");
+        let config = Config::parse(text, Path::new("config/gateway.toml")).unwrap();
+        assert!(config.targets.values().all(|t| t.envelope_version == 2));
+        let one = text.replace("# envelope_version = 1 ", "envelope_version = 1 ");
+        let config = Config::parse(&one, Path::new("config/gateway.toml")).unwrap();
+        assert_eq!(config.targets["dms-demo"].envelope_version, 1);
+        let three = text.replace("# envelope_version = 1 ", "envelope_version = 3 ");
+        let err = Config::parse(&three, Path::new("config/gateway.toml")).unwrap_err();
+        assert!(
+            err.to_string().contains("envelope_version 3: use 2"),
+            "{err}"
+        );
     }
 
     #[test]

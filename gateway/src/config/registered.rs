@@ -36,6 +36,9 @@ pub struct RegisteredTarget {
     /// `raw` (default) or `xdomea`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
+    /// 2 (default) or 1, as `[targets.<id>] envelope_version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope_version: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +108,11 @@ impl RegisteredTarget {
             Some("xdomea") => crate::model::routing::Payload::Xdomea,
             Some(other) => return Err(format!("payload {other:?}: use raw or xdomea")),
         };
+        let envelope_version = match self.envelope_version {
+            None => super::ENVELOPE_VERSION,
+            Some(v @ (1 | 2)) => v,
+            Some(other) => return Err(format!("envelope_version {other}: use 2 or 1")),
+        };
         let retry = match &self.retry {
             None => Default::default(),
             Some(r) => serde_json::from_value(r.clone()).map_err(|e| format!("retry: {e}"))?,
@@ -118,6 +126,7 @@ impl RegisteredTarget {
             registered: true,
             adapter,
             payload,
+            envelope_version,
             description: self.description.clone(),
             tenant: self.tenant.clone(),
             concurrency: self.concurrency,
@@ -189,4 +198,32 @@ pub fn merge(
         });
     }
     set_aside
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_target_may_ask_for_envelope_format_1_and_nothing_else() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n";
+        let target = |v: Option<u32>| RegisteredTarget {
+            id: "fv-bau".into(),
+            certificate: pem.into(),
+            adapter: serde_json::json!({"type": "filedrop", "dir": "/tmp/fv"}),
+            payload: None,
+            envelope_version: v,
+            description: None,
+            tenant: None,
+            concurrency: None,
+            retry: None,
+            registered_by: None,
+            registered_at: None,
+        };
+        let base = Path::new("/etc/ozg-gateway");
+        assert_eq!(target(None).to_config(base).unwrap().envelope_version, 2);
+        assert_eq!(target(Some(1)).to_config(base).unwrap().envelope_version, 1);
+        let err = target(Some(7)).to_config(base).unwrap_err();
+        assert!(err.contains("envelope_version 7"), "{err}");
+    }
 }

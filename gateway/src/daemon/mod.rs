@@ -212,6 +212,7 @@ impl Gateway {
                 router: setup.router.clone(),
                 targets: setup.targets.clone(),
                 payloads: setup.payloads(),
+                format_1: setup.format_1_targets(),
                 replies: replies.clone(),
             }),
             store: store.clone(),

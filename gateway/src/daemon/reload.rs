@@ -175,6 +175,7 @@ impl Reloader {
         });
         let limits = &new.ingest.limits;
         let payloads = setup.payloads();
+        let format_1 = setup.format_1_targets();
         let replies = setup.reply_routes();
         self.portals.store(Arc::new(setup.portals));
         self.intake.checks.rules.store(Arc::new(CheckRules {
@@ -185,6 +186,7 @@ impl Reloader {
         }));
         self.intake.routes.store(Arc::new(Routes {
             payloads,
+            format_1,
             replies,
             router: setup.router,
             targets: setup.targets,

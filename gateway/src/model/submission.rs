@@ -20,6 +20,9 @@ pub struct NewSubmission {
     pub response: String,
     pub idempotency: Option<IdempotencyKey>,
     pub deliveries: Vec<NewDelivery>,
+    /// Envelope bytes several deliveries share (a part's ciphertext, encrypted
+    /// once for every target): each delivery's envelope splices them in.
+    pub shared: Vec<SharedPiece>,
     /// Every part's id, size and keyed hash, for the audit record.
     pub parts: Vec<AuditPart>,
     /// Id of the privacy key the part hashes are keyed with.
@@ -45,6 +48,7 @@ impl NewSubmission {
     /// Bytes the store has to write for it (envelopes and the answer).
     pub fn bytes(&self) -> usize {
         self.response.len()
+            + self.shared.iter().map(|p| p.bytes.len()).sum::<usize>()
             + self
                 .deliveries
                 .iter()
@@ -81,10 +85,46 @@ pub struct IdempotencyKey {
 pub struct NewDelivery {
     pub message_id: String,
     pub target: String,
+    /// The envelope, or with `splices` its own bytes without the shared pieces.
     pub envelope: Vec<u8>,
     /// CRC-32 of `envelope` (see [`envelope_checksum`]), computed where the
     /// envelope is made so the store's writer does not have to.
     pub envelope_crc32: u32,
+    /// Where [`NewSubmission::shared`] pieces go into `envelope` (ascending).
+    pub splices: Vec<Splice>,
+}
+
+/// Bytes shared by the envelopes of one submission, with their CRC-32.
+#[derive(Debug, Clone)]
+pub struct SharedPiece {
+    pub bytes: Vec<u8>,
+    pub crc32: u32,
+}
+
+pub use ozg_adapter_sdk::envelope::Splice;
+
+impl NewDelivery {
+    /// A delivery whose envelope is all its own.
+    pub fn whole(message_id: String, target: String, envelope: Vec<u8>) -> Self {
+        NewDelivery {
+            message_id,
+            target,
+            envelope_crc32: envelope_checksum(&envelope),
+            envelope,
+            splices: Vec::new(),
+        }
+    }
+
+    /// The whole envelope, shared pieces put in, and its CRC-32.
+    pub fn assembled(&self, shared: &[SharedPiece]) -> (std::borrow::Cow<'_, [u8]>, u32) {
+        if self.splices.is_empty() {
+            return (self.envelope.as_slice().into(), self.envelope_crc32);
+        }
+        let pieces: Vec<&[u8]> = shared.iter().map(|p| p.bytes.as_slice()).collect();
+        let whole = ozg_adapter_sdk::envelope::splice(&self.envelope, &self.splices, &pieces);
+        let crc = envelope_checksum(&whole);
+        (whole.into(), crc)
+    }
 }
 
 /// What [`Store::accept`] did.

@@ -17,9 +17,7 @@ use crate::model::delivery::{
     Action, Actor, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated, QueueDepth,
     Recorded, TargetHealth,
 };
-use crate::model::submission::{
-    envelope_checksum, Accepted, NewDelivery, NewSubmission, ReplyInfo, SubmissionStatus,
-};
+use crate::model::submission::{Accepted, NewDelivery, NewSubmission, ReplyInfo, SubmissionStatus};
 
 /// A store whose calls hold tokio's paused clock still until they answered; the
 /// second field injects faults.
@@ -180,15 +178,42 @@ pub fn submission(id: &str, target: &str) -> NewSubmission {
         received_at: "2026-11-24T00:00:00Z".into(),
         response: format!("{{\"submission_id\":\"{id}\"}}"),
         idempotency: None,
-        deliveries: vec![NewDelivery {
-            message_id: format!("{id}-{target}"),
-            target: target.into(),
-            envelope_crc32: envelope_checksum(&envelope),
+        deliveries: vec![NewDelivery::whole(
+            format!("{id}-{target}"),
+            target.into(),
             envelope,
-        }],
+        )],
+        shared: Vec::new(),
         parts: vec![],
         privacy_key_id: String::new(),
         receipt_sha256: String::new(),
         reply: None,
     }
+}
+
+/// Submission `id` for `targets` (message ids `<id>-<target>`) whose envelopes
+/// `{"for":"<target>","c":"SHARED-CIPHERTEXT"}` share their last value as one
+/// piece, as envelopes of format 2 share a part's ciphertext.
+pub fn shared_submission(id: &str, targets: &[&str]) -> NewSubmission {
+    use crate::model::submission::{envelope_checksum, SharedPiece, Splice};
+    let mut s = submission(id, targets.first().copied().unwrap_or("t"));
+    let piece = b"\"SHARED-CIPHERTEXT\"".to_vec();
+    s.shared = vec![SharedPiece {
+        crc32: envelope_checksum(&piece),
+        bytes: piece,
+    }];
+    s.deliveries = targets
+        .iter()
+        .map(|t| {
+            let own = format!("{{\"for\":\"{t}\",\"c\":}}");
+            NewDelivery {
+                splices: vec![Splice {
+                    at: own.len() - 1,
+                    shared: 0,
+                }],
+                ..NewDelivery::whole(format!("{id}-{t}"), (*t).into(), own.into_bytes())
+            }
+        })
+        .collect();
+    s
 }

@@ -84,6 +84,7 @@ impl Rig {
                 router: setup.router.clone(),
                 targets: setup.targets.clone(),
                 payloads: setup.payloads(),
+                format_1: setup.format_1_targets(),
                 replies: setup.reply_routes(),
             }),
             store,

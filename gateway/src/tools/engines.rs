@@ -251,11 +251,12 @@ async fn insert_rows(
     let now = crate::model::time::now_ms();
     for d in &s.deliveries {
         let message_id = format!("{}-{n}", d.message_id);
+        let (envelope, crc) = d.assembled(&s.shared);
         tx.execute(
             "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, created_at_ms,
                                      updated_at, updated_ms, envelope, envelope_crc32)
              VALUES ($1, $2, $3, 'pending', 0, $4, $4, $5, $4, $6, $7)",
-            &[&message_id, &id, &d.target, &now, &s.received_at, &d.envelope, &i64::from(d.envelope_crc32)],
+            &[&message_id, &id, &d.target, &now, &s.received_at, &envelope.as_ref(), &i64::from(crc)],
         )
         .await.map_err(e)?;
         tx.execute(

@@ -12,8 +12,8 @@ use serde_json::json;
 use super::{box_target, Client, FitError, Role, Zustelldienst};
 use crate::model::delivery::{BoxQuery, DeliveryState};
 use crate::model::submission::{
-    envelope_checksum, idempotency_key_hash, message_id, Accepted, AuditPart, IdempotencyKey,
-    NewDelivery, NewSubmission,
+    idempotency_key_hash, message_id, Accepted, AuditPart, IdempotencyKey, NewDelivery,
+    NewSubmission,
 };
 use ozg_adapter_sdk::base64url;
 
@@ -358,13 +358,9 @@ impl Zustelldienst {
                         .map(|d| d.targets.clone())
                         .unwrap_or_default(),
                 )
-                .map(|t| NewDelivery {
-                    message_id: message_id(&sid, &t),
-                    envelope_crc32: envelope_checksum(&envelope),
-                    envelope: envelope.clone(),
-                    target: t,
-                })
+                .map(|t| NewDelivery::whole(message_id(&sid, &t), t, envelope.clone()))
                 .collect(),
+            shared: Vec::new(),
             parts: named
                 .iter()
                 .map(|(pid, jwe)| AuditPart {

@@ -17,8 +17,10 @@ use std::sync::Arc;
 
 use aws_lc_rs::digest::{digest, SHA256};
 use ozg_adapter_sdk::envelope::{
-    build_envelope, seal_manifest, sha512_hex, EnvelopeHeader, Receipt, ReceiptPart,
+    build_envelope_v1, build_envelopes, seal_manifest, sha512_hex, EnvelopeHeader, Receipt,
+    ReceiptPart,
 };
+use ozg_adapter_sdk::jose::JoseError;
 use ozg_adapter_sdk::{Manifest, ManifestPart, RecipientCert, SealKey};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -30,7 +32,7 @@ use crate::model::portal::{Portal, ReplyRoute};
 use crate::model::routing::{Payload, Router};
 use crate::model::submission::{
     envelope_checksum, idempotency_key_hash, message_id, Accepted, AuditPart, IdempotencyKey,
-    NewDelivery, NewSubmission, ReplyOf,
+    NewDelivery, NewSubmission, ReplyOf, SharedPiece,
 };
 use crate::store::Store;
 pub use metadata::{Metadata, Part, ReplyMetadata};
@@ -123,6 +125,9 @@ pub struct Routes {
     pub targets: BTreeMap<String, Arc<RecipientCert>>,
     /// What each target receives (absent: [`Payload::Raw`]).
     pub payloads: BTreeMap<String, Payload>,
+    /// Targets that receive envelope format 1 (compact JWE parts, encrypted
+    /// for them alone); the others share each part's ciphertext (format 2).
+    pub format_1: std::collections::BTreeSet<String>,
     /// Where each portal's replies go (portals without replies are absent).
     pub replies: BTreeMap<String, ReplyRoute>,
 }
@@ -326,6 +331,9 @@ impl Intake {
             .sign(&self.seal)
             .map_err(|e| internal("signing the receipt failed", &e))?;
         let bodies: Vec<&[u8]> = parts.iter().map(|(_, p)| p.data.as_ref()).collect();
+        // Targets that receive the parts as sent share one ciphertext per part;
+        // an xdomea target gets its own package, encrypted for it alone.
+        let mut raw = Vec::new();
         let mut deliveries = Vec::with_capacity(targets.len());
         for target in &targets {
             let cert = routes
@@ -342,25 +350,73 @@ impl Intake {
                 Some(_) => Payload::Raw,
                 None => routes.payloads.get(target).copied().unwrap_or_default(),
             };
-            let env = match payload {
-                Payload::Raw => build_envelope(header, &manifest, &sealed, &bodies, cert),
+            let format_1 = routes.format_1.contains(target);
+            // An envelope of this target's own: format 1, or an xdomea package.
+            let own = |header, m: &Manifest, sealed: &str, bodies: &[&[u8]]| {
+                let envelope = if format_1 {
+                    build_envelope_v1(header, m, sealed, bodies, cert)?.to_json()
+                } else {
+                    let built = build_envelopes(&[(header, &**cert)], m, sealed, bodies)?;
+                    built.envelopes[0].assemble(&built.shared)
+                };
+                Ok::<_, JoseError>(NewDelivery::whole(
+                    message_id(&id, target),
+                    target.clone(),
+                    envelope,
+                ))
+            };
+            match payload {
+                Payload::Raw if !format_1 => raw.push((header, &**cert)),
+                Payload::Raw => deliveries.push(
+                    own(header, &manifest, &sealed, &bodies)
+                        .map_err(|e| internal("encryption failed", &e))?,
+                ),
                 Payload::Xdomea => {
                     let (m, zip) = xdomea_manifest(&manifest, &incoming, target)
                         .map_err(|e| internal("building the xdomea package failed", &e))?;
                     let sealed = seal_manifest(&m, &self.seal)
                         .map_err(|e| internal("sealing failed", &e))?;
-                    build_envelope(header, &m, &sealed, &[zip.as_slice()], cert)
+                    deliveries.push(
+                        own(header, &m, &sealed, &[zip.as_slice()])
+                            .map_err(|e| internal("encryption failed", &e))?,
+                    );
                 }
             }
-            .map_err(|e| internal("encryption failed", &e))?;
-            let envelope = env.to_json();
-            deliveries.push(NewDelivery {
-                message_id: env.message_id.clone(),
-                target: target.clone(),
-                envelope_crc32: envelope_checksum(&envelope),
-                envelope,
-            });
         }
+        let built = build_envelopes(&raw, &manifest, &sealed, &bodies)
+            .map_err(|e| internal("encryption failed", &e))?;
+        let mut shared = Vec::new();
+        if let [(header, _)] = &raw[..] {
+            // One target: nothing to share, the envelope is stored whole.
+            for e in &built.envelopes {
+                let envelope = e.assemble(&built.shared);
+                deliveries.push(NewDelivery::whole(
+                    e.message_id.clone(),
+                    header.target.clone(),
+                    envelope,
+                ));
+            }
+        } else {
+            for (e, (header, _)) in built.envelopes.into_iter().zip(&raw) {
+                deliveries.push(NewDelivery {
+                    message_id: e.message_id,
+                    target: header.target.clone(),
+                    envelope_crc32: envelope_checksum(&e.own),
+                    envelope: e.own,
+                    splices: e.splices,
+                });
+            }
+            shared = built
+                .shared
+                .into_iter()
+                .map(|bytes| SharedPiece {
+                    crc32: envelope_checksum(&bytes),
+                    bytes,
+                })
+                .collect();
+        }
+        // In the order of the route's targets, as before.
+        deliveries.sort_by_key(|d| targets.iter().position(|t| *t == d.target));
         let receipt_sha256 = hex::encode(digest(&SHA256, receipt.as_bytes()));
         let parts_for_audit = parts
             .iter()
@@ -409,6 +465,7 @@ impl Intake {
             response: self.privacy.seal_answer(&id.to_string(), &answer),
             idempotency,
             deliveries,
+            shared,
             parts: parts_for_audit,
             privacy_key_id: self.privacy.id().to_owned(),
             receipt_sha256,

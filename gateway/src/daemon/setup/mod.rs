@@ -66,6 +66,16 @@ impl Setup {
             .collect()
     }
 
+    /// The targets that receive envelope format 1 (`envelope_version = 1`).
+    pub fn format_1_targets(&self) -> std::collections::BTreeSet<String> {
+        self.config
+            .targets
+            .iter()
+            .filter(|(_, t)| t.envelope_version == 1)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub fn payloads(&self) -> BTreeMap<String, crate::model::routing::Payload> {
         self.config
             .targets

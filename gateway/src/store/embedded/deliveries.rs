@@ -107,7 +107,7 @@ pub(super) fn operate(
 /// Removes a delivery's reference to its envelope; the bytes go with their
 /// segment file once no delivery refers to it (see `collect_segments`).
 pub(super) const FORGET_ENVELOPE: &str =
-    "segment = NULL, env_offset = NULL, env_len = NULL, env_crc32 = NULL";
+    "segment = NULL, env_offset = NULL, env_len = NULL, env_crc32 = NULL, env_size = NULL";
 
 /// Deletes sealed envelopes whose time is up (Datenschutz); the audit records stay.
 pub(super) fn purge(conn: &Connection, p: &Purge, head: &mut Head) -> Result<u64, StoreError> {

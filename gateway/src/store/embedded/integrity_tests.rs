@@ -263,6 +263,7 @@ async fn version_4_is_migrated_to_error_classes_and_hashed_idempotency_keys() {
          DROP TRIGGER case_replied; DROP TRIGGER case_accepted; DROP TRIGGER case_delivered; DROP TRIGGER case_parked; DROP TRIGGER case_discarded;
          DROP INDEX submissions_replies; ALTER TABLE submissions DROP COLUMN in_reply_to;
          ALTER TABLE submissions DROP COLUMN reply_by; ALTER TABLE submissions DROP COLUMN reply_type;
+         ALTER TABLE deliveries DROP COLUMN env_size;
          INSERT INTO idempotency (portal, key, request_hash, submission_id) VALUES ('p', 'AZ-4711', 'h', 'a');
          PRAGMA user_version = 4;",
     )

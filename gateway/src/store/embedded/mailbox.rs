@@ -14,7 +14,7 @@ pub(super) fn mailbox(conn: &Connection, q: &BoxQuery) -> Result<Vec<Boxed>, Sto
         return Ok(Vec::new());
     }
     let mut sql = String::from(
-        "SELECT d.message_id, d.submission_id, d.target, d.offered_ms, COALESCE(d.env_len, 0), s.leistung, s.portal, s.received_at, s.in_reply_to
+        "SELECT d.message_id, d.submission_id, d.target, d.offered_ms, COALESCE(d.env_size, d.env_len, 0), s.leistung, s.portal, s.received_at, s.in_reply_to
          FROM deliveries d JOIN submissions s ON s.id = d.submission_id
          WHERE d.state = 'in_flight' AND d.offered_ms IS NOT NULL AND d.target IN (",
     );

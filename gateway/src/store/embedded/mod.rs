@@ -291,7 +291,7 @@ impl EmbeddedStore {
 
 impl Store for EmbeddedStore {
     fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted> {
-        Box::pin(self.request(move |reply| Op::Accept(submission, reply)))
+        Box::pin(self.request(move |reply| Op::Accept(Box::new(submission), reply)))
     }
 
     fn claim(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claimed>> {
@@ -386,11 +386,12 @@ impl Store for EmbeddedStore {
                         offset: r.get(1)?,
                         len: r.get(2)?,
                         crc32: r.get(3)?,
+                        size: 0,
                     })
                 })
                 .optional()?;
             match at {
-                Some(at) => match segments.read(&at) {
+                Some(at) => match segments.read_envelope(&at) {
                     Ok(body) => Ok(Some(body)),
                     // Missing or not matching its CRC: no retry brings it back.
                     Err(e)

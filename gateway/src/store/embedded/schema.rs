@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     env_offset      INTEGER,
     env_len         INTEGER,
     env_crc32       INTEGER,
-    offered_ms      INTEGER
+    offered_ms      INTEGER,
+    -- Bytes of the whole envelope when env_len is that of a recipe (see segments).
+    env_size        INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_submission ON deliveries(submission_id);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, next_attempt_at);
@@ -109,7 +111,7 @@ CREATE TABLE IF NOT EXISTS settings (
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (kind, id)
 );
-PRAGMA user_version = 9;
+PRAGMA user_version = 10;
 "
 );
 
@@ -183,7 +185,7 @@ PRAGMA user_version = 4;
 );
 
 /// The schema version this gateway writes.
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// Version 5: the last error's class in a column of its own (what portals see of
 /// an error), and idempotency keys stored as SHA-256, not in clear.
@@ -270,6 +272,21 @@ fn migrate_8_to_9(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Version 10: envelopes of one submission share their parts' ciphertext in
+/// the segment (a delivery's location may hold a recipe, see `segments`), and
+/// a delivery keeps its envelope's whole size. An older gateway must not read
+/// such a store: it would hand out recipes as envelopes.
+fn migrate_9_to_10(conn: &mut Connection) -> Result<(), StoreError> {
+    tracing::info!("migrating the store from schema version 9 to 10: shared ciphertext");
+    conn.execute_batch(
+        "BEGIN EXCLUSIVE;
+         ALTER TABLE deliveries ADD COLUMN env_size INTEGER;
+         PRAGMA user_version = 10;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
 /// Brings a store of an earlier schema version to the current one.
 pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), StoreError> {
     let mut version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -310,8 +327,7 @@ pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), 
             while let Some(row) = rows.next()? {
                 let id: String = row.get(0)?;
                 let body: Vec<u8> = row.get(1)?;
-                let at =
-                    segments.append(&body, crate::model::submission::envelope_checksum(&body))?;
+                let at = segments.append_one(&body)?;
                 insert.execute(params![id, at.segment, at.offset, at.len, at.crc32])?;
                 moved += 1;
             }
@@ -352,6 +368,10 @@ pub(super) fn migrate(conn: &mut Connection, segments: &Segments) -> Result<(), 
     }
     if version == 8 {
         migrate_8_to_9(conn)?;
+        version = 9;
+    }
+    if version == 9 {
+        migrate_9_to_10(conn)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "the store has schema version {version}, newer than this gateway ({SCHEMA_VERSION}): run the newer version"

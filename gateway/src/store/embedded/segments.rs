@@ -16,6 +16,13 @@
 //! Here it is one sequential `pwrite`, and the database stays small however large
 //! the backlog grows.
 //!
+//! The targets of one submission share its parts' ciphertext (envelope format
+//! 2, see `ozg_adapter_sdk::envelope::build`): the shared pieces are appended
+//! once, followed by a small *recipe* per delivery — its own bytes and where the
+//! shared pieces lie — all in one segment, so the segment a delivery row names
+//! holds everything its envelope needs. A recipe begins with [`RECIPE`], which
+//! no envelope (JSON) does; every shared piece has its CRC-32 in the recipe.
+//!
 //! A segment is closed (fsynced) at [`SEGMENT_BYTES`] and a new one begins; every
 //! start of the store begins a new one too, so a torn tail is never appended to.
 //! A closed segment is deleted once no envelope in the database refers to it
@@ -31,18 +38,118 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::model::submission::{envelope_checksum, NewDelivery, SharedPiece};
+
 /// A segment is closed when it reaches this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 const DIR: &str = "envelopes";
 const EXT: &str = "seg";
+
+/// The first bytes of a recipe (an envelope assembled from its own bytes and
+/// shared pieces); an envelope is JSON and never begins with a NUL.
+const RECIPE: &[u8] = b"\0ozg-recipe 1\n";
+/// A recipe's step: own bytes follow (`L`, u32 length) or a shared piece (`S`,
+/// u64 offset, u64 length, u32 CRC-32; big-endian).
+const OWN: u8 = b'L';
+const SHARED: u8 = b'S';
+const OWN_STEP: usize = 5;
+const SHARED_STEP: usize = 21;
+/// No shared piece is larger (a corrupt recipe must not allocate without bound).
+const PIECE_MAX: u64 = 4 << 30;
 
 /// Where an envelope lies, as the database records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     pub segment: i64,
     pub offset: i64,
+    /// Bytes stored there: the envelope, or its recipe.
     pub len: i64,
+    /// CRC-32 of the stored bytes.
     pub crc32: u32,
+    /// Bytes of the whole envelope (0 where unknown: only reading needs none).
+    pub size: i64,
+}
+
+/// One step of a recipe.
+enum Step {
+    Own(std::ops::Range<usize>),
+    Shared { offset: u64, len: u64, crc32: u32 },
+}
+
+fn invalid(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// The recipe of `d`: its own bytes around the shared pieces (at `shared`).
+fn recipe(d: &NewDelivery, shared: &[Location]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(recipe_len(d));
+    out.extend_from_slice(RECIPE);
+    let own = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.push(OWN);
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    let mut from = 0;
+    for s in &d.splices {
+        let piece = shared.get(s.shared).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "splice names no shared piece")
+        })?;
+        let at = s.at.clamp(from, d.envelope.len());
+        own(&mut out, &d.envelope[from..at]);
+        out.push(SHARED);
+        out.extend_from_slice(&(piece.offset as u64).to_be_bytes());
+        out.extend_from_slice(&(piece.len as u64).to_be_bytes());
+        out.extend_from_slice(&piece.crc32.to_be_bytes());
+        from = at;
+    }
+    own(&mut out, &d.envelope[from..]);
+    Ok(out)
+}
+
+/// Bytes `d` takes in a segment: its envelope, or its recipe.
+fn recipe_len(d: &NewDelivery) -> usize {
+    if d.splices.is_empty() {
+        d.envelope.len()
+    } else {
+        RECIPE.len()
+            + d.envelope.len()
+            + (d.splices.len() + 1) * OWN_STEP
+            + d.splices.len() * SHARED_STEP
+    }
+}
+
+/// The steps of a recipe (without [`RECIPE`]); bounds are checked.
+fn parse_recipe(r: &[u8]) -> io::Result<Vec<Step>> {
+    let bad = || {
+        invalid("a recipe in a segment is malformed (disk damage or an edited segment file)".into())
+    };
+    let take = |at: usize, n: usize| r.get(at..at + n).ok_or_else(bad);
+    let mut steps = Vec::new();
+    let mut at = 0;
+    while at < r.len() {
+        match r[at] {
+            OWN => {
+                let n =
+                    u32::from_be_bytes(take(at + 1, 4)?.try_into().map_err(|_| bad())?) as usize;
+                take(at + OWN_STEP, n)?;
+                steps.push(Step::Own(at + OWN_STEP..at + OWN_STEP + n));
+                at += OWN_STEP + n;
+            }
+            SHARED => {
+                let b = take(at + 1, 20)?;
+                let offset = u64::from_be_bytes(b[..8].try_into().map_err(|_| bad())?);
+                let len = u64::from_be_bytes(b[8..16].try_into().map_err(|_| bad())?);
+                let crc32 = u32::from_be_bytes(b[16..].try_into().map_err(|_| bad())?);
+                if len > PIECE_MAX {
+                    return Err(bad());
+                }
+                steps.push(Step::Shared { offset, len, crc32 });
+                at += SHARED_STEP;
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(steps)
 }
 
 struct Active {
@@ -149,10 +256,27 @@ impl Segments {
             .map_err(|_| io::Error::other("segment writer poisoned"))
     }
 
-    /// Appends an envelope to the active segment. Not durable until [`Segments::sync`].
-    pub fn append(&self, envelope: &[u8], crc32: u32) -> io::Result<Location> {
+    /// Appends one envelope as it is. Not durable until [`Segments::sync`].
+    pub fn append_one(&self, envelope: &[u8]) -> io::Result<Location> {
+        let d = NewDelivery::whole(String::new(), String::new(), envelope.to_vec());
+        self.append_submission(&[], std::slice::from_ref(&d))?
+            .pop()
+            .ok_or_else(|| io::Error::other("nothing appended"))
+    }
+
+    /// Appends one submission's envelopes: its shared pieces, then for each
+    /// delivery its envelope, or the recipe that assembles it — all in one
+    /// segment. Returns the deliveries' locations. Not durable until
+    /// [`Segments::sync`].
+    pub fn append_submission(
+        &self,
+        shared: &[SharedPiece],
+        deliveries: &[NewDelivery],
+    ) -> io::Result<Vec<Location>> {
         let mut a = self.active()?;
-        if a.len > 0 && a.len + envelope.len() as u64 > SEGMENT_BYTES {
+        let total = shared.iter().map(|p| p.bytes.len()).sum::<usize>()
+            + deliveries.iter().map(recipe_len).sum::<usize>();
+        if a.len > 0 && a.len + total as u64 > SEGMENT_BYTES {
             // Close the full segment: durable before anything refers to the next one.
             a.file.sync_data()?;
             let id = a.id + 1;
@@ -163,16 +287,39 @@ impl Segments {
                 dirty: false,
             };
         }
-        a.file.write_all_at(envelope, a.len)?;
-        let location = Location {
-            segment: a.id,
-            offset: a.len as i64,
-            len: envelope.len() as i64,
-            crc32,
+        let write = |a: &mut Active, bytes: &[u8], crc32: u32, size: usize| {
+            a.file.write_all_at(bytes, a.len)?;
+            let at = Location {
+                segment: a.id,
+                offset: a.len as i64,
+                len: bytes.len() as i64,
+                crc32,
+                size: size as i64,
+            };
+            a.len += bytes.len() as u64;
+            a.dirty = true;
+            io::Result::Ok(at)
         };
-        a.len += envelope.len() as u64;
-        a.dirty = true;
-        Ok(location)
+        let pieces = shared
+            .iter()
+            .map(|p| write(&mut a, &p.bytes, p.crc32, p.bytes.len()))
+            .collect::<io::Result<Vec<_>>>()?;
+        deliveries
+            .iter()
+            .map(|d| {
+                let size = d.envelope.len()
+                    + d.splices
+                        .iter()
+                        .map(|s| shared.get(s.shared).map_or(0, |p| p.bytes.len()))
+                        .sum::<usize>();
+                if d.splices.is_empty() {
+                    write(&mut a, &d.envelope, d.envelope_crc32, size)
+                } else {
+                    let r = recipe(d, &pieces)?;
+                    write(&mut a, &r, envelope_checksum(&r), size)
+                }
+            })
+            .collect()
     }
 
     /// Makes every append so far durable (call before the commit that refers to them).
@@ -185,34 +332,67 @@ impl Segments {
         Ok(())
     }
 
-    /// Reads an envelope and checks it against its CRC-32.
+    fn reader(&self, segment: i64) -> io::Result<Arc<File>> {
+        let mut readers = self
+            .readers
+            .lock()
+            .map_err(|_| io::Error::other("segment readers poisoned"))?;
+        if let Some(f) = readers.get(&segment) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(segment_path(&self.dir, segment))?);
+        readers.insert(segment, f.clone());
+        Ok(f)
+    }
+
+    /// Reads what is stored at `at` and checks it against its CRC-32.
     pub fn read(&self, at: &Location) -> io::Result<Vec<u8>> {
-        let file = {
-            let mut readers = self
-                .readers
-                .lock()
-                .map_err(|_| io::Error::other("segment readers poisoned"))?;
-            match readers.get(&at.segment) {
-                Some(f) => f.clone(),
-                None => {
-                    let f = Arc::new(File::open(segment_path(&self.dir, at.segment))?);
-                    readers.insert(at.segment, f.clone());
-                    f
-                }
-            }
-        };
         let mut buf = vec![0u8; at.len as usize];
-        file.read_exact_at(&mut buf, at.offset as u64)?;
-        if crate::model::submission::envelope_checksum(&buf) != at.crc32 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "envelope at segment {} offset {} does not match its CRC-32 (disk damage or an edited segment file)",
-                    at.segment, at.offset
-                ),
-            ));
+        self.reader(at.segment)?
+            .read_exact_at(&mut buf, at.offset as u64)?;
+        if envelope_checksum(&buf) != at.crc32 {
+            return Err(invalid(format!(
+                "envelope at segment {} offset {} does not match its CRC-32 (disk damage or an edited segment file)",
+                at.segment, at.offset
+            )));
         }
         Ok(buf)
+    }
+
+    /// Reads an envelope: what is stored at `at`, or, for a recipe, the
+    /// envelope it assembles (every shared piece checked against its CRC-32).
+    pub fn read_envelope(&self, at: &Location) -> io::Result<Vec<u8>> {
+        let stored = self.read(at)?;
+        let Some(r) = stored.strip_prefix(RECIPE) else {
+            return Ok(stored);
+        };
+        let steps = parse_recipe(r)?;
+        let size = steps
+            .iter()
+            .map(|s| match s {
+                Step::Own(range) => range.len(),
+                Step::Shared { len, .. } => *len as usize,
+            })
+            .sum();
+        let file = self.reader(at.segment)?;
+        let mut out = Vec::with_capacity(size);
+        for step in steps {
+            match step {
+                Step::Own(range) => out.extend_from_slice(&r[range]),
+                Step::Shared { offset, len, crc32 } => {
+                    let start = out.len();
+                    out.resize(start + len as usize, 0);
+                    file.read_exact_at(&mut out[start..], offset)?;
+                    if envelope_checksum(&out[start..]) != crc32 {
+                        return Err(invalid(format!(
+                            "the shared ciphertext at segment {} offset {offset} does not match its CRC-32 (disk damage or an edited segment file)",
+                            at.segment
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes every closed segment that `live` (the segments the committed
@@ -251,44 +431,124 @@ impl Segments {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::submission::envelope_checksum as checksum;
+    use crate::model::submission::Splice;
 
     #[test]
     fn append_sync_read_rotate_and_collect() {
         let dir = tempfile::tempdir().unwrap();
         let s = Segments::open(dir.path()).unwrap();
-        let a = s.append(b"first", checksum(b"first")).unwrap();
-        let b = s.append(b"second", checksum(b"second")).unwrap();
+        let a = s.append_one(b"first").unwrap();
+        let b = s.append_one(b"second").unwrap();
         s.sync().unwrap();
         assert_eq!((a.segment, a.offset, b.offset), (1, 0, 5));
-        assert_eq!(s.read(&b).unwrap(), b"second");
+        assert_eq!(s.read_envelope(&b).unwrap(), b"second");
         // A big envelope does not fit: the segment is closed and the next begins.
         let big = vec![7u8; SEGMENT_BYTES as usize];
-        let c = s.append(&big, checksum(&big)).unwrap();
+        let c = s.append_one(&big).unwrap();
         assert_eq!((c.segment, c.offset), (2, 0));
-        assert_eq!(s.read(&c).unwrap().len(), big.len());
+        assert_eq!(s.read_envelope(&c).unwrap().len(), big.len());
         // Segment 1 is still referred to: it stays. Once not, it goes; the active never.
         assert_eq!(s.collect(&BTreeSet::from([1])).unwrap(), 0);
         assert_eq!(s.collect(&BTreeSet::new()).unwrap(), 1);
-        assert!(s.read(&c).is_ok());
+        assert!(s.read_envelope(&c).is_ok());
         // A reopened store never appends to an old segment.
         drop(s);
         let s = Segments::open(dir.path()).unwrap();
-        assert_eq!(s.append(b"x", checksum(b"x")).unwrap().segment, 3);
+        assert_eq!(s.append_one(b"x").unwrap().segment, 3);
+    }
+
+    fn piece(bytes: &[u8]) -> SharedPiece {
+        SharedPiece {
+            bytes: bytes.to_vec(),
+            crc32: envelope_checksum(bytes),
+        }
+    }
+
+    fn spliced(own: &str, splices: &[(usize, usize)]) -> NewDelivery {
+        NewDelivery {
+            splices: splices
+                .iter()
+                .map(|&(at, shared)| Splice { at, shared })
+                .collect(),
+            ..NewDelivery::whole("m".into(), "t".into(), own.as_bytes().to_vec())
+        }
+    }
+
+    #[test]
+    fn shared_pieces_are_written_once_and_every_recipe_assembles_its_envelope() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Segments::open(dir.path()).unwrap();
+        s.append_one(b"before").unwrap();
+        let shared = [piece(&[b'C'; 1000]), piece(b"<second>")];
+        let deliveries = [
+            spliced("{a:[,]}", &[(4, 0), (5, 1)]),
+            spliced("{bb:[,]}", &[(5, 0), (6, 1)]),
+            NewDelivery::whole("m".into(), "t".into(), b"{whole}".to_vec()),
+        ];
+        let at = s.append_submission(&shared, &deliveries).unwrap();
+        s.sync().unwrap();
+        let c1000 = "C".repeat(1000);
+        let want = [
+            format!("{{a:[{c1000},<second>]}}"),
+            format!("{{bb:[{c1000},<second>]}}"),
+            "{whole}".to_owned(),
+        ];
+        for (at, want) in at.iter().zip(&want) {
+            assert_eq!(
+                String::from_utf8(s.read_envelope(at).unwrap()).unwrap(),
+                *want
+            );
+            assert_eq!(at.size as usize, want.len());
+            assert_eq!(at.segment, 1);
+        }
+        // The ciphertext is on disk once, not per delivery.
+        let on_disk = std::fs::metadata(segment_path(s.dir(), 1)).unwrap().len();
+        assert!(on_disk < 1100 + 3 * 100, "{on_disk} bytes");
+        // A group that does not fit the segment begins the next one whole.
+        let big = [piece(&vec![1u8; SEGMENT_BYTES as usize - 10])];
+        let at = s
+            .append_submission(&big, &[spliced("[]", &[(1, 0)]), spliced("[]", &[(1, 0)])])
+            .unwrap();
+        assert!(at.iter().all(|a| a.segment == 2));
+        assert_eq!(
+            s.read_envelope(&at[1]).unwrap().len(),
+            SEGMENT_BYTES as usize - 8
+        );
+        // A splice naming no shared piece is refused, nothing referred to.
+        assert!(s
+            .append_submission(&[], &[spliced("[]", &[(1, 0)])])
+            .is_err());
+    }
+
+    #[test]
+    fn a_damaged_shared_piece_is_refused_not_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Segments::open(dir.path()).unwrap();
+        let at = s
+            .append_submission(&[piece(b"CIPHERTEXT")], &[spliced("[]", &[(1, 0)])])
+            .unwrap();
+        s.sync().unwrap();
+        assert_eq!(s.read_envelope(&at[0]).unwrap(), b"[CIPHERTEXT]");
+        let f = OpenOptions::new()
+            .write(true)
+            .open(segment_path(s.dir(), 1))
+            .unwrap();
+        f.write_all_at(b"X", 2).unwrap();
+        let err = s.read_envelope(&at[0]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("shared ciphertext"), "{err}");
     }
 
     #[test]
     fn a_damaged_envelope_is_refused_not_returned() {
         let dir = tempfile::tempdir().unwrap();
         let s = Segments::open(dir.path()).unwrap();
-        let at = s
-            .append(b"{\"envelope\":1}", checksum(b"{\"envelope\":1}"))
-            .unwrap();
+        let at = s.append_one(b"{\"envelope\":1}").unwrap();
         s.sync().unwrap();
         let path = segment_path(s.dir(), at.segment);
         let f = OpenOptions::new().write(true).open(path).unwrap();
         f.write_all_at(b"X", 3).unwrap();
-        let err = s.read(&at).unwrap_err();
+        let err = s.read_envelope(&at).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("CRC-32"));
     }

@@ -60,10 +60,10 @@ pub(super) fn insert_one(
     for (d, at) in s.deliveries.iter().zip(placed) {
         conn.prepare_cached(
             "INSERT INTO deliveries (message_id, submission_id, target, state, attempts, next_attempt_at, created_at_ms, updated_at,
-                                     segment, env_offset, env_len, env_crc32)
-             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                     segment, env_offset, env_len, env_crc32, env_size)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
-        .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at, at.segment, at.offset, at.len, at.crc32])?;
+        .execute(params![d.message_id, s.id, d.target, now_ms, s.received_at, at.segment, at.offset, at.len, at.crc32, at.size])?;
     }
     let ts = rfc3339_ms(now_ms);
     head.append(conn, &ts, AuditEvent::received(s))?;

@@ -20,12 +20,12 @@ pub(super) fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
             request_hash: h.into(),
             legacy_request_hash: format!("legacy-{h}"),
         }),
-        deliveries: vec![NewDelivery {
-            message_id: format!("{id}-m"),
-            target: "t".into(),
-            envelope: b"{}".to_vec(),
-            envelope_crc32: crate::model::submission::envelope_checksum(b"{}"),
-        }],
+        deliveries: vec![NewDelivery::whole(
+            format!("{id}-m"),
+            "t".into(),
+            b"{}".to_vec(),
+        )],
+        shared: Vec::new(),
         parts: vec![],
         privacy_key_id: String::new(),
         receipt_sha256: String::new(),
@@ -48,6 +48,52 @@ async fn stores_and_reads_back_after_reopen() {
     assert_eq!(s.deliveries.len(), 1);
     assert_eq!(s.deliveries[0].state, DeliveryState::Pending);
     assert!(store.submission("b").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn envelopes_sharing_a_piece_are_read_whole_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    assert_eq!(
+        store
+            .accept(crate::store::testing::shared_submission("a", &["t1", "t2"]))
+            .await
+            .unwrap(),
+        Accepted::Stored
+    );
+    store.close().await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), 16).unwrap();
+    for t in ["t1", "t2"] {
+        let env = store.envelope(&format!("a-{t}")).await.unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(env).unwrap(),
+            format!("{{\"for\":\"{t}\",\"c\":\"SHARED-CIPHERTEXT\"}}")
+        );
+    }
+    // The piece is on disk once.
+    let segments: Vec<u8> = std::fs::read_dir(dir.path().join("envelopes"))
+        .unwrap()
+        .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    let hits = segments
+        .windows(17)
+        .filter(|w| *w == b"SHARED-CIPHERTEXT")
+        .count();
+    assert_eq!(hits, 1);
+    // The rows know each envelope's whole size (what a message box lists).
+    let conn = open_read_only(dir.path()).unwrap();
+    let size: i64 = conn
+        .query_row(
+            "SELECT env_size FROM deliveries WHERE message_id = 'a-t2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        size as usize,
+        "{\"for\":\"t2\",\"c\":\"SHARED-CIPHERTEXT\"}".len()
+    );
 }
 
 #[tokio::test]
@@ -218,6 +264,7 @@ async fn migrates_version_1(with_checkpoint_table: bool) {
          ALTER TABLE deliveries DROP COLUMN env_offset;
          ALTER TABLE deliveries DROP COLUMN env_len;
          ALTER TABLE deliveries DROP COLUMN env_crc32;
+         ALTER TABLE deliveries DROP COLUMN env_size;
          {checkpoints}
          DROP TRIGGER delivery_counts_insert;
          DROP TRIGGER delivery_counts_update;
@@ -589,6 +636,7 @@ async fn case_counts_follow_submissions_and_outcomes_and_survive_a_migration() {
          DROP TABLE case_counts; DROP TABLE case_latency; DROP TABLE case_zone; DROP TABLE case_buckets;
          DROP TRIGGER case_replied; DROP INDEX submissions_replies; ALTER TABLE submissions DROP COLUMN in_reply_to;
          ALTER TABLE submissions DROP COLUMN reply_by; ALTER TABLE submissions DROP COLUMN reply_type;
+         ALTER TABLE deliveries DROP COLUMN env_size;
          PRAGMA user_version = 7;",
     )
     .unwrap();

@@ -27,7 +27,7 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One write, executed by the writer thread inside a group transaction.
 pub(super) enum Op {
-    Accept(NewSubmission, Reply<Accepted>),
+    Accept(Box<NewSubmission>, Reply<Accepted>),
     Claim {
         target: String,
         now_ms: i64,
@@ -314,10 +314,8 @@ fn write_group(
                     }
                 }
                 Some(
-                    sub.deliveries
-                        .iter()
-                        .map(|d| segments.append(&d.envelope, d.envelope_crc32))
-                        .collect::<Result<Vec<_>, _>>()
+                    segments
+                        .append_submission(&sub.shared, &sub.deliveries)
                         .map_err(StoreError::from),
                 )
             }

@@ -55,12 +55,15 @@ pub async fn accept(pool: &Pool, s: &NewSubmission) -> Result<Accepted, StoreErr
     let ts = rfc3339_ms(now);
     let ids: Vec<&str> = s.deliveries.iter().map(|d| d.message_id.as_str()).collect();
     let targets: Vec<&str> = s.deliveries.iter().map(|d| d.target.as_str()).collect();
-    let envelopes: Vec<&[u8]> = s.deliveries.iter().map(|d| d.envelope.as_slice()).collect();
-    let crcs: Vec<i64> = s
+    // Each delivery's envelope whole (its row is its own; shared ciphertext is
+    // kept once only by the embedded store's segments).
+    let whole: Vec<_> = s
         .deliveries
         .iter()
-        .map(|d| i64::from(d.envelope_crc32))
+        .map(|d| d.assembled(&s.shared))
         .collect();
+    let envelopes: Vec<&[u8]> = whole.iter().map(|(e, _)| e.as_ref()).collect();
+    let crcs: Vec<i64> = whole.iter().map(|(_, crc)| i64::from(*crc)).collect();
     let records: Vec<_> = [AuditEvent::received(s), AuditEvent::sealed(s)]
         .into_iter()
         .chain(AuditEvent::replied(s))

@@ -284,6 +284,30 @@ async fn a_submission_is_stored_with_its_outbox_and_audit_records_and_keys_answe
         .unwrap()
         .get(0);
     assert_eq!(env, s.deliveries[0].envelope);
+    // Envelopes that share a piece (format 2) are stored whole, each in its row.
+    let shared = crate::store::testing::shared_submission("s3", &["dms", "fv"]);
+    assert_eq!(
+        super::submissions::accept(&p, &shared).await.unwrap(),
+        Accepted::Stored
+    );
+    for t in ["dms", "fv"] {
+        let (env, crc): (Vec<u8>, i64) = conn
+            .query_one(
+                "SELECT envelope, envelope_crc32 FROM deliveries WHERE message_id = $1",
+                &[&format!("s3-{t}")],
+            )
+            .await
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(env.clone()).unwrap(),
+            format!("{{\"for\":\"{t}\",\"c\":\"SHARED-CIPHERTEXT\"}}")
+        );
+        assert_eq!(
+            crc,
+            i64::from(crate::model::submission::envelope_checksum(&env))
+        );
+    }
     drop(conn);
     db.drop_it(p).await;
 }

@@ -13,11 +13,20 @@ use std::time::SystemTime;
 use aws_lc_rs::digest::{digest, SHA512};
 use serde::{Deserialize, Serialize};
 
-use crate::jose::{self, JoseError};
-use crate::keys::{RecipientCert, RecipientPrivateKey, SealKey, SealPins, TrustAnchors};
+use crate::jose::{self, FlattenedJwe, JoseError};
+use crate::keys::{RecipientPrivateKey, SealKey, SealPins, TrustAnchors};
 
-/// Envelope format version.
-pub const ENVELOPE_VERSION: u32 = 1;
+mod build;
+pub use build::{
+    build_envelope, build_envelope_v1, build_envelopes, splice, EnvelopeBytes, EnvelopeHeader,
+    SharedEnvelopes, Splice,
+};
+
+/// Envelope format version the gateway writes: 2, parts in the JWE JSON
+/// serialization (one ciphertext for every target of a submission).
+pub const ENVELOPE_VERSION: u32 = 2;
+/// The first format (every JWE compact, one ciphertext per target): still opened.
+pub const ENVELOPE_VERSION_1: u32 = 1;
 /// JWS `typ` of a sealed manifest.
 pub const TYP_MANIFEST: &str = "ozg-manifest";
 /// JWS `typ` of an acceptance receipt (Eingangsquittung).
@@ -72,7 +81,17 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvelopePart {
     pub id: String,
-    pub jwe: String,
+    pub jwe: PartJwe,
+}
+
+/// A part's JWE: a JSON object (flattened serialization, version 2: the
+/// ciphertext is the same for every target of the submission) or a compact
+/// string (version 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PartJwe {
+    Json(Box<FlattenedJwe>),
+    Compact(String),
 }
 
 /// The envelope for one (submission, target).
@@ -106,11 +125,19 @@ impl Envelope {
                 hit | (b == b'"') | (b == b'\\') | (b < 0x20)
             })
         }
-        if !is_compact(&self.manifest) || self.parts.iter().any(|p| !is_compact(&p.jwe)) {
+        let compact: Option<Vec<&str>> = self
+            .parts
+            .iter()
+            .map(|p| match &p.jwe {
+                PartJwe::Compact(s) if is_compact(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        let (Some(jwes), true) = (compact, is_compact(&self.manifest)) else {
             return serde_json::to_vec(self).unwrap_or_default();
-        }
+        };
         let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
-        let size = self.manifest.len() + self.parts.iter().map(|p| p.jwe.len() + 64).sum::<usize>();
+        let size = self.manifest.len() + jwes.iter().map(|j| j.len() + 64).sum::<usize>();
         let mut out = String::with_capacity(size + 512);
         out.push_str(&format!(
             "{{\"version\":{},\"message_id\":{},\"submission_id\":{},\"sender\":{},\"target\":{},\"leistung\":{},\"destination\":{},\"created_at\":{},\"manifest\":\"",
@@ -125,14 +152,14 @@ impl Envelope {
         ));
         out.push_str(&self.manifest);
         out.push_str("\",\"parts\":[");
-        for (i, p) in self.parts.iter().enumerate() {
+        for (i, (p, jwe)) in self.parts.iter().zip(jwes).enumerate() {
             if i > 0 {
                 out.push(',');
             }
             out.push_str("{\"id\":");
             out.push_str(&text(&p.id));
             out.push_str(",\"jwe\":\"");
-            out.push_str(&p.jwe);
+            out.push_str(jwe);
             out.push_str("\"}");
         }
         out.push_str("]}");
@@ -202,51 +229,6 @@ pub fn seal_manifest(manifest: &Manifest, seal: &SealKey) -> Result<String, Jose
     jose::sign(seal, TYP_MANIFEST, &payload)
 }
 
-/// The clear header fields of an envelope, besides the encrypted content.
-#[derive(Debug, Clone)]
-pub struct EnvelopeHeader {
-    pub message_id: String,
-    pub target: String,
-    pub created_at: String,
-}
-
-/// Encrypts the sealed manifest and every part (same order as the manifest) for one target.
-pub fn build_envelope(
-    header: EnvelopeHeader,
-    manifest: &Manifest,
-    sealed_manifest: &str,
-    parts: &[&[u8]],
-    recipient: &RecipientCert,
-) -> Result<Envelope, JoseError> {
-    debug_assert_eq!(parts.len(), manifest.parts.len());
-    // One key establishment for the whole envelope (see `jose::ContentKey`).
-    let key = jose::ContentKey::new(recipient)?;
-    let manifest_jwe = key.encrypt(CTY_MANIFEST, sealed_manifest.as_bytes())?;
-    let parts = manifest
-        .parts
-        .iter()
-        .zip(parts)
-        .map(|(m, data)| {
-            Ok(EnvelopePart {
-                id: m.id.clone(),
-                jwe: key.encrypt(CTY_PART, data)?,
-            })
-        })
-        .collect::<Result<Vec<_>, JoseError>>()?;
-    Ok(Envelope {
-        version: ENVELOPE_VERSION,
-        message_id: header.message_id,
-        submission_id: manifest.submission_id.clone(),
-        sender: manifest.sender.clone(),
-        target: header.target,
-        leistung: manifest.leistung.clone(),
-        destination: manifest.destination.clone(),
-        created_at: header.created_at,
-        manifest: manifest_jwe,
-        parts,
-    })
-}
-
 /// Why an envelope could not be opened. Each variant names what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -310,7 +292,7 @@ pub fn open(
     seals: &SealPins,
     now: SystemTime,
 ) -> Result<Opened, OpenError> {
-    if env.version != ENVELOPE_VERSION {
+    if env.version != ENVELOPE_VERSION && env.version != ENVELOPE_VERSION_1 {
         return Err(OpenError::Version(env.version));
     }
     let mut decryptor = jose::Decryptor::new(key);
@@ -354,13 +336,15 @@ pub fn open(
         let (Some(p), None) = (found.next(), found.next()) else {
             return Err(OpenError::PartMissing(meta.id.clone()));
         };
-        let data = decryptor
-            .decrypt(&p.jwe)
-            .map_err(|source| OpenError::PartDecrypt {
-                id: meta.id.clone(),
-                source,
-            })?
-            .plaintext;
+        let data = match &p.jwe {
+            PartJwe::Json(jwe) => decryptor.decrypt_json(jwe),
+            PartJwe::Compact(jwe) => decryptor.decrypt(jwe),
+        }
+        .map_err(|source| OpenError::PartDecrypt {
+            id: meta.id.clone(),
+            source,
+        })?
+        .plaintext;
         if data.len() as u64 != meta.size {
             return Err(OpenError::PartSize {
                 id: meta.id.clone(),

@@ -157,12 +157,17 @@ pub fn verify(
     })
 }
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Epk {
-    kty: String,
-    crv: String,
-    x: String,
-    y: String,
+mod json;
+pub use json::{FlattenedJwe, RecipientHeader, SharedContent};
+
+/// The ephemeral public key of `ECDH-ES` (a JWK with the P-256 point).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Epk {
+    pub kty: String,
+    pub crv: String,
+    pub x: String,
+    pub y: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -211,9 +216,15 @@ pub fn encrypt(
 /// envelope carry the same `encrypted_key` (and `epk`), each with its own random
 /// 96-bit IV and its own protected header as AAD. The key-establishment step is
 /// the expensive part (an ECDH or RSA operation); the envelope pays it once instead
-/// of once per part. Every JWE stays a complete compact JWE that any library
-/// decrypts on its own.
+/// of once per part. Every JWE stays a complete JWE that any library decrypts on
+/// its own.
+///
+/// The same key may be established for further recipients
+/// ([`ContentKey::for_recipient`]): then one ciphertext, encrypted once with
+/// [`ContentKey::encrypt_shared`], is every recipient's (JWE JSON serialization,
+/// see [`FlattenedJwe`]).
 pub struct ContentKey {
+    cek: [u8; 32],
     aead: LessSafeKey,
     alg: &'static str,
     kid: String,
@@ -228,6 +239,20 @@ impl ContentKey {
         let rng = SystemRandom::new();
         let mut cek = [0u8; 32];
         crypto(rng.fill(&mut cek))?;
+        Self::establish(cek, recipient, rng)
+    }
+
+    /// This same content key, established for another recipient (its own
+    /// `encrypted_key`, and for EC its own ephemeral key).
+    pub fn for_recipient(&self, recipient: &RecipientCert) -> Result<Self, JoseError> {
+        Self::establish(self.cek, recipient, self.rng.clone())
+    }
+
+    fn establish(
+        cek: [u8; 32],
+        recipient: &RecipientCert,
+        rng: SystemRandom,
+    ) -> Result<Self, JoseError> {
         let (alg, epk, encrypted_key) = match recipient.public_key() {
             PublicKey::Rsa { .. } => {
                 let key = recipient.oaep_key().ok_or(JoseError::Crypto)?;
@@ -260,6 +285,7 @@ impl ContentKey {
             }
         };
         Ok(ContentKey {
+            cek,
             aead: LessSafeKey::new(crypto(UnboundKey::new(&AES_256_GCM, &cek))?),
             alg,
             kid: recipient.kid().to_owned(),
@@ -346,24 +372,26 @@ impl<'k> Decryptor<'k> {
                 });
             }
         }
-        let cek = match &self.last {
-            Some((alg, epk, last_ek, cek))
-                if *alg == header.alg && *epk == header.epk && last_ek == ek =>
-            {
-                cek.clone()
-            }
-            _ => {
-                let cek = unwrap_cek(&header, ek, key)?;
-                self.last = Some((
-                    header.alg.clone(),
-                    header.epk.clone(),
-                    ek.to_owned(),
-                    cek.clone(),
-                ));
-                cek
-            }
-        };
+        let cek = self.content_key(&header, ek)?;
         open_content(h, iv, ct, tag, &cek, header.cty)
+    }
+
+    /// The content key of a JWE: the one unwrapped last if `alg`, `epk` and the
+    /// encrypted key are the same, else unwrapped with the private key.
+    fn content_key(&mut self, header: &JweHeader, ek: &str) -> Result<Vec<u8>, JoseError> {
+        if let Some((alg, epk, last_ek, cek)) = &self.last {
+            if *alg == header.alg && *epk == header.epk && last_ek == ek {
+                return Ok(cek.clone());
+            }
+        }
+        let cek = unwrap_cek(header, ek, self.key)?;
+        self.last = Some((
+            header.alg.clone(),
+            header.epk.clone(),
+            ek.to_owned(),
+            cek.clone(),
+        ));
+        Ok(cek)
     }
 }
 

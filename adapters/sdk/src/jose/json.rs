@@ -1,0 +1,197 @@
+//! JWE in the flattened JSON serialization (RFC 7516 §7.2.2), for content that
+//! several recipients share.
+//!
+//! The compact form puts everything in the protected header, which is the AAD
+//! of AES-GCM: a recipient's `kid`, `alg` and `epk` are then part of what the tag
+//! authenticates, and one ciphertext cannot serve two recipients. In the JSON
+//! form the protected header holds only what every recipient shares (`enc`,
+//! `cty`); `alg`, `kid` and `epk` are the recipient's unprotected `header`, next
+//! to its `encrypted_key`. So the `protected`, `iv`, `ciphertext` and `tag` of a
+//! part are computed once and are the same bytes in every recipient's JWE, and
+//! each recipient still receives a complete, standard JWE.
+//!
+//! Why the unprotected recipient header is safe here: changing `alg`, `epk` or
+//! `encrypted_key` changes the key a recipient unwraps (AES key wrap and OAEP
+//! check their own integrity) and then the tag fails; changing `kid` only
+//! misdirects key selection. What the content is, is fixed by the protected
+//! header and the tag, and above that by the sealed manifest's SHA-512 per part.
+
+use aws_lc_rs::aead::{Aad, Nonce, NONCE_LEN};
+use aws_lc_rs::rand::SecureRandom;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    b64, crypto, open_content, unb64, ContentKey, Decrypted, Decryptor, Epk, JoseError, JweHeader,
+    ENC,
+};
+
+/// A recipient's unprotected header in the JSON serialization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientHeader {
+    pub alg: String,
+    /// Base64url of the SHA-256 over the recipient certificate's DER.
+    pub kid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epk: Option<Epk>,
+}
+
+/// One recipient's JWE in the flattened JSON serialization. The members are in
+/// the order the gateway writes them: the recipient's own first, then the
+/// shared ones (see [`SharedContent::json_tail`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlattenedJwe {
+    pub header: RecipientHeader,
+    pub encrypted_key: String,
+    /// Base64url of `{"enc":"A256GCM","cty":…}`: the AAD.
+    pub protected: String,
+    pub iv: String,
+    pub ciphertext: String,
+    pub tag: String,
+}
+
+/// The shared members of a JWE in the JSON serialization, encrypted once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedContent {
+    pub protected: String,
+    pub iv: String,
+    pub ciphertext: String,
+    pub tag: String,
+}
+
+/// The protected header of shared content: nothing that differs per recipient.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SharedProtected {
+    enc: String,
+    cty: String,
+}
+
+impl SharedContent {
+    /// `"protected":"…","iv":"…","ciphertext":"…","tag":"…"}`: the shared end
+    /// of every recipient's [`FlattenedJwe`] as JSON, byte for byte what serde
+    /// writes (base64url needs no escaping).
+    pub fn json_tail(&self) -> String {
+        let mut out = String::with_capacity(self.ciphertext.len() + self.protected.len() + 80);
+        for (i, (name, value)) in [
+            ("protected", &self.protected),
+            ("iv", &self.iv),
+            ("ciphertext", &self.ciphertext),
+            ("tag", &self.tag),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(name);
+            out.push_str("\":\"");
+            out.push_str(value);
+            out.push('"');
+        }
+        out.push('}');
+        out
+    }
+}
+
+impl ContentKey {
+    /// Encrypts `plaintext` once for every recipient this key is established
+    /// for (fresh random IV; the AAD is the shared protected header only).
+    pub fn encrypt_shared(&self, cty: &str, plaintext: &[u8]) -> Result<SharedContent, JoseError> {
+        let protected = serde_json::to_vec(&SharedProtected {
+            enc: ENC.into(),
+            cty: cty.into(),
+        })
+        .map_err(|e| JoseError::Header(e.to_string()))?;
+        let protected = b64(&protected);
+        let mut iv = [0u8; NONCE_LEN];
+        crypto(self.rng.fill(&mut iv))?;
+        let mut buf = plaintext.to_vec();
+        let tag = crypto(self.aead.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(protected.as_bytes()),
+            &mut buf,
+        ))?;
+        let mut ciphertext = String::with_capacity(buf.len() * 4 / 3 + 4);
+        URL_SAFE_NO_PAD.encode_string(&buf, &mut ciphertext);
+        Ok(SharedContent {
+            protected,
+            iv: b64(&iv),
+            ciphertext,
+            tag: b64(tag.as_ref()),
+        })
+    }
+
+    /// This recipient's unprotected header.
+    pub fn recipient_header(&self) -> RecipientHeader {
+        RecipientHeader {
+            alg: self.alg.into(),
+            kid: self.kid.clone(),
+            epk: self.epk.clone(),
+        }
+    }
+
+    /// `{"header":{…},"encrypted_key":"…",`: this recipient's start of a
+    /// [`FlattenedJwe`] as JSON; [`SharedContent::json_tail`] completes it.
+    pub fn json_head(&self) -> Result<String, JoseError> {
+        let header = serde_json::to_string(&self.recipient_header())
+            .map_err(|e| JoseError::Header(e.to_string()))?;
+        Ok(format!(
+            "{{\"header\":{header},\"encrypted_key\":\"{}\",",
+            b64(&self.encrypted_key)
+        ))
+    }
+
+    /// This recipient's complete JWE of `shared`.
+    pub fn flattened(&self, shared: &SharedContent) -> FlattenedJwe {
+        FlattenedJwe {
+            header: self.recipient_header(),
+            encrypted_key: b64(&self.encrypted_key),
+            protected: shared.protected.clone(),
+            iv: shared.iv.clone(),
+            ciphertext: shared.ciphertext.clone(),
+            tag: shared.tag.clone(),
+        }
+    }
+}
+
+impl Decryptor<'_> {
+    /// Decrypts one JWE in the flattened JSON serialization.
+    pub fn decrypt_json(&mut self, jwe: &FlattenedJwe) -> Result<Decrypted, JoseError> {
+        let protected: SharedProtected =
+            serde_json::from_slice(&unb64(&jwe.protected, "JWE protected header")?)
+                .map_err(|e| JoseError::Header(e.to_string()))?;
+        if protected.enc != ENC {
+            return Err(JoseError::UnsupportedAlg(protected.enc));
+        }
+        if let Some(kid) = self.key.kid() {
+            if jwe.header.kid != kid {
+                return Err(JoseError::WrongRecipient {
+                    expected: kid.to_owned(),
+                    found: jwe.header.kid.clone(),
+                });
+            }
+        }
+        let header = JweHeader {
+            alg: jwe.header.alg.clone(),
+            enc: protected.enc,
+            kid: jwe.header.kid.clone(),
+            cty: protected.cty,
+            epk: jwe.header.epk.clone(),
+        };
+        let cek = self.content_key(&header, &jwe.encrypted_key)?;
+        open_content(
+            &jwe.protected,
+            &jwe.iv,
+            &jwe.ciphertext,
+            &jwe.tag,
+            &cek,
+            header.cty,
+        )
+    }
+}
