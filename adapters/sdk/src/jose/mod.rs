@@ -1,9 +1,11 @@
-//! Compact JWS and JWE (RFC 7515/7516/7518) with the algorithms of FIT-Connect.
+//! JWS and JWE (RFC 7515/7516/7518) with the algorithms of FIT-Connect.
 //!
-//! Only what the envelope needs and nothing more: JWS `ES256`/`PS256`/`PS512` with
-//! the signer's chain in `x5c`; JWE `RSA-OAEP-256` or `ECDH-ES+A256KW` with `A256GCM`.
-//! Every primitive comes from `aws-lc-rs`; this module only arranges bytes as the
-//! RFCs prescribe (base64url, protected headers, the Concat KDF's `OtherInfo`).
+//! Only what the envelope needs and nothing more: compact JWS `ES256`/`PS256`/`PS512`
+//! with the signer's chain in `x5c`; JWE `RSA-OAEP-256` or `ECDH-ES+A256KW` with
+//! `A256GCM`, compact or in the flattened JSON serialization ([`json`]). Every
+//! primitive comes from `aws-lc-rs` — except GHASH for AES-GCM over data that
+//! arrives in pieces ([`gcm`]); this module only arranges bytes as the RFCs
+//! prescribe (base64url, protected headers, the Concat KDF's `OtherInfo`).
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
@@ -157,7 +159,8 @@ pub fn verify(
     })
 }
 
-mod json;
+pub mod gcm;
+pub mod json;
 pub use json::{FlattenedJwe, RecipientHeader, SharedContent};
 
 /// The ephemeral public key of `ECDH-ES` (a JWK with the P-256 point).
