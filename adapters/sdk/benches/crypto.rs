@@ -91,6 +91,43 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    // AES-256-GCM of a 32 MiB part: aws-lc-rs one-shot, and in 64 KiB pieces
+    // (`jose::gcm`, what the streaming intake will use).
+    let mut group = c.benchmark_group("aes-256-gcm");
+    group.sample_size(10);
+    let big = vec![0x5au8; 32 << 20];
+    group.throughput(Throughput::Bytes(big.len() as u64));
+    let (key, iv) = ([3u8; 32], [4u8; 12]);
+    group.bench_function("one-shot 32MiB", |b| {
+        use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+        let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
+        b.iter(|| {
+            let mut buf = big.clone();
+            black_box(
+                k.seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(iv),
+                    Aad::from(b"h"),
+                    &mut buf,
+                )
+                .unwrap(),
+            );
+            black_box(buf)
+        })
+    });
+    group.bench_function("pieces of 64KiB, 32MiB", |b| {
+        b.iter(|| {
+            let mut seal = jose::gcm::GcmSeal::new(&key, &iv, b"h").unwrap();
+            let mut out = Vec::with_capacity(64 << 10);
+            for chunk in big.chunks(64 << 10) {
+                out.clear();
+                seal.update(chunk, &mut out).unwrap();
+                black_box(&out);
+            }
+            black_box(seal.finish())
+        })
+    });
+    group.finish();
+
     let trust = TrustAnchors::from_pem(&demo("ca.pem")).unwrap();
     let seals = ozg_adapter_sdk::SealPins::from_pem(&demo("seal.pem")).unwrap();
     let sealed = seal_manifest(&m, &seal).unwrap();
