@@ -70,6 +70,7 @@ impl PortalConfig {
             RepliesConfig {
                 certificate: Some(_),
                 target: None,
+                ..
             } => Some(crate::model::portal::ReplyRoute {
                 target: super::reply_box(&self.id),
                 fetched: true,
@@ -77,6 +78,7 @@ impl PortalConfig {
             RepliesConfig {
                 certificate: None,
                 target: Some(t),
+                ..
             } => Some(crate::model::portal::ReplyRoute {
                 target: t.clone(),
                 fetched: false,
@@ -101,6 +103,13 @@ pub struct RepliesConfig {
     /// encryption certificate is the one replies are encrypted for).
     #[serde(default)]
     pub target: Option<String>,
+    /// With `certificate`: the envelope format the portal reads, 2 (the
+    /// default) or 1 (compact JWE parts); a `target` has its own.
+    #[serde(
+        default = "super::envelope_version_default",
+        deserialize_with = "super::envelope_version"
+    )]
+    pub envelope_version: u32,
 }
 
 /// The client certificate a target's Fachverfahren sends replies with

@@ -452,8 +452,21 @@ impl Config {
     /// message-box target read with the portal's own client certificate.
     fn add_reply_boxes(&mut self) -> Result<(), ConfigError> {
         for (i, p) in self.portals.iter().enumerate() {
+            if let Some(RepliesConfig {
+                target: Some(t),
+                envelope_version: 1,
+                ..
+            }) = &p.replies
+            {
+                return Err(self.error(
+                    format!("portals[{i}].replies.envelope_version"),
+                    format!("replies of portal {:?} go to target {t:?}, which has its own envelope format", p.id),
+                    "set `envelope_version = 1` on that target instead",
+                ));
+            }
             let Some(RepliesConfig {
                 certificate: Some(certificate),
+                envelope_version,
                 ..
             }) = &p.replies
             else {
@@ -478,7 +491,7 @@ impl Config {
                     subject: p.subject.clone(),
                 }),
                 payload: Default::default(),
-                envelope_version: ENVELOPE_VERSION,
+                envelope_version: *envelope_version,
                 description: Some(format!("replies to portal {}, fetched by the portal", p.id)),
                 tenant: p.tenant.clone(),
                 concurrency: None,
@@ -652,6 +665,20 @@ mod tests {
         let one = text.replace("# envelope_version = 1 ", "envelope_version = 1 ");
         let config = Config::parse(&one, Path::new("config/gateway.toml")).unwrap();
         assert_eq!(config.targets["dms-demo"].envelope_version, 1);
+        // A portal's reply box takes it too; a portal whose replies go to a
+        // target is told to set it there.
+        let boxed = text.replace(
+            "replies = { certificate = \"../certs-example/recipient-rsa.pem\" }",
+            "replies = { certificate = \"../certs-example/recipient-rsa.pem\", envelope_version = 1 }",
+        );
+        let config = Config::parse(&boxed, Path::new("config/gateway.toml")).unwrap();
+        assert_eq!(config.targets["portal-demo.replies"].envelope_version, 1);
+        let pushed = text.replace(
+            "replies = { certificate = \"../certs-example/recipient-rsa.pem\" }",
+            "replies = { target = \"dms-demo\", envelope_version = 1 }",
+        );
+        let err = Config::parse(&pushed, Path::new("config/gateway.toml")).unwrap_err();
+        assert!(err.to_string().contains("on that target instead"), "{err}");
         let three = text.replace("# envelope_version = 1 ", "envelope_version = 3 ");
         let err = Config::parse(&three, Path::new("config/gateway.toml")).unwrap_err();
         assert!(
