@@ -459,3 +459,20 @@ fn to_json_writes_what_serde_writes() {
     env.parts[0].jwe = PartJwe::Compact("a\"b".into());
     assert_eq!(env.to_json(), serde_json::to_vec(&env).unwrap());
 }
+
+#[test]
+fn a_part_jwe_is_read_by_its_json_type_and_anything_else_is_named() {
+    let env = envelope("recipient-ec", "s-1", &[("data", DATA)]);
+    let mut json: serde_json::Value = serde_json::to_value(&env).unwrap();
+    let back: ozg_adapter_sdk::Envelope = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, env);
+    json["parts"][0]["jwe"]["aad"] = "eA".into();
+    let err = serde_json::from_value::<ozg_adapter_sdk::Envelope>(json.clone()).unwrap_err();
+    assert!(err.to_string().contains("aad"), "{err}");
+    json["parts"][0]["jwe"] = 7.into();
+    let err = serde_json::from_value::<ozg_adapter_sdk::Envelope>(json.clone()).unwrap_err();
+    assert!(err.to_string().contains("a JWE: an object"), "{err}");
+    json["parts"][0]["jwe"] = "a.b.c.d.e".into();
+    let back: ozg_adapter_sdk::Envelope = serde_json::from_value(json).unwrap();
+    assert_eq!(back.parts[0].jwe, PartJwe::Compact("a.b.c.d.e".into()));
+}

@@ -448,62 +448,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Adds the reply box of every portal that fetches its replies: a
-    /// message-box target read with the portal's own client certificate.
-    fn add_reply_boxes(&mut self) -> Result<(), ConfigError> {
-        for (i, p) in self.portals.iter().enumerate() {
-            if let Some(RepliesConfig {
-                target: Some(t),
-                envelope_version: 1,
-                ..
-            }) = &p.replies
-            {
-                return Err(self.error(
-                    format!("portals[{i}].replies.envelope_version"),
-                    format!("replies of portal {:?} go to target {t:?}, which has its own envelope format", p.id),
-                    "set `envelope_version = 1` on that target instead",
-                ));
-            }
-            let Some(RepliesConfig {
-                certificate: Some(certificate),
-                envelope_version,
-                ..
-            }) = &p.replies
-            else {
-                continue;
-            };
-            let id = reply_box(&p.id);
-            if self.targets.contains_key(&id) {
-                return Err(self.error(
-                    format!("portals[{i}].replies"),
-                    format!("target {id:?} is the reply box of portal {:?}, but a target of that id is configured", p.id),
-                    "rename that target: ids ending in `.replies` are the portals' reply boxes",
-                ));
-            }
-            let target = TargetConfig {
-                certificate: certificate.clone(),
-                certificate_pem: None,
-                registered: false,
-                adapter: AdapterConfig::Xta(MessageBoxConfig {
-                    account: p.xta_account.clone().unwrap_or_else(|| p.id.clone()),
-                    certificate: p.certificate.clone(),
-                    certificate_sha256: p.certificate_sha256.clone(),
-                    subject: p.subject.clone(),
-                }),
-                payload: Default::default(),
-                envelope_version: *envelope_version,
-                description: Some(format!("replies to portal {}, fetched by the portal", p.id)),
-                tenant: p.tenant.clone(),
-                concurrency: None,
-                retry: RetryOverride::default(),
-                reply_client: None,
-                replies_of: Some(p.id.clone()),
-            };
-            self.targets.insert(id, target);
-        }
-        Ok(())
-    }
-
     fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {

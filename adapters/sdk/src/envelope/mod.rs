@@ -87,11 +87,36 @@ pub struct EnvelopePart {
 /// A part's JWE: a JSON object (flattened serialization, version 2: the
 /// ciphertext is the same for every target of the submission) or a compact
 /// string (version 1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum PartJwe {
     Json(Box<FlattenedJwe>),
     Compact(String),
+}
+
+/// By the JSON type, without buffering the value first as `untagged` would (a
+/// part's ciphertext may be tens of MiB).
+impl<'de> Deserialize<'de> for PartJwe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = PartJwe;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JWE: an object (JSON serialization) or a string (compact)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PartJwe, E> {
+                Ok(PartJwe::Compact(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<PartJwe, E> {
+                Ok(PartJwe::Compact(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PartJwe, A::Error> {
+                FlattenedJwe::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|j| PartJwe::Json(Box::new(j)))
+            }
+        }
+        d.deserialize_any(Either)
+    }
 }
 
 /// The envelope for one (submission, target).
