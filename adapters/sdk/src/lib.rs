@@ -2,8 +2,9 @@
 //!
 //! - [`base64url`]: the encoding JOSE writes binary values in.
 //! - [`keys`]: certificates and keys, chain and key-usage checks (RSA ≥ 3072, P-256).
-//! - [`jose`]: compact JWS (`ES256`, `PS256`/`PS512`, `x5c`) and JWE
-//!   (`RSA-OAEP-256` / `ECDH-ES+A256KW` with `A256GCM`) on `aws-lc-rs`.
+//! - [`jose`]: compact JWS (`ES256`, `PS256`/`PS512`, `x5c`) and JWE, compact or
+//!   flattened JSON (`RSA-OAEP-256` / `ECDH-ES+A256KW` with `A256GCM`) on
+//!   `aws-lc-rs`; AES-GCM over data in pieces.
 //! - [`adapter`]: the [`adapter::Adapter`] trait every delivery target implements,
 //!   and the outcome classes the delivery engine acts on.
 //! - [`adapter_config`]: the [`adapter_config::AdapterConfig`] trait every

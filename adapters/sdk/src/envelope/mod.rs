@@ -3,8 +3,10 @@
 //! Two layers, as in OSCI. The clear header (`message_id`, `submission_id`,
 //! `sender`, `target`, `leistung`, `destination`, `created_at`) is all a broker,
 //! a directory or an operator sees. Everything else — the sealed [`Manifest`]
-//! with file names, media types and hashes, and every part — is a compact JWE
-//! for the target's certificate. The manifest is a JWS by the gateway's seal.
+//! with file names, media types and hashes, and every part — is a JWE for the
+//! target's certificate: the manifest compact, each part in the JSON
+//! serialization whose ciphertext all targets of the submission share (format
+//! 2; compact in format 1). The manifest is a JWS by the gateway's seal.
 //! `schemas/envelope.schema.json` describes the JSON; `schemas/README.md` how to
 //! open it with any JOSE library.
 
