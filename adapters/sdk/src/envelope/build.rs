@@ -103,12 +103,7 @@ pub fn build_envelopes(
     keys.insert(0, first);
     let shared = parts
         .iter()
-        .map(|data| {
-            Ok(keys[0]
-                .encrypt_shared(CTY_PART, data)?
-                .json_tail()
-                .into_bytes())
-        })
+        .map(|data| Ok(keys[0].encrypt_shared_json(CTY_PART, data)?.into_bytes()))
         .collect::<Result<Vec<_>, JoseError>>()?;
     let clear = [
         ("submission_id", json_text(&manifest.submission_id)?),

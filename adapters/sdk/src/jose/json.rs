@@ -16,15 +16,12 @@
 //! misdirects key selection. What the content is, is fixed by the protected
 //! header and the tag, and above that by the sealed manifest's SHA-512 per part.
 
-use aws_lc_rs::aead::{Aad, Nonce, NONCE_LEN};
-use aws_lc_rs::rand::SecureRandom;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    b64, crypto, open_content, unb64, ContentKey, Decrypted, Decryptor, Epk, JoseError, JweHeader,
-    ENC,
+    b64, open_content, unb64, ContentKey, Decrypted, Decryptor, Epk, JoseError, JweHeader, ENC,
 };
 
 /// A recipient's unprotected header in the JSON serialization.
@@ -40,7 +37,7 @@ pub struct RecipientHeader {
 
 /// One recipient's JWE in the flattened JSON serialization. The members are in
 /// the order the gateway writes them: the recipient's own first, then the
-/// shared ones (see [`SharedContent::json_tail`]).
+/// shared ones (see [`ContentKey::encrypt_shared_json`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlattenedJwe {
@@ -62,6 +59,16 @@ pub struct SharedContent {
     pub tag: String,
 }
 
+/// base64url of the protected header of shared content.
+fn shared_protected(cty: &str) -> Result<String, JoseError> {
+    let header = serde_json::to_vec(&SharedProtected {
+        enc: ENC.into(),
+        cty: cty.into(),
+    })
+    .map_err(|e| JoseError::Header(e.to_string()))?;
+    Ok(b64(&header))
+}
+
 /// The protected header of shared content: nothing that differs per recipient.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,61 +77,43 @@ struct SharedProtected {
     cty: String,
 }
 
-impl SharedContent {
-    /// `"protected":"…","iv":"…","ciphertext":"…","tag":"…"}`: the shared end
-    /// of every recipient's [`FlattenedJwe`] as JSON, byte for byte what serde
-    /// writes (base64url needs no escaping).
-    pub fn json_tail(&self) -> String {
-        let mut out = String::with_capacity(self.ciphertext.len() + self.protected.len() + 80);
-        for (i, (name, value)) in [
-            ("protected", &self.protected),
-            ("iv", &self.iv),
-            ("ciphertext", &self.ciphertext),
-            ("tag", &self.tag),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('"');
-            out.push_str(name);
-            out.push_str("\":\"");
-            out.push_str(value);
-            out.push('"');
-        }
-        out.push('}');
-        out
-    }
-}
-
 impl ContentKey {
     /// Encrypts `plaintext` once for every recipient this key is established
     /// for (fresh random IV; the AAD is the shared protected header only).
     pub fn encrypt_shared(&self, cty: &str, plaintext: &[u8]) -> Result<SharedContent, JoseError> {
-        let protected = serde_json::to_vec(&SharedProtected {
-            enc: ENC.into(),
-            cty: cty.into(),
-        })
-        .map_err(|e| JoseError::Header(e.to_string()))?;
-        let protected = b64(&protected);
-        let mut iv = [0u8; NONCE_LEN];
-        crypto(self.rng.fill(&mut iv))?;
-        let mut buf = plaintext.to_vec();
-        let tag = crypto(self.aead.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(iv),
-            Aad::from(protected.as_bytes()),
-            &mut buf,
-        ))?;
-        let mut ciphertext = String::with_capacity(buf.len() * 4 / 3 + 4);
-        URL_SAFE_NO_PAD.encode_string(&buf, &mut ciphertext);
+        let protected = shared_protected(cty)?;
+        let (iv, buf, tag) = self.seal(&protected, plaintext)?;
         Ok(SharedContent {
             protected,
             iv: b64(&iv),
-            ciphertext,
+            ciphertext: b64(&buf),
             tag: b64(tag.as_ref()),
         })
+    }
+
+    /// As [`ContentKey::encrypt_shared`], written as the shared end of every
+    /// recipient's [`FlattenedJwe`] in JSON —
+    /// `"protected":"…","iv":"…","ciphertext":"…","tag":"…"}`, byte for byte
+    /// what serde writes (base64url needs no escaping) — with the ciphertext
+    /// encoded straight into it.
+    pub fn encrypt_shared_json(&self, cty: &str, plaintext: &[u8]) -> Result<String, JoseError> {
+        let protected = shared_protected(cty)?;
+        let (iv, buf, tag) = self.seal(&protected, plaintext)?;
+        let mut out = String::with_capacity(protected.len() + buf.len() * 4 / 3 + 96);
+        out.push_str("\"protected\":\"");
+        out.push_str(&protected);
+        for (name, bytes) in [
+            ("iv", &iv[..]),
+            ("ciphertext", &buf[..]),
+            ("tag", tag.as_ref()),
+        ] {
+            out.push_str("\",\"");
+            out.push_str(name);
+            out.push_str("\":\"");
+            URL_SAFE_NO_PAD.encode_string(bytes, &mut out);
+        }
+        out.push_str("\"}");
+        Ok(out)
     }
 
     /// This recipient's unprotected header.
@@ -137,7 +126,7 @@ impl ContentKey {
     }
 
     /// `{"header":{…},"encrypted_key":"…",`: this recipient's start of a
-    /// [`FlattenedJwe`] as JSON; [`SharedContent::json_tail`] completes it.
+    /// [`FlattenedJwe`] as JSON; [`ContentKey::encrypt_shared_json`] completes it.
     pub fn json_head(&self) -> Result<String, JoseError> {
         let header = serde_json::to_string(&self.recipient_header())
             .map_err(|e| JoseError::Header(e.to_string()))?;

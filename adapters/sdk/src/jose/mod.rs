@@ -309,14 +309,7 @@ impl ContentKey {
         };
         let header_b64 =
             b64(&serde_json::to_vec(&header).map_err(|e| JoseError::Header(e.to_string()))?);
-        let mut iv = [0u8; NONCE_LEN];
-        crypto(self.rng.fill(&mut iv))?;
-        let mut buf = plaintext.to_vec();
-        let tag = crypto(self.aead.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(iv),
-            Aad::from(header_b64.as_bytes()),
-            &mut buf,
-        ))?;
+        let (iv, buf, tag) = self.seal(&header_b64, plaintext)?;
         // Encode straight into the output: one allocation for the whole compact form.
         let mut out = String::with_capacity(
             header_b64.len() + (buf.len() + self.encrypted_key.len() + 64) * 4 / 3 + 8,
@@ -327,6 +320,24 @@ impl ContentKey {
             URL_SAFE_NO_PAD.encode_string(piece, &mut out);
         }
         Ok(out)
+    }
+
+    /// AES-256-GCM of `plaintext` under this key with a fresh random IV and
+    /// `aad` (the base64url protected header): IV, ciphertext, tag.
+    fn seal(
+        &self,
+        aad: &str,
+        plaintext: &[u8],
+    ) -> Result<([u8; NONCE_LEN], Vec<u8>, aws_lc_rs::aead::Tag), JoseError> {
+        let mut iv = [0u8; NONCE_LEN];
+        crypto(self.rng.fill(&mut iv))?;
+        let mut buf = plaintext.to_vec();
+        let tag = crypto(self.aead.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(aad.as_bytes()),
+            &mut buf,
+        ))?;
+        Ok((iv, buf, tag))
     }
 }
 
