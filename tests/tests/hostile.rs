@@ -300,12 +300,14 @@ async fn unknown_admin_paths_are_not_found() {
 
 /// Request bodies share one memory budget: while slow uploads hold it, another
 /// upload gets `503` with `Retry-After` instead of more memory; once they are
-/// answered, the budget is free again.
+/// answered, the budget is free again. An attachment sealed as it arrives (over
+/// 1 MiB) holds only what is not sealed yet: slow uploads of those do not
+/// exhaust it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_uploads_cannot_take_more_than_the_memory_budget() {
     let (_tc, gw) = start(&Options {
-        max_body: "4MiB",
-        memory_budget: "4MiB",
+        max_body: "2MiB",
+        memory_budget: "2MiB",
         ..Default::default()
     })
     .await;
@@ -318,32 +320,40 @@ async fn slow_uploads_cannot_take_more_than_the_memory_budget() {
         )
         .unwrap(),
     );
-    // Two uploads that send 1.5 MiB of an attachment each and then stall,
-    // withholding the end of the body.
-    let attachment = "x".repeat(3 << 19);
-    let request = multipart(&[
-        META,
-        DATA,
-        (
-            "Content-Disposition: form-data; name=\"attachment\"; filename=\"scan.pdf\"\r\nContent-Type: application/pdf",
-            &attachment,
-        ),
-    ]);
-    let stalled = &request[..request.len() - 200];
+    let upload = |attachment: &str| {
+        multipart(&[
+            META,
+            DATA,
+            (
+                "Content-Disposition: form-data; name=\"attachment\"; filename=\"scan.pdf\"\r\nContent-Type: application/pdf",
+                attachment,
+            ),
+        ])
+    };
+    // Sends all of `request` but its last 200 bytes, and holds the connection.
+    let stall = |request: Vec<u8>| {
+        let tls = tls.clone();
+        async move {
+            let connector = tokio_rustls::TlsConnector::from(tls);
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut s = connector
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .unwrap();
+            s.write_all(&request[..request.len() - 200]).await.unwrap();
+            s.flush().await.unwrap();
+            s
+        }
+    };
+    // Two uploads that send 768 KiB of an attachment (held: below the size
+    // that is sealed as it arrives) each and then stall.
+    let request = upload(&"x".repeat(3 << 18));
     let mut held = Vec::new();
     for _ in 0..2 {
-        let connector = tokio_rustls::TlsConnector::from(tls.clone());
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut s = connector
-            .connect("localhost".try_into().unwrap(), tcp)
-            .await
-            .unwrap();
-        s.write_all(stalled).await.unwrap();
-        s.flush().await.unwrap();
-        held.push(s);
+        held.push(stall(request.clone()).await);
     }
-    // A third upload of 1.5 MiB does not fit.
-    // Give the gateway time to read what they sent (3 MiB of the 4 MiB budget
+    // A third upload of 768 KiB does not fit.
+    // Give the gateway time to read what they sent (1.5 MiB of the 2 MiB budget
     // then held); a third upload racing them could make one of them the one refused.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut answer = String::new();
@@ -372,5 +382,18 @@ async fn slow_uploads_cannot_take_more_than_the_memory_budget() {
         }
     }
     assert!(accepted, "the budget was not given back");
+
+    // Three uploads stalled in a 1.75 MiB attachment (5.25 MiB in all, more
+    // than the budget): it is sealed as it arrives, so they hold little of it
+    // and another upload still gets in.
+    let large = upload(&"y".repeat(7 << 18));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(stall(large.clone()).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answer = raw(addr, &request).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    drop(held);
     gw.shutdown().await.unwrap();
 }

@@ -253,7 +253,7 @@ impl Adapter for Filedrop {
             };
             let dir = self.dir.clone();
             let stem = stem.to_owned();
-            let body = d.envelope.to_vec();
+            let body = d.envelope.clone();
             match tokio::task::spawn_blocking(move || write_atomically(&dir, &stem, &body)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Outcome::retry("internal", "file writer task failed"),
@@ -266,7 +266,7 @@ impl Adapter for Filedrop {
 mod tests {
     use super::*;
 
-    fn delivery<'a>(id: &'a str, body: &'a [u8]) -> Delivery<'a> {
+    fn delivery<'a>(id: &'a str, body: &'a bytes::Bytes) -> Delivery<'a> {
         Delivery {
             message_id: id,
             submission_id: "s",
@@ -283,13 +283,15 @@ mod tests {
             dir: dir.path().into(),
         });
         assert_eq!(
-            a.deliver(delivery("m-1", b"{}")).await,
+            a.deliver(delivery("m-1", &bytes::Bytes::from_static(b"{}")))
+                .await,
             Outcome::Delivered { receipt: None }
         );
         assert_eq!(std::fs::read(dir.path().join("m-1.json")).unwrap(), b"{}");
         // A redelivery after a crash: the same file counts as delivered, unchanged.
         assert_eq!(
-            a.deliver(delivery("m-1", b"{\"x\":1}")).await,
+            a.deliver(delivery("m-1", &bytes::Bytes::from_static(b"{\"x\":1}")))
+                .await,
             Outcome::Delivered { receipt: None }
         );
         assert_eq!(std::fs::read(dir.path().join("m-1.json")).unwrap(), b"{}");
@@ -311,7 +313,8 @@ mod tests {
         let a = config.build().unwrap();
         assert_eq!(a.kind(), "filedrop");
         assert_eq!(
-            a.deliver(delivery("m-1", b"{}")).await,
+            a.deliver(delivery("m-1", &bytes::Bytes::from_static(b"{}")))
+                .await,
             Outcome::Delivered { receipt: None }
         );
         assert!(base.path().join("import/dms/m-1.json").is_file());
@@ -355,7 +358,8 @@ mod tests {
 
         let a = filedrop(&dir);
         assert_eq!(
-            a.deliver(delivery("m-1", b"{}")).await,
+            a.deliver(delivery("m-1", &bytes::Bytes::from_static(b"{}")))
+                .await,
             Outcome::Delivered { receipt: None }
         );
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
@@ -379,7 +383,8 @@ mod tests {
         let a = filedrop(&dir);
         for id in ["m-1", "m-2"] {
             assert_eq!(
-                a.deliver(delivery(id, b"{}")).await,
+                a.deliver(delivery(id, &bytes::Bytes::from_static(b"{}")))
+                    .await,
                 Outcome::Delivered { receipt: None }
             );
             let path = dir.join(format!("{id}.json"));
@@ -405,7 +410,8 @@ mod tests {
         std::os::unix::fs::symlink(victim.path(), dir.path().join(".m-2.json.tmp")).unwrap();
         let a = filedrop(dir.path());
         assert_eq!(
-            a.deliver(delivery("m-1", b"{}")).await,
+            a.deliver(delivery("m-1", &bytes::Bytes::from_static(b"{}")))
+                .await,
             Outcome::Delivered { receipt: None }
         );
         assert_eq!(std::fs::read(dir.path().join("m-1.json")).unwrap(), b"{}");
@@ -436,7 +442,9 @@ mod tests {
         assert!(err.fix.contains("`dir`"), "{}", err.fix);
         // Swapped in after start: the attempt fails (and is retried), nothing written.
         assert!(matches!(
-            filedrop(&dir).deliver(delivery("m-1", b"{}")).await,
+            filedrop(&dir)
+                .deliver(delivery("m-1", &bytes::Bytes::from_static(b"{}")))
+                .await,
             Outcome::Retry { .. }
         ));
         assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
@@ -449,14 +457,19 @@ mod tests {
             dir: dir.path().join("absent"),
         });
         assert!(matches!(
-            a.deliver(delivery("m-1", b"{}")).await,
+            a.deliver(delivery("m-1", &bytes::Bytes::from_static(b"{}")))
+                .await,
             Outcome::Retry { .. }
         ));
         let a = Filedrop::new(&FiledropConfig {
             dir: dir.path().into(),
         });
         assert!(matches!(
-            a.deliver(delivery("../../etc/passwd", b"{}")).await,
+            a.deliver(delivery(
+                "../../etc/passwd",
+                &bytes::Bytes::from_static(b"{}")
+            ))
+            .await,
             Outcome::Permanent { .. }
         ));
     }

@@ -291,7 +291,7 @@ impl Adapter for Http {
                 .header("Ozg-Message-Id", d.message_id)
                 .header("Idempotency-Key", d.message_id)
                 .header("Ozg-Submission-Id", d.submission_id)
-                .body(d.envelope.to_vec())
+                .body(d.envelope.clone())
                 .send()
                 .await;
             let mut resp = match resp {

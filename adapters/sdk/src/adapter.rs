@@ -21,8 +21,10 @@ pub struct Delivery<'a> {
     pub target: &'a str,
     /// 1 for the first attempt.
     pub attempt: u32,
-    /// The envelope JSON (see `schemas/envelope.schema.json`).
-    pub envelope: &'a [u8],
+    /// The envelope JSON (see `schemas/envelope.schema.json`). A [`bytes::Bytes`]
+    /// so an adapter can hand it to an HTTP body or another task without a
+    /// copy (`d.envelope.clone()`); it derefs to `&[u8]` for everything else.
+    pub envelope: &'a bytes::Bytes,
 }
 
 /// Why an attempt did not deliver: a stable class (for metrics) and a short message.

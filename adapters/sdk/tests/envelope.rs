@@ -476,3 +476,76 @@ fn a_part_jwe_is_read_by_its_json_type_and_anything_else_is_named() {
     let back: ozg_adapter_sdk::Envelope = serde_json::from_value(json).unwrap();
     assert_eq!(back.parts[0].jwe, PartJwe::Compact("a.b.c.d.e".into()));
 }
+
+#[test]
+fn a_part_sealed_as_it_arrives_opens_for_every_target_like_one_sealed_whole() {
+    use ozg_adapter_sdk::envelope::{build_envelopes_keyed, content_keys, PartBody};
+    // 1 MiB + 1 byte, in pieces of awkward sizes (not multiples of 3 or 16).
+    let big: Vec<u8> = (0..(1 << 20) + 1u32)
+        .map(|i| (i * 31 + i / 7) as u8)
+        .collect();
+    let parts: [(&str, &[u8]); 3] = [
+        ("data", DATA),
+        ("attachment-1", &big),
+        ("attachment-2", PDF),
+    ];
+    let m = manifest("s-streamed", &parts);
+    let sealed = seal_manifest(&m, &seal()).unwrap();
+    let (rsa, rsa_key) = recipient("recipient-rsa");
+    let (ec, ec_key) = recipient("recipient-ec");
+    let keys = content_keys(&[&rsa, &ec]).unwrap();
+    let mut piece = String::new();
+    let mut sealer = keys[0]
+        .shared_json_seal("application/octet-stream")
+        .unwrap();
+    piece.push_str(&sealer.start());
+    for chunk in big.chunks(65_537) {
+        sealer.update(chunk, &mut piece).unwrap();
+    }
+    sealer.finish(&mut piece);
+    let header = |t: &str| EnvelopeHeader {
+        message_id: format!("s-streamed-{t}"),
+        target: t.into(),
+        created_at: m.received_at.clone(),
+    };
+    let (h1, h2) = (header("dms"), header("fv"));
+    let ozg_adapter_sdk::envelope::KeyedEnvelopes { shared, envelopes } = build_envelopes_keyed(
+        &keys,
+        &[&h1, &h2],
+        &m,
+        &sealed,
+        &[
+            PartBody::Clear(DATA),
+            PartBody::Sealed,
+            PartBody::Clear(PDF),
+        ],
+    )
+    .unwrap();
+    assert!(
+        shared[1].is_none(),
+        "the sealed part's piece is the caller's"
+    );
+    let pieces: Vec<Vec<u8>> = shared
+        .into_iter()
+        .map(|p| p.unwrap_or_else(|| piece.clone().into_bytes()))
+        .collect();
+    for (e, key) in envelopes.iter().zip([&rsa_key, &ec_key]) {
+        let bytes = e.assemble(&pieces);
+        let env: ozg_adapter_sdk::Envelope = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            serde_json::to_vec(&env).unwrap(),
+            bytes,
+            "serde's JSON, byte for byte"
+        );
+        let opened = open(&env, key, &trust(), &seals(), SystemTime::now()).unwrap();
+        assert_eq!(opened.parts[1].data, big);
+        assert_eq!(opened.parts[2].data, PDF);
+    }
+    // A changed ciphertext character is caught.
+    let mut bad = pieces.clone();
+    let at = bad[1].len() / 2;
+    bad[1][at] = if bad[1][at] == b'A' { b'B' } else { b'A' };
+    let env: ozg_adapter_sdk::Envelope =
+        serde_json::from_slice(&envelopes[0].assemble(&bad)).unwrap();
+    assert!(open(&env, &rsa_key, &trust(), &seals(), SystemTime::now()).is_err());
+}

@@ -353,6 +353,9 @@ pub struct DeliveryConfig {
     pub retry: RetryPolicy,
     /// When to pause a failing target.
     pub breaker: BreakerConfig,
+    /// Envelopes being delivered hold at most this much memory, all targets
+    /// together; a larger envelope goes out alone.
+    pub envelope_memory: ByteSize,
 }
 
 impl Default for DeliveryConfig {
@@ -363,6 +366,7 @@ impl Default for DeliveryConfig {
             shutdown_grace: Duration::from_secs(20),
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
+            envelope_memory: ByteSize(64 << 20),
         }
     }
 }

@@ -128,6 +128,12 @@ impl PrivacyKey {
         hex::encode(hmac::sign(&self.part_mac, data))
     }
 
+    /// [`PrivacyKey::part_mac`] of a part that arrives in pieces:
+    /// `update` each, then hex-encode `sign()`.
+    pub fn part_mac_context(&self) -> hmac::Context {
+        hmac::Context::with_key(&self.part_mac)
+    }
+
     /// HMAC-SHA-256 (hex) of a request's canonical form (for Idempotency-Keys).
     pub fn request_mac(&self, canonical: &[u8]) -> String {
         hex::encode(hmac::sign(&self.request_mac, canonical))

@@ -119,7 +119,8 @@ pub async fn send_test(
     };
     let envelope = build_envelope(header, &manifest, &sealed, &[data.as_slice()], cert)
         .map_err(|e| format!("encrypting: {e}"))?
-        .to_json();
+        .to_json()
+        .into();
     let started = std::time::Instant::now();
     let delivery = Delivery {
         message_id: &message_id,

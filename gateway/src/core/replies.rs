@@ -191,6 +191,7 @@ impl Replies {
                 data,
                 attachments,
                 idempotency_key,
+                stream: None,
             })
             .await
     }

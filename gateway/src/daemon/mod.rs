@@ -177,6 +177,9 @@ impl Gateway {
             wakers: wakers.clone(),
             queue: queue.clone(),
             pauses: pauses.clone(),
+            envelope_memory: Arc::new(crate::core::engine::EnvelopeMemory::new(
+                cfg.delivery.envelope_memory.0,
+            )),
         }
         .start(setup.deliveries.clone(), shutdown_rx.clone());
         let relay_task = queue.clone().map(|b| {

@@ -288,6 +288,7 @@ impl Subscription {
                     .to_owned(),
                 filename: Some(filename),
                 data: bytes.into(),
+                sealed: None,
             });
         }
         if !problems.is_empty() {
@@ -311,6 +312,7 @@ impl Subscription {
             media_type,
             filename: None,
             data: data.into(),
+            sealed: None,
         };
         let checked = match md.check() {
             Ok(()) => self.intake.checks.check(&md, &data).await,
@@ -325,6 +327,7 @@ impl Subscription {
                         data,
                         attachments,
                         idempotency_key: Some(format!("fitconnect:{id}")),
+                        stream: None,
                     })
                     .await
             }

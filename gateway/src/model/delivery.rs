@@ -59,6 +59,8 @@ pub struct Claimed {
     pub attempts: u32,
     /// When the submission was accepted (ms since the epoch).
     pub created_at_ms: i64,
+    /// Bytes of its envelope (0 where the store does not say).
+    pub size: u64,
 }
 
 /// The result of an attempt, as the store records it.

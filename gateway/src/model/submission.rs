@@ -31,6 +31,10 @@ pub struct NewSubmission {
     pub receipt_sha256: String,
     /// Set on a reply: what it answers (then `portal` is the portal it goes back to).
     pub reply: Option<ReplyOf>,
+    /// The spool its large parts were written to as they arrived (embedded
+    /// store only): the store completes it there instead of in the active
+    /// segment.
+    pub spool: Option<std::sync::Arc<dyn SpoolFile>>,
 }
 
 /// What a reply answers and who sent it.
@@ -97,8 +101,57 @@ pub struct NewDelivery {
 /// Bytes shared by the envelopes of one submission, with their CRC-32.
 #[derive(Debug, Clone)]
 pub struct SharedPiece {
+    /// Empty when `spooled`.
     pub bytes: Vec<u8>,
     pub crc32: u32,
+    /// Where the piece lies in the submission's spool (written as the part
+    /// arrived, see [`NewSubmission::spool`]) instead of `bytes`.
+    pub spooled: Option<Spooled>,
+}
+
+/// A file of one submission's own that its large parts' ciphertext is
+/// written to while they arrive (the embedded store's spool segment): the
+/// store completes it at the accept, and deletes it if the submission is not
+/// accepted.
+pub trait SpoolFile: Send + Sync + std::fmt::Debug {
+    /// Its segment id.
+    fn id(&self) -> i64;
+    /// Appends `bytes`; returns the offset they begin at.
+    fn append(&self, bytes: &[u8]) -> std::io::Result<u64>;
+    /// Makes everything appended durable, and the file's name.
+    fn sync(&self) -> std::io::Result<()>;
+    /// A committed row refers to it now: it outlives its handle.
+    fn keep(&self);
+}
+
+/// A shared piece in a spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spooled {
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl SharedPiece {
+    /// A piece held in memory.
+    pub fn held(bytes: Vec<u8>) -> Self {
+        SharedPiece {
+            crc32: envelope_checksum(&bytes),
+            bytes,
+            spooled: None,
+        }
+    }
+
+    /// The piece's length, wherever it lies.
+    pub fn len(&self) -> usize {
+        match self.spooled {
+            Some(s) => s.len as usize,
+            None => self.bytes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 pub use ozg_adapter_sdk::envelope::Splice;

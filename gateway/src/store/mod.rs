@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod postgres;
 pub mod queue;
 pub mod rabbitmq;
+
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -24,7 +25,7 @@ use crate::model::delivery::{
     Action, Actor, BoxQuery, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, Operated,
     QueueDepth, Recorded, TargetHealth,
 };
-use crate::model::submission::{Accepted, NewSubmission, ReplyInfo, SubmissionStatus};
+use crate::model::submission::{Accepted, NewSubmission, ReplyInfo, SpoolFile, SubmissionStatus};
 
 /// What retention may delete now.
 #[derive(Debug, Clone, Copy)]
@@ -193,6 +194,13 @@ pub trait Store: Send + Sync {
     /// Makes a submission durable (or answers for its idempotency key). Returns
     /// only after the data is on disk; concurrent calls share one fsync.
     fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted>;
+    /// Begins a spool for one submission's large parts, written as they arrive
+    /// and completed by [`Store::accept`] (see `embedded::segments`). `None`
+    /// where envelopes are kept elsewhere (PostgreSQL): parts are then held
+    /// in memory until the accept.
+    fn spool(&self) -> Option<std::io::Result<std::sync::Arc<dyn SpoolFile>>> {
+        None
+    }
     /// A submission and its deliveries.
     fn submission(&self, id: &str) -> StoreFuture<'_, Option<SubmissionStatus>>;
     /// The replies to a submission, oldest first.

@@ -188,6 +188,7 @@ pub fn submission(id: &str, target: &str) -> NewSubmission {
         privacy_key_id: String::new(),
         receipt_sha256: String::new(),
         reply: None,
+        spool: None,
     }
 }
 
@@ -195,13 +196,10 @@ pub fn submission(id: &str, target: &str) -> NewSubmission {
 /// `{"for":"<target>","c":"SHARED-CIPHERTEXT"}` share their last value as one
 /// piece, as envelopes of format 2 share a part's ciphertext.
 pub fn shared_submission(id: &str, targets: &[&str]) -> NewSubmission {
-    use crate::model::submission::{envelope_checksum, SharedPiece, Splice};
+    use crate::model::submission::{SharedPiece, Splice};
     let mut s = submission(id, targets.first().copied().unwrap_or("t"));
     let piece = b"\"SHARED-CIPHERTEXT\"".to_vec();
-    s.shared = vec![SharedPiece {
-        crc32: envelope_checksum(&piece),
-        bytes: piece,
-    }];
+    s.shared = vec![SharedPiece::held(piece)];
     s.deliveries = targets
         .iter()
         .map(|t| {

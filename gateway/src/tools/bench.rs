@@ -115,6 +115,7 @@ impl Rig {
                 media_type: "application/xml".into(),
                 filename: None,
                 data: data.clone(),
+                sealed: None,
             },
             attachments: attachment
                 .iter()
@@ -122,9 +123,11 @@ impl Rig {
                     media_type: "application/pdf".into(),
                     filename: Some("Nachweis.pdf".into()),
                     data: a.clone(),
+                    sealed: None,
                 })
                 .collect(),
             idempotency_key: None,
+            stream: None,
         });
         Ok(Rig {
             pipeline,

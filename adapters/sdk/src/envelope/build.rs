@@ -88,22 +88,76 @@ pub fn build_envelopes(
     sealed_manifest: &str,
     parts: &[&[u8]],
 ) -> Result<SharedEnvelopes, JoseError> {
-    debug_assert_eq!(parts.len(), manifest.parts.len());
-    let Some(((_, first_cert), rest)) = targets.split_first() else {
-        return Ok(SharedEnvelopes {
-            shared: Vec::new(),
-            envelopes: Vec::new(),
-        });
+    let certs: Vec<&RecipientCert> = targets.iter().map(|(_, c)| *c).collect();
+    let keys = content_keys(&certs)?;
+    let headers: Vec<&EnvelopeHeader> = targets.iter().map(|(h, _)| h).collect();
+    let bodies: Vec<PartBody> = parts.iter().map(|p| PartBody::Clear(p)).collect();
+    let KeyedEnvelopes { shared, envelopes } =
+        build_envelopes_keyed(&keys, &headers, manifest, sealed_manifest, &bodies)?;
+    Ok(SharedEnvelopes {
+        shared: shared.into_iter().map(Option::unwrap_or_default).collect(),
+        envelopes,
+    })
+}
+
+/// One content key, established for each of `certs` (in that order): what
+/// [`build_envelopes_keyed`] encrypts with. Empty for no recipients.
+pub fn content_keys(certs: &[&RecipientCert]) -> Result<Vec<ContentKey>, JoseError> {
+    let Some((first, rest)) = certs.split_first() else {
+        return Ok(Vec::new());
     };
-    let first = ContentKey::new(first_cert)?;
-    let mut keys = Vec::with_capacity(targets.len());
-    for (_, cert) in rest {
+    let first = ContentKey::new(first)?;
+    let mut keys = Vec::with_capacity(certs.len());
+    for cert in rest {
         keys.push(first.for_recipient(cert)?);
     }
     keys.insert(0, first);
+    Ok(keys)
+}
+
+/// A part's content for [`build_envelopes_keyed`].
+#[derive(Debug, Clone, Copy)]
+pub enum PartBody<'a> {
+    /// In clear: encrypted here.
+    Clear(&'a [u8]),
+    /// Encrypted already, as it arrived, with the first key's
+    /// [`ContentKey::shared_json_seal`]; its shared piece is kept elsewhere.
+    Sealed,
+}
+
+/// What [`build_envelopes_keyed`] gives.
+#[derive(Debug, Clone, Default)]
+pub struct KeyedEnvelopes {
+    /// Per part its shared piece; `None` for a [`PartBody::Sealed`] part,
+    /// whose piece the caller holds.
+    pub shared: Vec<Option<Vec<u8>>>,
+    /// Per target its envelope's own bytes with the splices.
+    pub envelopes: Vec<EnvelopeBytes>,
+}
+
+/// As [`build_envelopes`], with the content keys given (`keys[i]` established
+/// for the target of `headers[i]`, all one content key, see [`content_keys`])
+/// and parts that may be sealed already.
+pub fn build_envelopes_keyed(
+    keys: &[ContentKey],
+    headers: &[&EnvelopeHeader],
+    manifest: &Manifest,
+    sealed_manifest: &str,
+    parts: &[PartBody],
+) -> Result<KeyedEnvelopes, JoseError> {
+    debug_assert_eq!(parts.len(), manifest.parts.len());
+    debug_assert_eq!(keys.len(), headers.len());
+    let Some(first) = keys.first() else {
+        return Ok(KeyedEnvelopes::default());
+    };
     let shared = parts
         .iter()
-        .map(|data| Ok(keys[0].encrypt_shared_json(CTY_PART, data)?.into_bytes()))
+        .map(|part| match part {
+            PartBody::Clear(data) => Ok(Some(
+                first.encrypt_shared_json(CTY_PART, data)?.into_bytes(),
+            )),
+            PartBody::Sealed => Ok(None),
+        })
         .collect::<Result<Vec<_>, JoseError>>()?;
     let clear = [
         ("submission_id", json_text(&manifest.submission_id)?),
@@ -118,8 +172,8 @@ pub fn build_envelopes(
         .iter()
         .map(|p| json_text(&p.id))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut envelopes = Vec::with_capacity(targets.len());
-    for ((header, _), key) in targets.iter().zip(&keys) {
+    let mut envelopes = Vec::with_capacity(keys.len());
+    for (header, key) in headers.iter().zip(keys) {
         // Field order as `Envelope` serializes: the bytes parse back to it.
         let mut own = format!(
             "{{\"version\":{ENVELOPE_VERSION},\"message_id\":{}",
@@ -157,7 +211,7 @@ pub fn build_envelopes(
             splices,
         });
     }
-    Ok(SharedEnvelopes { shared, envelopes })
+    Ok(KeyedEnvelopes { shared, envelopes })
 }
 
 /// Encrypts the sealed manifest and every part (same order as the manifest) for

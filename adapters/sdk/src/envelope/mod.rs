@@ -20,8 +20,8 @@ use crate::keys::{RecipientPrivateKey, SealKey, SealPins, TrustAnchors};
 
 mod build;
 pub use build::{
-    build_envelope, build_envelope_v1, build_envelopes, splice, EnvelopeBytes, EnvelopeHeader,
-    SharedEnvelopes, Splice,
+    build_envelope, build_envelope_v1, build_envelopes, build_envelopes_keyed, content_keys,
+    splice, EnvelopeBytes, EnvelopeHeader, KeyedEnvelopes, PartBody, SharedEnvelopes, Splice,
 };
 
 /// Envelope format version the gateway writes: 2, parts in the JWE JSON

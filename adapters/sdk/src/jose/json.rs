@@ -20,6 +20,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::base64url::Encoder;
+
+use aws_lc_rs::aead::NONCE_LEN;
+use aws_lc_rs::rand::SecureRandom as _;
+
+use super::gcm::GcmSeal;
 use super::{
     b64, open_content, unb64, ContentKey, Decrypted, Decryptor, Epk, JoseError, JweHeader, ENC,
 };
@@ -57,6 +63,48 @@ pub struct SharedContent {
     pub iv: String,
     pub ciphertext: String,
     pub tag: String,
+}
+
+/// The shared end of a part's JWE (as [`ContentKey::encrypt_shared_json`]
+/// writes it), made while the plaintext arrives. Holds no more than the last
+/// piece's ciphertext.
+pub struct SharedJsonSeal {
+    start: Option<String>,
+    gcm: GcmSeal,
+    b64: Encoder,
+    /// Scratch for one piece's ciphertext.
+    ct: Vec<u8>,
+}
+
+impl SharedJsonSeal {
+    /// The text before the ciphertext (`"protected":"…","iv":"…","ciphertext":"`),
+    /// once; then nothing.
+    pub fn start(&mut self) -> String {
+        self.start.take().unwrap_or_default()
+    }
+
+    /// Encrypts the next piece of plaintext, appending its base64url to `out`
+    /// (after what [`SharedJsonSeal::start`] gave, if not taken yet).
+    pub fn update(&mut self, plaintext: &[u8], out: &mut String) -> Result<(), JoseError> {
+        if let Some(start) = self.start.take() {
+            out.push_str(&start);
+        }
+        self.ct.clear();
+        self.gcm.update(plaintext, &mut self.ct)?;
+        self.b64.update(&self.ct, out);
+        Ok(())
+    }
+
+    /// Appends the rest: the last ciphertext characters and `","tag":"…"}`.
+    pub fn finish(mut self, out: &mut String) {
+        if let Some(start) = self.start.take() {
+            out.push_str(&start);
+        }
+        self.b64.finish(out);
+        out.push_str("\",\"tag\":\"");
+        URL_SAFE_NO_PAD.encode_string(self.gcm.finish(), out);
+        out.push_str("\"}");
+    }
 }
 
 /// base64url of the protected header of shared content.
@@ -114,6 +162,30 @@ impl ContentKey {
         }
         out.push_str("\"}");
         Ok(out)
+    }
+
+    /// As [`ContentKey::encrypt_shared_json`] for plaintext that arrives in
+    /// pieces: the same bytes, written as the plaintext comes, so a part of any
+    /// size is sealed with a bounded buffer. [`SharedJsonSeal::start`] gives
+    /// the text before the ciphertext, [`SharedJsonSeal::update`] the
+    /// ciphertext's base64url piece by piece, [`SharedJsonSeal::finish`] the end.
+    pub fn shared_json_seal(&self, cty: &str) -> Result<SharedJsonSeal, JoseError> {
+        let protected = shared_protected(cty)?;
+        let mut iv = [0u8; NONCE_LEN];
+        self.rng.fill(&mut iv).map_err(|_| JoseError::Crypto)?;
+        let gcm = GcmSeal::new(&self.cek, &iv, protected.as_bytes())?;
+        let mut start = String::with_capacity(protected.len() + 64);
+        start.push_str("\"protected\":\"");
+        start.push_str(&protected);
+        start.push_str("\",\"iv\":\"");
+        URL_SAFE_NO_PAD.encode_string(iv, &mut start);
+        start.push_str("\",\"ciphertext\":\"");
+        Ok(SharedJsonSeal {
+            start: Some(start),
+            gcm,
+            b64: Encoder::default(),
+            ct: Vec::new(),
+        })
     }
 
     /// This recipient's unprotected header.

@@ -161,7 +161,7 @@ pub fn verify(
 
 pub mod gcm;
 pub mod json;
-pub use json::{FlattenedJwe, RecipientHeader, SharedContent};
+pub use json::{FlattenedJwe, RecipientHeader, SharedContent, SharedJsonSeal};
 
 /// The ephemeral public key of `ECDH-ES` (a JWK with the P-256 point).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -118,6 +118,35 @@ pub struct Engine {
     pub queue: Option<Arc<dyn crate::store::queue::WorkQueue>>,
     /// Targets an operator paused: none of their deliveries is attempted.
     pub pauses: Arc<pauses::Pauses>,
+    /// What envelopes being delivered may hold in memory, all targets together.
+    pub envelope_memory: Arc<EnvelopeMemory>,
+}
+
+/// A bound on the memory of envelopes being delivered, all targets together:
+/// an attempt holds its envelope's size of it from before the envelope is read
+/// until the target answered. An envelope larger than the whole bound waits
+/// until it can hold all of it, then goes out alone; small ones pass as before.
+pub struct EnvelopeMemory {
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl EnvelopeMemory {
+    pub fn new(bytes: u64) -> Self {
+        let total_kib = u32::try_from((bytes >> 10).max(1)).unwrap_or(u32::MAX >> 3);
+        EnvelopeMemory {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Waits until an envelope of `size` bytes (0: unknown, counted as 1 KiB) fits.
+    async fn hold(&self, size: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = u32::try_from(size.div_ceil(1024).max(1))
+            .unwrap_or(u32::MAX)
+            .min(self.total_kib);
+        self.kib.clone().acquire_many_owned(kib).await.ok()
+    }
 }
 
 impl Engine {
@@ -331,16 +360,18 @@ async fn run_target(
             if let Ok(mut set) = in_flight.lock() {
                 set.insert(c.message_id.clone());
             }
-            let (t, store, metrics, done_tx, in_flight) = (
+            let (t, store, metrics, done_tx, in_flight, memory) = (
                 t.clone(),
                 store.clone(),
                 metrics.clone(),
                 done_tx.clone(),
                 in_flight.clone(),
+                engine.envelope_memory.clone(),
             );
             attempts.spawn(async move {
                 let id = c.message_id.clone();
-                let (health, _) = attempt(&t, store.as_ref(), &metrics, clock, c, permit).await;
+                let (health, _) =
+                    attempt(&t, store.as_ref(), &metrics, clock, &memory, c, permit).await;
                 if let Ok(mut set) = in_flight.lock() {
                     set.remove(&id);
                 }
@@ -380,9 +411,11 @@ async fn attempt(
     store: &dyn Store,
     metrics: &Metrics,
     clock: Clock,
+    memory: &EnvelopeMemory,
     c: Claimed,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> (Health, bool) {
+    let held = memory.hold(c.size).await;
     let envelope = match store.envelope(&c.message_id).await {
         Ok(Some(e)) => e,
         Ok(None) => {
@@ -412,6 +445,8 @@ async fn attempt(
             return (Health::Up, finish(t, store, metrics, clock, &c, rec).await);
         }
     };
+    // Handed to the adapter without a copy (an HTTP body takes it as it is).
+    let envelope = bytes::Bytes::from(envelope);
     let delivery = Delivery {
         message_id: &c.message_id,
         submission_id: &c.submission_id,
@@ -427,6 +462,7 @@ async fn attempt(
         ),
     };
     drop(envelope);
+    drop(held);
     drop(slot);
     let now = clock.now_ms();
     let age = Duration::from_millis((now - c.created_at_ms).max(0) as u64);

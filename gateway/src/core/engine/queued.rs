@@ -243,8 +243,16 @@ impl Work {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(job.message_id.clone(), Vec::new());
                 let e = &self.engine;
-                let (health, recorded) =
-                    attempt(&self.t, e.store.as_ref(), &e.metrics, e.clock, c, permit).await;
+                let (health, recorded) = attempt(
+                    &self.t,
+                    e.store.as_ref(),
+                    &e.metrics,
+                    e.clock,
+                    &e.envelope_memory,
+                    c,
+                    permit,
+                )
+                .await;
                 let copies = self
                     .here
                     .lock()

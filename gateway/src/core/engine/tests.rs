@@ -171,6 +171,7 @@ impl Plan {
             wakers: Arc::default(),
             queue: None,
             pauses: self.pauses.clone(),
+            envelope_memory: Arc::new(super::EnvelopeMemory::new(64 << 20)),
         }
         .start(
             vec![Arc::new(TargetRuntime {

@@ -375,6 +375,7 @@ impl Zustelldienst {
                 receipt.as_bytes(),
             )),
             reply: None,
+            spool: None,
         };
         match self.store.accept(new).await? {
             Accepted::Stored | Accepted::Replay { .. } => {}

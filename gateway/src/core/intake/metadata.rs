@@ -158,7 +158,31 @@ impl ReplyMetadata {
 pub struct Part {
     pub media_type: String,
     pub filename: Option<String>,
+    /// The plaintext; empty when the part was `sealed` as it arrived.
     pub data: Bytes,
+    /// Set when the part was sealed into a spool as it arrived (see
+    /// [`super::stream`]): then `data` is empty.
+    pub sealed: Option<std::sync::Arc<super::stream::SealedPart>>,
+}
+
+impl Part {
+    /// A part held in memory.
+    pub fn held(media_type: String, filename: Option<String>, data: Bytes) -> Self {
+        Part {
+            media_type,
+            filename,
+            data,
+            sealed: None,
+        }
+    }
+
+    /// Bytes of its plaintext, held or sealed.
+    pub fn size(&self) -> u64 {
+        match &self.sealed {
+            Some(s) => s.size,
+            None => self.data.len() as u64,
+        }
+    }
 }
 
 /// Deserialises any JSON and fails on an object with the same key twice.

@@ -9,18 +9,16 @@
 pub mod check;
 pub mod metadata;
 pub mod pool;
+pub mod stream;
 pub mod validate;
+mod whole;
 pub mod xsd;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{digest, SHA256};
-use ozg_adapter_sdk::envelope::{
-    build_envelope_v1, build_envelopes, seal_manifest, sha512_hex, EnvelopeHeader, Receipt,
-    ReceiptPart,
-};
-use ozg_adapter_sdk::jose::JoseError;
+use ozg_adapter_sdk::envelope::{seal_manifest, sha512_hex, EnvelopeHeader, Receipt, ReceiptPart};
 use ozg_adapter_sdk::{Manifest, ManifestPart, RecipientCert, SealKey};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -31,8 +29,7 @@ use crate::core::refusal::{Kind, Refusal};
 use crate::model::portal::{Portal, ReplyRoute};
 use crate::model::routing::{Payload, Router};
 use crate::model::submission::{
-    envelope_checksum, idempotency_key_hash, message_id, Accepted, AuditPart, IdempotencyKey,
-    NewDelivery, NewSubmission, ReplyOf, SharedPiece,
+    idempotency_key_hash, message_id, Accepted, AuditPart, IdempotencyKey, NewSubmission, ReplyOf,
 };
 use crate::store::Store;
 pub use metadata::{Metadata, Part, ReplyMetadata};
@@ -47,6 +44,8 @@ pub struct Incoming {
     pub data: Part,
     pub attachments: Vec<Part>,
     pub idempotency_key: Option<String>,
+    /// Where large attachments were sealed as they arrived (see [`stream`]).
+    pub stream: Option<Arc<stream::Stream>>,
 }
 
 /// Who sent what is accepted.
@@ -283,14 +282,6 @@ impl Intake {
         incoming: Incoming,
         targets: Vec<String>,
     ) -> Result<(NewSubmission, String), Refusal> {
-        let internal = |what: &str, e: &dyn std::fmt::Display| {
-            tracing::error!(error = %e, "{what}");
-            Refusal::new(
-                Kind::Internal,
-                "internal",
-                format!("{what}; the submission was not accepted"),
-            )
-        };
         let id = uuid::Uuid::now_v7();
         let received_at = OffsetDateTime::now_utc()
             .format(&Rfc3339)
@@ -317,8 +308,11 @@ impl Intake {
                     id: pid.clone(),
                     media_type: p.media_type.clone(),
                     filename: p.filename.clone(),
-                    size: p.data.len() as u64,
-                    sha512: sha512_hex(&p.data),
+                    size: p.size(),
+                    sha512: match &p.sealed {
+                        Some(s) => s.sha512.clone(),
+                        None => sha512_hex(&p.data),
+                    },
                 })
                 .collect(),
             in_reply_to: reply.map(|r| r.submission_id.clone()),
@@ -330,93 +324,31 @@ impl Intake {
         let receipt = receipt_body
             .sign(&self.seal)
             .map_err(|e| internal("signing the receipt failed", &e))?;
-        let bodies: Vec<&[u8]> = parts.iter().map(|(_, p)| p.data.as_ref()).collect();
-        // Targets that receive the parts as sent share one ciphertext per part;
-        // an xdomea target gets its own package, encrypted for it alone.
-        let mut raw = Vec::new();
-        let mut deliveries = Vec::with_capacity(targets.len());
-        for target in &targets {
-            let cert = routes
-                .targets
-                .get(target)
-                .ok_or_else(|| internal("route names a target without certificate", target))?;
-            let header = EnvelopeHeader {
-                message_id: message_id(&id, target),
-                target: target.clone(),
-                created_at: received_at.clone(),
-            };
-            // A reply is the parts as sent: an xdomea 0201 package is an application.
-            let payload = match reply {
-                Some(_) => Payload::Raw,
-                None => routes.payloads.get(target).copied().unwrap_or_default(),
-            };
-            let format_1 = routes.format_1.contains(target);
-            // An envelope of this target's own: format 1, or an xdomea package.
-            let own = |header, m: &Manifest, sealed: &str, bodies: &[&[u8]]| {
-                let envelope = if format_1 {
-                    build_envelope_v1(header, m, sealed, bodies, cert)?.to_json()
-                } else {
-                    let built = build_envelopes(&[(header, &**cert)], m, sealed, bodies)?;
-                    built.envelopes[0].assemble(&built.shared)
-                };
-                Ok::<_, JoseError>(NewDelivery::whole(
-                    message_id(&id, target),
-                    target.clone(),
-                    envelope,
-                ))
-            };
-            match payload {
-                Payload::Raw if !format_1 => raw.push((header, &**cert)),
-                Payload::Raw => deliveries.push(
-                    own(header, &manifest, &sealed, &bodies)
-                        .map_err(|e| internal("encryption failed", &e))?,
-                ),
-                Payload::Xdomea => {
-                    let (m, zip) = xdomea_manifest(&manifest, &incoming, target)
-                        .map_err(|e| internal("building the xdomea package failed", &e))?;
-                    let sealed = seal_manifest(&m, &self.seal)
-                        .map_err(|e| internal("sealing failed", &e))?;
-                    deliveries.push(
-                        own(header, &m, &sealed, &[zip.as_slice()])
-                            .map_err(|e| internal("encryption failed", &e))?,
-                    );
-                }
+        let (deliveries, shared) = match &incoming.stream {
+            Some(stream) => {
+                let headers: Vec<EnvelopeHeader> = targets
+                    .iter()
+                    .map(|target| EnvelopeHeader {
+                        message_id: message_id(&id, target),
+                        target: target.clone(),
+                        created_at: received_at.clone(),
+                    })
+                    .collect();
+                let parts: Vec<&Part> = parts.iter().map(|(_, p)| *p).collect();
+                stream::deliveries(
+                    stream, routes, &targets, &headers, &manifest, &sealed, &parts,
+                )?
             }
-        }
-        let built = build_envelopes(&raw, &manifest, &sealed, &bodies)
-            .map_err(|e| internal("encryption failed", &e))?;
-        let mut shared = Vec::new();
-        if let [(header, _)] = &raw[..] {
-            // One target: nothing to share, the envelope is stored whole.
-            for e in &built.envelopes {
-                let envelope = e.assemble(&built.shared);
-                deliveries.push(NewDelivery::whole(
-                    e.message_id.clone(),
-                    header.target.clone(),
-                    envelope,
-                ));
-            }
-        } else {
-            for (e, (header, _)) in built.envelopes.into_iter().zip(&raw) {
-                deliveries.push(NewDelivery {
-                    message_id: e.message_id,
-                    target: header.target.clone(),
-                    envelope_crc32: envelope_checksum(&e.own),
-                    envelope: e.own,
-                    splices: e.splices,
-                });
-            }
-            shared = built
-                .shared
-                .into_iter()
-                .map(|bytes| SharedPiece {
-                    crc32: envelope_checksum(&bytes),
-                    bytes,
-                })
-                .collect();
-        }
-        // In the order of the route's targets, as before.
-        deliveries.sort_by_key(|d| targets.iter().position(|t| *t == d.target));
+            None => self.encrypt_whole(
+                routes,
+                &incoming,
+                &targets,
+                &id,
+                &received_at,
+                &manifest,
+                &sealed,
+            )?,
+        };
         let receipt_sha256 = hex::encode(digest(&SHA256, receipt.as_bytes()));
         let parts_for_audit = parts
             .iter()
@@ -424,7 +356,10 @@ impl Intake {
             .map(|((_, p), m)| AuditPart {
                 id: m.id.clone(),
                 size: m.size,
-                hmac_sha256: self.privacy.part_mac(&p.data),
+                hmac_sha256: match &p.sealed {
+                    Some(s) => s.hmac_sha256.clone(),
+                    None => self.privacy.part_mac(&p.data),
+                },
             })
             .collect();
         let status_url = match reply {
@@ -470,54 +405,20 @@ impl Intake {
             privacy_key_id: self.privacy.id().to_owned(),
             receipt_sha256,
             reply: reply.cloned(),
+            spool: incoming.stream.as_ref().map(|s| s.spool.clone()),
         };
         Ok((submission, answer))
     }
 }
 
-/// The manifest of an xdomea target's envelope: the submission's, with one part,
-/// the `Geschaeftsgang.Geschaeftsgang.0201` package built from every part.
-fn xdomea_manifest(
-    manifest: &Manifest,
-    incoming: &Incoming,
-    target: &str,
-) -> Result<(Manifest, Vec<u8>), crate::core::xdomea::XdomeaError> {
-    use crate::core::xdomea::{build, Application, File};
-    fn file(p: &Part) -> File<'_> {
-        File {
-            name: p.filename.as_deref(),
-            media_type: &p.media_type,
-            bytes: &p.data,
-        }
-    }
-    let attachments: Vec<File> = incoming.attachments.iter().map(file).collect();
-    let package = build(
-        &Application {
-            submission_id: &manifest.submission_id,
-            received_at: &manifest.received_at,
-            portal: &manifest.sender,
-            leistung: &manifest.leistung,
-            destination: &manifest.destination,
-            target,
-            data: file(&incoming.data),
-            attachments: &attachments,
-        },
-        &manifest.received_at,
-    )?;
-    let part = ManifestPart {
-        id: "xdomea-0201".into(),
-        media_type: "application/zip".into(),
-        filename: Some(package.file_name),
-        size: package.zip.len() as u64,
-        sha512: sha512_hex(&package.zip),
-    };
-    Ok((
-        Manifest {
-            parts: vec![part],
-            ..manifest.clone()
-        },
-        package.zip,
-    ))
+/// A fault of the gateway while sealing (logged with its cause): nothing was accepted.
+fn internal(what: &str, e: &dyn std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "{what}");
+    Refusal::new(
+        Kind::Internal,
+        "internal",
+        format!("{what}; the submission was not accepted"),
+    )
 }
 
 /// What makes two requests "the same content" for an idempotency key: routing,

@@ -35,6 +35,17 @@ impl Held {
     pub(crate) fn exhausted(&self) -> bool {
         self.exhausted.load(Ordering::Relaxed)
     }
+
+    /// Gives `n` bytes back to the budget: they were sealed and written out
+    /// while the request goes on (a large attachment, see `core::intake::stream`).
+    pub(crate) fn release(&self, n: usize) {
+        if let Ok(mut permits) = self.permits.lock() {
+            if let Some(all) = permits.as_mut() {
+                let n = n.min(all.num_permits());
+                drop(all.split(n));
+            }
+        }
+    }
 }
 
 /// Wraps a request body so every chunk is counted against `budget` before the

@@ -1,9 +1,12 @@
 //! Reading a submission's `multipart/form-data` body within the limits: which
 //! parts, how large, how many, and the attachments' file names.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::config::Limits;
+use crate::core::intake::stream::{PartSeal, SealedPart, Stream, SEAL_PIECE, STREAM_ABOVE};
 use crate::core::intake::{Metadata, Part};
 use crate::core::refusal::Refusal;
 use crate::listen::problem::Problem;
@@ -14,6 +17,28 @@ pub struct Form {
     pub metadata: Metadata,
     pub data: Part,
     pub attachments: Vec<Part>,
+    /// Where large attachments were sealed as they arrived.
+    pub stream: Option<Arc<Stream>>,
+}
+
+/// How a form's large attachments are sealed as they arrive (see
+/// `core::intake::stream`).
+pub struct Streaming<B, R> {
+    /// Begins the submission's stream once its first attachment is large
+    /// (`None`: hold the parts in memory).
+    pub begin: B,
+    /// Gives back to the body budget what was sealed and written out.
+    pub release: R,
+}
+
+impl Streaming<fn(&Metadata) -> Result<Option<Arc<Stream>>, Refusal>, fn(usize)> {
+    /// Every part held in memory.
+    pub fn none() -> Self {
+        Streaming {
+            begin: |_| Ok(None),
+            release: |_| {},
+        }
+    }
 }
 
 /// Reads and checks a `multipart/form-data` body within `limits`: exactly one
@@ -21,13 +46,16 @@ pub struct Form {
 /// checks and authorises it: a submission's, or a reply's made into one) and
 /// one `data` part, any number of `attachment` parts with a plain file name and a
 /// media type. The data itself is checked afterwards by the core.
-pub async fn read_form<S, O, E>(
+pub async fn read_form<S, O, E, B, R>(
     body: S,
     boundary: String,
     limits: &Limits,
     mut metadata_of: impl FnMut(&[u8]) -> Result<Metadata, Refusal>,
+    mut streaming: Streaming<B, R>,
 ) -> Result<Form, Problem>
 where
+    B: FnMut(&Metadata) -> Result<Option<Arc<Stream>>, Refusal>,
+    R: Fn(usize),
     S: futures_util::Stream<Item = Result<O, E>> + Send + 'static,
     O: Into<Bytes> + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
@@ -44,6 +72,8 @@ where
     let mut metadata: Option<Metadata> = None;
     let mut data: Option<Part> = None;
     let mut attachments = Vec::new();
+    // Not asked yet (`None`), or the answer.
+    let mut stream: Option<Option<Arc<Stream>>> = None;
     let mut count = 0usize;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_problem)? {
         count += 1;
@@ -69,10 +99,47 @@ where
         // holding up to twice the part (what the body budget counts) for as
         // long as the upload lasts, and copying it at every growth.
         let mut chunks: Vec<Bytes> = Vec::new();
+        let mut held = 0usize;
+        let attachment = name == "attachment";
+        // Set once this attachment is sealed as it arrives.
+        let mut seal: Option<PartSeal> = None;
         while let Some(chunk) = field.chunk().await.map_err(multipart_problem)? {
+            held += chunk.len();
             chunks.push(chunk);
+            let due = match &seal {
+                Some(_) => held >= SEAL_PIECE,
+                None => attachment && held > STREAM_ABOVE,
+            };
+            if !due {
+                continue;
+            }
+            if stream.is_none() {
+                let md = metadata.as_ref().ok_or_else(|| {
+                    Problem::bad_request("metadata-first", "send the metadata part first")
+                })?;
+                stream = Some((streaming.begin)(md)?);
+            }
+            if let Some(Some(s)) = &stream {
+                let part = match seal.take() {
+                    Some(p) => p,
+                    None => s.part()?,
+                };
+                seal = Some(seal_pieces(part, std::mem::take(&mut chunks)).await?);
+                (streaming.release)(std::mem::take(&mut held));
+            }
         }
-        let body = join(chunks);
+        let sealed = match seal {
+            Some(part) => {
+                let sealed = finish_sealed(part, std::mem::take(&mut chunks)).await?;
+                (streaming.release)(held);
+                Some(Arc::new(sealed))
+            }
+            None => None,
+        };
+        let body = match sealed {
+            Some(_) => Bytes::new(),
+            None => join(std::mem::take(&mut chunks)),
+        };
         match name.as_str() {
             "metadata" => {
                 if metadata.is_some() {
@@ -98,11 +165,7 @@ where
                         "the data part needs a Content-Type (application/xml or application/json)",
                     )
                 })?;
-                data = Some(Part {
-                    media_type,
-                    filename: None,
-                    data: body,
-                });
+                data = Some(Part::held(media_type, None, body));
             }
             _ => {
                 let n = attachments.len() + 1;
@@ -126,6 +189,7 @@ where
                     media_type,
                     filename: Some(filename),
                     data: body,
+                    sealed,
                 });
             }
         }
@@ -136,7 +200,39 @@ where
         data: data
             .ok_or_else(|| Problem::bad_request("part-missing", "the data part is missing"))?,
         attachments,
+        stream: stream.flatten(),
     })
+}
+
+/// Seals `chunks` into `part` on the blocking pool (hashing and encryption
+/// are CPU work, the spool write a copy into the page cache).
+async fn seal_pieces(mut part: PartSeal, chunks: Vec<Bytes>) -> Result<PartSeal, Problem> {
+    tokio::task::spawn_blocking(move || {
+        chunks.iter().try_for_each(|c| part.update(c))?;
+        Ok::<_, Refusal>(part)
+    })
+    .await
+    .map_err(|_| sealing_failed())?
+    .map_err(Problem::from)
+}
+
+/// Seals the last `chunks` into `part` and ends it.
+async fn finish_sealed(mut part: PartSeal, chunks: Vec<Bytes>) -> Result<SealedPart, Problem> {
+    tokio::task::spawn_blocking(move || {
+        chunks.iter().try_for_each(|c| part.update(c))?;
+        part.finish()
+    })
+    .await
+    .map_err(|_| sealing_failed())?
+    .map_err(Problem::from)
+}
+
+fn sealing_failed() -> Problem {
+    Problem::from(Refusal::new(
+        crate::core::refusal::Kind::Internal,
+        "internal",
+        "sealing a part failed; the submission was not accepted",
+    ))
 }
 
 /// One buffer of exactly the chunks' bytes (no copy for a single chunk).

@@ -8,15 +8,19 @@ use http::{header, StatusCode};
 
 use super::body::BodyStream;
 use super::budget::{counted, Held};
-use super::form::{read_form, Form};
+use super::form::{read_form, Form, Streaming};
 use super::{json_response, HttpResponse, Ingest};
 use crate::config::Limits;
+use crate::core::intake::stream::Stream;
 use crate::core::intake::validate::DataLimits;
-use crate::core::intake::{Answer, Incoming, Metadata, ReplyMetadata, Sender};
+use crate::core::intake::{Answer, Incoming, Metadata, Part, ReplyMetadata, Sender};
 use crate::core::refusal::Refusal;
 use crate::core::replies::IncomingReply;
 use crate::listen::problem::Problem;
 use crate::model::portal::Portal;
+
+/// Begins a submission's stream once its metadata is known (see `form::Streaming`).
+type BeginStream<'a> = dyn Fn(&Metadata) -> Result<Option<Arc<Stream>>, Refusal> + Sync + 'a;
 
 /// What the request's head says about its form: the idempotency key and the
 /// multipart boundary (after the declared length is checked).
@@ -101,11 +105,20 @@ impl Ingest {
         boundary: String,
         limits: &Limits,
         metadata_of: impl FnMut(&[u8]) -> Result<Metadata, Refusal>,
+        begin_stream: Option<&BeginStream<'_>>,
     ) -> Result<Form, Problem> {
-        // The body's bytes stay counted against the budget until this request is answered.
+        // The body's bytes stay counted against the budget until this request
+        // is answered, except what was sealed and written out as it arrived.
         let held = Arc::new(Held::default());
         let body = counted(body, self.body_budget.clone(), held.clone());
-        match read_form(body, boundary, limits, metadata_of).await {
+        let streaming = Streaming {
+            begin: |md: &Metadata| match begin_stream {
+                Some(begin) => begin(md),
+                None => Ok(None),
+            },
+            release: |n| held.release(n),
+        };
+        match read_form(body, boundary, limits, metadata_of, streaming).await {
             Err(_) if held.exhausted() => Err(Problem::new(
                 503,
                 "busy",
@@ -133,17 +146,27 @@ impl Ingest {
             metadata,
             data,
             attachments,
+            stream,
         } = self
-            .read(body, boundary, limits, |body| {
-                let md = Metadata::parse(body, &DataLimits::of(limits))?;
-                self.intake.authorize(&portal, &md)?;
-                Ok(md)
-            })
+            .read(
+                body,
+                boundary,
+                limits,
+                |body| {
+                    let md = Metadata::parse(body, &DataLimits::of(limits))?;
+                    self.intake.authorize(&portal, &md)?;
+                    Ok(md)
+                },
+                Some(&|md: &Metadata| self.intake.begin_stream(&portal, md)),
+            )
             .await?;
         self.intake.checks.check(&metadata, &data).await?;
+        if let Some(stream) = &stream {
+            // The spooled ciphertext is durable before the store refers to it.
+            stream.sync().await?;
+        }
 
-        let bytes: u64 =
-            data.data.len() as u64 + attachments.iter().map(|a| a.data.len() as u64).sum::<u64>();
+        let bytes: u64 = data.size() + attachments.iter().map(Part::size).sum::<u64>();
         let answer = self
             .intake
             .accept(Incoming {
@@ -152,6 +175,7 @@ impl Ingest {
                 data,
                 attachments,
                 idempotency_key,
+                stream,
             })
             .await?;
         super::count_accepted(
@@ -187,13 +211,19 @@ impl Ingest {
         let Form {
             data, attachments, ..
         } = self
-            .read(body, boundary, limits, |body| {
-                let md = ReplyMetadata::parse(body, &DataLimits::of(limits))?;
-                self.replies.check_type(&md.reply_type)?;
-                let as_submission = answering.metadata(&md);
-                reply_md = Some(md);
-                Ok(as_submission)
-            })
+            .read(
+                body,
+                boundary,
+                limits,
+                |body| {
+                    let md = ReplyMetadata::parse(body, &DataLimits::of(limits))?;
+                    self.replies.check_type(&md.reply_type)?;
+                    let as_submission = answering.metadata(&md);
+                    reply_md = Some(md);
+                    Ok(as_submission)
+                },
+                None,
+            )
             .await?;
         let metadata = reply_md
             .ok_or_else(|| Problem::bad_request("part-missing", "the metadata part is missing"))?;

@@ -101,6 +101,7 @@ impl Call<'_> {
                 data,
                 attachments,
                 idempotency_key: Some(message_id.clone()),
+                stream: None,
             })
             .await?;
         crate::listen::portal::count_accepted(
@@ -316,5 +317,6 @@ fn part(node: &Node, what: &str, max: u64) -> Result<Part, Fault> {
         media_type,
         filename: node.attr("filename").map(str::to_owned),
         data: Bytes::from(data),
+        sealed: None,
     })
 }

@@ -170,7 +170,7 @@ pub(super) fn claim(
             break;
         }
         let mut stmt = conn.prepare_cached(
-            "SELECT message_id, submission_id, attempts, created_at_ms FROM deliveries
+            "SELECT message_id, submission_id, attempts, created_at_ms, COALESCE(env_size, env_len, 0) FROM deliveries
              WHERE target = ?1 AND state = ?2 AND next_attempt_at <= ?3
              ORDER BY next_attempt_at LIMIT ?4",
         )?;
@@ -183,6 +183,7 @@ pub(super) fn claim(
                     target: target.to_owned(),
                     attempts: r.get::<_, u32>(2)? + 1,
                     created_at_ms: r.get(3)?,
+                    size: r.get::<_, i64>(4)?.max(0) as u64,
                 })
             },
         )?;

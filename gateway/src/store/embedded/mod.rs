@@ -64,6 +64,7 @@ mod disk;
 mod mailbox;
 pub mod offline;
 mod operator;
+mod recipe;
 mod schema;
 pub mod segments;
 pub mod staging;
@@ -81,7 +82,7 @@ use crate::model::delivery::{
     Action, Actor, Boxed, Claimed, DeliveryInfo, DeliveryQuery, DeliveryRow, DeliveryState,
     Operated, QueueDepth, Recorded, TargetHealth,
 };
-use crate::model::submission::{Accepted, NewSubmission, ReplyInfo, SubmissionStatus};
+use crate::model::submission::{Accepted, NewSubmission, ReplyInfo, SpoolFile, SubmissionStatus};
 
 use crate::store::{AuditJob, Purge, Store, StoreError, StoreFuture, StoreStats};
 use audit_log::Chain as _;
@@ -292,6 +293,14 @@ impl EmbeddedStore {
 impl Store for EmbeddedStore {
     fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted> {
         Box::pin(self.request(move |reply| Op::Accept(Box::new(submission), reply)))
+    }
+
+    fn spool(&self) -> Option<std::io::Result<Arc<dyn SpoolFile>>> {
+        Some(
+            self.segments
+                .spool()
+                .map(|s| Arc::new(s) as Arc<dyn SpoolFile>),
+        )
     }
 
     fn claim(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claimed>> {

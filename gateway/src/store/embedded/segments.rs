@@ -23,6 +23,16 @@
 //! holds everything its envelope needs. A recipe begins with [`RECIPE`], which
 //! no envelope (JSON) does; every shared piece has its CRC-32 in the recipe.
 //!
+//! A large part is not held in memory: while it arrives, its ciphertext is
+//! written to a segment of its own, a *spool* ([`Segments::spool`], see
+//! `core::intake::stream`), which holds only ciphertext. When the submission is
+//! accepted, the writer appends the rest of its shared pieces and its recipes
+//! to that spool instead of the active segment, so again one segment holds all
+//! a delivery needs and nothing else changes. A spool that is being written is
+//! never collected; one whose upload broke off or was refused is deleted when
+//! its handle goes; one left by a crash before its commit is collected like any
+//! segment nothing refers to.
+//!
 //! A segment is closed (fsynced) at [`SEGMENT_BYTES`] and a new one begins; every
 //! start of the store begins a new one too, so a torn tail is never appended to.
 //! A closed segment is deleted once no envelope in the database refers to it
@@ -36,26 +46,16 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::model::submission::{envelope_checksum, NewDelivery, SharedPiece};
+use super::recipe::{parse_recipe, place, recipe_len, Step, RECIPE};
+use crate::model::submission::{envelope_checksum, NewDelivery, SharedPiece, SpoolFile};
 
 /// A segment is closed when it reaches this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 const DIR: &str = "envelopes";
 const EXT: &str = "seg";
-
-/// The first bytes of a recipe (an envelope assembled from its own bytes and
-/// shared pieces); an envelope is JSON and never begins with a NUL.
-const RECIPE: &[u8] = b"\0ozg-recipe 1\n";
-/// A recipe's step: own bytes follow (`L`, u32 length) or a shared piece (`S`,
-/// u64 offset, u64 length, u32 CRC-32; big-endian).
-const OWN: u8 = b'L';
-const SHARED: u8 = b'S';
-const OWN_STEP: usize = 5;
-const SHARED_STEP: usize = 21;
-/// No shared piece is larger (a corrupt recipe must not allocate without bound).
-const PIECE_MAX: u64 = 4 << 30;
 
 /// Where an envelope lies, as the database records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,86 +70,8 @@ pub struct Location {
     pub size: i64,
 }
 
-/// One step of a recipe.
-enum Step {
-    Own(std::ops::Range<usize>),
-    Shared { offset: u64, len: u64, crc32: u32 },
-}
-
-fn invalid(what: String) -> io::Error {
+pub(super) fn invalid(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
-}
-
-/// The recipe of `d`: its own bytes around the shared pieces (at `shared`).
-fn recipe(d: &NewDelivery, shared: &[Location]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(recipe_len(d));
-    out.extend_from_slice(RECIPE);
-    let own = |out: &mut Vec<u8>, bytes: &[u8]| {
-        out.push(OWN);
-        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        out.extend_from_slice(bytes);
-    };
-    let mut from = 0;
-    for s in &d.splices {
-        let piece = shared.get(s.shared).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "splice names no shared piece")
-        })?;
-        let at = s.at.clamp(from, d.envelope.len());
-        own(&mut out, &d.envelope[from..at]);
-        out.push(SHARED);
-        out.extend_from_slice(&(piece.offset as u64).to_be_bytes());
-        out.extend_from_slice(&(piece.len as u64).to_be_bytes());
-        out.extend_from_slice(&piece.crc32.to_be_bytes());
-        from = at;
-    }
-    own(&mut out, &d.envelope[from..]);
-    Ok(out)
-}
-
-/// Bytes `d` takes in a segment: its envelope, or its recipe.
-fn recipe_len(d: &NewDelivery) -> usize {
-    if d.splices.is_empty() {
-        d.envelope.len()
-    } else {
-        RECIPE.len()
-            + d.envelope.len()
-            + (d.splices.len() + 1) * OWN_STEP
-            + d.splices.len() * SHARED_STEP
-    }
-}
-
-/// The steps of a recipe (without [`RECIPE`]); bounds are checked.
-fn parse_recipe(r: &[u8]) -> io::Result<Vec<Step>> {
-    let bad = || {
-        invalid("a recipe in a segment is malformed (disk damage or an edited segment file)".into())
-    };
-    let take = |at: usize, n: usize| r.get(at..at + n).ok_or_else(bad);
-    let mut steps = Vec::new();
-    let mut at = 0;
-    while at < r.len() {
-        match r[at] {
-            OWN => {
-                let n =
-                    u32::from_be_bytes(take(at + 1, 4)?.try_into().map_err(|_| bad())?) as usize;
-                take(at + OWN_STEP, n)?;
-                steps.push(Step::Own(at + OWN_STEP..at + OWN_STEP + n));
-                at += OWN_STEP + n;
-            }
-            SHARED => {
-                let b = take(at + 1, 20)?;
-                let offset = u64::from_be_bytes(b[..8].try_into().map_err(|_| bad())?);
-                let len = u64::from_be_bytes(b[8..16].try_into().map_err(|_| bad())?);
-                let crc32 = u32::from_be_bytes(b[16..].try_into().map_err(|_| bad())?);
-                if len > PIECE_MAX {
-                    return Err(bad());
-                }
-                steps.push(Step::Shared { offset, len, crc32 });
-                at += SHARED_STEP;
-            }
-            _ => return Err(bad()),
-        }
-    }
-    Ok(steps)
 }
 
 struct Active {
@@ -167,6 +89,84 @@ pub struct Segments {
     active: Mutex<Active>,
     /// Read handles, opened on first use.
     readers: Mutex<HashMap<i64, Arc<File>>>,
+    /// The id the next segment or spool gets.
+    next_id: AtomicI64,
+    /// Spools being written or not yet committed: never collected.
+    open_spools: Arc<Mutex<BTreeSet<i64>>>,
+}
+
+/// A segment of one submission's own, written while its large parts arrive
+/// (ciphertext only) and completed by the writer at the accept. Dropped
+/// before [`Spool::keep`], its file is deleted: a broken or refused upload
+/// leaves nothing behind.
+pub struct Spool {
+    id: i64,
+    path: PathBuf,
+    file: File,
+    /// Bytes written so far.
+    len: Mutex<u64>,
+    /// A committed row refers to it: the file stays.
+    kept: AtomicBool,
+    open_spools: Arc<Mutex<BTreeSet<i64>>>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("id", &self.id).finish()
+    }
+}
+
+impl SpoolFile for Spool {
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn append(&self, bytes: &[u8]) -> io::Result<u64> {
+        let mut len = self
+            .len
+            .lock()
+            .map_err(|_| io::Error::other("spool poisoned"))?;
+        let at = *len;
+        self.file.write_all_at(bytes, at)?;
+        *len += bytes.len() as u64;
+        Ok(at)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()?;
+        match self.path.parent() {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        }
+    }
+
+    fn keep(&self) {
+        self.kept.store(true, Ordering::Release);
+    }
+}
+
+impl Spool {
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len.lock().map_or(0, |l| *l)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if !self.kept.load(Ordering::Acquire) {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                tracing::warn!(error = %e, path = %self.path.display(), "cannot delete the spool of a submission that was not accepted; it is collected at the next purge");
+            }
+        }
+        if let Ok(mut open) = self.open_spools.lock() {
+            open.remove(&self.id);
+        }
+    }
 }
 
 fn segment_path(dir: &Path, id: i64) -> PathBuf {
@@ -237,6 +237,40 @@ impl Segments {
                 dirty: false,
             }),
             readers: Mutex::default(),
+            next_id: AtomicI64::new(id + 1),
+            open_spools: Arc::default(),
+        })
+    }
+
+    /// Begins a spool: a new segment for one submission's large parts.
+    pub fn spool(&self) -> io::Result<Spool> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.open_spools
+            .lock()
+            .map_err(|_| io::Error::other("spools poisoned"))?
+            .insert(id);
+        let path = segment_path(&self.dir, id);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path);
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                if let Ok(mut open) = self.open_spools.lock() {
+                    open.remove(&id);
+                }
+                return Err(e);
+            }
+        };
+        Ok(Spool {
+            id,
+            path,
+            file,
+            len: Mutex::new(0),
+            kept: AtomicBool::new(false),
+            open_spools: self.open_spools.clone(),
         })
     }
 
@@ -279,7 +313,7 @@ impl Segments {
         if a.len > 0 && a.len + total as u64 > SEGMENT_BYTES {
             // Close the full segment: durable before anything refers to the next one.
             a.file.sync_data()?;
-            let id = a.id + 1;
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             *a = Active {
                 id,
                 file: create(&self.dir, id)?,
@@ -300,26 +334,52 @@ impl Segments {
             a.dirty = true;
             io::Result::Ok(at)
         };
+        if shared.iter().any(|p| p.spooled.is_some()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a spooled piece outside its spool",
+            ));
+        }
         let pieces = shared
             .iter()
             .map(|p| write(&mut a, &p.bytes, p.crc32, p.bytes.len()))
             .collect::<io::Result<Vec<_>>>()?;
-        deliveries
+        place(deliveries, shared, &pieces, |bytes, crc32, size| {
+            write(&mut a, bytes, crc32, size)
+        })
+    }
+
+    /// Completes `spool` with one submission: its shared pieces not spooled
+    /// yet, then every delivery's recipe (or envelope), as
+    /// [`Segments::append_submission`] does in the active segment. Not durable
+    /// until [`Spool::sync`].
+    pub fn append_spooled(
+        &self,
+        spool: &dyn SpoolFile,
+        shared: &[SharedPiece],
+        deliveries: &[NewDelivery],
+    ) -> io::Result<Vec<Location>> {
+        let at = |offset: u64, len: u64, crc32: u32| Location {
+            segment: spool.id(),
+            offset: offset as i64,
+            len: len as i64,
+            crc32,
+            size: len as i64,
+        };
+        let pieces = shared
             .iter()
-            .map(|d| {
-                let size = d.envelope.len()
-                    + d.splices
-                        .iter()
-                        .map(|s| shared.get(s.shared).map_or(0, |p| p.bytes.len()))
-                        .sum::<usize>();
-                if d.splices.is_empty() {
-                    write(&mut a, &d.envelope, d.envelope_crc32, size)
-                } else {
-                    let r = recipe(d, &pieces)?;
-                    write(&mut a, &r, envelope_checksum(&r), size)
-                }
+            .map(|p| match p.spooled {
+                Some(s) => Ok(at(s.offset, s.len, p.crc32)),
+                None => Ok(at(spool.append(&p.bytes)?, p.bytes.len() as u64, p.crc32)),
             })
-            .collect()
+            .collect::<io::Result<Vec<_>>>()?;
+        place(deliveries, shared, &pieces, |bytes, crc32, size| {
+            let offset = spool.append(bytes)?;
+            Ok(Location {
+                size: size as i64,
+                ..at(offset, bytes.len() as u64, crc32)
+            })
+        })
     }
 
     /// Makes every append so far durable (call before the commit that refers to them).
@@ -396,12 +456,22 @@ impl Segments {
     }
 
     /// Deletes every closed segment that `live` (the segments the committed
-    /// database still refers to) does not name. Returns how many went.
+    /// database still refers to) does not name, except spools still open.
+    /// Returns how many went.
     pub fn collect(&self, live: &BTreeSet<i64>) -> io::Result<usize> {
         let active = self.active()?.id;
+        // The directory is listed before the open spools are: a spool's id is
+        // open before its file exists, so every spool file listed is named there
+        // unless it was dropped (deleted, or kept and then in `live`).
+        let listed = list(&self.dir)?;
+        let open = self
+            .open_spools
+            .lock()
+            .map_err(|_| io::Error::other("spools poisoned"))?
+            .clone();
         let mut removed = 0;
-        for id in list(&self.dir)? {
-            if id < active && !live.contains(&id) {
+        for id in listed {
+            if id != active && !live.contains(&id) && !open.contains(&id) {
                 std::fs::remove_file(segment_path(&self.dir, id))?;
                 if let Ok(mut readers) = self.readers.lock() {
                     readers.remove(&id);
@@ -458,10 +528,7 @@ mod tests {
     }
 
     fn piece(bytes: &[u8]) -> SharedPiece {
-        SharedPiece {
-            bytes: bytes.to_vec(),
-            crc32: envelope_checksum(bytes),
-        }
+        SharedPiece::held(bytes.to_vec())
     }
 
     fn spliced(own: &str, splices: &[(usize, usize)]) -> NewDelivery {
@@ -518,6 +585,77 @@ mod tests {
         assert!(s
             .append_submission(&[], &[spliced("[]", &[(1, 0)])])
             .is_err());
+    }
+
+    #[test]
+    fn a_spool_holds_its_submission_whole_and_is_deleted_unless_kept() {
+        use crate::model::submission::Spooled;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Segments::open(dir.path()).unwrap();
+        // A large part written as it arrived, in pieces.
+        let spool = s.spool().unwrap();
+        assert_ne!(spool.id(), 1, "not the active segment");
+        let big = "B".repeat(3000);
+        let at = spool.append(&big.as_bytes()[..1000]).unwrap();
+        spool.append(&big.as_bytes()[1000..]).unwrap();
+        let spooled = SharedPiece {
+            bytes: Vec::new(),
+            crc32: envelope_checksum(big.as_bytes()),
+            spooled: Some(Spooled {
+                offset: at,
+                len: 3000,
+            }),
+        };
+        // Outside its spool a spooled piece is refused.
+        assert!(s
+            .append_submission(std::slice::from_ref(&spooled), &[spliced("[]", &[(1, 0)])])
+            .is_err());
+        let shared = [piece(b"<small>"), spooled];
+        let deliveries = [
+            spliced("{a:[,]}", &[(4, 0), (5, 1)]),
+            spliced("{b:[,]}", &[(4, 0), (5, 1)]),
+        ];
+        let locs = s.append_spooled(&spool, &shared, &deliveries).unwrap();
+        spool.sync().unwrap();
+        for (loc, who) in locs.iter().zip(["a", "b"]) {
+            assert_eq!(loc.segment, spool.id());
+            let want = format!("{{{who}:[<small>,{big}]}}");
+            assert_eq!(
+                String::from_utf8(s.read_envelope(loc).unwrap()).unwrap(),
+                want
+            );
+            assert_eq!(loc.size as usize, want.len());
+        }
+        // Open, it is never collected, whatever the database says.
+        assert_eq!(s.collect(&BTreeSet::new()).unwrap(), 0);
+        // Kept (a committed row refers to it), it outlives its handle, and is
+        // collected once nothing refers to it any more.
+        let id = spool.id();
+        spool.keep();
+        drop(spool);
+        assert!(s.exists(id));
+        assert_eq!(s.collect(&BTreeSet::from([id])).unwrap(), 0);
+        assert_eq!(s.collect(&BTreeSet::new()).unwrap(), 1);
+        assert!(!s.exists(id));
+        // Dropped before the accept (a broken or refused upload): gone at once.
+        let broken = s.spool().unwrap();
+        broken.append(b"ciphertext of half a part").unwrap();
+        let id = broken.id();
+        drop(broken);
+        assert!(!s.exists(id));
+        // Ids never collide with the segments that follow.
+        let later = s.spool().unwrap();
+        let next = s
+            .append_submission(
+                &[piece(&vec![0u8; SEGMENT_BYTES as usize])],
+                &[spliced("[]", &[(1, 0)])],
+            )
+            .unwrap();
+        let next = s
+            .append_submission(&[piece(b"x")], &[spliced("[]", &[(1, 0)])])
+            .map(|n| n[0].segment)
+            .unwrap_or(next[0].segment);
+        assert_ne!(next, later.id());
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub(super) fn sub(id: &str, key: Option<(&str, &str)>) -> NewSubmission {
         privacy_key_id: String::new(),
         receipt_sha256: String::new(),
         reply: None,
+        spool: None,
     }
 }
 

@@ -16,7 +16,7 @@ use super::segments::{Location, Segments};
 use super::submissions::insert_one;
 use crate::model::audit::{AuditEvent, Checkpoint, Head};
 use crate::model::delivery::{Action, Actor, Claimed, Operated, Recorded};
-use crate::model::submission::{Accepted, NewSubmission};
+use crate::model::submission::{Accepted, NewSubmission, SpoolFile};
 use crate::model::time::{now_ms, rfc3339_ms};
 use crate::store::{Purge, StoreError};
 
@@ -314,9 +314,14 @@ fn write_group(
                     }
                 }
                 Some(
-                    segments
-                        .append_submission(&sub.shared, &sub.deliveries)
-                        .map_err(StoreError::from),
+                    match &sub.spool {
+                        // Its large parts are in a spool already: the rest goes there too.
+                        Some(spool) => {
+                            segments.append_spooled(spool.as_ref(), &sub.shared, &sub.deliveries)
+                        }
+                        None => segments.append_submission(&sub.shared, &sub.deliveries),
+                    }
+                    .map_err(StoreError::from),
                 )
             }
             _ => None,
@@ -325,8 +330,21 @@ fn write_group(
     let appended = placed
         .iter()
         .any(|p| matches!(p, Some(Ok(l)) if !l.is_empty()));
+    let spools: Vec<std::sync::Arc<dyn SpoolFile>> = batch
+        .iter()
+        .zip(&placed)
+        .filter_map(|(op, p)| match (op, p) {
+            (Op::Accept(sub, _), Some(Ok(l))) if !l.is_empty() => sub.spool.clone(),
+            _ => None,
+        })
+        .collect();
     std::thread::scope(|scope| {
-        let sync = appended.then(|| scope.spawn(|| segments.sync()));
+        let sync = appended.then(|| {
+            scope.spawn(|| {
+                segments.sync()?;
+                spools.iter().try_for_each(|s| s.sync())
+            })
+        });
         let synced = move || match sync {
             Some(h) => h
                 .join()
@@ -374,6 +392,12 @@ fn apply_group(
                     None => Err(StoreError::Corrupt("envelope not placed".into())),
                 };
                 let ok = r.is_ok();
+                if let (Ok(Accepted::Stored), Some(spool)) = (&r, &sub.spool) {
+                    // Rows refer to it now. Should the group's commit still fail,
+                    // the file is collected at the next purge like any segment
+                    // nothing refers to.
+                    spool.keep();
+                }
                 (Done::Accept(reply, r), ok)
             }
             Op::Claim {

@@ -183,6 +183,13 @@ async fn create_database_if_missing(url: &str) -> Result<(), StoreError> {
 impl Store for PostgresStore {
     fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted> {
         Box::pin(async move {
+            if submission.spool.is_some() {
+                // `spool()` gives none here; the pieces would not be in memory.
+                return Err(StoreError::Corrupt(
+                    "a submission spooled for the embedded store reached the PostgreSQL store"
+                        .into(),
+                ));
+            }
             let r = submissions::accept(&self.pool, &submission).await?;
             self.committed();
             if r == Accepted::Stored {
