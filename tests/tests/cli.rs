@@ -32,6 +32,7 @@ fn config_check_names_file_key_and_fix() {
             "[ingest.limits]\n",
             "[ingest.limits]\nvalidation_concurrency = 0\n",
         )
+        .replace("[delivery]\n", "[delivery]\nenvelope_memory = \"64KiB\"\n")
         .replace(
             "[pki]\n",
             &format!(
@@ -63,6 +64,10 @@ fn config_check_names_file_key_and_fix() {
     assert!(msg.contains("`pki.previous_seal_certificates[0]`"), "{msg}");
     assert!(
         msg.contains("`ingest.limits.validation_concurrency`: must be at least 1"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("`delivery.envelope_memory`") && msg.contains("at least 1MiB"),
         "{msg}"
     );
     assert!(msg.matches("fix:").count() >= 3, "{msg}");

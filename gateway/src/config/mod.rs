@@ -366,7 +366,7 @@ impl Default for DeliveryConfig {
             shutdown_grace: Duration::from_secs(20),
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
-            envelope_memory: ByteSize(64 << 20),
+            envelope_memory: ByteSize(128 << 20),
         }
     }
 }

@@ -498,3 +498,29 @@ async fn a_paused_target_gets_no_attempt_until_it_is_resumed() {
     assert_eq!(rig.delivery(0).await.state, DeliveryState::Delivered);
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn envelopes_being_delivered_stay_within_their_memory_and_a_larger_one_goes_alone() {
+    let memory = super::EnvelopeMemory::new(128 << 20);
+    let first = memory.hold(100 << 20).await.expect("fits");
+    // A second 100 MiB envelope waits until the first is answered.
+    let waiting = tokio::time::timeout(Duration::from_millis(50), memory.hold(100 << 20)).await;
+    assert!(waiting.is_err(), "two 100 MiB envelopes at once");
+    // Small ones still pass beside it.
+    let small = memory.hold(16 << 10).await.expect("fits");
+    drop((first, small));
+    let second = memory.hold(100 << 20).await.expect("fits now");
+    drop(second);
+    // One larger than the whole bound holds all of it, alone, and is not refused.
+    let huge = tokio::time::timeout(Duration::from_millis(50), memory.hold(1 << 30))
+        .await
+        .expect("a larger envelope still goes")
+        .expect("held");
+    let beside = tokio::time::timeout(Duration::from_millis(50), memory.hold(1)).await;
+    assert!(beside.is_err(), "nothing beside the largest");
+    drop(huge);
+    assert!(
+        memory.hold(0).await.is_some(),
+        "unknown size: counted small"
+    );
+}

@@ -74,6 +74,16 @@ pub(super) fn delivery_runtimes(c: &mut Checks) -> Vec<Arc<TargetRuntime>> {
     if d.concurrency == 0 {
         errors.push(config.error("delivery.concurrency", "must be at least 1", "use e.g. 8"));
     }
+    if d.envelope_memory.0 < 1 << 20 {
+        errors.push(config.error(
+            "delivery.envelope_memory",
+            format!(
+                "{} bytes would let one small envelope at a time go out",
+                d.envelope_memory.0
+            ),
+            "give it at least 1MiB (the default is 128MiB)",
+        ));
+    }
     if d.breaker.failures == 0
         || d.breaker.open_for.is_zero()
         || d.breaker.max_open_for < d.breaker.open_for
