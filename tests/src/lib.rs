@@ -737,3 +737,37 @@ pub fn open_envelope(bin: &str, envelope: &Path, stem: &str, out: &Path) -> std:
         .output()
         .expect("the gateway binary runs")
 }
+
+/// The demo receiver (recipient `recipient-ec`, the demo seal pinned) on a
+/// free port, storing into a temporary inbox, misbehaving as `broken` says;
+/// it runs until the sender is used or dropped.
+pub fn demo_receiver(
+    broken: Option<ozg_gateway::tools::demo_receiver::Broken>,
+) -> (
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let port = free_port();
+    let inbox = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(ozg_gateway::tools::demo_receiver::run(
+        ozg_gateway::tools::demo_receiver::ReceiverOptions {
+            listen: ([127, 0, 0, 1], port).into(),
+            tls_cert: demo("server.pem"),
+            tls_key: demo("server.key"),
+            key: demo("recipient-ec.key"),
+            cert: Some(demo("recipient-ec.pem")),
+            trust: demo("ca.pem"),
+            seal: demo("seal.pem"),
+            out: inbox.path().into(),
+            accept_only: false,
+            broken,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (port, stop, inbox, task)
+}

@@ -322,25 +322,7 @@ shutdown_grace = "300ms"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_receiver_opens_what_the_gateway_delivers() {
-    let port = free_port();
-    let inbox = tempfile::tempdir().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let receiver = tokio::spawn(ozg_gateway::tools::demo_receiver::run(
-        ozg_gateway::tools::demo_receiver::ReceiverOptions {
-            listen: ([127, 0, 0, 1], port).into(),
-            tls_cert: demo("server.pem"),
-            tls_key: demo("server.key"),
-            key: demo("recipient-ec.key"),
-            cert: Some(demo("recipient-ec.pem")),
-            trust: demo("ca.pem"),
-            seal: demo("seal.pem"),
-            out: inbox.path().into(),
-            accept_only: false,
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (port, stop, inbox, receiver) = demo_receiver(None);
     let (_tc, gw) = start(&Options {
         receiver_url: format!("https://localhost:{port}/inbox"),
         ..Default::default()

@@ -26,18 +26,7 @@ fn segments(data_dir: &Path) -> Vec<(String, u64)> {
     out
 }
 
-/// Not compressible, not repeating: what a scan looks like.
-fn scan(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = vec![0u8; len];
-    for chunk in out.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    out
-}
+use ozg_gateway::tools::conformance::noise as scan;
 
 const METADATA: &str = r#"{"leistung":"99115005001000","destination":"05315000"}"#;
 const DATA: &[u8] = b"<antrag><name>Streaming-Marker</name></antrag>";

@@ -277,6 +277,25 @@ fn with_explanation(outcome: Outcome, body: &[u8]) -> Outcome {
     }
 }
 
+impl Http {
+    /// The client deliveries go out with (its TLS settings: the server CA,
+    /// the client certificate).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The request a delivery of `message_id` is sent as, without its body
+    /// (the conformance kit sends bodies of its own with it).
+    pub fn request(&self, message_id: &str, submission_id: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Ozg-Message-Id", message_id)
+            .header("Idempotency-Key", message_id)
+            .header("Ozg-Submission-Id", submission_id)
+    }
+}
+
 impl Adapter for Http {
     fn kind(&self) -> &'static str {
         "http"
@@ -285,12 +304,7 @@ impl Adapter for Http {
     fn deliver<'a>(&'a self, d: Delivery<'a>) -> DeliverFuture<'a> {
         Box::pin(async move {
             let resp = self
-                .client
-                .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header("Ozg-Message-Id", d.message_id)
-                .header("Idempotency-Key", d.message_id)
-                .header("Ozg-Submission-Id", d.submission_id)
+                .request(d.message_id, d.submission_id)
                 .body(d.envelope.clone())
                 .send()
                 .await;

@@ -18,7 +18,7 @@ mod portal;
 mod registry;
 mod tools;
 
-use args::{BenchCommand, Cli, Command, ConfigCommand, OpenArgs};
+use args::{BenchCommand, Cli, Command, ConfigCommand, ConformanceCommand, OpenArgs};
 use audit::audit;
 use tools::open_envelope;
 
@@ -51,11 +51,17 @@ pub fn main() -> ExitCode {
     // A one-shot command whose output goes into `| head` ends quietly when the
     // reader is gone, as Unix tools do, instead of panicking on the broken pipe.
     // The long-running commands keep SIGPIPE ignored: a closed log pipe must not
-    // kill a daemon.
+    // kill a daemon. So do those whose peers close connections while they still
+    // write (a receiver answering early, a gateway refusing a large upload):
+    // with the default disposition the write would kill them without a word.
     #[cfg(unix)]
     if !matches!(
         cli.command,
-        Command::Serve { .. } | Command::DemoReceiver(_) | Command::Bench { .. }
+        Command::Serve { .. }
+            | Command::DemoReceiver(_)
+            | Command::Bench { .. }
+            | Command::Conformance { .. }
+            | Command::Loadgen(_)
     ) {
         // SAFETY: `signal` with a valid signal number and SIG_DFL only resets a
         // disposition; it is called before any thread or runtime exists, so no
@@ -265,6 +271,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Submit(args) => portal::submit(args),
         Command::DemoReceiver(args) => tools::demo_receiver(args),
+        Command::Conformance {
+            command: ConformanceCommand::Http(args),
+        } => tools::conformance_http(args),
         Command::Open(OpenArgs {
             envelope,
             key,

@@ -6,6 +6,9 @@
 //! Answers: `200 {"message_id", "status": "accepted"}` once the parts are on
 //! disk (again for a message id it already has: duplicates are expected);
 //! `422` problem+json when the envelope does not open (the gateway parks it).
+//! `GET /count?message_id=…` says how often a message was passed on (stored):
+//! what the conformance kit's duplicate case asks. It is the kit's reference;
+//! `--broken` makes it misbehave in one way each, for the kit's own tests.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,10 +34,31 @@ pub struct ReceiverOptions {
     pub out: PathBuf,
     /// Answer 200 without opening (a sink for benchmarks).
     pub accept_only: bool,
+    /// Misbehave on purpose (the conformance kit's tests).
+    pub broken: Option<Broken>,
+}
+
+/// Ways to get a receiver wrong, each one a case of the conformance kit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Broken {
+    /// Answer 200 without opening the envelope.
+    AcceptTampered,
+    /// Answer 200 before reading the body.
+    #[value(name = "early-200")]
+    Early200,
+    /// Answer 503 (retry) instead of 422 (park) to an envelope that does not open.
+    RetryOnRefusal,
+    /// Pass a message on again every time it arrives.
+    StoreDuplicates,
+    /// Refuse bodies over 16 MiB.
+    RejectLarge,
 }
 
 struct Receiver {
     accept_only: bool,
+    broken: Option<Broken>,
+    /// How often each message was passed on (stored).
+    passed_on: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     key: RecipientPrivateKey,
     trust: TrustAnchors,
     seals: SealPins,
@@ -57,16 +81,32 @@ impl Receiver {
         if self.accept_only {
             return answer(200, "application/json", "{}".into());
         }
+        if self.broken == Some(Broken::AcceptTampered) {
+            // Taken (once per message id) without opening anything.
+            if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
+                if let Ok(mut counts) = self.passed_on.lock() {
+                    counts.entry(env.message_id).or_insert(1);
+                }
+            }
+            return answer(200, "application/json", "{}".into());
+        }
+        if self.broken == Some(Broken::RejectLarge) && body.len() > 16 << 20 {
+            return answer(413, "text/plain", "too large\n".into());
+        }
+        let refused = match self.broken {
+            Some(Broken::RetryOnRefusal) => 503,
+            _ => 422,
+        };
         let problem = |status: u16, detail: String| {
             let body = serde_json::json!({"type": "/problems/envelope-refused", "title": "Envelope refused", "status": status, "detail": detail});
             answer(status, "application/problem+json", body.to_string())
         };
         let env: Envelope = match serde_json::from_slice(body) {
             Ok(e) => e,
-            Err(e) => return problem(422, format!("not an envelope: {e}")),
+            Err(e) => return problem(refused, format!("not an envelope: {e}")),
         };
         let Some(stem) = safe_file_name(&env.message_id).filter(|s| s == &env.message_id) else {
-            return problem(422, "message_id is not a plain name".into());
+            return problem(refused, "message_id is not a plain name".into());
         };
         let dir = self.out.join(&stem);
         let ok = || {
@@ -76,7 +116,7 @@ impl Receiver {
                 serde_json::json!({"message_id": env.message_id, "status": "accepted"}).to_string(),
             )
         };
-        if dir.join("manifest.json").exists() {
+        if dir.join("manifest.json").exists() && self.broken != Some(Broken::StoreDuplicates) {
             tracing::info!(message_id = %env.message_id, "duplicate delivery: already have it");
             return ok();
         }
@@ -90,7 +130,7 @@ impl Receiver {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(message_id = %env.message_id, error = %e, "envelope refused");
-                return problem(422, e.to_string());
+                return problem(refused, e.to_string());
             }
         };
         let tmp = self.out.join(format!(".{stem}.tmp"));
@@ -108,11 +148,17 @@ impl Receiver {
                 tmp.join("manifest.json"),
                 serde_json::to_vec_pretty(&opened.manifest).unwrap_or_default(),
             )?;
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
             std::fs::rename(&tmp, &dir)
         };
         match write() {
             Ok(()) => {
                 tracing::info!(message_id = %env.message_id, submission_id = %opened.manifest.submission_id, parts = opened.parts.len(), "envelope opened and stored");
+                if let Ok(mut counts) = self.passed_on.lock() {
+                    *counts.entry(env.message_id.clone()).or_default() += 1;
+                }
                 ok()
             }
             Err(e) => {
@@ -120,6 +166,28 @@ impl Receiver {
                 problem(503, format!("cannot store: {e}"))
             }
         }
+    }
+}
+
+impl Receiver {
+    /// `GET /count?message_id=…`: how often that message was passed on.
+    fn count(&self, query: Option<&str>) -> hyper::Response<Full<Bytes>> {
+        let id = query
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("message_id="))
+            .unwrap_or_default()
+            .to_owned();
+        let n = self
+            .passed_on
+            .lock()
+            .map(|c| c.get(&id).copied().unwrap_or(0))
+            .unwrap_or(0);
+        answer(
+            200,
+            "application/json",
+            serde_json::json!({"message_id": id, "count": n}).to_string(),
+        )
     }
 }
 
@@ -133,6 +201,8 @@ pub async fn run(
     let cert_pem = o.cert.as_ref().map(read).transpose()?;
     let receiver = Arc::new(Receiver {
         accept_only: o.accept_only,
+        broken: o.broken,
+        passed_on: Default::default(),
         key: RecipientPrivateKey::from_pem(&read(&o.key)?, cert_pem.as_deref())?,
         trust: TrustAnchors::from_pem(&read(&o.trust)?)?,
         seals: SealPins::from_pem(&read(&o.seal)?)?,
@@ -170,6 +240,14 @@ pub async fn run(
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let receiver = receiver.clone();
                 async move {
+                    if req.method() == http::Method::GET && req.uri().path() == "/count" {
+                        return Ok::<_, std::convert::Infallible>(
+                            receiver.count(req.uri().query()),
+                        );
+                    }
+                    if receiver.broken == Some(Broken::Early200) {
+                        return Ok(answer(200, "application/json", "{}".into()));
+                    }
                     if req.method() != http::Method::POST {
                         return Ok::<_, std::convert::Infallible>(answer(
                             405,

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod conformance;
 pub mod demo_pki;
 pub mod demo_receiver;
 pub mod engines;

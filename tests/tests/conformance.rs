@@ -1,0 +1,204 @@
+//! The vendors' conformance kit (`ozg-gateway conformance http`) passes
+//! against the demo receiver, its reference, and names the case each
+//! deliberately broken receiver fails.
+
+use std::process::Command;
+
+use ozg_e2e::*;
+use ozg_gateway::tools::demo_receiver::Broken;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ozg-gateway-e2e");
+
+/// A demo receiver on a free port, misbehaving as `broken` says.
+fn receiver(broken: Option<Broken>) -> (u16, tokio::sync::oneshot::Sender<()>, tempfile::TempDir) {
+    let (port, stop, inbox, _) = demo_receiver(broken);
+    (port, stop, inbox)
+}
+
+/// Runs the kit against the receiver on `port` as a vendor would; its exit
+/// code and JSON report.
+async fn kit(port: u16, large_mib: &'static str) -> (Option<i32>, serde_json::Value) {
+    // The receiver's port answers before the kit starts.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = format!("https://localhost:{port}");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["conformance", "http", "--json"])
+            .args(["--url", &format!("{url}/inbox")])
+            .arg("--server-ca")
+            .arg(demo("ca.pem"))
+            .arg("--recipient-cert")
+            .arg(demo("recipient-ec.pem"))
+            .arg("--seal-cert")
+            .arg(demo("seal.pem"))
+            .arg("--seal-key")
+            .arg(demo("seal.key"))
+            // Another key of the same PKI: the portal's.
+            .arg("--forger-cert")
+            .arg(demo("portal.pem"))
+            .arg("--forger-key")
+            .arg(demo("portal.key"))
+            .args(["--count-url", &format!("{url}/count")])
+            .args(["--large-mib", large_mib, "--hold-secs", "1"])
+            .output()
+            .expect("the kit runs")
+    })
+    .await
+    .unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), report)
+}
+
+/// The names of the cases that failed.
+fn failed(report: &serde_json::Value) -> Vec<String> {
+    report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["case"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_receiver_passes_every_case_of_the_kit() {
+    let (port, stop, inbox) = receiver(None);
+    let (code, report) = kit(port, "30").await;
+    assert_eq!(failed(&report), Vec::<String>::new(), "{report:#}");
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["passed"], 8, "{report:#}");
+    let duplicate = &report["cases"][1];
+    assert_eq!(duplicate["case"], "duplicate");
+    assert!(
+        duplicate["got"]
+            .as_str()
+            .unwrap()
+            .contains("passed on once"),
+        "{report:#}"
+    );
+    // What it took is on disk, opened: the valid, the large and the slow one.
+    let stored = std::fs::read_dir(inbox.path()).unwrap().count();
+    assert_eq!(stored, 3, "{report:#}");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_broken_receiver_fails_the_case_that_names_its_fault() {
+    for (broken, cases) in [
+        (
+            Broken::AcceptTampered,
+            &[
+                "tampered-ciphertext",
+                "forged-seal",
+                "wrong-recipient",
+                "hash-mismatch",
+            ][..],
+        ),
+        (
+            Broken::RetryOnRefusal,
+            &[
+                "tampered-ciphertext",
+                "forged-seal",
+                "wrong-recipient",
+                "hash-mismatch",
+            ][..],
+        ),
+        (Broken::StoreDuplicates, &["duplicate"][..]),
+        (Broken::RejectLarge, &["large"][..]),
+        (Broken::Early200, &["slow-read"][..]),
+    ] {
+        let (port, stop, _inbox) = receiver(Some(broken));
+        let (code, report) = kit(port, "20").await;
+        assert_eq!(code, Some(1), "{broken:?}: {report:#}");
+        let mut got = failed(&report);
+        if broken == Broken::Early200 {
+            // It answers everything before reading it: the refusals fail too.
+            got.retain(|c| c == "slow-read");
+        }
+        assert_eq!(got, cases, "{broken:?}: {report:#}");
+        if broken == Broken::RetryOnRefusal {
+            let tampered = &report["cases"][2];
+            assert!(
+                tampered["got"].as_str().unwrap().contains("would retry"),
+                "{report:#}"
+            );
+            assert!(
+                tampered["why"]
+                    .as_str()
+                    .unwrap()
+                    .contains("retried in vain"),
+                "{report:#}"
+            );
+        }
+        let _ = stop.send(());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kit_takes_a_target_of_the_gateways_config() {
+    let (port, stop, _inbox) = receiver(None);
+    let tc = test_config(&Options {
+        receiver_url: format!("https://localhost:{port}/inbox"),
+        ..Options::default()
+    });
+    let path = tc.path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["conformance", "http", "--target", "fachverfahren-demo"])
+            .arg("--config")
+            .arg(&path)
+            // The test config gives the target a 1 s timeout.
+            .args(["--large-mib", "1", "--hold-secs", "0"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("8 of 8 cases passed"), "{text}");
+    assert!(
+        text.contains(&format!("https://localhost:{port}/inbox")),
+        "{text}"
+    );
+    // Without --count-url the report says the second delivery was not checked.
+    assert!(text.contains("not checked (give --count-url)"), "{text}");
+
+    // A target that is not delivered over http is named, nothing is sent.
+    let path = tc.path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["conformance", "http", "--target", "dms-demo", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not delivered over http"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = stop.send(());
+}
