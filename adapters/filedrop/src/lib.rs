@@ -473,4 +473,92 @@ mod tests {
             Outcome::Permanent { .. }
         ));
     }
+
+    /// The gateway's contract, checked by the SDK's harness: a directory that
+    /// takes files, one that is missing (unreachable), one that is a symlink
+    /// (not written through: retried until an operator fixes it). A filedrop
+    /// never refuses for good and never hangs: those rules are skipped.
+    struct DirRig {
+        root: tempfile::TempDir,
+    }
+
+    impl ozg_adapter_sdk::conformance::Rig for DirRig {
+        fn adapter(
+            &mut self,
+            remote: ozg_adapter_sdk::conformance::Remote,
+        ) -> ozg_adapter_sdk::conformance::RigFuture<'_, Option<std::sync::Arc<dyn Adapter>>>
+        {
+            use ozg_adapter_sdk::conformance::Remote;
+            let dir = match remote {
+                Remote::Takes => Some(self.root.path().join("inbox")),
+                Remote::Unreachable => Some(self.root.path().join("missing").join("inbox")),
+                Remote::Busy => {
+                    let link = self.root.path().join("link");
+                    if !link.exists() {
+                        std::os::unix::fs::symlink(self.root.path().join("inbox"), &link).unwrap();
+                    }
+                    Some(link)
+                }
+                Remote::Refuses | Remote::Hangs => None,
+            };
+            if remote == ozg_adapter_sdk::conformance::Remote::Takes {
+                std::fs::create_dir_all(self.root.path().join("inbox")).unwrap();
+            }
+            Box::pin(async move {
+                dir.map(|dir| {
+                    std::sync::Arc::new(Filedrop::new(&FiledropConfig { dir }))
+                        as std::sync::Arc<dyn Adapter>
+                })
+            })
+        }
+
+        fn taken(&mut self) -> ozg_adapter_sdk::conformance::RigFuture<'_, Vec<String>> {
+            let inbox = self.root.path().join("inbox");
+            Box::pin(async move {
+                let mut ids: Vec<String> = std::fs::read_dir(inbox)
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .filter_map(|e| {
+                                e.file_name()
+                                    .to_string_lossy()
+                                    .strip_suffix(".json")
+                                    .map(str::to_owned)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ids.sort();
+                ids
+            })
+        }
+
+        fn attempt_timeout(&self) -> std::time::Duration {
+            std::time::Duration::from_secs(5)
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_the_gateways_adapter_contract() {
+        let mut rig = DirRig {
+            root: tempfile::tempdir().unwrap(),
+        };
+        let checks = ozg_adapter_sdk::conformance::run(&mut rig).await;
+        ozg_adapter_sdk::conformance::assert_conformant(&checks);
+        let ran: Vec<_> = checks
+            .iter()
+            .filter(|c| c.passed.is_some())
+            .map(|c| c.rule)
+            .collect();
+        assert_eq!(
+            ran,
+            [
+                "delivers",
+                "same-message-id",
+                "unreachable-retries",
+                "busy-retries",
+                "no-content-in-failures",
+                "no-panic"
+            ]
+        );
+    }
 }

@@ -11,6 +11,8 @@
 //!   adapter's settings implement: resolve paths, check, prepare, build the adapter.
 //! - [`envelope`]: the envelope a target receives, the sealed manifest, the
 //!   receipt, and [`envelope::open`] — decrypt, verify the seal, check every hash.
+//! - `conformance` (feature `conformance`): the test harness that checks an
+//!   adapter against the gateway's contract.
 //! - [`merkle`]: RFC 9162 Merkle tree hashing, and [`audit_proof`]: the gateway's
 //!   signed audit checkpoints and the inclusion proof a receiver can check.
 //!
@@ -21,6 +23,8 @@ pub mod adapter;
 pub mod adapter_config;
 pub mod audit_proof;
 pub mod base64url;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod envelope;
 pub mod jose;
 pub mod keys;
