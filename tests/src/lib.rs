@@ -749,6 +749,19 @@ pub fn demo_receiver(
     tempfile::TempDir,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
+    demo_receiver_with(broken, None)
+}
+
+/// [`demo_receiver`], also consuming from RabbitMQ as `amqp` says.
+pub fn demo_receiver_with(
+    broken: Option<ozg_gateway::tools::demo_receiver::Broken>,
+    amqp: Option<ozg_gateway::tools::demo_receiver::AmqpInbox>,
+) -> (
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let port = free_port();
     let inbox = tempfile::tempdir().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -764,6 +777,7 @@ pub fn demo_receiver(
             out: inbox.path().into(),
             accept_only: false,
             broken,
+            amqp,
         },
         async move {
             let _ = stopped.await;

@@ -29,30 +29,39 @@ async fn kit(port: u16, large_mib: &'static str) -> (Option<i32>, serde_json::Va
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let url = format!("https://localhost:{port}");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(["conformance", "http", "--json"])
-            .args(["--url", &format!("{url}/inbox")])
-            .arg("--server-ca")
-            .arg(demo("ca.pem"))
-            .arg("--recipient-cert")
-            .arg(demo("recipient-ec.pem"))
-            .arg("--seal-cert")
-            .arg(demo("seal.pem"))
-            .arg("--seal-key")
-            .arg(demo("seal.key"))
-            // Another key of the same PKI: the portal's.
-            .arg("--forger-cert")
-            .arg(demo("portal.pem"))
-            .arg("--forger-key")
-            .arg(demo("portal.key"))
-            .args(["--count-url", &format!("{url}/count")])
-            .args(["--large-mib", large_mib, "--hold-secs", "1"])
-            .output()
-            .expect("the kit runs")
-    })
-    .await
-    .unwrap();
+    let mut kit = Command::new(BIN);
+    kit.args(["conformance", "http", "--json"])
+        .args(["--url", &format!("{url}/inbox")])
+        .arg("--server-ca")
+        .arg(demo("ca.pem"))
+        .args(demo_keys())
+        .args(["--count-url", &format!("{url}/count")])
+        .args(["--large-mib", large_mib, "--hold-secs", "1"]);
+    run_kit(kit).await
+}
+
+/// The demo recipient certificate, the demo seal, and another key of the
+/// same PKI (the portal's) for the forged-seal case.
+fn demo_keys() -> Vec<std::ffi::OsString> {
+    let mut args = Vec::new();
+    for (flag, file) in [
+        ("--recipient-cert", "recipient-ec.pem"),
+        ("--seal-cert", "seal.pem"),
+        ("--seal-key", "seal.key"),
+        ("--forger-cert", "portal.pem"),
+        ("--forger-key", "portal.key"),
+    ] {
+        args.push(flag.into());
+        args.push(demo(file).into_os_string());
+    }
+    args
+}
+
+/// Runs the kit's command line as a vendor would; its exit code and JSON report.
+async fn run_kit(mut command: Command) -> (Option<i32>, serde_json::Value) {
+    let out = tokio::task::spawn_blocking(move || command.output().expect("the kit runs"))
+        .await
+        .unwrap();
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "no JSON report ({e}): {}{}",
@@ -201,4 +210,62 @@ async fn the_kit_takes_a_target_of_the_gateways_config() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = stop.send(());
+}
+
+/// Runs `conformance amqp` against a demo receiver consuming from a fresh
+/// queue, misbehaving as `broken` says; its exit code and JSON report.
+async fn amqp_kit(broken: Option<Broken>) -> (Option<i32>, serde_json::Value) {
+    let channel = amqp_channel().await;
+    let exchange = format!("conformance-{}", uuid::Uuid::new_v4());
+    let (queue, results) = (format!("{exchange}-in"), format!("{exchange}-results"));
+    amqp_declare(&channel, &exchange, &queue, "fv").await;
+    let (_port, stop, _inbox, _) = demo_receiver_with(
+        broken,
+        Some(ozg_gateway::tools::demo_receiver::AmqpInbox {
+            url: AMQP_URL.into(),
+            queue: queue.clone(),
+            results: results.clone(),
+        }),
+    );
+    let mut kit = Command::new(BIN);
+    kit.args(["conformance", "amqp", "--json", "--url", AMQP_URL])
+        .args(["--exchange", &exchange, "--routing-key", "fv"])
+        .args(demo_keys())
+        .args([
+            "--results",
+            &results,
+            "--large-mib",
+            "20",
+            "--wait-secs",
+            "20",
+        ]);
+    let outcome = run_kit(kit).await;
+    let _ = stop.send(());
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqp_consumer_is_checked_through_its_reports() {
+    let (code, report) = amqp_kit(None).await;
+    assert_eq!(failed(&report), Vec::<String>::new(), "{report:#}");
+    assert_eq!(
+        (code, report["passed"].as_u64()),
+        (Some(0), Some(7)),
+        "{report:#}"
+    );
+    let (code, report) = amqp_kit(Some(Broken::StoreDuplicates)).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(failed(&report), ["duplicate"], "{report:#}");
+    let (code, report) = amqp_kit(Some(Broken::AcceptTampered)).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        failed(&report),
+        [
+            "tampered-ciphertext",
+            "forged-seal",
+            "wrong-recipient",
+            "hash-mismatch"
+        ],
+        "{report:#}"
+    );
 }

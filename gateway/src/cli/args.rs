@@ -74,7 +74,7 @@ pub(super) enum Command {
     /// when every case passes).
     Conformance {
         #[command(subcommand)]
-        command: ConformanceCommand,
+        command: super::conformance::ConformanceCommand,
     },
     /// Send a submission as a portal would and print the gateway's JSON answer.
     Submit(SubmitArgs),
@@ -428,66 +428,15 @@ pub(super) struct DemoReceiverArgs {
     /// store-duplicates, reject-large.
     #[arg(long, hide = true)]
     pub(super) broken: Option<crate::tools::demo_receiver::Broken>,
-}
-
-/// What the conformance kit runs against.
-#[derive(clap::Subcommand)]
-pub(super) enum ConformanceCommand {
-    /// An HTTPS receiver (a target's `http` adapter): either a target of the
-    /// gateway's config (`--target`), or named (`--url`, `--server-ca`,
-    /// `--recipient-cert`, `--seal-cert`, `--seal-key`).
-    Http(ConformanceHttpArgs),
-}
-
-#[derive(clap::Args)]
-pub(super) struct ConformanceHttpArgs {
-    /// Take the receiver (its `http` adapter), its certificate and the seal
-    /// from this target of the config.
-    #[arg(long, conflicts_with = "url")]
-    pub(super) target: Option<String>,
-    #[arg(long, short, default_value = "config/gateway.toml")]
-    pub(super) config: PathBuf,
-    /// The receiver's URL (https://).
-    #[arg(long, requires_all = ["server_ca", "recipient_cert", "seal_cert", "seal_key"])]
-    pub(super) url: Option<String>,
-    /// CA certificates (PEM) the receiver's server certificate chains to.
+    /// Also consume envelopes from this RabbitMQ (amqp://…), queue --amqp-queue,
+    /// reporting each verdict to the queue --amqp-results (the conformance
+    /// kit's protocol for AMQP consumers).
+    #[arg(long, requires_all = ["amqp_queue", "amqp_results"])]
+    pub(super) amqp_url: Option<String>,
     #[arg(long)]
-    pub(super) server_ca: Option<PathBuf>,
-    /// Client certificate (PEM) presented to the receiver, with --client-key.
-    #[arg(long, requires = "client_key")]
-    pub(super) client_cert: Option<PathBuf>,
+    pub(super) amqp_queue: Option<String>,
     #[arg(long)]
-    pub(super) client_key: Option<PathBuf>,
-    /// The target's encryption certificate (PEM) envelopes are encrypted for.
-    #[arg(long)]
-    pub(super) recipient_cert: Option<PathBuf>,
-    /// The gateway's seal certificate chain and key (what the receiver pins).
-    #[arg(long)]
-    pub(super) seal_cert: Option<PathBuf>,
-    #[arg(long)]
-    pub(super) seal_key: Option<PathBuf>,
-    /// Another certificate and key of the receiver's PKI (not the gateway's
-    /// seal) for the forged-seal case; without them a CA of the kit's own signs.
-    #[arg(long, requires = "forger_key")]
-    pub(super) forger_cert: Option<PathBuf>,
-    #[arg(long)]
-    pub(super) forger_key: Option<PathBuf>,
-    /// `GET URL?message_id=…` answers `{"count": n}`: how often the receiver
-    /// passed that message on (checks the duplicate case completely).
-    #[arg(long)]
-    pub(super) count_url: Option<String>,
-    /// Size of the large case's attachment, MiB.
-    #[arg(long, default_value_t = 30)]
-    pub(super) large_mib: usize,
-    /// Seconds the slow-read case holds back the end of its body.
-    #[arg(long, default_value_t = 3)]
-    pub(super) hold_secs: u64,
-    /// Time for one request (named receiver; a target uses its adapter's).
-    #[arg(long, default_value_t = 120)]
-    pub(super) timeout_secs: u64,
-    /// The report as JSON.
-    #[arg(long)]
-    pub(super) json: bool,
+    pub(super) amqp_results: Option<String>,
 }
 
 /// Send a submission as a portal would and print the gateway's JSON answer.

@@ -10,6 +10,7 @@ use clap::Parser;
 
 mod args;
 mod audit;
+mod conformance;
 mod install;
 mod operator;
 mod operator_args;
@@ -18,8 +19,9 @@ mod portal;
 mod registry;
 mod tools;
 
-use args::{BenchCommand, Cli, Command, ConfigCommand, ConformanceCommand, OpenArgs};
+use args::{BenchCommand, Cli, Command, ConfigCommand, OpenArgs};
 use audit::audit;
+use conformance::ConformanceCommand;
 use tools::open_envelope;
 
 pub(super) fn init_logging(format: LogFormat, level: &str) {
@@ -273,7 +275,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DemoReceiver(args) => tools::demo_receiver(args),
         Command::Conformance {
             command: ConformanceCommand::Http(args),
-        } => tools::conformance_http(args),
+        } => conformance::http(args),
+        Command::Conformance {
+            command: ConformanceCommand::Amqp(args),
+        } => conformance::amqp(args),
         Command::Open(OpenArgs {
             envelope,
             key,

@@ -173,6 +173,9 @@ pub(super) fn demo_receiver(
         out,
         accept_only,
         broken,
+        amqp_url,
+        amqp_queue,
+        amqp_results,
     }: DemoReceiverArgs,
 ) -> anyhow::Result<ExitCode> {
     init_logging(
@@ -191,101 +194,20 @@ pub(super) fn demo_receiver(
         out,
         accept_only,
         broken,
+        amqp: match (amqp_url, amqp_queue, amqp_results) {
+            (Some(url), Some(queue), Some(results)) => {
+                Some(crate::tools::demo_receiver::AmqpInbox {
+                    url,
+                    queue,
+                    results,
+                })
+            }
+            _ => None,
+        },
     };
     runtime.block_on(async {
         let signal = crate::daemon::termination_signal();
         crate::tools::demo_receiver::run(options, signal).await
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `conformance http`: the series against a receiver; exit 0 only when every case passed.
-pub(super) fn conformance_http(a: super::args::ConformanceHttpArgs) -> anyhow::Result<ExitCode> {
-    use crate::tools::conformance::HttpKit;
-    use ozg_adapter_sdk::keys::Certificate;
-    use ozg_adapter_sdk::{RecipientCert, SealKey};
-    let read =
-        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let forger = match (&a.forger_cert, &a.forger_key) {
-        (Some(c), Some(k)) => Some(
-            SealKey::from_pem(&read(c)?, &read(k)?)
-                .with_context(|| format!("forger key {}", k.display()))?,
-        ),
-        _ => None,
-    };
-    let (http, url, recipient, seal) = match (&a.target, &a.url) {
-        (Some(target), _) => {
-            let Ok(setup) = super::load(&a.config) else {
-                return Ok(ExitCode::from(2));
-            };
-            let t = setup
-                .config
-                .targets
-                .get(target)
-                .with_context(|| format!("{}: no target {target:?}", a.config.display()))?;
-            let crate::config::AdapterConfig::Http(http) = &t.adapter else {
-                anyhow::bail!(
-                    "target {target:?} is not delivered over http; the kit checks http receivers"
-                );
-            };
-            let recipient = setup
-                .targets
-                .get(target)
-                .with_context(|| format!("target {target:?} has no certificate"))?;
-            (
-                http.clone(),
-                http.url.clone(),
-                recipient.clone(),
-                setup.seal.clone(),
-            )
-        }
-        (None, Some(url)) => {
-            let path = |p: &Option<PathBuf>| p.clone().unwrap_or_default();
-            let http = ozg_adapter_http::HttpConfig {
-                url: url.clone(),
-                server_ca: path(&a.server_ca),
-                client_certificate: a.client_cert.clone(),
-                client_key: a.client_key.clone(),
-                timeout: std::time::Duration::from_secs(a.timeout_secs),
-                connect_timeout: std::time::Duration::from_secs(10),
-            };
-            let cert = Certificate::from_pem(&read(&path(&a.recipient_cert))?)
-                .context("the recipient certificate")?;
-            let seal = SealKey::from_pem(&read(&path(&a.seal_cert))?, &read(&path(&a.seal_key))?)
-                .context("the seal certificate and key")?;
-            (
-                http,
-                url.clone(),
-                std::sync::Arc::new(RecipientCert::new(cert)?),
-                std::sync::Arc::new(seal),
-            )
-        }
-        (None, None) => {
-            eprintln!("name the receiver: --target ID (with --config), or --url with --server-ca, --recipient-cert, --seal-cert and --seal-key");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let kit = HttpKit {
-        http: ozg_adapter_http::Http::new(&http).map_err(anyhow::Error::msg)?,
-        url,
-        recipient,
-        seal,
-        forger,
-        count_url: a.count_url,
-        large_bytes: a.large_mib << 20,
-        hold: std::time::Duration::from_secs(a.hold_secs),
-    };
-    let report = tokio::runtime::Runtime::new()?.block_on(kit.run())?;
-    let text = if a.json {
-        serde_json::to_string_pretty(&report)? + "\n"
-    } else {
-        report.text()
-    };
-    // SIGPIPE stays ignored for the kit (see `main`): a closed stdout is no error here.
-    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
-    Ok(if report.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }

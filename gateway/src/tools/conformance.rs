@@ -77,7 +77,17 @@ pub const CASES: [(&str, &str, &str); 8] = [
 ];
 
 fn case(name: &'static str, passed: bool, got: String) -> CaseResult {
-    let (_, expected, why) = CASES
+    case_in(&CASES, name, passed, got)
+}
+
+/// A case's result, with what `table` says is expected and why.
+pub(super) fn case_in(
+    table: &[(&'static str, &'static str, &'static str)],
+    name: &'static str,
+    passed: bool,
+    got: String,
+) -> CaseResult {
+    let (_, expected, why) = table
         .iter()
         .find(|(n, _, _)| *n == name)
         .copied()
@@ -128,13 +138,13 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 const DATA: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<antrag><hinweis>ozg-gateway conformance kit: test data, no application</hinweis></antrag>\n";
 
 /// A submission of the kit: its manifest and parts.
-struct Sample {
-    manifest: Manifest,
+pub(super) struct Sample {
+    pub(super) manifest: Manifest,
     parts: Vec<Vec<u8>>,
 }
 
 impl Sample {
-    fn new(attachment: Vec<u8>) -> Self {
+    pub(super) fn new(attachment: Vec<u8>) -> Self {
         let id = uuid::Uuid::now_v7().to_string();
         let received_at = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -172,7 +182,7 @@ impl Sample {
     }
 
     /// The envelope for `recipient`, the manifest sealed by `seal`.
-    fn envelope(
+    pub(super) fn envelope(
         &self,
         seal: &SealKey,
         recipient: &RecipientCert,
@@ -287,22 +297,8 @@ impl HttpKit {
         cases.push(duplicate);
 
         // One thing changed each.
-        let tampered = sample
-            .envelope(&self.seal, &self.recipient)
-            .and_then(|(id, env)| {
-                let mut v: serde_json::Value = serde_json::from_slice(&env)?;
-                let ct = v["parts"][1]["jwe"]["ciphertext"]
-                    .as_str()
-                    .ok_or_else(|| anyhow::anyhow!("no ciphertext"))?
-                    .to_owned();
-                let mid = ct.len() / 2;
-                let flipped = if &ct[mid..mid + 1] == "A" { "B" } else { "A" };
-                let mut ct = ct;
-                ct.replace_range(mid..mid + 1, flipped);
-                v["parts"][1]["jwe"]["ciphertext"] = ct.into();
-                Ok((id, Bytes::from(serde_json::to_vec(&v)?)))
-            });
-        cases.push(self.refused("tampered-ciphertext", &sample, tampered).await);
+        let bad = tampered(sample.envelope(&self.seal, &self.recipient));
+        cases.push(self.refused("tampered-ciphertext", &sample, bad).await);
 
         let own_forger;
         let forger = match &self.forger {
@@ -430,8 +426,25 @@ impl HttpKit {
     }
 }
 
+/// The envelope with one character of its attachment's ciphertext changed.
+pub(super) fn tampered(
+    envelope: anyhow::Result<(String, Bytes)>,
+) -> anyhow::Result<(String, Bytes)> {
+    let (id, env) = envelope?;
+    let mut v: serde_json::Value = serde_json::from_slice(&env)?;
+    let mut ct = v["parts"][1]["jwe"]["ciphertext"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no ciphertext"))?
+        .to_owned();
+    let mid = ct.len() / 2;
+    let flipped = if &ct[mid..mid + 1] == "A" { "B" } else { "A" };
+    ct.replace_range(mid..mid + 1, flipped);
+    v["parts"][1]["jwe"]["ciphertext"] = ct.into();
+    Ok((id, Bytes::from(serde_json::to_vec(&v)?)))
+}
+
 /// A seal key of a throw-away CA (not the receiver's PKI).
-fn foreign_seal() -> anyhow::Result<SealKey> {
+pub(super) fn foreign_seal() -> anyhow::Result<SealKey> {
     use super::demo_pki::{Algorithm, DemoCa, Usage};
     let ca = DemoCa::generate("conformance kit foreign CA", 1)?;
     let seal = ca.issue("conformance kit forger", Usage::Seal, Algorithm::EcP256, 1)?;
@@ -442,7 +455,7 @@ fn foreign_seal() -> anyhow::Result<SealKey> {
 }
 
 /// An encryption certificate of someone else (a throw-away CA's).
-fn foreign_recipient() -> anyhow::Result<RecipientCert> {
+pub(super) fn foreign_recipient() -> anyhow::Result<RecipientCert> {
     use super::demo_pki::{Algorithm, DemoCa, Usage};
     let ca = DemoCa::generate("conformance kit foreign CA", 1)?;
     let other = ca.issue(
@@ -459,7 +472,7 @@ impl Report {
     /// The report as text for a terminal.
     pub fn text(&self) -> String {
         let mut out = format!(
-            "ozg-gateway conformance http: {}\nrecipient: {}\n\n",
+            "ozg-gateway conformance: {}\nrecipient: {}\n\n",
             self.url, self.recipient
         );
         for c in &self.cases {

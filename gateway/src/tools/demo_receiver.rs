@@ -36,6 +36,20 @@ pub struct ReceiverOptions {
     pub accept_only: bool,
     /// Misbehave on purpose (the conformance kit's tests).
     pub broken: Option<Broken>,
+    /// Also consume envelopes from a RabbitMQ queue (as a Fachverfahren's
+    /// consumer behind an `amqp` target would).
+    pub amqp: Option<AmqpInbox>,
+}
+
+/// The queue the demo receiver consumes, and where it reports what it made of
+/// each envelope: a JSON `{"message_id", "verdict": "taken" | "duplicate" |
+/// "refused" | "failed", "detail"}` published to the queue `results` (the
+/// conformance kit's protocol for AMQP consumers).
+#[derive(Debug, Clone)]
+pub struct AmqpInbox {
+    pub url: String,
+    pub queue: String,
+    pub results: String,
 }
 
 /// Ways to get a receiver wrong, each one a case of the conformance kit.
@@ -76,49 +90,69 @@ fn answer(status: u16, ctype: &'static str, body: String) -> hyper::Response<Ful
     r
 }
 
+/// What the receiver made of one envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Opened and passed on (stored).
+    Taken(String),
+    /// Passed on before: not again.
+    Duplicate(String),
+    /// Does not open: refused for good (a 4xx), or as a `status` of 5xx by a
+    /// broken receiver.
+    Refused { status: u16, detail: String },
+    /// Could not be stored now.
+    Unavailable(String),
+}
+
 impl Receiver {
-    fn take(&self, body: &[u8]) -> hyper::Response<Full<Bytes>> {
+    /// Opens, checks and stores one envelope.
+    fn judge(&self, body: &[u8]) -> Verdict {
+        let id_of = |body: &[u8]| {
+            serde_json::from_slice::<Envelope>(body)
+                .map(|e| e.message_id)
+                .unwrap_or_default()
+        };
         if self.accept_only {
-            return answer(200, "application/json", "{}".into());
+            return Verdict::Taken(String::new());
         }
         if self.broken == Some(Broken::AcceptTampered) {
             // Taken (once per message id) without opening anything.
-            if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
-                if let Ok(mut counts) = self.passed_on.lock() {
-                    counts.entry(env.message_id).or_insert(1);
-                }
-            }
-            return answer(200, "application/json", "{}".into());
+            let id = id_of(body);
+            let seen = self
+                .passed_on
+                .lock()
+                .map(|mut counts| counts.insert(id.clone(), 1).is_some())
+                .unwrap_or(false);
+            return if seen {
+                Verdict::Duplicate(id)
+            } else {
+                Verdict::Taken(id)
+            };
         }
+        let refused = |detail: String| Verdict::Refused {
+            status: match self.broken {
+                Some(Broken::RetryOnRefusal) => 503,
+                _ => 422,
+            },
+            detail,
+        };
         if self.broken == Some(Broken::RejectLarge) && body.len() > 16 << 20 {
-            return answer(413, "text/plain", "too large\n".into());
+            return Verdict::Refused {
+                status: 413,
+                detail: "too large".into(),
+            };
         }
-        let refused = match self.broken {
-            Some(Broken::RetryOnRefusal) => 503,
-            _ => 422,
-        };
-        let problem = |status: u16, detail: String| {
-            let body = serde_json::json!({"type": "/problems/envelope-refused", "title": "Envelope refused", "status": status, "detail": detail});
-            answer(status, "application/problem+json", body.to_string())
-        };
         let env: Envelope = match serde_json::from_slice(body) {
             Ok(e) => e,
-            Err(e) => return problem(refused, format!("not an envelope: {e}")),
+            Err(e) => return refused(format!("not an envelope: {e}")),
         };
         let Some(stem) = safe_file_name(&env.message_id).filter(|s| s == &env.message_id) else {
-            return problem(refused, "message_id is not a plain name".into());
+            return refused("message_id is not a plain name".into());
         };
         let dir = self.out.join(&stem);
-        let ok = || {
-            answer(
-                200,
-                "application/json",
-                serde_json::json!({"message_id": env.message_id, "status": "accepted"}).to_string(),
-            )
-        };
         if dir.join("manifest.json").exists() && self.broken != Some(Broken::StoreDuplicates) {
             tracing::info!(message_id = %env.message_id, "duplicate delivery: already have it");
-            return ok();
+            return Verdict::Duplicate(env.message_id);
         }
         let opened = match ozg_adapter_sdk::open(
             &env,
@@ -130,7 +164,7 @@ impl Receiver {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(message_id = %env.message_id, error = %e, "envelope refused");
-                return problem(refused, e.to_string());
+                return refused(e.to_string());
             }
         };
         let tmp = self.out.join(format!(".{stem}.tmp"));
@@ -159,12 +193,31 @@ impl Receiver {
                 if let Ok(mut counts) = self.passed_on.lock() {
                     *counts.entry(env.message_id.clone()).or_default() += 1;
                 }
-                ok()
+                Verdict::Taken(env.message_id)
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
-                problem(503, format!("cannot store: {e}"))
+                Verdict::Unavailable(format!("cannot store: {e}"))
             }
+        }
+    }
+
+    /// The HTTP answer to one envelope.
+    fn take(&self, body: &[u8]) -> hyper::Response<Full<Bytes>> {
+        let problem = |status: u16, detail: String| {
+            let body = serde_json::json!({"type": "/problems/envelope-refused", "title": "Envelope refused", "status": status, "detail": detail});
+            answer(status, "application/problem+json", body.to_string())
+        };
+        match self.judge(body) {
+            Verdict::Taken(id) if id.is_empty() => answer(200, "application/json", "{}".into()),
+            Verdict::Taken(id) | Verdict::Duplicate(id) => answer(
+                200,
+                "application/json",
+                serde_json::json!({"message_id": id, "status": "accepted"}).to_string(),
+            ),
+            Verdict::Refused { status: 413, .. } => answer(413, "text/plain", "too large\n".into()),
+            Verdict::Refused { status, detail } => problem(status, detail),
+            Verdict::Unavailable(detail) => problem(503, detail),
         }
     }
 }
@@ -191,6 +244,78 @@ impl Receiver {
     }
 }
 
+/// Consumes `inbox.queue` until the connection ends: each envelope is judged
+/// as over HTTPS, reported to `inbox.results`, then acknowledged (taken,
+/// duplicate) or rejected without requeueing (refused, failed: the broker's
+/// dead-letter exchange, if the queue has one, keeps it).
+async fn consume(receiver: Arc<Receiver>, inbox: AmqpInbox) -> anyhow::Result<()> {
+    use futures_util::StreamExt as _;
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
+        BasicQosOptions,
+    };
+    use lapin::types::FieldTable;
+    let props = lapin::ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio::current())
+        .with_connection_name("ozg-gateway demo-receiver".into());
+    let conn = lapin::Connection::connect(&inbox.url, props).await?;
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(1, BasicQosOptions::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            &inbox.queue,
+            "ozg-demo-receiver",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::warn!(queue = %inbox.queue, results = %inbox.results, "demo receiver consuming over AMQP");
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery?;
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        let (r, body) = (receiver.clone(), delivery.data.clone());
+        let verdict = tokio::task::spawn_blocking(move || r.judge(&body)).await?;
+        let (word, detail, keep) = match &verdict {
+            Verdict::Taken(_) => ("taken", String::new(), true),
+            Verdict::Duplicate(_) => ("duplicate", String::new(), true),
+            Verdict::Refused { status, detail } if *status < 500 => {
+                ("refused", detail.clone(), false)
+            }
+            Verdict::Refused { detail, .. } | Verdict::Unavailable(detail) => {
+                ("failed", detail.clone(), false)
+            }
+        };
+        let report =
+            serde_json::json!({"message_id": message_id, "verdict": word, "detail": detail});
+        ch.basic_publish(
+            "",
+            &inbox.results,
+            BasicPublishOptions::default(),
+            report.to_string().as_bytes(),
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await?
+        .await?;
+        if keep {
+            delivery.ack(BasicAckOptions::default()).await?;
+        } else {
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: false,
+                    ..Default::default()
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs until `shutdown` resolves.
 pub async fn run(
     o: ReceiverOptions,
@@ -209,6 +334,14 @@ pub async fn run(
         out: o.out.clone(),
     });
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
+    if let Some(inbox) = o.amqp.clone() {
+        let receiver = receiver.clone();
+        tokio::spawn(async move {
+            if let Err(e) = consume(receiver, inbox).await {
+                tracing::error!(error = %e, "the demo receiver's AMQP consumer stopped");
+            }
+        });
+    }
     let chain = crate::listen::tls::load_chain(&o.tls_cert).map_err(anyhow::Error::msg)?;
     let key = {
         use rustls_pki_types::pem::PemObject as _;
