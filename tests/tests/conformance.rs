@@ -212,9 +212,12 @@ async fn the_kit_takes_a_target_of_the_gateways_config() {
     let _ = stop.send(());
 }
 
-/// Runs `conformance amqp` against a demo receiver consuming from a fresh
-/// queue, misbehaving as `broken` says; its exit code and JSON report.
-async fn amqp_kit(broken: Option<Broken>) -> (Option<i32>, serde_json::Value) {
+/// A demo receiver consuming from a fresh queue bound to a fresh exchange
+/// with key `fv`, misbehaving as `broken` says: the exchange, the result
+/// queue, and what stops its HTTPS side.
+async fn amqp_consumer(
+    broken: Option<Broken>,
+) -> (String, String, tokio::sync::oneshot::Sender<()>) {
     let channel = amqp_channel().await;
     let exchange = format!("conformance-{}", uuid::Uuid::new_v4());
     let (queue, results) = (format!("{exchange}-in"), format!("{exchange}-results"));
@@ -223,10 +226,17 @@ async fn amqp_kit(broken: Option<Broken>) -> (Option<i32>, serde_json::Value) {
         broken,
         Some(ozg_gateway::tools::demo_receiver::AmqpInbox {
             url: AMQP_URL.into(),
-            queue: queue.clone(),
+            queue,
             results: results.clone(),
         }),
     );
+    (exchange, results, stop)
+}
+
+/// Runs `conformance amqp` against a demo receiver consuming from a fresh
+/// queue, misbehaving as `broken` says; its exit code and JSON report.
+async fn amqp_kit(broken: Option<Broken>) -> (Option<i32>, serde_json::Value) {
+    let (exchange, results, stop) = amqp_consumer(broken).await;
     let mut kit = Command::new(BIN);
     kit.args(["conformance", "amqp", "--json", "--url", AMQP_URL])
         .args(["--exchange", &exchange, "--routing-key", "fv"])
@@ -266,6 +276,36 @@ async fn an_amqp_consumer_is_checked_through_its_reports() {
             "wrong-recipient",
             "hash-mismatch"
         ],
+        "{report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_amqp_kit_takes_a_target_of_the_gateways_config() {
+    let (exchange, results, stop) = amqp_consumer(None).await;
+    let tc = test_config(&Options {
+        amqp: Some((exchange.clone(), "fv".into())),
+        ..Options::default()
+    });
+    let mut kit = Command::new(BIN);
+    kit.args(["conformance", "amqp", "--json", "--target", "amqp-demo"])
+        .arg("--config")
+        .arg(&tc.path)
+        // The test config gives the target a 2 s confirm timeout.
+        .args([
+            "--results",
+            &results,
+            "--large-mib",
+            "4",
+            "--wait-secs",
+            "20",
+        ]);
+    let (code, report) = run_kit(kit).await;
+    let _ = stop.send(());
+    assert_eq!(failed(&report), Vec::<String>::new(), "{report:#}");
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(
+        report["url"].as_str().unwrap().contains(&exchange),
         "{report:#}"
     );
 }
