@@ -269,7 +269,7 @@ impl Intake {
             }),
             Err(e) => {
                 tracing::error!(error = %e, "store refused a submission");
-                Err(Refusal::unavailable("the submission could not be stored; it was not accepted, retry later"))
+                Err(not_stored())
             }
         }
     }
@@ -409,6 +409,11 @@ impl Intake {
         };
         Ok((submission, answer))
     }
+}
+
+/// The store (or a spool) could not take the submission: nothing was accepted.
+fn not_stored() -> Refusal {
+    Refusal::unavailable("the submission could not be stored; it was not accepted, retry later")
 }
 
 /// A fault of the gateway while sealing (logged with its cause): nothing was accepted.

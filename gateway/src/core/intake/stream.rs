@@ -89,9 +89,9 @@ impl Stream {
         let json = self
             .keys
             .first()
-            .ok_or_else(|| internal("a stream without targets"))?
+            .ok_or_else(|| super::internal("a stream without targets", &"no content key"))?
             .shared_json_seal(CTY_PART)
-            .map_err(|_| internal("cannot begin sealing a part"))?;
+            .map_err(|e| super::internal("cannot begin sealing a part", &e))?;
         Ok(PartSeal {
             stream: self.clone(),
             json: Some(json),
@@ -110,23 +110,12 @@ impl Stream {
         let spool = self.spool.clone();
         tokio::task::spawn_blocking(move || spool.sync())
             .await
-            .map_err(|_| internal("the spool's fsync task failed"))?
+            .map_err(|e| super::internal("the spool's fsync task failed", &e))?
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot make a spooled part durable");
-                Refusal::unavailable(
-                    "the submission could not be stored; it was not accepted, retry later",
-                )
+                super::not_stored()
             })
     }
-}
-
-fn internal(what: &str) -> Refusal {
-    tracing::error!("{what}");
-    Refusal::new(
-        Kind::Internal,
-        "internal",
-        format!("{what}; the submission was not accepted"),
-    )
 }
 
 /// One part being sealed into the spool.
@@ -156,7 +145,7 @@ impl PartSeal {
         self.mac.update(plaintext);
         self.json
             .as_mut()
-            .ok_or_else(|| internal("a part sealed after its end"))?
+            .ok_or_else(|| super::internal("a part sealed after its end", &"no sealer"))?
             .update(plaintext, &mut self.out)
             .map_err(|e| Refusal::new(Kind::TooLarge, "part-too-large", e.to_string()))?;
         self.write()
@@ -169,9 +158,7 @@ impl PartSeal {
         self.crc.update(self.out.as_bytes());
         let at = self.stream.spool.append(self.out.as_bytes()).map_err(|e| {
             tracing::error!(error = %e, "cannot write to a spool");
-            Refusal::unavailable(
-                "the submission could not be stored; it was not accepted, retry later",
-            )
+            super::not_stored()
         })?;
         self.offset.get_or_insert(at);
         self.len += self.out.len() as u64;
@@ -184,7 +171,7 @@ impl PartSeal {
         let json = self
             .json
             .take()
-            .ok_or_else(|| internal("a part sealed after its end"))?;
+            .ok_or_else(|| super::internal("a part sealed after its end", &"no sealer"))?;
         json.finish(&mut self.out);
         self.write()?;
         Ok(SealedPart {
@@ -231,7 +218,7 @@ impl super::Intake {
         };
         let refs: Vec<&ozg_adapter_sdk::RecipientCert> = certs.iter().map(|c| &**c).collect();
         let keys = ozg_adapter_sdk::envelope::content_keys(&refs)
-            .map_err(|_| internal("cannot establish the content key"))?;
+            .map_err(|e| super::internal("cannot establish the content key", &e))?;
         let named = targets
             .into_iter()
             .zip(certs.iter().map(|c| c.kid().to_owned()))
@@ -293,14 +280,17 @@ pub(super) fn deliveries(
         shared: pieces,
         envelopes,
     } = build_envelopes_keyed(&stream.keys, &heads, manifest, sealed_manifest, &bodies)
-        .map_err(|_| internal("encryption failed"))?;
+        .map_err(|e| super::internal("encryption failed", &e))?;
     let shared = pieces
         .into_iter()
         .zip(parts)
         .map(|(piece, part)| match (piece, &part.sealed) {
             (Some(bytes), _) => Ok(SharedPiece::held(bytes)),
             (None, Some(sealed)) => Ok(sealed.piece.clone()),
-            (None, None) => Err(internal("a part neither sealed nor encrypted")),
+            (None, None) => Err(super::internal(
+                "a part neither sealed nor encrypted",
+                &"no piece",
+            )),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let deliveries = envelopes

@@ -145,17 +145,6 @@ impl SpoolFile for Spool {
     }
 }
 
-impl Spool {
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.len.lock().map_or(0, |l| *l)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 impl Drop for Spool {
     fn drop(&mut self) {
         if !self.kept.load(Ordering::Acquire) {
