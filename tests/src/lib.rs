@@ -72,6 +72,10 @@ pub struct Options {
     pub admin_tls: bool,
     /// TOML appended to the config (e.g. more `[[operators]]`).
     pub extra: String,
+    /// The seal: (certificate file, `seal_key` value) instead of the demo seal.
+    pub seal: Option<(PathBuf, String)>,
+    /// TOML right after `[pki]` (e.g. a `[pki.pkcs11]` table).
+    pub pki_extra: String,
 }
 
 impl Default for Options {
@@ -97,6 +101,8 @@ impl Default for Options {
             tenants: false,
             admin_tls: false,
             extra: String::new(),
+            seal: None,
+            pki_extra: String::new(),
         }
     }
 }
@@ -234,6 +240,7 @@ trust_anchors = "{ca}"
 seal_certificate = "{seal_pem}"
 seal_key = "{seal_key}"
 privacy_key = "{privacy_key}"
+{pki_extra}
 
 [log]
 level = "warn"
@@ -345,8 +352,15 @@ targets = ["dms-demo"]
         server_key = c("server.key"),
         ca = c("ca.pem"),
         client_ca = test_client_ca().1.display(),
-        seal_pem = c("seal.pem"),
-        seal_key = c("seal.key"),
+        seal_pem = o
+            .seal
+            .as_ref()
+            .map_or_else(|| c("seal.pem"), |(cert, _)| cert.display().to_string()),
+        seal_key = o
+            .seal
+            .as_ref()
+            .map_or_else(|| c("seal.key"), |(_, key)| key.clone()),
+        pki_extra = o.pki_extra,
         privacy_key = c("privacy.key"),
         portal = c("portal.pem"),
         portal2 = c("portal2.pem"),
@@ -749,13 +763,15 @@ pub fn demo_receiver(
     tempfile::TempDir,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
-    demo_receiver_with(broken, None)
+    demo_receiver_with(broken, None, None)
 }
 
-/// [`demo_receiver`], also consuming from RabbitMQ as `amqp` says.
+/// [`demo_receiver`], also consuming from RabbitMQ as `amqp` says and
+/// reading an XTA message box as `xta` says.
 pub fn demo_receiver_with(
     broken: Option<ozg_gateway::tools::demo_receiver::Broken>,
     amqp: Option<ozg_gateway::tools::demo_receiver::AmqpInbox>,
+    xta: Option<ozg_gateway::tools::demo_receiver::XtaInbox>,
 ) -> (
     u16,
     tokio::sync::oneshot::Sender<()>,
@@ -778,6 +794,7 @@ pub fn demo_receiver_with(
             accept_only: false,
             broken,
             amqp,
+            xta,
         },
         async move {
             let _ = stopped.await;

@@ -229,6 +229,7 @@ async fn amqp_consumer(
             queue,
             results: results.clone(),
         }),
+        None,
     );
     (exchange, results, stop)
 }
@@ -308,4 +309,116 @@ async fn the_amqp_kit_takes_a_target_of_the_gateways_config() {
         report["url"].as_str().unwrap().contains(&exchange),
         "{report:#}"
     );
+}
+
+/// Runs `conformance xta` from a test config with an `xta` target whose
+/// reader is a demo receiver reading the kit's box with the reader's demo
+/// certificate, misbehaving as `broken` says; its exit code and JSON report.
+async fn xta_kit(broken: Option<Broken>, wait_secs: &str) -> (Option<i32>, serde_json::Value) {
+    let (xta_port, results_port) = (free_port(), free_port());
+    let tc = test_config(&Options {
+        extra: format!(
+            "[xta]\nlisten = \"127.0.0.1:{xta_port}\"\n\n[targets.xta-demo]\ncertificate = \"{}\"\nadapter = {{ type = \"xta\", account = \"fachverfahren-demo\", certificate = \"{}\" }}\n",
+            demo("recipient-ec.pem").display(),
+            demo("fachverfahren.pem").display()
+        ),
+        ..Options::default()
+    });
+    let (_port, stop, _inbox, _) = demo_receiver_with(
+        broken,
+        None,
+        Some(ozg_gateway::tools::demo_receiver::XtaInbox {
+            url: format!("https://localhost:{xta_port}/xta"),
+            ca: demo("ca.pem"),
+            cert: demo("fachverfahren.pem"),
+            key: demo("fachverfahren.key"),
+            account: "fachverfahren-demo".into(),
+            results: format!("http://127.0.0.1:{results_port}/results"),
+        }),
+    );
+    let mut kit = Command::new(BIN);
+    kit.args(["conformance", "xta", "--json", "--target", "xta-demo"])
+        .arg("--config")
+        .arg(&tc.path)
+        .args(["--results-listen", &format!("127.0.0.1:{results_port}")])
+        .args(["--large-mib", "12", "--wait-secs", wait_secs])
+        .args(["--forger-cert", demo("portal.pem").to_str().unwrap()])
+        .args(["--forger-key", demo("portal.key").to_str().unwrap()]);
+    let outcome = run_kit(kit).await;
+    let _ = stop.send(());
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xta_client_is_checked_by_what_it_reported_and_closed() {
+    let (code, report) = xta_kit(None, "60").await;
+    assert_eq!(failed(&report), Vec::<String>::new(), "{report:#}");
+    assert_eq!(
+        (code, report["passed"].as_u64()),
+        (Some(0), Some(7)),
+        "{report:#}"
+    );
+    for case in report["cases"].as_array().unwrap() {
+        assert!(
+            case["got"].as_str().unwrap().ends_with(", closed"),
+            "{case:#}"
+        );
+    }
+    let (code, report) = xta_kit(Some(Broken::StoreDuplicates), "60").await;
+    assert_eq!(code, Some(1));
+    assert_eq!(failed(&report), ["duplicate"], "{report:#}");
+    let (code, report) = xta_kit(Some(Broken::AcceptTampered), "60").await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        failed(&report),
+        [
+            "tampered-ciphertext",
+            "forged-seal",
+            "wrong-recipient",
+            "hash-mismatch"
+        ],
+        "{report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xta_client_that_never_closes_fails_every_case() {
+    let (code, report) = xta_kit(Some(Broken::LeaveOpen), "8").await;
+    assert_eq!(code, Some(1));
+    assert_eq!(report["passed"].as_u64(), Some(0), "{report:#}");
+    let duplicate = &report["cases"][1];
+    assert_eq!(duplicate["case"], "duplicate");
+    assert!(
+        duplicate["got"]
+            .as_str()
+            .unwrap()
+            .starts_with("not offered"),
+        "{duplicate:#}"
+    );
+    // Fetched again and again, it is taken once, then a duplicate: never closed.
+    for case in report["cases"].as_array().unwrap() {
+        if case["case"] != "duplicate" {
+            assert!(
+                case["got"].as_str().unwrap().contains(", left in the box"),
+                "{case:#}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xta_kit_refuses_a_target_that_is_no_message_box() {
+    let tc = test_config(&Options::default());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["conformance", "xta", "--target", "dms-demo", "--config"])
+            .arg(&tc.path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a message box"), "{err}");
 }

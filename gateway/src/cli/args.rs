@@ -204,6 +204,19 @@ pub(super) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Seal signatures alone with the config's seal key (a file or a token
+    /// key over PKCS#11), on `threads` threads: signatures per second and the
+    /// time of one.
+    Seal {
+        #[arg(long, short, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// An HTTPS endpoint on the ingest TLS configuration that only reads and answers 202.
     BareHttps {
         #[arg(long, short, default_value = "config/gateway.toml")]
@@ -425,7 +438,7 @@ pub(super) struct DemoReceiverArgs {
     pub(super) accept_only: bool,
     /// Misbehave on purpose, to show the conformance kit naming the case
     /// (for its own tests): accept-tampered, early-200, retry-on-refusal,
-    /// store-duplicates, reject-large.
+    /// store-duplicates, reject-large, leave-open.
     #[arg(long, hide = true)]
     pub(super) broken: Option<crate::tools::demo_receiver::Broken>,
     /// Also consume envelopes from this RabbitMQ (amqp://…), queue --amqp-queue,
@@ -437,6 +450,22 @@ pub(super) struct DemoReceiverArgs {
     pub(super) amqp_queue: Option<String>,
     #[arg(long)]
     pub(super) amqp_results: Option<String>,
+    /// Also read the XTA message box at this URL (https://…/xta) as account
+    /// --xta-account with the client certificate --xta-cert/--xta-key (server
+    /// CA --xta-ca), posting each verdict to --xta-results (the conformance
+    /// kit's protocol for XTA clients) and closing every message.
+    #[arg(long, requires_all = ["xta_account", "xta_cert", "xta_key", "xta_ca", "xta_results"])]
+    pub(super) xta_url: Option<String>,
+    #[arg(long)]
+    pub(super) xta_account: Option<String>,
+    #[arg(long)]
+    pub(super) xta_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub(super) xta_key: Option<PathBuf>,
+    #[arg(long)]
+    pub(super) xta_ca: Option<PathBuf>,
+    #[arg(long)]
+    pub(super) xta_results: Option<String>,
 }
 
 /// Send a submission as a portal would and print the gateway's JSON answer.

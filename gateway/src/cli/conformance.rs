@@ -22,6 +22,11 @@ pub(super) enum ConformanceCommand {
     /// envelope to the queue `--results` (JSON `{"message_id", "verdict":
     /// "taken" | "duplicate" | "refused" | "failed", "detail"}`).
     Amqp(ConformanceAmqpArgs),
+    /// An XTA client: the kit runs a message box of the target's (an `xta`
+    /// target of the config) preloaded with the series; the client reads it
+    /// with the target's certificate and reports what it made of each message
+    /// (HTTP `POST /results`, JSON `{"message_id", "verdict", "detail"}`).
+    Xta(ConformanceXtaArgs),
 }
 
 /// What both kits take: where the target comes from, how to seal and encrypt.
@@ -41,6 +46,13 @@ pub(super) struct KitArgs {
     pub(super) seal_cert: Option<PathBuf>,
     #[arg(long)]
     pub(super) seal_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) series: SeriesArgs,
+}
+
+/// What every kit takes: how the series is made and reported.
+#[derive(clap::Args)]
+pub(super) struct SeriesArgs {
     /// Another certificate and key of the receiver's PKI (not the gateway's
     /// seal) for the forged-seal case; without them a CA of the kit's own signs.
     #[arg(long, requires = "forger_key")]
@@ -53,6 +65,19 @@ pub(super) struct KitArgs {
     /// The report as JSON.
     #[arg(long)]
     pub(super) json: bool,
+}
+
+impl SeriesArgs {
+    /// The forged-seal case's key, if given.
+    fn forger(&self) -> anyhow::Result<Option<SealKey>> {
+        Ok(match (&self.forger_cert, &self.forger_key) {
+            (Some(c), Some(k)) => Some(
+                SealKey::from_pem(&read(c)?, &read(k)?)
+                    .with_context(|| format!("forger key {}", k.display()))?,
+            ),
+            _ => None,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -101,6 +126,29 @@ pub(super) struct ConformanceAmqpArgs {
     pub(super) wait_secs: u64,
 }
 
+#[derive(clap::Args)]
+pub(super) struct ConformanceXtaArgs {
+    /// The `xta` target whose reader is tested: its account, its reader's
+    /// certificate and its encryption certificate are used.
+    #[arg(long)]
+    pub(super) target: String,
+    /// The config the box is made from: its `[xta]` listener certificate and
+    /// client CAs, its PKI and the target. Nothing of its store is touched.
+    #[arg(long, short, default_value = "config/gateway.toml")]
+    pub(super) config: PathBuf,
+    /// Where the box's XTA listener binds (default: the config's `[xta] listen`).
+    #[arg(long)]
+    pub(super) listen: Option<std::net::SocketAddr>,
+    /// Where the client reports (`POST http://ADDR/results`).
+    #[arg(long, default_value = "127.0.0.1:8446")]
+    pub(super) results_listen: std::net::SocketAddr,
+    /// Seconds the client has for the whole series.
+    #[arg(long, default_value_t = 600)]
+    pub(super) wait_secs: u64,
+    #[command(flatten)]
+    pub(super) series: SeriesArgs,
+}
+
 /// The parts of the kit every transport needs.
 struct Common {
     recipient: std::sync::Arc<RecipientCert>,
@@ -117,7 +165,7 @@ impl KitArgs {
         pick: impl Fn(&crate::config::AdapterConfig) -> Option<A>,
         kind: &str,
     ) -> anyhow::Result<Result<(Option<A>, Common), ExitCode>> {
-        let forger = forger(&self.forger_cert, &self.forger_key)?;
+        let forger = self.series.forger()?;
         let Some(target) = &self.target else {
             let (recipient, seal) = named(&self.recipient_cert, &self.seal_cert, &self.seal_key)?;
             return Ok(Ok((
@@ -156,17 +204,6 @@ impl KitArgs {
 
 fn read(p: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("reading {}", p.display()))
-}
-
-/// The forged-seal case's key, if given.
-fn forger(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> anyhow::Result<Option<SealKey>> {
-    Ok(match (cert, key) {
-        (Some(c), Some(k)) => Some(
-            SealKey::from_pem(&read(c)?, &read(k)?)
-                .with_context(|| format!("forger key {}", k.display()))?,
-        ),
-        _ => None,
-    })
 }
 
 /// The named certificate and seal (without a gateway config).
@@ -235,11 +272,11 @@ pub(super) fn http(a: ConformanceHttpArgs) -> anyhow::Result<ExitCode> {
         seal: common.seal,
         forger: common.forger,
         count_url: a.count_url,
-        large_bytes: a.kit.large_mib << 20,
+        large_bytes: a.kit.series.large_mib << 20,
         hold: std::time::Duration::from_secs(a.hold_secs),
     };
     let report = tokio::runtime::Runtime::new()?.block_on(kit.run())?;
-    print_report(&report, a.kit.json)
+    print_report(&report, a.kit.series.json)
 }
 
 /// `conformance amqp`: the series published to a consumer's queue, its
@@ -281,9 +318,57 @@ pub(super) fn amqp(a: ConformanceAmqpArgs) -> anyhow::Result<ExitCode> {
         recipient: common.recipient,
         seal: common.seal,
         forger: common.forger,
-        large_bytes: a.kit.large_mib << 20,
+        large_bytes: a.kit.series.large_mib << 20,
         wait: std::time::Duration::from_secs(a.wait_secs),
     };
     let report = tokio::runtime::Runtime::new()?.block_on(kit.run())?;
-    print_report(&report, a.kit.json)
+    print_report(&report, a.kit.series.json)
+}
+
+/// `conformance xta`: the series in a message box of the kit's; exit 0 only
+/// when the client reported and closed every message as a conformant one does.
+pub(super) fn xta(a: ConformanceXtaArgs) -> anyhow::Result<ExitCode> {
+    use crate::tools::conformance_xta::{box_config, XtaKit};
+    let forger = a.series.forger()?;
+    let data = tempfile::tempdir().context("a temporary directory for the box")?;
+    let made = crate::config::Config::load(&a.config).and_then(|c| {
+        box_config(c, &a.target, data.path(), a.listen).map_err(|problem| {
+            crate::config::ConfigErrors(vec![crate::config::ConfigError {
+                file: a.config.clone(),
+                key: "targets".into(),
+                problem,
+                fix: "name an xta target (adapter type \"xta\") of a config with an [xta] listener"
+                    .into(),
+            }])
+        })
+    });
+    let setup = match made.and_then(crate::daemon::setup::setup) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let recipient = setup
+        .targets
+        .get(&a.target)
+        .with_context(|| format!("target {:?} has no certificate", a.target))?
+        .clone();
+    let kit = XtaKit {
+        seal: setup.seal.clone(),
+        target: a.target.clone(),
+        results: a.results_listen,
+        recipient,
+        forger,
+        large_bytes: a.series.large_mib << 20,
+        wait: std::time::Duration::from_secs(a.wait_secs),
+    };
+    let wait = a.wait_secs;
+    let report = tokio::runtime::Runtime::new()?.block_on(kit.run(setup, |r| {
+        eprintln!(
+            "conformance kit: message box ready at {} for account {:?}; report to {}; waiting up to {wait} s",
+            r.xta_url, r.account, r.results_url
+        );
+    }))?;
+    print_report(&report, a.series.json)
 }

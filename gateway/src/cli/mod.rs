@@ -177,6 +177,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            BenchCommand::Seal {
+                config,
+                seconds,
+                threads,
+                json,
+            } => {
+                let setup = match load(&config) {
+                    Ok(s) => s,
+                    Err(code) => return Ok(code),
+                };
+                let r = crate::tools::bench::seal(&setup, seconds, threads)
+                    .map_err(anyhow::Error::msg)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    println!(
+                        "seal {} ({}), {} threads: {:.0} signatures/s, one takes p50 {:.3} ms, p99 {:.3} ms",
+                        r.alg, r.key, r.threads, r.signatures_per_second, r.p50_ms, r.p99_ms
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             BenchCommand::BareHttps { config, listen } => {
                 let setup = match load(&config) {
                     Ok(s) => s,
@@ -279,6 +301,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Conformance {
             command: ConformanceCommand::Amqp(args),
         } => conformance::amqp(args),
+        Command::Conformance {
+            command: ConformanceCommand::Xta(args),
+        } => conformance::xta(args),
         Command::Open(OpenArgs {
             envelope,
             key,

@@ -176,6 +176,12 @@ pub(super) fn demo_receiver(
         amqp_url,
         amqp_queue,
         amqp_results,
+        xta_url,
+        xta_account,
+        xta_cert,
+        xta_key,
+        xta_ca,
+        xta_results,
     }: DemoReceiverArgs,
 ) -> anyhow::Result<ExitCode> {
     init_logging(
@@ -199,6 +205,19 @@ pub(super) fn demo_receiver(
                 Some(crate::tools::demo_receiver::AmqpInbox {
                     url,
                     queue,
+                    results,
+                })
+            }
+            _ => None,
+        },
+        xta: match (xta_url, xta_account, xta_cert, xta_key, xta_ca, xta_results) {
+            (Some(url), Some(account), Some(cert), Some(key), Some(ca), Some(results)) => {
+                Some(crate::tools::demo_receiver::XtaInbox {
+                    url,
+                    ca,
+                    cert,
+                    key,
+                    account,
                     results,
                 })
             }

@@ -30,7 +30,7 @@ pub use fitconnect::{
     FitClientConfig, FitConnectConfig, FitDestinationConfig, FitRole, FitSubscriptionConfig,
 };
 pub use limits::Limits;
-pub use pki::{CrlSource, PkiConfig};
+pub use pki::{is_pkcs11_uri, CrlSource, Pkcs11Config, PkiConfig};
 pub use size::ByteSize;
 use text::{interpolate, location, syntax_errors};
 pub use xta::{message_box, MessageBoxConfig, XtaConfig};
@@ -653,6 +653,9 @@ mod tests {
         let path_var = std::env::var("PATH").unwrap();
         assert_eq!(interpolate("${PATH:-x}", path).unwrap(), path_var);
         assert_eq!(interpolate("${OZG_SURELY_UNSET_VAR:-}", path).unwrap(), "");
+        // A commented-out setting does not need its variable.
+        let commented = "  # pin = \"${OZG_SURELY_UNSET_VAR}\"\nx = 1\n";
+        assert_eq!(interpolate(commented, path).unwrap(), commented);
     }
 
     #[test]

@@ -14,8 +14,14 @@ pub struct PkiConfig {
     pub trust_anchors: PathBuf,
     /// The seal certificate chain (PEM, leaf first): EC P-256 or RSA >= 3072.
     pub seal_certificate: PathBuf,
-    /// The seal private key (PKCS#8 PEM); keep it readable by the daemon's user only.
+    /// The seal private key: a file (PKCS#8 PEM; keep it readable by the
+    /// daemon's user only), or a key in a hardware security module named by a
+    /// PKCS#11 URI (RFC 7512), e.g. `pkcs11:token=ozg-seal;object=seal`, with
+    /// `[pki.pkcs11]` saying which module and PIN.
     pub seal_key: PathBuf,
+    /// The PKCS#11 module and PIN for a `seal_key` on a token.
+    #[serde(default)]
+    pub pkcs11: Option<Pkcs11Config>,
     /// The privacy key (a file of 64 hex digits, `openssl rand -hex 32`): keys
     /// the part hashes of audit records and seals the answers kept for
     /// idempotent replays, so that a copy of the data directory cannot confirm
@@ -49,6 +55,42 @@ pub struct PkiConfig {
     /// chain to (only these are trusted); required when `crls` holds a URL.
     #[serde(default)]
     pub crl_server_ca: Option<PathBuf>,
+}
+
+/// Whether a `pki.seal_key` value is a PKCS#11 URI rather than a file.
+pub fn is_pkcs11_uri(value: &Path) -> bool {
+    value.to_str().is_some_and(|s| s.starts_with("pkcs11:"))
+}
+
+/// `[pki.pkcs11]`: how the gateway reaches the token its seal key is on.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// The vendor's PKCS#11 module (a shared library), e.g.
+    /// `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// The user PIN; write `"${OZG_HSM_PIN}"` and set it in the daemon's
+    /// environment rather than in this file. Without it the gateway does not
+    /// log in (tokens with a protected authentication path).
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// Sessions kept open for signing, each used by one signature at a time.
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
+}
+
+impl std::fmt::Debug for Pkcs11Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Config")
+            .field("module", &self.module)
+            .field("pin", &self.pin.as_ref().map(|_| "(set)"))
+            .field("sessions", &self.sessions)
+            .finish()
+    }
+}
+
+fn default_sessions() -> usize {
+    4
 }
 
 fn default_expiry_warning() -> Duration {
@@ -102,7 +144,12 @@ impl PkiConfig {
         };
         fix(&mut self.trust_anchors);
         fix(&mut self.seal_certificate);
-        fix(&mut self.seal_key);
+        if !is_pkcs11_uri(&self.seal_key) {
+            fix(&mut self.seal_key);
+        }
+        if let Some(p) = &mut self.pkcs11 {
+            fix(&mut p.module);
+        }
         fix(&mut self.privacy_key);
         self.previous_seal_certificates.iter_mut().for_each(fix);
         if let Some(p) = &mut self.crl_server_ca {

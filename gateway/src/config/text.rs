@@ -9,7 +9,21 @@ use super::ConfigError;
 /// Replaces `${NAME}` with the environment variable `NAME`, and
 /// `${NAME:-default}` with it or, when unset or empty, with `default` (one
 /// config for several instances on one machine, each with its own ports).
+/// Comment lines are left as they are: a commented-out setting naming a
+/// variable does not need it set.
 pub(super) fn interpolate(text: &str, file: &Path) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            out.push_str(&interpolate_line(line, file)?);
+        }
+    }
+    Ok(out)
+}
+
+fn interpolate_line(text: &str, file: &Path) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod clock;
 pub mod engine;
 pub mod fitconnect;
+pub mod hsm;
 pub mod intake;
 pub mod mailbox;
 pub mod metrics;

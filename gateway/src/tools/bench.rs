@@ -35,6 +35,71 @@ pub struct CryptoReport {
     pub payload_mib_per_second: f64,
 }
 
+/// Result of the seal benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct SealReport {
+    /// `file` or the token key's URI.
+    pub key: String,
+    pub alg: &'static str,
+    pub threads: usize,
+    pub seconds: f64,
+    pub signatures: u64,
+    pub signatures_per_second: f64,
+    /// One signature (a manifest-sized JWS), milliseconds.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Seals a manifest-sized payload as a JWS over and over on `threads` threads
+/// for `seconds`: what one signature of the configured seal key costs.
+pub fn seal(setup: &Setup, seconds: f64, threads: usize) -> Result<SealReport, String> {
+    let payload = vec![b'm'; 1200];
+    let stop = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut times: Vec<u32> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                let (seal, payload) = (&setup.seal, &payload);
+                s.spawn(move || {
+                    let mut times = Vec::new();
+                    while Instant::now() < stop {
+                        let t = Instant::now();
+                        ozg_adapter_sdk::jose::sign(seal, "ozg-bench", payload)
+                            .map_err(|e| e.to_string())?;
+                        times.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    }
+                    Ok::<_, String>(times)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(
+                w.join()
+                    .map_err(|_| "a signer thread panicked".to_owned())??,
+            );
+        }
+        Ok::<_, String>(all)
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    times.sort_unstable();
+    let pct = |q: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * q).round() as usize)
+            .map_or(0.0, |us| *us as f64 / 1000.0)
+    };
+    Ok(SealReport {
+        key: setup.seal.held_by().unwrap_or_else(|| "file".into()),
+        alg: setup.seal.alg(),
+        threads: threads.max(1),
+        seconds: elapsed,
+        signatures: times.len() as u64,
+        signatures_per_second: times.len() as f64 / elapsed,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    })
+}
+
 /// The intake pipeline of `setup` over a scratch embedded store (removed on drop),
 /// the targets `profile` routes to, and a function making one incoming submission.
 struct Rig {

@@ -426,6 +426,51 @@ impl HttpKit {
     }
 }
 
+/// The series for a kit that hands every envelope over alike (AMQP, XTA): the
+/// valid envelope, then the bad ones and the large one in the order of the
+/// cases. `seed` keeps the kits' attachments apart.
+pub(super) struct Series {
+    pub(super) valid: (String, Bytes),
+    pub(super) rest: Vec<(&'static str, anyhow::Result<(String, Bytes)>)>,
+}
+
+impl Series {
+    pub(super) fn new(
+        seal: &SealKey,
+        recipient: &RecipientCert,
+        forger: Option<&SealKey>,
+        large_bytes: usize,
+        seed: u64,
+    ) -> anyhow::Result<Series> {
+        let sample = Sample::new(noise(64 << 10, seed));
+        let valid = sample.envelope(seal, recipient)?;
+        let own_forger;
+        let forger = match forger {
+            Some(f) => f,
+            None => {
+                own_forger = foreign_seal()?;
+                &own_forger
+            }
+        };
+        let stranger = foreign_recipient()?;
+        let mut swapped = Sample::new(noise(64 << 10, seed + 1));
+        swapped.manifest.parts[1].sha512 =
+            ozg_adapter_sdk::envelope::sha512_hex(b"another document");
+        let large = Sample::new(noise(large_bytes, seed + 2));
+        let rest = vec![
+            (
+                "tampered-ciphertext",
+                tampered(sample.envelope(seal, recipient)),
+            ),
+            ("forged-seal", sample.envelope(forger, recipient)),
+            ("wrong-recipient", sample.envelope(seal, &stranger)),
+            ("hash-mismatch", swapped.envelope(seal, recipient)),
+            ("large", large.envelope(seal, recipient)),
+        ];
+        Ok(Series { valid, rest })
+    }
+}
+
 /// The envelope with one character of its attachment's ciphertext changed.
 pub(super) fn tampered(
     envelope: anyhow::Result<(String, Bytes)>,

@@ -14,9 +14,7 @@ use bytes::Bytes;
 use ozg_adapter_amqp::Amqp;
 use ozg_adapter_sdk::{Adapter, Delivery, Outcome, RecipientCert, SealKey};
 
-use super::conformance::{
-    case_in, foreign_recipient, foreign_seal, noise, tampered, CaseResult, Report, Sample,
-};
+use super::conformance::{case_in, CaseResult, Report, Series};
 
 /// What the kit publishes with and where the consumer reports.
 pub struct AmqpKit {
@@ -145,38 +143,17 @@ impl AmqpKit {
     pub async fn run(&self) -> anyhow::Result<Report> {
         let ch = self.results_channel().await?;
         let mut cases = Vec::new();
-        let sample = Sample::new(noise(64 << 10, 11));
-        let (id, env) = sample.envelope(&self.seal, &self.recipient)?;
-        cases.push(case("valid", self.verdict(&ch, &id, &env).await));
-        cases.push(case("duplicate", self.verdict(&ch, &id, &env).await));
-
-        let own_forger;
-        let forger = match &self.forger {
-            Some(f) => f,
-            None => {
-                own_forger = foreign_seal()?;
-                &own_forger
-            }
-        };
-        let stranger = foreign_recipient()?;
-        let mut swapped = Sample::new(noise(64 << 10, 12));
-        swapped.manifest.parts[1].sha512 =
-            ozg_adapter_sdk::envelope::sha512_hex(b"another document");
-        let large = Sample::new(noise(self.large_bytes, 13));
-        let bad = [
-            (
-                "tampered-ciphertext",
-                tampered(sample.envelope(&self.seal, &self.recipient)),
-            ),
-            ("forged-seal", sample.envelope(forger, &self.recipient)),
-            ("wrong-recipient", sample.envelope(&self.seal, &stranger)),
-            (
-                "hash-mismatch",
-                swapped.envelope(&self.seal, &self.recipient),
-            ),
-            ("large", large.envelope(&self.seal, &self.recipient)),
-        ];
-        for (name, built) in bad {
+        let series = Series::new(
+            &self.seal,
+            &self.recipient,
+            self.forger.as_ref(),
+            self.large_bytes,
+            11,
+        )?;
+        let (id, env) = &series.valid;
+        cases.push(case("valid", self.verdict(&ch, id, env).await));
+        cases.push(case("duplicate", self.verdict(&ch, id, env).await));
+        for (name, built) in series.rest {
             let got = match built {
                 Ok((id, env)) => self.verdict(&ch, &id, &env).await,
                 Err(e) => Err(format!("the kit could not build it: {e}")),

@@ -39,6 +39,27 @@ pub struct ReceiverOptions {
     /// Also consume envelopes from a RabbitMQ queue (as a Fachverfahren's
     /// consumer behind an `amqp` target would).
     pub amqp: Option<AmqpInbox>,
+    /// Also read a message box over XTA (as a Fachverfahren behind an `xta`
+    /// target would).
+    pub xta: Option<XtaInbox>,
+}
+
+/// The message box the demo receiver reads over XTA, and where it reports
+/// what it made of each message: the same JSON as for AMQP, posted to
+/// `results` (the conformance kit's protocol for XTA clients). Every message
+/// is closed once judged: XTA has no refusal.
+#[derive(Debug, Clone)]
+pub struct XtaInbox {
+    /// The XTA endpoint, e.g. `https://localhost:8444/xta`.
+    pub url: String,
+    /// CA of the XTA listener's server certificate.
+    pub ca: PathBuf,
+    /// The reader's client certificate and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub account: String,
+    /// `http://…/results`.
+    pub results: String,
 }
 
 /// The queue the demo receiver consumes, and where it reports what it made of
@@ -66,6 +87,8 @@ pub enum Broken {
     StoreDuplicates,
     /// Refuse bodies over 16 MiB.
     RejectLarge,
+    /// Report on each message of the XTA box but never close it.
+    LeaveOpen,
 }
 
 struct Receiver {
@@ -222,6 +245,97 @@ impl Receiver {
     }
 }
 
+impl Verdict {
+    /// The verdict as the kit's protocols report it, its detail, and whether
+    /// the message is kept (taken or a duplicate of one taken).
+    fn report(&self) -> (&'static str, String, bool) {
+        match self {
+            Verdict::Taken(_) => ("taken", String::new(), true),
+            Verdict::Duplicate(_) => ("duplicate", String::new(), true),
+            Verdict::Refused { status, detail } if *status < 500 => {
+                ("refused", detail.clone(), false)
+            }
+            Verdict::Refused { detail, .. } | Verdict::Unavailable(detail) => {
+                ("failed", detail.clone(), false)
+            }
+        }
+    }
+}
+
+/// Reads the XTA box until the process ends: lists it, and per message
+/// fetches, judges, reports to `inbox.results` and closes it. A failed round
+/// is logged and tried again a second later (the box may not be up yet).
+async fn read_box(receiver: Arc<Receiver>, inbox: XtaInbox) -> anyhow::Result<()> {
+    let tls = crate::listen::tls::client_config(&inbox.cert, &inbox.key, &inbox.ca)
+        .map_err(anyhow::Error::msg)?;
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(std::time::Duration::from_secs(300))
+        .build()?;
+    tracing::warn!(url = %inbox.url, account = %inbox.account, "demo receiver reading its XTA message box");
+    loop {
+        match read_round(&receiver, &inbox, &client).await {
+            Ok(0) => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the XTA message box failed; again in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One round of [`read_box`]: how many messages it took out of the box.
+async fn read_round(
+    receiver: &Arc<Receiver>,
+    inbox: &XtaInbox,
+    client: &reqwest::Client,
+) -> anyhow::Result<usize> {
+    use crate::tools::xta_readers::{
+        call, close_request, content, envelope, fetch_request, listed, LIST,
+    };
+    let list = envelope(
+        LIST,
+        &inbox.account,
+        r#"<o:MsgBoxStatusListRequest maxListItems="100"/>"#,
+    );
+    let answer = call(client, &inbox.url, list)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let ids = listed(&answer).map_err(anyhow::Error::msg)?;
+    for id in &ids {
+        let got = call(client, &inbox.url, fetch_request(&inbox.account, id))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let verdict = match content(&got) {
+            Ok(body) => {
+                let r = receiver.clone();
+                tokio::task::spawn_blocking(move || r.judge(&body)).await?
+            }
+            Err(detail) => Verdict::Refused {
+                status: 422,
+                detail,
+            },
+        };
+        let (word, detail, _) = verdict.report();
+        let report = serde_json::json!({"message_id": id, "verdict": word, "detail": detail});
+        client
+            .post(&inbox.results)
+            .json(&report)
+            .send()
+            .await?
+            .error_for_status()?;
+        if receiver.broken == Some(Broken::LeaveOpen) {
+            continue;
+        }
+        // Closed once the verdict is reported: XTA has no refusal.
+        call(client, &inbox.url, close_request(&inbox.account, id))
+            .await
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(ids.len())
+}
+
 impl Receiver {
     /// `GET /count?message_id=…`: how often that message was passed on.
     fn count(&self, query: Option<&str>) -> hyper::Response<Full<Bytes>> {
@@ -281,16 +395,7 @@ async fn consume(receiver: Arc<Receiver>, inbox: AmqpInbox) -> anyhow::Result<()
             .unwrap_or_default();
         let (r, body) = (receiver.clone(), delivery.data.clone());
         let verdict = tokio::task::spawn_blocking(move || r.judge(&body)).await?;
-        let (word, detail, keep) = match &verdict {
-            Verdict::Taken(_) => ("taken", String::new(), true),
-            Verdict::Duplicate(_) => ("duplicate", String::new(), true),
-            Verdict::Refused { status, detail } if *status < 500 => {
-                ("refused", detail.clone(), false)
-            }
-            Verdict::Refused { detail, .. } | Verdict::Unavailable(detail) => {
-                ("failed", detail.clone(), false)
-            }
-        };
+        let (word, detail, keep) = verdict.report();
         let report =
             serde_json::json!({"message_id": message_id, "verdict": word, "detail": detail});
         ch.basic_publish(
@@ -334,6 +439,14 @@ pub async fn run(
         out: o.out.clone(),
     });
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
+    if let Some(inbox) = o.xta.clone() {
+        let receiver = receiver.clone();
+        tokio::spawn(async move {
+            if let Err(e) = read_box(receiver, inbox).await {
+                tracing::error!(error = %e, "the demo receiver's XTA reader stopped");
+            }
+        });
+    }
     if let Some(inbox) = o.amqp.clone() {
         let receiver = receiver.clone();
         tokio::spawn(async move {

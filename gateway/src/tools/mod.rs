@@ -5,6 +5,7 @@ pub mod bench;
 pub mod client;
 pub mod conformance;
 pub mod conformance_amqp;
+pub mod conformance_xta;
 pub mod demo_pki;
 pub mod demo_receiver;
 pub mod engines;

@@ -52,19 +52,23 @@ pub struct ReaderReport {
     pub errors: u64,
 }
 
-const LIST: &str =
+pub(crate) const LIST: &str =
     "http://www.osci.eu/ws/2008/05/transport/urn/messageTypes/MsgBoxStatusListRequest";
 const FETCH: &str = "http://www.osci.eu/ws/2008/05/transport/urn/messageTypes/MsgBoxFetchRequest";
 const CLOSE: &str = "http://www.osci.eu/ws/2008/05/transport/urn/messageTypes/MsgBoxCloseRequest";
 
-fn envelope(action: &str, account: &str, body: &str) -> String {
+pub(crate) fn envelope(action: &str, account: &str, body: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing" xmlns:m="http://www.osci.eu/ws/2014/10/transport" xmlns:o="http://www.osci.eu/ws/2008/05/transport"><s:Header><m:Author><m:Identifier type="xoev">{account}</m:Identifier></m:Author><wsa:Action>{action}</wsa:Action><wsa:MessageID>urn:uuid:{}</wsa:MessageID></s:Header><s:Body>{body}</s:Body></s:Envelope>"#,
         uuid::Uuid::new_v4()
     )
 }
 
-async fn call(client: &reqwest::Client, url: &str, xml: String) -> Result<bytes::Bytes, String> {
+pub(crate) async fn call(
+    client: &reqwest::Client,
+    url: &str,
+    xml: String,
+) -> Result<bytes::Bytes, String> {
     let resp = client
         .post(url)
         .header("content-type", "application/soap+xml; charset=utf-8")
@@ -80,8 +84,28 @@ async fn call(client: &reqwest::Client, url: &str, xml: String) -> Result<bytes:
     Ok(body)
 }
 
+/// `getMessage` of message `id`.
+pub(crate) fn fetch_request(account: &str, id: &str) -> String {
+    let id = quick_xml::escape::escape(id);
+    envelope(
+        FETCH,
+        account,
+        &format!("<o:MsgBoxFetchRequest><o:MsgSelector><wsa:MessageID>{id}</wsa:MessageID></o:MsgSelector></o:MsgBoxFetchRequest>"),
+    )
+}
+
+/// `close` of message `id`.
+pub(crate) fn close_request(account: &str, id: &str) -> String {
+    let id = quick_xml::escape::escape(id);
+    envelope(
+        CLOSE,
+        account,
+        &format!("<o:MsgBoxCloseRequest MsgBoxRequestID=\"urn:ozg-gateway:reader\"><o:LastMsgReceived>{id}</o:LastMsgReceived></o:MsgBoxCloseRequest>"),
+    )
+}
+
 /// The message ids a getStatusList answer lists.
-fn listed(answer: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn listed(answer: &[u8]) -> Result<Vec<String>, String> {
     let doc = tree::parse(answer)?;
     let list = doc
         .at(&["Body", "MsgStatusList"])
@@ -93,8 +117,8 @@ fn listed(answer: &[u8]) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// The size of the content a getMessage answer carries.
-fn content_size(answer: &[u8]) -> Result<u64, String> {
+/// The base64 text of the `Message` a getMessage answer carries, without white space.
+fn message_text(answer: &[u8]) -> Result<String, String> {
     let doc = tree::parse(answer)?;
     let message = doc
         .at(&[
@@ -104,7 +128,20 @@ fn content_size(answer: &[u8]) -> Result<u64, String> {
             "Message",
         ])
         .ok_or("no Message in the answer")?;
-    Ok(message.text.trim().len() as u64 / 4 * 3)
+    Ok(message.text.split_whitespace().collect())
+}
+
+/// The content (the sealed envelope) a getMessage answer carries.
+pub(crate) fn content(answer: &[u8]) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(message_text(answer)?)
+        .map_err(|e| format!("the Message is not base64: {e}"))
+}
+
+/// The size of the content a getMessage answer carries.
+fn content_size(answer: &[u8]) -> Result<u64, String> {
+    Ok(message_text(answer)?.len() as u64 / 4 * 3)
 }
 
 struct Counters {
@@ -227,16 +264,8 @@ async fn reader(
             work.push(tokio::spawn(async move {
                 for id in share {
                     let t = Instant::now();
-                    let fetch = envelope(
-                        FETCH,
-                        &account,
-                        &format!("<o:MsgBoxFetchRequest><o:MsgSelector><wsa:MessageID>{id}</wsa:MessageID></o:MsgSelector></o:MsgBoxFetchRequest>"),
-                    );
-                    let close = envelope(
-                        CLOSE,
-                        &account,
-                        &format!("<o:MsgBoxCloseRequest MsgBoxRequestID=\"urn:bench\"><o:LastMsgReceived>{id}</o:LastMsgReceived></o:MsgBoxCloseRequest>"),
-                    );
+                    let fetch = fetch_request(&account, &id);
+                    let close = close_request(&account, &id);
                     let done = async {
                         let got = call(&client, &url, fetch).await?;
                         let size = content_size(&got)?;

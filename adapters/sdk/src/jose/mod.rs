@@ -51,6 +51,8 @@ pub enum JoseError {
     WrongType { expected: String, found: String },
     #[error("crypto backend failure")]
     Crypto,
+    #[error("{0}")]
+    Sign(#[from] crate::keys::SignError),
 }
 
 use crate::base64url::encode as b64;
@@ -95,7 +97,7 @@ pub fn sign(key: &SealKey, typ: &str, payload: &[u8]) -> Result<String, JoseErro
     let mut out = b64(&header);
     out.push('.');
     out.push_str(&b64(payload));
-    let signature = key.sign(out.as_bytes()).map_err(|_| JoseError::Crypto)?;
+    let signature = key.sign(out.as_bytes())?;
     out.push('.');
     out.push_str(&b64(&signature));
     Ok(out)

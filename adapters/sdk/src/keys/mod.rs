@@ -262,6 +262,30 @@ fn pkcs8_from_pem(pem: &[u8]) -> Result<Vec<u8>, KeyError> {
 enum SealKind {
     Ec(EcdsaKeyPair),
     Rsa(RsaKeyPair),
+    /// Held elsewhere (a hardware security module): only asked to sign.
+    External(Box<dyn SealSigner>),
+}
+
+/// A seal key the gateway cannot read, only ask to sign: a key in a hardware
+/// security module, reached over PKCS#11. It signs as the seal certificate's
+/// algorithm says:
+/// - EC P-256 (`ES256`): ECDSA over SHA-256 of `msg`, the 64 bytes `r ‖ s`;
+/// - RSA (`PS256`): RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt.
+pub trait SealSigner: Send + Sync {
+    /// The signature over `msg`, or why the key could not sign now (the
+    /// token is gone, the session closed, …); the text names no content.
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String>;
+    /// Where the key is, for logs (e.g. its PKCS#11 URI without the PIN).
+    fn describe(&self) -> String;
+}
+
+/// Why the seal could not sign.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("the seal key could not sign (crypto backend)")]
+    Crypto,
+    #[error("the seal key ({at}) could not sign: {why}")]
+    External { at: String, why: String },
 }
 
 /// The gateway's seal: private key plus certificate chain (leaf first).
@@ -311,11 +335,57 @@ impl SealKey {
         Ok(SealKey { kind, chain, cert })
     }
 
+    /// The seal with its key held elsewhere (see [`SealSigner`]). The signer
+    /// is asked once to sign a probe, which must verify with the
+    /// certificate's public key: a token key that does not belong to the
+    /// certificate is refused here, not at the first submission.
+    pub fn external(chain_pem: &[u8], signer: Box<dyn SealSigner>) -> Result<Self, KeyError> {
+        let chain = chain_from_pem(chain_pem)?;
+        let cert = Certificate::from_der(chain[0].clone())?;
+        cert.check_rsa_size()?;
+        cert.require(cert.digital_signature, "digitalSignature")?;
+        let seal = SealKey {
+            kind: SealKind::External(signer),
+            chain,
+            cert,
+        };
+        let probe = b"ozg-gateway: does this key belong to the seal certificate?";
+        let sig = seal
+            .sign(probe)
+            .map_err(|e| KeyError::PrivateKey(e.to_string()))?;
+        let alg: &dyn aws_lc_rs::signature::VerificationAlgorithm = match seal.cert.public_key() {
+            PublicKey::EcP256 { .. } => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            PublicKey::Rsa { .. } => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+        };
+        let spki = X509Certificate::from_der(seal.chain[0].as_ref())
+            .map_err(|e| KeyError::Parse(e.to_string()))?
+            .1
+            .public_key()
+            .subject_public_key
+            .data
+            .to_vec();
+        aws_lc_rs::signature::UnparsedPublicKey::new(alg, spki)
+            .verify(probe, &sig)
+            .map_err(|_| KeyError::KeyMismatch {
+                subject: seal.cert.subject.clone(),
+            })?;
+        Ok(seal)
+    }
+
     /// JWS `alg`: ES256 for P-256, PS256 for RSA.
     pub fn alg(&self) -> &'static str {
-        match self.kind {
-            SealKind::Ec(_) => "ES256",
-            SealKind::Rsa(_) => "PS256",
+        match self.cert.public_key() {
+            PublicKey::EcP256 { .. } => "ES256",
+            PublicKey::Rsa { .. } => "PS256",
+        }
+    }
+
+    /// Where the key is: `None` for a key read from a file, else the
+    /// external signer's description.
+    pub fn held_by(&self) -> Option<String> {
+        match &self.kind {
+            SealKind::External(s) => Some(s.describe()),
+            _ => None,
         }
     }
 
@@ -327,15 +397,24 @@ impl SealKey {
         &self.cert
     }
 
-    pub(crate) fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
+    pub(crate) fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
         let rng = SystemRandom::new();
         match &self.kind {
-            SealKind::Ec(kp) => Ok(kp.sign(&rng, msg)?.as_ref().to_vec()),
+            SealKind::Ec(kp) => Ok(kp
+                .sign(&rng, msg)
+                .map_err(|_| SignError::Crypto)?
+                .as_ref()
+                .to_vec()),
             SealKind::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
-                kp.sign(&aws_lc_rs::signature::RSA_PSS_SHA256, &rng, msg, &mut sig)?;
+                kp.sign(&aws_lc_rs::signature::RSA_PSS_SHA256, &rng, msg, &mut sig)
+                    .map_err(|_| SignError::Crypto)?;
                 Ok(sig)
             }
+            SealKind::External(signer) => signer.sign(msg).map_err(|why| SignError::External {
+                at: signer.describe(),
+                why,
+            }),
         }
     }
 }

@@ -319,11 +319,11 @@ impl Intake {
             reply_type: reply.map(|r| r.reply_type.clone()),
         };
         let sealed =
-            seal_manifest(&manifest, &self.seal).map_err(|e| internal("sealing failed", &e))?;
+            seal_manifest(&manifest, &self.seal).map_err(|e| seal_failed("sealing failed", &e))?;
         let receipt_body = Receipt::for_manifest(&manifest);
         let receipt = receipt_body
             .sign(&self.seal)
-            .map_err(|e| internal("signing the receipt failed", &e))?;
+            .map_err(|e| seal_failed("signing the receipt failed", &e))?;
         let (deliveries, shared) = match &incoming.stream {
             Some(stream) => {
                 let headers: Vec<EnvelopeHeader> = targets
@@ -417,6 +417,22 @@ fn not_stored() -> Refusal {
 }
 
 /// A fault of the gateway while sealing (logged with its cause): nothing was accepted.
+/// The seal could not sign: a key on a token that is unreachable now is
+/// `503` (the portal tries again later), anything else an internal fault.
+fn seal_failed(what: &str, e: &ozg_adapter_sdk::jose::JoseError) -> Refusal {
+    match e {
+        ozg_adapter_sdk::jose::JoseError::Sign(ozg_adapter_sdk::SignError::External { .. }) => {
+            tracing::error!(error = %e, "{what}");
+            Refusal::new(
+                Kind::Unavailable,
+                "unavailable",
+                "the gateway's seal (its hardware security module) cannot sign right now; the submission was not accepted, try again later",
+            )
+        }
+        _ => internal(what, e),
+    }
+}
+
 fn internal(what: &str, e: &dyn std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "{what}");
     Refusal::new(

@@ -99,63 +99,116 @@ pub(super) fn privacy_key(c: &mut Checks) -> Option<Arc<PrivacyKey>> {
     Some(Arc::new(key))
 }
 
-/// The seal key and its certificate, chaining to the trust anchors now.
+/// The seal key and its certificate, chaining to the trust anchors now. The
+/// key is read from its file, or found on its token (`pkcs11:` URI) and asked
+/// for one signature that must verify with the certificate.
 pub(super) fn seal_key(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<Arc<SealKey>> {
     let config = c.config;
-    let now = c.now;
-    let errors = &mut c.errors;
-    let warnings = &mut c.warnings;
-    let watched = &mut c.watched;
-    let seal = match (
-        read(&config.pki.seal_certificate),
-        read(&config.pki.seal_key),
-    ) {
-        (Ok(cert), Ok(key)) => match SealKey::from_pem(&cert, &key) {
-            Ok(seal) => {
-                if let Some(trust) = &trust {
-                    if let Err(e) = trust.verify_signer(&seal.chain()[0], &seal.chain()[1..], now) {
-                        errors.push(config.error("pki.seal_certificate", e.to_string(), "use a seal certificate issued under pki.trust_anchors that is valid now"));
-                    }
-                }
-                watched.push(Watched {
-                    label: "seal".into(),
-                    cert: seal.certificate().clone(),
-                });
-                if is_demo_subject(seal.certificate().subject()) {
-                    warnings.push(
-                        "DEMO ONLY seal key in use: seals made with it prove nothing.".into(),
-                    );
-                }
-                key_file_warning(&config.pki.seal_key, warnings);
-                Some(Arc::new(seal))
-            }
-            Err(e) => {
-                errors.push(config.error(
-                    "pki.seal_key",
-                    e.to_string(),
-                    "give the PKCS#8 key that belongs to pki.seal_certificate",
-                ));
-                None
-            }
-        },
-        (Err(e), _) => {
-            errors.push(config.error(
+    let pki = &config.pki;
+    let cert = match read(&pki.seal_certificate) {
+        Ok(cert) => cert,
+        Err(e) => {
+            c.errors.push(config.error(
                 "pki.seal_certificate",
                 e,
                 "give the seal certificate chain (PEM, leaf first)",
             ));
-            None
-        }
-        (_, Err(e)) => {
-            errors.push(config.error(
-                "pki.seal_key",
-                e,
-                "give the seal's private key (PKCS#8 PEM)",
-            ));
-            None
+            return None;
         }
     };
-    seal
+    let on_token = crate::config::is_pkcs11_uri(&pki.seal_key);
+    let loaded = if on_token {
+        token_seal(c, &cert)?
+    } else {
+        let key = match read(&pki.seal_key) {
+            Ok(key) => key,
+            Err(e) => {
+                c.errors.push(config.error(
+                    "pki.seal_key",
+                    e,
+                    "give the seal's private key (PKCS#8 PEM), or a pkcs11: URI of a key on a token",
+                ));
+                return None;
+            }
+        };
+        SealKey::from_pem(&cert, &key).map_err(|e| e.to_string())
+    };
+    let seal = match loaded {
+        Ok(seal) => seal,
+        Err(e) => {
+            c.errors.push(config.error(
+                "pki.seal_key",
+                e,
+                if on_token {
+                    "name the token key that belongs to pki.seal_certificate"
+                } else {
+                    "give the PKCS#8 key that belongs to pki.seal_certificate"
+                },
+            ));
+            return None;
+        }
+    };
+    if let Some(trust) = &trust {
+        if let Err(e) = trust.verify_signer(&seal.chain()[0], &seal.chain()[1..], c.now) {
+            c.errors.push(config.error(
+                "pki.seal_certificate",
+                e.to_string(),
+                "use a seal certificate issued under pki.trust_anchors that is valid now",
+            ));
+        }
+    }
+    c.watched.push(Watched {
+        label: "seal".into(),
+        cert: seal.certificate().clone(),
+    });
+    if is_demo_subject(seal.certificate().subject()) {
+        c.warnings
+            .push("DEMO ONLY seal key in use: seals made with it prove nothing.".into());
+    }
+    if !on_token {
+        key_file_warning(&pki.seal_key, &mut c.warnings);
+    }
+    Some(Arc::new(seal))
+}
+
+/// The seal whose key is on a token (`[pki.pkcs11]`); `None` when the
+/// settings themselves are missing (an error is recorded).
+fn token_seal(c: &mut Checks, cert: &[u8]) -> Option<Result<SealKey, String>> {
+    let config = c.config;
+    let Some(p11) = &config.pki.pkcs11 else {
+        c.errors.push(config.error(
+            "pki.pkcs11",
+            "pki.seal_key names a key on a token, but [pki.pkcs11] is missing",
+            "add [pki.pkcs11] with module = \"/path/to/the/vendor's/pkcs11.so\" and pin = \"${OZG_HSM_PIN}\"",
+        ));
+        return None;
+    };
+    if p11.sessions == 0 || p11.sessions > 64 {
+        c.errors.push(config.error(
+            "pki.pkcs11.sessions",
+            "must be between 1 and 64",
+            "use e.g. 4",
+        ));
+        return None;
+    }
+    let ec = match Certificate::from_pem(cert) {
+        Ok(crt) => matches!(
+            crt.public_key(),
+            ozg_adapter_sdk::keys::PublicKey::EcP256 { .. }
+        ),
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let uri = config.pki.seal_key.to_string_lossy();
+    let signer = crate::core::hsm::TokenSigner::open(
+        &uri,
+        crate::core::hsm::TokenSettings {
+            module: Some(&p11.module),
+            pin: p11.pin.as_deref(),
+            sessions: p11.sessions,
+        },
+        ec,
+    );
+    Some(signer.and_then(|s| SealKey::external(cert, Box::new(s)).map_err(|e| e.to_string())))
 }
 
 /// The CRLs (`pki.crls`), loaded now: every entry that cannot be loaded is an
