@@ -76,6 +76,8 @@ pub struct Options {
     pub seal: Option<(PathBuf, String)>,
     /// TOML right after `[pki]` (e.g. a `[pki.pkcs11]` table).
     pub pki_extra: String,
+    /// `pki.trust_anchors` instead of the demo CA.
+    pub trust_anchors: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -103,6 +105,7 @@ impl Default for Options {
             extra: String::new(),
             seal: None,
             pki_extra: String::new(),
+            trust_anchors: None,
         }
     }
 }
@@ -236,7 +239,7 @@ listen = "127.0.0.1:{admin_port}"
 tls = {admin_tls}
 
 [pki]
-trust_anchors = "{ca}"
+trust_anchors = "{trust_anchors}"
 seal_certificate = "{seal_pem}"
 seal_key = "{seal_key}"
 privacy_key = "{privacy_key}"
@@ -361,6 +364,10 @@ targets = ["dms-demo"]
             .as_ref()
             .map_or_else(|| c("seal.key"), |(_, key)| key.clone()),
         pki_extra = o.pki_extra,
+        trust_anchors = o
+            .trust_anchors
+            .as_ref()
+            .map_or_else(|| c("ca.pem"), |p| p.display().to_string()),
         privacy_key = c("privacy.key"),
         portal = c("portal.pem"),
         portal2 = c("portal2.pem"),

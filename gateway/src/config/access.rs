@@ -197,6 +197,7 @@ impl super::Config {
             let target = TargetConfig {
                 certificate: certificate.clone(),
                 certificate_pem: None,
+                certificates: Vec::new(),
                 registered: false,
                 adapter: AdapterConfig::Xta(MessageBoxConfig {
                     account: p.xta_account.clone().unwrap_or_else(|| p.id.clone()),

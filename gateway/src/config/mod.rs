@@ -30,7 +30,7 @@ pub use fitconnect::{
     FitClientConfig, FitConnectConfig, FitDestinationConfig, FitRole, FitSubscriptionConfig,
 };
 pub use limits::Limits;
-pub use pki::{is_pkcs11_uri, CrlSource, Pkcs11Config, PkiConfig};
+pub use pki::{is_pkcs11_uri, CertificateWindow, CrlSource, Pkcs11Config, PkiConfig};
 pub use size::ByteSize;
 use text::{interpolate, location, syntax_errors};
 pub use xta::{message_box, MessageBoxConfig, XtaConfig};
@@ -196,7 +196,13 @@ pub struct LeistungConfig {
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// The target's encryption certificate (PEM): RSA >= 3072 or EC P-256, chaining to `pki.trust_anchors`.
+    #[serde(default)]
     pub certificate: PathBuf,
+    /// Instead of `certificate`: several, each with the time it takes over
+    /// (a key rotation). New envelopes are encrypted for the one that took
+    /// over last among those valid now.
+    #[serde(default)]
+    pub certificates: Vec<CertificateWindow>,
     /// A registered target's certificate itself (instead of a file).
     #[serde(skip)]
     pub certificate_pem: Option<String>,
@@ -486,7 +492,12 @@ impl Config {
             }
         }
         for t in self.targets.values_mut() {
-            fix(&mut t.certificate);
+            if !t.certificate.as_os_str().is_empty() {
+                fix(&mut t.certificate);
+            }
+            for w in &mut t.certificates {
+                fix(&mut w.file);
+            }
             if let Some(c) = t.reply_client.as_mut().and_then(|r| r.certificate.as_mut()) {
                 fix(c);
             }

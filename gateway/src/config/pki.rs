@@ -57,6 +57,18 @@ pub struct PkiConfig {
     pub crl_server_ca: Option<PathBuf>,
 }
 
+/// One of a target's encryption certificates (`certificates = [{ file, from }]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateWindow {
+    /// The certificate (PEM).
+    pub file: PathBuf,
+    /// When it takes over (RFC 3339); default: its notBefore. It is used
+    /// from then until its notAfter, or until a later one takes over.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from: Option<time::OffsetDateTime>,
+}
+
 /// Whether a `pki.seal_key` value is a PKCS#11 URI rather than a file.
 pub fn is_pkcs11_uri(value: &Path) -> bool {
     value.to_str().is_some_and(|s| s.starts_with("pkcs11:"))

@@ -123,6 +123,7 @@ impl RegisteredTarget {
         Ok(TargetConfig {
             certificate: format!("(registered target {})", self.id).into(),
             certificate_pem: Some(self.certificate.clone()),
+            certificates: Vec::new(),
             registered: true,
             adapter,
             payload,

@@ -11,6 +11,7 @@
 mod admin;
 pub mod crl;
 mod fitconnect;
+mod keys;
 pub mod registry;
 pub mod reload;
 pub mod setup;
@@ -214,6 +215,7 @@ impl Gateway {
             routes: ArcSwap::from_pointee(Routes {
                 router: setup.router.clone(),
                 targets: setup.targets.clone(),
+                rotations: setup.rotations.clone(),
                 payloads: setup.payloads(),
                 format_1: setup.format_1_targets(),
                 replies: replies.clone(),
@@ -228,6 +230,12 @@ impl Gateway {
             setup.peer_check.clone(),
             intake.clone(),
             revoked,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
+        let keys_task = tokio::spawn(keys::rotate_task(
+            intake.clone(),
+            store.clone(),
             metrics.clone(),
             shutdown_rx.clone(),
         ));
@@ -405,6 +413,7 @@ impl Gateway {
             admin.pauses,
             expiry_task,
             crl_task,
+            keys_task,
             engine_task,
             hangup_task,
             audit_task,

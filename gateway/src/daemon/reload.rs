@@ -190,6 +190,7 @@ impl Reloader {
             replies,
             router: setup.router,
             targets: setup.targets,
+            rotations: setup.rotations,
         }));
         self.ingest.limits.store(Arc::new(limits.clone()));
         self.operations

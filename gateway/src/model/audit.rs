@@ -78,6 +78,9 @@ pub enum EventKind {
     /// A target answered the submission with a reply (on the submission's
     /// record: the reply's id, sender and type).
     Replied,
+    /// A target's encryption key in use changed (a listed certificate took
+    /// over, or the one in use expired): new envelopes use the new `kid`.
+    KeySwitched,
 }
 
 impl EventKind {
@@ -99,6 +102,7 @@ impl EventKind {
             EventKind::Reloaded => "reloaded",
             EventKind::Changed => "changed",
             EventKind::Replied => "replied",
+            EventKind::KeySwitched => "key_switched",
         }
     }
 }
@@ -148,6 +152,19 @@ impl AuditEvent {
         Self::new(
             EventKind::Started,
             serde_json::json!({"version": version, "config_sha256": config_sha256, "targets": targets}),
+        )
+    }
+
+    /// Target `target` is encrypted for another certificate from now on.
+    pub fn key_switched(
+        target: &str,
+        from_kid: Option<&str>,
+        to_kid: &str,
+        not_after: &str,
+    ) -> Self {
+        Self::new(
+            EventKind::KeySwitched,
+            serde_json::json!({"target": target, "from_kid": from_kid, "to_kid": to_kid, "not_after": not_after}),
         )
     }
 

@@ -148,6 +148,7 @@ impl Rig {
             routes: arc_swap::ArcSwap::from_pointee(Routes {
                 router: setup.router.clone(),
                 targets: setup.targets.clone(),
+                rotations: setup.rotations.clone(),
                 payloads: setup.payloads(),
                 format_1: setup.format_1_targets(),
                 replies: setup.reply_routes(),

@@ -174,6 +174,10 @@ impl Certificate {
     pub fn public_key(&self) -> &PublicKey {
         &self.public_key
     }
+    /// Seconds since the epoch before which the certificate is not yet valid.
+    pub fn not_before(&self) -> i64 {
+        self.not_before
+    }
     /// Seconds since the epoch after which the certificate is no longer valid.
     pub fn not_after(&self) -> i64 {
         self.not_after

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod metadata;
 pub mod pool;
+pub mod rotation;
 pub mod stream;
 pub mod validate;
 mod whole;
@@ -118,6 +119,7 @@ pub struct Intake {
 
 /// Where submissions go and whom they are encrypted for: one consistent
 /// snapshot per submission.
+#[derive(Clone)]
 pub struct Routes {
     pub router: Router,
     /// The targets' encryption certificates.
@@ -129,6 +131,9 @@ pub struct Routes {
     pub format_1: std::collections::BTreeSet<String>,
     /// Where each portal's replies go (portals without replies are absent).
     pub replies: BTreeMap<String, ReplyRoute>,
+    /// Targets with several certificates: which is used when (`targets`
+    /// holds the one in use; see [`rotation`]).
+    pub rotations: BTreeMap<String, Vec<rotation::KeyWindow>>,
 }
 
 /// Submissions up to this many bytes (payload × targets) are sealed on the I/O

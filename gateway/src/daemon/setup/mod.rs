@@ -33,6 +33,8 @@ pub struct Setup {
     pub portals: Portals,
     pub router: Router,
     pub targets: BTreeMap<String, Arc<RecipientCert>>,
+    /// Targets with several certificates and when each is used.
+    pub rotations: BTreeMap<String, Vec<crate::core::intake::rotation::KeyWindow>>,
     /// Adapters, retry policies and limits of the targets, for the delivery engine.
     pub deliveries: Vec<Arc<TargetRuntime>>,
     pub seal: Arc<SealKey>,
@@ -179,7 +181,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     let revocation = revocation(&mut c, &trust);
     let crls = revocation.ders();
     let tls = ingest_tls(&mut c, &crls);
-    let targets = target_certificates(&mut c, &trust, &crls);
+    let (targets, rotations) = target_certificates(&mut c, &trust, &crls);
     let mut deliveries = delivery_runtimes(&mut c);
     let fitconnect = fitconnect::fitconnect(&mut c, &trust, &crls);
     fitconnect::subscriptions(&mut c);
@@ -203,6 +205,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 portals,
                 router,
                 targets,
+                rotations,
                 deliveries,
                 seal,
                 privacy,

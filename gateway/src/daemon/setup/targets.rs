@@ -11,52 +11,151 @@ use rustls::pki_types::CertificateRevocationListDer;
 use super::{read, Checks, Watched};
 use crate::core::engine::TargetRuntime;
 use crate::core::intake::check::SchemaOf;
+use crate::core::intake::rotation::{current, KeyWindow};
 
-/// Every target's encryption certificate, chaining to the trust anchors.
+/// One certificate a target lists: its config key, its PEM (or why it cannot
+/// be read) and the configured takeover (seconds since the epoch).
+type Listed = (String, Result<Vec<u8>, String>, Option<i64>);
+
+/// The certificates a target lists.
+fn listed(id: &str, t: &crate::config::TargetConfig) -> Result<Vec<Listed>, String> {
+    if let Some(pem) = &t.certificate_pem {
+        return Ok(vec![(
+            format!("targets.{id}.certificate"),
+            Ok(pem.as_bytes().to_vec()),
+            None,
+        )]);
+    }
+    match (
+        t.certificate.as_os_str().is_empty(),
+        t.certificates.is_empty(),
+    ) {
+        (false, true) => Ok(vec![(
+            format!("targets.{id}.certificate"),
+            read(&t.certificate),
+            None,
+        )]),
+        (true, false) => Ok(t
+            .certificates
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                (
+                    format!("targets.{id}.certificates[{i}]"),
+                    read(&w.file),
+                    w.from.map(|f| f.unix_timestamp()),
+                )
+            })
+            .collect()),
+        (true, true) => Err("the target has no encryption certificate".into()),
+        (false, false) => Err("give either certificate or certificates, not both".into()),
+    }
+}
+
+/// Every target's encryption certificate in use now, chaining to the trust
+/// anchors; and, for targets listing several, when each is used. A
+/// certificate that takes over later is checked as of that time.
 pub(super) fn target_certificates(
     c: &mut Checks,
     trust: &Option<TrustAnchors>,
     crls: &[CertificateRevocationListDer<'static>],
-) -> BTreeMap<String, Arc<RecipientCert>> {
+) -> (
+    BTreeMap<String, Arc<RecipientCert>>,
+    BTreeMap<String, Vec<KeyWindow>>,
+) {
     let config = c.config;
     let now = c.now;
-    let errors = &mut c.errors;
-    let watched = &mut c.watched;
+    let now_s = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let mut targets = BTreeMap::new();
+    let mut rotations = BTreeMap::new();
     for (id, t) in &config.targets {
-        let key = format!("targets.{id}.certificate");
-        let pem = match &t.certificate_pem {
-            Some(pem) => Ok(pem.as_bytes().to_vec()),
-            None => read(&t.certificate),
+        let entries = match listed(id, t) {
+            Ok(e) => e,
+            Err(e) => {
+                c.errors.push(config.error(
+                    format!("targets.{id}.certificate"),
+                    e,
+                    "give certificate = \"FILE\", or certificates = [{ file = \"FILE\" }, { file = \"NEXT\", from = \"2027-01-15T00:00:00Z\" }]",
+                ));
+                continue;
+            }
         };
-        let cert = pem.and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()));
-        match (cert, &trust) {
-            (Ok(cert), Some(trust)) => {
-                match trust.verify_recipient_with_crls(cert.der(), &[], now, crls) {
-                    Ok(r) => {
-                        watched.push(Watched {
-                            label: format!("target:{id}"),
-                            cert: r.certificate().clone(),
-                        });
-                        targets.insert(id.clone(), Arc::new(r));
-                    }
-                    Err(e) => {
-                        let fix = match e {
+        let mut windows = Vec::new();
+        let mut expired = 0;
+        // A single certificate must be valid now; in a rotation, one that
+        // takes over later is checked as of then.
+        let rotating = entries.len() > 1;
+        for (key, pem, from) in entries {
+            let cert = pem.and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()));
+            let cert = match cert {
+                Ok(cert) => cert,
+                Err(e) => {
+                    c.errors.push(config.error(
+                        key,
+                        e,
+                        "give the target's encryption certificate as PEM",
+                    ));
+                    continue;
+                }
+            };
+            let Some(trust) = &trust else { continue };
+            let start = from.unwrap_or(i64::MIN).max(cert.not_before());
+            let at = if rotating && start > now_s {
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(start as u64)
+            } else {
+                now
+            };
+            match trust.verify_recipient_with_crls(cert.der(), &[], at, crls) {
+                Ok(r) => windows.push(KeyWindow {
+                    end: r.certificate().not_after(),
+                    cert: Arc::new(r),
+                    start,
+                }),
+                Err(KeyError::Expired { .. }) if t.certificates.len() > 1 => {
+                    // An old certificate of a rotation, past its time: may
+                    // stay listed for the record, never used again.
+                    expired += 1;
+                }
+                Err(e) => {
+                    let fix = match e {
                         KeyError::Revoked { .. } => "give the target's new encryption certificate; the revoked one must not be encrypted for",
                         KeyError::RevocationUnknown { .. } => "add the CRL of the CA that issued it to pki.crls",
                         _ => "use the target's encryption certificate (RSA >= 3072 or P-256) issued under pki.trust_anchors",
                     };
-                        errors.push(config.error(key, e.to_string(), fix))
-                    }
+                    c.errors.push(config.error(key, e.to_string(), fix));
                 }
             }
-            (Err(e), _) => {
-                errors.push(config.error(key, e, "give the target's encryption certificate as PEM"))
+        }
+        if windows.is_empty() {
+            if expired > 0 {
+                c.errors.push(config.error(
+                    format!("targets.{id}.certificates"),
+                    "every certificate of the target has expired",
+                    "add the target's current encryption certificate",
+                ));
             }
-            (Ok(_), None) => {}
+            continue;
+        }
+        let Some(now_used) = current(&windows, now_s).cloned() else {
+            c.errors.push(config.error(
+                format!("targets.{id}.certificates"),
+                "none of the target's certificates is in use now (each is used from its `from` or notBefore until its notAfter)",
+                "list a certificate that is valid now",
+            ));
+            continue;
+        };
+        c.watched.push(Watched {
+            label: format!("target:{id}"),
+            cert: now_used.cert.certificate().clone(),
+        });
+        targets.insert(id.clone(), now_used.cert);
+        if windows.len() > 1 {
+            rotations.insert(id.clone(), windows);
         }
     }
-    targets
+    (targets, rotations)
 }
 
 /// The delivery policies and every target's adapter, built by its own crate.
