@@ -36,10 +36,31 @@ async fn start_fit(
     extra: &str,
     subscriber_cert: Option<&std::path::Path>,
 ) -> (TestConfig, ozg_gateway::daemon::Gateway) {
+    let cert = demo("fitconnect-destination.pem").display().to_string();
+    start_fit_keys(
+        extra,
+        subscriber_cert,
+        &format!("certificate = \"{cert}\""),
+        "",
+    )
+    .await
+}
+
+/// [`start_fit`] with `keys` as the destination's key setting(s), and
+/// `trust_anchors` (a file) if not empty.
+async fn start_fit_keys(
+    extra: &str,
+    subscriber_cert: Option<&std::path::Path>,
+    keys: &str,
+    trust_anchors: &str,
+) -> (TestConfig, ozg_gateway::daemon::Gateway) {
     let signing = subscriber_cert
         .map(|p| format!("signing_certificate = \"{}\"", p.display()))
         .unwrap_or_default();
-    let tc = test_config(&Options::default());
+    let tc = test_config(&Options {
+        trust_anchors: (!trust_anchors.is_empty()).then(|| trust_anchors.into()),
+        ..Options::default()
+    });
     let mut text = std::fs::read_to_string(&tc.path).unwrap();
     let cert = demo("fitconnect-destination.pem").display().to_string();
     text.push_str(&format!(
@@ -51,7 +72,7 @@ signing_certificate = "{signing_cert}"
 {extra}
 
 [fitconnect.destinations.{DEST}]
-certificate = "{cert}"
+{keys}
 leistungen = ["{LEISTUNG}"]
 
 [fitconnect.destinations.{OTHER}]
@@ -989,4 +1010,87 @@ fn a_destination_certificate_outside_the_trust_anchors_is_refused() {
         refused.contains(&format!("fitconnect.destinations.{DEST}.certificate")),
         "{refused}"
     );
+}
+
+/// A destination rotating its key: senders are told the key in use
+/// (`encryptionKid`), and the next one is already published, as is the old
+/// one until its notAfter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_names_its_key_in_use_and_publishes_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.path().join("ext"),
+        "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, keyEncipherment\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:4096",
+        "-nodes",
+        "-keyout",
+        "next.key",
+        "-subj",
+        "/O=ozg-gateway DEMO ONLY/CN=destination 2027",
+        "-out",
+        "next.csr",
+    ]);
+    let (ca, ca_key) = (demo("ca.pem"), demo("ca.key"));
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "next.csr",
+        "-CA",
+        ca.to_str().unwrap(),
+        "-CAkey",
+        ca_key.to_str().unwrap(),
+        "-days",
+        "400",
+        "-extfile",
+        "ext",
+        "-out",
+        "next.pem",
+    ]);
+    let old = demo("fitconnect-destination.pem");
+    let next = dir.path().join("next.pem");
+    let kid = |p: &std::path::Path| {
+        let c = ozg_adapter_sdk::keys::Certificate::from_pem(&std::fs::read(p).unwrap()).unwrap();
+        ozg_gateway::core::fitconnect::keys::DestinationKey::from_certificate(c.der())
+            .unwrap()
+            .kid
+    };
+    let from = (time::OffsetDateTime::now_utc() + time::Duration::days(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let keys = format!(
+        "certificates = [{{ file = \"{}\" }}, {{ file = \"{}\", from = \"{from}\" }}]",
+        old.display(),
+        next.display()
+    );
+    let (_tc, gw) = start_fit_keys("", None, &keys, "").await;
+    let base = format!("https://localhost:{}", gw.fitconnect_addr.unwrap().port());
+    let token = bearer(&base, SENDER.0, SENDER.1).await;
+    let (status, info) = get(format!("{base}/v1/destinations/{DEST}"), &token).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["encryptionKid"], kid(&old).as_str(), "{info}");
+    for k in [kid(&old), kid(&next)] {
+        let (status, jwk) = get(format!("{base}/v1/destinations/{DEST}/keys/{k}"), &token).await;
+        assert_eq!(status, 200, "{jwk}");
+        assert_eq!(jwk["kid"], k.as_str());
+    }
+    gw.shutdown().await.unwrap();
 }

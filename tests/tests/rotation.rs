@@ -229,8 +229,11 @@ fn a_target_must_have_a_certificate_in_use_now() {
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("not valid before"), "{said}");
     // Two that both take over later: none in use now.
+    let from = (now + time::Duration::days(5))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let (code, said) = check(format!(
-        "[targets.t]\ncertificates = [{{ file = \"{0}\" }}, {{ file = \"{0}\", from = \"2099-01-01T00:00:00Z\" }}]\nadapter = {{ type = \"filedrop\", dir = \"/tmp\" }}\n",
+        "[targets.t]\ncertificates = [{{ file = \"{0}\" }}, {{ file = \"{0}\", from = \"{from}\" }}]\nadapter = {{ type = \"filedrop\", dir = \"/tmp\" }}\n",
         later.cert.display()
     ));
     assert_eq!(code, Some(2), "{said}");
@@ -245,4 +248,11 @@ fn a_target_must_have_a_certificate_in_use_now() {
     ));
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("not both"), "{said}");
+    // Taking over after its own notAfter: never used.
+    let (code, said) = check(format!(
+        "[targets.t]\ncertificates = [{{ file = \"{0}\" }}, {{ file = \"{0}\", from = \"2099-01-01T00:00:00Z\" }}]\nadapter = {{ type = \"filedrop\", dir = \"/tmp\" }}\n",
+        later.cert.display()
+    ));
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("would never be used"), "{said}");
 }

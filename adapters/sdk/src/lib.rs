@@ -33,7 +33,9 @@ pub mod xdomea;
 
 pub use adapter::{Adapter, DeliverFuture, Delivery, Failure, Outcome};
 pub use adapter_config::{AdapterConfig, AdapterConfigError};
-pub use envelope::{open, Envelope, Manifest, ManifestPart, OpenError, Opened, Receipt};
+pub use envelope::{
+    open, open_with_keys, Envelope, Manifest, ManifestPart, OpenError, Opened, Receipt,
+};
 pub use keys::{
     KeyError, RecipientCert, RecipientPrivateKey, SealKey, SealPins, SealSigner, SignError,
     TrustAnchors,

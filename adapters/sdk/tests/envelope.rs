@@ -109,6 +109,27 @@ fn round_trip_for_rsa_and_ec_recipients() {
 }
 
 #[test]
+fn a_receiver_holding_old_and_new_key_opens_either_envelope() {
+    // During a key rotation the receiver holds both keys; each envelope names its kid.
+    let (_, rsa) = recipient("recipient-rsa");
+    let (_, ec) = recipient("recipient-ec");
+    let keys = [rsa, ec];
+    for stem in ["recipient-rsa", "recipient-ec"] {
+        let env = envelope(stem, "s-rot", &[("data", DATA)]);
+        let opened =
+            ozg_adapter_sdk::open_with_keys(&env, &keys, &trust(), &seals(), SystemTime::now())
+                .unwrap();
+        assert_eq!(opened.parts[0].data, DATA, "{stem}");
+    }
+    // Only the other key: named as for another recipient.
+    let env = envelope("recipient-rsa", "s-rot", &[("data", DATA)]);
+    let err =
+        ozg_adapter_sdk::open_with_keys(&env, &keys[1..], &trust(), &seals(), SystemTime::now())
+            .unwrap_err();
+    assert!(err.to_string().contains("not for this recipient"), "{err}");
+}
+
+#[test]
 fn wrong_recipient_is_named() {
     let env = envelope("recipient-rsa", "s-1", &[("data", DATA)]);
     let (_, other) = recipient("recipient-ec");

@@ -95,7 +95,14 @@ pub struct FitDestinationConfig {
     /// The destination's encryption certificate (PEM, RSA with at least 4096
     /// bits, chaining to `pki.trust_anchors`): published as its JWK; senders
     /// encrypt for it, only the holder of its key reads the submissions.
+    #[serde(default)]
     pub certificate: PathBuf,
+    /// Instead of `certificate`: several, each with the time it takes over
+    /// (a key rotation). The destination names the one that took over last
+    /// among those in use as its `encryptionKid`; every listed key not past
+    /// its notAfter stays published, for senders that fetched it before.
+    #[serde(default)]
+    pub certificates: Vec<super::CertificateWindow>,
     /// Leistungen (`*` and prefixes) it takes.
     #[serde(default = "any")]
     pub leistungen: Vec<String>,

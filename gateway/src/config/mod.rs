@@ -517,7 +517,12 @@ impl Config {
                 }
             }
             for d in f.destinations.values_mut() {
-                fix(&mut d.certificate);
+                if !d.certificate.as_os_str().is_empty() {
+                    fix(&mut d.certificate);
+                }
+                for w in &mut d.certificates {
+                    fix(&mut w.file);
+                }
                 if let Some(ca) = &mut d.callback_ca {
                     fix(ca);
                 }

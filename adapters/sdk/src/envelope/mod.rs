@@ -308,6 +308,45 @@ pub struct Opened {
     pub parts: Vec<OpenedPart>,
 }
 
+/// [`open`] for a receiver that holds several keys (during a key rotation
+/// the old and the new one): the key whose `kid` the manifest's JWE names is
+/// used; keys loaded without their certificate (no `kid`) are tried in turn.
+pub fn open_with_keys(
+    env: &Envelope,
+    keys: &[RecipientPrivateKey],
+    trust: &TrustAnchors,
+    seals: &SealPins,
+    now: SystemTime,
+) -> Result<Opened, OpenError> {
+    let named = env
+        .manifest
+        .split('.')
+        .next()
+        .and_then(crate::base64url::decode)
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .and_then(|h| h["kid"].as_str().map(str::to_owned));
+    if let Some(k) = keys
+        .iter()
+        .find(|k| named.is_some() && k.kid() == named.as_deref())
+    {
+        return open(env, k, trust, seals, now);
+    }
+    let mut first_error = None;
+    for k in keys.iter().filter(|k| k.kid().is_none()) {
+        match open(env, k, trust, seals, now) {
+            Ok(o) => return Ok(o),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match (first_error, keys.first()) {
+        (Some(e), _) => Err(e),
+        (None, Some(k)) => open(env, k, trust, seals, now),
+        (None, None) => Err(OpenError::ManifestJson("no recipient key given".into())),
+    }
+}
+
 /// What a recipient does: decrypt everything, verify the seal against `trust`
 /// and require it to be one of the gateway's `seals`, check the clear header
 /// against the sealed manifest and every part's size and SHA-512. Any mismatch is

@@ -129,8 +129,51 @@ pub struct Destination {
     /// Its subscriber's callback, if it takes them.
     pub callback: Option<Arc<callback::Callback>>,
     pub leistungen: PatternSet,
-    /// Its encryption key as published (JWK with `kid`).
+    /// Its encryption keys as published (JWK with `kid`), with when each is
+    /// used (one, or several during a key rotation).
+    pub keys: Vec<PublishedKey>,
+}
+
+/// A destination's encryption key and its time: senders are told to use it
+/// from `start`, it is served until `end` (its certificate's notAfter).
+#[derive(Debug, Clone)]
+pub struct PublishedKey {
     pub key: keys::DestinationKey,
+    pub start: i64,
+    pub end: i64,
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Destination {
+    /// The key senders encrypt for at `now`: the one that took over last
+    /// among those in use (the latest started, if every one has ended).
+    pub fn current_key(&self, now: i64) -> Option<&keys::DestinationKey> {
+        let live = self
+            .keys
+            .iter()
+            .filter(|k| k.start <= now && now < k.end)
+            .max_by_key(|k| k.start);
+        live.or_else(|| {
+            self.keys
+                .iter()
+                .filter(|k| k.start <= now)
+                .max_by_key(|k| k.start)
+        })
+        .map(|k| &k.key)
+    }
+
+    /// A key a sender may fetch by `kid`: listed and not past its notAfter.
+    pub fn published(&self, kid: &str, now: i64) -> Option<&keys::DestinationKey> {
+        self.keys
+            .iter()
+            .find(|k| k.key.kid == kid && now < k.end)
+            .map(|k| &k.key)
+    }
 }
 
 /// The Zustelldienst: who may do what, and where submissions go.
@@ -227,7 +270,7 @@ impl Zustelldienst {
             "destinationId": d.id,
             "status": "active",
             "services": services,
-            "encryptionKid": d.key.kid,
+            "encryptionKid": d.current_key(now_s()).map(|k| k.kid.as_str()),
             "metadataVersions": ["1.0.0"],
             "replyChannels": {},
         }))
@@ -239,14 +282,51 @@ impl Zustelldienst {
             .destinations
             .get(id)
             .ok_or_else(|| destination_not_found(id))?;
-        if d.key.kid != kid {
-            return Err(FitError::new(
+        match d.published(kid, now_s()) {
+            Some(k) => Ok(k.jwk.clone()),
+            None => Err(FitError::new(
                 404,
                 "key-not-found",
                 "Key not found",
                 format!("destination {id} has no key {kid}"),
-            ));
+            )),
         }
-        Ok(d.key.jwk.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kid: &str, start: i64, end: i64) -> PublishedKey {
+        PublishedKey {
+            key: keys::DestinationKey {
+                kid: kid.into(),
+                jwk: json!({"kid": kid}),
+            },
+            start,
+            end,
+        }
+    }
+
+    #[test]
+    fn senders_are_told_the_newest_key_and_may_fetch_every_live_one() {
+        let d = Destination {
+            id: "d".into(),
+            targets: Vec::new(),
+            callback: None,
+            leistungen: crate::model::routing::PatternSet(Vec::new()),
+            keys: vec![key("old", 0, 500), key("new", 100, 1000)],
+        };
+        assert_eq!(d.current_key(50).unwrap().kid, "old");
+        assert_eq!(d.current_key(100).unwrap().kid, "new");
+        // A sender that read `old` before the switch still gets it.
+        assert!(d.published("old", 300).is_some());
+        assert!(d.published("old", 500).is_none());
+        assert!(d.published("new", 50).is_some());
+        assert!(d.published("other", 50).is_none());
+        // Every one ended: the latest started is still named (the daemon
+        // refuses to start without one in use; this is a long-running one).
+        assert_eq!(d.current_key(2000).unwrap().kid, "new");
     }
 }

@@ -6,12 +6,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::targets::never_used;
 use super::{read, Checks};
 use crate::config::FitRole;
 use crate::core::engine::TargetRuntime;
 use crate::core::fitconnect::events::EventSigner;
 use crate::core::fitconnect::keys::DestinationKey;
-use crate::core::fitconnect::{box_target, Client, Destination, Role};
+use crate::core::fitconnect::{box_target, Client, Destination, PublishedKey, Role};
 use crate::model::routing::{Pattern, PatternSet};
 use rustls_pki_types::pem::PemObject as _;
 
@@ -20,6 +21,61 @@ pub struct FitSetup {
     pub clients: HashMap<String, Arc<Client>>,
     pub destinations: BTreeMap<String, Arc<Destination>>,
     pub signer: Arc<EventSigner>,
+}
+
+/// A destination's keys with their times (see `targets::listed`); every one
+/// issued under `pki.trust_anchors` and not revoked, as of now, or for a
+/// later one of a rotation as of its takeover. Err: (config key, why).
+fn destination_keys(
+    at: &str,
+    d: &crate::config::FitDestinationConfig,
+    trust: Option<&ozg_adapter_sdk::TrustAnchors>,
+    crls: &[rustls_pki_types::CertificateRevocationListDer<'static>],
+    now: std::time::SystemTime,
+) -> Result<Vec<PublishedKey>, (String, String)> {
+    let now_s = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let entries = super::targets::listed(at, &d.certificate, &d.certificates, None)
+        .map_err(|e| (format!("{at}.certificate"), e))?;
+    let rotating = entries.len() > 1;
+    let mut keys = Vec::new();
+    for (key, pem, from) in entries {
+        let cert = pem
+            .and_then(|pem| {
+                ozg_adapter_sdk::keys::Certificate::from_pem(&pem).map_err(|e| e.to_string())
+            })
+            .map_err(|e| (key.clone(), e))?;
+        let start = from.unwrap_or(i64::MIN).max(cert.not_before());
+        if start >= cert.not_after() {
+            return Err((key, never_used(&cert)));
+        }
+        if rotating && cert.not_after() <= now_s {
+            continue; // an old key of the rotation, past its time
+        }
+        let check_at = if rotating && start > now_s {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(start as u64)
+        } else {
+            now
+        };
+        if let Some(trust) = trust {
+            trust
+                .verify_recipient_with_crls(cert.der(), &[], check_at, crls)
+                .map_err(|e| (key.clone(), e.to_string()))?;
+        }
+        keys.push(PublishedKey {
+            key: DestinationKey::from_certificate(cert.der()).map_err(|e| (key.clone(), e))?,
+            start,
+            end: cert.not_after(),
+        });
+    }
+    if !keys.iter().any(|k| k.start <= now_s && now_s < k.end) {
+        return Err((
+            format!("{at}.certificates"),
+            "none of the destination's certificates is in use now".into(),
+        ));
+    }
+    Ok(keys)
 }
 
 fn patterns(list: &[String]) -> Result<PatternSet, String> {
@@ -74,20 +130,7 @@ pub(super) fn fitconnect(
             ));
             continue;
         }
-        let now = c.now;
-        let key = read(&d.certificate)
-            .and_then(|pem| {
-                ozg_adapter_sdk::keys::Certificate::from_pem(&pem).map_err(|e| e.to_string())
-            })
-            .and_then(|cert| {
-                // Issued under pki.trust_anchors (and not revoked), like a target's.
-                if let Some(trust) = trust {
-                    trust
-                        .verify_recipient_with_crls(cert.der(), &[], now, crls)
-                        .map_err(|e| e.to_string())?;
-                }
-                DestinationKey::from_certificate(cert.der())
-            });
+        let key = destination_keys(&at, d, trust.as_ref(), crls, c.now);
         let leistungen = patterns(&d.leistungen);
         match (key, leistungen) {
             (Ok(key), Ok(leistungen)) => {
@@ -136,14 +179,14 @@ pub(super) fn fitconnect(
                         targets: d.targets.clone(),
                         callback,
                         leistungen,
-                        key,
+                        keys: key,
                     }),
                 );
             }
-            (Err(e), _) => errors.push(config.error(
-                format!("{at}.certificate"),
+            (Err((key, e)), _) => errors.push(config.error(
+                key,
                 e,
-                "give the destination's RSA-4096 encryption certificate (PEM)",
+                "give the destination's RSA-4096 encryption certificate (PEM), or certificates = [{ file, from }] for a key rotation",
             )),
             (_, Err(e)) => errors.push(config.error(
                 format!("{at}.leistungen"),

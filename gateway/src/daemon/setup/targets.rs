@@ -13,41 +13,49 @@ use crate::core::engine::TargetRuntime;
 use crate::core::intake::check::SchemaOf;
 use crate::core::intake::rotation::{current, KeyWindow};
 
-/// One certificate a target lists: its config key, its PEM (or why it cannot
-/// be read) and the configured takeover (seconds since the epoch).
-type Listed = (String, Result<Vec<u8>, String>, Option<i64>);
+/// One certificate a target or destination lists: its config key, its PEM
+/// (or why it cannot be read) and the configured takeover (seconds since the
+/// epoch).
+pub(super) type Listed = (String, Result<Vec<u8>, String>, Option<i64>);
 
-/// The certificates a target lists.
-fn listed(id: &str, t: &crate::config::TargetConfig) -> Result<Vec<Listed>, String> {
-    if let Some(pem) = &t.certificate_pem {
+/// Why a certificate whose `from` is at or after its notAfter is refused.
+pub(super) fn never_used(cert: &Certificate) -> String {
+    format!(
+        "certificate {:?} would take over only after its notAfter ({}): it would never be used",
+        cert.subject(),
+        cert.not_after_rfc3339()
+    )
+}
+
+/// The certificates listed at `at` as `certificate` (one) or `certificates`
+/// (a rotation), or given as `pem` (a registered target).
+pub(super) fn listed(
+    at: &str,
+    certificate: &std::path::Path,
+    certificates: &[crate::config::CertificateWindow],
+    pem: Option<&str>,
+) -> Result<Vec<Listed>, String> {
+    if let Some(pem) = pem {
         return Ok(vec![(
-            format!("targets.{id}.certificate"),
+            format!("{at}.certificate"),
             Ok(pem.as_bytes().to_vec()),
             None,
         )]);
     }
-    match (
-        t.certificate.as_os_str().is_empty(),
-        t.certificates.is_empty(),
-    ) {
-        (false, true) => Ok(vec![(
-            format!("targets.{id}.certificate"),
-            read(&t.certificate),
-            None,
-        )]),
-        (true, false) => Ok(t
-            .certificates
+    match (certificate.as_os_str().is_empty(), certificates.is_empty()) {
+        (false, true) => Ok(vec![(format!("{at}.certificate"), read(certificate), None)]),
+        (true, false) => Ok(certificates
             .iter()
             .enumerate()
             .map(|(i, w)| {
                 (
-                    format!("targets.{id}.certificates[{i}]"),
+                    format!("{at}.certificates[{i}]"),
                     read(&w.file),
                     w.from.map(|f| f.unix_timestamp()),
                 )
             })
             .collect()),
-        (true, true) => Err("the target has no encryption certificate".into()),
+        (true, true) => Err("no encryption certificate is given".into()),
         (false, false) => Err("give either certificate or certificates, not both".into()),
     }
 }
@@ -71,7 +79,13 @@ pub(super) fn target_certificates(
     let mut targets = BTreeMap::new();
     let mut rotations = BTreeMap::new();
     for (id, t) in &config.targets {
-        let entries = match listed(id, t) {
+        let at = format!("targets.{id}");
+        let entries = match listed(
+            &at,
+            &t.certificate,
+            &t.certificates,
+            t.certificate_pem.as_deref(),
+        ) {
             Ok(e) => e,
             Err(e) => {
                 c.errors.push(config.error(
@@ -102,6 +116,14 @@ pub(super) fn target_certificates(
             };
             let Some(trust) = &trust else { continue };
             let start = from.unwrap_or(i64::MIN).max(cert.not_before());
+            if start >= cert.not_after() {
+                c.errors.push(config.error(
+                    key,
+                    never_used(&cert),
+                    "give a `from` before the certificate's notAfter",
+                ));
+                continue;
+            }
             let at = if rotating && start > now_s {
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(start as u64)
             } else {
