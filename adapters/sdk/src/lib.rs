@@ -29,6 +29,7 @@ pub mod envelope;
 pub mod jose;
 pub mod keys;
 pub mod merkle;
+pub mod timestamp;
 pub mod xdomea;
 
 pub use adapter::{Adapter, DeliverFuture, Delivery, Failure, Outcome};

@@ -122,6 +122,17 @@ impl TrustAnchors {
         Ok(cert)
     }
 
+    /// Verifies a certificate chain to the anchors at `at`, whatever the
+    /// certificate is for (the caller checks its usage; e.g. a TSA's).
+    pub fn verify_any(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        at: SystemTime,
+    ) -> Result<Certificate, KeyError> {
+        self.verify(leaf, intermediates, at, &[])
+    }
+
     /// Verifies a recipient (encryption) certificate chain.
     pub fn verify_recipient(
         &self,
