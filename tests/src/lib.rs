@@ -739,6 +739,22 @@ pub fn python() -> PathBuf {
     py
 }
 
+/// A copy of the test's data directory with `sql` applied to it (to show
+/// what `audit verify` makes of a changed log).
+pub fn data_dir_copy_with(tc: &TestConfig, name: &str, sql: &str) -> PathBuf {
+    let copy = tc.dir.path().join(format!("copy-{name}"));
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["gateway.db", "gateway.db-wal"] {
+        let src = tc.data_dir.join(f);
+        if src.exists() {
+            std::fs::copy(&src, copy.join(f)).unwrap();
+        }
+    }
+    let conn = rusqlite::Connection::open(copy.join("gateway.db")).unwrap();
+    conn.execute_batch(sql).unwrap();
+    copy
+}
+
 /// Runs `bin open ENVELOPE` as the demo recipient `stem` (its key and
 /// certificate), trusting the demo CA and seal, writing the parts to `out`.
 pub fn open_envelope(bin: &str, envelope: &Path, stem: &str, out: &Path) -> std::process::Output {

@@ -118,18 +118,7 @@ fn verify(config: &Path, data_dir: &Path) -> (bool, String) {
 
 /// A copy of the data directory with `sql` applied to it.
 fn tampered(tc: &TestConfig, name: &str, sql: &str) -> PathBuf {
-    let copy = tc.dir.path().join(format!("copy-{name}"));
-    std::fs::create_dir_all(&copy).unwrap();
-    for f in ["gateway.db", "gateway.db-wal"] {
-        let src = tc.data_dir.join(f);
-        if src.exists() {
-            std::fs::copy(&src, copy.join(f)).unwrap();
-        }
-    }
-    let conn = rusqlite::Connection::open(copy.join("gateway.db")).unwrap();
-    conn.execute_batch(sql).unwrap();
-    drop(conn);
-    copy
+    data_dir_copy_with(tc, name, sql)
 }
 
 fn last_checkpoint(tc: &TestConfig) -> u64 {

@@ -17,6 +17,8 @@ struct AuditSources {
     /// A copy of the data directory to read instead of the configured one.
     data_dir: Option<PathBuf>,
     pki: crate::config::PkiConfig,
+    /// The TSA of the checkpoints' time-stamps, if configured.
+    timestamp: Option<crate::config::TimestampConfig>,
 }
 
 impl AuditSources {
@@ -27,6 +29,7 @@ impl AuditSources {
             store: cfg.store,
             data_dir,
             pki: cfg.pki,
+            timestamp: cfg.audit.timestamp,
         })
     }
 
@@ -52,6 +55,44 @@ impl AuditSources {
         seal_pins(
             std::iter::once(&self.pki.seal_certificate).chain(&self.pki.previous_seal_certificates),
         )
+    }
+}
+
+/// The time-stamps of the checkpoints, with `[audit.timestamp]`: each token
+/// must verify (a forged one breaks the log, exit 4); checkpoints without one
+/// are listed.
+fn stamps(sources: &AuditSources, log: &dyn AuditLogRead) -> anyhow::Result<ExitCode> {
+    let Some(t) = &sources.timestamp else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let anchors = ozg_adapter_sdk::TrustAnchors::from_pem(
+        &std::fs::read(&t.anchors).with_context(|| format!("reading {}", t.anchors.display()))?,
+    )?;
+    match crate::core::audit::stamp::verify_stamps(log, &anchors)? {
+        Ok(r) => {
+            match &r.newest {
+                Some((seq, time, tsa)) => println!(
+                    "time-stamps: {} checkpoint(s) stamped by a TSA under audit.timestamp.anchors; newest at seq {seq}, stamped {} by {tsa}",
+                    r.stamped,
+                    crate::model::time::rfc3339_ms(*time * 1000)
+                ),
+                None => println!("time-stamps: no checkpoint is stamped yet"),
+            }
+            if !r.missing.is_empty() {
+                let shown: Vec<String> = r.missing.iter().take(10).map(u64::to_string).collect();
+                println!(
+                    "warning: {} checkpoint(s) without a time-stamp token (seq {}{}): the TSA was not reached yet, or the token was removed",
+                    r.missing.len(),
+                    shown.join(", "),
+                    if r.missing.len() > 10 { ", …" } else { "" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            eprintln!("BROKEN: checkpoint seq {}: {}", broken.seq, broken.reason);
+            Ok(ExitCode::from(4))
+        }
     }
 }
 
@@ -94,7 +135,7 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
                     for w in &r.warnings {
                         println!("warning: {w}");
                     }
-                    Ok(ExitCode::SUCCESS)
+                    stamps(&sources, conn.as_ref())
                 }
                 Err(broken) => {
                     eprintln!(

@@ -17,6 +17,7 @@ use ozg_adapter_http::HttpConfig;
 use serde::Deserialize;
 
 mod access;
+mod audit;
 mod fitconnect;
 mod limits;
 mod pki;
@@ -26,6 +27,7 @@ mod text;
 mod xta;
 pub use crate::store::backends::StoreConfig;
 pub use access::{AdminConfig, ClientPins, OperatorConfig, PortalConfig, RepliesConfig};
+pub use audit::{AuditConfig, TimestampConfig};
 pub use fitconnect::{
     FitClientConfig, FitConnectConfig, FitDestinationConfig, FitRole, FitSubscriptionConfig,
 };
@@ -508,6 +510,12 @@ impl Config {
             fix(&mut sub.signing_key);
             fix(&mut sub.server_ca);
         }
+        if let Some(t) = &mut self.audit.timestamp {
+            fix(&mut t.anchors);
+            if let Some(ca) = &mut t.server_ca {
+                fix(ca);
+            }
+        }
         if let Some(f) = &mut self.fitconnect {
             fix(&mut f.signing_key);
             fix(&mut f.signing_certificate);
@@ -542,26 +550,6 @@ impl Config {
             key: key.into(),
             problem: problem.into(),
             fix: fix.into(),
-        }
-    }
-}
-
-/// Checkpoint settings.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditConfig {
-    /// Sign a checkpoint at least this often while records are added.
-    #[serde(with = "humantime_serde")]
-    pub checkpoint_interval: Duration,
-    /// … and whenever this many records were added since the last one.
-    pub checkpoint_every: u64,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        AuditConfig {
-            checkpoint_interval: Duration::from_secs(60),
-            checkpoint_every: 1000,
         }
     }
 }

@@ -86,6 +86,10 @@ pub struct Metrics {
     pub box_closed: Family<TargetLabel, Counter>,
     pub audit_head: Gauge,
     pub audit_checkpoint: Gauge,
+    /// Checkpoints still waiting for their RFC 3161 time-stamp token.
+    pub audit_unstamped: Gauge,
+    /// Requests to the time-stamping authority that failed.
+    pub audit_stamp_failures: Counter,
     queue: Family<QueueLabels, Gauge>,
     /// Cluster mode's figures (see [`Metrics::for_cluster`]).
     cluster: Option<ClusterGauges>,
@@ -137,6 +141,8 @@ impl Metrics {
             box_closed: Family::default(),
             audit_head: Gauge::default(),
             audit_checkpoint: Gauge::default(),
+            audit_unstamped: Gauge::default(),
+            audit_stamp_failures: Counter::default(),
             queue: Family::default(),
             cluster: None,
             ready: Gauge::default(),
@@ -273,6 +279,16 @@ impl Metrics {
             "audit_checkpoint_seq",
             "Sequence number the newest signed audit checkpoint covers; copy checkpoints off the machine",
             m.audit_checkpoint.clone(),
+        );
+        registry.register(
+            "audit_checkpoints_unstamped",
+            "Signed audit checkpoints without an RFC 3161 time-stamp token yet ([audit] timestamp); grows while the TSA cannot be reached",
+            m.audit_unstamped.clone(),
+        );
+        registry.register(
+            "audit_timestamp_failures",
+            "Requests to the time-stamping authority that failed (unreachable, refused, or a token that does not verify)",
+            m.audit_stamp_failures.clone(),
         );
         Metrics { registry, ..m }
     }

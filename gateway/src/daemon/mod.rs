@@ -161,10 +161,18 @@ impl Gateway {
         let audit_task = tokio::spawn(crate::core::audit::checkpoint_task(
             store.clone(),
             setup.seal.clone(),
-            cfg.audit,
+            cfg.audit.clone(),
             metrics.clone(),
             shutdown_rx.clone(),
         ));
+        let stamp_task = setup.tsa.clone().map(|tsa| {
+            tokio::spawn(crate::core::audit::stamp::stamp_task(
+                store.clone(),
+                tsa,
+                metrics.clone(),
+                shutdown_rx.clone(),
+            ))
+        });
         let breakers = Arc::new(crate::core::engine::BreakerBoard::default());
         let pauses = admin::load_state(store.as_ref(), cfg.admin.statistics_time_zone).await?;
         let wakers = Arc::new(crate::core::engine::Wakers::default());
@@ -420,6 +428,7 @@ impl Gateway {
             retention_task,
         ];
         tasks.extend(xta_tasks);
+        tasks.extend(stamp_task);
         tasks.extend(relay_task);
         Ok(Gateway {
             ingest_addr,

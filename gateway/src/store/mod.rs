@@ -182,6 +182,8 @@ pub trait AuditLogRead {
     fn covering_checkpoint(&self, seq: u64) -> Result<Option<Checkpoint>, StoreError>;
     /// The stored text of records `from..=to`, in order.
     fn texts(&self, from: u64, to: u64) -> Result<Vec<String>, StoreError>;
+    /// The RFC 3161 time-stamp tokens of checkpoints, by checkpoint `seq`.
+    fn stamps(&self) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError>;
 }
 
 /// Work on the audit log handed to [`Store::read_audit`].
@@ -231,6 +233,11 @@ pub trait Store: Send + Sync {
     fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
     /// The newest checkpoint, if any.
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
+    /// Up to `limit` checkpoints without a time-stamp token, oldest first,
+    /// and how many there are in all.
+    fn unstamped(&self, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)>;
+    /// Keeps checkpoint `seq`'s RFC 3161 time-stamp token.
+    fn add_stamp(&self, seq: u64, token: Vec<u8>, stamped_at: i64) -> StoreFuture<'_, ()>;
     /// The stored text of audit records `from..=to` (a checkpoint's batch).
     fn audit_texts(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<String>>;
     /// An operator's action on one delivery, audited with the operator's id

@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod prove;
+pub mod stamp;
 pub mod verify;
 
 pub use checkpoint::{checkpoint_task, sign_checkpoint};

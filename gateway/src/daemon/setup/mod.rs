@@ -55,6 +55,8 @@ pub struct Setup {
     pub fitconnect: Option<fitconnect::FitSetup>,
     /// Which tenant each target and portal belongs to, for the operator API.
     pub directory: crate::core::operator::Directory,
+    /// The time-stamping authority of the checkpoints (`[audit.timestamp]`).
+    pub tsa: Option<Arc<crate::core::audit::stamp::Tsa>>,
 }
 
 impl Setup {
@@ -151,7 +153,9 @@ mod pki;
 mod targets;
 
 use clients::{clients, routes, unrouted_leistungen};
-use pki::{ingest_tls, previous_seals, privacy_key, revocation, seal_key, trust_anchors};
+use pki::{
+    ingest_tls, previous_seals, privacy_key, revocation, seal_key, time_stamper, trust_anchors,
+};
 use targets::{delivery_runtimes, leistung_schemas, target_certificates};
 
 /// What the checks collect: every problem (to print them all at once), the
@@ -178,6 +182,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     previous_seals(&mut c);
     let seal = seal_key(&mut c, &trust);
     let privacy = privacy_key(&mut c);
+    let tsa = time_stamper(&mut c);
     let revocation = revocation(&mut c, &trust);
     let crls = revocation.ders();
     let tls = ingest_tls(&mut c, &crls);
@@ -218,6 +223,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
                 warnings,
                 fitconnect,
                 directory: crate::core::operator::Directory::of(&config),
+                tsa,
                 config,
             })
         }

@@ -350,3 +350,54 @@ pub(super) fn ingest_tls(
     };
     tls
 }
+
+/// The time-stamping authority of `[audit.timestamp]`, if configured.
+pub(super) fn time_stamper(c: &mut Checks) -> Option<Arc<crate::core::audit::stamp::Tsa>> {
+    let config = c.config;
+    let t = config.audit.timestamp.as_ref()?;
+    if !(t.url.starts_with("https://") || t.url.starts_with("http://")) {
+        c.errors.push(config.error(
+            "audit.timestamp.url",
+            format!("{:?} is not an http:// or https:// URL", t.url),
+            "give the TSA's URL, e.g. \"https://tsa.example/tsr\"",
+        ));
+        return None;
+    }
+    let trust = match read(&t.anchors)
+        .and_then(|pem| TrustAnchors::from_pem(&pem).map_err(|e| e.to_string()))
+    {
+        Ok(trust) => trust,
+        Err(e) => {
+            c.errors.push(config.error(
+                "audit.timestamp.anchors",
+                e,
+                "give the CA certificate(s) (PEM) the TSA's certificate chains to",
+            ));
+            return None;
+        }
+    };
+    let ca = t.server_ca.as_ref().unwrap_or(&t.anchors);
+    let client = tls::server_only_client_config(ca).and_then(|tls| {
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(t.timeout)
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    match client {
+        Ok(client) => Some(Arc::new(crate::core::audit::stamp::Tsa {
+            url: t.url.clone(),
+            client,
+            trust,
+            retry: t.retry.max(std::time::Duration::from_secs(1)),
+        })),
+        Err(e) => {
+            c.errors.push(config.error(
+                "audit.timestamp.server_ca",
+                e,
+                "give the CA (PEM) of the TSA's HTTPS server certificate",
+            ));
+            None
+        }
+    }
+}

@@ -129,7 +129,52 @@ pub fn read_audit_texts(conn: &Connection, from: u64, to: u64) -> Result<Vec<Str
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Up to `limit` checkpoints without a time-stamp token, oldest first, and how many in all.
+pub fn read_unstamped(
+    conn: &Connection,
+    limit: usize,
+) -> Result<(Vec<Checkpoint>, u64), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, head, ts, jws, first_seq, root FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq) ORDER BY seq LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit as i64], checkpoint_row)?;
+    let list = rows.collect::<Result<Vec<_>, _>>()?;
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq)",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok((list, total as u64))
+}
+
+/// Keeps a checkpoint's time-stamp token (a second one for it changes nothing).
+pub(super) fn add_stamp(
+    conn: &Connection,
+    seq: u64,
+    token: &[u8],
+    stamped_at: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO audit_stamps (seq, token, stamped_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![seq, token, stamped_at])?;
+    Ok(())
+}
+
 impl AuditLogRead for Connection {
+    fn stamps(&self) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
+        // A store no daemon of this version has opened (a backup) has no table yet.
+        let exists: i64 = self
+            .prepare_cached("SELECT count(*) FROM sqlite_master WHERE name = 'audit_stamps'")?
+            .query_row([], |r| r.get(0))?;
+        if exists == 0 {
+            return Ok(Default::default());
+        }
+        let mut stmt = self.prepare_cached("SELECT seq, token FROM audit_stamps ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         read_checkpoints(self)
     }

@@ -451,6 +451,19 @@ impl Store for EmbeddedStore {
         self.read(read_latest_checkpoint)
     }
 
+    fn unstamped(&self, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)> {
+        self.read(move |conn| audit_log::read_unstamped(conn, limit))
+    }
+
+    fn add_stamp(&self, seq: u64, token: Vec<u8>, stamped_at: i64) -> StoreFuture<'_, ()> {
+        Box::pin(self.request(move |reply| Op::Stamp {
+            seq,
+            token,
+            stamped_at,
+            reply,
+        }))
+    }
+
     fn audit_texts(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<String>> {
         self.read(move |conn| read_audit_texts(conn, from, to))
     }

@@ -82,6 +82,13 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     first_seq  INTEGER,
     root       TEXT
 );
+-- RFC 3161 time-stamp tokens of checkpoints (a table of its own: a store
+-- without it is read as one with no tokens yet).
+CREATE TABLE IF NOT EXISTS audit_stamps (
+    seq         INTEGER PRIMARY KEY,
+    token       BLOB NOT NULL,
+    stamped_at  INTEGER NOT NULL
+);
 ",
     delivery_counts_table!(),
     "CREATE TRIGGER IF NOT EXISTS delivery_counts_insert AFTER INSERT ON deliveries BEGIN

@@ -46,6 +46,13 @@ pub(super) enum Op {
     },
     Audit(AuditEvent, Reply<()>),
     Checkpoint(Checkpoint, Reply<()>),
+    /// A checkpoint's RFC 3161 time-stamp token.
+    Stamp {
+        seq: u64,
+        token: Vec<u8>,
+        stamped_at: i64,
+        reply: Reply<()>,
+    },
     Purge(Purge, Reply<u64>),
     /// Waits of `target` due after `latest_ms` become due at `latest_ms`.
     Rebase {
@@ -440,6 +447,16 @@ fn apply_group(
                 let ok = r.is_ok();
                 (Done::Unit(reply, r), ok)
             }
+            Op::Stamp {
+                seq,
+                token,
+                stamped_at,
+                reply,
+            } => {
+                let r = super::audit_log::add_stamp(&sp, seq, &token, stamped_at);
+                let ok = r.is_ok();
+                (Done::Unit(reply, r), ok)
+            }
             Op::Setting {
                 kind,
                 id,
@@ -541,6 +558,7 @@ fn refused(op: Op, e: StoreError) -> Done {
         | Op::Audit(_, reply)
         | Op::Setting { reply, .. }
         | Op::Zone(_, reply)
-        | Op::Checkpoint(_, reply) => Done::Unit(reply, Err(e)),
+        | Op::Checkpoint(_, reply)
+        | Op::Stamp { reply, .. } => Done::Unit(reply, Err(e)),
     }
 }

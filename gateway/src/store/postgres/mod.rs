@@ -30,7 +30,7 @@ use tokio_postgres::NoTls;
 use crate::store::StoreError;
 
 /// The schema version this gateway writes.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The migrations, in order: (version it brings the schema to, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("schema_v3.sql")),
     (4, include_str!("schema_v4.sql")),
     (5, include_str!("schema_v5.sql")),
+    (6, include_str!("schema_v6.sql")),
 ];
 
 /// The advisory lock key migrations hold ("ozg-gw-m" as a number).

@@ -424,7 +424,46 @@ impl AuditReader {
     }
 }
 
+/// Up to `limit` checkpoints without a time-stamp token, oldest first, and how many in all.
+pub async fn unstamped(
+    client: &Client,
+    limit: usize,
+) -> Result<(Vec<Checkpoint>, u64), StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq) ORDER BY seq LIMIT $1"
+            ),
+            &[&(limit as i64)],
+        )
+        .await
+        .map_err(backend)?;
+    let total: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq)",
+            &[],
+        )
+        .await
+        .map_err(backend)?
+        .get(0);
+    Ok((rows.iter().map(checkpoint).collect(), total as u64))
+}
+
 impl AuditLogRead for AuditReader {
+    fn stamps(&self) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
+        self.runtime.block_on(async {
+            let rows = self
+                .client
+                .query("SELECT seq, token FROM audit_stamps ORDER BY seq", &[])
+                .await
+                .map_err(backend)?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))
+                .collect())
+        })
+    }
+
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         self.runtime.block_on(async {
             let rows = self

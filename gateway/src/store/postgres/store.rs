@@ -324,6 +324,26 @@ impl Store for PostgresStore {
         })
     }
 
+    fn unstamped(&self, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)> {
+        Box::pin(async move {
+            let conn = self.pool.get().await.map_err(backend)?;
+            reads::unstamped(&conn, limit).await
+        })
+    }
+
+    fn add_stamp(&self, seq: u64, token: Vec<u8>, stamped_at: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let conn = self.pool.get().await.map_err(backend)?;
+            conn.execute(
+                "INSERT INTO audit_stamps (seq, token, stamped_at) VALUES ($1, $2, $3) ON CONFLICT (seq) DO NOTHING",
+                &[&(seq as i64), &token, &stamped_at],
+            )
+            .await
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
     fn operate(&self, message_id: &str, action: Action, by: &Actor) -> StoreFuture<'_, Operated> {
         let (id, by) = (message_id.to_owned(), by.clone());
         Box::pin(async move { ops::operate(&self.pool, &id, action, &by).await })

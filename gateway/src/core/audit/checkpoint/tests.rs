@@ -52,6 +52,7 @@ impl Rig {
         let config = AuditConfig {
             checkpoint_interval,
             checkpoint_every,
+            timestamp: None,
         };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(checkpoint_task(
