@@ -293,6 +293,56 @@ async fn checkpoints_are_stamped_when_the_tsa_answers_and_audit_verify_checks_th
         ],
     );
 
+    // The submission's inclusion proof carries its checkpoints' tokens, and
+    // verify-proof checks them with the TSA's anchors.
+    let sid = answer.body["submission_id"].as_str().unwrap().to_owned();
+    let proof = tc.dir.path().join("proof.json");
+    let out = Command::new(BIN)
+        .args(["audit", "prove", &sid, "--config"])
+        .arg(&tc.path)
+        .arg("--out")
+        .arg(&proof)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
+    assert!(
+        doc["records"][0]["checkpoint_timestamp"].is_string(),
+        "{doc}"
+    );
+    let out = Command::new(BIN)
+        .args(["audit", "verify-proof"])
+        .arg(&proof)
+        .arg("--trust")
+        .arg(demo("ca.pem"))
+        .arg("--seal")
+        .arg(demo("seal.pem"))
+        .arg("--tsa-anchors")
+        .arg(tsa.file("ca.pem"))
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("checkpoint time-stamped 20"), "{said}");
+    // With other anchors the tokens do not verify.
+    let out = Command::new(BIN)
+        .args(["audit", "verify-proof"])
+        .arg(&proof)
+        .arg("--trust")
+        .arg(demo("ca.pem"))
+        .arg("--seal")
+        .arg(demo("seal.pem"))
+        .arg("--tsa-anchors")
+        .arg(demo("ca.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+
     // A missing token is reported; a forged one breaks the log.
     let missing = data_dir_copy_with(
         &tc,

@@ -78,6 +78,10 @@ pub struct RecordProof {
     pub tree_size: u64,
     /// Hex hashes, nearest sibling first.
     pub path: Vec<String>,
+    /// The checkpoint's RFC 3161 time-stamp token (DER, standard base64), when
+    /// the gateway has one (`[audit.timestamp]`); see [`verify_timestamps`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_timestamp: Option<String>,
 }
 
 /// Why a checkpoint does not verify.
@@ -303,4 +307,39 @@ fn verify_record(
 fn parse_hash(h: &str) -> Option<merkle::Hash> {
     let bytes = hex::decode(h).ok()?;
     bytes.try_into().ok()
+}
+
+/// What the time-stamp tokens of a proof's checkpoints say, record by record:
+/// `Some(stamp)` for a record whose checkpoint carries a token that verifies
+/// (the checkpoint's hash, a TSA under `tsa_trust`), `None` for one without.
+/// A token that does not verify is an error naming the record.
+pub fn verify_timestamps(
+    doc: &ProofDocument,
+    tsa_trust: &TrustAnchors,
+) -> Result<Vec<(u64, Option<crate::timestamp::Stamp>)>, ProofError> {
+    use base64::Engine as _;
+    doc.records
+        .iter()
+        .map(|p| {
+            let Some(b64) = &p.checkpoint_timestamp else {
+                return Ok((p.seq, None));
+            };
+            let token = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| {
+                    ProofError::Document(format!(
+                        "record {}: the time-stamp token is not base64: {e}",
+                        p.seq
+                    ))
+                })?;
+            crate::timestamp::verify(&token, p.checkpoint.as_bytes(), tsa_trust)
+                .map(|s| (p.seq, Some(s)))
+                .map_err(|e| {
+                    ProofError::Document(format!(
+                        "record {}: the checkpoint's time-stamp token does not verify: {e}",
+                        p.seq
+                    ))
+                })
+        })
+        .collect()
 }

@@ -321,6 +321,10 @@ pub(super) enum AuditCommand {
         /// certificate of the PKI are refused.
         #[arg(long = "seal", required = true)]
         seals: Vec<PathBuf>,
+        /// CA certificate(s) (PEM) of the time-stamping authority: also check
+        /// the checkpoints' RFC 3161 tokens and show when they were stamped.
+        #[arg(long)]
+        tsa_anchors: Option<PathBuf>,
     },
 }
 

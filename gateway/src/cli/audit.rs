@@ -197,7 +197,8 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             proof,
             trust,
             seals,
-        } => audit_verify_proof(&proof, &trust, &seals),
+            tsa_anchors,
+        } => audit_verify_proof(&proof, &trust, &seals, tsa_anchors.as_deref()),
         AuditCommand::MatchParts {
             submission_id,
             files,
@@ -312,6 +313,7 @@ fn audit_verify_proof(
     proof: &std::path::Path,
     trust: &std::path::Path,
     seals: &[PathBuf],
+    tsa_anchors: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     use ozg_adapter_sdk::audit_proof;
     let trust = ozg_adapter_sdk::TrustAnchors::from_pem(
@@ -348,7 +350,32 @@ fn audit_verify_proof(
                     r.signer
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            let Some(anchors) = tsa_anchors else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            let tsa = ozg_adapter_sdk::TrustAnchors::from_pem(
+                &std::fs::read(anchors)
+                    .with_context(|| format!("reading {}", anchors.display()))?,
+            )?;
+            match audit_proof::verify_timestamps(&doc, &tsa) {
+                Ok(stamps) => {
+                    for (seq, stamp) in stamps {
+                        match stamp {
+                            Some(s) => println!(
+                                "  seq {seq:<8} checkpoint time-stamped {} by {}",
+                                crate::model::time::rfc3339_ms(s.time * 1000),
+                                s.tsa
+                            ),
+                            None => println!("  seq {seq:<8} checkpoint not time-stamped"),
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("INVALID: {e}");
+                    Ok(ExitCode::from(4))
+                }
+            }
         }
         Err(e) => {
             eprintln!("INVALID: {e}");

@@ -184,6 +184,8 @@ pub trait AuditLogRead {
     fn texts(&self, from: u64, to: u64) -> Result<Vec<String>, StoreError>;
     /// The RFC 3161 time-stamp tokens of checkpoints, by checkpoint `seq`.
     fn stamps(&self) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError>;
+    /// The time-stamp token of checkpoint `seq`, if it has one.
+    fn stamp(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Work on the audit log handed to [`Store::read_audit`].

@@ -79,6 +79,10 @@ pub fn prove(log: &dyn AuditLogRead, submission_id: &str) -> Result<ProofDocumen
             leaf_index: index as u64,
             tree_size: leaves.len() as u64,
             path: path.iter().map(hex::encode).collect(),
+            checkpoint_timestamp: log.stamp(c.seq)?.map(|t| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(t)
+            }),
         });
     }
     Ok(doc)

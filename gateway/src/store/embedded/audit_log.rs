@@ -162,6 +162,19 @@ pub(super) fn add_stamp(
 }
 
 impl AuditLogRead for Connection {
+    fn stamp(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let exists: i64 = self
+            .prepare_cached("SELECT count(*) FROM sqlite_master WHERE name = 'audit_stamps'")?
+            .query_row([], |r| r.get(0))?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .prepare_cached("SELECT token FROM audit_stamps WHERE seq = ?1")?
+            .query_row(params![seq], |r| r.get(0))
+            .optional()?)
+    }
+
     fn stamps(&self) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
         // A store no daemon of this version has opened (a backup) has no table yet.
         let exists: i64 = self

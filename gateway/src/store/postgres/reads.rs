@@ -450,6 +450,20 @@ pub async fn unstamped(
 }
 
 impl AuditLogRead for AuditReader {
+    fn stamp(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.runtime.block_on(async {
+            let row = self
+                .client
+                .query_opt(
+                    "SELECT token FROM audit_stamps WHERE seq = $1",
+                    &[&(seq as i64)],
+                )
+                .await
+                .map_err(backend)?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+    }
+
     fn stamps(&self) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
         self.runtime.block_on(async {
             let rows = self
