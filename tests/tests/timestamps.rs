@@ -314,34 +314,26 @@ async fn checkpoints_are_stamped_when_the_tsa_answers_and_audit_verify_checks_th
         doc["records"][0]["checkpoint_timestamp"].is_string(),
         "{doc}"
     );
-    let out = Command::new(BIN)
-        .args(["audit", "verify-proof"])
-        .arg(&proof)
-        .arg("--trust")
-        .arg(demo("ca.pem"))
-        .arg("--seal")
-        .arg(demo("seal.pem"))
-        .arg("--tsa-anchors")
-        .arg(tsa.file("ca.pem"))
-        .output()
-        .unwrap();
+    let verify_proof = |tsa_anchors: &Path| {
+        Command::new(BIN)
+            .args(["audit", "verify-proof"])
+            .arg(&proof)
+            .arg("--trust")
+            .arg(demo("ca.pem"))
+            .arg("--seal")
+            .arg(demo("seal.pem"))
+            .arg("--tsa-anchors")
+            .arg(tsa_anchors)
+            .output()
+            .unwrap()
+    };
+    let out = verify_proof(&tsa.file("ca.pem"));
     let said =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("checkpoint time-stamped 20"), "{said}");
     // With other anchors the tokens do not verify.
-    let out = Command::new(BIN)
-        .args(["audit", "verify-proof"])
-        .arg(&proof)
-        .arg("--trust")
-        .arg(demo("ca.pem"))
-        .arg("--seal")
-        .arg(demo("seal.pem"))
-        .arg("--tsa-anchors")
-        .arg(demo("ca.pem"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(verify_proof(&demo("ca.pem")).status.code(), Some(4));
 
     // A missing token is reported; a forged one breaks the log.
     let missing = data_dir_copy_with(
