@@ -739,6 +739,21 @@ pub fn python() -> PathBuf {
     py
 }
 
+/// `bin config check` of a test config made from `o`: its exit code and
+/// what it printed (stdout, then stderr).
+pub fn config_check(bin: &str, o: &Options) -> (Option<i32>, String) {
+    let tc = test_config(o);
+    let out = Command::new(bin)
+        .args(["config", "check", "--config"])
+        .arg(&tc.path)
+        .output()
+        .expect("the gateway binary runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// A copy of the test's data directory with `sql` applied to it (to show
 /// what `audit verify` makes of a changed log).
 pub fn data_dir_copy_with(tc: &TestConfig, name: &str, sql: &str) -> PathBuf {

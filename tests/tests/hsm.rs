@@ -163,20 +163,7 @@ fn sealed_by(token: &str, cert: &Path) -> Options {
 
 /// `config check` of `o`: (exit code, what it printed).
 fn check(o: &Options) -> (Option<i32>, String) {
-    let tc = test_config(o);
-    let out = Command::new(BIN)
-        .args(["config", "check", "--config"])
-        .arg(&tc.path)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    config_check(BIN, o)
 }
 
 /// Submits to Leistung 99115005001000 and returns the dms-demo envelope

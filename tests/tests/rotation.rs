@@ -205,20 +205,13 @@ fn a_target_must_have_a_certificate_in_use_now() {
         .unwrap(),
     );
     let check = |target: String| {
-        let tc = test_config(&Options {
-            trust_anchors: Some(trust.clone()),
-            extra: target,
-            ..Options::default()
-        });
-        let out = Command::new(BIN)
-            .args(["config", "check", "--config"])
-            .arg(&tc.path)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
+        config_check(
+            BIN,
+            &Options {
+                trust_anchors: Some(trust.clone()),
+                extra: target,
+                ..Options::default()
+            },
         )
     };
     // A single certificate must be valid now.

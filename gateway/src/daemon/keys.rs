@@ -2,7 +2,7 @@
 //! takes over or the one in use ends, the targets' keys in use are worked out
 //! again (see [`crate::core::intake::rotation`]). A switch takes effect for
 //! the next submission, is audited (`key_switched`, with both `kid`s) and
-//! logged, and moves `ozg_cert_not_after{certificate="target:<id>"}` to the
+//! logged, and moves `ozg_certificate_not_after_seconds{certificate="target:<id>"}` to the
 //! new certificate, so the expiry alert follows the key in use.
 
 use std::sync::Arc;
@@ -19,12 +19,6 @@ use crate::store::Store;
 /// Checked at least this often (a clock set forward, a reload with new windows).
 const AT_LEAST: Duration = Duration::from_secs(3600);
 
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Switches the keys whose time has come; returns when `shutdown` changes.
 pub async fn rotate_task(
     intake: Arc<Intake>,
@@ -33,7 +27,7 @@ pub async fn rotate_task(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let now = now_s();
+        let now = crate::model::time::now_s();
         let mut switches = Vec::new();
         intake.routes.rcu(|routes| {
             let mut next = (**routes).clone();
@@ -41,13 +35,7 @@ pub async fn rotate_task(
             next
         });
         for s in &switches {
-            let not_after = time::OffsetDateTime::from_unix_timestamp(s.not_after)
-                .ok()
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .unwrap_or_default();
+            let not_after = crate::model::time::rfc3339_ms(s.not_after * 1000);
             tracing::warn!(target_id = %s.target, from_kid = ?s.from_kid, to_kid = %s.to_kid, not_after = %not_after, "encryption key switched: new envelopes for this target use the new certificate");
             metrics
                 .cert_not_after

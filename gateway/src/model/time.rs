@@ -9,6 +9,11 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Seconds since the epoch, by the system clock (certificate windows, time-stamps).
+pub fn now_s() -> i64 {
+    now_ms() / 1000
+}
+
 /// Now, RFC 3339 with milliseconds.
 pub fn rfc3339_now() -> String {
     rfc3339_ms(now_ms())

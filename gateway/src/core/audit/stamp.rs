@@ -62,12 +62,6 @@ impl Tsa {
     }
 }
 
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Stamps checkpoints as they are signed, and those the TSA missed, until
 /// `shutdown` changes.
 pub async fn stamp_task(
@@ -86,7 +80,10 @@ pub async fn stamp_task(
                 for c in list {
                     match tsa.stamp(c.jws.as_bytes()).await {
                         Ok(token) => {
-                            if let Err(e) = store.add_stamp(c.seq, token, now_s()).await {
+                            if let Err(e) = store
+                                .add_stamp(c.seq, token, crate::model::time::now_s())
+                                .await
+                            {
                                 tracing::error!(error = %e, seq = c.seq, "the checkpoint's time-stamp could not be stored");
                                 wait = tsa.retry;
                                 break;

@@ -143,12 +143,6 @@ pub struct PublishedKey {
     pub end: i64,
 }
 
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl Destination {
     /// The key senders encrypt for at `now`: the one that took over last
     /// among those in use (the latest started, if every one has ended).
@@ -270,7 +264,7 @@ impl Zustelldienst {
             "destinationId": d.id,
             "status": "active",
             "services": services,
-            "encryptionKid": d.current_key(now_s()).map(|k| k.kid.as_str()),
+            "encryptionKid": d.current_key(crate::model::time::now_s()).map(|k| k.kid.as_str()),
             "metadataVersions": ["1.0.0"],
             "replyChannels": {},
         }))
@@ -282,7 +276,7 @@ impl Zustelldienst {
             .destinations
             .get(id)
             .ok_or_else(|| destination_not_found(id))?;
-        match d.published(kid, now_s()) {
+        match d.published(kid, crate::model::time::now_s()) {
             Some(k) => Ok(k.jwk.clone()),
             None => Err(FitError::new(
                 404,
