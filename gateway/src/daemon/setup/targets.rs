@@ -51,7 +51,9 @@ pub(super) fn listed(
                 (
                     format!("{at}.certificates[{i}]"),
                     read(&w.file),
-                    w.from.map(|f| f.unix_timestamp()),
+                    // Whole seconds, rounded up: never used before its `from`.
+                    w.from
+                        .map(|f| f.unix_timestamp() + i64::from(f.nanosecond() > 0)),
                 )
             })
             .collect()),
