@@ -74,6 +74,8 @@ pub struct Options {
     pub extra: String,
     /// The seal: (certificate file, `seal_key` value) instead of the demo seal.
     pub seal: Option<(PathBuf, String)>,
+    /// A seal rotation: the value of `pki.seals` (TOML), instead of both.
+    pub seals: Option<String>,
     /// TOML right after `[pki]` (e.g. a `[pki.pkcs11]` table).
     pub pki_extra: String,
     /// `pki.trust_anchors` instead of the demo CA.
@@ -104,6 +106,7 @@ impl Default for Options {
             admin_tls: false,
             extra: String::new(),
             seal: None,
+            seals: None,
             pki_extra: String::new(),
             trust_anchors: None,
         }
@@ -240,8 +243,7 @@ tls = {admin_tls}
 
 [pki]
 trust_anchors = "{trust_anchors}"
-seal_certificate = "{seal_pem}"
-seal_key = "{seal_key}"
+{seal_lines}
 privacy_key = "{privacy_key}"
 {pki_extra}
 
@@ -355,14 +357,18 @@ targets = ["dms-demo"]
         server_key = c("server.key"),
         ca = c("ca.pem"),
         client_ca = test_client_ca().1.display(),
-        seal_pem = o
-            .seal
-            .as_ref()
-            .map_or_else(|| c("seal.pem"), |(cert, _)| cert.display().to_string()),
-        seal_key = o
-            .seal
-            .as_ref()
-            .map_or_else(|| c("seal.key"), |(_, key)| key.clone()),
+        seal_lines = match (&o.seals, &o.seal) {
+            (Some(seals), _) => format!("seals = {seals}"),
+            (None, Some((cert, key))) => format!(
+                "seal_certificate = \"{}\"\nseal_key = \"{key}\"",
+                cert.display()
+            ),
+            (None, None) => format!(
+                "seal_certificate = \"{}\"\nseal_key = \"{}\"",
+                c("seal.pem"),
+                c("seal.key")
+            ),
+        },
         pki_extra = o.pki_extra,
         trust_anchors = o
             .trust_anchors
@@ -827,7 +833,7 @@ pub fn demo_receiver_with(
             key: demo("recipient-ec.key"),
             cert: Some(demo("recipient-ec.pem")),
             trust: demo("ca.pem"),
-            seal: demo("seal.pem"),
+            seals: vec![demo("seal.pem")],
             out: inbox.path().into(),
             accept_only: false,
             broken,

@@ -36,6 +36,9 @@ struct LocalTsa {
     dir: tempfile::TempDir,
     port: u16,
     down: Arc<AtomicBool>,
+    /// Answers requests other than the one asked (the same hash, no nonce):
+    /// a replayed or mixed-up answer.
+    no_nonce: Arc<AtomicBool>,
 }
 
 impl LocalTsa {
@@ -107,14 +110,21 @@ impl LocalTsa {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(true));
-        let (root, flag) = (d.to_owned(), down.clone());
+        let no_nonce = Arc::new(AtomicBool::new(false));
+        let (root, flag, other) = (d.to_owned(), down.clone(), no_nonce.clone());
         std::thread::spawn(move || {
             for (n, conn) in listener.incoming().enumerate() {
                 let Ok(mut conn) = conn else { continue };
-                let _ = answer(&mut conn, &root, n, flag.load(Ordering::SeqCst));
+                let mode = (flag.load(Ordering::SeqCst), other.load(Ordering::SeqCst));
+                let _ = answer(&mut conn, &root, n, mode);
             }
         });
-        LocalTsa { dir, port, down }
+        LocalTsa {
+            dir,
+            port,
+            down,
+            no_nonce,
+        }
     }
 
     fn url(&self) -> String {
@@ -124,11 +134,29 @@ impl LocalTsa {
     fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// A gateway that signs a checkpoint every second and has it stamped here.
+    fn options(&self) -> Options {
+        Options {
+            extra: format!(
+                "[audit]\ncheckpoint_interval = \"1s\"\n\n[audit.timestamp]\nurl = \"{}\"\nanchors = \"{}\"\nretry = \"1s\"\n",
+                self.url(),
+                self.file("ca.pem").display()
+            ),
+            ..Options::default()
+        }
+    }
 }
 
 /// One HTTP/1.1 exchange: the request's body to `openssl ts -reply`, its
-/// answer back (or 503 while down).
-fn answer(conn: &mut std::net::TcpStream, dir: &Path, n: usize, down: bool) -> std::io::Result<()> {
+/// answer back (or 503 while down; with `no_nonce`, the answer to a request
+/// of its own for the same hash).
+fn answer(
+    conn: &mut std::net::TcpStream,
+    dir: &Path,
+    n: usize,
+    (down, no_nonce): (bool, bool),
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -162,6 +190,21 @@ fn answer(conn: &mut std::net::TcpStream, dir: &Path, n: usize, down: bool) -> s
     }
     let (query, reply) = (dir.join(format!("q{n}.tsq")), dir.join(format!("r{n}.tsr")));
     std::fs::write(&query, &buf[head_end..head_end + length])?;
+    let query = if no_nonce {
+        // The SHA-256 imprint: the 32-byte OCTET STRING after the algorithm.
+        let q = &buf[head_end..head_end + length];
+        let at = q.windows(2).rposition(|w| w == [0x04, 0x20]).unwrap() + 2;
+        let other = dir.join(format!("q{n}-other.tsq"));
+        Command::new("openssl")
+            .args(["ts", "-query", "-sha256", "-cert", "-no_nonce", "-digest"])
+            .arg(hex::encode(&q[at..at + 32]))
+            .arg("-out")
+            .arg(&other)
+            .output()?;
+        other
+    } else {
+        query
+    };
     let ok = Command::new("openssl")
         .args([
             "ts",
@@ -197,6 +240,18 @@ fn answer(conn: &mut std::net::TcpStream, dir: &Path, n: usize, down: bool) -> s
     conn.write_all(&body)
 }
 
+/// Waits until no checkpoint is left unstamped.
+async fn all_stamped(gw: &ozg_gateway::daemon::Gateway) {
+    eventually(
+        Duration::from_secs(30),
+        "every checkpoint stamped",
+        || async {
+            (metric(gw.admin_addr, "ozg_audit_checkpoints_unstamped").await == 0.0).then_some(())
+        },
+    )
+    .await;
+}
+
 fn verify(config: &Path, data_dir: &Path) -> (Option<i32>, String) {
     let out = Command::new(BIN)
         .args(["audit", "verify", "--config"])
@@ -214,15 +269,7 @@ fn verify(config: &Path, data_dir: &Path) -> (Option<i32>, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_are_stamped_when_the_tsa_answers_and_audit_verify_checks_the_tokens() {
     let tsa = LocalTsa::start();
-    let o = Options {
-        extra: format!(
-            "[audit]\ncheckpoint_interval = \"1s\"\n\n[audit.timestamp]\nurl = \"{}\"\nanchors = \"{}\"\nretry = \"1s\"\n",
-            tsa.url(),
-            tsa.file("ca.pem").display()
-        ),
-        ..Options::default()
-    };
-    let (tc, gw) = start(&o).await;
+    let (tc, gw) = start(&tsa.options()).await;
     let req = SubmitRequest {
         leistung: "99115005001000".into(),
         destination: "05315000".into(),
@@ -249,14 +296,7 @@ async fn checkpoints_are_stamped_when_the_tsa_answers_and_audit_verify_checks_th
 
     // Up again: every checkpoint is stamped.
     tsa.down.store(false, Ordering::SeqCst);
-    eventually(
-        Duration::from_secs(30),
-        "every checkpoint stamped",
-        || async {
-            (metric(gw.admin_addr, "ozg_audit_checkpoints_unstamped").await == 0.0).then_some(())
-        },
-    )
-    .await;
+    all_stamped(&gw).await;
     gw.shutdown().await.unwrap();
     // The final checkpoint of the shutdown may be left unstamped; stamp what is there.
     let (code, said) = verify(&tc.path, &tc.data_dir);
@@ -361,4 +401,33 @@ async fn checkpoints_are_stamped_when_the_tsa_answers_and_audit_verify_checks_th
         assert_eq!(code, Some(4), "{said}");
         assert!(said.contains("does not verify"), "{said}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_answering_another_request_is_not_kept() {
+    let tsa = LocalTsa::start();
+    tsa.no_nonce.store(true, Ordering::SeqCst);
+    tsa.down.store(false, Ordering::SeqCst);
+    let (tc, gw) = start(&tsa.options()).await;
+    // The tokens are good ones for the checkpoint's hash, but not answers to
+    // the gateway's request (no nonce): none is kept.
+    eventually(Duration::from_secs(20), "refused tokens", || async {
+        let failed = metric(gw.admin_addr, "ozg_audit_timestamp_failures_total").await;
+        let gap = metric(gw.admin_addr, "ozg_audit_checkpoints_unstamped").await;
+        (failed >= 2.0 && gap >= 1.0).then_some(())
+    })
+    .await;
+    let stamps = || {
+        let conn = rusqlite::Connection::open(tc.data_dir.join("gateway.db")).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM audit_stamps", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(stamps(), 0);
+    // The same TSA answering the requests asked: stamped.
+    tsa.no_nonce.store(false, Ordering::SeqCst);
+    all_stamped(&gw).await;
+    assert!(stamps() >= 1);
+    gw.shutdown().await.unwrap();
 }

@@ -66,6 +66,9 @@ pub struct Stamp {
     pub tsa: String,
     /// The token's serial number (hex).
     pub serial: String,
+    /// The nonce of the request it answers, if it carries one (a requester
+    /// compares it with its own: an answer to another request is refused).
+    pub nonce: Option<u64>,
 }
 
 /// The DER `TimeStampReq` for `message` (SHA-256 imprint, the TSA's
@@ -243,6 +246,13 @@ pub fn verify(token: &[u8], message: &[u8], trust: &TrustAnchors) -> Result<Stam
         time,
         tsa: cert.subject().to_owned(),
         serial: hex::encode(tst.serial_number.as_bytes()),
+        nonce: tst.nonce.as_ref().and_then(|n| {
+            // DER INTEGER content: big-endian, a leading zero byte for a
+            // positive value whose top bit is set.
+            let bytes = n.as_bytes();
+            let bytes = bytes.strip_prefix(&[0]).unwrap_or(bytes);
+            (bytes.len() <= 8).then(|| bytes.iter().fold(0u64, |v, b| v << 8 | u64::from(*b)))
+        }),
     })
 }
 

@@ -146,6 +146,7 @@ fn a_token_of_an_independent_tsa_verifies_and_forgeries_do_not() {
         .as_secs() as i64;
     assert!((stamp.time - now).abs() < 120, "{stamp:?}");
     assert!(stamp.tsa.contains("test TSA"), "{stamp:?}");
+    assert_eq!(stamp.nonce, Some(0x0102_0304_0506_0708), "{stamp:?}");
 
     // Another checkpoint.
     assert!(matches!(

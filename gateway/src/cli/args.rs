@@ -426,8 +426,9 @@ pub(super) struct DemoReceiverArgs {
     #[arg(long, default_value = "certs-example/ca.pem")]
     pub(super) trust: PathBuf,
     /// The gateway's seal certificate: only envelopes it sealed are accepted.
-    #[arg(long, default_value = "certs-example/seal.pem")]
-    pub(super) seal: PathBuf,
+    /// Repeat during a seal rotation (the old and the new seal).
+    #[arg(long = "seal", default_value = "certs-example/seal.pem")]
+    pub(super) seals: Vec<PathBuf>,
     /// TLS certificate of the receiver.
     #[arg(long, default_value = "certs-example/server.pem")]
     pub(super) tls_cert: PathBuf,
@@ -505,9 +506,10 @@ pub(super) struct SubmitArgs {
 pub(super) struct OpenArgs {
     /// The envelope (JSON file).
     pub(super) envelope: PathBuf,
-    /// The recipient's private key (PKCS#8 PEM).
-    #[arg(long)]
-    pub(super) key: PathBuf,
+    /// The recipient's private key (PKCS#8 PEM); repeat during a key
+    /// rotation (the old and the new key): the envelope's `kid` picks one.
+    #[arg(long = "key", required = true)]
+    pub(super) keys: Vec<PathBuf>,
     /// CA certificate(s) the seal must chain to (PEM).
     #[arg(long)]
     pub(super) trust: PathBuf,
@@ -515,9 +517,10 @@ pub(super) struct OpenArgs {
     /// for seals used before a rotation. Other signers are refused.
     #[arg(long = "seal", required = true)]
     pub(super) seals: Vec<PathBuf>,
-    /// The recipient's certificate (PEM): also checks that the envelope is addressed to it.
-    #[arg(long)]
-    pub(super) cert: Option<PathBuf>,
+    /// The recipient's certificate (PEM): also checks that the envelope is
+    /// addressed to it. With several `--key`, one per key, in the same order.
+    #[arg(long = "cert")]
+    pub(super) certs: Vec<PathBuf>,
     /// Write the parts (with their original file names) and manifest.json here.
     #[arg(long)]
     pub(super) out: Option<PathBuf>,

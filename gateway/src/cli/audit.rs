@@ -52,9 +52,7 @@ impl AuditSources {
 
     /// The configured seal and the previous ones.
     fn seals(&self) -> anyhow::Result<ozg_adapter_sdk::audit_proof::SealPins> {
-        seal_pins(
-            std::iter::once(&self.pki.seal_certificate).chain(&self.pki.previous_seal_certificates),
-        )
+        seal_pins(self.pki.all_seal_certificates())
     }
 }
 
@@ -96,11 +94,12 @@ fn stamps(sources: &AuditSources, log: &dyn AuditLogRead) -> anyhow::Result<Exit
     }
 }
 
-pub(super) fn seal_pins<'a>(
-    files: impl IntoIterator<Item = &'a PathBuf>,
+pub(super) fn seal_pins<P: AsRef<std::path::Path>>(
+    files: impl IntoIterator<Item = P>,
 ) -> anyhow::Result<ozg_adapter_sdk::audit_proof::SealPins> {
     let mut pins = ozg_adapter_sdk::audit_proof::SealPins::default();
     for path in files {
+        let path = path.as_ref();
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         pins.add_pem(&pem)
             .with_context(|| format!("seal certificate {}", path.display()))?;

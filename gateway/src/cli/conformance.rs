@@ -195,7 +195,7 @@ impl KitArgs {
             Some(adapter),
             Common {
                 recipient: recipient.clone(),
-                seal: setup.seal.clone(),
+                seal: setup.seal.current(),
                 forger,
             },
         )))
@@ -355,7 +355,7 @@ pub(super) fn xta(a: ConformanceXtaArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("target {:?} has no certificate", a.target))?
         .clone();
     let kit = XtaKit {
-        seal: setup.seal.clone(),
+        seal: setup.seal.current(),
         target: a.target.clone(),
         results: a.results_listen,
         recipient,

@@ -106,6 +106,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for w in &setup.warnings {
                     println!("warning: {w}");
                 }
+                for line in scheduled_switches(&setup) {
+                    println!("{line}");
+                }
                 println!(
                     "{}: OK ({} portal(s), {} target(s), {} route(s))",
                     config.display(),
@@ -306,19 +309,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => conformance::xta(args),
         Command::Open(OpenArgs {
             envelope,
-            key,
+            keys,
             trust,
             seals,
-            cert,
+            certs,
             out,
-        }) => open_envelope(
-            &envelope,
-            &key,
-            &trust,
-            &seals,
-            cert.as_deref(),
-            out.as_deref(),
-        ),
+        }) => open_envelope(&envelope, &keys, &trust, &seals, &certs, out.as_deref()),
         Command::Submission(args) => portal::status(args),
     }
 }
@@ -334,4 +330,37 @@ fn print_raw(r: &crate::tools::engines::RawReport, json: bool) -> anyhow::Result
         );
     }
     Ok(())
+}
+
+/// The key switches still to come, as `config check` lists them: the seal's
+/// and each target's, with the subject and the time.
+fn scheduled_switches(setup: &crate::daemon::setup::Setup) -> Vec<String> {
+    let now = crate::model::time::now_s();
+    let at = |t: i64| crate::model::time::rfc3339_ms(t * 1000);
+    let mut lines: Vec<String> = setup
+        .seal
+        .windows()
+        .iter()
+        .filter(|w| w.start > now)
+        .map(|w| {
+            let c = w.cert.certificate();
+            format!(
+                "scheduled: the seal switches to {:?} (kid {}) at {}",
+                c.subject(),
+                c.thumbprint(),
+                at(w.start)
+            )
+        })
+        .collect();
+    for (target, windows) in &setup.rotations {
+        for w in windows.iter().filter(|w| w.start > now) {
+            lines.push(format!(
+                "scheduled: target {target} switches to {:?} (kid {}) at {}",
+                w.cert.certificate().subject(),
+                w.cert.kid(),
+                at(w.start)
+            ));
+        }
+    }
+    lines
 }

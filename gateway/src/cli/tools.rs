@@ -11,10 +11,10 @@ use super::init_logging;
 
 pub(super) fn open_envelope(
     envelope: &std::path::Path,
-    key: &std::path::Path,
+    keys: &[PathBuf],
     trust: &std::path::Path,
     seals: &[PathBuf],
-    cert: Option<&std::path::Path>,
+    certs: &[PathBuf],
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     use ozg_adapter_sdk::envelope::output_file_name;
@@ -23,20 +23,38 @@ pub(super) fn open_envelope(
         |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let env: Envelope = serde_json::from_slice(&read(envelope)?)
         .with_context(|| format!("{} is not an ozg-gateway envelope", envelope.display()))?;
-    let cert_pem = cert.map(read).transpose()?;
-    let key = RecipientPrivateKey::from_pem(&read(key)?, cert_pem.as_deref())
-        .with_context(|| format!("recipient key {}", key.display()))?;
+    if !certs.is_empty() && certs.len() != keys.len() {
+        anyhow::bail!(
+            "{} --key but {} --cert: give one certificate per key, in the same order, or none",
+            keys.len(),
+            certs.len()
+        );
+    }
+    let keys = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let cert_pem = certs.get(i).map(|c| read(c)).transpose()?;
+            RecipientPrivateKey::from_pem(&read(key)?, cert_pem.as_deref())
+                .with_context(|| format!("recipient key {}", key.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let trust = TrustAnchors::from_pem(&read(trust)?)
         .with_context(|| format!("trust anchors {}", trust.display()))?;
     let seals = seal_pins(seals)?;
-    let opened =
-        match ozg_adapter_sdk::open(&env, &key, &trust, &seals, std::time::SystemTime::now()) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("REFUSED {}: {e}", envelope.display());
-                return Ok(ExitCode::from(3));
-            }
-        };
+    let opened = match ozg_adapter_sdk::envelope::open_with_keys(
+        &env,
+        &keys,
+        &trust,
+        &seals,
+        std::time::SystemTime::now(),
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("REFUSED {}: {e}", envelope.display());
+            return Ok(ExitCode::from(3));
+        }
+    };
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut used = std::collections::HashSet::new();
@@ -167,7 +185,7 @@ pub(super) fn demo_receiver(
         key,
         cert,
         trust,
-        seal,
+        seals,
         tls_cert,
         tls_key,
         out,
@@ -196,7 +214,7 @@ pub(super) fn demo_receiver(
         key,
         cert: Some(cert),
         trust,
-        seal,
+        seals,
         out,
         accept_only,
         broken,

@@ -32,7 +32,7 @@ pub use fitconnect::{
     FitClientConfig, FitConnectConfig, FitDestinationConfig, FitRole, FitSubscriptionConfig,
 };
 pub use limits::Limits;
-pub use pki::{is_pkcs11_uri, CertificateWindow, CrlSource, Pkcs11Config, PkiConfig};
+pub use pki::{is_pkcs11_uri, CertificateWindow, CrlSource, Pkcs11Config, PkiConfig, SealWindow};
 pub use size::ByteSize;
 use text::{interpolate, location, syntax_errors};
 pub use xta::{message_box, MessageBoxConfig, XtaConfig};
@@ -683,7 +683,7 @@ mod tests {
             Path::new("/etc/ozg/gateway.toml"),
         )
         .unwrap();
-        assert!(c.pki.seal_key.starts_with("/etc/ozg"));
+        assert!(c.pki.seal_key.as_ref().unwrap().starts_with("/etc/ozg"));
         assert!(c.routes.len() >= 2);
     }
 }

@@ -13,12 +13,22 @@ pub struct PkiConfig {
     /// CA certificates (PEM) that target encryption certificates and the seal must chain to.
     pub trust_anchors: PathBuf,
     /// The seal certificate chain (PEM, leaf first): EC P-256 or RSA >= 3072.
-    pub seal_certificate: PathBuf,
+    /// Give either this and `seal_key`, or `seals`.
+    #[serde(default)]
+    pub seal_certificate: Option<PathBuf>,
     /// The seal private key: a file (PKCS#8 PEM; keep it readable by the
     /// daemon's user only), or a key in a hardware security module named by a
     /// PKCS#11 URI (RFC 7512), e.g. `pkcs11:token=ozg-seal;object=seal`, with
     /// `[pki.pkcs11]` saying which module and PIN.
-    pub seal_key: PathBuf,
+    #[serde(default)]
+    pub seal_key: Option<PathBuf>,
+    /// A seal rotation instead of `seal_certificate` and `seal_key`:
+    /// `seals = [{ certificate, key }, { certificate, key, from = "RFC 3339" }]`.
+    /// Each seal signs from `from` (default: its notBefore) until its
+    /// notAfter or until a later one takes over; the switch happens while
+    /// running and is audited (`seal_switched`).
+    #[serde(default)]
+    pub seals: Vec<SealWindow>,
     /// The PKCS#11 module and PIN for a `seal_key` on a token.
     #[serde(default)]
     pub pkcs11: Option<Pkcs11Config>,
@@ -65,6 +75,19 @@ pub struct CertificateWindow {
     pub file: PathBuf,
     /// When it takes over (RFC 3339); default: its notBefore. It is used
     /// from then until its notAfter, or until a later one takes over.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from: Option<time::OffsetDateTime>,
+}
+
+/// One seal of a rotation (`pki.seals = [{ certificate, key, from }]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealWindow {
+    /// The seal certificate chain (PEM, leaf first).
+    pub certificate: PathBuf,
+    /// Its private key: a PKCS#8 PEM file or a `pkcs11:` URI (as `seal_key`).
+    pub key: PathBuf,
+    /// When it takes over (RFC 3339); default: its notBefore.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub from: Option<time::OffsetDateTime>,
 }
@@ -147,6 +170,38 @@ impl CrlSource {
 }
 
 impl PkiConfig {
+    /// The seals as configured: `seal_certificate` + `seal_key` as one seal
+    /// without a `from`, or the `seals` rotation; the text says what is wrong
+    /// with a config that gives both forms, neither, or half of one.
+    pub fn seal_windows(&self) -> Result<Vec<SealWindow>, String> {
+        match (
+            &self.seal_certificate,
+            &self.seal_key,
+            self.seals.is_empty(),
+        ) {
+            (Some(certificate), Some(key), true) => Ok(vec![SealWindow {
+                certificate: certificate.clone(),
+                key: key.clone(),
+                from: None,
+            }]),
+            (None, None, false) => Ok(self.seals.clone()),
+            (None, None, true) => {
+                Err("no seal: give seal_certificate and seal_key, or seals".into())
+            }
+            (_, _, false) => Err("both seal_certificate/seal_key and seals are given".into()),
+            _ => Err("seal_certificate and seal_key go together".into()),
+        }
+    }
+
+    /// Every seal certificate the gateway may have signed with: those in use
+    /// or scheduled, and `previous_seal_certificates`.
+    pub fn all_seal_certificates(&self) -> Vec<&Path> {
+        let listed = self.seal_certificate.iter().map(PathBuf::as_path);
+        let rotation = self.seals.iter().map(|s| s.certificate.as_path());
+        let previous = self.previous_seal_certificates.iter().map(PathBuf::as_path);
+        listed.chain(rotation).chain(previous).collect()
+    }
+
     /// Makes relative file paths relative to `base` (the config file's directory).
     pub(super) fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
@@ -155,9 +210,15 @@ impl PkiConfig {
             }
         };
         fix(&mut self.trust_anchors);
-        fix(&mut self.seal_certificate);
-        if !is_pkcs11_uri(&self.seal_key) {
-            fix(&mut self.seal_key);
+        self.seal_certificate.iter_mut().for_each(fix);
+        if let Some(key) = self.seal_key.as_mut().filter(|k| !is_pkcs11_uri(k)) {
+            fix(key);
+        }
+        for s in &mut self.seals {
+            fix(&mut s.certificate);
+            if !is_pkcs11_uri(&s.key) {
+                fix(&mut s.key);
+            }
         }
         if let Some(p) = &mut self.pkcs11 {
             fix(&mut p.module);

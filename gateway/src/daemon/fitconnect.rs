@@ -28,7 +28,7 @@ pub(super) struct Parts {
     pub store: Arc<dyn Store>,
     pub store_config: StoreConfig,
     pub ingest: Arc<Ingest>,
-    pub seal: Arc<ozg_adapter_sdk::keys::SealKey>,
+    pub seal: Arc<crate::core::intake::rotation::Seals>,
     pub privacy: Arc<crate::core::privacy::PrivacyKey>,
     pub wakers: Arc<crate::core::engine::Wakers>,
     pub tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,

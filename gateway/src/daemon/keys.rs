@@ -1,9 +1,11 @@
-//! Recipient key rotation while running: at every time a listed certificate
-//! takes over or the one in use ends, the targets' keys in use are worked out
-//! again (see [`crate::core::intake::rotation`]). A switch takes effect for
-//! the next submission, is audited (`key_switched`, with both `kid`s) and
-//! logged, and moves `ozg_certificate_not_after_seconds{certificate="target:<id>"}` to the
-//! new certificate, so the expiry alert follows the key in use.
+//! Key rotation while running: at every time a listed certificate takes
+//! over or the one in use ends, the targets' keys and the seal in use are
+//! worked out again (see [`crate::core::intake::rotation`]). A switch takes
+//! effect for the next submission (and the next checkpoint), is audited
+//! (`key_switched` with the target, `seal_switched`; both `kid`s) and logged,
+//! and moves `ozg_certificate_not_after_seconds{certificate="target:<id>"}`
+//! (or `"seal"`) to the new certificate, so the expiry alert follows the key
+//! in use.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use tokio::sync::watch;
 use crate::core::intake::rotation;
 use crate::core::intake::Intake;
 use crate::core::metrics::{CertLabels, Metrics};
+use crate::daemon::setup::{expiry_warnings, Watched};
 use crate::model::audit::AuditEvent;
 use crate::store::Store;
 
@@ -49,7 +52,25 @@ pub async fn rotate_task(
                 tracing::error!(error = %e, target_id = %s.target, "the key switch could not be audited");
             }
         }
-        let wait = rotation::next_change(&intake.routes.load().rotations, now)
+        if let Some(s) = intake.seal.update(now) {
+            let not_after = crate::model::time::rfc3339_ms(s.not_after * 1000);
+            tracing::warn!(from_kid = %s.from_kid, to_kid = %s.to_kid, not_after = %not_after, "seal switched: manifests, receipts and checkpoints are signed with the new seal certificate");
+            metrics
+                .cert_not_after
+                .get_or_create(&CertLabels {
+                    certificate: "seal".into(),
+                })
+                .set(s.not_after);
+            let event = AuditEvent::seal_switched(&s.from_kid, &s.to_kid, &not_after);
+            if let Err(e) = store.audit(event).await {
+                tracing::error!(error = %e, "the seal switch could not be audited");
+            }
+        }
+        let targets = rotation::next_change(intake.routes.load().rotations.values().flatten(), now);
+        let wait = [targets, intake.seal.next_change(now)]
+            .into_iter()
+            .flatten()
+            .min()
             .map(|t| Duration::from_secs((t - now).max(1) as u64))
             .unwrap_or(AT_LEAST)
             .min(AT_LEAST);
@@ -57,5 +78,46 @@ pub async fn rotate_task(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Logs a warning, once a day, for every watched certificate within its
+/// expiry window. The seal and the targets' keys are looked at as in use
+/// that day, so a rotation's new certificate is watched after the switch.
+pub async fn watch_expiry(
+    watched: Vec<Watched>,
+    intake: Arc<Intake>,
+    window: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(24 * 3600));
+    tick.tick().await; // the start-up check already warned
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now: Vec<Watched> = watched.iter().map(|w| in_use(w, &intake)).collect();
+                for w in expiry_warnings(&now, window, std::time::SystemTime::now()) {
+                    tracing::warn!("{w}");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The certificate a watched label stands for now: the seal and a target's
+/// key follow their rotation; others (TLS) are as at start.
+fn in_use(w: &Watched, intake: &Intake) -> Watched {
+    let now = if w.label == "seal" {
+        Some(intake.seal.current().certificate().clone())
+    } else if let Some(id) = w.label.strip_prefix("target:") {
+        let routes = intake.routes.load();
+        routes.targets.get(id).map(|c| c.certificate().clone())
+    } else {
+        None
+    };
+    Watched {
+        label: w.label.clone(),
+        cert: now.unwrap_or_else(|| w.cert.clone()),
     }
 }

@@ -18,7 +18,6 @@ pub mod setup;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -410,8 +409,9 @@ impl Gateway {
             reloader,
             shutdown_rx.clone(),
         ));
-        let expiry_task = tokio::spawn(watch_expiry(
+        let expiry_task = tokio::spawn(keys::watch_expiry(
             setup.watched.clone(),
+            intake_for_fit.clone(),
             cfg.pki.expiry_warning,
             shutdown_rx,
         ));
@@ -484,26 +484,6 @@ async fn bind(
     let listener = TcpListener::bind(addr).await.map_err(err)?;
     let bound = listener.local_addr().map_err(err)?;
     Ok((listener, bound))
-}
-
-/// Logs a warning for every watched certificate within its expiry window, once a day.
-async fn watch_expiry(
-    watched: Vec<crate::daemon::setup::Watched>,
-    window: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(24 * 3600));
-    tick.tick().await; // the start-up check already warned
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                for w in crate::daemon::setup::expiry_warnings(&watched, window, std::time::SystemTime::now()) {
-                    tracing::warn!("{w}");
-                }
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
 }
 
 /// Runs the gateway until `shutdown` resolves, then shuts it down gracefully.

@@ -517,7 +517,7 @@ impl Registry for Reloader {
                 .get(id)
                 .cloned()
                 .ok_or_else(missing)?;
-            let outcome = send_test(&self.intake.seal, &cert, &runtime)
+            let outcome = send_test(&self.intake.seal.current(), &cert, &runtime)
                 .await
                 .map_err(|e| Refusal::new(Kind::Internal, "internal", e))?;
             let by = Actor::new(op.id.clone(), entry.tenant.as_deref());

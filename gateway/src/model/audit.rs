@@ -81,6 +81,9 @@ pub enum EventKind {
     /// A target's encryption key in use changed (a listed certificate took
     /// over, or the one in use expired): new envelopes use the new `kid`.
     KeySwitched,
+    /// The gateway's seal in use changed (`pki.seals`): manifests, receipts
+    /// and checkpoints are signed with the new certificate.
+    SealSwitched,
 }
 
 impl EventKind {
@@ -103,6 +106,7 @@ impl EventKind {
             EventKind::Changed => "changed",
             EventKind::Replied => "replied",
             EventKind::KeySwitched => "key_switched",
+            EventKind::SealSwitched => "seal_switched",
         }
     }
 }
@@ -165,6 +169,14 @@ impl AuditEvent {
         Self::new(
             EventKind::KeySwitched,
             serde_json::json!({"target": target, "from_kid": from_kid, "to_kid": to_kid, "not_after": not_after}),
+        )
+    }
+
+    /// The seal in use changed: both certificates' thumbprints, and when the new one expires.
+    pub fn seal_switched(from_kid: &str, to_kid: &str, not_after: &str) -> Self {
+        Self::new(
+            EventKind::SealSwitched,
+            serde_json::json!({"from_kid": from_kid, "to_kid": to_kid, "not_after": not_after}),
         )
     }
 

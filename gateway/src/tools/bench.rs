@@ -59,12 +59,12 @@ pub fn seal(setup: &Setup, seconds: f64, threads: usize) -> Result<SealReport, S
     let mut times: Vec<u32> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
-                let (seal, payload) = (&setup.seal, &payload);
+                let (seal, payload) = (setup.seal.current(), &payload);
                 s.spawn(move || {
                     let mut times = Vec::new();
                     while Instant::now() < stop {
                         let t = Instant::now();
-                        ozg_adapter_sdk::jose::sign(seal, "ozg-bench", payload)
+                        ozg_adapter_sdk::jose::sign(&seal, "ozg-bench", payload)
                             .map_err(|e| e.to_string())?;
                         times.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     }
@@ -89,8 +89,12 @@ pub fn seal(setup: &Setup, seconds: f64, threads: usize) -> Result<SealReport, S
             .map_or(0.0, |us| *us as f64 / 1000.0)
     };
     Ok(SealReport {
-        key: setup.seal.held_by().unwrap_or_else(|| "file".into()),
-        alg: setup.seal.alg(),
+        key: setup
+            .seal
+            .current()
+            .held_by()
+            .unwrap_or_else(|| "file".into()),
+        alg: setup.seal.current().alg(),
         threads: threads.max(1),
         seconds: elapsed,
         signatures: times.len() as u64,

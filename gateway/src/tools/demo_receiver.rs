@@ -29,8 +29,9 @@ pub struct ReceiverOptions {
     pub key: PathBuf,
     pub cert: Option<PathBuf>,
     pub trust: PathBuf,
-    /// The gateway's seal certificate: envelopes sealed by any other key are refused.
-    pub seal: PathBuf,
+    /// The gateway's seal certificates (old and new during a rotation):
+    /// envelopes sealed by any other key are refused.
+    pub seals: Vec<PathBuf>,
     pub out: PathBuf,
     /// Answer 200 without opening (a sink for benchmarks).
     pub accept_only: bool,
@@ -435,7 +436,13 @@ pub async fn run(
         passed_on: Default::default(),
         key: RecipientPrivateKey::from_pem(&read(&o.key)?, cert_pem.as_deref())?,
         trust: TrustAnchors::from_pem(&read(&o.trust)?)?,
-        seals: SealPins::from_pem(&read(&o.seal)?)?,
+        seals: {
+            let mut pins = SealPins::default();
+            for path in &o.seals {
+                pins.add_pem(&read(path)?)?;
+            }
+            pins
+        },
         out: o.out.clone(),
     });
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;

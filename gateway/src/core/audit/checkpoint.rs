@@ -108,7 +108,7 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Signs a checkpoint when the head moved and one is due; on shutdown a last one.
 pub async fn checkpoint_task(
     store: std::sync::Arc<dyn Store>,
-    seal: std::sync::Arc<SealKey>,
+    seal: std::sync::Arc<crate::core::intake::rotation::Seals>,
     config: crate::config::AuditConfig,
     metrics: std::sync::Arc<crate::core::metrics::Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -139,7 +139,7 @@ pub async fn checkpoint_task(
                         || head.seq - last >= config.checkpoint_every
                         || last_time.elapsed() >= config.checkpoint_interval);
                 if due {
-                    match sign_next(store.as_ref(), &seal, &head).await {
+                    match sign_next(store.as_ref(), &seal.current(), &head).await {
                         Ok(seq) => {
                             sign_errors.recovered();
                             last = seq;

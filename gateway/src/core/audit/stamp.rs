@@ -56,8 +56,14 @@ impl Tsa {
             .await
             .map_err(|e| format!("{}: {e}", self.url))?;
         let token = timestamp::token_of(&body).map_err(|e| e.to_string())?;
-        timestamp::verify(&token, message, &self.trust)
+        let stamp = timestamp::verify(&token, message, &self.trust)
             .map_err(|e| format!("the TSA's token does not verify: {e}"))?;
+        if stamp.nonce != Some(nonce) {
+            return Err(format!(
+                "{} answered with a token for another request (nonce {:?}, asked {nonce})",
+                self.url, stamp.nonce
+            ));
+        }
         Ok(token)
     }
 }

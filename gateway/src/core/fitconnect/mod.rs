@@ -23,7 +23,6 @@ use serde_json::json;
 use crate::core::privacy::PrivacyKey;
 use crate::model::routing::PatternSet;
 use crate::store::{Staging, Store};
-use ozg_adapter_sdk::keys::SealKey;
 pub use token::Tokens;
 
 /// The problem types FIT-Connect clients know (RFC 9457 `type` after this prefix).
@@ -174,7 +173,7 @@ impl Destination {
 pub struct Zustelldienst {
     pub store: Arc<dyn Store>,
     pub staging: Arc<dyn Staging>,
-    pub seal: Arc<SealKey>,
+    pub seal: Arc<crate::core::intake::rotation::Seals>,
     pub privacy: Arc<PrivacyKey>,
     /// Tells the delivery engine a destination's box has new work.
     pub wakers: Arc<crate::core::engine::Wakers>,

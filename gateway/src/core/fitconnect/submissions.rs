@@ -330,7 +330,7 @@ impl Zustelldienst {
             "receivedAt": received_at, "sender": client.id, "ciphertexts": hashes,
         });
         let receipt = ozg_adapter_sdk::jose::sign(
-            &self.seal,
+            &self.seal.current(),
             "ozg-fitconnect-receipt+jwt",
             receipt_payload.to_string().as_bytes(),
         )

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use aws_lc_rs::digest::{digest, SHA256};
 use ozg_adapter_sdk::envelope::{seal_manifest, sha512_hex, EnvelopeHeader, Receipt, ReceiptPart};
-use ozg_adapter_sdk::{Manifest, ManifestPart, RecipientCert, SealKey};
+use ozg_adapter_sdk::{Manifest, ManifestPart, RecipientCert};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -103,7 +103,8 @@ pub struct Answer {
 pub struct Intake {
     /// The data checks (safe XML/JSON, schemas per Leistung).
     pub checks: check::DataChecks,
-    pub seal: Arc<SealKey>,
+    /// The seal in use (and, in a rotation, the next ones).
+    pub seal: Arc<rotation::Seals>,
     /// Routes and the targets' encryption certificates; replaced by a reload.
     pub routes: arc_swap::ArcSwap<Routes>,
     pub store: Arc<dyn Store>,
@@ -323,11 +324,12 @@ impl Intake {
             in_reply_to: reply.map(|r| r.submission_id.clone()),
             reply_type: reply.map(|r| r.reply_type.clone()),
         };
+        let seal = self.seal.current();
         let sealed =
-            seal_manifest(&manifest, &self.seal).map_err(|e| seal_failed("sealing failed", &e))?;
+            seal_manifest(&manifest, &seal).map_err(|e| seal_failed("sealing failed", &e))?;
         let receipt_body = Receipt::for_manifest(&manifest);
         let receipt = receipt_body
-            .sign(&self.seal)
+            .sign(&seal)
             .map_err(|e| seal_failed("signing the receipt failed", &e))?;
         let (deliveries, shared) = match &incoming.stream {
             Some(stream) => {

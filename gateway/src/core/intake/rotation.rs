@@ -1,18 +1,21 @@
-//! Recipient key rotation: a target may list several encryption
-//! certificates, each used from the time it takes over until its notAfter.
-//! New envelopes are encrypted for the one that took over last among those
-//! valid now; its thumbprint is the JWE `kid`, so a receiver holding both
-//! keys during the overlap knows which one opens an envelope.
+//! Key rotation. A target may list several encryption certificates, and
+//! the gateway several seals, each used from the time it takes over until
+//! its notAfter. New envelopes are encrypted for the one that took over last
+//! among those valid now; its thumbprint is the JWE `kid`, so a receiver
+//! holding both keys during the overlap knows which one opens an envelope.
+//! Likewise the seal in use signs manifests, receipts and checkpoints; its
+//! certificate travels in every signature (`x5c`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ozg_adapter_sdk::RecipientCert;
+use arc_swap::ArcSwap;
+use ozg_adapter_sdk::{RecipientCert, SealKey};
 
-/// One certificate of a target and when it is used.
-#[derive(Debug, Clone)]
-pub struct KeyWindow {
-    pub cert: Arc<RecipientCert>,
+/// One certificate (a target's, or a seal with its key) and when it is used.
+#[derive(Debug)]
+pub struct KeyWindow<K = RecipientCert> {
+    pub cert: Arc<K>,
     /// Takes over at (seconds since the epoch): the later of its notBefore
     /// and the configured `from`.
     pub start: i64,
@@ -20,20 +23,32 @@ pub struct KeyWindow {
     pub end: i64,
 }
 
+impl<K> Clone for KeyWindow<K> {
+    fn clone(&self) -> Self {
+        KeyWindow {
+            cert: self.cert.clone(),
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
 /// The window in use at `now`: among those that have started and not
 /// ended, the one that started last (the later-listed one on a tie).
-pub fn current(windows: &[KeyWindow], now: i64) -> Option<&KeyWindow> {
+pub fn current<K>(windows: &[KeyWindow<K>], now: i64) -> Option<&KeyWindow<K>> {
     windows
         .iter()
         .filter(|w| w.start <= now && now < w.end)
         .max_by_key(|w| w.start)
 }
 
-/// The next time after `now` at which any target's key in use may change.
-pub fn next_change(rotations: &BTreeMap<String, Vec<KeyWindow>>, now: i64) -> Option<i64> {
-    rotations
-        .values()
-        .flatten()
+/// The next time after `now` at which a key in use of `windows` may change.
+pub fn next_change<'a, K: 'a>(
+    windows: impl IntoIterator<Item = &'a KeyWindow<K>>,
+    now: i64,
+) -> Option<i64> {
+    windows
+        .into_iter()
         .flat_map(|w| [w.start, w.end])
         .filter(|t| *t > now)
         .min()
@@ -75,6 +90,84 @@ pub fn apply(
     switches
 }
 
+/// The gateway's seal over time: the one in use now, and, in a rotation
+/// (`pki.seals`), when each takes over. Everything that signs asks for
+/// [`Seals::current`] at the time it signs.
+pub struct Seals {
+    windows: Vec<KeyWindow<SealKey>>,
+    now: ArcSwap<SealKey>,
+}
+
+/// A switch of the seal: the certificates' thumbprints before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealSwitch {
+    pub from_kid: String,
+    pub to_kid: String,
+    /// The new seal certificate's notAfter (seconds since the epoch).
+    pub not_after: i64,
+}
+
+impl Seals {
+    /// One seal, never switched.
+    pub fn single(seal: Arc<SealKey>) -> Self {
+        Seals {
+            windows: Vec::new(),
+            now: ArcSwap::new(seal),
+        }
+    }
+
+    /// A rotation, with the seal in use at `now`; `None` when none is.
+    pub fn rotating(windows: Vec<KeyWindow<SealKey>>, now: i64) -> Option<Self> {
+        let first = current(&windows, now)?.cert.clone();
+        Some(Seals {
+            windows,
+            now: ArcSwap::new(first),
+        })
+    }
+
+    /// The seal to sign with now.
+    pub fn current(&self) -> Arc<SealKey> {
+        self.now.load_full()
+    }
+
+    /// Every seal listed (for pins: what the gateway signs with over time).
+    pub fn all(&self) -> Vec<Arc<SealKey>> {
+        if self.windows.is_empty() {
+            return vec![self.current()];
+        }
+        self.windows.iter().map(|w| w.cert.clone()).collect()
+    }
+
+    /// The seals of a rotation and when each is used (empty for one seal).
+    pub fn windows(&self) -> &[KeyWindow<SealKey>] {
+        &self.windows
+    }
+
+    /// The next time after `now` at which the seal in use may change.
+    pub fn next_change(&self, now: i64) -> Option<i64> {
+        next_change(&self.windows, now)
+    }
+
+    /// Takes the seal `pki.seals` says is in use at `now`, if it is not
+    /// the one in use already. With none in use (the last one expired),
+    /// the one in use stays: its expiry has been alerted on for weeks.
+    pub fn update(&self, now: i64) -> Option<SealSwitch> {
+        let w = current(&self.windows, now)?;
+        let before = self.current();
+        let kid = |s: &SealKey| s.certificate().thumbprint();
+        let (from_kid, to_kid) = (kid(&before), kid(&w.cert));
+        if from_kid == to_kid {
+            return None;
+        }
+        self.now.store(w.cert.clone());
+        Some(SealSwitch {
+            from_kid,
+            to_kid,
+            not_after: w.end,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,9 +200,9 @@ mod tests {
         assert_eq!(current(&windows, 100).unwrap().cert.kid(), b.kid());
         assert!(current(&windows, 1000).is_none());
         let rotations: BTreeMap<_, _> = [("t".to_owned(), windows)].into_iter().collect();
-        assert_eq!(next_change(&rotations, 50), Some(100));
-        assert_eq!(next_change(&rotations, 100), Some(300));
-        assert_eq!(next_change(&rotations, 1000), None);
+        assert_eq!(next_change(rotations.values().flatten(), 50), Some(100));
+        assert_eq!(next_change(rotations.values().flatten(), 100), Some(300));
+        assert_eq!(next_change(rotations.values().flatten(), 1000), None);
 
         let mut targets: BTreeMap<_, _> = [("t".to_owned(), a.clone())].into_iter().collect();
         assert!(apply(&mut targets, &rotations, 50).is_empty());
@@ -125,5 +218,52 @@ mod tests {
         );
         assert_eq!(targets["t"].kid(), b.kid());
         assert!(apply(&mut targets, &rotations, 200).is_empty());
+    }
+
+    fn seal(name: &str) -> Arc<SealKey> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-example");
+        let read = |ext: &str| std::fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
+        Arc::new(SealKey::from_pem(&read("pem"), &read("key")).unwrap())
+    }
+
+    #[test]
+    fn the_seal_switches_once_at_its_time_and_stays_when_none_is_in_use() {
+        let (a, b) = (seal("seal"), seal("fitconnect-signing"));
+        let kid = |s: &SealKey| s.certificate().thumbprint();
+        let windows = vec![
+            KeyWindow {
+                cert: a.clone(),
+                start: 0,
+                end: 300,
+            },
+            KeyWindow {
+                cert: b.clone(),
+                start: 100,
+                end: 1000,
+            },
+        ];
+        assert!(Seals::rotating(windows.clone(), 1000).is_none());
+        let seals = Seals::rotating(windows, 50).unwrap();
+        assert_eq!(kid(&seals.current()), kid(&a));
+        assert_eq!(seals.all().len(), 2);
+        assert_eq!(seals.next_change(50), Some(100));
+        assert_eq!(seals.update(99), None);
+        assert_eq!(
+            seals.update(100),
+            Some(SealSwitch {
+                from_kid: kid(&a),
+                to_kid: kid(&b),
+                not_after: 1000,
+            })
+        );
+        assert_eq!(kid(&seals.current()), kid(&b));
+        assert_eq!(seals.update(500), None);
+        // Past every window: the last seal stays in use.
+        assert_eq!(seals.update(2000), None);
+        assert_eq!(kid(&seals.current()), kid(&b));
+
+        let single = Seals::single(a.clone());
+        assert_eq!((single.next_change(0), single.update(5)), (None, None));
+        assert_eq!(kid(&single.all()[0]), kid(&a));
     }
 }

@@ -76,7 +76,7 @@ impl Intake {
                 Payload::Xdomea => {
                     let (m, zip) = xdomea_manifest(manifest, incoming, target)
                         .map_err(|e| internal("building the xdomea package failed", &e))?;
-                    let sealed = seal_manifest(&m, &self.seal)
+                    let sealed = seal_manifest(&m, &self.seal.current())
                         .map_err(|e| internal("sealing failed", &e))?;
                     deliveries.push(
                         own(header, &m, &sealed, &[zip.as_slice()])

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use ozg_adapter_sdk::keys::Certificate;
-use ozg_adapter_sdk::{RecipientCert, SealKey};
+use ozg_adapter_sdk::RecipientCert;
 
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::core::engine::TargetRuntime;
@@ -37,7 +37,8 @@ pub struct Setup {
     pub rotations: BTreeMap<String, Vec<crate::core::intake::rotation::KeyWindow>>,
     /// Adapters, retry policies and limits of the targets, for the delivery engine.
     pub deliveries: Vec<Arc<TargetRuntime>>,
-    pub seal: Arc<SealKey>,
+    /// The seal in use, and in a rotation the next ones.
+    pub seal: Arc<crate::core::intake::rotation::Seals>,
     /// Keys what the store keeps about content (see [`crate::core::privacy`]).
     pub privacy: Arc<PrivacyKey>,
     pub schemas: HashMap<String, Arc<jsonschema::Validator>>,
@@ -154,7 +155,7 @@ mod targets;
 
 use clients::{clients, routes, unrouted_leistungen};
 use pki::{
-    ingest_tls, previous_seals, privacy_key, revocation, seal_key, time_stamper, trust_anchors,
+    ingest_tls, previous_seals, privacy_key, revocation, seals, time_stamper, trust_anchors,
 };
 use targets::{delivery_runtimes, leistung_schemas, target_certificates};
 
@@ -180,7 +181,7 @@ pub fn setup(config: Config) -> Result<Setup, ConfigErrors> {
     listeners_and_store(&mut c);
     let trust = trust_anchors(&mut c);
     previous_seals(&mut c);
-    let seal = seal_key(&mut c, &trust);
+    let seal = seals(&mut c, &trust);
     let privacy = privacy_key(&mut c);
     let tsa = time_stamper(&mut c);
     let revocation = revocation(&mut c, &trust);

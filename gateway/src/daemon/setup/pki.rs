@@ -8,7 +8,8 @@ use ozg_adapter_sdk::{SealKey, TrustAnchors};
 use rustls::pki_types::CertificateRevocationListDer;
 
 use super::{is_demo_subject, key_file_warning, read, Checks, Watched};
-use crate::config::CrlSource;
+use crate::config::{CrlSource, SealWindow};
+use crate::core::intake::rotation::{KeyWindow, Seals};
 use crate::core::privacy::PrivacyKey;
 use crate::daemon::crl::{Loader, Revocation};
 use crate::listen::tls::{self, PeerCheck};
@@ -99,32 +100,129 @@ pub(super) fn privacy_key(c: &mut Checks) -> Option<Arc<PrivacyKey>> {
     Some(Arc::new(key))
 }
 
-/// The seal key and its certificate, chaining to the trust anchors now. The
-/// key is read from its file, or found on its token (`pkcs11:` URI) and asked
-/// for one signature that must verify with the certificate.
-pub(super) fn seal_key(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<Arc<SealKey>> {
+/// The seals: `seal_certificate` + `seal_key`, or the `seals` rotation.
+/// Each key is read from its file, or found on its token (`pkcs11:` URI) and
+/// asked for one signature that must verify with the certificate. A single
+/// seal must chain to the trust anchors now; in a rotation, one that takes
+/// over later is checked as of then, and an old one past its notAfter may
+/// stay listed (never used again).
+pub(super) fn seals(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<Arc<Seals>> {
     let config = c.config;
-    let pki = &config.pki;
-    let cert = match read(&pki.seal_certificate) {
+    let windows = match config.pki.seal_windows() {
+        Ok(w) => w,
+        Err(e) => {
+            c.errors.push(config.error(
+                "pki.seals",
+                e,
+                "give seal_certificate and seal_key, or seals = [{ certificate = \"FILE\", key = \"KEY\" }, { certificate = \"NEXT\", key = \"NEXT-KEY\", from = \"2027-01-15T00:00:00Z\" }]",
+            ));
+            return None;
+        }
+    };
+    let rotating = !config.pki.seals.is_empty();
+    let now_s = c
+        .now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut loaded = Vec::new();
+    let mut complete = true;
+    for (i, w) in windows.iter().enumerate() {
+        let (cert_at, key_at) = if rotating {
+            (
+                format!("pki.seals[{i}].certificate"),
+                format!("pki.seals[{i}].key"),
+            )
+        } else {
+            ("pki.seal_certificate".to_owned(), "pki.seal_key".to_owned())
+        };
+        let Some(seal) = seal_key(c, w, &cert_at, &key_at) else {
+            complete = false;
+            continue;
+        };
+        let cert = seal.certificate();
+        let start = w.from.as_ref().map_or(i64::MIN, super::targets::takeover);
+        let (start, end) = (start.max(cert.not_before()), cert.not_after());
+        if start >= end {
+            let fix = "give a `from` before the certificate's notAfter";
+            c.errors
+                .push(config.error(cert_at, super::targets::never_used(cert), fix));
+            complete = false;
+            continue;
+        }
+        if let Some(trust) = &trust {
+            let at = if rotating && start > now_s {
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(start as u64)
+            } else {
+                c.now
+            };
+            match trust.verify_signer(&seal.chain()[0], &seal.chain()[1..], at) {
+                Ok(_) => {}
+                // An old seal of a rotation: listed for the record only.
+                Err(ozg_adapter_sdk::KeyError::Expired { .. }) if rotating => continue,
+                Err(e) => {
+                    c.errors.push(config.error(
+                        cert_at,
+                        e.to_string(),
+                        "use a seal certificate issued under pki.trust_anchors that is valid now (or, in pki.seals, when it takes over)",
+                    ));
+                    complete = false;
+                    continue;
+                }
+            }
+        }
+        loaded.push(KeyWindow {
+            cert: Arc::new(seal),
+            start,
+            end,
+        });
+    }
+    if !complete || trust.is_none() {
+        return None;
+    }
+    let seals = if rotating {
+        let Some(seals) = Seals::rotating(loaded, now_s) else {
+            c.errors.push(config.error(
+                "pki.seals",
+                "none of the seals is in use now (each signs from its `from` or notBefore until its notAfter)",
+                "list a seal that is valid now",
+            ));
+            return None;
+        };
+        seals
+    } else {
+        Seals::single(loaded.pop()?.cert)
+    };
+    c.watched.push(Watched {
+        label: "seal".into(),
+        cert: seals.current().certificate().clone(),
+    });
+    Some(Arc::new(seals))
+}
+
+/// One seal with its key (a file or a token's); errors are recorded under
+/// `cert_at` and `key_at`.
+fn seal_key(c: &mut Checks, w: &SealWindow, cert_at: &str, key_at: &str) -> Option<SealKey> {
+    let config = c.config;
+    let cert = match read(&w.certificate) {
         Ok(cert) => cert,
         Err(e) => {
             c.errors.push(config.error(
-                "pki.seal_certificate",
+                cert_at,
                 e,
                 "give the seal certificate chain (PEM, leaf first)",
             ));
             return None;
         }
     };
-    let on_token = crate::config::is_pkcs11_uri(&pki.seal_key);
+    let on_token = crate::config::is_pkcs11_uri(&w.key);
     let loaded = if on_token {
-        token_seal(c, &cert)?
+        token_seal(c, &cert, &w.key)?
     } else {
-        let key = match read(&pki.seal_key) {
+        let key = match read(&w.key) {
             Ok(key) => key,
             Err(e) => {
                 c.errors.push(config.error(
-                    "pki.seal_key",
+                    key_at,
                     e,
                     "give the seal's private key (PKCS#8 PEM), or a pkcs11: URI of a key on a token",
                 ));
@@ -137,43 +235,34 @@ pub(super) fn seal_key(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<A
         Ok(seal) => seal,
         Err(e) => {
             c.errors.push(config.error(
-                "pki.seal_key",
+                key_at,
                 e,
                 if on_token {
-                    "name the token key that belongs to pki.seal_certificate"
+                    format!("name the token key that belongs to {cert_at}")
                 } else {
-                    "give the PKCS#8 key that belongs to pki.seal_certificate"
+                    format!("give the PKCS#8 key that belongs to {cert_at}")
                 },
             ));
             return None;
         }
     };
-    if let Some(trust) = &trust {
-        if let Err(e) = trust.verify_signer(&seal.chain()[0], &seal.chain()[1..], c.now) {
-            c.errors.push(config.error(
-                "pki.seal_certificate",
-                e.to_string(),
-                "use a seal certificate issued under pki.trust_anchors that is valid now",
-            ));
-        }
-    }
-    c.watched.push(Watched {
-        label: "seal".into(),
-        cert: seal.certificate().clone(),
-    });
     if is_demo_subject(seal.certificate().subject()) {
         c.warnings
             .push("DEMO ONLY seal key in use: seals made with it prove nothing.".into());
     }
     if !on_token {
-        key_file_warning(&pki.seal_key, &mut c.warnings);
+        key_file_warning(&w.key, &mut c.warnings);
     }
-    Some(Arc::new(seal))
+    Some(seal)
 }
 
 /// The seal whose key is on a token (`[pki.pkcs11]`); `None` when the
 /// settings themselves are missing (an error is recorded).
-fn token_seal(c: &mut Checks, cert: &[u8]) -> Option<Result<SealKey, String>> {
+fn token_seal(
+    c: &mut Checks,
+    cert: &[u8],
+    key: &std::path::Path,
+) -> Option<Result<SealKey, String>> {
     let config = c.config;
     let Some(p11) = &config.pki.pkcs11 else {
         c.errors.push(config.error(
@@ -198,7 +287,7 @@ fn token_seal(c: &mut Checks, cert: &[u8]) -> Option<Result<SealKey, String>> {
         ),
         Err(e) => return Some(Err(e.to_string())),
     };
-    let uri = config.pki.seal_key.to_string_lossy();
+    let uri = key.to_string_lossy();
     let signer = crate::core::hsm::TokenSigner::open(
         &uri,
         crate::core::hsm::TokenSettings {

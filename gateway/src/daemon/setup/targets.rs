@@ -27,6 +27,12 @@ pub(super) fn never_used(cert: &Certificate) -> String {
     )
 }
 
+/// A configured `from` in whole seconds, rounded up: a key is never used
+/// before its `from`.
+pub(super) fn takeover(from: &time::OffsetDateTime) -> i64 {
+    from.unix_timestamp() + i64::from(from.nanosecond() > 0)
+}
+
 /// The certificates listed at `at` as `certificate` (one) or `certificates`
 /// (a rotation), or given as `pem` (a registered target).
 pub(super) fn listed(
@@ -51,9 +57,7 @@ pub(super) fn listed(
                 (
                     format!("{at}.certificates[{i}]"),
                     read(&w.file),
-                    // Whole seconds, rounded up: never used before its `from`.
-                    w.from
-                        .map(|f| f.unix_timestamp() + i64::from(f.nanosecond() > 0)),
+                    w.from.as_ref().map(takeover),
                 )
             })
             .collect()),

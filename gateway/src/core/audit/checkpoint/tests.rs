@@ -57,7 +57,7 @@ impl Rig {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(checkpoint_task(
             store.clone(),
-            Arc::new(seal),
+            Arc::new(crate::core::intake::rotation::Seals::single(Arc::new(seal))),
             config,
             metrics.clone(),
             stopped,
