@@ -46,6 +46,9 @@ const XML_PARSE_NONET: c_int = 1 << 11;
 #[link(name = "xml2")]
 extern "C" {
     fn xmlInitParser();
+    // `void` up to libxml2 2.11, `int` since; the result is not read either way
+    // (on the platforms we build for a return value left unread is harmless).
+    fn xmlSchemaInitTypes();
     fn xmlSchemaNewParserCtxt(url: *const c_char) -> *mut c_void;
     fn xmlSchemaSetParserStructuredErrors(
         ctxt: *mut c_void,
@@ -136,8 +139,15 @@ static INIT: Once = Once::new();
 impl XsdSchema {
     /// Parses the schema file (and what it includes) once, at start-up.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        // SAFETY: xmlInitParser is documented as safe to call once before threads use libxml2.
-        INIT.call_once(|| unsafe { xmlInitParser() });
+        // SAFETY: both are documented as safe to call once before threads use
+        // libxml2. The built-in types (xs:string, xs:date, …) are set up here,
+        // once: left to the first schema parse, two schemas parsed at once on two
+        // threads (parallel tests; a reload beside a registration) raced in
+        // libxml2 2.9's lazy set-up and one of them found `xs:date` unresolved.
+        INIT.call_once(|| unsafe {
+            xmlInitParser();
+            xmlSchemaInitTypes();
+        });
         let c_path = CString::new(path.to_string_lossy().as_bytes())
             .map_err(|_| "path contains NUL".to_string())?;
         let mut first = First::default();
