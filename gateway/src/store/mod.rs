@@ -235,9 +235,10 @@ pub trait Store: Send + Sync {
     fn add_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
     /// The newest checkpoint, if any.
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
-    /// Up to `limit` checkpoints without a time-stamp token, oldest first,
-    /// and how many there are in all.
-    fn unstamped(&self, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)>;
+    /// Up to `limit` checkpoints with `seq` above `after` without a
+    /// time-stamp token, oldest first, and how many there are in all above
+    /// `after` (the caller knows everything up to `after` is stamped; 0: all).
+    fn unstamped(&self, after: u64, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)>;
     /// Keeps checkpoint `seq`'s RFC 3161 time-stamp token.
     fn add_stamp(&self, seq: u64, token: Vec<u8>, stamped_at: i64) -> StoreFuture<'_, ()>;
     /// The stored text of audit records `from..=to` (a checkpoint's batch).

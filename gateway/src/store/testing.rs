@@ -104,8 +104,8 @@ impl<S: Store> Store for Timeless<S> {
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
         Box::pin(held(self.0.latest_checkpoint()))
     }
-    fn unstamped(&self, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)> {
-        Box::pin(held(self.0.unstamped(limit)))
+    fn unstamped(&self, after: u64, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)> {
+        Box::pin(held(self.0.unstamped(after, limit)))
     }
     fn add_stamp(&self, seq: u64, token: Vec<u8>, stamped_at: i64) -> StoreFuture<'_, ()> {
         Box::pin(held(self.0.add_stamp(seq, token, stamped_at)))

@@ -77,9 +77,13 @@ pub async fn stamp_task(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut failures = Throttle::new(LOG_EVERY);
+    // Every checkpoint up to here is stamped: checkpoints are stamped oldest
+    // first, so a round need not look at the whole log again (it would cost
+    // a scan of every checkpoint ever signed, every two seconds).
+    let mut stamped_up_to = 0u64;
     loop {
         let mut wait = POLL;
-        match store.unstamped(BATCH).await {
+        match store.unstamped(stamped_up_to, BATCH).await {
             Ok((list, total)) => {
                 metrics.audit_unstamped.set(total as i64);
                 let mut stamped = 0u64;
@@ -95,6 +99,8 @@ pub async fn stamp_task(
                                 break;
                             }
                             stamped += 1;
+                            // The oldest unstamped after the mark: all before it are stamped.
+                            stamped_up_to = c.seq;
                             tracing::debug!(seq = c.seq, "audit checkpoint time-stamped");
                         }
                         Err(e) => {

@@ -288,3 +288,23 @@ async fn a_signed_merkle_head_that_does_not_match_its_batch_is_found() {
         "{broken}"
     );
 }
+
+#[tokio::test]
+async fn unstamped_checkpoints_are_listed_oldest_first_above_the_mark() {
+    let (seal, _trust, _dir, store) = fixture();
+    let mut from = 1;
+    for _ in 0..3 {
+        append(&store, 2).await;
+        checkpoint(&store, &seal, from, None).await;
+        from = store.audit_head().await.unwrap().seq + 1;
+    }
+    let seqs = |list: &[Checkpoint]| list.iter().map(|c| c.seq).collect::<Vec<_>>();
+    let (all, total) = store.unstamped(0, 32).await.unwrap();
+    assert_eq!((seqs(&all), total), (vec![2, 4, 6], 3));
+    store.add_stamp(2, b"token".to_vec(), 0).await.unwrap();
+    let (left, total) = store.unstamped(0, 1).await.unwrap();
+    assert_eq!((seqs(&left), total), (vec![4], 2));
+    // Above a mark, only what follows it is looked at and counted.
+    let (left, total) = store.unstamped(4, 32).await.unwrap();
+    assert_eq!((seqs(&left), total), (vec![6], 1));
+}

@@ -129,21 +129,23 @@ pub fn read_audit_texts(conn: &Connection, from: u64, to: u64) -> Result<Vec<Str
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Up to `limit` checkpoints without a time-stamp token, oldest first, and how many in all.
+/// Up to `limit` checkpoints after `after` without a time-stamp token,
+/// oldest first, and how many there are after `after` in all.
 pub fn read_unstamped(
     conn: &Connection,
+    after: u64,
     limit: usize,
 ) -> Result<(Vec<Checkpoint>, u64), StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, head, ts, jws, first_seq, root FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq) ORDER BY seq LIMIT ?1",
+        "SELECT seq, head, ts, jws, first_seq, root FROM audit_checkpoints c WHERE c.seq > ?1 AND NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq) ORDER BY seq LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![limit as i64], checkpoint_row)?;
+    let rows = stmt.query_map(params![after as i64, limit as i64], checkpoint_row)?;
     let list = rows.collect::<Result<Vec<_>, _>>()?;
     let total: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq)",
+            "SELECT count(*) FROM audit_checkpoints c WHERE c.seq > ?1 AND NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq)",
         )?
-        .query_row([], |r| r.get(0))?;
+        .query_row(params![after as i64], |r| r.get(0))?;
     Ok((list, total as u64))
 }
 

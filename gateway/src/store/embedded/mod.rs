@@ -451,8 +451,8 @@ impl Store for EmbeddedStore {
         self.read(read_latest_checkpoint)
     }
 
-    fn unstamped(&self, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)> {
-        self.read(move |conn| audit_log::read_unstamped(conn, limit))
+    fn unstamped(&self, after: u64, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)> {
+        self.read(move |conn| audit_log::read_unstamped(conn, after, limit))
     }
 
     fn add_stamp(&self, seq: u64, token: Vec<u8>, stamped_at: i64) -> StoreFuture<'_, ()> {

@@ -424,24 +424,27 @@ impl AuditReader {
     }
 }
 
-/// Up to `limit` checkpoints without a time-stamp token, oldest first, and how many in all.
+/// Up to `limit` checkpoints after `after` without a time-stamp token,
+/// oldest first, and how many there are after `after` in all.
 pub async fn unstamped(
     client: &Client,
+    after: u64,
     limit: usize,
 ) -> Result<(Vec<Checkpoint>, u64), StoreError> {
+    let after = after as i64;
     let rows = client
         .query(
             &format!(
-                "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq) ORDER BY seq LIMIT $1"
+                "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints c WHERE c.seq > $1 AND NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq) ORDER BY seq LIMIT $2"
             ),
-            &[&(limit as i64)],
+            &[&after, &(limit as i64)],
         )
         .await
         .map_err(backend)?;
     let total: i64 = client
         .query_one(
-            "SELECT count(*) FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq)",
-            &[],
+            "SELECT count(*) FROM audit_checkpoints c WHERE c.seq > $1 AND NOT EXISTS (SELECT 1 FROM audit_stamps s WHERE s.seq = c.seq)",
+            &[&after],
         )
         .await
         .map_err(backend)?

@@ -324,10 +324,10 @@ impl Store for PostgresStore {
         })
     }
 
-    fn unstamped(&self, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)> {
+    fn unstamped(&self, after: u64, limit: usize) -> StoreFuture<'_, (Vec<Checkpoint>, u64)> {
         Box::pin(async move {
             let conn = self.pool.get().await.map_err(backend)?;
-            reads::unstamped(&conn, limit).await
+            reads::unstamped(&conn, after, limit).await
         })
     }
 
