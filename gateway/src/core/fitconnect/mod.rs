@@ -133,39 +133,31 @@ pub struct Destination {
     pub keys: Vec<PublishedKey>,
 }
 
-/// A destination's encryption key and its time: senders are told to use it
-/// from `start`, it is served until `end` (its certificate's notAfter).
-#[derive(Debug, Clone)]
-pub struct PublishedKey {
-    pub key: keys::DestinationKey,
-    pub start: i64,
-    pub end: i64,
-}
+/// A destination's encryption key (the JWK of its certificate) and its
+/// time: senders are told to use it from `start`, it is served until `end`
+/// (its certificate's notAfter).
+pub type PublishedKey = crate::core::intake::rotation::KeyWindow<keys::DestinationKey>;
 
 impl Destination {
     /// The key senders encrypt for at `now`: the one that took over last
     /// among those in use (the latest started, if every one has ended).
     pub fn current_key(&self, now: i64) -> Option<&keys::DestinationKey> {
-        let live = self
-            .keys
-            .iter()
-            .filter(|k| k.start <= now && now < k.end)
-            .max_by_key(|k| k.start);
-        live.or_else(|| {
-            self.keys
-                .iter()
-                .filter(|k| k.start <= now)
-                .max_by_key(|k| k.start)
-        })
-        .map(|k| &k.key)
+        crate::core::intake::rotation::current(&self.keys, now)
+            .or_else(|| {
+                self.keys
+                    .iter()
+                    .filter(|k| k.start <= now)
+                    .max_by_key(|k| k.start)
+            })
+            .map(|k| &*k.cert)
     }
 
     /// A key a sender may fetch by `kid`: listed and not past its notAfter.
     pub fn published(&self, kid: &str, now: i64) -> Option<&keys::DestinationKey> {
         self.keys
             .iter()
-            .find(|k| k.key.kid == kid && now < k.end)
-            .map(|k| &k.key)
+            .find(|k| k.cert.kid == kid && now < k.end)
+            .map(|k| &*k.cert)
     }
 }
 
@@ -293,10 +285,10 @@ mod tests {
 
     fn key(kid: &str, start: i64, end: i64) -> PublishedKey {
         PublishedKey {
-            key: keys::DestinationKey {
+            cert: Arc::new(keys::DestinationKey {
                 kid: kid.into(),
                 jwk: json!({"kid": kid}),
-            },
+            }),
             start,
             end,
         }

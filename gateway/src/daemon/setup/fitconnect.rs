@@ -64,7 +64,9 @@ fn destination_keys(
                 .map_err(|e| (key.clone(), e.to_string()))?;
         }
         keys.push(PublishedKey {
-            key: DestinationKey::from_certificate(cert.der()).map_err(|e| (key.clone(), e))?,
+            cert: Arc::new(
+                DestinationKey::from_certificate(cert.der()).map_err(|e| (key.clone(), e))?,
+            ),
             start,
             end: cert.not_after(),
         });
