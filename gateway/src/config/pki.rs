@@ -171,25 +171,30 @@ impl CrlSource {
 
 impl PkiConfig {
     /// The seals as configured: `seal_certificate` + `seal_key` as one seal
-    /// without a `from`, or the `seals` rotation; the text says what is wrong
-    /// with a config that gives both forms, neither, or half of one.
-    pub fn seal_windows(&self) -> Result<Vec<SealWindow>, String> {
-        match (
-            &self.seal_certificate,
-            &self.seal_key,
-            self.seals.is_empty(),
-        ) {
-            (Some(certificate), Some(key), true) => Ok(vec![SealWindow {
+    /// without a `from`, or the `seals` rotation; else the key at fault and
+    /// what is wrong (both forms, neither, or half of one).
+    pub fn seal_windows(&self) -> Result<Vec<SealWindow>, (&'static str, &'static str)> {
+        let rotation = !self.seals.is_empty();
+        match (&self.seal_certificate, &self.seal_key, rotation) {
+            (Some(certificate), Some(key), false) => Ok(vec![SealWindow {
                 certificate: certificate.clone(),
                 key: key.clone(),
                 from: None,
             }]),
-            (None, None, false) => Ok(self.seals.clone()),
-            (None, None, true) => {
-                Err("no seal: give seal_certificate and seal_key, or seals".into())
-            }
-            (_, _, false) => Err("both seal_certificate/seal_key and seals are given".into()),
-            _ => Err("seal_certificate and seal_key go together".into()),
+            (None, None, true) => Ok(self.seals.clone()),
+            (None, None, false) => Err((
+                "pki.seal_certificate",
+                "no seal: give seal_certificate and seal_key, or seals",
+            )),
+            (_, _, true) => Err((
+                "pki.seals",
+                "both seal_certificate/seal_key and seals are given",
+            )),
+            (Some(_), None, false) => Err(("pki.seal_key", "seal_certificate needs its seal_key")),
+            (None, Some(_), false) => Err((
+                "pki.seal_certificate",
+                "seal_key needs its seal_certificate",
+            )),
         }
     }
 
@@ -256,5 +261,29 @@ mod tests {
             .unwrap_err()
             .contains("https://"));
         assert!(CrlSource::parse(" ").is_err());
+    }
+
+    #[test]
+    fn a_seal_is_given_one_way_or_the_other_and_whole() {
+        let pki = |seal: &str| {
+            toml::from_str::<PkiConfig>(&format!(
+                "trust_anchors = \"ca.pem\"\nprivacy_key = \"p.key\"\n{seal}"
+            ))
+            .unwrap()
+        };
+        let one = pki("seal_certificate = \"s.pem\"\nseal_key = \"s.key\"");
+        let w = one.seal_windows().unwrap();
+        assert_eq!((w.len(), w[0].from), (1, None));
+        let two = pki("seals = [{ certificate = \"a.pem\", key = \"a.key\" }, { certificate = \"b.pem\", key = \"b.key\", from = \"2027-01-15T06:00:00Z\" }]");
+        assert_eq!(two.seal_windows().unwrap().len(), 2);
+        assert_eq!(two.all_seal_certificates().len(), 2);
+        let fault = |seal: &str| pki(seal).seal_windows().unwrap_err().0;
+        assert_eq!(fault(""), "pki.seal_certificate");
+        assert_eq!(fault("seal_certificate = \"s.pem\""), "pki.seal_key");
+        assert_eq!(fault("seal_key = \"s.key\""), "pki.seal_certificate");
+        assert_eq!(
+            fault("seal_key = \"s.key\"\nseals = [{ certificate = \"a.pem\", key = \"a.key\" }]"),
+            "pki.seals"
+        );
     }
 }

@@ -110,9 +110,9 @@ pub(super) fn seals(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<Arc<
     let config = c.config;
     let windows = match config.pki.seal_windows() {
         Ok(w) => w,
-        Err(e) => {
+        Err((key, e)) => {
             c.errors.push(config.error(
-                "pki.seals",
+                key,
                 e,
                 "give seal_certificate and seal_key, or seals = [{ certificate = \"FILE\", key = \"KEY\" }, { certificate = \"NEXT\", key = \"NEXT-KEY\", from = \"2027-01-15T00:00:00Z\" }]",
             ));
