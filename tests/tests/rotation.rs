@@ -362,6 +362,14 @@ async fn the_seal_switches_at_its_time_and_every_signature_verifies_with_its_own
     let (tc, gw) = start(&o).await;
     let label = "ozg_certificate_not_after_seconds{certificate=\"seal\"}";
     assert_eq!(metric(gw.admin_addr, label).await as i64, old.not_after);
+    // The start names the seal in use (a switch while the daemon was down
+    // shows here).
+    let started = audit_records(&gw, "started").await;
+    assert_eq!(
+        started[0]["detail"]["seal_kid"],
+        old.kid.as_str(),
+        "{started:?}"
+    );
 
     let submit = || async {
         let answer = submit_for(&gw, "99115005001000").await;
@@ -495,4 +503,50 @@ fn config_check_refuses_a_seal_rotation_that_cannot_work() {
     );
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("would never be used"), "{said}");
+}
+
+#[test]
+fn an_expired_seal_may_stay_listed_without_its_key_and_a_gap_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, trust) = test_ca(dir.path());
+    let now = time::OffsetDateTime::now_utc();
+    let days = time::Duration::days;
+    let issue = |name: &str, from: time::OffsetDateTime, until: time::OffsetDateTime| {
+        let issued = ca
+            .issue_between(name, Usage::Seal, Algorithm::EcP256, from, until)
+            .unwrap();
+        write(dir.path(), name, &issued)
+    };
+    let expired = issue("seal 2025", now - days(400), now - days(1));
+    std::fs::remove_file(&expired.key).unwrap();
+    let current = issue("seal 2026", now - days(30), now + days(10));
+    let next = issue("seal 2027", now - days(1), now + days(400));
+    let from = (now + days(20))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let seals = format!(
+        "[{}, {}, {}]",
+        seal_entry(&expired, None),
+        seal_entry(&current, None),
+        seal_entry(&next, Some(&from))
+    );
+    let (code, said) = config_check(
+        BIN,
+        &Options {
+            trust_anchors: Some(trust),
+            seals: Some(seals),
+            ..Options::default()
+        },
+    );
+    assert_eq!(code, Some(0), "{said}");
+    let warning = said
+        .lines()
+        .find(|l| l.contains("pki.seals: the seal"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        warning.contains("seal 2026")
+            && warning.contains("before")
+            && warning.contains("seal 2027"),
+        "{warning}"
+    );
 }

@@ -11,7 +11,7 @@ use aws_lc_rs::signature as sig;
 use cms::cert::CertificateChoices;
 use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier};
-use der::asn1::{Int, ObjectIdentifier, OctetString};
+use der::asn1::{Int, ObjectIdentifier, OctetString, Uint};
 use der::{Decode, Encode};
 use rustls_pki_types::CertificateDer;
 use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
@@ -85,7 +85,11 @@ pub fn request(message: &[u8], nonce: u64) -> Result<Vec<u8>, TimestampError> {
             hashed_message: OctetString::new(hash.as_ref()).map_err(malformed)?,
         },
         req_policy: None,
-        nonce: Some(Int::new(&nonce.to_be_bytes()).map_err(malformed)?),
+        // As an unsigned integer: leading zero bytes stripped, a zero byte
+        // put in front of a top bit that is set (DER's canonical form).
+        nonce: Some(Int::from(
+            Uint::new(&nonce.to_be_bytes()).map_err(malformed)?,
+        )),
         cert_req: true,
         extensions: None,
     };
@@ -246,14 +250,19 @@ pub fn verify(token: &[u8], message: &[u8], trust: &TrustAnchors) -> Result<Stam
         time,
         tsa: cert.subject().to_owned(),
         serial: hex::encode(tst.serial_number.as_bytes()),
-        nonce: tst.nonce.as_ref().and_then(|n| {
-            // DER INTEGER content: big-endian, a leading zero byte for a
-            // positive value whose top bit is set.
-            let bytes = n.as_bytes();
-            let bytes = bytes.strip_prefix(&[0]).unwrap_or(bytes);
-            (bytes.len() <= 8).then(|| bytes.iter().fold(0u64, |v, b| v << 8 | u64::from(*b)))
-        }),
+        nonce: tst.nonce.as_ref().and_then(|n| nonce_value(n.as_bytes())),
     })
+}
+
+/// A DER INTEGER's content as a `u64`: big-endian two's complement, so a
+/// set top bit is a negative number (none of ours), and a leading zero byte
+/// only pads a positive one.
+fn nonce_value(bytes: &[u8]) -> Option<u64> {
+    if bytes.first().is_none_or(|b| b & 0x80 != 0) {
+        return None;
+    }
+    let bytes = bytes.strip_prefix(&[0]).unwrap_or(bytes);
+    (bytes.len() <= 8).then(|| bytes.iter().fold(0u64, |v, b| v << 8 | u64::from(*b)))
 }
 
 /// The certificate's subject key identifier, if it has one.
@@ -279,4 +288,30 @@ fn has_time_stamping(der: &[u8]) -> bool {
 /// `SystemTime` of a stamp.
 pub fn stamped_at(stamp: &Stamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(stamp.time.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_go_out_in_canonical_der_and_read_back() {
+        // A leading zero byte (1 in 128 of the gateway's nonces), a top bit
+        // set after it, and the largest the gateway sends.
+        for nonce in [
+            0x0012_3456_789a_bcde_u64,
+            0x0080_0000_0000_0001,
+            1,
+            u64::MAX >> 1,
+        ] {
+            let req = TimeStampReq::from_der(&request(b"checkpoint", nonce).unwrap())
+                .expect("canonical DER");
+            let n = req.nonce.unwrap();
+            assert_eq!(nonce_value(n.as_bytes()), Some(nonce), "{nonce:#x}");
+        }
+        // Negative INTEGERs are no nonce of ours.
+        assert_eq!(nonce_value(&[0xff]), None);
+        assert_eq!(nonce_value(&[]), None);
+        assert_eq!(nonce_value(&[0, 0xff]), Some(0xff));
+    }
 }

@@ -29,7 +29,7 @@ pub struct PkiConfig {
     /// running and is audited (`seal_switched`).
     #[serde(default)]
     pub seals: Vec<SealWindow>,
-    /// The PKCS#11 module and PIN for a `seal_key` on a token.
+    /// The PKCS#11 module and PIN for a seal key on a token.
     #[serde(default)]
     pub pkcs11: Option<Pkcs11Config>,
     /// The privacy key (a file of 64 hex digits, `openssl rand -hex 32`): keys
@@ -39,8 +39,9 @@ pub struct PkiConfig {
     /// up apart from it.
     pub privacy_key: PathBuf,
     /// Seal certificates used before a rotation (PEM files). `audit verify` accepts
-    /// checkpoints signed by these and by `seal_certificate` only; keep every seal
-    /// the gateway ever signed with here, expired ones included.
+    /// checkpoints signed by these and by the configured seals (`seal_certificate`
+    /// or `seals`) only; keep every seal the gateway ever signed with here or
+    /// there, expired ones included.
     #[serde(default)]
     pub previous_seal_certificates: Vec<PathBuf>,
     /// Warn this long before a certificate expires.
@@ -92,7 +93,8 @@ pub struct SealWindow {
     pub from: Option<time::OffsetDateTime>,
 }
 
-/// Whether a `pki.seal_key` value is a PKCS#11 URI rather than a file.
+/// Whether a seal key (`pki.seal_key`, `pki.seals[i].key`) is a PKCS#11 URI
+/// rather than a file.
 pub fn is_pkcs11_uri(value: &Path) -> bool {
     value.to_str().is_some_and(|s| s.starts_with("pkcs11:"))
 }

@@ -37,6 +37,9 @@ pub async fn rotate_task(
             switches = rotation::apply(&mut next.targets, &next.rotations, now);
             next
         });
+        // Every key in use is swapped before anything is written: an audit
+        // record that waits on a slow store must not keep the old key signing.
+        let seal_switch = intake.seal.update(now);
         for s in &switches {
             let not_after = crate::model::time::rfc3339_ms(s.not_after * 1000);
             tracing::warn!(target_id = %s.target, from_kid = ?s.from_kid, to_kid = %s.to_kid, not_after = %not_after, "encryption key switched: new envelopes for this target use the new certificate");
@@ -52,7 +55,7 @@ pub async fn rotate_task(
                 tracing::error!(error = %e, target_id = %s.target, "the key switch could not be audited");
             }
         }
-        if let Some(s) = intake.seal.update(now) {
+        if let Some(s) = seal_switch {
             let not_after = crate::model::time::rfc3339_ms(s.not_after * 1000);
             tracing::warn!(from_kid = %s.from_kid, to_kid = %s.to_kid, not_after = %not_after, "seal switched: manifests, receipts and checkpoints are signed with the new seal certificate");
             metrics

@@ -144,6 +144,7 @@ impl Gateway {
                     .iter()
                     .map(|t| t.id.clone())
                     .collect::<Vec<_>>(),
+                Some(&setup.seal.current().certificate().thumbprint()),
             ))
             .await?;
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -152,10 +152,18 @@ impl AuditEvent {
     }
 
     /// The daemon started with this config (its SHA-256) and these targets.
-    pub fn started(version: &str, config_sha256: &str, targets: &[String]) -> Self {
+    /// The daemon started: its version, config, targets and the seal in use
+    /// (its certificate's thumbprint: a seal that took over while the daemon
+    /// was down shows here, not as `seal_switched`).
+    pub fn started(
+        version: &str,
+        config_sha256: &str,
+        targets: &[String],
+        seal_kid: Option<&str>,
+    ) -> Self {
         Self::new(
             EventKind::Started,
-            serde_json::json!({"version": version, "config_sha256": config_sha256, "targets": targets}),
+            serde_json::json!({"version": version, "config_sha256": config_sha256, "targets": targets, "seal_kid": seal_kid}),
         )
     }
 

@@ -354,6 +354,7 @@ impl Intake {
                 &received_at,
                 &manifest,
                 &sealed,
+                &seal,
             )?,
         };
         let receipt_sha256 = hex::encode(digest(&SHA256, receipt.as_bytes()));

@@ -26,6 +26,7 @@ impl Intake {
         received_at: &str,
         manifest: &Manifest,
         sealed: &str,
+        seal: &ozg_adapter_sdk::SealKey,
     ) -> Result<(Vec<NewDelivery>, Vec<SharedPiece>), Refusal> {
         let reply = match &incoming.sender {
             Sender::Reply { of, .. } => Some(of),
@@ -76,8 +77,8 @@ impl Intake {
                 Payload::Xdomea => {
                     let (m, zip) = xdomea_manifest(manifest, incoming, target)
                         .map_err(|e| internal("building the xdomea package failed", &e))?;
-                    let sealed = seal_manifest(&m, &self.seal.current())
-                        .map_err(|e| internal("sealing failed", &e))?;
+                    let sealed =
+                        seal_manifest(&m, seal).map_err(|e| internal("sealing failed", &e))?;
                     deliveries.push(
                         own(header, &m, &sealed, &[zip.as_slice()])
                             .map_err(|e| internal("encryption failed", &e))?,

@@ -135,6 +135,15 @@ pub(super) fn seals(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<Arc<
         } else {
             ("pki.seal_certificate".to_owned(), "pki.seal_key".to_owned())
         };
+        // An old seal of a rotation, past its notAfter: listed for the record,
+        // never used again, so its key (perhaps destroyed) is not asked for.
+        let past = read(&w.certificate)
+            .ok()
+            .and_then(|pem| Certificate::from_pem(&pem).ok())
+            .is_some_and(|cert| cert.not_after() <= now_s);
+        if rotating && past {
+            continue;
+        }
         let Some(seal) = seal_key(c, w, &cert_at, &key_at) else {
             complete = false;
             continue;
@@ -179,6 +188,7 @@ pub(super) fn seals(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<Arc<
     if !complete || trust.is_none() {
         return None;
     }
+    gaps_between(c, &loaded);
     let seals = if rotating {
         let Some(seals) = Seals::rotating(loaded, now_s) else {
             c.errors.push(config.error(
@@ -199,6 +209,27 @@ pub(super) fn seals(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<Arc<
     Some(Arc::new(seals))
 }
 
+/// Warns where a seal of a rotation expires before the next one takes over:
+/// in between, the expired one goes on signing (nothing else is there), and
+/// receivers that check validity refuse what it sealed.
+fn gaps_between(c: &mut Checks, windows: &[KeyWindow<SealKey>]) {
+    let mut by_start: Vec<_> = windows.iter().collect();
+    by_start.sort_by_key(|w| w.start);
+    for pair in by_start.windows(2) {
+        let (earlier, later) = (pair[0], pair[1]);
+        if earlier.end < later.start {
+            let at = |t: i64| crate::model::time::rfc3339_ms(t * 1000);
+            c.warnings.push(format!(
+                "pki.seals: the seal {:?} expires at {}, before {:?} takes over at {}: in between the expired seal signs and receivers that check validity refuse it; move the next seal's `from` earlier",
+                earlier.cert.certificate().subject(),
+                at(earlier.end),
+                later.cert.certificate().subject(),
+                at(later.start)
+            ));
+        }
+    }
+}
+
 /// One seal with its key (a file or a token's); errors are recorded under
 /// `cert_at` and `key_at`.
 fn seal_key(c: &mut Checks, w: &SealWindow, cert_at: &str, key_at: &str) -> Option<SealKey> {
@@ -216,7 +247,7 @@ fn seal_key(c: &mut Checks, w: &SealWindow, cert_at: &str, key_at: &str) -> Opti
     };
     let on_token = crate::config::is_pkcs11_uri(&w.key);
     let loaded = if on_token {
-        token_seal(c, &cert, &w.key)?
+        token_seal(c, &cert, &w.key, key_at)?
     } else {
         let key = match read(&w.key) {
             Ok(key) => key,
@@ -262,12 +293,13 @@ fn token_seal(
     c: &mut Checks,
     cert: &[u8],
     key: &std::path::Path,
+    key_at: &str,
 ) -> Option<Result<SealKey, String>> {
     let config = c.config;
     let Some(p11) = &config.pki.pkcs11 else {
         c.errors.push(config.error(
             "pki.pkcs11",
-            "pki.seal_key names a key on a token, but [pki.pkcs11] is missing",
+            format!("{key_at} names a key on a token, but [pki.pkcs11] is missing"),
             "add [pki.pkcs11] with module = \"/path/to/the/vendor's/pkcs11.so\" and pin = \"${OZG_HSM_PIN}\"",
         ));
         return None;

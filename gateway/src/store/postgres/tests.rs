@@ -165,7 +165,7 @@ async fn instances_appending_and_chaining_at_once_write_one_chain_in_each_writer
             for i in 0..25 {
                 let mut conn = p.get().await.unwrap();
                 let tx = conn.transaction().await.unwrap();
-                let e = AuditEvent::started(&format!("w{w}-{i}"), "cfg", &[]);
+                let e = AuditEvent::started(&format!("w{w}-{i}"), "cfg", &[], None);
                 append(&tx, "2026-12-01T00:00:00Z", e).await.unwrap();
                 tx.commit().await.unwrap();
             }

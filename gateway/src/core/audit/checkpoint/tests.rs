@@ -79,7 +79,7 @@ impl Rig {
     async fn append(&self, n: u64) {
         for _ in 0..n {
             self.store
-                .audit(AuditEvent::started("test", "", &[]))
+                .audit(AuditEvent::started("test", "", &[], None))
                 .await
                 .unwrap();
         }
