@@ -673,3 +673,34 @@ async fn a_reply_is_stored_with_what_it_answers_audited_there_and_counted_as_rep
     assert_eq!(of("replied"), [("portal", 1)]);
     db.drop_it(p).await;
 }
+
+#[tokio::test]
+async fn unstamped_checkpoints_are_listed_oldest_first_above_the_mark() {
+    let db = Scratch::new().await;
+    let p = pool(&db.url(), 1).unwrap();
+    migrate(&p).await.unwrap();
+    let conn = p.get().await.unwrap();
+    for seq in [2i64, 4, 6] {
+        conn.execute(
+            "INSERT INTO audit_checkpoints (seq, head, ts, jws, first_seq, root) VALUES ($1, 'h', 't', 'j', NULL, NULL)",
+            &[&seq],
+        )
+        .await
+        .unwrap();
+    }
+    conn.execute(
+        "INSERT INTO audit_stamps (seq, token, stamped_at) VALUES (2, '\\x00', 0)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let seqs =
+        |list: &[crate::model::audit::Checkpoint]| list.iter().map(|c| c.seq).collect::<Vec<_>>();
+    let (left, total) = reads::unstamped(&conn, 0, 1).await.unwrap();
+    assert_eq!((seqs(&left), total), (vec![4], 2));
+    // Above a mark, only what follows it is looked at and counted.
+    let (left, total) = reads::unstamped(&conn, 4, 32).await.unwrap();
+    assert_eq!((seqs(&left), total), (vec![6], 1));
+    drop(conn);
+    db.drop_it(p).await;
+}
