@@ -760,6 +760,21 @@ pub fn config_check(bin: &str, o: &Options) -> (Option<i32>, String) {
     )
 }
 
+/// `bin audit verify --config CONFIG [--data-dir DIR]`: its exit code and
+/// what it printed (stdout, then stderr).
+pub fn audit_verify(bin: &str, config: &Path, data_dir: Option<&Path>) -> (Option<i32>, String) {
+    let mut c = Command::new(bin);
+    c.args(["audit", "verify", "--config"]).arg(config);
+    if let Some(dir) = data_dir {
+        c.arg("--data-dir").arg(dir);
+    }
+    let out = c.output().expect("the gateway binary runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// A copy of the test's data directory with `sql` applied to it (to show
 /// what `audit verify` makes of a changed log).
 pub fn data_dir_copy_with(tc: &TestConfig, name: &str, sql: &str) -> PathBuf {

@@ -101,19 +101,8 @@ async fn a_real_log() -> (TestConfig, Vec<String>, Receiver) {
 }
 
 fn verify(config: &Path, data_dir: &Path) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args(["audit", "verify", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let (code, text) = audit_verify(BIN, config, Some(data_dir));
+    (code == Some(0), text)
 }
 
 /// A copy of the data directory with `sql` applied to it.

@@ -242,14 +242,8 @@ async fn the_daemon_seals_with_an_ec_key_that_never_leaves_the_token() {
     gw.shutdown().await.unwrap();
 
     // The checkpoints, signed through the token, verify with the certificate.
-    let out = Command::new(BIN)
-        .args(["audit", "verify", "--config"])
-        .arg(&tc.path)
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
+    let (code, said) = audit_verify(BIN, &tc.path, None);
+    assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("checkpoint"), "{said}");
 
     // The key was made in the token and cannot leave it; no key file was written.

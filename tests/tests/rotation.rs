@@ -421,16 +421,7 @@ async fn the_seal_switches_at_its_time_and_every_signature_verifies_with_its_own
         .collect();
     assert_eq!(signers.first(), Some(&old.kid), "{signers:?}");
     assert_eq!(signers.last(), Some(&new.kid), "{signers:?}");
-    let verify = |config: &Path| {
-        let out = Command::new(BIN)
-            .args(["audit", "verify", "--config"])
-            .arg(config)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.code(), text)
-    };
+    let verify = |config: &Path| audit_verify(BIN, config, None);
     let (code, said) = verify(&tc.path);
     assert_eq!(code, Some(0), "{said}");
     let only_new = dir.path().join("only-new.toml");

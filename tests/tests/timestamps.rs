@@ -45,68 +45,13 @@ impl LocalTsa {
     fn start() -> LocalTsa {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        openssl(
-            d,
-            &[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "ca.key",
-            ],
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/make_tsa.sh");
+        let made = Command::new("sh").arg(script).arg(d).output().unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
         );
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                "ca.key",
-                "-subj",
-                "/CN=local test TSA root",
-                "-days",
-                "30",
-                "-out",
-                "ca.pem",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "tsa.key",
-                "-subj",
-                "/CN=local test TSA",
-                "-out",
-                "tsa.csr",
-            ],
-        );
-        std::fs::write(
-            d.join("tsa.ext"),
-            "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = critical, timeStamping\n",
-        )
-        .unwrap();
-        openssl(
-            d,
-            &[
-                "x509", "-req", "-in", "tsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-days",
-                "30", "-extfile", "tsa.ext", "-out", "tsa.pem",
-            ],
-        );
-        std::fs::write(
-            d.join("tsa.cnf"),
-            "[ tsa ]\ndefault_tsa = t\n[ t ]\nserial = ./serial\ncrypto_device = builtin\nsigner_digest = sha256\ndefault_policy = 1.2.3.4.1\ndigests = sha256\naccuracy = secs:1\nordering = no\ntsa_name = no\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n",
-        )
-        .unwrap();
-        std::fs::write(d.join("serial"), "01\n").unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(true));
@@ -253,17 +198,7 @@ async fn all_stamped(gw: &ozg_gateway::daemon::Gateway) {
 }
 
 fn verify(config: &Path, data_dir: &Path) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
-        .args(["audit", "verify", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    audit_verify(BIN, config, Some(data_dir))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

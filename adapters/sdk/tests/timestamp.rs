@@ -23,70 +23,19 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA and a TSA certificate (EKU timeStamping, critical) under it, and
-/// the `openssl ts` config of that TSA, in `dir`.
+/// the `openssl ts` config of that TSA, in `dir` (`tests/interop/make_tsa.sh`).
 fn tsa(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ca.key",
-        ],
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/make_tsa.sh");
+    let out = Command::new("sh")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "make_tsa.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-subj",
-            "/CN=test TSA root",
-            "-days",
-            "30",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "tsa.key",
-            "-subj",
-            "/CN=test TSA",
-            "-out",
-            "tsa.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("tsa.ext"),
-        "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = critical, timeStamping\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509", "-req", "-in", "tsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-days", "30",
-            "-extfile", "tsa.ext", "-out", "tsa.pem",
-        ],
-    );
-    std::fs::write(
-        dir.join("tsa.cnf"),
-        "[ tsa ]\ndefault_tsa = t\n[ t ]\nserial = ./serial\ncrypto_device = builtin\nsigner_digest = sha256\ndefault_policy = 1.2.3.4.1\ndigests = sha256, sha384, sha512\naccuracy = secs:1\nordering = no\ntsa_name = no\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("serial"), "01\n").unwrap();
 }
 
 /// The TSA's answer to `request` (DER).

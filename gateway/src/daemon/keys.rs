@@ -43,31 +43,16 @@ pub async fn rotate_task(
         for s in &switches {
             let not_after = crate::model::time::rfc3339_ms(s.not_after * 1000);
             tracing::warn!(target_id = %s.target, from_kid = ?s.from_kid, to_kid = %s.to_kid, not_after = %not_after, "encryption key switched: new envelopes for this target use the new certificate");
-            metrics
-                .cert_not_after
-                .get_or_create(&CertLabels {
-                    certificate: format!("target:{}", s.target),
-                })
-                .set(s.not_after);
             let event =
                 AuditEvent::key_switched(&s.target, s.from_kid.as_deref(), &s.to_kid, &not_after);
-            if let Err(e) = store.audit(event).await {
-                tracing::error!(error = %e, target_id = %s.target, "the key switch could not be audited");
-            }
+            let label = format!("target:{}", s.target);
+            switched(&store, &metrics, label, s.not_after, event).await;
         }
         if let Some(s) = seal_switch {
             let not_after = crate::model::time::rfc3339_ms(s.not_after * 1000);
             tracing::warn!(from_kid = %s.from_kid, to_kid = %s.to_kid, not_after = %not_after, "seal switched: manifests, receipts and checkpoints are signed with the new seal certificate");
-            metrics
-                .cert_not_after
-                .get_or_create(&CertLabels {
-                    certificate: "seal".into(),
-                })
-                .set(s.not_after);
             let event = AuditEvent::seal_switched(&s.from_kid, &s.to_kid, &not_after);
-            if let Err(e) = store.audit(event).await {
-                tracing::error!(error = %e, "the seal switch could not be audited");
-            }
+            switched(&store, &metrics, "seal".into(), s.not_after, event).await;
         }
         let targets = rotation::next_change(intake.routes.load().rotations.values().flatten(), now);
         let wait = [targets, intake.seal.next_change(now)]
@@ -81,6 +66,22 @@ pub async fn rotate_task(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// What follows every switch: the expiry metric of `certificate` moves to the
+/// new certificate's notAfter, and the switch is audited.
+async fn switched(
+    store: &Arc<dyn Store>,
+    metrics: &Metrics,
+    certificate: String,
+    not_after: i64,
+    event: AuditEvent,
+) {
+    let labels = CertLabels { certificate };
+    metrics.cert_not_after.get_or_create(&labels).set(not_after);
+    if let Err(e) = store.audit(event).await {
+        tracing::error!(error = %e, certificate = %labels.certificate, "the key switch could not be audited");
     }
 }
 

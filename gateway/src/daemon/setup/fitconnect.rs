@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::targets::never_used;
+use super::targets::{use_of, Use};
 use super::{read, Checks};
 use crate::config::FitRole;
 use crate::core::engine::TargetRuntime;
@@ -33,9 +33,7 @@ fn destination_keys(
     crls: &[rustls_pki_types::CertificateRevocationListDer<'static>],
     now: std::time::SystemTime,
 ) -> Result<Vec<PublishedKey>, (String, String)> {
-    let now_s = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now_s = super::targets::epoch_s(now);
     let entries = super::targets::listed(at, &d.certificate, &d.certificates, None)
         .map_err(|e| (format!("{at}.certificate"), e))?;
     let rotating = entries.len() > 1;
@@ -46,17 +44,13 @@ fn destination_keys(
                 ozg_adapter_sdk::keys::Certificate::from_pem(&pem).map_err(|e| e.to_string())
             })
             .map_err(|e| (key.clone(), e))?;
-        let start = from.unwrap_or(i64::MIN).max(cert.not_before());
-        if start >= cert.not_after() {
-            return Err((key, never_used(&cert)));
-        }
-        if rotating && cert.not_after() <= now_s {
+        let Some(Use {
+            start,
+            end,
+            check_at,
+        }) = use_of(&cert, from, rotating, now).map_err(|e| (key.clone(), e))?
+        else {
             continue; // an old key of the rotation, past its time
-        }
-        let check_at = if rotating && start > now_s {
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(start as u64)
-        } else {
-            now
         };
         if let Some(trust) = trust {
             trust
@@ -68,10 +62,10 @@ fn destination_keys(
                 DestinationKey::from_certificate(cert.der()).map_err(|e| (key.clone(), e))?,
             ),
             start,
-            end: cert.not_after(),
+            end,
         });
     }
-    if !keys.iter().any(|k| k.start <= now_s && now_s < k.end) {
+    if crate::core::intake::rotation::current(&keys, now_s).is_none() {
         return Err((
             format!("{at}.certificates"),
             "none of the destination's certificates is in use now".into(),

@@ -7,6 +7,7 @@ use ozg_adapter_sdk::keys::Certificate;
 use ozg_adapter_sdk::{SealKey, TrustAnchors};
 use rustls::pki_types::CertificateRevocationListDer;
 
+use super::targets::{use_of, Use};
 use super::{is_demo_subject, key_file_warning, read, Checks, Watched};
 use crate::config::{CrlSource, SealWindow};
 use crate::core::intake::rotation::{KeyWindow, Seals};
@@ -120,10 +121,7 @@ pub(super) fn seals(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<Arc<
         }
     };
     let rotating = !config.pki.seals.is_empty();
-    let now_s = c
-        .now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now_s = super::targets::epoch_s(c.now);
     let mut loaded = Vec::new();
     let mut complete = true;
     for (i, w) in windows.iter().enumerate() {
@@ -135,36 +133,38 @@ pub(super) fn seals(c: &mut Checks, trust: &Option<TrustAnchors>) -> Option<Arc<
         } else {
             ("pki.seal_certificate".to_owned(), "pki.seal_key".to_owned())
         };
-        // An old seal of a rotation, past its notAfter: listed for the record,
-        // never used again, so its key (perhaps destroyed) is not asked for.
-        let past = read(&w.certificate)
+        // When it signs, from its certificate alone: an old seal of a
+        // rotation past its notAfter is listed for the record and never used
+        // again, so its key (perhaps destroyed) is not asked for.
+        let from = w.from.as_ref().map(super::targets::takeover);
+        let used = read(&w.certificate)
             .ok()
             .and_then(|pem| Certificate::from_pem(&pem).ok())
-            .is_some_and(|cert| cert.not_after() <= now_s);
-        if rotating && past {
+            .map(|cert| use_of(&cert, from, rotating, c.now));
+        if let Some(Ok(None)) = used {
             continue;
         }
         let Some(seal) = seal_key(c, w, &cert_at, &key_at) else {
             complete = false;
             continue;
         };
-        let cert = seal.certificate();
-        let start = w.from.as_ref().map_or(i64::MIN, super::targets::takeover);
-        let (start, end) = (start.max(cert.not_before()), cert.not_after());
-        if start >= end {
-            let fix = "give a `from` before the certificate's notAfter";
-            c.errors
-                .push(config.error(cert_at, super::targets::never_used(cert), fix));
-            complete = false;
-            continue;
-        }
+        let Use {
+            start,
+            end,
+            check_at,
+        } = match used {
+            Some(Ok(Some(u))) => u,
+            Some(Err(e)) => {
+                let fix = "give a `from` before the certificate's notAfter";
+                c.errors.push(config.error(cert_at, e, fix));
+                complete = false;
+                continue;
+            }
+            // The certificate could not be read: `seal_key` said so.
+            _ => continue,
+        };
         if let Some(trust) = &trust {
-            let at = if rotating && start > now_s {
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(start as u64)
-            } else {
-                c.now
-            };
-            match trust.verify_signer(&seal.chain()[0], &seal.chain()[1..], at) {
+            match trust.verify_signer(&seal.chain()[0], &seal.chain()[1..], check_at) {
                 Ok(_) => {}
                 // An old seal of a rotation: listed for the record only.
                 Err(ozg_adapter_sdk::KeyError::Expired { .. }) if rotating => continue,

@@ -19,12 +19,60 @@ use crate::core::intake::rotation::{current, KeyWindow};
 pub(super) type Listed = (String, Result<Vec<u8>, String>, Option<i64>);
 
 /// Why a certificate whose `from` is at or after its notAfter is refused.
-pub(super) fn never_used(cert: &Certificate) -> String {
+fn never_used(cert: &Certificate) -> String {
     format!(
         "certificate {:?} would take over only after its notAfter ({}): it would never be used",
         cert.subject(),
         cert.not_after_rfc3339()
     )
+}
+
+/// When a listed certificate is used, and as of when its chain is checked.
+pub(super) struct Use {
+    /// Takes over (seconds since the epoch): the later of `from` and notBefore.
+    pub start: i64,
+    /// Used until (its notAfter).
+    pub end: i64,
+    /// Now, or its takeover for one of a rotation that takes over later.
+    pub check_at: std::time::SystemTime,
+}
+
+/// When `cert`, listed with takeover `from`, is used. `Ok(None)`: an old one
+/// of a rotation past its notAfter (listed for the record, never used
+/// again, not checked). A `from` at or after its notAfter is refused.
+pub(super) fn use_of(
+    cert: &Certificate,
+    from: Option<i64>,
+    rotating: bool,
+    now: std::time::SystemTime,
+) -> Result<Option<Use>, String> {
+    let now_s = epoch_s(now);
+    let (start, end) = (
+        from.unwrap_or(i64::MIN).max(cert.not_before()),
+        cert.not_after(),
+    );
+    if start >= end {
+        return Err(never_used(cert));
+    }
+    if rotating && end <= now_s {
+        return Ok(None);
+    }
+    let check_at = if rotating && start > now_s {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(start as u64)
+    } else {
+        now
+    };
+    Ok(Some(Use {
+        start,
+        end,
+        check_at,
+    }))
+}
+
+/// Seconds since the epoch.
+pub(super) fn epoch_s(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A configured `from` in whole seconds, rounded up: a key is never used
@@ -79,9 +127,7 @@ pub(super) fn target_certificates(
 ) {
     let config = c.config;
     let now = c.now;
-    let now_s = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now_s = epoch_s(now);
     let mut targets = BTreeMap::new();
     let mut rotations = BTreeMap::new();
     for (id, t) in &config.targets {
@@ -121,23 +167,25 @@ pub(super) fn target_certificates(
                 }
             };
             let Some(trust) = &trust else { continue };
-            let start = from.unwrap_or(i64::MIN).max(cert.not_before());
-            if start >= cert.not_after() {
-                c.errors.push(config.error(
-                    key,
-                    never_used(&cert),
-                    "give a `from` before the certificate's notAfter",
-                ));
-                continue;
-            }
-            let at = if rotating && start > now_s {
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(start as u64)
-            } else {
-                now
+            let Use {
+                start,
+                end,
+                check_at,
+            } = match use_of(&cert, from, rotating, now) {
+                Ok(Some(u)) => u,
+                Ok(None) => {
+                    expired += 1;
+                    continue;
+                }
+                Err(e) => {
+                    let fix = "give a `from` before the certificate's notAfter";
+                    c.errors.push(config.error(key, e, fix));
+                    continue;
+                }
             };
-            match trust.verify_recipient_with_crls(cert.der(), &[], at, crls) {
+            match trust.verify_recipient_with_crls(cert.der(), &[], check_at, crls) {
                 Ok(r) => windows.push(KeyWindow {
-                    end: r.certificate().not_after(),
+                    end,
                     cert: Arc::new(r),
                     start,
                 }),
