@@ -61,6 +61,22 @@ pub struct Claimed {
     pub created_at_ms: i64,
     /// Bytes of its envelope (0 where the store does not say).
     pub size: u64,
+    /// Where the store keeps its envelope, where the claim can say (the
+    /// embedded store's segment files): read without asking the database again.
+    pub stored_at: Option<StoredAt>,
+}
+
+/// Where an envelope lies in the embedded store's segment files, as its
+/// delivery row records it. It does not move while the delivery is claimed:
+/// segments are never rewritten, and a file goes only once no row names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAt {
+    pub segment: i64,
+    pub offset: i64,
+    /// Bytes stored there: the envelope, or its recipe.
+    pub len: i64,
+    /// CRC-32 of the stored bytes.
+    pub crc32: u32,
 }
 
 /// The result of an attempt, as the store records it.

@@ -211,6 +211,11 @@ pub trait Store: Send + Sync {
     fn replies_to(&self, submission_id: &str) -> StoreFuture<'_, Vec<ReplyInfo>>;
     /// The sealed envelope (JSON) of one delivery.
     fn envelope(&self, message_id: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// The sealed envelope of a claimed delivery: where the claim says where it
+    /// lies, read from there without asking the database again.
+    fn claimed_envelope<'a>(&'a self, c: &'a Claimed) -> StoreFuture<'a, Option<Vec<u8>>> {
+        self.envelope(&c.message_id)
+    }
     /// Takes up to `limit` due deliveries of `target` (pending, or retry_wait whose
     /// time has come), oldest first, and marks them `in_flight`.
     fn claim(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claimed>>;

@@ -416,7 +416,7 @@ async fn attempt(
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> (Health, bool) {
     let held = memory.hold(c.size).await;
-    let envelope = match store.envelope(&c.message_id).await {
+    let envelope = match store.claimed_envelope(&c).await {
         Ok(Some(e)) => e,
         Ok(None) => {
             let rec = Recorded::Parked {

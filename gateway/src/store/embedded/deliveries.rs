@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::audit_log::Chain as _;
 use crate::model::audit::{AuditEvent, Head};
-use crate::model::delivery::{Action, Actor, Claimed, DeliveryState, Operated, Recorded};
+use crate::model::delivery::{Action, Actor, Claimed, DeliveryState, Operated, Recorded, StoredAt};
 use crate::model::time::{now_ms, rfc3339_ms};
 use crate::store::{Purge, StoreError};
 
@@ -170,13 +170,23 @@ pub(super) fn claim(
             break;
         }
         let mut stmt = conn.prepare_cached(
-            "SELECT message_id, submission_id, attempts, created_at_ms, COALESCE(env_size, env_len, 0) FROM deliveries
+            "SELECT message_id, submission_id, attempts, created_at_ms, COALESCE(env_size, env_len, 0),
+                    segment, env_offset, env_len, env_crc32 FROM deliveries
              WHERE target = ?1 AND state = ?2 AND next_attempt_at <= ?3
              ORDER BY next_attempt_at LIMIT ?4",
         )?;
         let rows = stmt.query_map(
             params![target, state, now_ms, (limit - claimed.len()) as i64],
             |r| {
+                let stored_at = match r.get::<_, Option<i64>>(5)? {
+                    Some(segment) => Some(StoredAt {
+                        segment,
+                        offset: r.get(6)?,
+                        len: r.get(7)?,
+                        crc32: r.get(8)?,
+                    }),
+                    None => None,
+                };
                 Ok(Claimed {
                     message_id: r.get(0)?,
                     submission_id: r.get(1)?,
@@ -184,6 +194,7 @@ pub(super) fn claim(
                     attempts: r.get::<_, u32>(2)? + 1,
                     created_at_ms: r.get(3)?,
                     size: r.get::<_, i64>(4)?.max(0) as u64,
+                    stored_at,
                 })
             },
         )?;

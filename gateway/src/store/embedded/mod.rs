@@ -290,6 +290,12 @@ impl EmbeddedStore {
     }
 }
 
+/// A claimed envelope up to this size is read right where the delivery is
+/// made: a `pread` of a few pages, from the page cache as a rule (it was
+/// written moments ago), costs less than the hand-off to the blocking pool
+/// and back. Larger ones are read there.
+const INLINE_READ_BYTES: u64 = 64 << 10;
+
 impl Store for EmbeddedStore {
     fn accept(&self, submission: NewSubmission) -> StoreFuture<'_, Accepted> {
         Box::pin(self.request(move |reply| Op::Accept(Box::new(submission), reply)))
@@ -399,27 +405,29 @@ impl Store for EmbeddedStore {
                     })
                 })
                 .optional()?;
-            match at {
-                Some(at) => match segments.read_envelope(&at) {
-                    Ok(body) => Ok(Some(body)),
-                    // Missing or not matching its CRC: no retry brings it back.
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::NotFound
-                                | std::io::ErrorKind::InvalidData
-                                | std::io::ErrorKind::UnexpectedEof
-                        ) =>
-                    {
-                        Err(StoreError::Damaged(format!(
-                            "segment {} at offset {}, {} bytes: {e}",
-                            at.segment, at.offset, at.len
-                        )))
-                    }
-                    Err(e) => Err(e.into()),
-                },
-                None => Ok(None),
-            }
+            at.map(|at| segments.read_stored(&at)).transpose()
+        })
+    }
+
+    fn claimed_envelope<'a>(&'a self, c: &'a Claimed) -> StoreFuture<'a, Option<Vec<u8>>> {
+        let Some(s) = &c.stored_at else {
+            return self.envelope(&c.message_id);
+        };
+        let at = Location {
+            segment: s.segment,
+            offset: s.offset,
+            len: s.len,
+            crc32: s.crc32,
+            size: 0,
+        };
+        let segments = self.segments.clone();
+        if (1..=INLINE_READ_BYTES).contains(&c.size) {
+            return Box::pin(std::future::ready(segments.read_stored(&at).map(Some)));
+        }
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || segments.read_stored(&at).map(Some))
+                .await
+                .map_err(|_| StoreError::Closed)?
         })
     }
 

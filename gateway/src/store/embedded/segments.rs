@@ -51,6 +51,7 @@ use std::sync::{Arc, Mutex};
 
 use super::recipe::{parse_recipe, place, recipe_len, Step, RECIPE};
 use crate::model::submission::{envelope_checksum, NewDelivery, SharedPiece, SpoolFile};
+use crate::store::StoreError;
 
 /// A segment is closed when it reaches this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
@@ -442,6 +443,19 @@ impl Segments {
             }
         }
         Ok(out)
+    }
+
+    /// [`Segments::read_envelope`] for the store: missing or not matching its
+    /// CRC is `Damaged` (no retry brings it back).
+    pub fn read_stored(&self, at: &Location) -> Result<Vec<u8>, StoreError> {
+        use io::ErrorKind::{InvalidData, NotFound, UnexpectedEof};
+        self.read_envelope(at).map_err(|e| match e.kind() {
+            NotFound | InvalidData | UnexpectedEof => StoreError::Damaged(format!(
+                "segment {} at offset {}, {} bytes: {e}",
+                at.segment, at.offset, at.len
+            )),
+            _ => e.into(),
+        })
     }
 
     /// Deletes every closed segment that `live` (the segments the committed

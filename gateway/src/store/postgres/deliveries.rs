@@ -75,6 +75,7 @@ fn claimed(message_id: &str, r: &tokio_postgres::Row) -> Claimed {
         created_at_ms: r.get(3),
         // Not asked for: the envelope is one value of its row, read whole.
         size: 0,
+        stored_at: None,
     }
 }
 
