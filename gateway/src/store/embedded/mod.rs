@@ -61,6 +61,7 @@ pub mod audit_log;
 mod cases;
 mod deliveries;
 mod disk;
+mod group;
 mod mailbox;
 pub mod offline;
 mod operator;

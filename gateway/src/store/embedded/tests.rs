@@ -174,14 +174,15 @@ async fn a_bad_row_fails_alone_in_its_group() {
     let mut tasks = Vec::new();
     for i in 0..32 {
         let store = store.clone();
-        let id = if i == 7 {
-            "dup".to_owned()
-        } else {
-            format!("s{i}")
+        let mut s = match i {
+            7 => sub("dup", None),
+            _ => sub(&format!("s{i}"), None),
         };
-        tasks.push(tokio::spawn(
-            async move { store.accept(sub(&id, None)).await },
-        ));
+        if i == 9 {
+            // Fails after its submission row is written: that row goes too.
+            s.deliveries[0].message_id = "dup-m".into();
+        }
+        tasks.push(tokio::spawn(async move { store.accept(s).await }));
     }
     let mut failed = 0;
     for t in tasks {
@@ -189,8 +190,30 @@ async fn a_bad_row_fails_alone_in_its_group() {
             failed += 1;
         }
     }
-    assert_eq!(failed, 1);
-    assert_eq!(counts(dir.path()).unwrap().submissions, 32);
+    assert_eq!(failed, 2);
+    assert_eq!(counts(dir.path()).unwrap().submissions, 31);
+    assert!(store.submission("s9").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .submission("s8")
+            .await
+            .unwrap()
+            .unwrap()
+            .deliveries
+            .len(),
+        1
+    );
+    // The audit chain holds what was kept, and only that: received and sealed
+    // of each of the 31, in one unbroken sequence.
+    assert!(store.trace("s9").await.unwrap().is_empty());
+    assert_eq!(store.audit_head().await.unwrap().seq, 62);
+    let conn = open_read_only(dir.path()).unwrap();
+    let (n, max): (i64, i64) = conn
+        .query_row("SELECT count(*), max(seq) FROM audit", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((n, max), (62, 62));
 }
 
 #[tokio::test]

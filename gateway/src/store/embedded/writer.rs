@@ -5,19 +5,16 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::anchor;
-use super::audit_log::{add_checkpoint, Chain as _};
-use super::deliveries::{claim, operate, purge, rebase, record, release};
-use super::operator::set_setting;
+use super::audit_log::Chain as _;
+use super::group::apply_group;
 use super::segments::{Location, Segments};
-use super::submissions::insert_one;
 use crate::model::audit::{AuditEvent, Checkpoint, Head};
 use crate::model::delivery::{Action, Actor, Claimed, Operated, Recorded};
 use crate::model::submission::{Accepted, NewSubmission, SpoolFile};
-use crate::model::time::{now_ms, rfc3339_ms};
 use crate::store::{Purge, StoreError};
 
 /// Largest group, in bytes of envelopes.
@@ -79,6 +76,23 @@ pub(super) enum Op {
 }
 
 impl Op {
+    /// Its reply, with `e`: the op was not applied.
+    pub(super) fn refused(self, e: StoreError) -> Done {
+        match self {
+            Op::Purge(_, r) | Op::Rebase { reply: r, .. } => Done::Count(r, Err(e)),
+            Op::Operate { reply, .. } => Done::Operated(reply, Err(e)),
+            Op::Accept(_, r) => Done::Accept(r, Err(e)),
+            Op::Claim { reply, .. } => Done::Claim(reply, Err(e)),
+            Op::Record { reply, .. }
+            | Op::Release { reply, .. }
+            | Op::Audit(_, reply)
+            | Op::Setting { reply, .. }
+            | Op::Zone(_, reply)
+            | Op::Checkpoint(_, reply)
+            | Op::Stamp { reply, .. } => Done::Unit(reply, Err(e)),
+        }
+    }
+
     fn bytes(&self) -> usize {
         match self {
             Op::Accept(s, _) => s.bytes(),
@@ -123,15 +137,19 @@ impl Done {
         }
     }
 
-    fn fail(self, msg: &str) {
-        let e = || StoreError::CommitFailed(msg.to_owned());
+    /// The same reply, with `e` instead of the operation's result.
+    pub(super) fn failed(self, e: StoreError) -> Done {
         match self {
-            Done::Operated(r, _) => drop(r.send(Err(e()))),
-            Done::Count(r, _) => drop(r.send(Err(e()))),
-            Done::Accept(r, _) => drop(r.send(Err(e()))),
-            Done::Claim(r, _) => drop(r.send(Err(e()))),
-            Done::Unit(r, _) => drop(r.send(Err(e()))),
+            Done::Operated(r, _) => Done::Operated(r, Err(e)),
+            Done::Count(r, _) => Done::Count(r, Err(e)),
+            Done::Accept(r, _) => Done::Accept(r, Err(e)),
+            Done::Claim(r, _) => Done::Claim(r, Err(e)),
+            Done::Unit(r, _) => Done::Unit(r, Err(e)),
         }
+    }
+
+    fn fail(self, msg: &str) {
+        self.failed(StoreError::CommitFailed(msg.to_owned())).send()
     }
 }
 
@@ -235,7 +253,7 @@ pub(super) fn writer_loop(
                 let msg = format!("cannot set synchronous = {mode}: {e}");
                 batch
                     .into_iter()
-                    .for_each(|op| refused(op, StoreError::Corrupt(msg.clone())).send());
+                    .for_each(|op| op.refused(StoreError::Corrupt(msg.clone())).send());
                 continue;
             }
             lazy = claims_only;
@@ -362,167 +380,6 @@ fn write_group(
     })
 }
 
-/// The rows of a group, in one transaction; `synced` waits for the group's
-/// envelopes to be durable and is called before COMMIT.
-fn apply_group(
-    conn: &mut Connection,
-    batch: Vec<Op>,
-    placed: Vec<Option<Result<Vec<Location>, StoreError>>>,
-    head: &mut Head,
-    synced: impl FnOnce() -> std::io::Result<()>,
-) -> Result<Vec<Done>, (StoreError, Vec<Done>)> {
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let done = batch
-                .into_iter()
-                .map(|op| refused(op, StoreError::Corrupt(e.to_string())))
-                .collect();
-            return Err((e.into(), done));
-        }
-    };
-    let mut done = Vec::with_capacity(batch.len());
-    for (op, placed) in batch.into_iter().zip(placed) {
-        let before = head.clone();
-        let sp = match tx.savepoint() {
-            Ok(sp) => sp,
-            Err(e) => {
-                done.push(refused(op, StoreError::Corrupt(e.to_string())));
-                continue;
-            }
-        };
-        let (result, ok) = match op {
-            Op::Accept(sub, reply) => {
-                let r = match placed {
-                    Some(Ok(at)) => insert_one(&sp, &sub, head, &at),
-                    Some(Err(e)) => Err(e),
-                    None => Err(StoreError::Corrupt("envelope not placed".into())),
-                };
-                let ok = r.is_ok();
-                if let (Ok(Accepted::Stored), Some(spool)) = (&r, &sub.spool) {
-                    // Rows refer to it now. Should the group's commit still fail,
-                    // the file is collected at the next purge like any segment
-                    // nothing refers to.
-                    spool.keep();
-                }
-                (Done::Accept(reply, r), ok)
-            }
-            Op::Claim {
-                target,
-                now_ms,
-                limit,
-                reply,
-            } => {
-                let r = claim(&sp, &target, now_ms, limit);
-                let ok = r.is_ok();
-                (Done::Claim(reply, r), ok)
-            }
-            Op::Record {
-                message_id,
-                outcome,
-                now_ms,
-                reply,
-            } => {
-                let r = record(&sp, &message_id, &outcome, now_ms, head);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
-            Op::Release { message_ids, reply } => {
-                let r = release(&sp, &message_ids, head);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
-            Op::Audit(event, reply) => {
-                let r = head.append(&sp, &rfc3339_ms(now_ms()), event);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
-            Op::Zone(zone, reply) => {
-                let r = super::cases::set_zone(&sp, zone);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
-            Op::Checkpoint(c, reply) => {
-                let r = add_checkpoint(&sp, &c);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
-            Op::Stamp {
-                seq,
-                token,
-                stamped_at,
-                reply,
-            } => {
-                let r = super::audit_log::add_stamp(&sp, seq, &token, stamped_at);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
-            Op::Setting {
-                kind,
-                id,
-                value,
-                event,
-                reply,
-            } => {
-                let r = set_setting(&sp, &kind, &id, value.as_deref(), event, head);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
-            Op::Operate {
-                message_id,
-                action,
-                by,
-                reply,
-            } => {
-                let r = operate(&sp, &message_id, action, &by, head);
-                let ok = r.is_ok();
-                (Done::Operated(reply, r), ok)
-            }
-            Op::Purge(p, reply) => {
-                let r = purge(&sp, &p, head);
-                let ok = r.is_ok();
-                (Done::Count(reply, r), ok)
-            }
-            Op::Rebase {
-                target,
-                latest_ms,
-                reply,
-            } => {
-                let r = rebase(&sp, &target, latest_ms);
-                let ok = r.is_ok();
-                (Done::Count(reply, r), ok)
-            }
-        };
-        if !ok {
-            *head = before.clone();
-        }
-        if ok {
-            if let Err(e) = sp.commit() {
-                *head = before;
-                done.push(match result {
-                    Done::Operated(r, _) => Done::Operated(r, Err(e.into())),
-                    Done::Count(r, _) => Done::Count(r, Err(e.into())),
-                    Done::Accept(r, _) => Done::Accept(r, Err(e.into())),
-                    Done::Claim(r, _) => Done::Claim(r, Err(e.into())),
-                    Done::Unit(r, _) => Done::Unit(r, Err(e.into())),
-                });
-                continue;
-            }
-        }
-        // A failed op's savepoint is dropped here, which rolls back that op only.
-        done.push(result);
-    }
-    // Envelopes appended by this group are on disk before the commit refers to them.
-    if let Err(e) = synced() {
-        drop(tx);
-        return Err((e.into(), done));
-    }
-    match tx.commit() {
-        Ok(()) => Ok(done),
-        Err(e) => Err((e.into(), done)),
-    }
-}
-
 /// Deletes the segment files the committed database no longer refers to. A
 /// failure is logged and retried at the next purge: it costs disk space, never data.
 pub(super) fn collect_segments(conn: &Connection, segments: &Segments) {
@@ -544,21 +401,5 @@ pub(super) fn collect_segments(conn: &Connection, segments: &Segments) {
         Err(e) => {
             tracing::warn!(error = %e, dir = %segments.dir().display(), "cannot delete unreferenced envelope segments; retried at the next purge")
         }
-    }
-}
-
-fn refused(op: Op, e: StoreError) -> Done {
-    match op {
-        Op::Purge(_, r) | Op::Rebase { reply: r, .. } => Done::Count(r, Err(e)),
-        Op::Operate { reply, .. } => Done::Operated(reply, Err(e)),
-        Op::Accept(_, r) => Done::Accept(r, Err(e)),
-        Op::Claim { reply, .. } => Done::Claim(reply, Err(e)),
-        Op::Record { reply, .. }
-        | Op::Release { reply, .. }
-        | Op::Audit(_, reply)
-        | Op::Setting { reply, .. }
-        | Op::Zone(_, reply)
-        | Op::Checkpoint(_, reply)
-        | Op::Stamp { reply, .. } => Done::Unit(reply, Err(e)),
     }
 }
