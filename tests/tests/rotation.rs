@@ -24,7 +24,19 @@ struct Key {
     not_after: i64,
 }
 
-fn write(dir: &Path, name: &str, issued: &ozg_gateway::tools::demo_pki::Issued) -> Key {
+/// A certificate of `ca` (EC P-256) valid from `from` until `until`, with its
+/// key, written to `dir` as `name`.pem and `name`.key.
+fn issue(
+    ca: &DemoCa,
+    dir: &Path,
+    name: &str,
+    usage: Usage,
+    from: time::OffsetDateTime,
+    until: time::OffsetDateTime,
+) -> Key {
+    let issued = ca
+        .issue_between(name, usage, Algorithm::EcP256, from, until)
+        .unwrap();
     let (cert, key) = (
         dir.join(format!("{name}.pem")),
         dir.join(format!("{name}.key")),
@@ -123,29 +135,21 @@ async fn envelopes_follow_the_key_in_use_and_the_switch_is_audited_and_alerted()
     let (ca, trust) = test_ca(dir.path());
     let now = time::OffsetDateTime::now_utc();
     // The old key expires in 10 days: within the alert's 30.
-    let old = write(
+    let old = issue(
+        &ca,
         dir.path(),
-        "old",
-        &ca.issue_between(
-            "recipient 2026",
-            Usage::Recipient,
-            Algorithm::EcP256,
-            now - time::Duration::days(300),
-            now + time::Duration::days(10),
-        )
-        .unwrap(),
+        "recipient 2026",
+        Usage::Recipient,
+        now - time::Duration::days(300),
+        now + time::Duration::days(10),
     );
-    let new = write(
+    let new = issue(
+        &ca,
         dir.path(),
-        "new",
-        &ca.issue_between(
-            "recipient 2027",
-            Usage::Recipient,
-            Algorithm::EcP256,
-            now - time::Duration::hours(1),
-            now + time::Duration::days(365),
-        )
-        .unwrap(),
+        "recipient 2027",
+        Usage::Recipient,
+        now - time::Duration::hours(1),
+        now + time::Duration::days(365),
     );
     let switch_at = now + time::Duration::seconds(5);
     let from = switch_at
@@ -207,16 +211,14 @@ async fn envelopes_follow_the_key_in_use_and_the_switch_is_audited_and_alerted()
 /// A certificate valid from two days on, for a year.
 fn valid_later(ca: &DemoCa, dir: &Path, usage: Usage) -> Key {
     let now = time::OffsetDateTime::now_utc();
-    let issued = ca
-        .issue_between(
-            "later",
-            usage,
-            Algorithm::EcP256,
-            now + time::Duration::days(2),
-            now + time::Duration::days(365),
-        )
-        .unwrap();
-    write(dir, "later", &issued)
+    issue(
+        ca,
+        dir,
+        "later",
+        usage,
+        now + time::Duration::days(2),
+        now + time::Duration::days(365),
+    )
 }
 
 #[test]
@@ -317,18 +319,8 @@ async fn the_seal_switches_at_its_time_and_every_signature_verifies_with_its_own
     let (ca, trust) = test_ca(dir.path());
     let now = time::OffsetDateTime::now_utc();
     let seal = |name: &str, until: time::Duration| {
-        write(
-            dir.path(),
-            name,
-            &ca.issue_between(
-                name,
-                Usage::Seal,
-                Algorithm::EcP256,
-                now - time::Duration::days(300),
-                now + until,
-            )
-            .unwrap(),
-        )
+        let from = now - time::Duration::days(300);
+        issue(&ca, dir.path(), name, Usage::Seal, from, now + until)
     };
     // The old seal expires in 10 days: within the alert's 30.
     let (old, new) = (
@@ -467,17 +459,13 @@ fn config_check_refuses_a_seal_rotation_that_cannot_work() {
     // A key that is not the certificate's.
     let wrong = Key {
         key: demo("seal.key"),
-        ..write(
+        ..issue(
+            &ca,
             dir.path(),
-            "other",
-            &ca.issue_between(
-                "seal other",
-                Usage::Seal,
-                Algorithm::EcP256,
-                now - time::Duration::days(1),
-                now + time::Duration::days(365),
-            )
-            .unwrap(),
+            "seal other",
+            Usage::Seal,
+            now - time::Duration::days(1),
+            now + time::Duration::days(365),
         )
     };
     let (code, said) = check(Some(format!("[{}]", entry(&wrong, ""))), "");
@@ -502,12 +490,7 @@ fn an_expired_seal_may_stay_listed_without_its_key_and_a_gap_is_warned_about() {
     let (ca, trust) = test_ca(dir.path());
     let now = time::OffsetDateTime::now_utc();
     let days = time::Duration::days;
-    let issue = |name: &str, from: time::OffsetDateTime, until: time::OffsetDateTime| {
-        let issued = ca
-            .issue_between(name, Usage::Seal, Algorithm::EcP256, from, until)
-            .unwrap();
-        write(dir.path(), name, &issued)
-    };
+    let issue = |name: &str, from, until| issue(&ca, dir.path(), name, Usage::Seal, from, until);
     let expired = issue("seal 2025", now - days(400), now - days(1));
     std::fs::remove_file(&expired.key).unwrap();
     let current = issue("seal 2026", now - days(30), now + days(10));

@@ -17,18 +17,31 @@ use ozg_e2e::*;
 use ozg_gateway::tools::client::{self, SubmitRequest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ozg-gateway-e2e");
+const MAKE_TSA: &str = "interop/make_tsa.sh";
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
+/// Runs `program` with `args` in `dir`; it must succeed.
+fn run(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("openssl runs");
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run(dir, "openssl", args)
+}
+
+/// A CA, a TSA certificate under it and the TSA's `openssl ts` config, made
+/// in `dir` by `tests/interop/make_tsa.sh`.
+fn make_tsa(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(MAKE_TSA);
+    run(dir, "sh", &[&script.display().to_string(), "."])
 }
 
 /// A local TSA: its CA file and URL; it answers 503 while `down` is set.
@@ -45,13 +58,7 @@ impl LocalTsa {
     fn start() -> LocalTsa {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/make_tsa.sh");
-        let made = Command::new("sh").arg(script).arg(d).output().unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        make_tsa(d);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(true));

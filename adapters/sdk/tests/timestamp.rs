@@ -9,33 +9,31 @@ use std::process::Command;
 use ozg_adapter_sdk::timestamp::{self, TimestampError};
 use ozg_adapter_sdk::TrustAnchors;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
+const MAKE_TSA: &str = "../../tests/interop/make_tsa.sh";
+
+/// Runs `program` with `args` in `dir`; it must succeed.
+fn run(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("openssl runs");
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
-/// A CA and a TSA certificate (EKU timeStamping, critical) under it, and
-/// the `openssl ts` config of that TSA, in `dir` (`tests/interop/make_tsa.sh`).
+fn openssl(dir: &Path, args: &[&str]) {
+    run(dir, "openssl", args)
+}
+
+/// A CA, a TSA certificate (EKU timeStamping, critical) under it and the TSA's `openssl ts` config, made
+/// in `dir` by `tests/interop/make_tsa.sh`.
 fn tsa(dir: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/make_tsa.sh");
-    let out = Command::new("sh")
-        .arg(script)
-        .arg(dir)
-        .output()
-        .expect("sh runs");
-    assert!(
-        out.status.success(),
-        "make_tsa.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(MAKE_TSA);
+    run(dir, "sh", &[&script.display().to_string(), "."])
 }
 
 /// The TSA's answer to `request` (DER).

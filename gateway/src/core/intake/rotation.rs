@@ -173,10 +173,9 @@ mod tests {
         Arc::new(RecipientCert::new(c).unwrap())
     }
 
-    #[test]
-    fn the_latest_started_valid_window_is_used_and_switches_are_reported_once() {
-        let (a, b) = (cert("recipient-ec.pem"), cert("recipient-rsa.pem"));
-        let windows = vec![
+    /// `a` in use over [0, 300), `b` taking over at 100 until 1000.
+    fn two_windows<K>(a: &Arc<K>, b: &Arc<K>) -> Vec<KeyWindow<K>> {
+        vec![
             KeyWindow {
                 cert: a.clone(),
                 start: 0,
@@ -187,7 +186,13 @@ mod tests {
                 start: 100,
                 end: 1000,
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn the_latest_started_valid_window_is_used_and_switches_are_reported_once() {
+        let (a, b) = (cert("recipient-ec.pem"), cert("recipient-rsa.pem"));
+        let windows = two_windows(&a, &b);
         assert_eq!(current(&windows, 50).unwrap().cert.kid(), a.kid());
         assert_eq!(current(&windows, 100).unwrap().cert.kid(), b.kid());
         assert!(current(&windows, 1000).is_none());
@@ -222,18 +227,7 @@ mod tests {
     fn the_seal_switches_once_at_its_time_and_stays_when_none_is_in_use() {
         let (a, b) = (seal("seal"), seal("fitconnect-signing"));
         let kid = |s: &SealKey| s.certificate().thumbprint();
-        let windows = vec![
-            KeyWindow {
-                cert: a.clone(),
-                start: 0,
-                end: 300,
-            },
-            KeyWindow {
-                cert: b.clone(),
-                start: 100,
-                end: 1000,
-            },
-        ];
+        let windows = two_windows(&a, &b);
         assert!(Seals::rotating(windows.clone(), 1000).is_none());
         let seals = Seals::rotating(windows, 50).unwrap();
         assert_eq!(kid(&seals.current()), kid(&a));

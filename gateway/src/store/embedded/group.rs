@@ -82,108 +82,74 @@ pub(super) fn apply_group(
                 continue;
             }
         };
-        let (result, ok) = match op {
+        let result = match op {
             Op::Accept(sub, reply) => {
                 let r = match placed {
                     Some(Ok(at)) => insert_one(&sp, &sub, head, &at),
                     Some(Err(e)) => Err(e),
                     None => Err(StoreError::Corrupt("envelope not placed".into())),
                 };
-                let ok = r.is_ok();
                 if let (Ok(Accepted::Stored), Some(spool)) = (&r, &sub.spool) {
                     // Rows refer to it now. Should the group's commit still fail,
                     // the file is collected at the next purge like any segment
                     // nothing refers to.
                     spool.keep();
                 }
-                (Done::Accept(reply, r), ok)
+                Done::Accept(reply, r)
             }
             Op::Claim {
                 target,
                 now_ms,
                 limit,
                 reply,
-            } => {
-                let r = claim(&sp, &target, now_ms, limit);
-                let ok = r.is_ok();
-                (Done::Claim(reply, r), ok)
-            }
+            } => Done::Claim(reply, claim(&sp, &target, now_ms, limit)),
             Op::Record {
                 message_id,
                 outcome,
                 now_ms,
                 reply,
-            } => {
-                let r = record(&sp, &message_id, &outcome, now_ms, head);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
+            } => Done::Unit(reply, record(&sp, &message_id, &outcome, now_ms, head)),
             Op::Release { message_ids, reply } => {
-                let r = release(&sp, &message_ids, head);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
+                Done::Unit(reply, release(&sp, &message_ids, head))
             }
             Op::Audit(event, reply) => {
-                let r = head.append(&sp, &rfc3339_ms(now_ms()), event);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
+                Done::Unit(reply, head.append(&sp, &rfc3339_ms(now_ms()), event))
             }
-            Op::Zone(zone, reply) => {
-                let r = super::cases::set_zone(&sp, zone);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
-            Op::Checkpoint(c, reply) => {
-                let r = add_checkpoint(&sp, &c);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
+            Op::Zone(zone, reply) => Done::Unit(reply, super::cases::set_zone(&sp, zone)),
+            Op::Checkpoint(c, reply) => Done::Unit(reply, add_checkpoint(&sp, &c)),
             Op::Stamp {
                 seq,
                 token,
                 stamped_at,
                 reply,
-            } => {
-                let r = super::audit_log::add_stamp(&sp, seq, &token, stamped_at);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
+            } => Done::Unit(
+                reply,
+                super::audit_log::add_stamp(&sp, seq, &token, stamped_at),
+            ),
             Op::Setting {
                 kind,
                 id,
                 value,
                 event,
                 reply,
-            } => {
-                let r = set_setting(&sp, &kind, &id, value.as_deref(), event, head);
-                let ok = r.is_ok();
-                (Done::Unit(reply, r), ok)
-            }
+            } => Done::Unit(
+                reply,
+                set_setting(&sp, &kind, &id, value.as_deref(), event, head),
+            ),
             Op::Operate {
                 message_id,
                 action,
                 by,
                 reply,
-            } => {
-                let r = operate(&sp, &message_id, action, &by, head);
-                let ok = r.is_ok();
-                (Done::Operated(reply, r), ok)
-            }
-            Op::Purge(p, reply) => {
-                let r = purge(&sp, &p, head);
-                let ok = r.is_ok();
-                (Done::Count(reply, r), ok)
-            }
+            } => Done::Operated(reply, operate(&sp, &message_id, action, &by, head)),
+            Op::Purge(p, reply) => Done::Count(reply, purge(&sp, &p, head)),
             Op::Rebase {
                 target,
                 latest_ms,
                 reply,
-            } => {
-                let r = rebase(&sp, &target, latest_ms);
-                let ok = r.is_ok();
-                (Done::Count(reply, r), ok)
-            }
+            } => Done::Count(reply, rebase(&sp, &target, latest_ms)),
         };
+        let ok = result.ok();
         // Kept, or taken back. What cannot be taken back fails the whole group:
         // its changes might otherwise be committed with the rest.
         let kept = if ok { sp.release().err() } else { None };

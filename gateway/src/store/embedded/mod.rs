@@ -414,17 +414,11 @@ impl Store for EmbeddedStore {
         let Some(s) = &c.stored_at else {
             return self.envelope(&c.message_id);
         };
-        let at = Location {
-            segment: s.segment,
-            offset: s.offset,
-            len: s.len,
-            crc32: s.crc32,
-            size: 0,
-        };
-        let segments = self.segments.clone();
+        let at = Location::from(s);
         if (1..=INLINE_READ_BYTES).contains(&c.size) {
-            return Box::pin(std::future::ready(segments.read_stored(&at).map(Some)));
+            return Box::pin(std::future::ready(self.segments.read_stored(&at).map(Some)));
         }
+        let segments = self.segments.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || segments.read_stored(&at).map(Some))
                 .await

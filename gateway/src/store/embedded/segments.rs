@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::recipe::{parse_recipe, place, recipe_len, Step, RECIPE};
+use crate::model::delivery::StoredAt;
 use crate::model::submission::{envelope_checksum, NewDelivery, SharedPiece, SpoolFile};
 use crate::store::StoreError;
 
@@ -69,6 +70,19 @@ pub struct Location {
     pub crc32: u32,
     /// Bytes of the whole envelope (0 where unknown: only reading needs none).
     pub size: i64,
+}
+
+impl From<&StoredAt> for Location {
+    /// Where a claim says its envelope lies (reading needs no whole size).
+    fn from(s: &StoredAt) -> Location {
+        Location {
+            segment: s.segment,
+            offset: s.offset,
+            len: s.len,
+            crc32: s.crc32,
+            size: 0,
+        }
+    }
 }
 
 pub(super) fn invalid(what: String) -> io::Error {

@@ -115,16 +115,24 @@ impl Done {
         matches!(self, Done::Accept(_, Ok(Accepted::Stored)))
     }
 
-    /// The disk refused this one (e.g. its envelopes could not be appended).
-    fn io_failed(&self) -> bool {
-        let err = match self {
+    fn error(&self) -> Option<&StoreError> {
+        match self {
             Done::Accept(_, r) => r.as_ref().err(),
             Done::Unit(_, r) => r.as_ref().err(),
             Done::Claim(_, r) => r.as_ref().err(),
             Done::Count(_, r) => r.as_ref().err(),
             Done::Operated(_, r) => r.as_ref().err(),
-        };
-        matches!(err, Some(StoreError::Io(_)))
+        }
+    }
+
+    /// The operation succeeded (and its changes are to be kept).
+    pub(super) fn ok(&self) -> bool {
+        self.error().is_none()
+    }
+
+    /// The disk refused this one (e.g. its envelopes could not be appended).
+    fn io_failed(&self) -> bool {
+        matches!(self.error(), Some(StoreError::Io(_)))
     }
 
     fn send(self) {
